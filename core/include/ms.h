@@ -1,0 +1,412 @@
+/*
+ * ms.h - the public C API of libms, the ms-host runtime core.
+ *
+ * libms is a multi-threaded async runtime: a work-stealing executor that
+ * polls tasks (a poll function plus its state), a blocking thread pool,
+ * runtime configuration with validation, an error model with severities
+ * and recovery strategies, and runtime metrics.
+ *
+ * Conventions:
+ *   - Every handle is opaque; every symbol carries the ms_ prefix.
+ *   - Functions that can fail return 0 or a negative ms_err code and, when
+ *     given an ms_error *, fill it with a human-readable message naming the
+ *     value at fault.  Nothing in libms aborts on bad input.
+ *   - Durations in the C API are milliseconds unless a name says otherwise.
+ *
+ * This header is the only one a user of the core includes.  The core knows
+ * nothing of Lua.
+ */
+#ifndef MS_H
+#define MS_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MS_VERSION_MAJOR 0
+#define MS_VERSION_MINOR 1
+#define MS_VERSION_PATCH 0
+#define MS_VERSION_STRING "0.1.0"
+
+#if defined(__GNUC__)
+#define MS_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define MS_PRINTF(f, a)
+#endif
+
+/* ------------------------------------------------------------------------
+ * Errors
+ *
+ * Every error code belongs to one kind and has a default severity and a
+ * default recovery strategy (see docs/errors.md for the table).  Callers
+ * that supervise work (the Lua host's supervisors) start from this mapping
+ * and may override it.
+ * ---------------------------------------------------------------------- */
+
+typedef enum ms_err {
+    MS_OK = 0,
+
+    /* kind Runtime */
+    MS_E_BUILD_FAILED = -1,      /* the runtime could not be built */
+    MS_E_STARTUP_FAILED = -2,    /* a runtime thread could not be started */
+    MS_E_SHUTDOWN_FAILED = -3,   /* shutdown did not complete in time */
+    MS_E_CONFIG_INVALID = -4,    /* ConfigurationInvalid: field, value, range */
+    MS_E_SHUTTING_DOWN = -5,     /* the runtime no longer accepts work */
+    MS_E_WRONG_THREAD = -6,      /* e.g. block_on called on a worker */
+
+    /* kind Task */
+    MS_E_TASK_FAILED = -20,      /* the task's poll function reported failure */
+    MS_E_TASK_CANCELLED = -21,   /* aborted, or cancelled by shutdown */
+    MS_E_TIMEOUT = -22,          /* a wait gave up; the awaited thing lives on */
+
+    /* kind Resource */
+    MS_E_NO_MEMORY = -40,        /* an allocation failed */
+    MS_E_EXHAUSTED = -41,        /* a bounded resource is full */
+    MS_E_THREAD_LIMIT = -42,     /* the OS refused another thread */
+    MS_E_CLOSED = -43,           /* the resource was closed */
+
+    /* kind Io */
+    MS_E_IO = -60,               /* an operating-system I/O call failed */
+    MS_E_NOT_ENABLED = -61,      /* time or I/O used on a runtime without it */
+
+    /* kind Usage */
+    MS_E_INVALID_ARGUMENT = -80, /* a caller passed a value outside the contract */
+
+    /* kind Internal */
+    MS_E_INTERNAL = -99          /* a broken invariant; report it as a bug */
+} ms_err;
+
+typedef enum ms_err_kind {
+    MS_KIND_NONE = 0,
+    MS_KIND_RUNTIME,
+    MS_KIND_TASK,
+    MS_KIND_RESOURCE,
+    MS_KIND_IO,
+    MS_KIND_USAGE,
+    MS_KIND_INTERNAL
+} ms_err_kind;
+
+typedef enum ms_severity {
+    MS_SEVERITY_LOW = 0,
+    MS_SEVERITY_MEDIUM,
+    MS_SEVERITY_HIGH,
+    MS_SEVERITY_CRITICAL
+} ms_severity;
+
+typedef enum ms_recovery_kind {
+    MS_RECOVER_IGNORE = 0,        /* log and go on */
+    MS_RECOVER_RETRY,             /* retry up to max_attempts, delay_ms apart */
+    MS_RECOVER_RESTART,           /* restart the failed component */
+    MS_RECOVER_ESCALATE,          /* hand the failure to the parent/operator */
+    MS_RECOVER_RELOAD,            /* reload configuration, then retry */
+    MS_RECOVER_CIRCUIT_BREAKER,   /* open after failure_threshold failures */
+    MS_RECOVER_FAILOVER           /* switch to a standby */
+} ms_recovery_kind;
+
+typedef struct ms_recovery {
+    ms_recovery_kind kind;
+    uint32_t max_attempts;       /* RETRY */
+    uint64_t delay_ms;           /* RETRY */
+    uint32_t failure_threshold;  /* CIRCUIT_BREAKER */
+    uint64_t reset_timeout_ms;   /* CIRCUIT_BREAKER */
+} ms_recovery;
+
+#define MS_ERROR_MESSAGE_MAX 256
+
+/* An error value: the code and a message naming what was at fault. */
+typedef struct ms_error {
+    ms_err code;
+    char message[MS_ERROR_MESSAGE_MAX];
+} ms_error;
+
+/* "ConfigurationInvalid", "TaskFailed", ...; never NULL. */
+const char *ms_err_name(int code);
+ms_err_kind ms_err_kind_of(int code);
+/* "Runtime", "Task", "Resource", "Io", "Usage", "Internal". */
+const char *ms_err_kind_name(ms_err_kind kind);
+ms_severity ms_err_severity(int code);
+/* "low", "medium", "high", "critical". */
+const char *ms_severity_name(ms_severity s);
+ms_recovery ms_err_recovery(int code);
+/* "ignore", "retry", "restart", "escalate", "reload", "circuit_breaker",
+ * "failover". */
+const char *ms_recovery_name(ms_recovery_kind kind);
+
+/* Sets err (if not NULL) to code and a formatted message; returns code, so
+ * that `return ms_error_set(err, MS_E_..., "...")` reads naturally. */
+int ms_error_set(ms_error *err, int code, const char *fmt, ...) MS_PRINTF(3, 4);
+int ms_error_setv(ms_error *err, int code, const char *fmt, va_list ap);
+
+/* ------------------------------------------------------------------------
+ * Configuration (the seed's RuntimeConfig plus the scheduler's knobs)
+ * ---------------------------------------------------------------------- */
+
+typedef struct ms_config {
+    uint32_t worker_threads;        /* default: online CPUs; 1..MS_MAX_WORKERS */
+    uint32_t max_blocking_threads;  /* default 512; 1..MS_MAX_BLOCKING_THREADS */
+    uint64_t thread_keep_alive_ms;  /* idle blocking thread lifetime, default 60000 */
+    size_t thread_stack_size;       /* bytes, default 2 MiB; >= PTHREAD_STACK_MIN */
+    bool enable_all;                /* implies enable_time and enable_io */
+    bool enable_time;
+    bool enable_io;
+    uint32_t global_queue_interval; /* ticks between injection-queue checks, default 61 */
+    uint32_t event_interval;        /* ticks between driver/maintenance checks, default 61 */
+    uint32_t budget;                /* coop budget per task poll, default 128 */
+    uint64_t shutdown_timeout_ms;   /* default 30000 */
+    const char *thread_name;        /* prefix for thread names, default "ms" */
+
+    /* Called on every runtime thread (workers and blocking threads) right
+     * after it starts and right before it exits, with the thread's name. */
+    void (*on_thread_start)(void *ud, const char *thread_name);
+    void (*on_thread_stop)(void *ud, const char *thread_name);
+    void *hook_ud;
+} ms_config;
+
+#define MS_MAX_WORKERS 1024
+#define MS_MAX_BLOCKING_THREADS 65536
+#define MS_MAX_STACK_SIZE ((size_t)1 << 30)
+#define MS_MAX_BUDGET 1000000u
+#define MS_MAX_INTERVAL 1000000u
+#define MS_MAX_DURATION_MS (7ull * 24 * 3600 * 1000) /* one week */
+
+/* Fills cfg with the defaults above. */
+void ms_config_default(ms_config *cfg);
+
+/* Checks every field.  On the first bad field returns MS_E_CONFIG_INVALID
+ * with a message naming the field, the value and the allowed range. */
+int ms_config_validate(const ms_config *cfg, ms_error *err);
+
+/* Sets one field by name from text ("worker_threads", "4"), as profiles and
+ * `--set key=value` do.  Durations accept a unit suffix (ms, s, m); sizes
+ * accept K/M/G suffixes; booleans accept true/false/1/0/on/off.  An unknown
+ * field or an unparsable value is MS_E_CONFIG_INVALID naming it; cfg is left
+ * unchanged then. */
+int ms_config_set(ms_config *cfg, const char *key, const char *value, ms_error *err);
+
+/* Writes `name = value` lines describing cfg into buf (like snprintf). */
+int ms_config_describe(const ms_config *cfg, char *buf, size_t size);
+
+/* ------------------------------------------------------------------------
+ * Runtime
+ * ---------------------------------------------------------------------- */
+
+typedef struct ms_runtime ms_runtime;
+
+/* Validates cfg (NULL means defaults), starts the workers and returns the
+ * runtime.  Fails with MS_E_CONFIG_INVALID or MS_E_STARTUP_FAILED; nothing is
+ * left running on failure. */
+int ms_runtime_new(const ms_config *cfg, ms_runtime **out, ms_error *err);
+
+typedef enum ms_shutdown_mode {
+    /* Refuse new work, let tasks run to completion until the timeout, then
+     * cancel what is left. */
+    MS_SHUTDOWN_DRAIN = 0,
+    /* Refuse new work and cancel every task now; only blocking jobs already
+     * running are waited for (they cannot be interrupted). */
+    MS_SHUTDOWN_CANCEL = 1
+} ms_shutdown_mode;
+
+typedef struct ms_shutdown_report {
+    bool met_timeout;              /* everything stopped within the timeout */
+    uint64_t elapsed_ms;
+    uint64_t drained_tasks;        /* tasks that finished during the drain */
+    uint64_t cancelled_tasks;      /* tasks cancelled (never polled again) */
+    uint64_t cancelled_blocking;   /* queued blocking jobs that never started */
+    uint32_t abandoned_threads;    /* threads still running at the deadline */
+} ms_shutdown_report;
+
+/* Stops the runtime: new spawns fail with MS_E_SHUTTING_DOWN at once; then
+ * drains or cancels (see mode) and joins every thread.  Returns 0 when all
+ * of it finished within timeout_ms, else MS_E_SHUTDOWN_FAILED (threads that
+ * were still running are left to finish on their own and the runtime's
+ * memory is then never freed).  Calling it again returns the first result.
+ * Must not be called from a runtime thread. */
+int ms_runtime_shutdown(ms_runtime *rt, ms_shutdown_mode mode, uint64_t timeout_ms,
+                        ms_shutdown_report *report);
+
+/* Shuts down (MS_SHUTDOWN_CANCEL, the config's shutdown_timeout) if that
+ * was not done, and frees the runtime.  Task handles stay valid. */
+void ms_runtime_free(ms_runtime *rt);
+
+/* The configuration the runtime was built with (validated, resolved). */
+const ms_config *ms_runtime_config(const ms_runtime *rt);
+
+/* The runtime whose worker or blocking thread calls this, else NULL. */
+ms_runtime *ms_runtime_current(void);
+
+/* ------------------------------------------------------------------------
+ * Tasks, wakers and the poll context
+ * ---------------------------------------------------------------------- */
+
+typedef struct ms_task ms_task;   /* a join handle; refcounted */
+typedef struct ms_cx ms_cx;       /* the context a poll function runs in */
+
+typedef enum ms_poll {
+    MS_POLL_READY = 0,   /* finished; the output is in ms_cx_set_output */
+    MS_POLL_PENDING = 1, /* not done; a waker was (or will be) registered */
+    MS_POLL_ERROR = 2    /* failed; see ms_cx_fail */
+} ms_poll;
+
+/* A task's poll function.  It is called on one thread at a time, with a
+ * happens-before edge between consecutive calls, on any worker. */
+typedef ms_poll (*ms_poll_fn)(ms_cx *cx, void *state);
+
+/* Called exactly once with the task's state after the task finished,
+ * failed or was cancelled.  May be NULL. */
+typedef void (*ms_drop_fn)(void *state);
+
+/* A waker: something that, when woken, makes a pending computation be
+ * polled again.  Any thread may wake any number of times.  A waker value is
+ * owned: clone it to keep it, and wake or drop every clone exactly once. */
+typedef struct ms_waker ms_waker;
+typedef struct ms_waker_vtable {
+    ms_waker (*clone)(void *data);
+    void (*wake)(void *data);          /* wake and release */
+    void (*wake_by_ref)(void *data);   /* wake, keep */
+    void (*drop)(void *data);          /* release without waking */
+} ms_waker_vtable;
+struct ms_waker {
+    const ms_waker_vtable *vtable;
+    void *data;
+};
+
+ms_waker ms_waker_clone(const ms_waker *w);
+void ms_waker_wake(ms_waker *w);            /* consumes *w; it becomes null */
+void ms_waker_wake_by_ref(const ms_waker *w);
+void ms_waker_drop(ms_waker *w);            /* consumes *w; it becomes null */
+bool ms_waker_is_null(const ms_waker *w);
+bool ms_waker_will_wake(const ms_waker *a, const ms_waker *b);
+/* Replaces *slot with a clone of w unless it would wake the same thing. */
+void ms_waker_store(ms_waker *slot, const ms_waker *w);
+
+/* The waker of the computation being polled (borrowed: clone to keep). */
+const ms_waker *ms_cx_waker(ms_cx *cx);
+ms_runtime *ms_cx_runtime(ms_cx *cx);
+/* The running task, or NULL inside ms_block_on. */
+ms_task *ms_cx_task(ms_cx *cx);
+/* Sets what the task's join handle will return.  Owned by the caller. */
+void ms_cx_set_output(ms_cx *cx, void *output);
+/* Records a failure and returns MS_POLL_ERROR: `return ms_cx_fail(...)`. */
+ms_poll ms_cx_fail(ms_cx *cx, int code, const char *fmt, ...) MS_PRINTF(3, 4);
+/* Re-schedules the task behind the others and returns MS_POLL_PENDING. */
+ms_poll ms_cx_yield(ms_cx *cx);
+
+/* Cooperative budget: every operation that may loop without yielding
+ * (joins, channel receives, ...) calls this first.  When the task has used
+ * its budget for this poll it returns false, having arranged a re-poll and
+ * counted a forced yield; the operation must then return pending. */
+bool ms_coop_proceed(ms_cx *cx);
+
+/* Spawns a task.  From a worker thread of rt it goes to that worker's local
+ * queue; from any other thread to the injection queue.  On success, if
+ * handle is not NULL, *handle is a join handle to release with
+ * ms_task_release; pass NULL to detach.  On failure (MS_E_SHUTTING_DOWN,
+ * MS_E_NO_MEMORY) the state stays the caller's: drop is not called. */
+int ms_spawn(ms_runtime *rt, ms_poll_fn poll, void *state, ms_drop_fn drop,
+             ms_task **handle);
+
+/* Runs poll on the calling thread until it is ready, parking the thread
+ * between wakes (Tokio's block_on).  Spawns inside go to the workers.
+ * Returns 0 with *output set, the code passed to ms_cx_fail (err gets its
+ * message), or MS_E_WRONG_THREAD on a runtime thread, MS_E_SHUTTING_DOWN. */
+int ms_block_on(ms_runtime *rt, ms_poll_fn poll, void *state, void **output,
+                ms_error *err);
+
+/* Waits on a plain thread for the task to end, up to timeout_ms (negative:
+ * forever).  Returns 0 with *output, MS_E_TIMEOUT (the handle stays valid
+ * and the task runs on), MS_E_TASK_FAILED (err names the failure),
+ * MS_E_TASK_CANCELLED, or MS_E_WRONG_THREAD on a worker thread (which must
+ * not block: use ms_task_poll_join). */
+int ms_task_join(ms_task *t, int64_t timeout_ms, void **output, ms_error *err);
+
+/* Polls for the task's end from inside another task.  Ready: *result is
+ * 0, MS_E_TASK_FAILED or MS_E_TASK_CANCELLED and *output/err are set as by
+ * ms_task_join.  Pending: the caller's waker is registered. */
+ms_poll ms_task_poll_join(ms_task *t, ms_cx *cx, void **output, int *result,
+                          ms_error *err);
+
+/* Requests cancellation.  A task not running is cancelled before its next
+ * poll; a running one after its current poll.  No effect once it ended. */
+void ms_task_abort(ms_task *t);
+
+bool ms_task_is_finished(const ms_task *t);
+uint64_t ms_task_id(const ms_task *t);
+
+/* Drops the handle.  The task runs on (detached); its output is ignored. */
+void ms_task_release(ms_task *t);
+
+/* ------------------------------------------------------------------------
+ * Blocking pool
+ * ---------------------------------------------------------------------- */
+
+typedef void *(*ms_blocking_fn)(void *arg);
+
+/* Runs fn(arg) on a blocking-pool thread; its return value is the join
+ * output.  Threads are created on demand up to max_blocking_threads and
+ * leave after thread_keep_alive idle; jobs queue in FIFO order.  The handle
+ * works with ms_task_join and ms_task_poll_join; abort cancels a job that
+ * has not started.  Callable from any thread. */
+int ms_spawn_blocking(ms_runtime *rt, ms_blocking_fn fn, void *arg, ms_task **handle);
+
+/* ------------------------------------------------------------------------
+ * Metrics
+ * ---------------------------------------------------------------------- */
+
+typedef struct ms_worker_metrics {
+    uint64_t park_count;            /* times the worker went to sleep */
+    uint64_t noop_count;            /* wake-ups that found no work (spurious) */
+    uint64_t steal_count;           /* tasks stolen from other workers */
+    uint64_t steal_operations;      /* successful steal attempts */
+    uint64_t poll_count;            /* task polls */
+    uint64_t busy_ns;               /* time not parked */
+    uint64_t forced_yields;         /* polls cut short by the coop budget */
+    uint64_t overflow_count;        /* local queue overflows to the injection queue */
+    uint64_t local_schedule_count;  /* tasks scheduled on this worker's queue */
+    uint64_t spawned_tasks;         /* tasks spawned from this worker */
+    uint32_t local_queue_depth;
+    uint32_t local_queue_capacity;
+    bool parked;
+} ms_worker_metrics;
+
+typedef struct ms_metrics {
+    uint64_t uptime_ns;
+    uint32_t workers;
+    uint32_t blocking_threads;
+    uint32_t idle_blocking_threads;
+    uint32_t max_blocking_threads;
+    uint64_t spawned_tasks;         /* total, workers plus outside threads */
+    uint64_t remote_spawned_tasks;  /* spawned from outside the workers */
+    uint64_t alive_tasks;           /* spawned and not yet ended */
+    uint64_t failed_tasks;
+    uint64_t cancelled_tasks;
+    uint64_t injection_queue_depth;
+    uint64_t blocking_queue_depth;
+    uint64_t blocking_jobs_total;
+    /* sums over the workers */
+    uint64_t park_count, noop_count, steal_count, steal_operations, poll_count,
+        busy_ns, forced_yields, overflow_count, local_schedule_count,
+        local_queue_depth;
+    ms_worker_metrics worker[];     /* `workers` entries */
+} ms_metrics;
+
+/* A consistent-enough snapshot (each counter is read atomically; the set is
+ * not one instant).  Free with ms_metrics_free.  NULL on allocation failure. */
+ms_metrics *ms_metrics_snapshot(ms_runtime *rt);
+void ms_metrics_free(ms_metrics *m);
+/* The snapshot as JSON ({"workers":..., "per_worker":[...]}); free with
+ * ms_free.  NULL on allocation failure. */
+char *ms_metrics_to_json(const ms_metrics *m, bool pretty);
+void ms_free(void *p);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t ms_now_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MS_H */

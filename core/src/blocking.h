@@ -1,0 +1,46 @@
+/*
+ * blocking.h - the blocking thread pool.
+ *
+ * Jobs wait in one FIFO queue under the pool's mutex.  A job either goes
+ * to an idle thread (signalled on the condition variable; `notified` counts
+ * signals not yet taken, so two jobs never count on the same idle thread)
+ * or, when none is idle and fewer than max threads exist, to a new thread.
+ * A thread idle for keep_alive exits.  Threads are detached; the pool
+ * counts them and shutdown waits for the count to reach zero.
+ */
+#ifndef MS_BLOCKING_H
+#define MS_BLOCKING_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ms.h"
+
+typedef struct blk_pool {
+    ms_runtime *rt;             /* immutable */
+    pthread_mutex_t lock;
+    pthread_cond_t work_cond;   /* idle threads wait here */
+    pthread_cond_t exit_cond;   /* shutdown waits here for threads == 0 */
+    /* Everything below up to the gauges is under lock. */
+    ms_task *head, *tail;
+    uint32_t threads, idle, notified, max_threads;
+    uint64_t keep_alive_ns;
+    uint64_t next_name;
+    bool shutdown;
+    /* Gauges mirrored for metrics: written under lock, read without. */
+    _Atomic uint64_t queue_depth;
+    _Atomic uint32_t threads_gauge, idle_gauge;
+    _Atomic uint64_t jobs_total;
+} blk_pool;
+
+void blk_init(blk_pool *p, ms_runtime *rt, const ms_config *cfg);
+int blk_spawn(blk_pool *p, ms_task *t, ms_error *err);
+/* Refuses new jobs, cancels queued ones (returns how many via *cancelled)
+ * and waits for running threads until deadline_ns.  Returns the number of
+ * threads still running then. */
+uint32_t blk_shutdown(blk_pool *p, uint64_t deadline_ns, uint64_t *cancelled);
+void blk_destroy(blk_pool *p);
+
+#endif

@@ -1,0 +1,134 @@
+/*
+ * metrics.c - runtime metrics snapshots and their JSON rendering.
+ *
+ * A snapshot reads every counter once with relaxed loads: each number is
+ * exact for its own instant, and the set is close to one instant (a
+ * snapshot takes a few microseconds).  Sums over the workers are computed
+ * here so that readers need not.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "runtime.h"
+
+ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
+    sched *s = &rt->sched;
+    ms_metrics *m = calloc(1, sizeof *m + s->nworkers * sizeof(ms_worker_metrics));
+    if (!m)
+        return NULL;
+    uint64_t now = ms_now_ns();
+    m->uptime_ns = now - rt->start_ns;
+    m->workers = s->nworkers;
+    m->blocking_threads = atomic_load_explicit(&rt->blocking.threads_gauge, memory_order_relaxed);
+    m->idle_blocking_threads = atomic_load_explicit(&rt->blocking.idle_gauge, memory_order_relaxed);
+    m->max_blocking_threads = rt->cfg.max_blocking_threads;
+    m->remote_spawned_tasks = atomic_load_explicit(&rt->remote_spawned, memory_order_relaxed);
+    m->alive_tasks = own_count(&rt->owned);
+    m->failed_tasks = atomic_load_explicit(&rt->failed, memory_order_relaxed);
+    m->cancelled_tasks = atomic_load_explicit(&rt->cancelled, memory_order_relaxed);
+    m->injection_queue_depth = inj_len(&s->inject);
+    m->blocking_queue_depth = atomic_load_explicit(&rt->blocking.queue_depth, memory_order_relaxed);
+    m->blocking_jobs_total = atomic_load_explicit(&rt->blocking.jobs_total, memory_order_relaxed);
+    m->spawned_tasks = m->remote_spawned_tasks;
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        sched_worker *w = &s->workers[i];
+        ms_worker_metrics *o = &m->worker[i];
+        o->park_count = met_get(&w->m.parks);
+        o->noop_count = met_get(&w->m.noops);
+        o->steal_count = met_get(&w->m.steals);
+        o->steal_operations = met_get(&w->m.steal_ops);
+        o->poll_count = met_get(&w->m.polls);
+        o->forced_yields = met_get(&w->m.forced_yields);
+        o->overflow_count = met_get(&w->m.overflows);
+        o->local_schedule_count = met_get(&w->m.local_schedules);
+        o->spawned_tasks = met_get(&w->m.spawned);
+        uint64_t since = met_get(&w->m.busy_since);
+        o->busy_ns = met_get(&w->m.busy_ns) + (since && now > since ? now - since : 0);
+        o->parked = since == 0;
+        o->local_queue_depth = rq_len(&w->queue);
+        o->local_queue_capacity = RQ_CAP;
+
+        m->park_count += o->park_count;
+        m->noop_count += o->noop_count;
+        m->steal_count += o->steal_count;
+        m->steal_operations += o->steal_operations;
+        m->poll_count += o->poll_count;
+        m->busy_ns += o->busy_ns;
+        m->forced_yields += o->forced_yields;
+        m->overflow_count += o->overflow_count;
+        m->local_schedule_count += o->local_schedule_count;
+        m->local_queue_depth += o->local_queue_depth;
+        m->spawned_tasks += o->spawned_tasks;
+    }
+    return m;
+}
+
+void ms_metrics_free(ms_metrics *m) {
+    free(m);
+}
+
+/* cJSON numbers are doubles: exact up to 2^53, far beyond any counter's
+ * reach in practice. */
+static void add_u64(cJSON *o, const char *k, uint64_t v) {
+    cJSON_AddNumberToObject(o, k, (double)v);
+}
+
+char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root)
+        return NULL;
+    add_u64(root, "uptime_ns", m->uptime_ns);
+    add_u64(root, "workers", m->workers);
+    add_u64(root, "blocking_threads", m->blocking_threads);
+    add_u64(root, "idle_blocking_threads", m->idle_blocking_threads);
+    add_u64(root, "max_blocking_threads", m->max_blocking_threads);
+    add_u64(root, "spawned_tasks", m->spawned_tasks);
+    add_u64(root, "remote_spawned_tasks", m->remote_spawned_tasks);
+    add_u64(root, "alive_tasks", m->alive_tasks);
+    add_u64(root, "failed_tasks", m->failed_tasks);
+    add_u64(root, "cancelled_tasks", m->cancelled_tasks);
+    add_u64(root, "injection_queue_depth", m->injection_queue_depth);
+    add_u64(root, "blocking_queue_depth", m->blocking_queue_depth);
+    add_u64(root, "blocking_jobs_total", m->blocking_jobs_total);
+    add_u64(root, "park_count", m->park_count);
+    add_u64(root, "noop_count", m->noop_count);
+    add_u64(root, "steal_count", m->steal_count);
+    add_u64(root, "steal_operations", m->steal_operations);
+    add_u64(root, "poll_count", m->poll_count);
+    add_u64(root, "busy_ns", m->busy_ns);
+    add_u64(root, "forced_yields", m->forced_yields);
+    add_u64(root, "overflow_count", m->overflow_count);
+    add_u64(root, "local_schedule_count", m->local_schedule_count);
+    add_u64(root, "local_queue_depth", m->local_queue_depth);
+    cJSON *arr = cJSON_AddArrayToObject(root, "per_worker");
+    for (uint32_t i = 0; arr && i < m->workers; i++) {
+        const ms_worker_metrics *w = &m->worker[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            break;
+        add_u64(o, "index", i);
+        add_u64(o, "park_count", w->park_count);
+        add_u64(o, "noop_count", w->noop_count);
+        add_u64(o, "steal_count", w->steal_count);
+        add_u64(o, "steal_operations", w->steal_operations);
+        add_u64(o, "poll_count", w->poll_count);
+        add_u64(o, "busy_ns", w->busy_ns);
+        add_u64(o, "forced_yields", w->forced_yields);
+        add_u64(o, "overflow_count", w->overflow_count);
+        add_u64(o, "local_schedule_count", w->local_schedule_count);
+        add_u64(o, "spawned_tasks", w->spawned_tasks);
+        add_u64(o, "local_queue_depth", w->local_queue_depth);
+        add_u64(o, "local_queue_capacity", w->local_queue_capacity);
+        cJSON_AddBoolToObject(o, "parked", w->parked);
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *out = pretty ? cJSON_Print(root) : cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!out)
+        return NULL;
+    /* cJSON allocates with its hooks (malloc by default); hand back memory
+     * that ms_free (free) releases. */
+    return out;
+}

@@ -1,0 +1,487 @@
+/*
+ * sched.c - worker threads, task placement, stealing and parking.
+ *
+ * A worker's loop: take the next task (every global_queue_interval ticks
+ * the injection queue first, so it is never starved; then the local queue;
+ * then a batch from the injection queue), else steal half of another
+ * worker's queue (random start, at most half the workers searching), else
+ * park.  After polling a task it runs what the poll put in the LIFO slot,
+ * at most SCHED_MAX_LIFO_POLLS in a row.
+ *
+ * Placement: a task woken or spawned on a worker goes to that worker (the
+ * LIFO slot, displacing the previous occupant to the local queue); a yield
+ * goes to the back of the local queue; anything from another thread goes
+ * to the injection queue and may wake a sleeper.  A full local queue moves
+ * half of itself to the injection queue in one batch.
+ *
+ * Costs on the hot path: no shared atomic per poll (metrics are per worker),
+ * one CAS per local pop, one seq_cst fence plus a load when a push might
+ * need a sleeper woken.
+ */
+#define _GNU_SOURCE
+#include "sched.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime.h"
+#include "task.h"
+#include "thread.h"
+
+static __thread sched_worker *tls_worker;
+
+void met_worker_init(met_worker *m) {
+    memset(m, 0, sizeof *m);
+}
+
+sched_worker *sched_current_worker(sched *s) {
+    sched_worker *w = tls_worker;
+    return w && w->sched == s ? w : NULL;
+}
+
+sched_worker *sched_current_worker_any(void) {
+    return tls_worker;
+}
+
+void sched_count_poll(sched_worker *w) {
+    met_add(&w->m.polls, 1);
+}
+
+void sched_count_forced_yield(sched_worker *w) {
+    met_add(&w->m.forced_yields, 1);
+}
+
+static uint32_t rng_next(sched_worker *w) {
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    w->rng = x;
+    return (uint32_t)(x >> 32);
+}
+
+uint64_t sched_next_id(sched *s) {
+    sched_worker *w = sched_current_worker(s);
+    if (w) {
+        if (w->id_next == w->id_end) {
+            uint64_t block = atomic_fetch_add_explicit(&s->next_id_block, 1, memory_order_relaxed);
+            w->id_next = block * SCHED_ID_BLOCK;
+            w->id_end = w->id_next + SCHED_ID_BLOCK;
+        }
+        return w->id_next++;
+    }
+    /* Outside the workers: a block of one. */
+    return atomic_fetch_add_explicit(&s->next_id_block, 1, memory_order_relaxed) * SCHED_ID_BLOCK;
+}
+
+/* ---- waking sleepers ---- */
+
+static void notify_parked(sched *s) {
+    /* Pairs with the seq_cst RMW a parking worker does before its last
+     * look at the queues: either it sees our task or we see it asleep. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!idle_should_wake(&s->idle))
+        return;
+    int i = idle_claim_sleeper(&s->idle);
+    if (i >= 0)
+        park_unpark(&s->workers[i].parker);
+}
+
+static bool work_pending(sched *s) {
+    if (inj_len(&s->inject) > 0)
+        return true;
+    for (uint32_t i = 0; i < s->nworkers; i++)
+        if (!rq_is_empty(&s->workers[i].queue))
+            return true;
+    return false;
+}
+
+/* ---- placement ---- */
+
+static void inject_or_cancel(sched *s, ms_task *t) {
+    if (!inj_push(&s->inject, t))
+        task_cancel_queued(t); /* shut down: nobody will drain it */
+}
+
+static void push_back(sched_worker *w, ms_task *t) {
+    sched *s = w->sched;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (rq_try_push(&w->queue, t))
+            return;
+        ms_task *batch[RQ_CAP / 2 + 1];
+        uint32_t n = rq_take_half(&w->queue, batch);
+        if (n == 0)
+            continue; /* a thief raced us and made room, or holds the head */
+        batch[n++] = t;
+        for (uint32_t i = 0; i + 1 < n; i++)
+            batch[i]->next = batch[i + 1];
+        met_add(&w->m.overflows, 1);
+        if (!inj_push_batch(&s->inject, batch[0], batch[n - 1], n)) {
+            for (uint32_t i = 0; i < n; i++)
+                task_cancel_queued(batch[i]);
+        }
+        return;
+    }
+    inject_or_cancel(s, t);
+}
+
+static void schedule_local(sched_worker *w, ms_task *t, bool is_yield) {
+    bool notify;
+    met_add(&w->m.local_schedules, 1);
+    if (is_yield) {
+        push_back(w, t);
+        notify = true;
+    } else {
+        ms_task *prev = w->lifo;
+        w->lifo = t;
+        notify = prev != NULL;
+        if (prev)
+            push_back(w, prev);
+    }
+    if (notify)
+        notify_parked(w->sched);
+}
+
+void sched_schedule(sched *s, ms_task *t, bool is_yield) {
+    sched_worker *w = sched_current_worker(s);
+    if (w) {
+        schedule_local(w, t, is_yield);
+        return;
+    }
+    if (!inj_push(&s->inject, t)) {
+        task_cancel_queued(t);
+        return;
+    }
+    notify_parked(s);
+}
+
+/* ---- finding work ---- */
+
+/* Moves a fair share of the injection queue into the local queue and
+ * returns one task of it. */
+static ms_task *pull_inject(sched_worker *w) {
+    sched *s = w->sched;
+    uint64_t len = inj_len(&s->inject);
+    if (len == 0)
+        return NULL;
+    uint64_t want = len / s->nworkers + 1;
+    uint32_t room = rq_room(&w->queue);
+    if (want > room + 1)
+        want = room + 1;
+    if (want > RQ_CAP / 2)
+        want = RQ_CAP / 2;
+    uint64_t got;
+    ms_task *first = inj_pop_batch(&s->inject, want, &got);
+    if (!first)
+        return NULL;
+    ms_task *t = first->next;
+    while (t) {
+        ms_task *next = t->next;
+        if (!rq_try_push(&w->queue, t))
+            push_back(w, t);
+        t = next;
+    }
+    return first;
+}
+
+static ms_task *next_task(sched_worker *w) {
+    sched *s = w->sched;
+    w->tick++;
+    if (w->tick % s->global_queue_interval == 0) {
+        ms_task *t = inj_pop(&s->inject);
+        if (t)
+            return t;
+    }
+    ms_task *t = rq_pop(&w->queue);
+    if (t)
+        return t;
+    return pull_inject(w);
+}
+
+static ms_task *steal_work(sched_worker *w) {
+    sched *s = w->sched;
+    if (!w->searching) {
+        if (!idle_try_search(&s->idle))
+            return NULL;
+        w->searching = true;
+    }
+    uint32_t n = s->nworkers;
+    uint32_t start = rng_next(w) % n;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t v = (start + i) % n;
+        if (v == w->index)
+            continue;
+        uint32_t stolen;
+        ms_task *t = rq_steal_into(&s->workers[v].queue, &w->queue, &stolen);
+        if (t) {
+            met_add(&w->m.steal_ops, 1);
+            met_add(&w->m.steals, stolen);
+            return t;
+        }
+    }
+    return pull_inject(w);
+}
+
+static void run_task(sched_worker *w, ms_task *t) {
+    sched *s = w->sched;
+    if (w->searching) {
+        w->searching = false;
+        /* The last searcher found work: there may be more, so wake one
+         * more worker to keep looking. */
+        if (idle_stop_search(&s->idle))
+            notify_parked(s);
+    }
+    task_run(t, w, s->budget);
+    for (int lifo_polls = 0; w->lifo; lifo_polls++) {
+        t = w->lifo;
+        w->lifo = NULL;
+        if (lifo_polls >= SCHED_MAX_LIFO_POLLS) {
+            push_back(w, t);
+            notify_parked(s);
+            break;
+        }
+        task_run(t, w, s->budget);
+    }
+}
+
+/* ---- parking ---- */
+
+static void park_worker(sched_worker *w) {
+    sched *s = w->sched;
+    uint64_t now = ms_now_ns();
+    uint64_t since = met_get(&w->m.busy_since);
+    if (since)
+        met_add(&w->m.busy_ns, now - since);
+    met_set(&w->m.busy_since, 0);
+    if (w->polls_at_wake != UINT64_MAX && met_get(&w->m.polls) == w->polls_at_wake)
+        met_add(&w->m.noops, 1);
+    met_add(&w->m.parks, 1);
+
+    bool was_searching = w->searching;
+    w->searching = false;
+    if (idle_to_parked(&s->idle, w->index, was_searching) && work_pending(s))
+        notify_parked(s);
+
+    for (;;) {
+        if (atomic_load_explicit(&s->stopping, memory_order_acquire)) {
+            idle_unregister(&s->idle, w->index);
+            break;
+        }
+        park_wait(&w->parker, -1);
+        if (atomic_load_explicit(&s->stopping, memory_order_acquire)) {
+            idle_unregister(&s->idle, w->index);
+            break;
+        }
+        if (idle_was_claimed(&s->idle, w->index)) {
+            w->searching = true; /* claimed sleepers are counted as searching */
+            break;
+        }
+    }
+    met_set(&w->m.busy_since, ms_now_ns());
+    w->polls_at_wake = met_get(&w->m.polls);
+}
+
+static void *worker_main(void *arg) {
+    sched_worker *w = arg;
+    sched *s = w->sched;
+    tls_worker = w;
+    met_set(&w->m.busy_since, ms_now_ns());
+    for (;;) {
+        if (w->tick % s->event_interval == 0 &&
+            atomic_load_explicit(&s->stopping, memory_order_acquire))
+            break;
+        ms_task *t = next_task(w);
+        if (!t)
+            t = steal_work(w);
+        if (t) {
+            run_task(w, t);
+            continue;
+        }
+        if (atomic_load_explicit(&s->stopping, memory_order_acquire))
+            break;
+        park_worker(w);
+    }
+    if (w->searching) {
+        w->searching = false;
+        idle_stop_search(&s->idle);
+    }
+    uint64_t since = met_get(&w->m.busy_since);
+    if (since)
+        met_add(&w->m.busy_ns, ms_now_ns() - since);
+    met_set(&w->m.busy_since, 0);
+    thr_stop_hook(&s->rt->cfg, w->name);
+    tls_worker = NULL;
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+int sched_init(sched *s, ms_runtime *rt, const ms_config *cfg, ms_error *err) {
+    memset(s, 0, sizeof *s);
+    s->rt = rt;
+    s->nworkers = cfg->worker_threads;
+    s->global_queue_interval = cfg->global_queue_interval;
+    s->event_interval = cfg->event_interval;
+    s->budget = cfg->budget;
+    atomic_init(&s->stopping, false);
+    atomic_init(&s->next_id_block, 1);
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, sizeof(sched_worker) * s->nworkers) != 0)
+        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for %u workers", s->nworkers);
+    s->workers = mem;
+    if (idle_init(&s->idle, s->nworkers) != 0) {
+        free(s->workers);
+        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for %u workers", s->nworkers);
+    }
+    inj_init(&s->inject);
+    uint64_t seed = ms_now_ns() | 1;
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        sched_worker *w = &s->workers[i];
+        memset(w, 0, sizeof *w);
+        met_worker_init(&w->m);
+        rq_init(&w->queue);
+        park_init(&w->parker);
+        w->index = i;
+        w->sched = s;
+        w->rng = (seed + 0x9e3779b97f4a7c15ull * (i + 1)) | 1;
+        w->polls_at_wake = UINT64_MAX;
+        snprintf(w->name, sizeof w->name, "%s-worker-%u", cfg->thread_name, i);
+    }
+    return 0;
+}
+
+int sched_start(sched *s, ms_error *err) {
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        sched_worker *w = &s->workers[i];
+        int rc = thr_spawn(&s->rt->cfg, w->name, worker_main, w, false, &w->thread, err);
+        if (rc != 0)
+            return rc;
+        w->started = true;
+    }
+    return 0;
+}
+
+uint32_t sched_stop(sched *s, uint64_t deadline_ns) {
+    atomic_store_explicit(&s->stopping, true, memory_order_release);
+    for (uint32_t i = 0; i < s->nworkers; i++)
+        park_unpark(&s->workers[i].parker);
+    uint32_t stuck = 0;
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        sched_worker *w = &s->workers[i];
+        if (!w->started)
+            continue;
+        uint64_t now = ms_now_ns();
+        uint64_t left = deadline_ns > now ? deadline_ns - now : 0;
+        struct timespec abs;
+        clock_gettime(CLOCK_REALTIME, &abs);
+        abs.tv_sec += (time_t)(left / 1000000000u);
+        abs.tv_nsec += (long)(left % 1000000000u);
+        if (abs.tv_nsec >= 1000000000L) {
+            abs.tv_sec++;
+            abs.tv_nsec -= 1000000000L;
+        }
+        if (pthread_timedjoin_np(w->thread, NULL, &abs) == 0) {
+            w->started = false;
+        } else {
+            pthread_detach(w->thread);
+            stuck++;
+        }
+    }
+    return stuck;
+}
+
+uint64_t sched_cancel_queued(sched *s) {
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        sched_worker *w = &s->workers[i];
+        if (w->lifo) {
+            task_cancel_queued(w->lifo);
+            w->lifo = NULL;
+            n++;
+        }
+        ms_task *t;
+        while ((t = rq_pop(&w->queue))) {
+            task_cancel_queued(t);
+            n++;
+        }
+    }
+    ms_task *t = inj_close(&s->inject);
+    while (t) {
+        ms_task *next = t->next;
+        task_cancel_queued(t);
+        n++;
+        t = next;
+    }
+    return n;
+}
+
+void sched_destroy(sched *s) {
+    inj_destroy(&s->inject);
+    idle_destroy(&s->idle);
+    free(s->workers);
+    s->workers = NULL;
+}
+
+/* ---- entry points ---- */
+
+int ms_spawn(ms_runtime *rt, ms_poll_fn poll, void *state, ms_drop_fn drop, ms_task **handle) {
+    if (!rt || !poll)
+        return MS_E_INVALID_ARGUMENT;
+    sched *s = &rt->sched;
+    ms_task *t = task_alloc(rt, TASK_ASYNC, handle != NULL);
+    if (!t)
+        return MS_E_NO_MEMORY;
+    t->u.a.poll = poll;
+    t->u.a.state = state;
+    t->u.a.drop = drop;
+    t->id = sched_next_id(s);
+    if (!own_insert(&rt->owned, t)) {
+        free(t);
+        return MS_E_SHUTTING_DOWN;
+    }
+    sched_worker *w = sched_current_worker(s);
+    if (w)
+        met_add(&w->m.spawned, 1);
+    else
+        atomic_fetch_add_explicit(&rt->remote_spawned, 1, memory_order_relaxed);
+    if (handle)
+        *handle = t;
+    sched_schedule(s, t, false);
+    return 0;
+}
+
+int ms_block_on(ms_runtime *rt, ms_poll_fn poll, void *state, void **output, ms_error *err) {
+    if (!rt || !poll)
+        return ms_error_set(err, MS_E_INVALID_ARGUMENT, "ms_block_on: runtime and poll are required");
+    if (sched_current_worker_any())
+        return ms_error_set(err, MS_E_WRONG_THREAD,
+                            "ms_block_on called on a worker thread, which must not block");
+    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+        return ms_error_set(err, MS_E_SHUTTING_DOWN, "the runtime is shutting down");
+    park *p = park_thread_current();
+    if (!p)
+        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for a thread parker");
+    ms_cx cx = {.rt = rt, .waker = park_thread_waker(p)};
+    for (;;) {
+        cx.budget = rt->sched.budget;
+        ms_poll r = poll(&cx, state);
+        if (r == MS_POLL_READY) {
+            if (output)
+                *output = cx.output;
+            ms_waker_drop(&cx.waker);
+            free(cx.fail_msg);
+            return 0;
+        }
+        if (r != MS_POLL_PENDING) {
+            int code = cx.fail_code ? cx.fail_code : MS_E_TASK_FAILED;
+            ms_error_set(err, code, "%s", cx.fail_msg ? cx.fail_msg : ms_err_name(code));
+            free(cx.fail_msg);
+            ms_waker_drop(&cx.waker);
+            return code;
+        }
+        park_wait(p, -1);
+    }
+}

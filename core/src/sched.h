@@ -1,0 +1,89 @@
+/*
+ * sched.h - the multi-threaded work-stealing scheduler.
+ *
+ * Each worker thread has a bounded local queue (rq.h) that other workers
+ * steal half of when they run dry, a LIFO slot holding the task it woke
+ * most recently (run next, for message-passing locality), and a parker.
+ * Tasks woken or spawned from outside the workers go to the shared
+ * injection queue (inject.h); idle.h decides who sleeps and who searches.
+ */
+#ifndef MS_SCHED_H
+#define MS_SCHED_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "idle.h"
+#include "inject.h"
+#include "metrics.h"
+#include "park.h"
+#include "rq.h"
+
+/* The LIFO slot may run this many tasks in a row before the worker goes
+ * back to its queue, so two tasks waking each other cannot starve it. */
+#define SCHED_MAX_LIFO_POLLS 3
+/* Task ids are handed to workers in blocks to keep the id counter off the
+ * hot path. */
+#define SCHED_ID_BLOCK 1024
+
+typedef struct sched_worker {
+    met_worker m;               /* written by this worker only */
+    rq queue;                   /* see rq.h */
+    park parker;                /* unparked by notifiers and shutdown */
+
+    /* Owner-only fields. */
+    ms_task *lifo;
+    uint32_t tick;
+    uint64_t rng;
+    bool searching;
+    uint64_t polls_at_wake;     /* to count wake-ups that found nothing */
+    uint64_t id_next, id_end;   /* this worker's block of task ids */
+
+    /* Immutable after start. */
+    uint32_t index;
+    struct sched *sched;
+    pthread_t thread;
+    bool started;
+    char name[32];
+} __attribute__((aligned(64))) sched_worker;
+
+typedef struct sched {
+    ms_runtime *rt;             /* immutable */
+    uint32_t nworkers;          /* immutable */
+    uint32_t global_queue_interval, event_interval, budget; /* immutable */
+    sched_worker *workers;      /* immutable array */
+    inj inject;
+    idle idle;
+    /* Set once by shutdown (release); workers read it (acquire) each
+     * event_interval ticks and when they wake. */
+    _Atomic bool stopping;
+    _Atomic uint64_t next_id_block;
+} sched;
+
+int sched_init(sched *s, ms_runtime *rt, const ms_config *cfg, ms_error *err);
+int sched_start(sched *s, ms_error *err);
+/* Tells the workers to exit and joins them until deadline_ns.  Returns the
+ * number still running at the deadline. */
+uint32_t sched_stop(sched *s, uint64_t deadline_ns);
+/* After sched_stop: cancels every queued task.  Returns how many. */
+uint64_t sched_cancel_queued(sched *s);
+void sched_destroy(sched *s);
+
+/* Queues a task that was just notified (the queue reference is taken).
+ * On a worker of this scheduler it goes local; elsewhere to the injection
+ * queue; after shutdown it is cancelled on the spot. */
+void sched_schedule(sched *s, ms_task *t, bool is_yield);
+/* Assigns an id and queues a freshly spawned task. */
+uint64_t sched_next_id(sched *s);
+
+/* The calling thread's worker if it belongs to s, else NULL. */
+sched_worker *sched_current_worker(sched *s);
+/* The calling thread's worker of any runtime, else NULL. */
+sched_worker *sched_current_worker_any(void);
+
+void sched_count_poll(sched_worker *w);
+void sched_count_forced_yield(sched_worker *w);
+
+#endif
