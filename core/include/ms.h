@@ -151,14 +151,16 @@ typedef struct ms_config {
     uint32_t max_blocking_threads;  /* default 512; 1..MS_MAX_BLOCKING_THREADS */
     uint64_t thread_keep_alive_ms;  /* idle blocking thread lifetime, default 60000 */
     size_t thread_stack_size;       /* bytes, default 2 MiB; >= PTHREAD_STACK_MIN */
-    bool enable_all;                /* implies enable_time and enable_io */
+    bool enable_all;                /* true requires enable_time and enable_io true */
     bool enable_time;
     bool enable_io;
     uint32_t global_queue_interval; /* ticks between injection-queue checks, default 61 */
     uint32_t event_interval;        /* ticks between driver/maintenance checks, default 61 */
     uint32_t budget;                /* coop budget per task poll, default 128 */
     uint64_t shutdown_timeout_ms;   /* default 30000 */
-    const char *thread_name;        /* prefix for thread names, default "ms" */
+    const char *thread_name;        /* prefix for thread names, default "ms": 1..8
+                                       characters of [A-Za-z0-9_.-]; the runtime
+                                       copies it */
 
     /* Called on every runtime thread (workers and blocking threads) right
      * after it starts and right before it exits, with the thread's name. */
@@ -177,18 +179,27 @@ typedef struct ms_config {
 /* Fills cfg with the defaults above. */
 void ms_config_default(ms_config *cfg);
 
-/* Checks every field.  On the first bad field returns MS_E_CONFIG_INVALID
- * with a message naming the field, the value and the allowed range. */
+/* Checks every field, in struct order, then the rules between fields
+ * (enable_all = true with enable_time or enable_io false is a
+ * contradiction).  On the first problem returns MS_E_CONFIG_INVALID with a
+ * message naming the field, the value and the allowed range; err is left
+ * untouched on success.  NULL cfg: MS_E_INVALID_ARGUMENT. */
 int ms_config_validate(const ms_config *cfg, ms_error *err);
 
 /* Sets one field by name from text ("worker_threads", "4"), as profiles and
- * `--set key=value` do.  Durations accept a unit suffix (ms, s, m); sizes
- * accept K/M/G suffixes; booleans accept true/false/1/0/on/off.  An unknown
- * field or an unparsable value is MS_E_CONFIG_INVALID naming it; cfg is left
- * unchanged then. */
+ * `--set key=value` do.  Durations are set either by their struct name
+ * (thread_keep_alive_ms = "250", whole milliseconds) or by the name without
+ * _ms (thread_keep_alive = "250ms", "1.5s", "2m"; bare numbers are seconds).
+ * Sizes accept K/M/G suffixes; booleans true/false/1/0/on/off/yes/no.  The
+ * value must parse and lie in that field's range; rules between fields are
+ * left to ms_config_validate.  thread_name and the hooks cannot be set from
+ * text.  Any problem is MS_E_CONFIG_INVALID naming the key and the value
+ * (an unknown key suggests the nearest field); cfg is unchanged then. */
 int ms_config_set(ms_config *cfg, const char *key, const char *value, ms_error *err);
 
-/* Writes `name = value` lines describing cfg into buf (like snprintf). */
+/* Writes `name = value` lines describing cfg into buf, in a form
+ * ms_config_set accepts back.  Returns the length the whole text needs
+ * (like snprintf); MS_E_INVALID_ARGUMENT for a NULL cfg. */
 int ms_config_describe(const ms_config *cfg, char *buf, size_t size);
 
 /* ------------------------------------------------------------------------

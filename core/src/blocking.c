@@ -37,13 +37,32 @@ void blk_init(blk_pool *p, ms_runtime *rt, const ms_config *cfg) {
     p->keep_alive_ns = cfg->thread_keep_alive_ms * 1000000u;
     p->next_name = 0;
     p->shutdown = false;
+    p->exited = NULL;
+    p->nexited = p->exited_cap = 0;
     atomic_init(&p->queue_depth, 0);
     atomic_init(&p->threads_gauge, 0);
     atomic_init(&p->idle_gauge, 0);
     atomic_init(&p->jobs_total, 0);
 }
 
+/* Takes the list of exited threads (under the lock) and joins them (the
+ * caller has released the lock).  Each has returned or is returning. */
+static pthread_t *take_exited_locked(blk_pool *p, uint32_t *n) {
+    pthread_t *list = p->exited;
+    *n = p->nexited;
+    p->exited = NULL;
+    p->nexited = p->exited_cap = 0;
+    return list;
+}
+
+static void join_all(pthread_t *list, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++)
+        pthread_join(list[i], NULL);
+    free(list);
+}
+
 void blk_destroy(blk_pool *p) {
+    free(p->exited);
     pthread_cond_destroy(&p->work_cond);
     pthread_cond_destroy(&p->exit_cond);
     pthread_mutex_destroy(&p->lock);
@@ -115,6 +134,18 @@ static void *blk_main(void *arg) {
     thr_stop_hook(&p->rt->cfg, bt.name);
     rt_set_current(NULL);
     pthread_mutex_lock(&p->lock);
+    if (p->nexited == p->exited_cap) {
+        uint32_t cap = p->exited_cap ? p->exited_cap * 2 : 8;
+        pthread_t *grown = realloc(p->exited, cap * sizeof *grown);
+        if (grown) {
+            p->exited = grown;
+            p->exited_cap = cap;
+        }
+    }
+    if (p->nexited < p->exited_cap)
+        p->exited[p->nexited++] = pthread_self();
+    else
+        pthread_detach(pthread_self()); /* no memory to remember it */
     p->threads--;
     gauges(p);
     if (p->threads == 0)
@@ -131,7 +162,7 @@ static int spawn_thread_locked(blk_pool *p, ms_error *err) {
     bt->pool = p;
     snprintf(bt->name, sizeof bt->name, "%s-blocking-%llu", p->rt->cfg.thread_name,
              (unsigned long long)p->next_name++);
-    int rc = thr_spawn(&p->rt->cfg, bt->name, blk_main, bt, true, NULL, err);
+    int rc = thr_spawn(&p->rt->cfg, bt->name, blk_main, bt, false, NULL, err);
     if (rc != 0) {
         free(bt);
         return rc;
@@ -158,9 +189,10 @@ int blk_spawn(blk_pool *p, ms_task *t, ms_error *err) {
                           memory_order_relaxed);
     atomic_fetch_add_explicit(&p->jobs_total, 1, memory_order_relaxed);
     int rc = 0;
+    bool signal = false;
     if (p->idle > p->notified) {
         p->notified++;
-        pthread_cond_signal(&p->work_cond);
+        signal = true;
     } else if (p->threads < p->max_threads) {
         rc = spawn_thread_locked(p, err);
         if (rc != 0 && p->threads > 0)
@@ -180,7 +212,16 @@ int blk_spawn(blk_pool *p, ms_task *t, ms_error *err) {
                                   memory_order_relaxed);
         }
     }
+    uint32_t nexited = 0;
+    pthread_t *exited = p->nexited ? take_exited_locked(p, &nexited) : NULL;
     pthread_mutex_unlock(&p->lock);
+    if (exited)
+        join_all(exited, nexited);
+    /* Signalled after unlocking so the woken thread does not wake only to
+     * sleep again on the mutex we hold.  `notified` was counted under the
+     * lock, so the wake cannot be lost: a waiter re-checks it. */
+    if (signal)
+        pthread_cond_signal(&p->work_cond);
     return rc;
 }
 
@@ -210,7 +251,10 @@ uint32_t blk_shutdown(blk_pool *p, uint64_t deadline_ns, uint64_t *cancelled) {
             break;
     }
     uint32_t left = p->threads;
+    uint32_t nexited = 0;
+    pthread_t *exited = take_exited_locked(p, &nexited);
     pthread_mutex_unlock(&p->lock);
+    join_all(exited, nexited);
     return left;
 }
 

@@ -5,8 +5,9 @@
  * to an idle thread (signalled on the condition variable; `notified` counts
  * signals not yet taken, so two jobs never count on the same idle thread)
  * or, when none is idle and fewer than max threads exist, to a new thread.
- * A thread idle for keep_alive exits.  Threads are detached; the pool
- * counts them and shutdown waits for the count to reach zero.
+ * A thread idle for keep_alive exits.  An exiting thread leaves its id in
+ * `exited`; the next spawn (or shutdown) joins it, so no thread outlives a
+ * shutdown that met its deadline, and nothing it allocated is left behind.
  */
 #ifndef MS_BLOCKING_H
 #define MS_BLOCKING_H
@@ -29,6 +30,8 @@ typedef struct blk_pool {
     uint64_t keep_alive_ns;
     uint64_t next_name;
     bool shutdown;
+    pthread_t *exited;          /* threads that returned, to be joined */
+    uint32_t nexited, exited_cap;
     /* Gauges mirrored for metrics: written under lock, read without. */
     _Atomic uint64_t queue_depth;
     _Atomic uint32_t threads_gauge, idle_gauge;
