@@ -406,6 +406,72 @@ static void bench_spawn_blocking_many(bench_ctx *ctx)
 }
 
 /* ------------------------------------------------------------------------
+ * timers_100k_1ms: inside block_on, spawn TIMER_TASKS tasks that each
+ * sleep 1 ms on their own timer, then join them all.
+ * ---------------------------------------------------------------------- */
+
+#define TIMER_TASKS 100000
+
+typedef struct sleep_task {
+    ms_timer *timer;
+} sleep_task;
+
+static ms_poll sleep_task_poll(ms_cx *cx, void *state)
+{
+    sleep_task *t = state;
+    if (!t->timer) {
+        ms_error err;
+        int rc = ms_timer_new(ms_cx_runtime(cx), &t->timer, &err);
+        if (rc != 0)
+            fatal_ms("timers_100k_1ms: ms_timer_new", rc, &err);
+        ms_timer_set_after(t->timer, 1);
+    }
+    return ms_timer_poll(t->timer, cx);
+}
+
+static void sleep_task_drop(void *state)
+{
+    sleep_task *t = state;
+    ms_timer_free(t->timer);
+    t->timer = NULL;
+}
+
+typedef struct timers_state {
+    sleep_task *tasks;
+    bool spawned;
+    join_all join;
+} timers_state;
+
+static ms_poll timers_poll(ms_cx *cx, void *state)
+{
+    timers_state *s = state;
+    if (!s->spawned) {
+        for (int i = 0; i < TIMER_TASKS; i++) {
+            s->tasks[i].timer = NULL;
+            int rc = ms_spawn(ms_cx_runtime(cx), sleep_task_poll, &s->tasks[i], sleep_task_drop,
+                              &s->join.handles[i]);
+            if (rc != 0)
+                fatal("timers_100k_1ms: ms_spawn of task %d failed: %s (%d)", i, ms_err_name(rc),
+                      rc);
+        }
+        s->spawned = true;
+    }
+    return join_all_poll(cx, &s->join);
+}
+
+static void bench_timers_many(bench_ctx *ctx)
+{
+    static sleep_task tasks[TIMER_TASKS];
+    timers_state s = {
+        .tasks = tasks,
+        .join = {.what = "timers_100k_1ms", .handles = alloc_handles(TIMER_TASKS),
+                 .count = TIMER_TASKS},
+    };
+    block_on_or_die("timers_100k_1ms: ms_block_on", ctx->rt, timers_poll, &s);
+    free(s.join.handles);
+}
+
+/* ------------------------------------------------------------------------
  * The table.  ping_pong, semaphore_contended and timers_100k_1ms (peer
  * rules: ITERS, ITERS/10+1, fixed 5) come with oneshot channels, semaphores
  * and timers; each is one entry here.
@@ -431,7 +497,7 @@ static const bench benches[] = {
     {"chained_spawn", bench_chained_spawn, ITERS_ALL},
     /* {"semaphore_contended", bench_semaphore_contended, ITERS_TENTH}, */
     {"spawn_blocking_many", bench_spawn_blocking_many, ITERS_TENTH},
-    /* {"timers_100k_1ms", bench_timers_many, ITERS_FIXED_5}, */
+    {"timers_100k_1ms", bench_timers_many, ITERS_FIXED_5},
 };
 #define NUM_BENCHES ((int)(sizeof benches / sizeof benches[0]))
 

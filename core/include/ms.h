@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -398,6 +399,8 @@ typedef struct ms_metrics {
     uint64_t injection_queue_depth;
     uint64_t blocking_queue_depth;
     uint64_t blocking_jobs_total;
+    uint64_t timers_active;         /* timers waiting in the wheel */
+    uint64_t timers_fired;          /* timers the driver has fired */
     /* sums over the workers */
     uint64_t park_count, noop_count, steal_count, steal_operations, poll_count,
         busy_ns, forced_yields, overflow_count, local_schedule_count,
@@ -416,6 +419,142 @@ void ms_free(void *p);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t ms_now_ns(void);
+
+/* ------------------------------------------------------------------------
+ * The driver: time, I/O and signals on libuv
+ *
+ * A runtime built with enable_time or enable_io runs one driver thread
+ * ("ms-driver") that owns a libuv loop.  Every libuv handle lives on that
+ * thread; tasks talk to it through a submission queue and uv_async_send,
+ * and it wakes tasks through their wakers.  Using a timer on a runtime
+ * without enable_time, or a socket or signal without enable_io, fails with
+ * MS_E_NOT_ENABLED.  docs/driver.md has the design and who may touch what.
+ * ---------------------------------------------------------------------- */
+
+/* A timer: armed with a deadline, ready once the monotonic clock
+ * (ms_now_ns) has reached it; never early, late by at most the timer
+ * resolution (1 ms) plus scheduling delay.  Owned by one task at a time. */
+typedef struct ms_timer ms_timer;
+
+int ms_timer_new(ms_runtime *rt, ms_timer **out, ms_error *err);
+/* Arms (or re-arms) for an absolute deadline on the ms_now_ns clock. */
+void ms_timer_set_deadline(ms_timer *t, uint64_t deadline_ns);
+/* Arms for now + ms. */
+void ms_timer_set_after(ms_timer *t, uint64_t ms);
+uint64_t ms_timer_deadline(const ms_timer *t);
+/* Ready once the deadline has passed (an unarmed timer is never ready). */
+ms_poll ms_timer_poll(ms_timer *t, ms_cx *cx);
+/* Disarms: the timer leaves the timer wheel at once. */
+void ms_timer_cancel(ms_timer *t);
+/* Disarms and frees. */
+void ms_timer_free(ms_timer *t);
+
+/* Polls fn(cx, state) under a deadline: returns fn's result while fn is
+ * ready or failing; when fn is pending and the deadline has passed, sets
+ * *timed_out and returns MS_POLL_READY.  The caller then cancels whatever
+ * fn was waiting for (e.g. ms_sem_waiter_cancel). */
+ms_poll ms_timeout_poll(ms_timer *deadline, ms_cx *cx, ms_poll_fn fn, void *state,
+                        bool *timed_out);
+
+/* What an interval does about ticks missed while nobody polled it. */
+typedef enum ms_missed_tick {
+    MS_MISSED_BURST = 0, /* fire the missed ticks back to back to catch up */
+    MS_MISSED_DELAY = 1, /* the next tick is one period after this one fires */
+    MS_MISSED_SKIP = 2   /* drop missed ticks, stay on the original grid */
+} ms_missed_tick;
+
+typedef struct ms_interval ms_interval;
+
+/* The first tick is at now + period_ms.  period_ms >= 1. */
+int ms_interval_new(ms_runtime *rt, uint64_t period_ms, ms_missed_tick policy,
+                    ms_interval **out, ms_error *err);
+/* Ready at each tick; *skipped (if not NULL) gets the number of ticks the
+ * SKIP policy dropped before this one. */
+ms_poll ms_interval_poll(ms_interval *iv, ms_cx *cx, uint64_t *skipped);
+void ms_interval_free(ms_interval *iv);
+
+/* ---- Signals ---- */
+
+/* Watches one signal (SIGINT, SIGTERM, SIGHUP, or any other catchable
+ * one) for as long as it lives; while any watcher of a signal lives, the
+ * signal's default action (e.g. terminating) is replaced by delivery. */
+typedef struct ms_signal ms_signal;
+
+int ms_signal_new(ms_runtime *rt, int signum, ms_signal **out, ms_error *err);
+/* Ready when the signal arrived since the last ready poll; *count (if not
+ * NULL) gets how many deliveries that was. */
+ms_poll ms_signal_poll(ms_signal *s, ms_cx *cx, uint64_t *count);
+void ms_signal_free(ms_signal *s);
+
+/* ---- Streams: TCP and Unix domain sockets ---- */
+
+typedef struct ms_listener ms_listener;
+typedef struct ms_stream ms_stream;
+typedef struct ms_connect ms_connect;
+
+/* Listens on host:port (port 0 picks a free port; see ms_listener_port). */
+int ms_tcp_listen(ms_runtime *rt, const char *host, uint16_t port, int backlog,
+                  ms_listener **out, ms_error *err);
+/* Listens on a Unix domain socket path (created; an existing socket file
+ * at path is an error, not silently replaced). */
+int ms_unix_listen(ms_runtime *rt, const char *path, int backlog, ms_listener **out,
+                   ms_error *err);
+uint16_t ms_listener_port(const ms_listener *l);
+/* Ready with a new connection in *out, or with *rc < 0 on failure. */
+ms_poll ms_listener_accept(ms_listener *l, ms_cx *cx, ms_stream **out, int *rc, ms_error *err);
+/* Stops listening and frees; pending accepts end with MS_E_CLOSED. */
+void ms_listener_close(ms_listener *l);
+
+int ms_tcp_connect(ms_runtime *rt, const char *host, uint16_t port, ms_connect **out,
+                   ms_error *err);
+int ms_unix_connect(ms_runtime *rt, const char *path, ms_connect **out, ms_error *err);
+/* Ready with the connected stream in *out, or *rc < 0 (refused, ...). */
+ms_poll ms_connect_poll(ms_connect *c, ms_cx *cx, ms_stream **out, int *rc, ms_error *err);
+/* Frees the connect request; an unfinished connection is closed. */
+void ms_connect_free(ms_connect *c);
+
+/* Reads up to cap bytes into buf.  Ready with *n > 0 bytes, *n == 0 at end
+ * of stream, or *n < 0 an error code (err says which).  The driver reads
+ * ahead at most MS_STREAM_READ_BUFFER bytes, then stops reading from the
+ * socket until the task catches up: a slow reader holds back its peer
+ * instead of growing the process. */
+ms_poll ms_stream_read(ms_stream *s, ms_cx *cx, void *buf, size_t cap, ssize_t *n,
+                       ms_error *err);
+/* Queues up to len bytes for writing.  Ready with *n bytes accepted
+ * (>= 1), or *n < 0 on error.  Pending while MS_STREAM_WRITE_BUFFER bytes
+ * are already waiting to be written: back-pressure. */
+ms_poll ms_stream_write(ms_stream *s, ms_cx *cx, const void *buf, size_t len, ssize_t *n,
+                        ms_error *err);
+/* Ready once everything queued was handed to the kernel; *rc 0 or error. */
+ms_poll ms_stream_flush(ms_stream *s, ms_cx *cx, int *rc, ms_error *err);
+/* Flushes, then half-closes the write side; ready with *rc. */
+ms_poll ms_stream_shutdown(ms_stream *s, ms_cx *cx, int *rc, ms_error *err);
+/* Closes at once (queued data is dropped) and frees. */
+void ms_stream_close(ms_stream *s);
+
+#define MS_STREAM_READ_BUFFER (64 * 1024)
+#define MS_STREAM_WRITE_BUFFER (64 * 1024)
+
+/* ---- Files: on the blocking pool, as Tokio does ---- */
+
+typedef struct ms_bytes {
+    size_t len;
+    char data[];   /* len bytes, then a NUL for convenience */
+} ms_bytes;
+
+/* Reads a whole file on the blocking pool.  The job's join output is an
+ * ms_bytes * (free with ms_free); a failure joins as MS_E_IO naming the
+ * path and the reason. */
+int ms_fs_read_file(ms_runtime *rt, const char *path, ms_task **job);
+/* Writes (creates or truncates) a file on the blocking pool; data is
+ * copied first.  Output NULL; failure joins as MS_E_IO. */
+int ms_fs_write_file(ms_runtime *rt, const char *path, const void *data, size_t len,
+                     ms_task **job);
+
+/* Inside a blocking job: records a failure for the job's join handle (the
+ * job's return value is then ignored).  Outside a blocking job: no effect,
+ * returns MS_E_WRONG_THREAD. */
+int ms_blocking_fail(int code, const char *fmt, ...) MS_PRINTF(2, 3);
 
 #ifdef __cplusplus
 }

@@ -31,6 +31,10 @@ ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
     m->injection_queue_depth = inj_len(&s->inject);
     m->blocking_queue_depth = atomic_load_explicit(&rt->blocking.queue_depth, memory_order_relaxed);
     m->blocking_jobs_total = atomic_load_explicit(&rt->blocking.jobs_total, memory_order_relaxed);
+    if (rt->driver) {
+        m->timers_active = atomic_load_explicit(&rt->driver->timers_active, memory_order_relaxed);
+        m->timers_fired = atomic_load_explicit(&rt->driver->timers_fired, memory_order_relaxed);
+    }
     m->spawned_tasks = m->remote_spawned_tasks;
     for (uint32_t i = 0; i < s->nworkers; i++) {
         sched_worker *w = &s->workers[i];
@@ -92,6 +96,8 @@ char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
     add_u64(root, "injection_queue_depth", m->injection_queue_depth);
     add_u64(root, "blocking_queue_depth", m->blocking_queue_depth);
     add_u64(root, "blocking_jobs_total", m->blocking_jobs_total);
+    add_u64(root, "timers_active", m->timers_active);
+    add_u64(root, "timers_fired", m->timers_fired);
     add_u64(root, "park_count", m->park_count);
     add_u64(root, "noop_count", m->noop_count);
     add_u64(root, "steal_count", m->steal_count);

@@ -56,7 +56,24 @@ int ms_runtime_new(const ms_config *cfg_in, ms_runtime **out, ms_error *err) {
         free(rt);
         return rc;
     }
-    rc = sched_start(&rt->sched, err);
+    if (cfg.enable_time || cfg.enable_io) {
+        rt->driver = calloc(1, sizeof *rt->driver);
+        rc = rt->driver ? drv_init(rt->driver, rt, &rt->cfg, err)
+                        : ms_error_set(err, MS_E_NO_MEMORY, "no memory for the driver");
+        if (rc != 0) {
+            free(rt->driver);
+            rt->driver = NULL;
+            sched_destroy(&rt->sched);
+            blk_destroy(&rt->blocking);
+            own_destroy(&rt->owned);
+            pthread_mutex_destroy(&rt->shutdown_lock);
+            free(rt);
+            return rc;
+        }
+        rc = drv_start(rt->driver, err);
+    }
+    if (rc == 0)
+        rc = sched_start(&rt->sched, err);
     if (rc != 0) {
         ms_runtime_shutdown(rt, MS_SHUTDOWN_CANCEL, 5000, NULL);
         ms_runtime_free(rt);
@@ -143,6 +160,11 @@ int ms_runtime_shutdown(ms_runtime *rt, ms_shutdown_mode mode, uint64_t timeout_
                             ? alive_before - left - rep.cancelled_tasks
                             : 0;
 
+    /* Cancelled tasks' drop functions may have queued closes for their
+     * sockets and signal watchers: the driver runs those, then closes what
+     * is left and exits. */
+    if (rt->driver && stuck == 0)
+        drv_stop(rt->driver);
     uint32_t blk_left = blk_shutdown(&rt->blocking, deadline, &rep.cancelled_blocking);
     rep.abandoned_threads = stuck + blk_left;
     rep.elapsed_ms = (ms_now_ns() - start) / 1000000u;
@@ -168,6 +190,10 @@ void ms_runtime_free(ms_runtime *rt) {
     sched_destroy(&rt->sched);
     blk_destroy(&rt->blocking);
     own_destroy(&rt->owned);
+    if (rt->driver) {
+        drv_destroy(rt->driver);
+        free(rt->driver);
+    }
     pthread_mutex_destroy(&rt->shutdown_lock);
     free(rt);
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "blocking.h"
+#include "driver.h"
 #include "ms.h"
 #include "owned.h"
 #include "sched.h"
@@ -21,6 +22,7 @@ struct ms_runtime {
     sched sched;
     own owned;
     blk_pool blocking;
+    driver *driver;             /* NULL unless time or I/O is enabled */
 
     /* Counters for rare paths, any thread, relaxed. */
     _Atomic uint64_t remote_spawned;

@@ -225,6 +225,27 @@ void task_run(ms_task *t, struct sched_worker *w, uint32_t budget) {
     }
 }
 
+/* The failure a blocking job reported with ms_blocking_fail, per thread
+ * while the job runs. */
+typedef struct blocking_failure {
+    bool active;
+    int code;
+    char *msg;
+} blocking_failure;
+static __thread blocking_failure tls_blocking;
+
+int ms_blocking_fail(int code, const char *fmt, ...) {
+    if (!tls_blocking.active)
+        return MS_E_WRONG_THREAD;
+    free(tls_blocking.msg);
+    va_list ap;
+    va_start(ap, fmt);
+    tls_blocking.msg = dup_msg(fmt, ap);
+    va_end(ap);
+    tls_blocking.code = code < 0 ? code : MS_E_TASK_FAILED;
+    return 0;
+}
+
 void task_run_blocking(ms_task *t) {
     switch (task_claim_for_run(t)) {
     case CLAIM_NONE:
@@ -236,8 +257,14 @@ void task_run_blocking(ms_task *t) {
     case CLAIM_RUN:
         break;
     }
+    tls_blocking = (blocking_failure){.active = true};
     void *out = t->u.b.fn(t->u.b.arg);
-    task_complete(t, 0, out, NULL);
+    blocking_failure f = tls_blocking;
+    tls_blocking = (blocking_failure){0};
+    if (f.code)
+        task_complete(t, f.code, NULL, f.msg);
+    else
+        task_complete(t, 0, out, NULL);
 }
 
 void task_cancel_queued(ms_task *t) {
@@ -296,7 +323,8 @@ static bool task_set_join_waker(ms_task *t, const ms_waker *w) {
     }
     ms_waker_drop(&t->join_waker);
     t->join_waker = ms_waker_clone(w);
-    s = atomic_load_explicit(&t->state, memory_order_relaxed);
+    /* Acquire: seeing COMPLETE here lets the caller read the result. */
+    s = atomic_load_explicit(&t->state, memory_order_acquire);
     for (;;) {
         if (s & TASK_COMPLETE) {
             ms_waker_drop(&t->join_waker);
