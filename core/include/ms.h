@@ -224,7 +224,10 @@ typedef enum ms_shutdown_mode {
 } ms_shutdown_mode;
 
 typedef struct ms_shutdown_report {
-    bool met_timeout;              /* everything stopped within the timeout */
+    /* DRAIN: every task finished by itself within the timeout (nothing had
+     * to be cancelled, no thread abandoned).  CANCEL: everything stopped
+     * within the timeout. */
+    bool met_timeout;
     uint64_t elapsed_ms;
     uint64_t drained_tasks;        /* tasks that finished during the drain */
     uint64_t cancelled_tasks;      /* tasks cancelled (never polled again) */
@@ -233,11 +236,14 @@ typedef struct ms_shutdown_report {
 } ms_shutdown_report;
 
 /* Stops the runtime: new spawns fail with MS_E_SHUTTING_DOWN at once; then
- * drains or cancels (see mode) and joins every thread.  Returns 0 when all
- * of it finished within timeout_ms, else MS_E_SHUTDOWN_FAILED (threads that
- * were still running are left to finish on their own and the runtime's
- * memory is then never freed).  Calling it again returns the first result.
- * Must not be called from a runtime thread. */
+ * drains or cancels (see mode) until timeout_ms, cancels what is left and
+ * joins every thread.  Threads that were only waiting to be told to exit
+ * get a 100 ms grace past the timeout to be joined.  Returns 0 when every
+ * thread was joined (report->met_timeout says whether it all ended by
+ * itself in time), else MS_E_SHUTDOWN_FAILED: threads stuck in user code
+ * are left to finish on their own (report->abandoned_threads) and the
+ * runtime's memory is then never freed.  Calling it again returns the
+ * first result.  Must not be called from a runtime thread. */
 int ms_runtime_shutdown(ms_runtime *rt, ms_shutdown_mode mode, uint64_t timeout_ms,
                         ms_shutdown_report *report);
 

@@ -13,6 +13,28 @@
 
 #include "runtime.h"
 
+uint64_t met_busy_read(met_worker *m, uint64_t now, bool *parked) {
+    uint64_t busy, since;
+    for (;;) {
+        uint64_t s1 = atomic_load_explicit(&m->busy_seq, memory_order_acquire);
+        busy = atomic_load_explicit(&m->busy_ns, memory_order_relaxed);
+        since = atomic_load_explicit(&m->busy_since, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        uint64_t s2 = atomic_load_explicit(&m->busy_seq, memory_order_relaxed);
+        if (s1 == s2 && !(s1 & 1))
+            break;
+    }
+    *parked = since == 0;
+    if (since && now > since)
+        busy += now - since;
+    uint64_t prev = atomic_load_explicit(&m->busy_reported, memory_order_relaxed);
+    while (prev < busy &&
+           !atomic_compare_exchange_weak_explicit(&m->busy_reported, &prev, busy,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+    return busy > prev ? busy : prev;
+}
+
 ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
     sched *s = &rt->sched;
     ms_metrics *m = calloc(1, sizeof *m + s->nworkers * sizeof(ms_worker_metrics));
@@ -48,9 +70,7 @@ ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
         o->overflow_count = met_get(&w->m.overflows);
         o->local_schedule_count = met_get(&w->m.local_schedules);
         o->spawned_tasks = met_get(&w->m.spawned);
-        uint64_t since = met_get(&w->m.busy_since);
-        o->busy_ns = met_get(&w->m.busy_ns) + (since && now > since ? now - since : 0);
-        o->parked = since == 0;
+        o->busy_ns = met_busy_read(&w->m, now, &o->parked);
         o->local_queue_depth = rq_len(&w->queue);
         o->local_queue_capacity = RQ_CAP;
 

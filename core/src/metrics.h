@@ -10,6 +10,7 @@
 #define MS_METRICS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct met_worker {
@@ -22,9 +23,31 @@ typedef struct met_worker {
     _Atomic uint64_t overflows;
     _Atomic uint64_t local_schedules;
     _Atomic uint64_t spawned;
-    _Atomic uint64_t busy_ns;     /* completed busy stretches */
-    _Atomic uint64_t busy_since;  /* start of the current stretch, 0 when parked */
+    /* busy_ns (completed busy stretches) and busy_since (start of the
+     * current stretch, 0 when parked) change together when the worker
+     * parks or wakes; busy_seq is a seqlock around that pair (odd while
+     * writing) so a reader never pairs a new busy_ns with an old
+     * busy_since. */
+    _Atomic uint64_t busy_seq;
+    _Atomic uint64_t busy_ns;
+    _Atomic uint64_t busy_since;
+    /* The largest busy time any snapshot reported (CAS max by readers):
+     * a reader's clock may run ahead of the worker's own at parking time,
+     * and reported busy time must never go backwards. */
+    _Atomic uint64_t busy_reported;
 } __attribute__((aligned(64))) met_worker;
+
+/* Owner only: moves the busy pair to (busy_ns + add, since). */
+static inline void met_busy_update(met_worker *m, uint64_t add, uint64_t since) {
+    uint64_t seq = atomic_load_explicit(&m->busy_seq, memory_order_relaxed);
+    atomic_store_explicit(&m->busy_seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&m->busy_ns,
+                          atomic_load_explicit(&m->busy_ns, memory_order_relaxed) + add,
+                          memory_order_relaxed);
+    atomic_store_explicit(&m->busy_since, since, memory_order_relaxed);
+    atomic_store_explicit(&m->busy_seq, seq + 2, memory_order_release);
+}
 
 static inline void met_add(_Atomic uint64_t *c, uint64_t n) {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
@@ -40,5 +63,7 @@ static inline uint64_t met_get(_Atomic uint64_t *c) {
 }
 
 void met_worker_init(met_worker *m);
+/* Any thread: busy time up to now, never less than reported before. */
+uint64_t met_busy_read(met_worker *m, uint64_t now, bool *parked);
 
 #endif

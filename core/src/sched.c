@@ -253,9 +253,7 @@ static void park_worker(sched_worker *w) {
     sched *s = w->sched;
     uint64_t now = ms_now_ns();
     uint64_t since = met_get(&w->m.busy_since);
-    if (since)
-        met_add(&w->m.busy_ns, now - since);
-    met_set(&w->m.busy_since, 0);
+    met_busy_update(&w->m, since && now > since ? now - since : 0, 0);
     if (w->polls_at_wake != UINT64_MAX && met_get(&w->m.polls) == w->polls_at_wake)
         met_add(&w->m.noops, 1);
     met_add(&w->m.parks, 1);
@@ -280,7 +278,7 @@ static void park_worker(sched_worker *w) {
             break;
         }
     }
-    met_set(&w->m.busy_since, ms_now_ns());
+    met_busy_update(&w->m, 0, ms_now_ns());
     w->polls_at_wake = met_get(&w->m.polls);
 }
 
@@ -288,7 +286,7 @@ static void *worker_main(void *arg) {
     sched_worker *w = arg;
     sched *s = w->sched;
     tls_worker = w;
-    met_set(&w->m.busy_since, ms_now_ns());
+    met_busy_update(&w->m, 0, ms_now_ns());
     for (;;) {
         if (w->tick % s->event_interval == 0 &&
             atomic_load_explicit(&s->stopping, memory_order_acquire))
@@ -308,10 +306,8 @@ static void *worker_main(void *arg) {
         w->searching = false;
         idle_stop_search(&s->idle);
     }
-    uint64_t since = met_get(&w->m.busy_since);
-    if (since)
-        met_add(&w->m.busy_ns, ms_now_ns() - since);
-    met_set(&w->m.busy_since, 0);
+    uint64_t since = met_get(&w->m.busy_since), end = ms_now_ns();
+    met_busy_update(&w->m, since && end > since ? end - since : 0, 0);
     thr_stop_hook(&s->rt->cfg, w->name);
     tls_worker = NULL;
     return NULL;

@@ -1,0 +1,474 @@
+/*
+ * listen.c - listening sockets and outgoing connections.
+ *
+ * A listening socket is created, bound and put to listen with plain system
+ * calls on the caller's thread, so that "address in use" or "permission
+ * denied" come back from ms_tcp_listen itself; the descriptor is then
+ * handed to the driver (uv_tcp_open / uv_pipe_open), which accepts.
+ * Accepted streams wait in a FIFO until a task takes them.  Connecting is
+ * asynchronous: the driver starts it and the connect object reports.
+ *
+ * Hosts are numeric addresses ("127.0.0.1", "::1") or "localhost": name
+ * resolution blocks, so a caller that needs it resolves on the blocking
+ * pool first.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "runtime.h"
+#include "stream.h"
+
+#define container(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* ---- addresses ---- */
+
+static int parse_host(const char *host, uint16_t port, struct sockaddr_storage *ss,
+                      ms_error *err) {
+    memset(ss, 0, sizeof *ss);
+    if (!host || strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        return 0;
+    }
+    return ms_error_set(err, MS_E_INVALID_ARGUMENT,
+                        "host \"%s\" is not a numeric IPv4/IPv6 address or localhost", host);
+}
+
+static int fill_unix(const char *path, struct sockaddr_un *un, ms_error *err) {
+    memset(un, 0, sizeof *un);
+    if (!path || !*path)
+        return ms_error_set(err, MS_E_INVALID_ARGUMENT, "a Unix socket needs a path");
+    if (strlen(path) >= sizeof un->sun_path)
+        return ms_error_set(err, MS_E_INVALID_ARGUMENT,
+                            "Unix socket path is %zu bytes long (at most %zu): %s", strlen(path),
+                            sizeof un->sun_path - 1, path);
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, path, strlen(path) + 1);
+    return 0;
+}
+
+/* ---- listeners ---- */
+
+struct ms_listener {
+    driver *d;                  /* immutable */
+    bool is_pipe;               /* immutable */
+    uint16_t port;              /* immutable */
+    int fd;                     /* handed to the driver by op_open */
+    union {
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;                        /* driver thread only */
+    bool handle_live;           /* driver thread only */
+    drv_op op_open, op_close;
+    pthread_mutex_t lock;
+    ms_stream *first, *last;    /* under lock: accepted, not yet taken */
+    int err;                    /* under lock: uv error from listening */
+    ms_waker waker;             /* under lock */
+};
+
+static void listener_free_memory(ms_listener *l) {
+    ms_stream *s = l->first;
+    while (s) {
+        ms_stream *next = s->next_accepted;
+        stream_close_now(s);
+        s = next;
+    }
+    ms_waker_drop(&l->waker);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+static void listener_wake(ms_listener *l) {
+    ms_waker w = ms_waker_clone(&l->waker);
+    pthread_mutex_unlock(&l->lock);
+    ms_waker_wake(&w);
+}
+
+static void connection_cb(uv_stream_t *server, int status) {
+    ms_listener *l = server->data;
+    ms_stream *s = status == 0 ? stream_new(l->d) : NULL;
+    int rc = status;
+    if (s) {
+        rc = l->is_pipe ? uv_pipe_init(&l->d->loop, &s->h.pipe, 0)
+                        : uv_tcp_init(&l->d->loop, &s->h.tcp);
+        if (rc == 0) {
+            s->handle_live = true;
+            s->h.stream.data = s;
+            rc = uv_accept(server, &s->h.stream);
+        }
+        if (rc != 0) {
+            stream_close_now(s);
+            s = NULL;
+        } else {
+            if (!l->is_pipe)
+                uv_tcp_nodelay(&s->h.tcp, 1);
+            stream_start_reading(s);
+        }
+    } else if (status == 0) {
+        rc = UV_ENOMEM;
+    }
+    pthread_mutex_lock(&l->lock);
+    if (s) {
+        if (l->last)
+            l->last->next_accepted = s;
+        else
+            l->first = s;
+        l->last = s;
+    } else if (rc != UV_ECONNABORTED && rc != UV_EAGAIN) {
+        /* A failed accept (EMFILE...) is reported once; listening goes on. */
+        l->err = rc;
+    }
+    listener_wake(l);
+}
+
+static void op_open(driver *d, drv_op *op) {
+    ms_listener *l = container(op, ms_listener, op_open);
+    int rc = l->is_pipe ? uv_pipe_init(&d->loop, &l->h.pipe, 0) : uv_tcp_init(&d->loop, &l->h.tcp);
+    if (rc == 0) {
+        l->handle_live = true;
+        l->h.stream.data = l;
+        rc = l->is_pipe ? uv_pipe_open(&l->h.pipe, l->fd) : uv_tcp_open(&l->h.tcp, l->fd);
+        if (rc == 0)
+            rc = uv_listen(&l->h.stream, SOMAXCONN, connection_cb);
+    } else {
+        close(l->fd);
+    }
+    if (rc != 0) {
+        pthread_mutex_lock(&l->lock);
+        l->err = rc;
+        listener_wake(l);
+    }
+}
+
+static void listener_close_cb(uv_handle_t *h) {
+    listener_free_memory(h->data);
+}
+
+static void op_lclose(driver *d, drv_op *op) {
+    ms_listener *l = container(op, ms_listener, op_close);
+    if (l->handle_live && !uv_is_closing((uv_handle_t *)&l->h))
+        uv_close((uv_handle_t *)&l->h, listener_close_cb);
+    else if (!l->handle_live)
+        listener_free_memory(l);
+}
+
+static int listen_fd(ms_runtime *rt, int fd, bool is_pipe, uint16_t port, ms_listener **out,
+                     ms_error *err) {
+    driver *d = rt->driver;
+    ms_listener *l = calloc(1, sizeof *l);
+    if (!l) {
+        close(fd);
+        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for a listener");
+    }
+    l->d = d;
+    l->fd = fd;
+    l->is_pipe = is_pipe;
+    l->port = port;
+    pthread_mutex_init(&l->lock, NULL);
+    l->op_open.fn = op_open;
+    l->op_close.fn = op_lclose;
+    if (!drv_submit(d, &l->op_open)) {
+        close(fd);
+        pthread_mutex_destroy(&l->lock);
+        free(l);
+        return ms_error_set(err, MS_E_SHUTTING_DOWN, "the runtime is shutting down");
+    }
+    *out = l;
+    return 0;
+}
+
+int ms_tcp_listen(ms_runtime *rt, const char *host, uint16_t port, int backlog,
+                  ms_listener **out, ms_error *err) {
+    if (!drv_of(rt, false, true, "a TCP listener", err))
+        return MS_E_NOT_ENABLED;
+    struct sockaddr_storage ss;
+    int rc = parse_host(host, port, &ss, err);
+    if (rc != 0)
+        return rc;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ms_error_set(err, MS_E_IO, "socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 ||
+        listen(fd, backlog > 0 ? backlog : SOMAXCONN) != 0) {
+        int e = errno;
+        close(fd);
+        return ms_error_set(err, MS_E_IO, "cannot listen on %s port %u: %s",
+                            host ? host : "localhost", port, strerror(e));
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    uint16_t actual = port;
+    if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
+        actual = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+                                                  : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    return listen_fd(rt, fd, false, actual, out, err);
+}
+
+int ms_unix_listen(ms_runtime *rt, const char *path, int backlog, ms_listener **out,
+                   ms_error *err) {
+    if (!drv_of(rt, false, true, "a Unix socket listener", err))
+        return MS_E_NOT_ENABLED;
+    struct sockaddr_un un;
+    int rc = fill_unix(path, &un, err);
+    if (rc != 0)
+        return rc;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ms_error_set(err, MS_E_IO, "socket: %s", strerror(errno));
+    if (bind(fd, (struct sockaddr *)&un, sizeof un) != 0 ||
+        listen(fd, backlog > 0 ? backlog : SOMAXCONN) != 0) {
+        int e = errno;
+        close(fd);
+        return ms_error_set(err, MS_E_IO, "cannot listen on %s: %s", path, strerror(e));
+    }
+    return listen_fd(rt, fd, true, 0, out, err);
+}
+
+uint16_t ms_listener_port(const ms_listener *l) {
+    return l->port;
+}
+
+ms_poll ms_listener_accept(ms_listener *l, ms_cx *cx, ms_stream **out, int *rc, ms_error *err) {
+    if (!ms_coop_proceed(cx))
+        return MS_POLL_PENDING;
+    pthread_mutex_lock(&l->lock);
+    ms_stream *s = l->first;
+    if (s) {
+        l->first = s->next_accepted;
+        if (!l->first)
+            l->last = NULL;
+        s->next_accepted = NULL;
+        pthread_mutex_unlock(&l->lock);
+        *out = s;
+        *rc = 0;
+        return MS_POLL_READY;
+    }
+    if (l->err) {
+        int e = l->err;
+        l->err = 0;
+        pthread_mutex_unlock(&l->lock);
+        *out = NULL;
+        *rc = stream_uv_error(err, e, "accept");
+        return MS_POLL_READY;
+    }
+    ms_waker_store(&l->waker, ms_cx_waker(cx));
+    pthread_mutex_unlock(&l->lock);
+    return MS_POLL_PENDING;
+}
+
+void ms_listener_close(ms_listener *l) {
+    if (!l)
+        return;
+    if (!drv_submit(l->d, &l->op_close)) {
+        drv_wait_finished(l->d);
+        listener_free_memory(l);
+    }
+}
+
+/* ---- connecting ---- */
+
+struct ms_connect {
+    driver *d;                  /* immutable */
+    bool is_pipe;               /* immutable */
+    struct sockaddr_storage addr;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    uv_connect_t req;           /* driver thread only */
+    ms_stream *stream;          /* under lock once connected */
+    drv_op op_start, op_free;
+    pthread_mutex_t lock;
+    bool done, abandoned;       /* under lock */
+    int rc;                     /* under lock */
+    ms_waker waker;             /* under lock */
+};
+
+static void connect_free_memory(ms_connect *c) {
+    ms_waker_drop(&c->waker);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static void connect_cb(uv_connect_t *req, int status) {
+    ms_connect *c = req->data;
+    ms_stream *failed = NULL;
+    if (status == 0) {
+        stream_start_reading(c->stream);
+    } else {
+        /* A failed connection's handle is useless: close it here. */
+        pthread_mutex_lock(&c->lock);
+        failed = c->stream;
+        c->stream = NULL;
+        pthread_mutex_unlock(&c->lock);
+    }
+    if (failed)
+        stream_close_now(failed);
+    pthread_mutex_lock(&c->lock);
+    c->done = true;
+    c->rc = status;
+    if (c->abandoned) {
+        /* Nobody wants the result any more. */
+        ms_stream *s = c->stream;
+        c->stream = NULL;
+        pthread_mutex_unlock(&c->lock);
+        if (s)
+            stream_close_now(s);
+        connect_free_memory(c);
+        return;
+    }
+    ms_waker w = ms_waker_clone(&c->waker);
+    pthread_mutex_unlock(&c->lock);
+    ms_waker_wake(&w);
+}
+
+static void op_cstart(driver *d, drv_op *op) {
+    ms_connect *c = container(op, ms_connect, op_start);
+    ms_stream *s = stream_new(d);
+    int rc = s ? 0 : UV_ENOMEM;
+    if (s) {
+        rc = c->is_pipe ? uv_pipe_init(&d->loop, &s->h.pipe, 0) : uv_tcp_init(&d->loop, &s->h.tcp);
+        if (rc == 0) {
+            s->handle_live = true;
+            s->h.stream.data = s;
+            c->stream = s;
+            c->req.data = c;
+            if (c->is_pipe) {
+                uv_pipe_connect(&c->req, &s->h.pipe, c->path, connect_cb);
+                return; /* uv_pipe_connect reports errors through the callback */
+            }
+            uv_tcp_nodelay(&s->h.tcp, 1);
+            rc = uv_tcp_connect(&c->req, &s->h.tcp, (struct sockaddr *)&c->addr, connect_cb);
+            if (rc == 0)
+                return;
+            c->stream = NULL;
+            stream_close_now(s);
+        } else {
+            stream_free_memory(s);
+        }
+    }
+    connect_cb(&c->req, rc);
+}
+
+static void op_cfree(driver *d, drv_op *op) {
+    ms_connect *c = container(op, ms_connect, op_free);
+    pthread_mutex_lock(&c->lock);
+    if (!c->done) {
+        /* Still connecting: closing the handle makes connect_cb run with
+         * UV_ECANCELED, which then frees. */
+        c->abandoned = true;
+        ms_stream *s = c->stream;
+        pthread_mutex_unlock(&c->lock);
+        if (s)
+            stream_close_now(s);
+        return;
+    }
+    ms_stream *s = c->stream;
+    c->stream = NULL;
+    pthread_mutex_unlock(&c->lock);
+    if (s)
+        stream_close_now(s);
+    connect_free_memory(c);
+}
+
+static int connect_start(ms_runtime *rt, ms_connect *c, ms_connect **out, ms_error *err) {
+    c->d = rt->driver;
+    pthread_mutex_init(&c->lock, NULL);
+    c->op_start.fn = op_cstart;
+    c->op_free.fn = op_cfree;
+    if (!drv_submit(c->d, &c->op_start)) {
+        connect_free_memory(c);
+        return ms_error_set(err, MS_E_SHUTTING_DOWN, "the runtime is shutting down");
+    }
+    *out = c;
+    return 0;
+}
+
+int ms_tcp_connect(ms_runtime *rt, const char *host, uint16_t port, ms_connect **out,
+                   ms_error *err) {
+    if (!drv_of(rt, false, true, "a TCP connection", err))
+        return MS_E_NOT_ENABLED;
+    ms_connect *c = calloc(1, sizeof *c);
+    if (!c)
+        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for a connection");
+    int rc = parse_host(host, port, &c->addr, err);
+    if (rc != 0) {
+        free(c);
+        return rc;
+    }
+    return connect_start(rt, c, out, err);
+}
+
+int ms_unix_connect(ms_runtime *rt, const char *path, ms_connect **out, ms_error *err) {
+    if (!drv_of(rt, false, true, "a Unix socket connection", err))
+        return MS_E_NOT_ENABLED;
+    struct sockaddr_un un;
+    int rc = fill_unix(path, &un, err);
+    if (rc != 0)
+        return rc;
+    ms_connect *c = calloc(1, sizeof *c);
+    if (!c)
+        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for a connection");
+    c->is_pipe = true;
+    memcpy(c->path, un.sun_path, sizeof c->path);
+    return connect_start(rt, c, out, err);
+}
+
+ms_poll ms_connect_poll(ms_connect *c, ms_cx *cx, ms_stream **out, int *rc, ms_error *err) {
+    pthread_mutex_lock(&c->lock);
+    if (!c->done) {
+        ms_waker_store(&c->waker, ms_cx_waker(cx));
+        pthread_mutex_unlock(&c->lock);
+        return MS_POLL_PENDING;
+    }
+    int status = c->rc;
+    ms_stream *s = c->stream;
+    c->stream = NULL;
+    pthread_mutex_unlock(&c->lock);
+    if (status != 0) {
+        *out = NULL;
+        *rc = stream_uv_error(err, status, "connect");
+        return MS_POLL_READY;
+    }
+    if (!s) {
+        *out = NULL;
+        *rc = ms_error_set(err, MS_E_INVALID_ARGUMENT, "connection already taken");
+        return MS_POLL_READY;
+    }
+    *out = s;
+    *rc = 0;
+    return MS_POLL_READY;
+}
+
+void ms_connect_free(ms_connect *c) {
+    if (!c)
+        return;
+    if (!drv_submit(c->d, &c->op_free)) {
+        drv_wait_finished(c->d);
+        pthread_mutex_lock(&c->lock);
+        ms_stream *s = c->stream;
+        c->stream = NULL;
+        pthread_mutex_unlock(&c->lock);
+        if (s)
+            stream_free_memory(s);
+        connect_free_memory(c);
+    }
+}
