@@ -17,9 +17,8 @@ uint64_t met_busy_read(met_worker *m, uint64_t now, bool *parked) {
     uint64_t busy, since;
     for (;;) {
         uint64_t s1 = atomic_load_explicit(&m->busy_seq, memory_order_acquire);
-        busy = atomic_load_explicit(&m->busy_ns, memory_order_relaxed);
-        since = atomic_load_explicit(&m->busy_since, memory_order_relaxed);
-        atomic_thread_fence(memory_order_acquire);
+        busy = atomic_load_explicit(&m->busy_ns, memory_order_acquire);
+        since = atomic_load_explicit(&m->busy_since, memory_order_acquire);
         uint64_t s2 = atomic_load_explicit(&m->busy_seq, memory_order_relaxed);
         if (s1 == s2 && !(s1 & 1))
             break;

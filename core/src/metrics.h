@@ -39,13 +39,14 @@ typedef struct met_worker {
 
 /* Owner only: moves the busy pair to (busy_ns + add, since). */
 static inline void met_busy_update(met_worker *m, uint64_t add, uint64_t since) {
+    /* Release stores of the fields order the odd sequence before them: a
+     * reader that sees a new field value then sees the sequence moved. */
     uint64_t seq = atomic_load_explicit(&m->busy_seq, memory_order_relaxed);
     atomic_store_explicit(&m->busy_seq, seq + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
     atomic_store_explicit(&m->busy_ns,
                           atomic_load_explicit(&m->busy_ns, memory_order_relaxed) + add,
-                          memory_order_relaxed);
-    atomic_store_explicit(&m->busy_since, since, memory_order_relaxed);
+                          memory_order_release);
+    atomic_store_explicit(&m->busy_since, since, memory_order_release);
     atomic_store_explicit(&m->busy_seq, seq + 2, memory_order_release);
 }
 
