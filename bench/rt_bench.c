@@ -3,8 +3,9 @@
  * (shared/peers/tokio/src/main.rs).
  *
  * Every workload has the same parameters as the peer's and the same number
- * of timed runs: ITERS for spawn_many_local, spawn_many_remote_idle and
- * chained_spawn, ITERS/10+1 for yield_many and spawn_blocking_many.  Each
+ * of timed runs: ITERS for spawn_many_local, spawn_many_remote_idle,
+ * ping_pong and chained_spawn, ITERS/10+1 for yield_many,
+ * semaphore_contended and spawn_blocking_many, 5 for timers_100k_1ms.  Each
  * workload runs once untimed (warm-up), then n timed runs; the report line
  * is
  *
@@ -472,9 +473,194 @@ static void bench_timers_many(bench_ctx *ctx)
 }
 
 /* ------------------------------------------------------------------------
- * The table.  ping_pong, semaphore_contended and timers_100k_1ms (peer
- * rules: ITERS, ITERS/10+1, fixed 5) come with oneshot channels, semaphores
- * and timers; each is one entry here.
+ * ping_pong: inside block_on, a spawner task spawns NUM_PINGS tasks and is
+ * joined; each of those spawns a peer and they exchange one message each
+ * way through two oneshots (ping -> peer, peer -> ping); the last ping to
+ * get its reply releases the main thread, which waits inside block_on.
+ * ---------------------------------------------------------------------- */
+
+#define NUM_PINGS 1000
+
+typedef struct pong_state {
+    ms_oneshot *in;            /* from the ping */
+    ms_oneshot *out;           /* to the ping */
+} pong_state;
+
+typedef struct ping_state {
+    bench_ctx *ctx;
+    ms_oneshot *reply;         /* receiver side; NULL until the peer is spawned */
+    pong_state peer;
+} ping_state;
+
+static ping_state ping_states[NUM_PINGS];
+
+static ms_poll pong_task(ms_cx *cx, void *state)
+{
+    pong_state *p = state;
+    void *v = NULL;
+    int rc = 0;
+    if (ms_oneshot_recv_poll(p->in, cx, &v, &rc) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    if (rc != 0)
+        fatal("ping_pong: the peer's receive failed: %s (%d)", ms_err_name(rc), rc);
+    ms_oneshot_close_rx(p->in);
+    rc = ms_oneshot_send(p->out, NULL);
+    if (rc != 0)
+        fatal("ping_pong: the peer's send failed: %s (%d)", ms_err_name(rc), rc);
+    ms_oneshot_close_tx(p->out);
+    return MS_POLL_READY;
+}
+
+static ms_poll ping_task(ms_cx *cx, void *state)
+{
+    ping_state *p = state;
+    if (!p->reply) {
+        ms_oneshot *go, *back;
+        if (ms_oneshot_new(NULL, &go) != 0 || ms_oneshot_new(NULL, &back) != 0)
+            fatal("ping_pong: out of memory for a oneshot");
+        p->peer = (pong_state){go, back};
+        p->reply = back;
+        spawn_or_die("ping_pong: ms_spawn (peer)", ms_cx_runtime(cx), pong_task, &p->peer, NULL);
+        int rc = ms_oneshot_send(go, NULL);
+        if (rc != 0)
+            fatal("ping_pong: send failed: %s (%d)", ms_err_name(rc), rc);
+        ms_oneshot_close_tx(go);
+    }
+    void *v = NULL;
+    int rc = 0;
+    if (ms_oneshot_recv_poll(p->reply, cx, &v, &rc) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    if (rc != 0)
+        fatal("ping_pong: receive failed: %s (%d)", ms_err_name(rc), rc);
+    ms_oneshot_close_rx(p->reply);
+    p->reply = NULL;
+    if (atomic_fetch_sub_explicit(&p->ctx->remaining, 1, memory_order_relaxed) == 1)
+        latch_count_down(&p->ctx->done);
+    return MS_POLL_READY;
+}
+
+static ms_poll ping_spawner(ms_cx *cx, void *state)
+{
+    bench_ctx *ctx = state;
+    for (int i = 0; i < NUM_PINGS; i++) {
+        ping_states[i] = (ping_state){.ctx = ctx};
+        spawn_or_die("ping_pong: ms_spawn (ping)", ms_cx_runtime(cx), ping_task, &ping_states[i],
+                     NULL);
+    }
+    return MS_POLL_READY;
+}
+
+typedef struct ping_root_state {
+    bench_ctx *ctx;
+    ms_task *spawner;
+} ping_root_state;
+
+static ms_poll ping_root(ms_cx *cx, void *state)
+{
+    ping_root_state *r = state;
+    if (!r->spawner) {
+        atomic_store_explicit(&r->ctx->remaining, NUM_PINGS, memory_order_relaxed);
+        latch_reset(&r->ctx->done, 1);
+        spawn_or_die("ping_pong: ms_spawn (spawner)", ms_cx_runtime(cx), ping_spawner, r->ctx,
+                     &r->spawner);
+    }
+    join_all j = {.what = "ping_pong (spawner)", .handles = &r->spawner, .count = 1};
+    if (join_all_poll(cx, &j) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    latch_wait(&r->ctx->done);  /* like the peer's done_rx.recv() inside block_on */
+    ms_cx_set_output(cx, NULL);
+    return MS_POLL_READY;
+}
+
+static void bench_ping_pong(bench_ctx *ctx)
+{
+    ping_root_state r = {.ctx = ctx};
+    block_on_or_die("ping_pong: ms_block_on", ctx->rt, ping_root, &r);
+}
+
+/* ------------------------------------------------------------------------
+ * semaphore_contended: inside block_on, spawn SEM_TASKS tasks that each
+ * SEM_ROUNDS times acquire one permit of a SEM_PERMITS-permit semaphore,
+ * yield while holding it, and release it; then join them all in order.
+ * ---------------------------------------------------------------------- */
+
+#define SEM_TASKS 1000
+#define SEM_ROUNDS 100
+#define SEM_PERMITS 10
+
+typedef struct sem_task_state {
+    ms_sem *sem;
+    ms_sem_waiter w;
+    int rounds_left;
+    bool holding;
+} sem_task_state;
+
+static ms_poll sem_task(ms_cx *cx, void *state)
+{
+    sem_task_state *t = state;
+    if (t->holding) {
+        /* The yield while holding is over: the permit goes back. */
+        ms_sem_release(t->sem, 1);
+        t->holding = false;
+        if (--t->rounds_left == 0)
+            return MS_POLL_READY;
+    }
+    int rc = 0;
+    if (ms_sem_acquire_poll(t->sem, &t->w, cx, &rc) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    if (rc != 0)
+        fatal("semaphore_contended: acquire failed: %s (%d)", ms_err_name(rc), rc);
+    t->holding = true;
+    return ms_cx_yield(cx);
+}
+
+typedef struct sem_root_state {
+    sem_task_state *tasks;
+    bool spawned;
+    join_all join;
+} sem_root_state;
+
+static ms_poll sem_root(ms_cx *cx, void *state)
+{
+    sem_root_state *s = state;
+    if (!s->spawned) {
+        for (int i = 0; i < SEM_TASKS; i++)
+            spawn_or_die("semaphore_contended: ms_spawn", ms_cx_runtime(cx), sem_task,
+                         &s->tasks[i], &s->join.handles[i]);
+        s->spawned = true;
+    }
+    ms_poll p = join_all_poll(cx, &s->join);
+    if (p == MS_POLL_READY)
+        ms_cx_set_output(cx, NULL);
+    return p;
+}
+
+static void bench_semaphore_contended(bench_ctx *ctx)
+{
+    static sem_task_state tasks[SEM_TASKS];
+    ms_sem *sem = NULL;
+    int rc = ms_sem_new(SEM_PERMITS, &sem);
+    if (rc != 0)
+        fatal("semaphore_contended: ms_sem_new failed: %s (%d)", ms_err_name(rc), rc);
+    for (int i = 0; i < SEM_TASKS; i++) {
+        tasks[i] = (sem_task_state){.sem = sem, .rounds_left = SEM_ROUNDS};
+        ms_sem_waiter_init(&tasks[i].w, 1);
+    }
+    sem_root_state s = {
+        .tasks = tasks,
+        .join = {.what = "semaphore_contended", .handles = alloc_handles(SEM_TASKS),
+                 .count = SEM_TASKS},
+    };
+    block_on_or_die("semaphore_contended: ms_block_on", ctx->rt, sem_root, &s);
+    free(s.join.handles);
+    if (ms_sem_available(sem) != SEM_PERMITS)
+        fatal("semaphore_contended: %llu permits available at the end, expected %d",
+              (unsigned long long)ms_sem_available(sem), SEM_PERMITS);
+    ms_sem_unref(sem);
+}
+
+/* ------------------------------------------------------------------------
+ * The table, in the peer's order.
  * ---------------------------------------------------------------------- */
 
 typedef enum iters_rule {
@@ -493,9 +679,9 @@ static const bench benches[] = {
     {"spawn_many_local", bench_spawn_many_local, ITERS_ALL},
     {"spawn_many_remote_idle", bench_spawn_many_remote_idle, ITERS_ALL},
     {"yield_many", bench_yield_many, ITERS_TENTH},
-    /* {"ping_pong", bench_ping_pong, ITERS_ALL}, */
+    {"ping_pong", bench_ping_pong, ITERS_ALL},
     {"chained_spawn", bench_chained_spawn, ITERS_ALL},
-    /* {"semaphore_contended", bench_semaphore_contended, ITERS_TENTH}, */
+    {"semaphore_contended", bench_semaphore_contended, ITERS_TENTH},
     {"spawn_blocking_many", bench_spawn_blocking_many, ITERS_TENTH},
     {"timers_100k_1ms", bench_timers_many, ITERS_FIXED_5},
 };
@@ -562,8 +748,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: rt_bench [--workers N] [--iters N] [NAME ...]\n"
                "  --workers N  worker threads, 1..%d (default %d)\n"
-               "  --iters N    timed runs, >= 1 (default %d; yield_many and\n"
-               "               spawn_blocking_many run N/10+1 times)\n"
+               "  --iters N    timed runs, >= 1 (default %d; yield_many,\n"
+               "               semaphore_contended and spawn_blocking_many run\n"
+               "               N/10+1 times, timers_100k_1ms 5 times)\n"
                "  NAME         benchmarks to run (default: all):",
             MS_MAX_WORKERS, DEFAULT_WORKERS, DEFAULT_ITERS);
     for (int i = 0; i < NUM_BENCHES; i++)

@@ -314,6 +314,12 @@ ms_poll ms_cx_fail(ms_cx *cx, int code, const char *fmt, ...) MS_PRINTF(3, 4);
 /* Re-schedules the task behind the others and returns MS_POLL_PENDING. */
 ms_poll ms_cx_yield(ms_cx *cx);
 
+/* Polls fn(cx', state) where cx' is cx with its waker replaced by *w (the
+ * budget and any failure are shared with cx).  For hosts that multiplex
+ * several waiting computations inside one task, each with its own waker,
+ * so that a wake concerns only the computation it belongs to. */
+ms_poll ms_cx_poll_with_waker(ms_cx *cx, const ms_waker *w, ms_poll_fn fn, void *state);
+
 /* Cooperative budget: every operation that may loop without yielding
  * (joins, channel receives, ...) calls this first.  When the task has used
  * its budget for this poll it returns false, having arranged a re-poll and
@@ -561,6 +567,314 @@ int ms_fs_write_file(ms_runtime *rt, const char *path, const void *data, size_t 
  * job's return value is then ignored).  Outside a blocking job: no effect,
  * returns MS_E_WRONG_THREAD. */
 int ms_blocking_fail(int code, const char *fmt, ...) MS_PRINTF(2, 3);
+
+/* ------------------------------------------------------------------------
+ * Synchronisation: semaphore, async mutex, notify, channel, oneshot, and
+ * on top of them a task limiter with priorities, batches and fan-out
+ *
+ * The primitives need no runtime: they only store and wake wakers, so
+ * tasks of different runtimes (agents) and plain threads inside
+ * ms_block_on may share one object.  Every object is refcounted (*_ref
+ * returns its argument; the last *_unref frees) and every function may be
+ * called from any thread.  docs/sync.md has the design and the guarantees.
+ *
+ * Waiting operations are poll functions that take a caller-owned waiter
+ * node, kept in the waiting task's state, so a wait allocates nothing:
+ *
+ *   - initialise the node (ms_*_waiter_init): it is idle;
+ *   - poll with the same node until the poll is ready.  A pending poll has
+ *     queued the node and keeps the task's waker; polling again only
+ *     refreshes the waker.  Once ready the node is idle and may be reused;
+ *   - a task that gives up while waiting (abort, timeout, drop) calls
+ *     ms_*_waiter_cancel before the node's memory goes, typically from the
+ *     task's drop function.  Cancelling an idle node does nothing, so drop
+ *     functions may always call it.  Whoever holds a node queued must hold
+ *     a reference to the object.
+ *
+ * Every waiting poll first calls ms_coop_proceed and is pending if the
+ * task's budget is spent.  For a wait with a deadline, poll through
+ * ms_timeout_poll and cancel the node when it reports timed_out.
+ *
+ * The fields of the waiter structs are private: they are here only so that
+ * nodes can live inside the caller's state.
+ * ---------------------------------------------------------------------- */
+
+/* A link in a primitive's queue of waiters (private). */
+typedef struct ms_wait_link {
+    struct ms_wait_link *prev, *next;
+} ms_wait_link;
+
+/* ---- Semaphore ---- */
+
+/* A counting semaphore, strictly FIFO: while an acquire waits, no new
+ * acquire or try_acquire takes permits ahead of it, and released permits
+ * go to the head waiter (which collects them until it has all it asked
+ * for) before the next one, so a large acquire is never starved by small
+ * ones.  At every moment, available + permits assigned to waiters +
+ * permits held == permits created + added - forgotten. */
+typedef struct ms_sem ms_sem;
+
+#define MS_SEM_MAX_PERMITS (UINT64_MAX >> 4)
+
+typedef struct ms_sem_waiter {
+    ms_wait_link link;   /* private */
+    ms_waker waker;      /* private */
+    uint64_t want;       /* private: permits asked for */
+    uint64_t assigned;   /* private: permits handed to it so far */
+    uint32_t state;      /* private: atomic */
+} ms_sem_waiter;
+
+/* 0 with *out; MS_E_INVALID_ARGUMENT (permits > MS_SEM_MAX_PERMITS),
+ * MS_E_NO_MEMORY. */
+int ms_sem_new(uint64_t permits, ms_sem **out);
+ms_sem *ms_sem_ref(ms_sem *s);
+void ms_sem_unref(ms_sem *s);
+
+/* Prepares w to acquire n permits.  Only an idle node may be re-inited. */
+void ms_sem_waiter_init(ms_sem_waiter *w, uint64_t n);
+/* Acquires the node's n permits.  Ready with *rc = 0 (the caller holds
+ * them now: give them back with ms_sem_release, or wrap them in an
+ * ms_permit), MS_E_CLOSED, or MS_E_INVALID_ARGUMENT (n too large). */
+ms_poll ms_sem_acquire_poll(ms_sem *s, ms_sem_waiter *w, ms_cx *cx, int *rc);
+/* Withdraws w: permits already assigned to it go back to the semaphore
+ * (to the next waiters first); if its acquire had completed but no poll
+ * saw it yet, all n go back.  No effect on an idle node. */
+void ms_sem_waiter_cancel(ms_sem *s, ms_sem_waiter *w);
+/* Takes n permits now: 0, MS_E_EXHAUSTED (too few available, or acquires
+ * are queued: no barging), MS_E_CLOSED, MS_E_INVALID_ARGUMENT. */
+int ms_sem_try_acquire(ms_sem *s, uint64_t n);
+/* Gives back n permits the caller holds (same as add_permits). */
+void ms_sem_release(ms_sem *s, uint64_t n);
+/* Adds n permits; waiters are served first.  0, or MS_E_INVALID_ARGUMENT
+ * when the available permits would exceed MS_SEM_MAX_PERMITS (nothing is
+ * added then). */
+int ms_sem_add_permits(ms_sem *s, uint64_t n);
+/* Removes up to n *available* permits for good (lowering the total) and
+ * returns how many it removed: for live tuning.  Permits assigned to
+ * waiters or held are not touched. */
+uint64_t ms_sem_forget(ms_sem *s, uint64_t n);
+uint64_t ms_sem_available(const ms_sem *s);
+/* Every queued acquire becomes ready with MS_E_CLOSED (what they had been
+ * assigned returns to available); later acquires fail with MS_E_CLOSED.
+ * Release and add_permits keep working; permits held stay valid. */
+void ms_sem_close(ms_sem *s);
+bool ms_sem_is_closed(const ms_sem *s);
+
+/* Permits held as a value that releases them once, however many times
+ * ms_permit_release is called (a binding's explicit release and its
+ * finaliser may both call it). */
+typedef struct ms_permit {
+    ms_sem *sem;   /* a reference while permits are held, else NULL */
+    uint64_t n;
+} ms_permit;
+
+/* Wraps n permits the caller holds on s; takes a reference to s. */
+void ms_permit_init(ms_permit *p, ms_sem *s, uint64_t n);
+/* Releases the permits and the reference; later calls do nothing. */
+void ms_permit_release(ms_permit *p);
+/* Drops the reference without giving the permits back (the semaphore's
+ * total shrinks by n); later calls do nothing. */
+void ms_permit_forget(ms_permit *p);
+
+/* ---- Async mutex ---- */
+
+/* A mutex for tasks: may be held across pending polls (yields, waits);
+ * FIFO; unlock hands the lock straight to the head waiter, so nobody can
+ * barge in between.  It guards data the caller keeps elsewhere: unlock
+ * happens-before the next lock.  It is a one-permit ms_sem. */
+typedef struct ms_mutex ms_mutex;
+typedef ms_sem_waiter ms_mutex_waiter;
+
+int ms_mutex_new(ms_mutex **out);
+ms_mutex *ms_mutex_ref(ms_mutex *m);
+void ms_mutex_unref(ms_mutex *m);
+void ms_mutex_waiter_init(ms_mutex_waiter *w);
+/* Ready: the caller holds the lock. */
+ms_poll ms_mutex_lock_poll(ms_mutex *m, ms_mutex_waiter *w, ms_cx *cx);
+/* Withdraws w; a lock granted to it but never seen passes to the next. */
+void ms_mutex_waiter_cancel(ms_mutex *m, ms_mutex_waiter *w);
+/* Locks if free and nobody waits. */
+bool ms_mutex_try_lock(ms_mutex *m);
+void ms_mutex_unlock(ms_mutex *m);
+bool ms_mutex_is_locked(ms_mutex *m);
+
+/* ---- Notify ---- */
+
+/* Tokio's Notify.  notify_one wakes the longest waiting waiter or, if none
+ * waits, stores one permit (at most one) that the next wait consumes at
+ * once.  notify_all wakes every waiter present and stores nothing; a
+ * waiter initialised before a notify_all and not yet ready completes too,
+ * even if it was not polled yet.  So: init the waiter, check the
+ * condition, then poll -- no notification between the check and the poll
+ * is missed. */
+typedef struct ms_notify ms_notify;
+
+typedef struct ms_notify_waiter {
+    ms_wait_link link;   /* private */
+    ms_waker waker;      /* private */
+    uint64_t gen;        /* private: notify_all count at init */
+    uint32_t state;      /* private: atomic */
+} ms_notify_waiter;
+
+int ms_notify_new(ms_notify **out);
+ms_notify *ms_notify_ref(ms_notify *n);
+void ms_notify_unref(ms_notify *n);
+/* Prepares w for one wait; initialise it again before the next. */
+void ms_notify_waiter_init(ms_notify *n, ms_notify_waiter *w);
+/* Ready once notified. */
+ms_poll ms_notify_poll(ms_notify *n, ms_notify_waiter *w, ms_cx *cx);
+/* Withdraws w; a notify_one it received but did not see is passed on. */
+void ms_notify_waiter_cancel(ms_notify *n, ms_notify_waiter *w);
+void ms_notify_one(ms_notify *n);
+void ms_notify_all(ms_notify *n);
+
+/* ---- Channel ---- */
+
+/* A FIFO channel of void * values, any number of senders and receivers.
+ * capacity >= 1: bounded, a send waits while capacity values are queued
+ * (back-pressure); capacity 0: unbounded.  Waiting senders and waiting
+ * receivers are each served in FIFO order, and values are handed straight
+ * to a waiting receiver, so no wake-up is lost.  Close: queued and later
+ * sends fail with MS_E_CLOSED (their values stay the caller's); receivers
+ * first get everything sent before the close, then MS_E_CLOSED.  Values
+ * still queued when the last reference goes are passed to drop_value (if
+ * not NULL). */
+typedef struct ms_chan ms_chan;
+
+typedef struct ms_chan_waiter {
+    ms_wait_link link;   /* private */
+    ms_waker waker;      /* private */
+    void *value;         /* private */
+    uint32_t state;      /* private: atomic */
+} ms_chan_waiter;
+
+int ms_chan_new(size_t capacity, ms_drop_fn drop_value, ms_chan **out);
+ms_chan *ms_chan_ref(ms_chan *ch);
+void ms_chan_unref(ms_chan *ch);
+void ms_chan_waiter_init(ms_chan_waiter *w);
+/* Sends value (pass the same value to every poll of one send).  Ready with
+ * *rc = 0 (the channel owns the value now), MS_E_CLOSED or MS_E_NO_MEMORY
+ * (the value stays the caller's).  Pending while the channel is full. */
+ms_poll ms_chan_send_poll(ms_chan *ch, ms_chan_waiter *w, void *value, ms_cx *cx, int *rc);
+/* 0, MS_E_EXHAUSTED (full, or senders are waiting), MS_E_CLOSED,
+ * MS_E_NO_MEMORY. */
+int ms_chan_try_send(ms_chan *ch, void *value);
+/* Ready with *rc = 0 and *value, or MS_E_CLOSED once the channel is
+ * closed and drained.  Pending while empty. */
+ms_poll ms_chan_recv_poll(ms_chan *ch, ms_chan_waiter *w, ms_cx *cx, void **value, int *rc);
+/* 0 with *value, MS_E_EXHAUSTED (empty), MS_E_CLOSED (closed and
+ * drained). */
+int ms_chan_try_recv(ms_chan *ch, void **value);
+/* Withdraws w.  For a send: returns true if the value had already gone
+ * into the channel (it is the channel's), false if it is still the
+ * caller's.  For a receive: a value handed to w but not yet seen goes back
+ * to the front of the channel (or to the next receiver); returns false. */
+bool ms_chan_waiter_cancel(ms_chan *ch, ms_chan_waiter *w);
+void ms_chan_close(ms_chan *ch);
+bool ms_chan_is_closed(ms_chan *ch);
+/* Values queued now (a cancelled receive's put-back may briefly take a
+ * bounded channel above its capacity). */
+size_t ms_chan_len(ms_chan *ch);
+/* As created; 0 = unbounded. */
+size_t ms_chan_capacity(const ms_chan *ch);
+
+/* ---- Oneshot ---- */
+
+/* One value from a sender side to a receiver side, lock-free.  Created
+ * with both sides open; each side is closed once (close_tx, close_rx) and
+ * the object is freed when both are.  An unreceived value is then passed
+ * to drop_value (if not NULL). */
+typedef struct ms_oneshot ms_oneshot;
+
+int ms_oneshot_new(ms_drop_fn drop_value, ms_oneshot **out);
+/* Sender: 0, MS_E_CLOSED (the receiver side is closed; the value stays
+ * the caller's), MS_E_INVALID_ARGUMENT (sent already). */
+int ms_oneshot_send(ms_oneshot *o, void *value);
+/* Sender: true once the receiver side is closed. */
+bool ms_oneshot_is_closed(const ms_oneshot *o);
+/* Closes the sender side; a receiver waiting for a value that was never
+ * sent becomes ready with MS_E_CLOSED. */
+void ms_oneshot_close_tx(ms_oneshot *o);
+/* Receiver: ready with *rc = 0 and *value, or MS_E_CLOSED (the sender
+ * side closed without sending, or the value was received already). */
+ms_poll ms_oneshot_recv_poll(ms_oneshot *o, ms_cx *cx, void **value, int *rc);
+/* Receiver: 0 with *value, MS_E_EXHAUSTED (nothing yet), MS_E_CLOSED. */
+int ms_oneshot_try_recv(ms_oneshot *o, void **value);
+void ms_oneshot_close_rx(ms_oneshot *o);
+
+/* ---- Task queue: a concurrency limiter with priorities ---- */
+
+/* Runs tasks on a runtime with at most max_concurrent of them running at
+ * once.  The others wait; a finishing task (ready, failed or cancelled)
+ * frees its slot for the waiting task of highest priority, the earliest
+ * submitted among equal priorities.  Tasks are spawned at submit, wrapped
+ * in a task that first waits for a slot, so the handle is an ordinary
+ * ms_task join handle from the start: join it, abort it (a waiting task
+ * then leaves the queue) or release it as any other. */
+typedef struct ms_taskq ms_taskq;
+
+int ms_taskq_new(ms_runtime *rt, uint32_t max_concurrent, ms_taskq **out);
+ms_taskq *ms_taskq_ref(ms_taskq *q);
+/* Tasks submitted keep the queue alive until they end. */
+void ms_taskq_unref(ms_taskq *q);
+/* Like ms_spawn, with a priority (higher runs first). */
+int ms_taskq_submit(ms_taskq *q, int priority, ms_poll_fn poll, void *state, ms_drop_fn drop,
+                    ms_task **handle);
+/* Live tuning: raising starts waiting tasks at once; lowering lets the
+ * running ones finish.  max_concurrent >= 1. */
+int ms_taskq_set_max(ms_taskq *q, uint32_t max_concurrent);
+uint32_t ms_taskq_max(ms_taskq *q);
+/* Tasks holding a slot, and tasks waiting for one. */
+uint32_t ms_taskq_running(ms_taskq *q);
+size_t ms_taskq_queued(ms_taskq *q);
+
+/* ---- Batches and fan-out / fan-in ---- */
+
+/* One task to start: as the arguments of ms_spawn. */
+typedef struct ms_task_spec {
+    ms_poll_fn poll;
+    void *state;
+    ms_drop_fn drop;
+} ms_task_spec;
+
+/* n tasks joined together.  Started on rt with ms_spawn, or through q
+ * (with priority) when q is not NULL.  From the call on the batch owns
+ * every state: if one cannot start, the states not started are dropped,
+ * the started tasks aborted, and the error returned. */
+typedef struct ms_batch ms_batch;
+
+int ms_batch_spawn(ms_runtime *rt, ms_taskq *q, int priority, size_t n,
+                   const ms_task_spec *specs, ms_batch **out);
+/* Joins every task, in order.  Ready with outputs[i] (n entries, may be
+ * NULL) the output of task i (NULL for a failed one) and *rc 0 or the
+ * failure of the lowest-numbered task that failed (err gets its message). */
+ms_poll ms_batch_poll_join(ms_batch *b, ms_cx *cx, void **outputs, int *rc, ms_error *err);
+/* The same from a plain thread, up to timeout_ms (negative: forever):
+ * MS_E_TIMEOUT leaves the batch joinable again later. */
+int ms_batch_join(ms_batch *b, int64_t timeout_ms, void **outputs, ms_error *err);
+size_t ms_batch_size(const ms_batch *b);
+/* Aborts the tasks not joined yet. */
+void ms_batch_abort(ms_batch *b);
+/* Frees the batch; tasks not joined run on, detached. */
+void ms_batch_free(ms_batch *b);
+
+/* What a fan-out task delivers: allocated, free it with ms_free. */
+typedef struct ms_fanout_result {
+    size_t index;        /* which spec */
+    int rc;              /* 0, the failure code, or MS_E_TASK_CANCELLED */
+    void *output;        /* when rc == 0 */
+    ms_error err;        /* when rc != 0 */
+} ms_fanout_result;
+
+/* Starts n detached tasks (on rt, or through q with priority) and returns
+ * a new unbounded channel in *results that receives one
+ * ms_fanout_result * per task as it ends, in the order they end; the
+ * channel is closed after the last, so a fan-in loop receives until
+ * MS_E_CLOSED.  Results are pre-allocated: none is lost.  On failure, as
+ * ms_batch_spawn: every state is dropped (started tasks aborted) and
+ * *results is not set. */
+int ms_fanout_spawn(ms_runtime *rt, ms_taskq *q, int priority, size_t n,
+                    const ms_task_spec *specs, ms_chan **results);
 
 #ifdef __cplusplus
 }

@@ -444,6 +444,20 @@ ms_poll ms_cx_fail(ms_cx *cx, int code, const char *fmt, ...) {
     return MS_POLL_ERROR;
 }
 
+ms_poll ms_cx_poll_with_waker(ms_cx *cx, const ms_waker *w, ms_poll_fn fn, void *state) {
+    ms_cx sub = *cx;
+    sub.waker = *w;
+    ms_poll r = fn(&sub, state);
+    cx->budget = sub.budget;
+    cx->output = sub.output;
+    if (sub.fail_msg != cx->fail_msg) {
+        free(cx->fail_msg);
+        cx->fail_msg = sub.fail_msg;
+        cx->fail_code = sub.fail_code;
+    }
+    return r;
+}
+
 ms_poll ms_cx_yield(ms_cx *cx) {
     ms_waker_wake_by_ref(&cx->waker);
     return MS_POLL_PENDING;
