@@ -1,0 +1,1046 @@
+/*
+ * agent.c - agents: isolated Lua states scheduled as ms tasks, and the
+ * cooperative scheduler of their coroutine tasks.
+ *
+ * An agent's poll (agent_poll) runs on whichever worker the executor picks
+ * (or on the main thread for ms.run): it takes the coroutines woken since
+ * the last poll, re-polls their pending operations, and resumes the ready
+ * ones in FIFO order until none is ready or the coop budget is spent.  A
+ * coroutine that calls a blocking ms.* function yields all the way back
+ * here with an operation (host.h, ops.c); it is resumed with the
+ * operation's results.  A wake concerns one coroutine: its waker pushes it
+ * on the agent's woken stack and wakes the agent's task.
+ *
+ * Costs: a wake is an exchange plus a CAS push plus the task wake; a
+ * resume is lua_resume.  An idle agent holds its Lua state and nothing
+ * runs for it.
+ */
+#define _GNU_SOURCE
+#include <luajit.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+
+static host *g_host;
+
+host *host_get(void) {
+    return g_host;
+}
+
+host *host_init(ms_runtime *rt, bool own) {
+    if (g_host)
+        return g_host;
+    host *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->rt = rt;
+    h->own_rt = own;
+    pthread_mutex_init(&h->lock, NULL);
+    h->next_agent_id = 1;
+    h->jit_agent_limit = 2000;
+    atomic_init(&h->jit_agents, 0);
+    g_host = h;
+    return h;
+}
+
+void host_track_interval(ms_interval **slot) {
+    host *h = g_host;
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    if (h->nintervals == h->icap) {
+        uint32_t cap = h->icap ? h->icap * 2 : 16;
+        ms_interval ***grown = realloc(h->intervals, cap * sizeof *grown);
+        if (grown) {
+            h->intervals = grown;
+            h->icap = cap;
+        }
+    }
+    if (h->nintervals < h->icap)
+        h->intervals[h->nintervals++] = slot;
+    pthread_mutex_unlock(&h->lock);
+}
+
+void host_untrack_interval(ms_interval **slot) {
+    host *h = g_host;
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    for (uint32_t i = 0; i < h->nintervals; i++)
+        if (h->intervals[i] == slot) {
+            h->intervals[i] = h->intervals[--h->nintervals];
+            break;
+        }
+    pthread_mutex_unlock(&h->lock);
+}
+
+void host_shutdown(void) {
+    host *h = g_host;
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    for (uint32_t i = 0; i < h->nintervals; i++) {
+        ms_interval_free(*h->intervals[i]);
+        *h->intervals[i] = NULL;
+    }
+    h->nintervals = 0;
+    free(h->intervals);
+    h->intervals = NULL;
+    pthread_mutex_unlock(&h->lock);
+    if (h->own_rt) {
+        ms_runtime_shutdown(h->rt, MS_SHUTDOWN_CANCEL, ms_runtime_config(h->rt)->shutdown_timeout_ms,
+                            NULL);
+        ms_runtime_free(h->rt);
+    }
+    free(h->lua_path);
+    free(h->lua_cpath);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+    g_host = NULL;
+}
+
+/* ---- registry ---- */
+
+static void registry_add(host *h, agent *a) {
+    pthread_mutex_lock(&h->lock);
+    a->id = h->next_agent_id++;
+    a->next_reg = h->agents;
+    if (h->agents)
+        h->agents->prev_reg = a;
+    h->agents = a;
+    h->nagents++;
+    agent_ref(a);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void registry_remove(host *h, agent *a) {
+    pthread_mutex_lock(&h->lock);
+    if (a->prev_reg)
+        a->prev_reg->next_reg = a->next_reg;
+    else if (h->agents == a)
+        h->agents = a->next_reg;
+    else {
+        pthread_mutex_unlock(&h->lock);
+        return; /* not registered */
+    }
+    if (a->next_reg)
+        a->next_reg->prev_reg = a->prev_reg;
+    a->next_reg = a->prev_reg = NULL;
+    h->nagents--;
+    pthread_mutex_unlock(&h->lock);
+    agent_unref(a);
+}
+
+agent *agent_whereis(const char *name) {
+    host *h = g_host;
+    if (!h || !name || !*name)
+        return NULL;
+    pthread_mutex_lock(&h->lock);
+    agent *found = NULL;
+    for (agent *a = h->agents; a; a = a->next_reg)
+        if (strcmp(a->name, name) == 0) {
+            found = a;
+            agent_ref(a);
+            break;
+        }
+    pthread_mutex_unlock(&h->lock);
+    return found;
+}
+
+/* ---- references ---- */
+
+void agent_ref(agent *a) {
+    atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+}
+
+static void agent_free(agent *a) {
+    msg *m = a->mhead;
+    while (m) {
+        msg *next = m->next;
+        xfer_free(m->body);
+        if (m->sender)
+            agent_unref(m->sender);
+        if (m->reply)
+            reply_unref(m->reply);
+        free(m);
+        m = next;
+    }
+    for (uint32_t i = 0; i < a->nmonitors; i++)
+        agent_unref(a->monitors[i]);
+    free(a->monitors);
+    xfer_free(a->args);
+    free(a->src_text);
+    free(a->stop_reason);
+    free(a->exit_message);
+    free(a->exit_traceback);
+    ms_waker_drop(&a->self_waker);
+    if (a->task)
+        ms_task_release(a->task);
+    pthread_mutex_destroy(&a->mlock);
+    free(a);
+}
+
+void agent_unref(agent *a) {
+    if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1)
+        agent_free(a);
+}
+
+agent *agent_from_state(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "ms.current_agent");
+    agent *a = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return a;
+}
+
+/* ---- the allocator: one per agent, for its memory limit ---- */
+
+static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    agent *a = ud;
+    size_t used = atomic_load_explicit(&a->mem_used, memory_order_relaxed);
+    if (!ptr)
+        osize = 0;
+    if (nsize == 0) {
+        free(ptr);
+        atomic_store_explicit(&a->mem_used, used - osize, memory_order_relaxed);
+        return NULL;
+    }
+    if (a->mem_limit && nsize > osize && used + (nsize - osize) > a->mem_limit) {
+        atomic_store_explicit(&a->oom, true, memory_order_relaxed);
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (p)
+        atomic_store_explicit(&a->mem_used, used - osize + nsize, memory_order_relaxed);
+    return p;
+}
+
+/* ---- coroutine tasks ---- */
+
+void ltask_ref(ltask *lt) {
+    atomic_fetch_add_explicit(&lt->refs, 1, memory_order_relaxed);
+}
+
+void ltask_unref(ltask *lt) {
+    if (atomic_fetch_sub_explicit(&lt->refs, 1, memory_order_acq_rel) == 1) {
+        agent *a = lt->a;
+        free(lt);
+        agent_unref(a);
+    }
+}
+
+void ltask_wake_by_ref(ltask *lt) {
+    if (atomic_exchange_explicit(&lt->notified, 1, memory_order_acq_rel))
+        return; /* already on the stack, not yet drained */
+    agent *a = lt->a;
+    ltask_ref(lt); /* the stack's reference */
+    ltask *head = atomic_load_explicit(&a->woken, memory_order_relaxed);
+    do {
+        lt->next_woken = head;
+    } while (!atomic_compare_exchange_weak_explicit(&a->woken, &head, lt, memory_order_release,
+                                                    memory_order_relaxed));
+    ms_waker_wake_by_ref(&a->self_waker);
+}
+
+static ms_waker lw_clone(void *data) {
+    ltask_ref(data);
+    return (ms_waker){&ltask_waker_vtable, data};
+}
+static void lw_wake(void *data) {
+    ltask_wake_by_ref(data);
+    ltask_unref(data);
+}
+static void lw_wake_by_ref(void *data) {
+    ltask_wake_by_ref(data);
+}
+static void lw_drop(void *data) {
+    ltask_unref(data);
+}
+const ms_waker_vtable ltask_waker_vtable = {lw_clone, lw_wake, lw_wake_by_ref, lw_drop};
+
+static void runq_push(agent *a, ltask *lt) {
+    lt->next_run = NULL;
+    if (a->runq_tail)
+        a->runq_tail->next_run = lt;
+    else
+        a->runq_head = lt;
+    a->runq_tail = lt;
+}
+
+static ltask *runq_pop(agent *a) {
+    ltask *lt = a->runq_head;
+    if (lt) {
+        a->runq_head = lt->next_run;
+        if (!a->runq_head)
+            a->runq_tail = NULL;
+        lt->next_run = NULL;
+    }
+    return lt;
+}
+
+static void runq_remove(agent *a, ltask *lt) {
+    ltask *prev = NULL;
+    for (ltask *p = a->runq_head; p; prev = p, p = p->next_run) {
+        if (p != lt)
+            continue;
+        if (prev)
+            prev->next_run = p->next_run;
+        else
+            a->runq_head = p->next_run;
+        if (a->runq_tail == p)
+            a->runq_tail = prev;
+        p->next_run = NULL;
+        return;
+    }
+}
+
+ltask *ltask_spawn(agent *a, lua_State *L, int nargs) {
+    ltask *lt = calloc(1, sizeof *lt);
+    if (!lt)
+        return NULL;
+    atomic_init(&lt->refs, 1); /* the scheduler's */
+    atomic_init(&lt->notified, 0);
+    agent_ref(a);
+    lt->a = a;
+    lt->id = ++a->next_ltask_id;
+    lt->result_ref = LUA_NOREF;
+    lt->co = lua_newthread(L);
+    lt->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_xmove(L, lt->co, nargs + 1);
+    lt->nres = nargs;
+    lt->status = LT_READY;
+    lt->next_all = a->all;
+    if (a->all)
+        a->all->prev_all = lt;
+    a->all = lt;
+    runq_push(a, lt);
+    return lt;
+}
+
+ltask *ltask_current(lua_State *L, const char *fname) {
+    agent *a = agent_from_state(L);
+    if (!a || !a->current || a->current->co != L) {
+        luaL_error(L,
+                   "%s must be called from an agent's task (ms.run, ms-host run, ms.spawn or an "
+                   "agent), not from a plain coroutine%s",
+                   fname, a ? "" : " (no agent runs in this Lua state)");
+        return NULL;
+    }
+    return a->current;
+}
+
+int ltask_wait(lua_State *L, ltask *lt) {
+    return lua_yield(L, 0);
+}
+
+/* Ends lt (done, failed or aborted): wakes its joiners and lets go of the
+ * coroutine.  The results or error stay in result_ref for joins. */
+static void ltask_finish(agent *a, ltask *lt, lt_status st) {
+    lt->status = st;
+    for (ltask *j = lt->joiners; j;) {
+        ltask *next = j->join_next;
+        j->join_next = NULL;
+        ltask_wake_by_ref(j);
+        ltask_unref(j);
+        j = next;
+    }
+    lt->joiners = NULL;
+    if (lt->prev_all)
+        lt->prev_all->next_all = lt->next_all;
+    else if (a->all == lt)
+        a->all = lt->next_all;
+    if (lt->next_all)
+        lt->next_all->prev_all = lt->prev_all;
+    lt->next_all = lt->prev_all = NULL;
+    luaL_unref(a->L, LUA_REGISTRYINDEX, lt->co_ref);
+    lt->co_ref = LUA_NOREF;
+    lt->co = NULL;
+}
+
+void ltask_abort(ltask *lt) {
+    agent *a = lt->a;
+    if (lt->status == LT_DONE || lt->status == LT_FAILED || lt->status == LT_ABORTED ||
+        lt->status == LT_RUNNING)
+        return;
+    if (lt->status == LT_WAITING)
+        op_cancel(lt);
+    runq_remove(a, lt);
+    ltask_finish(a, lt, LT_ABORTED);
+    ltask_unref(lt); /* the scheduler's reference */
+}
+
+/* ---- error values ---- */
+
+void lerr_push(lua_State *L, int code, const char *message, const char *traceback) {
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, ms_err_kind_name(ms_err_kind_of(code)));
+    lua_setfield(L, -2, "kind");
+    lua_pushstring(L, ms_err_name(code));
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, message ? message : ms_err_name(code));
+    lua_setfield(L, -2, "message");
+    if (traceback) {
+        lua_pushstring(L, traceback);
+        lua_setfield(L, -2, "traceback");
+    }
+    lua_pushstring(L, ms_severity_name(ms_err_severity(code)));
+    lua_setfield(L, -2, "severity");
+    ms_recovery r = ms_err_recovery(code);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, ms_recovery_name(r.kind));
+    lua_setfield(L, -2, "strategy");
+    if (r.kind == MS_RECOVER_RETRY) {
+        lua_pushinteger(L, (lua_Integer)r.max_attempts);
+        lua_setfield(L, -2, "max_attempts");
+        lua_pushnumber(L, (double)r.delay_ms / 1000.0);
+        lua_setfield(L, -2, "delay");
+    } else if (r.kind == MS_RECOVER_CIRCUIT_BREAKER) {
+        lua_pushinteger(L, (lua_Integer)r.failure_threshold);
+        lua_setfield(L, -2, "failure_threshold");
+        lua_pushnumber(L, (double)r.reset_timeout_ms / 1000.0);
+        lua_setfield(L, -2, "reset_timeout");
+    }
+    lua_setfield(L, -2, "recovery");
+    /* tostring(err) gives the message. */
+    luaL_getmetatable(L, "ms.error");
+    lua_setmetatable(L, -2);
+}
+
+/* ---- mailbox, monitors, exit ---- */
+
+int agent_deliver(agent *a, msg *m, char *err, size_t errlen) {
+    pthread_mutex_lock(&a->mlock);
+    if (a->state == AG_EXITED) {
+        pthread_mutex_unlock(&a->mlock);
+        snprintf(err, errlen, "agent %s (%llu) has exited (%s)", a->name,
+                 (unsigned long long)a->id, a->exit_reason);
+        return MS_E_CLOSED;
+    }
+    if (a->mailbox_limit && a->mcount >= a->mailbox_limit) {
+        pthread_mutex_unlock(&a->mlock);
+        snprintf(err, errlen, "mailbox of agent %s is full (%zu messages, mailbox_limit)",
+                 a->name, a->mailbox_limit);
+        return MS_E_EXHAUSTED;
+    }
+    m->next = NULL;
+    if (a->mtail)
+        a->mtail->next = m;
+    else
+        a->mhead = m;
+    a->mtail = m;
+    a->mcount++;
+    ltask *r = a->receiver;
+    a->receiver = NULL;
+    pthread_mutex_unlock(&a->mlock);
+    if (r) {
+        ltask_wake_by_ref(r);
+        ltask_unref(r);
+    }
+    return 0;
+}
+
+void agent_add_monitor(agent *target, agent *watcher) {
+    pthread_mutex_lock(&target->mlock);
+    bool exited = target->state == AG_EXITED;
+    if (!exited && target->nmonitors == target->mcap) {
+        uint32_t cap = target->mcap ? target->mcap * 2 : 4;
+        agent **m = realloc(target->monitors, cap * sizeof *m);
+        if (m) {
+            target->monitors = m;
+            target->mcap = cap;
+        }
+    }
+    if (!exited && target->nmonitors < target->mcap) {
+        agent_ref(watcher);
+        target->monitors[target->nmonitors++] = watcher;
+    }
+    pthread_mutex_unlock(&target->mlock);
+    if (exited) {
+        /* Already gone: the watcher hears about it at once. */
+        agent_send_exit_notice(target, watcher);
+    }
+}
+
+/* Puts { event = "exit", agent = <target>, name, reason, message,
+ * traceback, unread = n } in the watcher's mailbox.  Built without a Lua
+ * state (lms_exit_notice), so it works whichever thread the exit is on. */
+void agent_send_exit_notice(agent *target, agent *watcher) {
+    xfer *x = lms_exit_notice(target);
+    if (!x)
+        return;
+    msg *m = calloc(1, sizeof *m);
+    if (!m) {
+        xfer_free(x);
+        return;
+    }
+    m->body = x;
+    char err[128];
+    if (agent_deliver(watcher, m, err, sizeof err) != 0) {
+        xfer_free(x);
+        free(m);
+    }
+}
+
+void agent_stop(agent *a, const char *reason) {
+    pthread_mutex_lock(&a->mlock);
+    if (a->state != AG_EXITED && !a->stop_reason)
+        a->stop_reason = strdup(reason ? reason : "killed");
+    pthread_mutex_unlock(&a->mlock);
+    atomic_store_explicit(&a->stop_requested, true, memory_order_release);
+    ms_waker_wake_by_ref(&a->self_waker);
+}
+
+/* ---- starting an agent ---- */
+
+static int load_main(lua_State *L) {
+    agent *a = lua_touserdata(L, 1);
+    int rc = 0;
+    switch (a->src) {
+    case SRC_FN:
+        rc = luaL_loadbuffer(L, a->src_text, a->src_len, a->name);
+        if (rc == 0 && a->n_ms_upvals) {
+            lua_getglobal(L, "ms");
+            for (int i = 0; i < a->n_ms_upvals; i++) {
+                lua_pushvalue(L, -1);
+                lua_setupvalue(L, -3, a->ms_upvals[i]);
+            }
+            lua_pop(L, 1);
+        }
+        break;
+    case SRC_FILE:
+        rc = luaL_loadfile(L, a->src_text);
+        break;
+    case SRC_MODULE:
+        lua_getglobal(L, "require");
+        lua_pushstring(L, a->src_text);
+        lua_call(L, 1, 1);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "main");
+            lua_remove(L, -2);
+        }
+        if (!lua_isfunction(L, -1))
+            return luaL_error(L, "module '%s' returned %s; an agent module returns its main "
+                                 "function (or a table with a main function)",
+                              a->src_text, luaL_typename(L, -1));
+        break;
+    case SRC_STATE:
+        break;
+    }
+    if (rc != 0)
+        return lua_error(L);
+    return 1;
+}
+
+static bool open_state(agent *a, char *err, size_t errlen) {
+    lua_State *L = lua_newstate(agent_alloc, a);
+    if (!L) {
+        snprintf(err, errlen, "cannot create a Lua state for agent %s (memory_limit %zu bytes)",
+                 a->name, a->mem_limit);
+        return false;
+    }
+    a->L = L;
+    a->own_state = true;
+    luaL_openlibs(L);
+    host *h = a->h;
+    lua_getglobal(L, "package");
+    if (h->lua_path) {
+        lua_pushstring(L, h->lua_path);
+        lua_setfield(L, -2, "path");
+    }
+    if (h->lua_cpath) {
+        lua_pushstring(L, h->lua_cpath);
+        lua_setfield(L, -2, "cpath");
+    }
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_ms);
+    lua_setfield(L, -2, "ms");
+    lua_pop(L, 2);
+    lua_pushlightuserdata(L, a);
+    lua_setfield(L, LUA_REGISTRYINDEX, "ms.current_agent");
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "ms");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        snprintf(err, errlen, "cannot load the ms module: %s", lua_tostring(L, -1));
+        return false;
+    }
+    lua_setglobal(L, "ms");
+    if (a->jit_off || atomic_fetch_add(&h->jit_agents, 1) >= h->jit_agent_limit)
+        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    return true;
+}
+
+/* Records the agent's end and tells its monitors.  L is still open. */
+static void agent_exit(agent *a, const char *reason, int code, const char *message,
+                       const char *traceback) {
+    pthread_mutex_lock(&a->mlock);
+    a->state = AG_EXITED;
+    snprintf(a->exit_reason, sizeof a->exit_reason, "%s", reason);
+    a->exit_code = code;
+    a->exit_message = message ? strdup(message) : NULL;
+    a->exit_traceback = traceback ? strdup(traceback) : NULL;
+    size_t unread = a->mcount;
+    agent **mons = a->monitors;
+    uint32_t nmons = a->nmonitors;
+    a->monitors = NULL;
+    a->nmonitors = a->mcap = 0;
+    ltask *r = a->receiver;
+    a->receiver = NULL;
+    pthread_mutex_unlock(&a->mlock);
+    if (r)
+        ltask_unref(r);
+    if (unread > 0)
+        fprintf(stderr, "ms-host: agent %s (%llu) exited (%s) with %zu unread message%s\n",
+                a->name, (unsigned long long)a->id, reason, unread, unread == 1 ? "" : "s");
+    for (uint32_t i = 0; i < nmons; i++) {
+        agent_send_exit_notice(a, mons[i]);
+        agent_unref(mons[i]);
+    }
+    free(mons);
+}
+
+/* Cancels every coroutine and closes the state (if ours). */
+static void agent_teardown(agent *a) {
+    while (a->all) {
+        ltask *lt = a->all;
+        if (lt->status == LT_WAITING)
+            op_cancel(lt);
+        runq_remove(a, lt);
+        ltask_finish(a, lt, LT_ABORTED);
+        ltask_unref(lt);
+    }
+    /* Drain the woken stack: those references are ours to drop. */
+    ltask *w = atomic_exchange(&a->woken, NULL);
+    while (w) {
+        ltask *next = w->next_woken;
+        ltask_unref(w);
+        w = next;
+    }
+    if (a->own_state && a->L) {
+        lua_close(a->L);
+        a->L = NULL;
+    }
+    registry_remove(a->h, a);
+}
+
+/* The text of the error value at the top of co, with a traceback. */
+static void describe_error(agent *a, lua_State *co, char **msgp, char **tb) {
+    const char *m = NULL;
+    if (lua_istable(co, -1)) {
+        lua_getfield(co, -1, "message");
+        m = lua_tostring(co, -1);
+        lua_pop(co, 1);
+    }
+    if (!m)
+        m = lua_tostring(co, -1);
+    *msgp = strdup(m ? m : "(error object is not a string)");
+    luaL_traceback(a->L, co, NULL, 0);
+    *tb = strdup(lua_tostring(a->L, -1) ? lua_tostring(a->L, -1) : "");
+    lua_pop(a->L, 1);
+}
+
+/* Resumes lt once and handles the outcome.  Returns true if the agent's
+ * main coroutine ended. */
+static bool resume(agent *a, ltask *lt, ms_cx *cx) {
+    a->current = lt;
+    lt->status = LT_RUNNING;
+    int nargs = lt->nres;
+    lt->nres = 0;
+    int rc = lua_resume(lt->co, nargs);
+    a->current = NULL;
+    if (rc == LUA_YIELD) {
+        if (!lt->op.poll) {
+            /* ms.yield, or a coroutine.yield at the top of a task: the
+             * yielded values are dropped and the task goes to the back. */
+            lua_settop(lt->co, 0);
+            lt->status = LT_READY;
+            runq_push(a, lt);
+            return false;
+        }
+        lt->status = LT_WAITING;
+        if (op_poll_now(lt, cx) == MS_POLL_READY) {
+            lt->status = LT_READY;
+            runq_push(a, lt);
+        }
+        return false;
+    }
+    lua_State *L = a->L;
+    if (rc == 0) {
+        int n = lua_gettop(lt->co);
+        lua_createtable(lt->co, n, 1);
+        lua_insert(lt->co, 1);
+        for (int i = n; i >= 1; i--)
+            lua_rawseti(lt->co, 1, i);
+        lua_pushinteger(lt->co, n);
+        lua_setfield(lt->co, 1, "n");
+        lua_xmove(lt->co, L, 1);
+        lt->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        bool main = lt->is_main;
+        ltask_finish(a, lt, LT_DONE);
+        ltask_unref(lt);
+        return main;
+    }
+    /* Failed: build the error value (kept for joins and for the exit). */
+    char *m = NULL, *tb = NULL;
+    bool oom = rc == LUA_ERRMEM || atomic_load(&a->oom);
+    describe_error(a, lt->co, &m, &tb);
+    int code = oom ? MS_E_NO_MEMORY : MS_E_TASK_FAILED;
+    if (oom) {
+        /* Free what we can before building values in the same state. */
+        lua_settop(lt->co, 0);
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        size_t lim = a->mem_limit;
+        a->mem_limit = 0; /* room to report the failure */
+        lerr_push(L, code, m, tb);
+        a->mem_limit = lim;
+    } else {
+        lerr_push(L, code, m, tb);
+    }
+    lt->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    bool main = lt->is_main;
+    if (main) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lt->result_ref);
+        a->exit_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        agent_exit(a, oom ? "oom" : "error", code, m, tb);
+    }
+    free(m);
+    free(tb);
+    ltask_finish(a, lt, LT_FAILED);
+    ltask_unref(lt);
+    return main;
+}
+
+static ms_poll finish_poll(ms_cx *cx, agent *a) {
+    int code = a->exit_code;
+    char reason[16];
+    snprintf(reason, sizeof reason, "%s", a->exit_reason);
+    char *message = a->exit_message ? strdup(a->exit_message) : NULL;
+    agent_teardown(a);
+    if (strcmp(reason, "normal") == 0) {
+        free(message);
+        return MS_POLL_READY;
+    }
+    ms_poll p = ms_cx_fail(cx, code ? code : MS_E_TASK_FAILED, "agent %s: %s", a->name,
+                           message ? message : reason);
+    free(message);
+    return p;
+}
+
+ms_poll agent_poll(ms_cx *cx, void *state) {
+    agent *a = state;
+    atomic_fetch_add_explicit(&a->polls, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire))
+        return MS_POLL_PENDING; /* a blocking job owns the state */
+    if (ms_waker_is_null(&a->self_waker))
+        a->self_waker = ms_waker_clone(ms_cx_waker(cx));
+    if (!a->started) {
+        a->started = true;
+        char err[512];
+        if (a->src != SRC_STATE) {
+            if (!open_state(a, err, sizeof err)) {
+                agent_exit(a, "error", MS_E_STARTUP_FAILED, err, NULL);
+                return finish_poll(cx, a);
+            }
+            lua_State *L = a->L;
+            lua_pushcfunction(L, load_main);
+            lua_pushlightuserdata(L, a);
+            if (lua_pcall(L, 1, 1, 0) != 0) {
+                const char *m = lua_tostring(L, -1);
+                snprintf(err, sizeof err, "cannot start agent %s: %s", a->name,
+                         m ? m : "(error)");
+                agent_exit(a, "error", MS_E_STARTUP_FAILED, err, NULL);
+                return finish_poll(cx, a);
+            }
+            int nargs = 0;
+            if (a->args) {
+                xfer_decode(L, a->args);
+                xfer_free(a->args);
+                a->args = NULL;
+                nargs = 1;
+            }
+            a->main = ltask_spawn(a, L, nargs);
+            if (!a->main) {
+                agent_exit(a, "error", MS_E_NO_MEMORY, "no memory for the main task", NULL);
+                return finish_poll(cx, a);
+            }
+            a->main->is_main = true;
+        }
+        pthread_mutex_lock(&a->mlock);
+        a->state = AG_RUNNING;
+        pthread_mutex_unlock(&a->mlock);
+    }
+    if (atomic_load_explicit(&a->stop_requested, memory_order_acquire)) {
+        pthread_mutex_lock(&a->mlock);
+        char reason[64];
+        snprintf(reason, sizeof reason, "%s", a->stop_reason ? a->stop_reason : "killed");
+        pthread_mutex_unlock(&a->mlock);
+        agent_exit(a, "killed", MS_E_TASK_CANCELLED, reason, NULL);
+        return finish_poll(cx, a);
+    }
+
+    /* Coroutines woken since the last poll: re-poll their operations.
+     * The stack is LIFO; reverse it so wakes are served in order. */
+    ltask *w = atomic_exchange_explicit(&a->woken, NULL, memory_order_acquire);
+    ltask *fifo = NULL;
+    while (w) {
+        ltask *next = w->next_woken;
+        w->next_woken = fifo;
+        fifo = w;
+        w = next;
+    }
+    while (fifo) {
+        ltask *lt = fifo;
+        fifo = lt->next_woken;
+        atomic_store_explicit(&lt->notified, 0, memory_order_release);
+        if (lt->status == LT_WAITING && op_poll_now(lt, cx) == MS_POLL_READY) {
+            lt->status = LT_READY;
+            runq_push(a, lt);
+        }
+        ltask_unref(lt);
+    }
+
+    uint32_t budget = ms_runtime_config(a->h->rt)->budget;
+    while (a->runq_head) {
+        if (budget-- == 0)
+            return ms_cx_yield(cx); /* let other agents run */
+        ltask *lt = runq_pop(a);
+        if (resume(a, lt, cx)) {
+            if (a->state != AG_EXITED) {
+                pthread_mutex_lock(&a->mlock);
+                bool running = a->state != AG_EXITED;
+                pthread_mutex_unlock(&a->mlock);
+                if (running)
+                    agent_exit(a, "normal", 0, NULL, NULL);
+            }
+            return finish_poll(cx, a);
+        }
+        if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire))
+            return MS_POLL_PENDING;
+    }
+    return MS_POLL_PENDING;
+}
+
+static void agent_task_drop(void *state) {
+    agent *a = state;
+    /* A cancelled agent (runtime shutdown) never ran its finish. */
+    if (a->state != AG_EXITED && !atomic_load(&a->blocking_busy)) {
+        agent_exit(a, "killed", MS_E_TASK_CANCELLED, "the runtime shut down", NULL);
+        agent_teardown(a);
+    }
+    agent_unref(a); /* the task's reference */
+}
+
+/* ---- spawning ---- */
+
+static agent *agent_alloc_struct(host *h) {
+    agent *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    atomic_init(&a->refs, 1);
+    a->h = h;
+    a->exit_ref = LUA_NOREF;
+    pthread_mutex_init(&a->mlock, NULL);
+    a->mem_limit = h->default_mem_limit;
+    a->mailbox_limit = h->mailbox_limit;
+    return a;
+}
+
+/* Reads spawn{...} at idx.  Returns NULL with err set on a bad spec. */
+agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
+    host *h = host_get();
+    if (!h) {
+        snprintf(err, errlen, "no runtime: call ms.run first");
+        return NULL;
+    }
+    if (!lua_istable(L, idx)) {
+        snprintf(err, errlen, "ms.agent.spawn expects a table, got %s", luaL_typename(L, idx));
+        return NULL;
+    }
+    agent *a = agent_alloc_struct(h);
+    if (!a) {
+        snprintf(err, errlen, "no memory for an agent");
+        return NULL;
+    }
+    int nsrc = 0;
+    lua_getfield(L, idx, "fn");
+    if (!lua_isnil(L, -1)) {
+        nsrc++;
+        if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1)) {
+            snprintf(err, errlen, "spawn: fn must be a Lua function, got %s", luaL_typename(L, -1));
+            goto fail;
+        }
+        /* Upvalues cannot cross: name them.  The one exception is the ms
+         * module itself (`local ms = require "ms"`), which the child gets
+         * re-bound to its own ms module. */
+        char names[200] = "";
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "loaded");
+        lua_getfield(L, -1, "ms");
+        lua_replace(L, -3);
+        lua_pop(L, 1); /* stack: fn, ms module */
+        for (int i = 1;; i++) {
+            const char *up = lua_getupvalue(L, -2, i);
+            if (!up)
+                break;
+            bool is_ms = lua_rawequal(L, -1, -2) && !lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (is_ms && a->n_ms_upvals < 8) {
+                a->ms_upvals[a->n_ms_upvals++] = (uint8_t)i;
+                continue;
+            }
+            size_t used = strlen(names);
+            snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "", *up ? up : "?");
+        }
+        lua_pop(L, 1);
+        if (names[0]) {
+            snprintf(err, errlen,
+                     "spawn: fn captures upvalues (%s); an agent shares nothing, so pass data "
+                     "through args instead",
+                     names);
+            goto fail;
+        }
+        lua_getglobal(L, "string");
+        lua_getfield(L, -1, "dump");
+        lua_pushvalue(L, -3);
+        if (lua_pcall(L, 1, 1, 0) != 0) {
+            snprintf(err, errlen, "spawn: cannot copy fn: %s", lua_tostring(L, -1));
+            lua_pop(L, 2);
+            goto fail;
+        }
+        size_t len;
+        const char *code = lua_tolstring(L, -1, &len);
+        a->src = SRC_FN;
+        a->src_text = malloc(len);
+        if (a->src_text)
+            memcpy(a->src_text, code, len);
+        a->src_len = len;
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "file");
+    if (!lua_isnil(L, -1)) {
+        nsrc++;
+        if (!lua_isstring(L, -1)) {
+            snprintf(err, errlen, "spawn: file must be a path string, got %s", luaL_typename(L, -1));
+            goto fail;
+        }
+        a->src = SRC_FILE;
+        a->src_text = strdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "module");
+    if (!lua_isnil(L, -1)) {
+        nsrc++;
+        if (!lua_isstring(L, -1)) {
+            snprintf(err, errlen, "spawn: module must be a module name, got %s",
+                     luaL_typename(L, -1));
+            goto fail;
+        }
+        a->src = SRC_MODULE;
+        a->src_text = strdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    if (nsrc != 1) {
+        snprintf(err, errlen, "spawn: give exactly one of fn, file or module (got %d)", nsrc);
+        goto fail;
+    }
+    lua_getfield(L, idx, "name");
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isstring(L, -1)) {
+            snprintf(err, errlen, "spawn: name must be a string, got %s", luaL_typename(L, -1));
+            goto fail;
+        }
+        const char *nm = lua_tostring(L, -1);
+        agent *other = agent_whereis(nm);
+        if (other) {
+            agent_unref(other);
+            snprintf(err, errlen, "spawn: the name '%s' is taken by agent %llu", nm,
+                     (unsigned long long)other->id);
+            goto fail;
+        }
+        snprintf(a->name, sizeof a->name, "%s", nm);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "memory_limit");
+    if (!lua_isnil(L, -1)) {
+        double lim = lua_tonumber(L, -1);
+        if (!lua_isnumber(L, -1) || lim < 0 || (lim > 0 && lim < 16384)) {
+            snprintf(err, errlen,
+                     "spawn: memory_limit must be 0 (none) or at least 16384 bytes, got %s",
+                     lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+            goto fail;
+        }
+        a->mem_limit = (size_t)lim;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "jit");
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1))
+        a->jit_off = true;
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "args");
+    if (!lua_isnil(L, -1)) {
+        a->args = xfer_new();
+        if (!a->args || !xfer_encode(L, -1, a->args, "args", err, errlen))
+            goto fail;
+    }
+    lua_pop(L, 1);
+
+    registry_add(h, a);
+    if (!a->name[0])
+        snprintf(a->name, sizeof a->name, "agent-%llu", (unsigned long long)a->id);
+    agent_ref(a); /* the task's reference */
+    int rc = ms_spawn(h->rt, agent_poll, a, agent_task_drop, &a->task);
+    if (rc != 0) {
+        snprintf(err, errlen, "spawn: %s", ms_err_name(rc));
+        agent_unref(a);
+        registry_remove(h, a);
+        agent_unref(a);
+        return NULL;
+    }
+    return a; /* the caller gets the creation reference */
+fail:
+    lua_pop(L, 1);
+    agent_unref(a);
+    return NULL;
+}
+
+/* ---- the main agent ---- */
+
+int agent_run_main(lua_State *L, int nargs, ms_error *err) {
+    host *h = host_get();
+    agent *a = agent_alloc_struct(h);
+    if (!a)
+        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for the main agent");
+    a->src = SRC_STATE;
+    a->L = L;
+    a->own_state = false;
+    a->mem_limit = 0;
+    snprintf(a->name, sizeof a->name, "main");
+    registry_add(h, a);
+    lua_pushlightuserdata(L, a);
+    lua_setfield(L, LUA_REGISTRYINDEX, "ms.current_agent");
+    a->main = ltask_spawn(a, L, nargs);
+    if (!a->main) {
+        registry_remove(h, a);
+        agent_unref(a);
+        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for the main task");
+    }
+    a->main->is_main = true;
+    a->started = true;
+    pthread_mutex_lock(&a->mlock);
+    a->state = AG_RUNNING;
+    pthread_mutex_unlock(&a->mlock);
+    int rc = ms_block_on(h->rt, agent_poll, a, NULL, err);
+    /* On failure the error value is kept for the caller. */
+    if (a->exit_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, a->exit_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, a->exit_ref);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "ms.current_agent");
+    agent_unref(a);
+    return rc;
+}

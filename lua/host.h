@@ -1,0 +1,289 @@
+/*
+ * host.h - the LuaJIT host's internal types.
+ *
+ * host    the process-wide registry: the runtime, every agent, names.
+ * agent   an isolated lua_State run by the executor as one ms task.  Only
+ *         the thread polling that task touches the state; polls of one
+ *         task never overlap, and the executor orders consecutive polls,
+ *         so agent code needs no locks.
+ * ltask   a coroutine of an agent (ms.spawn, and the agent's main
+ *         function).  It runs until it finishes or yields with a pending
+ *         operation (lop): a sleep, a join, a receive...  The operation is
+ *         polled by the agent's scheduler with the ltask's own waker, so a
+ *         wake re-polls only the coroutine it concerns.
+ * xfer    a Lua value copied out of one state to be rebuilt in another:
+ *         plain data by copy, shared objects (agents, semaphores,
+ *         channels, reply slots) by reference.
+ */
+#ifndef MS_HOST_H
+#define MS_HOST_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ms.h"
+
+typedef struct host host;
+typedef struct agent agent;
+typedef struct ltask ltask;
+typedef struct xfer xfer;
+
+/* ---- value transfer (xfer.c) ---- */
+
+typedef enum xh_type { XH_AGENT = 1, XH_SEM, XH_CHAN, XH_REPLY } xh_type;
+
+typedef struct xhandle {
+    xh_type type;
+    void *ptr;                  /* one reference owned by the blob */
+} xhandle;
+
+struct xfer {
+    char *buf;
+    size_t len, cap;
+    xhandle *handles;
+    uint32_t nhandles, hcap;
+};
+
+/* Copies the value at idx into x.  On failure returns false with a message
+ * in err naming the path of the offending value ("args.cb is a function"). */
+bool xfer_encode(lua_State *L, int idx, xfer *x, const char *what, char *err, size_t errlen);
+/* Pushes the value; the handles' references move to the new userdata. */
+void xfer_decode(lua_State *L, xfer *x);
+/* Frees the buffer and releases handles not taken by a decode. */
+void xfer_clear(xfer *x);
+xfer *xfer_new(void);
+void xfer_free(xfer *x);
+
+/* ---- handles as Lua userdata (lms.c) ---- */
+
+void lh_push_agent(lua_State *L, agent *a);       /* takes a reference */
+agent *lh_check_agent(lua_State *L, int idx);
+void lh_push_handle(lua_State *L, xh_type type, void *ptr); /* takes over a ref */
+void *lh_to_handle(lua_State *L, int idx, xh_type *type);   /* NULL if not one */
+void lh_ref_handle(xh_type type, void *ptr);
+void lh_unref_handle(xh_type type, void *ptr);
+
+/* ---- pending operations (ops.c) ---- */
+
+typedef struct lop lop;
+typedef ms_poll (*lop_poll_fn)(ltask *lt, ms_cx *cx);
+typedef void (*lop_cancel_fn)(ltask *lt);
+
+/* A reply slot for agent:call.  Refcounted; any thread. */
+typedef struct reply_slot reply_slot;
+
+struct lop {
+    lop_poll_fn poll;           /* NULL: no operation (a plain yield) */
+    lop_cancel_fn cancel;
+    ms_timer *deadline;         /* optional timeout */
+    bool timed_out;
+    union {
+        struct { ms_timer *t; } sleep;
+        struct { ltask *target; bool registered; } join;
+        struct { int dummy; } recv;
+        struct { reply_slot *slot; } call;
+        struct { ms_task *job; lua_State *co; int co_ref; int nargs; } blocking;
+        struct { ms_interval *iv; uint64_t tick; } interval;
+        void *any[6];
+    } u;
+    /* Operation-specific storage (sync waiters), see ops.c. */
+    char store[128] __attribute__((aligned(16)));
+};
+
+/* ---- coroutine tasks (agent.c) ---- */
+
+typedef enum lt_status { LT_READY, LT_WAITING, LT_RUNNING, LT_DONE, LT_FAILED, LT_ABORTED } lt_status;
+
+struct ltask {
+    _Atomic uint32_t refs;      /* scheduler + Lua handle + wakers */
+    agent *a;                   /* immutable; the ltask holds a ref */
+    uint64_t id;                /* immutable */
+    /* Agent thread only: */
+    lua_State *co;
+    int co_ref;                 /* registry ref anchoring co */
+    lt_status status;
+    bool is_main;
+    int nres;                   /* values to pass to the next resume */
+    lop op;
+    ltask *next_run;            /* run queue */
+    ltask *next_all, *prev_all; /* the agent's list of live ltasks */
+    ltask *joiners;             /* waiting in join, linked by join_next */
+    ltask *join_next;
+    int result_ref;             /* registry ref: results table or error value */
+    bool observed;              /* a join has seen the outcome */
+    /* Set (exchange) by wakers on any thread, cleared by the scheduler. */
+    _Atomic uint32_t notified;
+    ltask *next_woken;          /* written by the one waker that set notified */
+};
+
+extern const ms_waker_vtable ltask_waker_vtable;
+void ltask_ref(ltask *lt);
+void ltask_unref(ltask *lt);
+
+/* ---- agents (agent.c) ---- */
+
+typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;
+
+typedef struct msg {
+    struct msg *next;
+    xfer *body;
+    agent *sender;              /* ref; NULL if from outside an agent */
+    reply_slot *reply;          /* ref; non-NULL for agent:call */
+} msg;
+
+typedef enum agent_src { SRC_FN, SRC_FILE, SRC_MODULE, SRC_STATE } agent_src;
+
+struct agent {
+    _Atomic uint32_t refs;
+    uint64_t id;                /* immutable */
+    char name[64];              /* immutable once registered */
+    host *h;                    /* immutable */
+
+    /* The thread polling the agent's task only: */
+    lua_State *L;
+    bool own_state;             /* we created L (not ms.run's caller's) */
+    ltask *runq_head, *runq_tail;
+    ltask *all;
+    ltask *main;
+    ltask *current;
+    uint64_t next_ltask_id;
+    bool started;
+    int exit_ref;               /* registry ref of the error value on failure */
+
+    /* Written by the agent's thread, read by metrics (relaxed). */
+    _Atomic size_t mem_used;
+    size_t mem_limit;           /* immutable after spawn; 0 = none */
+    _Atomic bool oom;           /* the allocator refused memory */
+    _Atomic uint64_t polls;
+
+    /* The agent task and its waker (set before any operation registers,
+     * never dropped before the agent is freed). */
+    ms_task *task;
+    ms_waker self_waker;
+    _Atomic(ltask *) woken;     /* Treiber stack of woken ltasks */
+    _Atomic bool blocking_busy; /* a blocking job holds L */
+    _Atomic bool stop_requested;
+
+    /* Spawn spec, consumed at start (agent thread). */
+    agent_src src;
+    char *src_text;             /* file path, module name or bytecode */
+    size_t src_len;
+    xfer *args;
+    bool jit_off;
+    uint8_t ms_upvals[8];       /* fn upvalues that held the ms module */
+    int n_ms_upvals;
+
+    /* Under mlock: */
+    pthread_mutex_t mlock;
+    msg *mhead, *mtail;
+    size_t mcount;
+    size_t mailbox_limit;       /* 0 = unbounded */
+    uint64_t received_total;
+    ltask *receiver;            /* waiting in ms.recv (ref) */
+    agent_state state;
+    agent **monitors;           /* refs; told when this agent exits */
+    uint32_t nmonitors, mcap;
+    char *stop_reason;
+    /* Exit, for monitors and metrics (under mlock once state == EXITED). */
+    char exit_reason[16];       /* normal, error, killed, oom */
+    char *exit_message;
+    char *exit_traceback;
+    int exit_code;              /* ms_err code */
+
+    agent *next_reg, *prev_reg; /* host registry, under host lock */
+};
+
+struct host {
+    ms_runtime *rt;
+    bool own_rt;
+    pthread_mutex_t lock;
+    agent *agents;              /* under lock */
+    uint64_t nagents;           /* under lock */
+    uint64_t next_agent_id;     /* under lock */
+    size_t default_mem_limit;   /* immutable after start */
+    size_t mailbox_limit;
+    uint32_t jit_agent_limit;
+    _Atomic uint32_t jit_agents;
+    char *lua_path, *lua_cpath; /* package paths for new agent states */
+    /* Intervals live in Lua userdata that may outlive the runtime (the
+     * main state is collected last): the host frees what is left at
+     * shutdown and clears the userdata's pointer.  Under lock. */
+    ms_interval ***intervals;
+    uint32_t nintervals, icap;
+};
+
+void host_track_interval(ms_interval **slot);
+void host_untrack_interval(ms_interval **slot);
+
+host *host_get(void);
+/* Creates the process's host around rt (taking ownership if own). */
+host *host_init(ms_runtime *rt, bool own);
+void host_shutdown(void);
+
+agent *agent_from_state(lua_State *L);
+void agent_ref(agent *a);
+void agent_unref(agent *a);
+/* Creates an agent from a spawn table at idx; pushes nothing.  On failure
+ * returns NULL with a message in err. */
+agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen);
+/* Wraps the calling state as the main agent (ms.run / ms-host run) and runs
+ * the function below the top nargs values of L, with them as arguments, to
+ * completion on this thread.  Pushes the error value (or nil). */
+int agent_run_main(lua_State *L, int nargs, ms_error *err);
+/* Delivers a message (takes ownership of m).  Returns 0 or an ms_err. */
+int agent_deliver(agent *a, msg *m, char *err, size_t errlen);
+void agent_stop(agent *a, const char *reason);
+void agent_add_monitor(agent *target, agent *watcher);
+agent *agent_whereis(const char *name);
+ms_poll agent_poll(ms_cx *cx, void *state);
+void agent_send_exit_notice(agent *target, agent *watcher);
+xfer *lms_exit_notice(agent *target);
+ms_poll op_poll_now(ltask *lt, ms_cx *cx);
+int op_join_abortable(lua_State *L, ltask *lt, ltask *target, double timeout);
+
+/* The running ltask of L's agent, or raises a Lua error naming fname when
+ * L is not a coroutine the agent scheduler runs. */
+ltask *ltask_current(lua_State *L, const char *fname);
+/* Creates a coroutine task running the function at the top of L with the
+ * nargs values below it... (see agent.c). */
+ltask *ltask_spawn(agent *a, lua_State *L, int nargs);
+void ltask_abort(ltask *lt);
+/* Suspends the running ltask on its op: `return ltask_wait(L, lt);` */
+int ltask_wait(lua_State *L, ltask *lt);
+void ltask_wake_by_ref(ltask *lt);
+
+/* Reply slots (ops.c). */
+reply_slot *reply_new(void);
+void reply_ref(reply_slot *r);
+void reply_unref(reply_slot *r);
+/* Fills the slot once; false if already filled or abandoned. */
+bool reply_fill(reply_slot *r, xfer *body);
+
+/* Error values: pushes { kind, code, message, traceback, severity,
+ * recovery = { strategy, ... } }. */
+void lerr_push(lua_State *L, int code, const char *message, const char *traceback);
+
+/* The ms module. */
+int luaopen_ms(lua_State *L);
+/* Op constructors used by lms.c (ops.c). */
+int op_sleep(lua_State *L, ltask *lt, double seconds);
+int op_yield(lua_State *L, ltask *lt);
+int op_join(lua_State *L, ltask *lt, ltask *target, double timeout);
+int op_recv(lua_State *L, ltask *lt, double timeout);
+int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout);
+int op_blocking(lua_State *L, ltask *lt, int nargs);
+int op_interval_next(lua_State *L, ltask *lt, ms_interval *iv);
+void op_cancel(ltask *lt);
+int op_sem_acquire(lua_State *L, ltask *lt, ms_sem *s, uint64_t n, double timeout);
+int op_chan_send(lua_State *L, ltask *lt, ms_chan *ch, xfer *value, double timeout);
+int op_chan_recv(lua_State *L, ltask *lt, ms_chan *ch, double timeout);
+/* A permit object that releases its n permits when released or collected;
+ * takes over one reference to s. */
+void lh_push_permit(lua_State *L, ms_sem *s, uint64_t n);
+
+#endif

@@ -1,0 +1,961 @@
+/*
+ * lms.c - the `ms` Lua module: tasks and time, agents and messages,
+ * handles, metrics, and ms.run.
+ *
+ * Every function checks its arguments and raises an error that names the
+ * argument (luaL_argerror/luaL_check*).  Functions that wait yield to the
+ * agent's scheduler through ops.c, and so must run in an agent's task.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+
+int op_join_abortable(lua_State *L, ltask *lt, ltask *target, double timeout);
+
+/* ---- handles ---- */
+
+static const char *mt_name(xh_type t) {
+    switch (t) {
+    case XH_AGENT: return "ms.agent";
+    case XH_SEM: return "ms.semaphore";
+    case XH_CHAN: return "ms.channel";
+    case XH_REPLY: return "ms.reply";
+    }
+    return "?";
+}
+
+typedef struct lhandle {
+    xh_type type;
+    void *ptr;
+} lhandle;
+
+void lh_ref_handle(xh_type type, void *ptr) {
+    switch (type) {
+    case XH_AGENT: agent_ref(ptr); break;
+    case XH_REPLY: reply_ref(ptr); break;
+    case XH_SEM: ms_sem_ref(ptr); break;
+    case XH_CHAN: ms_chan_ref(ptr); break;
+    }
+}
+
+void lh_unref_handle(xh_type type, void *ptr) {
+    switch (type) {
+    case XH_AGENT: agent_unref(ptr); break;
+    case XH_REPLY: reply_unref(ptr); break;
+    case XH_SEM: ms_sem_unref(ptr); break;
+    case XH_CHAN: ms_chan_unref(ptr); break;
+    }
+}
+
+void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
+    lhandle *h = lua_newuserdata(L, sizeof *h);
+    h->type = type;
+    h->ptr = ptr;
+    luaL_getmetatable(L, mt_name(type));
+    lua_setmetatable(L, -2);
+}
+
+void lh_push_agent(lua_State *L, agent *a) {
+    agent_ref(a);
+    lh_push_handle(L, XH_AGENT, a);
+}
+
+void *lh_to_handle(lua_State *L, int idx, xh_type *type) {
+    lhandle *h = lua_touserdata(L, idx);
+    if (!h || !lua_getmetatable(L, idx))
+        return NULL;
+    lua_getfield(L, -1, "__ms_handle");
+    bool ok = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    if (!ok || !h->ptr)
+        return NULL;
+    *type = h->type;
+    return h->ptr;
+}
+
+static lhandle *check_handle(lua_State *L, int idx, xh_type type) {
+    lhandle *h = luaL_checkudata(L, idx, mt_name(type));
+    if (!h->ptr)
+        luaL_argerror(L, idx, "handle already released");
+    return h;
+}
+
+agent *lh_check_agent(lua_State *L, int idx) {
+    return check_handle(L, idx, XH_AGENT)->ptr;
+}
+
+static int handle_gc(lua_State *L) {
+    lhandle *h = lua_touserdata(L, 1);
+    if (h && h->ptr) {
+        lh_unref_handle(h->type, h->ptr);
+        h->ptr = NULL;
+    }
+    return 0;
+}
+
+/* ---- arguments ---- */
+
+static double opt_timeout(lua_State *L, int idx) {
+    if (lua_isnoneornil(L, idx))
+        return -1;
+    double t = luaL_checknumber(L, idx);
+    if (t < 0 || t != t)
+        luaL_argerror(L, idx, "timeout must be a number of seconds >= 0");
+    return t;
+}
+
+static double check_seconds(lua_State *L, int idx) {
+    double s = luaL_checknumber(L, idx);
+    if (s < 0 || s != s || s > 7 * 24 * 3600.0)
+        luaL_argerror(L, idx, "seconds must be between 0 and one week");
+    return s;
+}
+
+/* ---- tasks and time ---- */
+
+typedef struct ltask_handle {
+    ltask *lt;
+} ltask_handle;
+
+static ltask *check_task(lua_State *L, int idx) {
+    ltask_handle *h = luaL_checkudata(L, idx, "ms.task");
+    return h->lt;
+}
+
+static void push_task(lua_State *L, ltask *lt) {
+    ltask_handle *h = lua_newuserdata(L, sizeof *h);
+    ltask_ref(lt);
+    h->lt = lt;
+    luaL_getmetatable(L, "ms.task");
+    lua_setmetatable(L, -2);
+}
+
+static int task_gc(lua_State *L) {
+    ltask_handle *h = lua_touserdata(L, 1);
+    if (h->lt) {
+        if (h->lt->status == LT_FAILED && !h->lt->observed) {
+            /* A failure nobody will ever join: say so rather than lose it. */
+            agent *a = h->lt->a;
+            if (a->L) {
+                lua_rawgeti(a->L, LUA_REGISTRYINDEX, h->lt->result_ref);
+                lua_getfield(a->L, -1, "message");
+                fprintf(stderr, "ms-host: agent %s: task %llu failed and was never joined: %s\n",
+                        a->name, (unsigned long long)h->lt->id,
+                        lua_tostring(a->L, -1) ? lua_tostring(a->L, -1) : "(error)");
+                lua_pop(a->L, 2);
+            }
+        }
+        if (h->lt->result_ref != LUA_NOREF && h->lt->a->L &&
+            (h->lt->status == LT_DONE || h->lt->status == LT_FAILED)) {
+            luaL_unref(h->lt->a->L, LUA_REGISTRYINDEX, h->lt->result_ref);
+            h->lt->result_ref = LUA_NOREF;
+        }
+        ltask_unref(h->lt);
+        h->lt = NULL;
+    }
+    return 0;
+}
+
+static int l_spawn(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    agent *a = agent_from_state(L);
+    if (!a)
+        return luaL_error(L, "ms.spawn: no agent runs in this Lua state (use ms.run)");
+    /* The stack is fn, args...: exactly what ltask_spawn takes. */
+    ltask *lt = ltask_spawn(a, L, lua_gettop(L) - 1);
+    if (!lt)
+        return luaL_error(L, "ms.spawn: out of memory");
+    push_task(L, lt);
+    /* Inside a poll the scheduler's loop picks the task up; from a
+     * blocking job nothing would, so wake the agent then. */
+    if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire))
+        ms_waker_wake_by_ref(&a->self_waker);
+    return 1;
+}
+
+static int t_join(lua_State *L) {
+    ltask *target = check_task(L, 1);
+    double timeout = opt_timeout(L, 2);
+    ltask *lt = ltask_current(L, "task:join");
+    if (target->a != lt->a)
+        return luaL_argerror(L, 1, "a task can only be joined from its own agent");
+    return op_join(L, lt, target, timeout);
+}
+
+static int t_abort(lua_State *L) {
+    ltask *t = check_task(L, 1);
+    agent *a = agent_from_state(L);
+    if (a && a->current == t)
+        return luaL_error(L, "task:abort: a task cannot abort itself (return instead)");
+    ltask_abort(t);
+    return 0;
+}
+
+static int t_status(lua_State *L) {
+    static const char *names[] = {"ready", "waiting", "running", "done", "failed", "aborted"};
+    lua_pushstring(L, names[check_task(L, 1)->status]);
+    return 1;
+}
+
+static int t_tostring(lua_State *L) {
+    ltask *t = check_task(L, 1);
+    lua_pushfstring(L, "ms.task(%d)", (int)t->id);
+    return 1;
+}
+
+static int l_yield(lua_State *L) {
+    return op_yield(L, ltask_current(L, "ms.yield"));
+}
+
+static int l_sleep(lua_State *L) {
+    double s = check_seconds(L, 1);
+    return op_sleep(L, ltask_current(L, "ms.sleep"), s);
+}
+
+static int l_now(lua_State *L) {
+    lua_pushnumber(L, (double)ms_now_ns() / 1e9);
+    return 1;
+}
+
+static int l_timeout(lua_State *L) {
+    double s = check_seconds(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    ltask *lt = ltask_current(L, "ms.timeout");
+    int nargs = lua_gettop(L) - 2;
+    ltask *child = ltask_spawn(lt->a, L, nargs);
+    if (!child)
+        return luaL_error(L, "ms.timeout: out of memory");
+    lua_settop(L, 0);
+    return op_join_abortable(L, lt, child, s);
+}
+
+static int l_blocking(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    ltask *lt = ltask_current(L, "ms.blocking");
+    return op_blocking(L, lt, lua_gettop(L) - 1);
+}
+
+/* for tick in ms.interval(s[, policy]) do ... end */
+static int interval_gc(lua_State *L) {
+    ms_interval **iv = lua_touserdata(L, 1);
+    if (*iv) {
+        host_untrack_interval(iv);
+        ms_interval_free(*iv);
+        *iv = NULL;
+    }
+    return 0;
+}
+
+static int interval_next(lua_State *L) {
+    ms_interval **iv = lua_touserdata(L, lua_upvalueindex(1));
+    if (!*iv)
+        return luaL_error(L, "ms.interval: the runtime has shut down");
+    return op_interval_next(L, ltask_current(L, "ms.interval"), *iv);
+}
+
+static int l_interval(lua_State *L) {
+    double s = check_seconds(L, 1);
+    static const char *const policies[] = {"burst", "delay", "skip", NULL};
+    int policy = luaL_checkoption(L, 2, "burst", policies);
+    if (s < 0.001)
+        return luaL_argerror(L, 1, "an interval is at least 0.001 seconds");
+    agent *a = agent_from_state(L);
+    ms_interval **iv = lua_newuserdata(L, sizeof *iv);
+    *iv = NULL;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, interval_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    ms_error err;
+    if (!a || ms_interval_new(a->h->rt, (uint64_t)(s * 1000 + 0.5), (ms_missed_tick)policy, iv,
+                              &err) != 0)
+        return luaL_error(L, "ms.interval: %s", a ? err.message : "no runtime (use ms.run)");
+    host_track_interval(iv);
+    lua_pushcclosure(L, interval_next, 1);
+    return 1;
+}
+
+/* ---- agents ---- */
+
+static int l_agent_spawn(lua_State *L) {
+    char err[512];
+    agent *a = agent_spawn(L, 1, err, sizeof err);
+    if (!a)
+        return luaL_error(L, "ms.agent.spawn: %s", err);
+    lh_push_handle(L, XH_AGENT, a); /* the creation reference */
+    return 1;
+}
+
+static int a_send(lua_State *L) {
+    agent *target = lh_check_agent(L, 1);
+    luaL_checkany(L, 2);
+    char err[300];
+    msg *m = calloc(1, sizeof *m);
+    xfer *body = xfer_new();
+    if (!m || !body) {
+        free(m);
+        xfer_free(body);
+        return luaL_error(L, "send: out of memory");
+    }
+    if (!xfer_encode(L, 2, body, "message", err, sizeof err)) {
+        free(m);
+        xfer_free(body);
+        return luaL_error(L, "send: %s", err);
+    }
+    m->body = body;
+    agent *self = agent_from_state(L);
+    if (self) {
+        agent_ref(self);
+        m->sender = self;
+    }
+    int rc = agent_deliver(target, m, err, sizeof err);
+    if (rc != 0) {
+        xfer_free(body);
+        if (m->sender)
+            agent_unref(m->sender);
+        free(m);
+        lua_pushnil(L);
+        lerr_push(L, rc, err, NULL);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int a_call(lua_State *L) {
+    agent *target = lh_check_agent(L, 1);
+    luaL_checkany(L, 2);
+    double timeout = opt_timeout(L, 3);
+    ltask *lt = ltask_current(L, "agent:call");
+    if (target == lt->a)
+        return luaL_argerror(L, 1, "an agent cannot call itself (it would wait for itself)");
+    return op_call(L, lt, target, 2, timeout);
+}
+
+static int a_stop(lua_State *L) {
+    agent *a = lh_check_agent(L, 1);
+    agent_stop(a, luaL_optstring(L, 2, "killed"));
+    return 0;
+}
+
+static int a_info(lua_State *L, agent *a) {
+    pthread_mutex_lock(&a->mlock);
+    lua_createtable(L, 0, 8);
+    lua_pushnumber(L, (double)a->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, a->name);
+    lua_setfield(L, -2, "name");
+    static const char *st[] = {"starting", "running", "exited"};
+    lua_pushstring(L, st[a->state]);
+    lua_setfield(L, -2, "state");
+    lua_pushnumber(L, (double)a->mcount);
+    lua_setfield(L, -2, "mailbox");
+    lua_pushnumber(L, (double)a->received_total);
+    lua_setfield(L, -2, "received");
+    lua_pushnumber(L, (double)atomic_load_explicit(&a->mem_used, memory_order_relaxed));
+    lua_setfield(L, -2, "memory");
+    lua_pushnumber(L, (double)a->mem_limit);
+    lua_setfield(L, -2, "memory_limit");
+    lua_pushnumber(L, (double)atomic_load_explicit(&a->polls, memory_order_relaxed));
+    lua_setfield(L, -2, "polls");
+    if (a->state == AG_EXITED) {
+        lua_pushstring(L, a->exit_reason);
+        lua_setfield(L, -2, "exit_reason");
+    }
+    pthread_mutex_unlock(&a->mlock);
+    return 1;
+}
+
+static int a_index_info(lua_State *L) {
+    return a_info(L, lh_check_agent(L, 1));
+}
+
+static int a_id(lua_State *L) {
+    lua_pushnumber(L, (double)lh_check_agent(L, 1)->id);
+    return 1;
+}
+
+static int a_name(lua_State *L) {
+    lua_pushstring(L, lh_check_agent(L, 1)->name);
+    return 1;
+}
+
+static int a_tostring(lua_State *L) {
+    agent *a = lh_check_agent(L, 1);
+    lua_pushfstring(L, "ms.agent(%d %s)", (int)a->id, a->name);
+    return 1;
+}
+
+static int a_eq(lua_State *L) {
+    xh_type t1, t2;
+    void *p1 = lh_to_handle(L, 1, &t1), *p2 = lh_to_handle(L, 2, &t2);
+    lua_pushboolean(L, p1 && p1 == p2 && t1 == t2);
+    return 1;
+}
+
+static int l_recv(lua_State *L) {
+    double timeout = opt_timeout(L, 1);
+    return op_recv(L, ltask_current(L, "ms.recv"), timeout);
+}
+
+static int l_monitor(lua_State *L) {
+    agent *target = lh_check_agent(L, 1);
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.monitor: no agent runs in this Lua state");
+    agent_add_monitor(target, self);
+    return 0;
+}
+
+static int l_self(lua_State *L) {
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.self: no agent runs in this Lua state");
+    lh_push_agent(L, self);
+    return 1;
+}
+
+static int l_agents(lua_State *L) {
+    host *h = host_get();
+    lua_newtable(L);
+    if (!h)
+        return 1;
+    pthread_mutex_lock(&h->lock);
+    int i = 0;
+    for (agent *a = h->agents; a; a = a->next_reg) {
+        a_info(L, a);
+        lua_rawseti(L, -2, ++i);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return 1;
+}
+
+static int l_whereis(lua_State *L) {
+    agent *a = agent_whereis(luaL_checkstring(L, 1));
+    if (!a) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lh_push_handle(L, XH_AGENT, a);
+    return 1;
+}
+
+/* reply(value): answers an agent:call. */
+static int r_call(lua_State *L) {
+    lhandle *h = check_handle(L, 1, XH_REPLY);
+    xfer *body = xfer_new();
+    char err[300];
+    if (!body)
+        return luaL_error(L, "reply: out of memory");
+    lua_settop(L, 2);
+    if (!xfer_encode(L, 2, body, "reply", err, sizeof err)) {
+        xfer_free(body);
+        return luaL_error(L, "reply: %s", err);
+    }
+    if (!reply_fill(h->ptr, body)) {
+        xfer_free(body);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* The exit notice a monitor receives, built without a Lua state. */
+static void xput(xfer *x, const void *p, size_t n) {
+    if (x->len + n > x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 256;
+        while (cap < x->len + n)
+            cap *= 2;
+        char *b = realloc(x->buf, cap);
+        if (!b)
+            return;
+        x->buf = b;
+        x->cap = cap;
+    }
+    memcpy(x->buf + x->len, p, n);
+    x->len += n;
+}
+
+static void xput_str(xfer *x, const char *s) {
+    uint8_t tag = 4;
+    uint32_t n = (uint32_t)strlen(s);
+    xput(x, &tag, 1);
+    xput(x, &n, 4);
+    xput(x, s, n);
+}
+
+static void xput_num(xfer *x, double d) {
+    uint8_t tag = 3;
+    xput(x, &tag, 1);
+    xput(x, &d, 8);
+}
+
+xfer *lms_exit_notice(agent *target) {
+    xfer *x = xfer_new();
+    if (!x)
+        return NULL;
+    x->handles = malloc(sizeof *x->handles);
+    if (!x->handles) {
+        free(x);
+        return NULL;
+    }
+    pthread_mutex_lock(&target->mlock);
+    uint32_t pairs = 5 + (target->exit_message ? 1 : 0) + (target->exit_traceback ? 1 : 0);
+    uint8_t tag = 5;
+    xput(x, &tag, 1);
+    xput(x, &pairs, 4);
+    xput_str(x, "event");
+    xput_str(x, "exit");
+    xput_str(x, "agent");
+    agent_ref(target);
+    x->handles[0] = (xhandle){XH_AGENT, target};
+    x->nhandles = x->hcap = 1;
+    uint8_t htag = 6;
+    uint32_t hidx = 0;
+    xput(x, &htag, 1);
+    xput(x, &hidx, 4);
+    xput_str(x, "name");
+    xput_str(x, target->name);
+    xput_str(x, "reason");
+    xput_str(x, target->exit_reason);
+    xput_str(x, "unread");
+    xput_num(x, (double)target->mcount);
+    if (target->exit_message) {
+        xput_str(x, "message");
+        xput_str(x, target->exit_message);
+    }
+    if (target->exit_traceback) {
+        xput_str(x, "traceback");
+        xput_str(x, target->exit_traceback);
+    }
+    pthread_mutex_unlock(&target->mlock);
+    return x;
+}
+
+/* ---- semaphores and permits ---- */
+
+typedef struct lpermit {
+    ms_permit p;                /* p.sem holds a reference while p.n > 0 */
+} lpermit;
+
+void lh_push_permit(lua_State *L, ms_sem *s, uint64_t n) {
+    lpermit *p = lua_newuserdata(L, sizeof *p);
+    p->p.sem = s;
+    p->p.n = n;
+    luaL_getmetatable(L, "ms.permit");
+    lua_setmetatable(L, -2);
+}
+
+static int permit_release(lua_State *L) {
+    lpermit *p = luaL_checkudata(L, 1, "ms.permit");
+    if (p->p.sem) {
+        ms_sem_release(p->p.sem, p->p.n);
+        ms_sem_unref(p->p.sem);
+        p->p.sem = NULL;
+        p->p.n = 0;
+    }
+    return 0;
+}
+
+static int permit_count(lua_State *L) {
+    lpermit *p = luaL_checkudata(L, 1, "ms.permit");
+    lua_pushnumber(L, (double)p->p.n);
+    return 1;
+}
+
+static uint64_t check_permits(lua_State *L, int idx) {
+    double n = luaL_optnumber(L, idx, 1);
+    if (n < 1 || n != (double)(uint64_t)n || n > (double)MS_SEM_MAX_PERMITS)
+        luaL_argerror(L, idx, "permits must be a whole number >= 1");
+    return (uint64_t)n;
+}
+
+static int l_semaphore(lua_State *L) {
+    double n = luaL_checknumber(L, 1);
+    if (n < 0 || n != (double)(uint64_t)n || n > (double)MS_SEM_MAX_PERMITS)
+        return luaL_argerror(L, 1, "permits must be a whole number >= 0");
+    ms_sem *s;
+    if (ms_sem_new((uint64_t)n, &s) != 0)
+        return luaL_error(L, "ms.semaphore: out of memory");
+    lh_push_handle(L, XH_SEM, s);
+    return 1;
+}
+
+static ms_sem *check_sem(lua_State *L, int idx) {
+    return check_handle(L, idx, XH_SEM)->ptr;
+}
+
+/* s:acquire([n][, timeout]) -> permit | nil, err */
+static int s_acquire(lua_State *L) {
+    ms_sem *s = check_sem(L, 1);
+    uint64_t n = check_permits(L, 2);
+    double timeout = opt_timeout(L, 3);
+    ltask *lt = ltask_current(L, "semaphore:acquire");
+    return op_sem_acquire(L, lt, s, n, timeout);
+}
+
+static int s_try_acquire(lua_State *L) {
+    ms_sem *s = check_sem(L, 1);
+    uint64_t n = check_permits(L, 2);
+    int rc = ms_sem_try_acquire(s, n);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, rc == MS_E_CLOSED ? "closed" : "unavailable");
+        return 2;
+    }
+    lh_push_permit(L, ms_sem_ref(s), n);
+    return 1;
+}
+
+static int s_available(lua_State *L) {
+    lua_pushnumber(L, (double)ms_sem_available(check_sem(L, 1)));
+    return 1;
+}
+
+static int s_add_permits(lua_State *L) {
+    ms_sem *s = check_sem(L, 1);
+    double n = luaL_checknumber(L, 2);
+    if (n < 0 || n != (double)(uint64_t)n)
+        return luaL_argerror(L, 2, "permits must be a whole number >= 0");
+    if (ms_sem_add_permits(s, (uint64_t)n) != 0)
+        return luaL_argerror(L, 2, "too many permits");
+    return 0;
+}
+
+static int s_forget(lua_State *L) {
+    ms_sem *s = check_sem(L, 1);
+    double n = luaL_checknumber(L, 2);
+    if (n < 0 || n != (double)(uint64_t)n)
+        return luaL_argerror(L, 2, "permits must be a whole number >= 0");
+    lua_pushnumber(L, (double)ms_sem_forget(s, (uint64_t)n));
+    return 1;
+}
+
+static int s_close(lua_State *L) {
+    ms_sem_close(check_sem(L, 1));
+    return 0;
+}
+
+static int s_tostring(lua_State *L) {
+    ms_sem *s = check_sem(L, 1);
+    lua_pushfstring(L, "ms.semaphore(%d available)", (int)ms_sem_available(s));
+    return 1;
+}
+
+/* ---- channels ---- */
+
+static void drop_xfer(void *v) {
+    xfer_free(v);
+}
+
+static int l_channel(lua_State *L) {
+    double cap = luaL_optnumber(L, 1, 0);
+    if (cap < 0 || cap != (double)(size_t)cap)
+        return luaL_argerror(L, 1, "capacity must be a whole number (0 = unbounded)");
+    ms_chan *ch;
+    if (ms_chan_new((size_t)cap, drop_xfer, &ch) != 0)
+        return luaL_error(L, "ms.channel: out of memory");
+    lh_push_handle(L, XH_CHAN, ch);
+    return 1;
+}
+
+static ms_chan *check_chan(lua_State *L, int idx) {
+    return check_handle(L, idx, XH_CHAN)->ptr;
+}
+
+static xfer *encode_arg(lua_State *L, int idx, const char *fname) {
+    char err[300];
+    xfer *x = xfer_new();
+    if (!x)
+        luaL_error(L, "%s: out of memory", fname);
+    if (!xfer_encode(L, idx, x, "value", err, sizeof err)) {
+        xfer_free(x);
+        luaL_error(L, "%s: %s", fname, err);
+    }
+    return x;
+}
+
+static int c_send(lua_State *L) {
+    ms_chan *ch = check_chan(L, 1);
+    luaL_checkany(L, 2);
+    double timeout = opt_timeout(L, 3);
+    ltask *lt = ltask_current(L, "channel:send");
+    xfer *x = encode_arg(L, 2, "channel:send");
+    return op_chan_send(L, lt, ch, x, timeout);
+}
+
+static int c_try_send(lua_State *L) {
+    ms_chan *ch = check_chan(L, 1);
+    luaL_checkany(L, 2);
+    xfer *x = encode_arg(L, 2, "channel:try_send");
+    int rc = ms_chan_try_send(ch, x);
+    if (rc != 0) {
+        xfer_free(x);
+        lua_pushnil(L);
+        lua_pushstring(L, rc == MS_E_CLOSED ? "closed" : rc == MS_E_EXHAUSTED ? "full" : "error");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int c_recv(lua_State *L) {
+    ms_chan *ch = check_chan(L, 1);
+    double timeout = opt_timeout(L, 2);
+    return op_chan_recv(L, ltask_current(L, "channel:recv"), ch, timeout);
+}
+
+static int c_try_recv(lua_State *L) {
+    ms_chan *ch = check_chan(L, 1);
+    void *v;
+    int rc = ms_chan_try_recv(ch, &v);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, rc == MS_E_CLOSED ? "closed" : "empty");
+        return 2;
+    }
+    xfer_decode(L, v);
+    xfer_free(v);
+    return 1;
+}
+
+static int c_close(lua_State *L) {
+    ms_chan_close(check_chan(L, 1));
+    return 0;
+}
+
+static int c_len(lua_State *L) {
+    lua_pushnumber(L, (double)ms_chan_len(check_chan(L, 1)));
+    return 1;
+}
+
+static int c_tostring(lua_State *L) {
+    ms_chan *ch = check_chan(L, 1);
+    lua_pushfstring(L, "ms.channel(%d queued, capacity %d)", (int)ms_chan_len(ch),
+                    (int)ms_chan_capacity(ch));
+    return 1;
+}
+
+/* ---- metrics ---- */
+
+#define SETNUM(k, v)                           \
+    do {                                       \
+        lua_pushnumber(L, (double)(v));        \
+        lua_setfield(L, -2, k);                \
+    } while (0)
+
+static int l_metrics(lua_State *L) {
+    host *h = host_get();
+    if (!h)
+        return luaL_error(L, "ms.metrics: no runtime (use ms.run)");
+    ms_metrics *m = ms_metrics_snapshot(h->rt);
+    if (!m)
+        return luaL_error(L, "ms.metrics: out of memory");
+    lua_createtable(L, 0, 32);
+    SETNUM("uptime", m->uptime_ns / 1e9);
+    SETNUM("workers", m->workers);
+    SETNUM("blocking_threads", m->blocking_threads);
+    SETNUM("idle_blocking_threads", m->idle_blocking_threads);
+    SETNUM("max_blocking_threads", m->max_blocking_threads);
+    SETNUM("spawned_tasks", m->spawned_tasks);
+    SETNUM("remote_spawned_tasks", m->remote_spawned_tasks);
+    SETNUM("alive_tasks", m->alive_tasks);
+    SETNUM("failed_tasks", m->failed_tasks);
+    SETNUM("cancelled_tasks", m->cancelled_tasks);
+    SETNUM("injection_queue_depth", m->injection_queue_depth);
+    SETNUM("blocking_queue_depth", m->blocking_queue_depth);
+    SETNUM("blocking_jobs_total", m->blocking_jobs_total);
+    SETNUM("timers_active", m->timers_active);
+    SETNUM("timers_fired", m->timers_fired);
+    SETNUM("park_count", m->park_count);
+    SETNUM("noop_count", m->noop_count);
+    SETNUM("steal_count", m->steal_count);
+    SETNUM("steal_operations", m->steal_operations);
+    SETNUM("poll_count", m->poll_count);
+    SETNUM("busy", m->busy_ns / 1e9);
+    SETNUM("forced_yields", m->forced_yields);
+    SETNUM("overflow_count", m->overflow_count);
+    SETNUM("local_schedule_count", m->local_schedule_count);
+    SETNUM("local_queue_depth", m->local_queue_depth);
+    lua_createtable(L, (int)m->workers, 0);
+    for (uint32_t i = 0; i < m->workers; i++) {
+        ms_worker_metrics *w = &m->worker[i];
+        lua_createtable(L, 0, 14);
+        SETNUM("index", i + 1);
+        SETNUM("park_count", w->park_count);
+        SETNUM("noop_count", w->noop_count);
+        SETNUM("steal_count", w->steal_count);
+        SETNUM("steal_operations", w->steal_operations);
+        SETNUM("poll_count", w->poll_count);
+        SETNUM("busy", w->busy_ns / 1e9);
+        SETNUM("forced_yields", w->forced_yields);
+        SETNUM("overflow_count", w->overflow_count);
+        SETNUM("local_schedule_count", w->local_schedule_count);
+        SETNUM("spawned_tasks", w->spawned_tasks);
+        SETNUM("local_queue_depth", w->local_queue_depth);
+        SETNUM("local_queue_capacity", w->local_queue_capacity);
+        lua_pushboolean(L, w->parked);
+        lua_setfield(L, -2, "parked");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "per_worker");
+    ms_metrics_free(m);
+    l_agents(L);
+    lua_setfield(L, -2, "agents");
+    return 1;
+}
+
+/* ---- errors ---- */
+
+static int err_tostring(lua_State *L) {
+    lua_getfield(L, 1, "code");
+    lua_getfield(L, 1, "message");
+    lua_pushfstring(L, "%s: %s", lua_tostring(L, -2) ? lua_tostring(L, -2) : "Error",
+                    lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+    return 1;
+}
+
+/* ---- ms.run ---- */
+
+static int l_run(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (agent_from_state(L))
+        return luaL_error(L, "ms.run: already inside an agent (ms.run does not nest)");
+    host *h = host_get();
+    bool made = false;
+    if (!h) {
+        ms_config cfg;
+        ms_config_default(&cfg);
+        if (lua_istable(L, 2)) {
+            lua_pushnil(L);
+            while (lua_next(L, 2)) {
+                ms_error err;
+                lua_pushvalue(L, -2);
+                const char *k = lua_tostring(L, -1);
+                const char *v = lua_isboolean(L, -2) ? (lua_toboolean(L, -2) ? "true" : "false")
+                                                     : lua_tostring(L, -2);
+                if (!k || !v || ms_config_set(&cfg, k, v, &err) != 0)
+                    return luaL_error(L, "ms.run: %s", k && v ? err.message : "bad option");
+                lua_pop(L, 2);
+            }
+        }
+        ms_runtime *rt;
+        ms_error err;
+        if (ms_runtime_new(&cfg, &rt, &err) != 0)
+            return luaL_error(L, "ms.run: %s: %s", ms_err_name(err.code), err.message);
+        h = host_init(rt, true);
+        made = true;
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "path");
+        h->lua_path = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_getfield(L, -2, "cpath");
+        h->lua_cpath = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_pop(L, 3);
+    }
+    lua_settop(L, 1);
+    ms_error err;
+    int rc = agent_run_main(L, 0, &err);
+    /* agent_run_main pushed the error value (or nil). */
+    if (made)
+        host_shutdown();
+    if (rc == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lerr_push(L, rc, err.message, NULL);
+    }
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
+/* ---- the module ---- */
+
+static void new_handle_mt(lua_State *L, const char *name, const luaL_Reg *methods,
+                          lua_CFunction tostring, lua_CFunction call) {
+    luaL_newmetatable(L, name);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "__ms_handle");
+    lua_pushcfunction(L, handle_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, a_eq);
+    lua_setfield(L, -2, "__eq");
+    if (tostring) {
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    if (call) {
+        lua_pushcfunction(L, call);
+        lua_setfield(L, -2, "__call");
+    }
+    lua_newtable(L);
+    if (methods)
+        luaL_register(L, NULL, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
+int luaopen_ms(lua_State *L) {
+    static const luaL_Reg agent_methods[] = {
+        {"send", a_send}, {"call", a_call}, {"stop", a_stop}, {"info", a_index_info},
+        {"id", a_id},     {"name", a_name}, {NULL, NULL}};
+    new_handle_mt(L, "ms.agent", agent_methods, a_tostring, NULL);
+    new_handle_mt(L, "ms.reply", NULL, NULL, r_call);
+    static const luaL_Reg sem_methods[] = {
+        {"acquire", s_acquire}, {"try_acquire", s_try_acquire}, {"available", s_available},
+        {"add_permits", s_add_permits}, {"forget", s_forget}, {"close", s_close}, {NULL, NULL}};
+    new_handle_mt(L, "ms.semaphore", sem_methods, s_tostring, NULL);
+    static const luaL_Reg chan_methods[] = {
+        {"send", c_send}, {"try_send", c_try_send}, {"recv", c_recv},
+        {"try_recv", c_try_recv}, {"close", c_close}, {"len", c_len}, {NULL, NULL}};
+    new_handle_mt(L, "ms.channel", chan_methods, c_tostring, NULL);
+    static const luaL_Reg permit_methods[] = {
+        {"release", permit_release}, {"count", permit_count}, {NULL, NULL}};
+    luaL_newmetatable(L, "ms.permit");
+    lua_pushcfunction(L, permit_release);
+    lua_setfield(L, -2, "__gc");
+    lua_newtable(L);
+    luaL_register(L, NULL, permit_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    static const luaL_Reg task_methods[] = {
+        {"join", t_join}, {"abort", t_abort}, {"status", t_status}, {NULL, NULL}};
+    luaL_newmetatable(L, "ms.task");
+    lua_pushcfunction(L, task_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, t_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_newtable(L);
+    luaL_register(L, NULL, task_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, "ms.error");
+    lua_pushcfunction(L, err_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    static const luaL_Reg fns[] = {
+        {"spawn", l_spawn},       {"yield", l_yield},     {"sleep", l_sleep},
+        {"now", l_now},           {"timeout", l_timeout}, {"interval", l_interval},
+        {"blocking", l_blocking}, {"recv", l_recv},       {"monitor", l_monitor},
+        {"self", l_self},         {"agents", l_agents},   {"metrics", l_metrics},
+        {"run", l_run},           {"semaphore", l_semaphore}, {"channel", l_channel},
+        {NULL, NULL}};
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    static const luaL_Reg agent_fns[] = {
+        {"spawn", l_agent_spawn}, {"whereis", l_whereis}, {NULL, NULL}};
+    lua_newtable(L);
+    luaL_register(L, NULL, agent_fns);
+    lua_setfield(L, -2, "agent");
+    lua_pushliteral(L, MS_VERSION_STRING);
+    lua_setfield(L, -2, "version");
+    return 1;
+}

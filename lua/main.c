@@ -1,0 +1,348 @@
+/*
+ * main.c - ms-host, the command line.
+ *
+ *   ms-host run FILE.lua [--profile NAME|FILE] [--workers N] [--set k=v]...
+ *                        [-- ARGS...]
+ *   ms-host profiles [--workers N] [--set k=v]...
+ *   ms-host --help | --version
+ *
+ * run: resolves the profile (lua/ms/profile.lua), builds the runtime from
+ * it, and runs FILE as the main agent on this thread; exits 0 when the
+ * main agent ends, 1 when it fails (the error and its traceback on
+ * stderr), 2 for bad usage or configuration.
+ */
+#include <lauxlib.h>
+#include <luajit.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "host.h"
+
+#ifndef MS_LUA_DIR
+#define MS_LUA_DIR "lua"
+#endif
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: ms-host run FILE.lua [options] [-- ARGS...]\n"
+            "       ms-host profiles [options]\n"
+            "       ms-host --help | --version\n"
+            "\n"
+            "  run FILE.lua        run FILE as the main agent; exit when it ends\n"
+            "  profiles            print every profile and what it resolves to here\n"
+            "\n"
+            "options:\n"
+            "  --profile NAME|FILE runtime profile (default: default), a name in profiles/\n"
+            "                      or a path to a .lua profile\n"
+            "  --workers N         worker threads (overrides the profile)\n"
+            "  --set KEY=VALUE     any profile field, e.g. --set budget=64\n"
+            "                      --set shutdown_timeout=5s\n"
+            "\n"
+            "exit status: 0 the main agent ended, 1 it failed, 2 bad usage or configuration\n");
+}
+
+typedef struct opts {
+    const char *cmd;
+    const char *file;
+    const char *profile;
+    const char *sets[64];
+    int nsets;
+    const char *workers;
+    char **args;
+    int nargs;
+} opts;
+
+static int parse(int argc, char **argv, opts *o) {
+    memset(o, 0, sizeof *o);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    o->cmd = argv[1];
+    if (!strcmp(o->cmd, "--help") || !strcmp(o->cmd, "-h") || !strcmp(o->cmd, "help")) {
+        usage(stdout);
+        exit(0);
+    }
+    if (!strcmp(o->cmd, "--version")) {
+        printf("ms-host %s (%s)\n", MS_VERSION_STRING, LUAJIT_VERSION);
+        exit(0);
+    }
+    if (strcmp(o->cmd, "run") != 0 && strcmp(o->cmd, "profiles") != 0) {
+        fprintf(stderr, "ms-host: unknown command '%s' (run, profiles, --help, --version)\n",
+                o->cmd);
+        return 2;
+    }
+    int i = 2;
+    if (!strcmp(o->cmd, "run")) {
+        if (argc < 3 || argv[2][0] == '-') {
+            fprintf(stderr, "ms-host run: which file? (ms-host run FILE.lua)\n");
+            return 2;
+        }
+        o->file = argv[2];
+        i = 3;
+    }
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--")) {
+            o->args = argv + i + 1;
+            o->nargs = argc - i - 1;
+            break;
+        }
+        const char *val = NULL;
+        if (!strcmp(a, "--profile") || !strcmp(a, "--workers") || !strcmp(a, "--set")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ms-host: %s needs a value\n", a);
+                return 2;
+            }
+            val = argv[++i];
+        } else if (!strncmp(a, "--profile=", 10) || !strncmp(a, "--workers=", 10) ||
+                   !strncmp(a, "--set=", 6)) {
+            val = strchr(a, '=') + 1;
+        } else {
+            fprintf(stderr, "ms-host: unknown option '%s' (see ms-host --help)\n", a);
+            return 2;
+        }
+        if (!strncmp(a, "--profile", 9))
+            o->profile = val;
+        else if (!strncmp(a, "--workers", 9))
+            o->workers = val;
+        else {
+            if (!strchr(val, '=')) {
+                fprintf(stderr, "ms-host: --set takes KEY=VALUE, got '%s'\n", val);
+                return 2;
+            }
+            if (o->nsets == 64) {
+                fprintf(stderr, "ms-host: too many --set options (at most 64)\n");
+                return 2;
+            }
+            o->sets[o->nsets++] = val;
+        }
+    }
+    return 0;
+}
+
+/* A state with the ms module preloaded and lua/ on the path. */
+static lua_State *new_state(void) {
+    lua_State *L = luaL_newstate();
+    if (!L)
+        return NULL;
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", MS_LUA_DIR, MS_LUA_DIR, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_ms);
+    lua_setfield(L, -2, "ms");
+    lua_pop(L, 2);
+    return L;
+}
+
+/* Pushes the resolved profile (a table) or prints the error and returns
+ * false. */
+static bool load_profile(lua_State *L, const opts *o, const char *name) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ms.profile");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        fprintf(stderr, "ms-host: cannot load the profile module: %s\n", lua_tostring(L, -1));
+        return false;
+    }
+    lua_getfield(L, -1, "load");
+    lua_pushstring(L, name);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
+    lua_setfield(L, -2, "cpus");
+    lua_createtable(L, 0, o->nsets + 1);
+    for (int i = 0; i < o->nsets; i++) {
+        const char *eq = strchr(o->sets[i], '=');
+        lua_pushlstring(L, o->sets[i], (size_t)(eq - o->sets[i]));
+        lua_pushstring(L, eq + 1);
+        lua_settable(L, -3);
+    }
+    if (o->workers) {
+        lua_pushstring(L, o->workers);
+        lua_setfield(L, -2, "worker_threads");
+    }
+    lua_setfield(L, -2, "overrides");
+    if (lua_pcall(L, 2, 1, 0) != 0) {
+        fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
+        return false;
+    }
+    lua_remove(L, -2); /* the module */
+    return true;
+}
+
+/* Applies the profile at the top of L to cfg.  Prints and returns false on
+ * a value the C side refuses. */
+static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
+    int prof = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ms.profile");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "to_config_pairs");
+    lua_pushvalue(L, prof);
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
+        return false;
+    }
+    int n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        ms_error err;
+        if (ms_config_set(cfg, lua_tostring(L, -2), lua_tostring(L, -1), &err) != 0) {
+            lua_getfield(L, prof, "file");
+            fprintf(stderr, "ms-host: profile %s: %s\n", lua_tostring(L, -1), err.message);
+            return false;
+        }
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 2);
+    if (h) {
+        lua_getfield(L, prof, "values");
+        lua_getfield(L, -1, "agent_memory_limit");
+        h->default_mem_limit = (size_t)lua_tonumber(L, -1);
+        lua_getfield(L, -2, "mailbox_limit");
+        h->mailbox_limit = (size_t)lua_tonumber(L, -1);
+        lua_getfield(L, -3, "jit_agent_limit");
+        if (lua_isnumber(L, -1))
+            h->jit_agent_limit = (uint32_t)lua_tonumber(L, -1);
+        lua_pop(L, 4);
+    }
+    return true;
+}
+
+static int cmd_profiles(const opts *o) {
+    lua_State *L = new_state();
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ms.profile");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
+        return 2;
+    }
+    int mod = lua_gettop(L);
+    lua_getfield(L, mod, "list");
+    lua_call(L, 0, 1);
+    int n = (int)lua_objlen(L, -1), status = 0;
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        const char *name = lua_tostring(L, -1);
+        if (!load_profile(L, o, name)) {
+            status = 2;
+            lua_pop(L, 1);
+            continue;
+        }
+        ms_config cfg;
+        ms_config_default(&cfg);
+        if (!apply_profile(L, &cfg, NULL))
+            status = 2;
+        lua_getfield(L, mod, "describe");
+        lua_pushvalue(L, -2);
+        lua_call(L, 1, 1);
+        printf("%s\n", lua_tostring(L, -1));
+        lua_pop(L, 3);
+    }
+    lua_close(L);
+    return status;
+}
+
+static void print_error(lua_State *L, const char *file) {
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "code");
+        lua_getfield(L, -2, "message");
+        lua_getfield(L, -3, "traceback");
+        fprintf(stderr, "ms-host: %s failed: %s: %s\n", file,
+                lua_tostring(L, -3) ? lua_tostring(L, -3) : "Error",
+                lua_tostring(L, -2) ? lua_tostring(L, -2) : "");
+        if (lua_tostring(L, -1))
+            fprintf(stderr, "%s\n", lua_tostring(L, -1));
+        lua_pop(L, 3);
+    } else {
+        fprintf(stderr, "ms-host: %s failed: %s\n", file,
+                lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    }
+}
+
+static int cmd_run(const opts *o) {
+    lua_State *L = new_state();
+    if (!L) {
+        fprintf(stderr, "ms-host: cannot create a Lua state\n");
+        return 2;
+    }
+    if (!load_profile(L, o, o->profile ? o->profile : "default"))
+        return 2;
+    ms_config cfg;
+    ms_config_default(&cfg);
+    if (!apply_profile(L, &cfg, NULL))
+        return 2;
+    ms_runtime *rt;
+    ms_error err;
+    if (ms_runtime_new(&cfg, &rt, &err) != 0) {
+        fprintf(stderr, "ms-host: %s: %s\n", ms_err_name(err.code), err.message);
+        return 2;
+    }
+    host *h = host_init(rt, true);
+    apply_profile(L, &cfg, h);
+    lua_pop(L, 1);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    h->lua_path = strdup(lua_tostring(L, -1));
+    lua_getfield(L, -2, "cpath");
+    h->lua_cpath = strdup(lua_tostring(L, -1));
+    lua_pop(L, 3);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ms");
+    lua_call(L, 1, 1);
+    lua_setglobal(L, "ms");
+
+    /* arg, as the lua interpreter sets it. */
+    lua_createtable(L, o->nargs, 1);
+    lua_pushstring(L, o->file);
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < o->nargs; i++) {
+        lua_pushstring(L, o->args[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "arg");
+
+    if (luaL_loadfile(L, o->file) != 0) {
+        fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
+        host_shutdown();
+        lua_close(L);
+        return 1;
+    }
+    for (int i = 0; i < o->nargs; i++)
+        lua_pushstring(L, o->args[i]);
+    int rc = agent_run_main(L, o->nargs, &err);
+    int status = 0;
+    if (rc != 0) {
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lerr_push(L, rc, err.message, NULL);
+        }
+        print_error(L, o->file);
+        status = 1;
+    }
+    lua_settop(L, 0);
+    /* The state first: collecting it frees driver objects (intervals)
+     * while the runtime still exists. */
+    lua_close(L);
+    host_shutdown();
+    return status;
+}
+
+int main(int argc, char **argv) {
+    opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc != 0)
+        return rc;
+    if (!strcmp(o.cmd, "profiles"))
+        return cmd_profiles(&o);
+    return cmd_run(&o);
+}

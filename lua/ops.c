@@ -1,0 +1,643 @@
+/*
+ * ops.c - what a coroutine task can wait on.
+ *
+ * A blocking ms.* function records an operation in its ltask and yields
+ * to the agent's scheduler, which polls the operation with the ltask's own
+ * waker (op_poll_now).  When it is ready the poll pushes the results on
+ * the coroutine's stack and the coroutine is resumed with them.  An
+ * operation may carry a deadline; when it passes first, the operation is
+ * cancelled and the coroutine gets nil, "timeout".
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+
+/* ---- reply slots ---- */
+
+struct reply_slot {
+    _Atomic uint32_t refs;
+    pthread_mutex_t lock;
+    bool filled, caller_gone;
+    xfer *body;                 /* under lock */
+    ms_waker waker;             /* under lock: the waiting caller */
+};
+
+reply_slot *reply_new(void) {
+    reply_slot *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    atomic_init(&r->refs, 1);
+    pthread_mutex_init(&r->lock, NULL);
+    return r;
+}
+
+void reply_ref(reply_slot *r) {
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+}
+
+void reply_unref(reply_slot *r) {
+    uint32_t prev = atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel);
+    if (prev == 1) {
+        xfer_free(r->body);
+        ms_waker_drop(&r->waker);
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+    } else if (prev == 2) {
+        /* Only one holder left.  If it is the waiting caller, nobody can
+         * answer any more: wake it to report that. */
+        pthread_mutex_lock(&r->lock);
+        ms_waker w = r->caller_gone ? (ms_waker){0} : ms_waker_clone(&r->waker);
+        pthread_mutex_unlock(&r->lock);
+        ms_waker_wake(&w);
+    }
+}
+
+bool reply_fill(reply_slot *r, xfer *body) {
+    pthread_mutex_lock(&r->lock);
+    if (r->filled || r->caller_gone) {
+        pthread_mutex_unlock(&r->lock);
+        return false;
+    }
+    r->filled = true;
+    r->body = body;
+    ms_waker w = ms_waker_clone(&r->waker);
+    pthread_mutex_unlock(&r->lock);
+    ms_waker_wake(&w);
+    return true;
+}
+
+/* ---- the common part ---- */
+
+static void op_clear(ltask *lt) {
+    if (lt->op.deadline)
+        ms_timer_free(lt->op.deadline);
+    memset(&lt->op, 0, sizeof lt->op);
+}
+
+static bool set_deadline(lua_State *L, ltask *lt, double timeout) {
+    if (timeout < 0)
+        return true;
+    ms_error err;
+    if (ms_timer_new(lt->a->h->rt, &lt->op.deadline, &err) != 0) {
+        luaL_error(L, "%s", err.message);
+        return false;
+    }
+    ms_timer_set_deadline(lt->op.deadline, ms_now_ns() + (uint64_t)(timeout * 1e9));
+    return true;
+}
+
+static ms_poll poll_adapter(ms_cx *cx, void *state) {
+    ltask *lt = state;
+    return lt->op.poll(lt, cx);
+}
+
+static ms_poll deadline_adapter(ms_cx *cx, void *state) {
+    ltask *lt = state;
+    return ms_timer_poll(lt->op.deadline, cx);
+}
+
+ms_poll op_poll_now(ltask *lt, ms_cx *cx) {
+    ms_waker w = {&ltask_waker_vtable, lt};
+    if (ms_cx_poll_with_waker(cx, &w, poll_adapter, lt) == MS_POLL_READY) {
+        op_clear(lt);
+        return MS_POLL_READY;
+    }
+    if (lt->op.deadline &&
+        ms_cx_poll_with_waker(cx, &w, deadline_adapter, lt) == MS_POLL_READY) {
+        if (lt->op.cancel)
+            lt->op.cancel(lt);
+        op_clear(lt);
+        lua_settop(lt->co, 0);
+        lua_pushnil(lt->co);
+        lua_pushliteral(lt->co, "timeout");
+        lt->nres = 2;
+        return MS_POLL_READY;
+    }
+    return MS_POLL_PENDING;
+}
+
+void op_cancel(ltask *lt) {
+    if (lt->op.cancel)
+        lt->op.cancel(lt);
+    op_clear(lt);
+}
+
+static int suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel) {
+    lt->op.poll = poll;
+    lt->op.cancel = cancel;
+    return lua_yield(L, 0);
+}
+
+/* ---- yield ---- */
+
+int op_yield(lua_State *L, ltask *lt) {
+    return lua_yield(L, 0);
+}
+
+/* ---- sleep ---- */
+
+static ms_poll sleep_poll(ltask *lt, ms_cx *cx) {
+    if (ms_timer_poll(lt->op.u.sleep.t, cx) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    ms_timer_free(lt->op.u.sleep.t);
+    lt->op.u.sleep.t = NULL;
+    lt->nres = 0;
+    return MS_POLL_READY;
+}
+
+static void sleep_cancel(ltask *lt) {
+    ms_timer_free(lt->op.u.sleep.t);
+    lt->op.u.sleep.t = NULL;
+}
+
+int op_sleep(lua_State *L, ltask *lt, double seconds) {
+    ms_error err;
+    if (ms_timer_new(lt->a->h->rt, &lt->op.u.sleep.t, &err) != 0)
+        return luaL_error(L, "ms.sleep: %s", err.message);
+    ms_timer_set_deadline(lt->op.u.sleep.t, ms_now_ns() + (uint64_t)(seconds * 1e9));
+    return suspend(L, lt, sleep_poll, sleep_cancel);
+}
+
+/* ---- join ---- */
+
+/* Pushes a finished task's results (or nil, err) onto co. */
+static void push_outcome(ltask *lt, ltask *target) {
+    lua_State *co = lt->co;
+    lua_State *L = lt->a->L;
+    target->observed = true;
+    if (target->status == LT_ABORTED) {
+        lua_pushnil(co);
+        lua_pushliteral(co, "aborted");
+        lt->nres = 2;
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, target->result_ref);
+    lua_xmove(L, co, 1);
+    if (target->status == LT_FAILED) {
+        lua_pushnil(co);
+        lua_insert(co, -2);
+        lt->nres = 2;
+        return;
+    }
+    int t = lua_gettop(co);
+    lua_getfield(co, t, "n");
+    int n = (int)lua_tointeger(co, -1);
+    lua_pop(co, 1);
+    lua_checkstack(co, n + 1);
+    lua_pushboolean(co, 1);
+    for (int i = 1; i <= n; i++)
+        lua_rawgeti(co, t, i);
+    lua_remove(co, t);
+    lt->nres = n + 1;
+}
+
+static bool finished(ltask *t) {
+    return t->status == LT_DONE || t->status == LT_FAILED || t->status == LT_ABORTED;
+}
+
+static ms_poll join_poll(ltask *lt, ms_cx *cx) {
+    ltask *target = lt->op.u.join.target;
+    if (finished(target)) {
+        push_outcome(lt, target);
+        ltask_unref(target);
+        lt->op.u.join.target = NULL;
+        return MS_POLL_READY;
+    }
+    if (!lt->op.u.join.registered) {
+        lt->op.u.join.registered = true;
+        ltask_ref(lt);
+        lt->join_next = target->joiners;
+        target->joiners = lt;
+    }
+    return MS_POLL_PENDING;
+}
+
+static void join_cancel(ltask *lt) {
+    ltask *target = lt->op.u.join.target;
+    if (!target)
+        return;
+    if (lt->op.u.join.registered) {
+        for (ltask **p = &target->joiners; *p; p = &(*p)->join_next)
+            if (*p == lt) {
+                *p = lt->join_next;
+                lt->join_next = NULL;
+                ltask_unref(lt);
+                break;
+            }
+    }
+    /* ms.timeout: the timed-out work is aborted. */
+    if (lt->op.u.any[2])
+        ltask_abort(target);
+    ltask_unref(target);
+    lt->op.u.join.target = NULL;
+}
+
+int op_join(lua_State *L, ltask *lt, ltask *target, double timeout) {
+    if (target == lt)
+        return luaL_error(L, "a task cannot join itself");
+    ltask_ref(target);
+    lt->op.u.join.target = target;
+    lt->op.u.join.registered = false;
+    if (!set_deadline(L, lt, timeout))
+        return 0;
+    return suspend(L, lt, join_poll, join_cancel);
+}
+
+/* ms.timeout(s, fn, ...): the work runs as its own task; a deadline on the
+ * join aborts it. */
+int op_join_abortable(lua_State *L, ltask *lt, ltask *target, double timeout) {
+    ltask_ref(target);
+    lt->op.u.join.target = target;
+    lt->op.u.join.registered = false;
+    lt->op.u.any[2] = (void *)1;
+    if (!set_deadline(L, lt, timeout))
+        return 0;
+    return suspend(L, lt, join_poll, join_cancel);
+}
+
+/* ---- receive ---- */
+
+static ms_poll recv_poll(ltask *lt, ms_cx *cx) {
+    agent *a = lt->a;
+    pthread_mutex_lock(&a->mlock);
+    msg *m = a->mhead;
+    if (!m) {
+        if (a->receiver != lt) {
+            ltask_ref(lt);
+            if (a->receiver)
+                ltask_unref(a->receiver);
+            a->receiver = lt;
+        }
+        pthread_mutex_unlock(&a->mlock);
+        return MS_POLL_PENDING;
+    }
+    a->mhead = m->next;
+    if (!a->mhead)
+        a->mtail = NULL;
+    a->mcount--;
+    a->received_total++;
+    if (a->receiver == lt) {
+        a->receiver = NULL;
+        ltask_unref(lt);
+    }
+    pthread_mutex_unlock(&a->mlock);
+    lua_State *co = lt->co;
+    lua_checkstack(co, 3);
+    xfer_decode(co, m->body);
+    if (m->reply) {
+        lh_push_handle(co, XH_REPLY, m->reply); /* the message's ref moves */
+        m->reply = NULL;
+    } else if (m->sender) {
+        lh_push_agent(co, m->sender);
+    } else {
+        lua_pushnil(co);
+    }
+    lt->nres = 2;
+    xfer_free(m->body);
+    if (m->sender)
+        agent_unref(m->sender);
+    free(m);
+    return MS_POLL_READY;
+}
+
+static void recv_cancel(ltask *lt) {
+    agent *a = lt->a;
+    pthread_mutex_lock(&a->mlock);
+    bool mine = a->receiver == lt;
+    if (mine)
+        a->receiver = NULL;
+    pthread_mutex_unlock(&a->mlock);
+    if (mine)
+        ltask_unref(lt);
+}
+
+int op_recv(lua_State *L, ltask *lt, double timeout) {
+    agent *a = lt->a;
+    pthread_mutex_lock(&a->mlock);
+    bool busy = a->receiver && a->receiver != lt;
+    pthread_mutex_unlock(&a->mlock);
+    if (busy)
+        return luaL_error(L, "ms.recv: another task of this agent is already receiving; one "
+                             "task at a time reads the mailbox");
+    if (!set_deadline(L, lt, timeout))
+        return 0;
+    return suspend(L, lt, recv_poll, recv_cancel);
+}
+
+/* ---- call ---- */
+
+static ms_poll call_poll(ltask *lt, ms_cx *cx) {
+    reply_slot *r = lt->op.u.call.slot;
+    pthread_mutex_lock(&r->lock);
+    if (r->filled) {
+        xfer *body = r->body;
+        r->body = NULL;
+        r->caller_gone = true;
+        pthread_mutex_unlock(&r->lock);
+        xfer_decode(lt->co, body);
+        xfer_free(body);
+        lt->nres = 1;
+        reply_unref(r);
+        lt->op.u.call.slot = NULL;
+        return MS_POLL_READY;
+    }
+    if (atomic_load(&r->refs) == 1) {
+        /* Every holder of the reply handle let go without answering. */
+        r->caller_gone = true;
+        pthread_mutex_unlock(&r->lock);
+        lua_pushnil(lt->co);
+        lua_pushliteral(lt->co, "no reply: the request was dropped without an answer");
+        lt->nres = 2;
+        reply_unref(r);
+        lt->op.u.call.slot = NULL;
+        return MS_POLL_READY;
+    }
+    ms_waker_store(&r->waker, ms_cx_waker(cx));
+    pthread_mutex_unlock(&r->lock);
+    return MS_POLL_PENDING;
+}
+
+static void call_cancel(ltask *lt) {
+    reply_slot *r = lt->op.u.call.slot;
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->caller_gone = true;
+    ms_waker_drop(&r->waker);
+    pthread_mutex_unlock(&r->lock);
+    reply_unref(r);
+    lt->op.u.call.slot = NULL;
+}
+
+int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout) {
+    char err[300];
+    msg *m = calloc(1, sizeof *m);
+    xfer *body = xfer_new();
+    reply_slot *r = reply_new();
+    if (!m || !body || !r) {
+        free(m);
+        xfer_free(body);
+        if (r)
+            reply_unref(r);
+        return luaL_error(L, "call: out of memory");
+    }
+    if (!xfer_encode(L, msg_idx, body, "message", err, sizeof err)) {
+        free(m);
+        xfer_free(body);
+        reply_unref(r);
+        return luaL_error(L, "call: %s", err);
+    }
+    m->body = body;
+    reply_ref(r); /* the message's */
+    m->reply = r;
+    m->sender = lt->a;
+    agent_ref(lt->a);
+    int rc = agent_deliver(target, m, err, sizeof err);
+    if (rc != 0) {
+        xfer_free(body);
+        agent_unref(m->sender);
+        reply_unref(r);
+        reply_unref(r);
+        free(m);
+        lua_pushnil(L);
+        lerr_push(L, rc, err, NULL);
+        return 2;
+    }
+    lt->op.u.call.slot = r;
+    if (!set_deadline(L, lt, timeout))
+        return 0;
+    return suspend(L, lt, call_poll, call_cancel);
+}
+
+/* ---- blocking ---- */
+
+static void *blocking_job(void *arg) {
+    ltask *lt = arg;
+    lua_State *bco = lt->op.u.blocking.co;
+    int rc = lua_resume(bco, lt->op.u.blocking.nargs);
+    if (rc == LUA_YIELD) {
+        lua_settop(bco, 0);
+        lua_pushliteral(bco, "ms.blocking: the function yielded (blocking ms.* calls and "
+                             "coroutine yields are not allowed on the blocking pool)");
+        rc = LUA_ERRRUN;
+    }
+    lt->op.u.any[4] = (void *)(intptr_t)(rc == 0 ? 1 : 2);
+    atomic_store_explicit(&lt->a->blocking_busy, false, memory_order_release);
+    return NULL;
+}
+
+static ms_poll blocking_poll(ltask *lt, ms_cx *cx) {
+    agent *a = lt->a;
+    if (!lt->op.u.blocking.job) {
+        /* Started here, after the coroutine has yielded: from now until
+         * the job ends, only the blocking thread touches the state. */
+        atomic_store_explicit(&a->blocking_busy, true, memory_order_release);
+        if (ms_spawn_blocking(a->h->rt, blocking_job, lt, &lt->op.u.blocking.job) != 0) {
+            atomic_store_explicit(&a->blocking_busy, false, memory_order_release);
+            lua_pushnil(lt->co);
+            lerr_push(lt->co, MS_E_SHUTTING_DOWN, "ms.blocking: the blocking pool refused the job",
+                      NULL);
+            lt->nres = 2;
+            return MS_POLL_READY;
+        }
+    }
+    int result;
+    if (ms_task_poll_join(lt->op.u.blocking.job, cx, NULL, &result, NULL) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    ms_task_release(lt->op.u.blocking.job);
+    lt->op.u.blocking.job = NULL;
+    lua_State *bco = lt->op.u.blocking.co;
+    lua_State *co = lt->co;
+    if ((intptr_t)lt->op.u.any[4] == 1) {
+        int n = lua_gettop(bco);
+        lua_checkstack(co, n + 1);
+        lua_pushboolean(co, 1);
+        lua_xmove(bco, co, n);
+        lt->nres = n + 1;
+    } else {
+        lua_pushnil(co);
+        const char *m = lua_tostring(bco, -1);
+        lerr_push(co, MS_E_TASK_FAILED, m ? m : "ms.blocking: the function failed", NULL);
+        lt->nres = 2;
+    }
+    luaL_unref(a->L, LUA_REGISTRYINDEX, lt->op.u.blocking.co_ref);
+    return MS_POLL_READY;
+}
+
+static void blocking_cancel(ltask *lt) {
+    /* A running job cannot be interrupted; the agent stays busy until it
+     * ends (blocking_busy), then the coroutine is simply not resumed. */
+    if (lt->op.u.blocking.job) {
+        ms_task_release(lt->op.u.blocking.job);
+        lt->op.u.blocking.job = NULL;
+    }
+}
+
+int op_blocking(lua_State *L, ltask *lt, int nargs) {
+    /* fn and its args are the top nargs + 1 values of L. */
+    lua_State *bco = lua_newthread(L);
+    lt->op.u.blocking.co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_xmove(L, bco, nargs + 1);
+    lt->op.u.blocking.co = bco;
+    lt->op.u.blocking.nargs = nargs;
+    lt->op.u.blocking.job = NULL;
+    return suspend(L, lt, blocking_poll, blocking_cancel);
+}
+
+/* ---- intervals ---- */
+
+static ms_poll interval_poll(ltask *lt, ms_cx *cx) {
+    uint64_t skipped = 0;
+    if (ms_interval_poll(lt->op.u.interval.iv, cx, &skipped) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    lua_pushnumber(lt->co, ms_now_ns() / 1e9);
+    lua_pushnumber(lt->co, (double)skipped);
+    lt->nres = 2;
+    return MS_POLL_READY;
+}
+
+int op_interval_next(lua_State *L, ltask *lt, ms_interval *iv) {
+    lt->op.u.interval.iv = iv;
+    return suspend(L, lt, interval_poll, NULL);
+}
+
+/* ---- semaphores ---- */
+
+typedef struct sem_op {
+    ms_sem *sem;                /* a reference */
+    uint64_t n;
+    ms_sem_waiter w;
+} sem_op;
+
+_Static_assert(sizeof(sem_op) <= sizeof(((lop *)0)->store), "sem_op fits the op store");
+
+static ms_poll sem_poll(ltask *lt, ms_cx *cx) {
+    sem_op *o = (sem_op *)lt->op.store;
+    int rc;
+    if (ms_sem_acquire_poll(o->sem, &o->w, cx, &rc) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    if (rc == 0) {
+        lh_push_permit(lt->co, o->sem, o->n); /* the op's sem ref moves to the permit */
+        lt->nres = 1;
+    } else {
+        lua_pushnil(lt->co);
+        lerr_push(lt->co, rc, rc == MS_E_CLOSED ? "the semaphore is closed" : "cannot acquire",
+                  NULL);
+        lt->nres = 2;
+        ms_sem_unref(o->sem);
+    }
+    o->sem = NULL;
+    return MS_POLL_READY;
+}
+
+static void sem_cancel(ltask *lt) {
+    sem_op *o = (sem_op *)lt->op.store;
+    if (o->sem) {
+        ms_sem_waiter_cancel(o->sem, &o->w);
+        ms_sem_unref(o->sem);
+        o->sem = NULL;
+    }
+}
+
+int op_sem_acquire(lua_State *L, ltask *lt, ms_sem *s, uint64_t n, double timeout) {
+    sem_op *o = (sem_op *)lt->op.store;
+    if (!set_deadline(L, lt, timeout))
+        return 0;
+    o->sem = ms_sem_ref(s);
+    o->n = n;
+    ms_sem_waiter_init(&o->w, n);
+    return suspend(L, lt, sem_poll, sem_cancel);
+}
+
+/* ---- channels: values travel as xfer blobs ---- */
+
+typedef struct chan_op {
+    ms_chan *ch;                /* a reference */
+    xfer *value;                /* send: ours until the channel takes it */
+    ms_chan_waiter w;
+} chan_op;
+
+_Static_assert(sizeof(chan_op) <= sizeof(((lop *)0)->store), "chan_op fits the op store");
+
+static ms_poll chan_send_poll(ltask *lt, ms_cx *cx) {
+    chan_op *o = (chan_op *)lt->op.store;
+    int rc;
+    if (ms_chan_send_poll(o->ch, &o->w, o->value, cx, &rc) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    if (rc == 0) {
+        lua_pushboolean(lt->co, 1);
+        lt->nres = 1;
+    } else {
+        xfer_free(o->value);
+        lua_pushnil(lt->co);
+        lerr_push(lt->co, rc, rc == MS_E_CLOSED ? "the channel is closed" : "cannot send", NULL);
+        lt->nres = 2;
+    }
+    o->value = NULL;
+    ms_chan_unref(o->ch);
+    o->ch = NULL;
+    return MS_POLL_READY;
+}
+
+static void chan_send_cancel(ltask *lt) {
+    chan_op *o = (chan_op *)lt->op.store;
+    if (!o->ch)
+        return;
+    if (!ms_chan_waiter_cancel(o->ch, &o->w))
+        xfer_free(o->value); /* still ours: the send did not happen */
+    o->value = NULL;
+    ms_chan_unref(o->ch);
+    o->ch = NULL;
+}
+
+int op_chan_send(lua_State *L, ltask *lt, ms_chan *ch, xfer *value, double timeout) {
+    chan_op *o = (chan_op *)lt->op.store;
+    if (!set_deadline(L, lt, timeout)) {
+        xfer_free(value);
+        return 0;
+    }
+    o->ch = ms_chan_ref(ch);
+    o->value = value;
+    ms_chan_waiter_init(&o->w);
+    return suspend(L, lt, chan_send_poll, chan_send_cancel);
+}
+
+static ms_poll chan_recv_poll(ltask *lt, ms_cx *cx) {
+    chan_op *o = (chan_op *)lt->op.store;
+    int rc;
+    void *v = NULL;
+    if (ms_chan_recv_poll(o->ch, &o->w, cx, &v, &rc) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    if (rc == 0) {
+        xfer_decode(lt->co, v);
+        xfer_free(v);
+        lt->nres = 1;
+    } else {
+        lua_pushnil(lt->co);
+        lua_pushliteral(lt->co, "closed");
+        lt->nres = 2;
+    }
+    ms_chan_unref(o->ch);
+    o->ch = NULL;
+    return MS_POLL_READY;
+}
+
+static void chan_recv_cancel(ltask *lt) {
+    chan_op *o = (chan_op *)lt->op.store;
+    if (o->ch) {
+        ms_chan_waiter_cancel(o->ch, &o->w);
+        ms_chan_unref(o->ch);
+        o->ch = NULL;
+    }
+}
+
+int op_chan_recv(lua_State *L, ltask *lt, ms_chan *ch, double timeout) {
+    chan_op *o = (chan_op *)lt->op.store;
+    if (!set_deadline(L, lt, timeout))
+        return 0;
+    o->ch = ms_chan_ref(ch);
+    o->value = NULL;
+    ms_chan_waiter_init(&o->w);
+    return suspend(L, lt, chan_recv_poll, chan_recv_cancel);
+}

@@ -1,0 +1,69 @@
+-- default: the configuration every other profile starts from.  It sets
+-- every field, so `ms-host profiles` shows where each value comes from, and
+-- its runtime values equal libms's ms_config_default: a host run without a
+-- profile and one run with this profile behave the same.
+return {
+    description = "General purpose: one worker per CPU, libms's defaults for everything else",
+
+    -- One worker per CPU: workers never block (blocking work goes to the
+    -- blocking pool), so more workers than CPUs would only time-slice.
+    worker_threads = "cpu_bound",
+
+    -- The blocking pool grows on demand up to this many threads.  512 is
+    -- large enough that bursts of file I/O or DNS look-ups queue rarely, and
+    -- small enough that a runaway burst cannot exhaust the process.
+    max_blocking_threads = 512,
+
+    -- An idle blocking thread lives a minute: long enough to be reused by
+    -- the next burst, short enough that a quiet host sheds its threads.
+    thread_keep_alive = 60,
+
+    -- Thread stacks are reserved, not committed: 2 MiB costs address space
+    -- only, and leaves room for deep C calls (LuaJIT's C stack, libuv).
+    thread_stack_size = "2M",
+
+    -- Timers and I/O on: agents expect ms.sleep, timeouts and sockets.
+    enable_all = true,
+    enable_time = true,
+    enable_io = true,
+
+    -- Every 61 ticks a worker takes from the shared injection queue even if
+    -- its own queue has work.  Spawns from other threads and every wake from
+    -- the driver thread (timers, sockets) arrive there, so this bounds how
+    -- long they wait behind local work.  61 is prime, so the check does not
+    -- fall into step with periodic work; it costs one lock per 61 polls.
+    global_queue_interval = 61,
+
+    -- Maintenance checks (today: whether the runtime is stopping) every 61
+    -- ticks.  libms's driver runs on its own thread, so this does not delay
+    -- timers or I/O; it only bounds how many polls a stop request waits for.
+    event_interval = 61,
+
+    -- 128 cooperative operations per poll before a task must yield: a busy
+    -- task cannot hold a worker for long, and yields stay rare.
+    budget = 128,
+
+    -- A graceful shutdown waits 30 s for tasks before it cancels them: what
+    -- service managers commonly allow (systemd's default stop timeout is 90 s,
+    -- Kubernetes' grace period 30 s).
+    shutdown_timeout = 30,
+
+    -- Nothing listens unless asked: metrics and the console are opt-in
+    -- (`--set metrics_listen=127.0.0.1:9090`, `--set console=ms-host.sock`).
+    metrics_listen = false,
+    console = false,
+    tuner = false,
+
+    -- Agents are unlimited by default; agent_system sets a limit.
+    agent_memory_limit = 0,
+
+    -- Each JIT-compiling agent takes 64 KB or more of the one machine-code
+    -- window all LuaJIT states share (about 20,000 of them fill it).  2000
+    -- compiled agents use a tenth of it; agents past that run interpreted,
+    -- which degrades gracefully instead of falling off the cliff.
+    jit_agent_limit = 2000,
+
+    -- Mailboxes are unbounded by default, like Erlang's; bound them in
+    -- profiles where a slow consumer must push back on its senders.
+    mailbox_limit = 0,
+}
