@@ -95,6 +95,13 @@ void host_shutdown(void) {
                             NULL);
         ms_runtime_free(h->rt);
     }
+    uint64_t stopped = atomic_load(&h->stopped_at_shutdown);
+    uint64_t unread = atomic_load(&h->unread_at_shutdown);
+    if (unread > 0)
+        fprintf(stderr,
+                "ms-host: shutdown stopped %llu agent%s, leaving %llu message%s unread\n",
+                (unsigned long long)stopped, stopped == 1 ? "" : "s", (unsigned long long)unread,
+                unread == 1 ? "" : "s");
     free(h->lua_path);
     free(h->lua_cpath);
     pthread_mutex_destroy(&h->lock);
@@ -533,6 +540,68 @@ static int load_main(lua_State *L) {
     return 1;
 }
 
+/* The libraries an agent gets at once; the others are opened on first
+ * use (see lazy_global), which keeps an idle agent small: all of LuaJIT's
+ * libraries cost about 34 KB of heap per state, these about half. */
+static const luaL_Reg eager_libs[] = {
+    {"", luaopen_base},          {LUA_LOADLIBNAME, luaopen_package},
+    {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
+    {LUA_MATHLIBNAME, luaopen_math}, {NULL, NULL}};
+static const luaL_Reg lazy_libs[] = {
+    {LUA_IOLIBNAME, luaopen_io},   {LUA_OSLIBNAME, luaopen_os},  {LUA_DBLIBNAME, luaopen_debug},
+    {LUA_BITLIBNAME, luaopen_bit}, {LUA_JITLIBNAME, luaopen_jit}, {NULL, NULL}};
+
+/* _G's __index: the first read of io, os, debug, bit or jit loads it
+ * through require (package.preload has them), which also sets the global. */
+static int lazy_global(lua_State *L) {
+    const char *k = lua_tostring(L, 2);
+    if (!k)
+        return 0;
+    for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
+        if (strcmp(k, lib->name) != 0)
+            continue;
+        lua_getglobal(L, "require");
+        lua_pushstring(L, k);
+        lua_call(L, 1, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* package.preload entry for a lazy library: opens it the way
+ * luaL_openlibs does (name as the argument), then returns the global it
+ * set, whatever its luaopen function left on the stack. */
+static int lazy_loader(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushstring(L, name);
+    lua_call(L, 1, 0);
+    lua_getglobal(L, name);
+    return 1;
+}
+
+static void open_libs(lua_State *L) {
+    for (const luaL_Reg *lib = eager_libs; lib->name; lib++) {
+        lua_pushcfunction(L, lib->func);
+        lua_pushstring(L, lib->name);
+        lua_call(L, 1, 0);
+    }
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
+        lua_pushcfunction(L, lib->func);
+        lua_pushcclosure(L, lazy_loader, 1);
+        lua_setfield(L, -2, lib->name);
+    }
+    lua_pop(L, 2);
+    lua_pushvalue(L, LUA_GLOBALSINDEX);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, lazy_global);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+}
+
 static bool open_state(agent *a, char *err, size_t errlen) {
     lua_State *L = lua_newstate(agent_alloc, a);
     if (!L) {
@@ -542,7 +611,7 @@ static bool open_state(agent *a, char *err, size_t errlen) {
     }
     a->L = L;
     a->own_state = true;
-    luaL_openlibs(L);
+    open_libs(L);
     host *h = a->h;
     lua_getglobal(L, "package");
     if (h->lua_path) {
@@ -572,8 +641,8 @@ static bool open_state(agent *a, char *err, size_t errlen) {
 }
 
 /* Records the agent's end and tells its monitors.  L is still open. */
-static void agent_exit(agent *a, const char *reason, int code, const char *message,
-                       const char *traceback) {
+static void agent_exit_ex(agent *a, const char *reason, int code, const char *message,
+                          const char *traceback, bool at_shutdown) {
     pthread_mutex_lock(&a->mlock);
     a->state = AG_EXITED;
     snprintf(a->exit_reason, sizeof a->exit_reason, "%s", reason);
@@ -590,14 +659,23 @@ static void agent_exit(agent *a, const char *reason, int code, const char *messa
     pthread_mutex_unlock(&a->mlock);
     if (r)
         ltask_unref(r);
-    if (unread > 0)
+    if (at_shutdown) {
+        atomic_fetch_add(&a->h->stopped_at_shutdown, 1);
+        atomic_fetch_add(&a->h->unread_at_shutdown, unread);
+    } else if (unread > 0) {
         fprintf(stderr, "ms-host: agent %s (%llu) exited (%s) with %zu unread message%s\n",
                 a->name, (unsigned long long)a->id, reason, unread, unread == 1 ? "" : "s");
+    }
     for (uint32_t i = 0; i < nmons; i++) {
         agent_send_exit_notice(a, mons[i]);
         agent_unref(mons[i]);
     }
     free(mons);
+}
+
+static void agent_exit(agent *a, const char *reason, int code, const char *message,
+                       const char *traceback) {
+    agent_exit_ex(a, reason, code, message, traceback, false);
 }
 
 /* Cancels every coroutine and closes the state (if ours). */
@@ -825,7 +903,7 @@ static void agent_task_drop(void *state) {
     agent *a = state;
     /* A cancelled agent (runtime shutdown) never ran its finish. */
     if (a->state != AG_EXITED && !atomic_load(&a->blocking_busy)) {
-        agent_exit(a, "killed", MS_E_TASK_CANCELLED, "the runtime shut down", NULL);
+        agent_exit_ex(a, "killed", MS_E_TASK_CANCELLED, "the runtime shut down", NULL, true);
         agent_teardown(a);
     }
     agent_unref(a); /* the task's reference */

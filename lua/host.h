@@ -215,6 +215,9 @@ struct host {
      * shutdown and clears the userdata's pointer.  Under lock. */
     ms_interval ***intervals;
     uint32_t nintervals, icap;
+    /* Agents the runtime's shutdown stopped, and the messages they left
+     * unread: reported once, by host_shutdown. */
+    _Atomic uint64_t stopped_at_shutdown, unread_at_shutdown;
 };
 
 void host_track_interval(ms_interval **slot);
