@@ -635,8 +635,16 @@ static bool open_state(agent *a, char *err, size_t errlen) {
         return false;
     }
     lua_setglobal(L, "ms");
-    if (a->jit_off || atomic_fetch_add(&h->jit_agents, 1) >= h->jit_agent_limit)
+    /* Past jit_agent_limit agents with the JIT on, new ones interpret:
+     * every state that compiles takes room in LuaJIT's one machine-code
+     * window, and a full window makes every agent slow. */
+    if (!a->jit_off && atomic_fetch_add(&h->jit_agents, 1) < h->jit_agent_limit) {
+        a->jit_counted = true;
+    } else {
+        if (!a->jit_off)
+            atomic_fetch_sub(&h->jit_agents, 1);
         luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    }
     return true;
 }
 
@@ -698,6 +706,10 @@ static void agent_teardown(agent *a) {
     if (a->own_state && a->L) {
         lua_close(a->L);
         a->L = NULL;
+    }
+    if (a->jit_counted) {
+        atomic_fetch_sub(&a->h->jit_agents, 1);
+        a->jit_counted = false;
     }
     registry_remove(a->h, a);
 }
