@@ -214,7 +214,7 @@ static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         atomic_store_explicit(&a->mem_used, used - osize, memory_order_relaxed);
         return NULL;
     }
-    if (a->mem_limit && nsize > osize && used + (nsize - osize) > a->mem_limit) {
+    if (a->mem_limit && a->enforce_limit && nsize > osize && used + (nsize - osize) > a->mem_limit) {
         atomic_store_explicit(&a->oom, true, memory_order_relaxed);
         return NULL;
     }
@@ -602,6 +602,15 @@ static void open_libs(lua_State *L) {
     lua_pop(L, 1);
 }
 
+/* lua_newstate installs no panic handler: without one, an error outside
+ * any protected call ends the process without a word. */
+static int agent_panic(lua_State *L) {
+    agent *a = agent_from_state(L);
+    fprintf(stderr, "ms-host: agent %s: unprotected Lua error, the process must stop: %s\n",
+            a ? a->name : "?", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    return 0; /* LuaJIT then exits */
+}
+
 static bool open_state(agent *a, char *err, size_t errlen) {
     lua_State *L = lua_newstate(agent_alloc, a);
     if (!L) {
@@ -611,6 +620,7 @@ static bool open_state(agent *a, char *err, size_t errlen) {
     }
     a->L = L;
     a->own_state = true;
+    lua_atpanic(L, agent_panic);
     open_libs(L);
     host *h = a->h;
     lua_getglobal(L, "package");
@@ -737,7 +747,9 @@ static bool resume(agent *a, ltask *lt, ms_cx *cx) {
     lt->status = LT_RUNNING;
     int nargs = lt->nres;
     lt->nres = 0;
+    a->enforce_limit = true;
     int rc = lua_resume(lt->co, nargs);
+    a->enforce_limit = false;
     a->current = NULL;
     if (rc == LUA_YIELD) {
         if (!lt->op.poll) {
@@ -771,22 +783,15 @@ static bool resume(agent *a, ltask *lt, ms_cx *cx) {
         ltask_unref(lt);
         return main;
     }
-    /* Failed: build the error value (kept for joins and for the exit). */
+    /* Failed: build the error value (kept for joins and for the exit).
+     * The limit is not enforced here, so this cannot fail half-way. */
     char *m = NULL, *tb = NULL;
-    bool oom = rc == LUA_ERRMEM || atomic_load(&a->oom);
+    bool oom = rc == LUA_ERRMEM || atomic_exchange(&a->oom, false);
     describe_error(a, lt->co, &m, &tb);
     int code = oom ? MS_E_NO_MEMORY : MS_E_TASK_FAILED;
-    if (oom) {
-        /* Free what we can before building values in the same state. */
-        lua_settop(lt->co, 0);
+    if (oom)
         lua_gc(L, LUA_GCCOLLECT, 0);
-        size_t lim = a->mem_limit;
-        a->mem_limit = 0; /* room to report the failure */
-        lerr_push(L, code, m, tb);
-        a->mem_limit = lim;
-    } else {
-        lerr_push(L, code, m, tb);
-    }
+    lerr_push(L, code, m, tb);
     lt->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     bool main = lt->is_main;
     if (main) {
@@ -835,7 +840,10 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
             lua_State *L = a->L;
             lua_pushcfunction(L, load_main);
             lua_pushlightuserdata(L, a);
-            if (lua_pcall(L, 1, 1, 0) != 0) {
+            a->enforce_limit = true;
+            int lrc = lua_pcall(L, 1, 1, 0);
+            a->enforce_limit = false;
+            if (lrc != 0) {
                 const char *m = lua_tostring(L, -1);
                 snprintf(err, sizeof err, "cannot start agent %s: %s", a->name,
                          m ? m : "(error)");

@@ -158,6 +158,12 @@ struct agent {
     /* Written by the agent's thread, read by metrics (relaxed). */
     _Atomic size_t mem_used;
     size_t mem_limit;           /* immutable after spawn; 0 = none */
+    /* The limit is enforced only while the agent's own Lua code runs
+     * (inside lua_resume or a protected call): the host's bookkeeping
+     * around it (tracebacks, result tables) must not fail half-way, since
+     * a memory error outside protection would end the process.  Written
+     * by the thread running the agent. */
+    bool enforce_limit;
     _Atomic bool oom;           /* the allocator refused memory */
     _Atomic uint64_t polls;
 

@@ -415,7 +415,9 @@ int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout)
 static void *blocking_job(void *arg) {
     ltask *lt = arg;
     lua_State *bco = lt->op.u.blocking.co;
+    lt->a->enforce_limit = true;
     int rc = lua_resume(bco, lt->op.u.blocking.nargs);
+    lt->a->enforce_limit = false;
     if (rc == LUA_YIELD) {
         lua_settop(bco, 0);
         lua_pushliteral(bco, "ms.blocking: the function yielded (blocking ms.* calls and "
