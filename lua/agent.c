@@ -965,7 +965,7 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
     if (!lua_isnil(L, -1)) {
         nsrc++;
         if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1)) {
-            snprintf(err, errlen, "spawn: fn must be a Lua function, got %s", luaL_typename(L, -1));
+            snprintf(err, errlen, "fn must be a Lua function, got %s", luaL_typename(L, -1));
             goto fail;
         }
         /* Upvalues cannot cross: name them.  The one exception is the ms
@@ -993,7 +993,7 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
         lua_pop(L, 1);
         if (names[0]) {
             snprintf(err, errlen,
-                     "spawn: fn captures upvalues (%s); an agent shares nothing, so pass data "
+                     "fn captures upvalues (%s); an agent shares nothing, so pass data "
                      "through args instead",
                      names);
             goto fail;
@@ -1002,7 +1002,7 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
         lua_getfield(L, -1, "dump");
         lua_pushvalue(L, -3);
         if (lua_pcall(L, 1, 1, 0) != 0) {
-            snprintf(err, errlen, "spawn: cannot copy fn: %s", lua_tostring(L, -1));
+            snprintf(err, errlen, "cannot copy fn: %s", lua_tostring(L, -1));
             lua_pop(L, 2);
             goto fail;
         }
@@ -1020,7 +1020,7 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
     if (!lua_isnil(L, -1)) {
         nsrc++;
         if (!lua_isstring(L, -1)) {
-            snprintf(err, errlen, "spawn: file must be a path string, got %s", luaL_typename(L, -1));
+            snprintf(err, errlen, "file must be a path string, got %s", luaL_typename(L, -1));
             goto fail;
         }
         a->src = SRC_FILE;
@@ -1031,7 +1031,7 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
     if (!lua_isnil(L, -1)) {
         nsrc++;
         if (!lua_isstring(L, -1)) {
-            snprintf(err, errlen, "spawn: module must be a module name, got %s",
+            snprintf(err, errlen, "module must be a module name, got %s",
                      luaL_typename(L, -1));
             goto fail;
         }
@@ -1040,20 +1040,20 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
     }
     lua_pop(L, 1);
     if (nsrc != 1) {
-        snprintf(err, errlen, "spawn: give exactly one of fn, file or module (got %d)", nsrc);
+        snprintf(err, errlen, "give exactly one of fn, file or module (got %d)", nsrc);
         goto fail;
     }
     lua_getfield(L, idx, "name");
     if (!lua_isnil(L, -1)) {
         if (!lua_isstring(L, -1)) {
-            snprintf(err, errlen, "spawn: name must be a string, got %s", luaL_typename(L, -1));
+            snprintf(err, errlen, "name must be a string, got %s", luaL_typename(L, -1));
             goto fail;
         }
         const char *nm = lua_tostring(L, -1);
         agent *other = agent_whereis(nm);
         if (other) {
             agent_unref(other);
-            snprintf(err, errlen, "spawn: the name '%s' is taken by agent %llu", nm,
+            snprintf(err, errlen, "the name '%s' is taken by agent %llu", nm,
                      (unsigned long long)other->id);
             goto fail;
         }
@@ -1065,7 +1065,7 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
         double lim = lua_tonumber(L, -1);
         if (!lua_isnumber(L, -1) || lim < 0 || (lim > 0 && lim < 16384)) {
             snprintf(err, errlen,
-                     "spawn: memory_limit must be 0 (none) or at least 16384 bytes, got %s",
+                     "memory_limit must be 0 (none) or at least 16384 bytes, got %s",
                      lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
             goto fail;
         }
@@ -1090,7 +1090,7 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
     agent_ref(a); /* the task's reference */
     int rc = ms_spawn(h->rt, agent_poll, a, agent_task_drop, &a->task);
     if (rc != 0) {
-        snprintf(err, errlen, "spawn: %s", ms_err_name(rc));
+        snprintf(err, errlen, "%s", ms_err_name(rc));
         agent_unref(a);
         registry_remove(h, a);
         agent_unref(a);
