@@ -874,6 +874,30 @@ static int l_run(lua_State *L) {
     return 2;
 }
 
+/* ---- parts of ms written in Lua ---- */
+
+/* ms's __index: ms.supervisor, ms.retry, ms.circuit_breaker and ms.events
+ * are the Lua modules ms.<name> (lua/ms/<name>.lua), loaded on first use
+ * and then kept in the ms table. */
+static int ms_lazy_index(lua_State *L) {
+    static const char *const lazy[] = {"supervisor", "retry", "circuit_breaker", "events", NULL};
+    const char *k = lua_tostring(L, 2);
+    if (!k)
+        return 0;
+    for (int i = 0; lazy[i]; i++) {
+        if (strcmp(k, lazy[i]) != 0)
+            continue;
+        lua_getglobal(L, "require");
+        lua_pushfstring(L, "ms.%s", k);
+        lua_call(L, 1, 1);
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, 1);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- the module ---- */
 
 static void new_handle_mt(lua_State *L, const char *name, const luaL_Reg *methods,
@@ -957,5 +981,9 @@ int luaopen_ms(lua_State *L) {
     lua_setfield(L, -2, "agent");
     lua_pushliteral(L, MS_VERSION_STRING);
     lua_setfield(L, -2, "version");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, ms_lazy_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
     return 1;
 }
