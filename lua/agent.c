@@ -104,6 +104,7 @@ void host_shutdown(void) {
                 unread == 1 ? "" : "s");
     free(h->lua_path);
     free(h->lua_cpath);
+    ms_waker_drop(&h->lifecycle_waker);
     pthread_mutex_destroy(&h->lock);
     free(h);
     g_host = NULL;
@@ -806,13 +807,55 @@ static bool resume(agent *a, ltask *lt, ms_cx *cx) {
     return main;
 }
 
+/* Graceful stop: every task is aborted and one new main task runs the
+ * agent's ms.on_shutdown handlers; when it ends, the agent ends with
+ * reason "shutdown".  Returns false when there are no handlers. */
+static const char shutdown_runner[] =
+    "local handlers, name = ...\n"
+    "for i = 1, #handlers do\n"
+    "  local ok, err = pcall(handlers[i])\n"
+    "  if not ok then\n"
+    "    io.stderr:write(('ms-host: agent %s: on_shutdown handler %d failed: %s\\n')"
+    ":format(name, i, tostring(err)))\n"
+    "  end\n"
+    "end\n";
+
+static bool begin_graceful_stop(agent *a) {
+    while (a->all) {
+        ltask *lt = a->all;
+        if (lt->status == LT_WAITING)
+            op_cancel(lt);
+        runq_remove(a, lt);
+        ltask_finish(a, lt, LT_ABORTED);
+        ltask_unref(lt);
+    }
+    a->main = NULL;
+    lua_State *L = a->L;
+    lua_getfield(L, LUA_REGISTRYINDEX, "ms.on_shutdown");
+    if (!lua_istable(L, -1) || lua_objlen(L, -1) == 0) {
+        lua_pop(L, 1);
+        return false;
+    }
+    if (luaL_loadbuffer(L, shutdown_runner, sizeof shutdown_runner - 1, "=on_shutdown") != 0) {
+        lua_pop(L, 2);
+        return false;
+    }
+    lua_insert(L, -2);
+    lua_pushstring(L, a->name);
+    a->main = ltask_spawn(a, L, 2);
+    if (!a->main)
+        return false;
+    a->main->is_main = true;
+    return true;
+}
+
 static ms_poll finish_poll(ms_cx *cx, agent *a) {
     int code = a->exit_code;
     char reason[16];
     snprintf(reason, sizeof reason, "%s", a->exit_reason);
     char *message = a->exit_message ? strdup(a->exit_message) : NULL;
     agent_teardown(a);
-    if (strcmp(reason, "normal") == 0) {
+    if (strcmp(reason, "normal") == 0 || strcmp(reason, "shutdown") == 0) {
         free(message);
         return MS_POLL_READY;
     }
@@ -877,6 +920,15 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
         return finish_poll(cx, a);
     }
 
+    if (!a->shutdown_started &&
+        atomic_load_explicit(&a->shutdown_requested, memory_order_acquire)) {
+        a->shutdown_started = true;
+        if (!begin_graceful_stop(a)) {
+            agent_exit(a, "shutdown", 0, NULL, NULL);
+            return finish_poll(cx, a);
+        }
+    }
+
     /* Coroutines woken since the last poll: re-poll their operations.
      * The stack is LIFO; reverse it so wakes are served in order. */
     ltask *w = atomic_exchange_explicit(&a->woken, NULL, memory_order_acquire);
@@ -909,7 +961,7 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
                 bool running = a->state != AG_EXITED;
                 pthread_mutex_unlock(&a->mlock);
                 if (running)
-                    agent_exit(a, "normal", 0, NULL, NULL);
+                    agent_exit(a, a->shutdown_started ? "shutdown" : "normal", 0, NULL, NULL);
             }
             return finish_poll(cx, a);
         }
@@ -1085,6 +1137,10 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
     lua_pop(L, 1);
 
     registry_add(h, a);
+    pthread_mutex_lock(&h->lock);
+    if (h->phase == HOST_STOPPING)
+        atomic_store(&a->shutdown_requested, true);
+    pthread_mutex_unlock(&h->lock);
     if (!a->name[0])
         snprintf(a->name, sizeof a->name, "agent-%llu", (unsigned long long)a->id);
     agent_ref(a); /* the task's reference */

@@ -174,6 +174,8 @@ struct agent {
     _Atomic(ltask *) woken;     /* Treiber stack of woken ltasks */
     _Atomic bool blocking_busy; /* a blocking job holds L */
     _Atomic bool stop_requested;
+    _Atomic bool shutdown_requested; /* graceful: run on_shutdown, then end */
+    bool shutdown_started;      /* agent thread */
 
     /* Spawn spec, consumed at start (agent thread). */
     agent_src src;
@@ -205,6 +207,8 @@ struct agent {
     agent *next_reg, *prev_reg; /* host registry, under host lock */
 };
 
+typedef enum host_phase { HOST_RUNNING, HOST_STOPPING } host_phase;
+
 struct host {
     ms_runtime *rt;
     bool own_rt;
@@ -225,7 +229,20 @@ struct host {
     /* Agents the runtime's shutdown stopped, and the messages they left
      * unread: reported once, by host_shutdown. */
     _Atomic uint64_t stopped_at_shutdown, unread_at_shutdown;
+    /* Graceful shutdown (lifecycle.c); under lock. */
+    host_phase phase;
+    char shutdown_reason[32];
+    double shutdown_timeout;
+    uint64_t shutdown_started_ns;
+    ms_waker lifecycle_waker;
+    _Atomic bool shutdown_timed_out;
 };
+
+/* Starts a graceful shutdown (idempotent): every agent runs its
+ * ms.on_shutdown handlers and ends.  timeout < 0: the profile's. */
+void host_begin_shutdown(const char *reason, double timeout);
+/* ms-host: watches SIGINT and SIGTERM and enforces the deadline. */
+int host_start_lifecycle(ms_error *err);
 
 void host_track_interval(ms_interval **slot);
 void host_untrack_interval(ms_interval **slot);

@@ -874,6 +874,35 @@ static int l_run(lua_State *L) {
     return 2;
 }
 
+/* ---- lifecycle ---- */
+
+/* ms.on_shutdown(fn): fn runs when the host shuts down gracefully (in
+ * registration order, after the agent's tasks were stopped). */
+static int l_on_shutdown(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (!agent_from_state(L))
+        return luaL_error(L, "ms.on_shutdown: no agent runs in this Lua state");
+    lua_getfield(L, LUA_REGISTRYINDEX, "ms.on_shutdown");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "ms.on_shutdown");
+    }
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+    return 0;
+}
+
+/* ms.shutdown([timeout]): starts a graceful shutdown of the whole host. */
+static int l_shutdown(lua_State *L) {
+    double timeout = opt_timeout(L, 1);
+    if (!host_get())
+        return luaL_error(L, "ms.shutdown: no runtime (use ms.run)");
+    host_begin_shutdown("ms.shutdown", timeout);
+    return 0;
+}
+
 /* ---- parts of ms written in Lua ---- */
 
 /* ms's __index: ms.supervisor, ms.retry, ms.circuit_breaker and ms.events
@@ -971,6 +1000,7 @@ int luaopen_ms(lua_State *L) {
         {"blocking", l_blocking}, {"recv", l_recv},       {"monitor", l_monitor},
         {"self", l_self},         {"agents", l_agents},   {"metrics", l_metrics},
         {"run", l_run},           {"semaphore", l_semaphore}, {"channel", l_channel},
+        {"on_shutdown", l_on_shutdown}, {"shutdown", l_shutdown},
         {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);

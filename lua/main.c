@@ -9,7 +9,9 @@
  * run: resolves the profile (lua/ms/profile.lua), builds the runtime from
  * it, and runs FILE as the main agent on this thread; exits 0 when the
  * main agent ends, 1 when it fails (the error and its traceback on
- * stderr), 2 for bad usage or configuration.
+ * stderr), 2 for bad usage or configuration; after a graceful shutdown
+ * (SIGINT, SIGTERM, ms.shutdown) 0 if it completed in time, 3 if the
+ * deadline forced it, 130 on a second SIGINT (lifecycle.c).
  */
 #include <lauxlib.h>
 #include <luajit.h>
@@ -42,7 +44,9 @@ static void usage(FILE *out) {
             "  --set KEY=VALUE     any profile field, e.g. --set budget=64\n"
             "                      --set shutdown_timeout=5s\n"
             "\n"
-            "exit status: 0 the main agent ended, 1 it failed, 2 bad usage or configuration\n");
+            "exit status: 0 the main agent ended (or a graceful shutdown completed), 1 it\n"
+            "failed, 2 bad usage or configuration, 3 a shutdown hit its timeout, 130 a\n"
+            "second SIGINT during shutdown\n");
 }
 
 typedef struct opts {
@@ -289,6 +293,8 @@ static int cmd_run(const opts *o) {
     }
     host *h = host_init(rt, true);
     apply_profile(L, &cfg, h);
+    if (cfg.enable_io && host_start_lifecycle(&err) != 0)
+        fprintf(stderr, "ms-host: no graceful shutdown on SIGINT/SIGTERM: %s\n", err.message);
     lua_pop(L, 1);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
@@ -321,7 +327,27 @@ static int cmd_run(const opts *o) {
         lua_pushstring(L, o->args[i]);
     int rc = agent_run_main(L, o->nargs, &err);
     int status = 0;
-    if (rc != 0) {
+    pthread_mutex_lock(&h->lock);
+    bool stopped = h->phase == HOST_STOPPING;
+    uint64_t since = h->shutdown_started_ns;
+    pthread_mutex_unlock(&h->lock);
+    if (stopped) {
+        /* A graceful shutdown ended the main agent: the other agents are
+         * still running their handlers.  The lifecycle task enforces the
+         * deadline (killing them, then exiting); wait for them here. */
+        for (;;) {
+            pthread_mutex_lock(&h->lock);
+            uint64_t left = h->nagents;
+            pthread_mutex_unlock(&h->lock);
+            if (left == 0)
+                break;
+            usleep(2000);
+        }
+        bool late = atomic_load(&h->shutdown_timed_out);
+        fprintf(stderr, "ms-host: shutdown %s after %.3f s\n", late ? "forced" : "complete",
+                (ms_now_ns() - since) / 1e9);
+        status = late ? 3 : 0;
+    } else if (rc != 0) {
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
             lerr_push(L, rc, err.message, NULL);

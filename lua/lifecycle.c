@@ -1,0 +1,139 @@
+/*
+ * lifecycle.c - graceful shutdown for ms-host.
+ *
+ * A shutdown starts with SIGINT, SIGTERM or ms.shutdown([timeout]).  Every
+ * agent is asked to stop: at its next poll it aborts its tasks, runs its
+ * ms.on_shutdown handlers (in the order they were registered, each in a
+ * protected call) and ends with reason "shutdown".  When the main agent
+ * has ended that way, ms-host shuts the runtime down (draining what is
+ * left) and exits 0.  If the deadline (shutdown_timeout, or the timeout
+ * given to ms.shutdown) passes first, every agent is killed and ms-host
+ * exits 3; if even that does not end the main agent within a second (an
+ * agent stuck in a loop cannot be interrupted), the process exits at once
+ * with 3.  A second SIGINT exits at once with 130.
+ *
+ * The watcher is one C task polling the signal watchers and the deadline
+ * timer; everything it does to agents goes through flags and wakes.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "host.h"
+
+typedef struct lifecycle {
+    ms_signal *sigint, *sigterm;
+    ms_timer *deadline;
+    bool deadline_armed;
+    bool killed;                /* the deadline passed: agents were killed */
+    uint64_t started_ns;
+} lifecycle;
+
+static lifecycle g_life;
+
+void host_begin_shutdown(const char *reason, double timeout) {
+    host *h = host_get();
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    if (h->phase != HOST_RUNNING) {
+        pthread_mutex_unlock(&h->lock);
+        return;
+    }
+    h->phase = HOST_STOPPING;
+    h->shutdown_timeout = timeout >= 0 ? timeout
+                                       : ms_runtime_config(h->rt)->shutdown_timeout_ms / 1000.0;
+    snprintf(h->shutdown_reason, sizeof h->shutdown_reason, "%s", reason);
+    h->shutdown_started_ns = ms_now_ns();
+    for (agent *a = h->agents; a; a = a->next_reg) {
+        atomic_store_explicit(&a->shutdown_requested, true, memory_order_release);
+        ms_waker_wake_by_ref(&a->self_waker);
+    }
+    ms_waker w = ms_waker_clone(&h->lifecycle_waker);
+    pthread_mutex_unlock(&h->lock);
+    fprintf(stderr, "ms-host: %s: shutting down (timeout %.3g s)\n", reason, h->shutdown_timeout);
+    ms_waker_wake(&w);
+}
+
+static void kill_all(host *h) {
+    pthread_mutex_lock(&h->lock);
+    for (agent *a = h->agents; a; a = a->next_reg)
+        agent_stop(a, "shutdown timed out");
+    pthread_mutex_unlock(&h->lock);
+}
+
+static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
+    lifecycle *l = state;
+    host *h = host_get();
+    pthread_mutex_lock(&h->lock);
+    ms_waker_store(&h->lifecycle_waker, ms_cx_waker(cx));
+    pthread_mutex_unlock(&h->lock);
+    uint64_t n = 0;
+    if (ms_signal_poll(l->sigint, cx, &n) == MS_POLL_READY) {
+        pthread_mutex_lock(&h->lock);
+        bool stopping = h->phase != HOST_RUNNING;
+        pthread_mutex_unlock(&h->lock);
+        if (stopping || n > 1) {
+            fprintf(stderr, "ms-host: second SIGINT: exiting now\n");
+            _exit(130);
+        }
+        host_begin_shutdown("SIGINT", -1);
+    }
+    if (ms_signal_poll(l->sigterm, cx, &n) == MS_POLL_READY)
+        host_begin_shutdown("SIGTERM", -1);
+    pthread_mutex_lock(&h->lock);
+    bool stopping = h->phase == HOST_STOPPING;
+    double timeout = h->shutdown_timeout;
+    uint64_t started = h->shutdown_started_ns;
+    pthread_mutex_unlock(&h->lock);
+    if (stopping) {
+        if (!l->deadline_armed) {
+            ms_timer_set_deadline(l->deadline, started + (uint64_t)(timeout * 1e9));
+            l->deadline_armed = true;
+        }
+        if (ms_timer_poll(l->deadline, cx) == MS_POLL_READY) {
+            if (!l->killed) {
+                l->killed = true;
+                atomic_store(&h->shutdown_timed_out, true);
+                fprintf(stderr, "ms-host: shutdown timed out after %.3g s: killing every agent\n",
+                        timeout);
+                kill_all(h);
+                ms_timer_set_after(l->deadline, 1000);
+                return lifecycle_poll(cx, state);
+            }
+            fprintf(stderr, "ms-host: agents did not stop within 1 s of being killed (one may be "
+                            "stuck in a loop): exiting now\n");
+            _exit(3);
+        }
+    }
+    return MS_POLL_PENDING;
+}
+
+static void lifecycle_drop(void *state) {
+    lifecycle *l = state;
+    ms_signal_free(l->sigint);
+    ms_signal_free(l->sigterm);
+    ms_timer_free(l->deadline);
+    l->sigint = l->sigterm = NULL;
+    l->deadline = NULL;
+}
+
+int host_start_lifecycle(ms_error *err) {
+    host *h = host_get();
+    lifecycle *l = &g_life;
+    memset(l, 0, sizeof *l);
+    int rc = ms_signal_new(h->rt, SIGINT, &l->sigint, err);
+    if (rc == 0)
+        rc = ms_signal_new(h->rt, SIGTERM, &l->sigterm, err);
+    if (rc == 0)
+        rc = ms_timer_new(h->rt, &l->deadline, err);
+    if (rc == 0)
+        rc = ms_spawn(h->rt, lifecycle_poll, l, lifecycle_drop, NULL);
+    if (rc != 0) {
+        lifecycle_drop(l);
+        return rc;
+    }
+    return 0;
+}

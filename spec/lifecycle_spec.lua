@@ -1,0 +1,101 @@
+-- Graceful shutdown of a running ms-host: SIGTERM and SIGINT run every
+-- agent's ms.on_shutdown handlers and exit 0; a deadline that passes exits
+-- 3; a second SIGINT exits 130 at once; ms.shutdown() does the same from
+-- Lua.  Each case starts a real ms-host and signals it from a shell.
+
+local host = os.getenv("MS_HOST") or "build/lua/ms-host"
+
+local function tmpfile(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+local function slurp(path)
+  local f = io.open(path)
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Runs script under ms-host with extra args, waits until it printed
+-- "ready", sends the signals (each after a short pause), and returns the
+-- exit status and the combined output.
+local function run_and_signal(script, args, signals)
+  local out = os.tmpname()
+  local cmd = ([[
+"%s" run "%s" %s > "%s" 2>&1 &
+p=$!
+for i in $(seq 1 250); do grep -q ready "%s" && break; sleep 0.02; done
+for s in %s; do kill -$s $p; sleep 0.3; done
+wait $p
+echo "exit=$?"
+]]):format(host, script, args or "", out, out, table.concat(signals, " "))
+  local sh = io.popen("sh -c '" .. cmd:gsub("'", "'\\''") .. "'")
+  local status = sh:read("*a")
+  sh:close()
+  local text = slurp(out)
+  os.remove(out)
+  return tonumber(status:match("exit=(%d+)")), text
+end
+
+local script = tmpfile([[
+ms.agent.spawn{ name = "worker", fn = function()
+  ms.on_shutdown(function() print("worker cleanup start"); ms.sleep(0.05); print("worker cleanup end") end)
+  while true do ms.sleep(0.01) end
+end }
+ms.on_shutdown(function() print("main handler") end)
+if arg[1] == "slow" then ms.on_shutdown(function() ms.sleep(30) end) end
+ms.sleep(0.05)
+print("ready")
+io.stdout:flush()
+while true do ms.sleep(0.02) end
+]])
+
+describe("graceful shutdown", function()
+  it("runs every agent's handlers on SIGTERM and exits 0", function()
+    local code, out = run_and_signal(script, "", { "TERM" })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("SIGTERM: shutting down", 1, true))
+    assert.truthy(out:find("main handler", 1, true))
+    assert.truthy(out:find("worker cleanup end", 1, true))
+    assert.truthy(out:find("shutdown complete", 1, true))
+  end)
+
+  it("runs the handlers on SIGINT too", function()
+    local code, out = run_and_signal(script, "", { "INT" })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("SIGINT: shutting down", 1, true))
+    assert.truthy(out:find("worker cleanup end", 1, true))
+  end)
+
+  it("kills what is still running at the deadline and exits 3", function()
+    local code, out = run_and_signal(script, "--set shutdown_timeout=500ms -- slow", { "TERM" })
+    assert.are.equal(3, code)
+    assert.truthy(out:find("timed out", 1, true))
+    assert.truthy(out:find("shutdown forced", 1, true))
+  end)
+
+  it("exits at once with 130 on a second SIGINT", function()
+    local code, out = run_and_signal(script, "-- slow", { "INT", "INT" })
+    assert.are.equal(130, code)
+    assert.truthy(out:find("second SIGINT", 1, true))
+  end)
+
+  it("shuts down from Lua with ms.shutdown()", function()
+    local s = tmpfile([[
+ms.on_shutdown(function() print("handler ran") end)
+ms.spawn(function() ms.sleep(0.05); ms.shutdown(5) end)
+while true do ms.sleep(0.01) end
+]])
+    local p = io.popen(('"%s" run "%s" 2>&1; echo "exit=$?"'):format(host, s))
+    local out = p:read("*a")
+    p:close()
+    os.remove(s)
+    assert.truthy(out:find("handler ran", 1, true))
+    assert.truthy(out:find("exit=0", 1, true))
+  end)
+end)
