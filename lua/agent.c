@@ -102,6 +102,7 @@ void host_shutdown(void) {
                 "ms-host: shutdown stopped %llu agent%s, leaving %llu message%s unread\n",
                 (unsigned long long)stopped, stopped == 1 ? "" : "s", (unsigned long long)unread,
                 unread == 1 ? "" : "s");
+    events_shutdown();
     free(h->lua_path);
     free(h->lua_cpath);
     ms_waker_drop(&h->lifecycle_waker);
@@ -678,6 +679,12 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
     pthread_mutex_unlock(&a->mlock);
     if (r)
         ltask_unref(r);
+    {
+        const char *keys[] = {"name", "id", "reason", "unread", "message"};
+        const char *strs[] = {a->name, NULL, reason, NULL, message};
+        double nums[] = {0, (double)a->id, 0, (double)unread, 0};
+        events_publish_host("ms.agent.exited", keys, strs, nums, message ? 5 : 4);
+    }
     if (at_shutdown) {
         atomic_fetch_add(&a->h->stopped_at_shutdown, 1);
         atomic_fetch_add(&a->h->unread_at_shutdown, unread);
@@ -910,6 +917,10 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
         pthread_mutex_lock(&a->mlock);
         a->state = AG_RUNNING;
         pthread_mutex_unlock(&a->mlock);
+        const char *keys[] = {"name", "id"};
+        const char *strs[] = {a->name, NULL};
+        double nums[] = {0, (double)a->id};
+        events_publish_host("ms.agent.started", keys, strs, nums, 2);
     }
     if (atomic_load_explicit(&a->stop_requested, memory_order_acquire)) {
         pthread_mutex_lock(&a->mlock);

@@ -58,6 +58,18 @@ void xfer_decode(lua_State *L, xfer *x);
 void xfer_clear(xfer *x);
 xfer *xfer_new(void);
 void xfer_free(xfer *x);
+/* Building a blob by hand (no Lua state): a table of n pairs, then keys
+ * and values. */
+void xfer_put_table(xfer *x, uint32_t pairs);
+void xfer_put_str(xfer *x, const char *s);
+void xfer_put_num(xfer *x, double d);
+void xfer_put_handle(xfer *x, xh_type type, void *ptr); /* takes a ref */
+
+/* ---- the event bus (events.c) ---- */
+void events_push_module(lua_State *L);
+void events_publish_host(const char *topic, const char *const *keys, const char *const *strs,
+                         const double *nums, int n);
+void events_shutdown(void);
 
 /* ---- handles as Lua userdata (lms.c) ---- */
 

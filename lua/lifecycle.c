@@ -54,6 +54,10 @@ void host_begin_shutdown(const char *reason, double timeout) {
     ms_waker w = ms_waker_clone(&h->lifecycle_waker);
     pthread_mutex_unlock(&h->lock);
     fprintf(stderr, "ms-host: %s: shutting down (timeout %.3g s)\n", reason, h->shutdown_timeout);
+    const char *keys[] = {"phase", "reason", "timeout"};
+    const char *strs[] = {"begin", reason, NULL};
+    double nums[] = {0, 0, h->shutdown_timeout};
+    events_publish_host("ms.shutdown", keys, strs, nums, 3);
     ms_waker_wake(&w);
 }
 

@@ -464,72 +464,30 @@ static int r_call(lua_State *L) {
 }
 
 /* The exit notice a monitor receives, built without a Lua state. */
-static void xput(xfer *x, const void *p, size_t n) {
-    if (x->len + n > x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 256;
-        while (cap < x->len + n)
-            cap *= 2;
-        char *b = realloc(x->buf, cap);
-        if (!b)
-            return;
-        x->buf = b;
-        x->cap = cap;
-    }
-    memcpy(x->buf + x->len, p, n);
-    x->len += n;
-}
-
-static void xput_str(xfer *x, const char *s) {
-    uint8_t tag = 4;
-    uint32_t n = (uint32_t)strlen(s);
-    xput(x, &tag, 1);
-    xput(x, &n, 4);
-    xput(x, s, n);
-}
-
-static void xput_num(xfer *x, double d) {
-    uint8_t tag = 3;
-    xput(x, &tag, 1);
-    xput(x, &d, 8);
-}
-
 xfer *lms_exit_notice(agent *target) {
     xfer *x = xfer_new();
     if (!x)
         return NULL;
-    x->handles = malloc(sizeof *x->handles);
-    if (!x->handles) {
-        free(x);
-        return NULL;
-    }
     pthread_mutex_lock(&target->mlock);
     uint32_t pairs = 5 + (target->exit_message ? 1 : 0) + (target->exit_traceback ? 1 : 0);
-    uint8_t tag = 5;
-    xput(x, &tag, 1);
-    xput(x, &pairs, 4);
-    xput_str(x, "event");
-    xput_str(x, "exit");
-    xput_str(x, "agent");
-    agent_ref(target);
-    x->handles[0] = (xhandle){XH_AGENT, target};
-    x->nhandles = x->hcap = 1;
-    uint8_t htag = 6;
-    uint32_t hidx = 0;
-    xput(x, &htag, 1);
-    xput(x, &hidx, 4);
-    xput_str(x, "name");
-    xput_str(x, target->name);
-    xput_str(x, "reason");
-    xput_str(x, target->exit_reason);
-    xput_str(x, "unread");
-    xput_num(x, (double)target->mcount);
+    xfer_put_table(x, pairs);
+    xfer_put_str(x, "event");
+    xfer_put_str(x, "exit");
+    xfer_put_str(x, "agent");
+    xfer_put_handle(x, XH_AGENT, target);
+    xfer_put_str(x, "name");
+    xfer_put_str(x, target->name);
+    xfer_put_str(x, "reason");
+    xfer_put_str(x, target->exit_reason);
+    xfer_put_str(x, "unread");
+    xfer_put_num(x, (double)target->mcount);
     if (target->exit_message) {
-        xput_str(x, "message");
-        xput_str(x, target->exit_message);
+        xfer_put_str(x, "message");
+        xfer_put_str(x, target->exit_message);
     }
     if (target->exit_traceback) {
-        xput_str(x, "traceback");
-        xput_str(x, target->exit_traceback);
+        xfer_put_str(x, "traceback");
+        xfer_put_str(x, target->exit_traceback);
     }
     pthread_mutex_unlock(&target->mlock);
     return x;
@@ -805,6 +763,9 @@ static int l_metrics(lua_State *L) {
     ms_metrics_free(m);
     l_agents(L);
     lua_setfield(L, -2, "agents");
+    lua_getfield(L, lua_upvalueindex(1), "stats");
+    lua_call(L, 0, 1);
+    lua_setfield(L, -2, "events");
     return 1;
 }
 
@@ -905,11 +866,11 @@ static int l_shutdown(lua_State *L) {
 
 /* ---- parts of ms written in Lua ---- */
 
-/* ms's __index: ms.supervisor, ms.retry, ms.circuit_breaker and ms.events
- * are the Lua modules ms.<name> (lua/ms/<name>.lua), loaded on first use
+/* ms's __index: ms.supervisor, ms.retry and ms.circuit_breaker are the Lua
+ * modules ms.<name> (lua/ms/<name>.lua), loaded on first use
  * and then kept in the ms table. */
 static int ms_lazy_index(lua_State *L) {
-    static const char *const lazy[] = {"supervisor", "retry", "circuit_breaker", "events", NULL};
+    static const char *const lazy[] = {"supervisor", "retry", "circuit_breaker", NULL};
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
@@ -998,7 +959,7 @@ int luaopen_ms(lua_State *L) {
         {"spawn", l_spawn},       {"yield", l_yield},     {"sleep", l_sleep},
         {"now", l_now},           {"timeout", l_timeout}, {"interval", l_interval},
         {"blocking", l_blocking}, {"recv", l_recv},       {"monitor", l_monitor},
-        {"self", l_self},         {"agents", l_agents},   {"metrics", l_metrics},
+        {"self", l_self},         {"agents", l_agents},
         {"run", l_run},           {"semaphore", l_semaphore}, {"channel", l_channel},
         {"on_shutdown", l_on_shutdown}, {"shutdown", l_shutdown},
         {NULL, NULL}};
@@ -1009,6 +970,11 @@ int luaopen_ms(lua_State *L) {
     lua_newtable(L);
     luaL_register(L, NULL, agent_fns);
     lua_setfield(L, -2, "agent");
+    events_push_module(L);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_metrics, 1);
+    lua_setfield(L, -3, "metrics");
+    lua_setfield(L, -2, "events");
     lua_pushliteral(L, MS_VERSION_STRING);
     lua_setfield(L, -2, "version");
     lua_createtable(L, 0, 1);

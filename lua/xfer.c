@@ -278,3 +278,37 @@ void xfer_decode(lua_State *L, xfer *x) {
     dec d = {L, x, 0};
     dec_value(&d);
 }
+
+/* ---- building by hand ---- */
+
+void xfer_put_table(xfer *x, uint32_t pairs) {
+    put_u8(x, T_TABLE);
+    put_u32(x, pairs);
+}
+
+void xfer_put_str(xfer *x, const char *s) {
+    size_t n = strlen(s);
+    put_u8(x, T_STR);
+    put_u32(x, (uint32_t)n);
+    put(x, s, n);
+}
+
+void xfer_put_num(xfer *x, double d) {
+    put_u8(x, T_NUM);
+    put(x, &d, sizeof d);
+}
+
+void xfer_put_handle(xfer *x, xh_type type, void *ptr) {
+    if (x->nhandles == x->hcap) {
+        uint32_t cap = x->hcap ? x->hcap * 2 : 4;
+        xhandle *h = realloc(x->handles, cap * sizeof *h);
+        if (!h)
+            return;
+        x->handles = h;
+        x->hcap = cap;
+    }
+    lh_ref_handle(type, ptr);
+    x->handles[x->nhandles] = (xhandle){type, ptr};
+    put_u8(x, T_HANDLE);
+    put_u32(x, x->nhandles++);
+}

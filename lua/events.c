@@ -1,0 +1,202 @@
+/*
+ * events.c - the event bus: ms.events.publish(topic, value) and
+ * ms.events.subscribe(topic[, capacity]) -> channel.
+ *
+ * A subscription is a bounded channel.  Publishing encodes the value once,
+ * then offers a copy to each subscriber of the topic (and of "*") with a
+ * non-blocking send: a subscriber whose channel is full loses that event,
+ * which is counted (per subscription and in total), so a slow subscriber
+ * never holds up a publisher.  A subscription ends when its channel is
+ * closed (by its owner) or when nobody but the bus holds it any more.
+ * The host publishes its own events under "ms.*" topics (agent.started,
+ * agent.exited, shutdown, ...).
+ *
+ * The table is one mutex-protected list of subscriptions: publishing is
+ * O(subscriptions), fine for the tens to hundreds an operator creates.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+
+typedef struct sub {
+    struct sub *next;
+    char *topic;                /* "*" matches every topic */
+    ms_chan *ch;                /* the bus's reference */
+    uint64_t delivered, dropped;
+} sub;
+
+static pthread_mutex_t bus_lock = PTHREAD_MUTEX_INITIALIZER;
+static sub *subs;               /* under bus_lock */
+static _Atomic uint64_t published, delivered, dropped;
+
+static xfer *xfer_copy(const xfer *x) {
+    xfer *c = xfer_new();
+    if (!c)
+        return NULL;
+    c->buf = malloc(x->len ? x->len : 1);
+    c->handles = x->nhandles ? malloc(x->nhandles * sizeof *c->handles) : NULL;
+    if (!c->buf || (x->nhandles && !c->handles)) {
+        xfer_free(c);
+        return NULL;
+    }
+    memcpy(c->buf, x->buf, x->len);
+    c->len = c->cap = x->len;
+    for (uint32_t i = 0; i < x->nhandles; i++) {
+        c->handles[i] = x->handles[i];
+        lh_ref_handle(x->handles[i].type, x->handles[i].ptr);
+    }
+    c->nhandles = c->hcap = x->nhandles;
+    return c;
+}
+
+/* Offers body (consumed) to every matching subscription. */
+static void bus_publish(const char *topic, xfer *body) {
+    atomic_fetch_add(&published, 1);
+    pthread_mutex_lock(&bus_lock);
+    for (sub **pp = &subs; *pp;) {
+        sub *s = *pp;
+        if (ms_chan_is_closed(s->ch)) {
+            *pp = s->next;
+            ms_chan_unref(s->ch);
+            free(s->topic);
+            free(s);
+            continue;
+        }
+        pp = &s->next;
+        if (strcmp(s->topic, "*") != 0 && strcmp(s->topic, topic) != 0)
+            continue;
+        xfer *copy = xfer_copy(body);
+        if (copy && ms_chan_try_send(s->ch, copy) == 0) {
+            s->delivered++;
+            atomic_fetch_add(&delivered, 1);
+        } else {
+            xfer_free(copy);
+            s->dropped++;
+            atomic_fetch_add(&dropped, 1);
+        }
+    }
+    pthread_mutex_unlock(&bus_lock);
+    xfer_free(body);
+}
+
+/* An event value { topic =, at =, ... } built by the host without a Lua
+ * state: fields are string/number pairs. */
+void events_publish_host(const char *topic, const char *const *keys, const char *const *strs,
+                         const double *nums, int n) {
+    pthread_mutex_lock(&bus_lock);
+    bool anyone = subs != NULL;
+    pthread_mutex_unlock(&bus_lock);
+    if (!anyone)
+        return;
+    xfer *x = xfer_new();
+    if (!x)
+        return;
+    uint32_t pairs = (uint32_t)n + 2;
+    xfer_put_table(x, pairs);
+    xfer_put_str(x, "topic");
+    xfer_put_str(x, topic);
+    xfer_put_str(x, "at");
+    xfer_put_num(x, ms_now_ns() / 1e9);
+    for (int i = 0; i < n; i++) {
+        xfer_put_str(x, keys[i]);
+        if (strs[i])
+            xfer_put_str(x, strs[i]);
+        else
+            xfer_put_num(x, nums[i]);
+    }
+    bus_publish(topic, x);
+}
+
+static int ev_publish(lua_State *L) {
+    const char *topic = luaL_checkstring(L, 1);
+    luaL_checkany(L, 2);
+    char err[300];
+    xfer *x = xfer_new();
+    if (!x)
+        return luaL_error(L, "ms.events.publish: out of memory");
+    if (!xfer_encode(L, 2, x, "value", err, sizeof err)) {
+        xfer_free(x);
+        return luaL_error(L, "ms.events.publish: %s", err);
+    }
+    bus_publish(topic, x);
+    return 0;
+}
+
+static void drop_xfer(void *v) {
+    xfer_free(v);
+}
+
+static int ev_subscribe(lua_State *L) {
+    const char *topic = luaL_checkstring(L, 1);
+    double cap = luaL_optnumber(L, 2, 64);
+    if (cap < 1 || cap > 1e7 || cap != (double)(size_t)cap)
+        return luaL_argerror(L, 2, "capacity must be a whole number from 1 to 10000000");
+    sub *s = calloc(1, sizeof *s);
+    ms_chan *ch = NULL;
+    if (!s || !(s->topic = strdup(topic)) || ms_chan_new((size_t)cap, drop_xfer, &ch) != 0) {
+        if (s)
+            free(s->topic);
+        free(s);
+        return luaL_error(L, "ms.events.subscribe: out of memory");
+    }
+    s->ch = ch; /* the creation reference is the bus's */
+    pthread_mutex_lock(&bus_lock);
+    s->next = subs;
+    subs = s;
+    pthread_mutex_unlock(&bus_lock);
+    lh_push_handle(L, XH_CHAN, ms_chan_ref(ch));
+    return 1;
+}
+
+/* ms.events.stats() -> { published, delivered, dropped, subscriptions =
+ * { { topic, queued, delivered, dropped }, ... } } */
+static int ev_stats(lua_State *L) {
+    lua_createtable(L, 0, 4);
+    lua_pushnumber(L, (double)atomic_load(&published));
+    lua_setfield(L, -2, "published");
+    lua_pushnumber(L, (double)atomic_load(&delivered));
+    lua_setfield(L, -2, "delivered");
+    lua_pushnumber(L, (double)atomic_load(&dropped));
+    lua_setfield(L, -2, "dropped");
+    lua_newtable(L);
+    pthread_mutex_lock(&bus_lock);
+    int i = 0;
+    for (sub *s = subs; s; s = s->next) {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, s->topic);
+        lua_setfield(L, -2, "topic");
+        lua_pushnumber(L, (double)ms_chan_len(s->ch));
+        lua_setfield(L, -2, "queued");
+        lua_pushnumber(L, (double)s->delivered);
+        lua_setfield(L, -2, "delivered");
+        lua_pushnumber(L, (double)s->dropped);
+        lua_setfield(L, -2, "dropped");
+        lua_rawseti(L, -2, ++i);
+    }
+    pthread_mutex_unlock(&bus_lock);
+    lua_setfield(L, -2, "subscriptions");
+    return 1;
+}
+
+void events_push_module(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"publish", ev_publish}, {"subscribe", ev_subscribe}, {"stats", ev_stats}, {NULL, NULL}};
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+}
+
+void events_shutdown(void) {
+    pthread_mutex_lock(&bus_lock);
+    sub *s = subs;
+    subs = NULL;
+    pthread_mutex_unlock(&bus_lock);
+    while (s) {
+        sub *next = s->next;
+        ms_chan_unref(s->ch);
+        free(s->topic);
+        free(s);
+        s = next;
+    }
+}
