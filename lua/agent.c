@@ -548,12 +548,16 @@ static int load_main(lua_State *L) {
 static const luaL_Reg eager_libs[] = {
     {"", luaopen_base},          {LUA_LOADLIBNAME, luaopen_package},
     {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
-    {LUA_MATHLIBNAME, luaopen_math}, {NULL, NULL}};
+    {LUA_MATHLIBNAME, luaopen_math},
+    /* jit is opened at once: opening it is what switches the compiler
+     * on, and it must not switch it back on later for a jit = false
+     * agent. */
+    {LUA_JITLIBNAME, luaopen_jit}, {NULL, NULL}};
 static const luaL_Reg lazy_libs[] = {
-    {LUA_IOLIBNAME, luaopen_io},   {LUA_OSLIBNAME, luaopen_os},  {LUA_DBLIBNAME, luaopen_debug},
-    {LUA_BITLIBNAME, luaopen_bit}, {LUA_JITLIBNAME, luaopen_jit}, {NULL, NULL}};
+    {LUA_IOLIBNAME, luaopen_io}, {LUA_OSLIBNAME, luaopen_os}, {LUA_DBLIBNAME, luaopen_debug},
+    {LUA_BITLIBNAME, luaopen_bit}, {NULL, NULL}};
 
-/* _G's __index: the first read of io, os, debug, bit or jit loads it
+/* _G's __index: the first read of io, os, debug or bit loads it
  * through require (package.preload has them), which also sets the global. */
 static int lazy_global(lua_State *L) {
     const char *k = lua_tostring(L, 2);
@@ -679,6 +683,9 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
     pthread_mutex_unlock(&a->mlock);
     if (r)
         ltask_unref(r);
+    /* The name is free before anyone hears of the exit, so a supervisor
+     * that restarts the agent on the notice can reuse it. */
+    registry_remove(a->h, a);
     {
         const char *keys[] = {"name", "id", "reason", "unread", "message"};
         const char *strs[] = {a->name, NULL, reason, NULL, message};
@@ -884,7 +891,9 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
         char err[512];
         if (a->src != SRC_STATE) {
             if (!open_state(a, err, sizeof err)) {
-                agent_exit(a, "error", MS_E_STARTUP_FAILED, err, NULL);
+                bool oom = atomic_exchange(&a->oom, false) || !a->L;
+                agent_exit(a, oom ? "oom" : "error", oom ? MS_E_NO_MEMORY : MS_E_STARTUP_FAILED,
+                           err, NULL);
                 return finish_poll(cx, a);
             }
             lua_State *L = a->L;
@@ -895,9 +904,11 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
             a->enforce_limit = false;
             if (lrc != 0) {
                 const char *m = lua_tostring(L, -1);
-                snprintf(err, sizeof err, "cannot start agent %s: %s", a->name,
-                         m ? m : "(error)");
-                agent_exit(a, "error", MS_E_STARTUP_FAILED, err, NULL);
+                bool oom = lrc == LUA_ERRMEM || atomic_exchange(&a->oom, false);
+                snprintf(err, sizeof err, "cannot start agent %s: %s%s", a->name,
+                         m ? m : "(error)", oom ? " (memory_limit too small to start)" : "");
+                agent_exit(a, oom ? "oom" : "error", oom ? MS_E_NO_MEMORY : MS_E_STARTUP_FAILED,
+                           err, NULL);
                 return finish_poll(cx, a);
             }
             int nargs = 0;

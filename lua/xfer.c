@@ -125,9 +125,9 @@ static bool enc_table(enc *e, int idx) {
         int kt = lua_type(L, top - 1);
         if (kt != LUA_TSTRING && kt != LUA_TNUMBER && kt != LUA_TBOOLEAN) {
             e->path[old] = '\0';
+            const char *tn = luaL_typename(L, top - 1); /* a static string */
             lua_pop(L, 2);
-            return fail(e, "%s has a key of type %s (only strings, numbers and booleans)",
-                        luaL_typename(L, top - 1));
+            return fail(e, "%s has a key of type %s (only strings, numbers and booleans)", tn);
         }
         if (!enc_value(e, top - 1) || !enc_value(e, top)) {
             lua_pop(L, 2);
