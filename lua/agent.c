@@ -1146,6 +1146,17 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
         a->mem_limit = (size_t)lim;
     }
     lua_pop(L, 1);
+    lua_getfield(L, idx, "restarts");
+    if (!lua_isnil(L, -1)) {
+        double r = lua_tonumber(L, -1);
+        if (!lua_isnumber(L, -1) || r < 0 || r != (double)(uint32_t)r) {
+            snprintf(err, errlen, "restarts must be a whole number >= 0, got %s",
+                     lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+            goto fail;
+        }
+        a->restarts = (uint32_t)r;
+    }
+    lua_pop(L, 1);
     lua_getfield(L, idx, "jit");
     if (lua_isboolean(L, -1) && !lua_toboolean(L, -1))
         a->jit_off = true;

@@ -195,6 +195,7 @@ struct agent {
     size_t src_len;
     xfer *args;
     bool jit_off;
+    uint32_t restarts;          /* set by a supervisor that restarted this child */
     bool jit_counted;           /* counted in host jit_agents */
     uint8_t ms_upvals[8];       /* fn upvalues that held the ms module */
     int n_ms_upvals;

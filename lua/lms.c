@@ -360,6 +360,8 @@ static int a_info(lua_State *L, agent *a) {
     lua_setfield(L, -2, "memory_limit");
     lua_pushnumber(L, (double)atomic_load_explicit(&a->polls, memory_order_relaxed));
     lua_setfield(L, -2, "polls");
+    lua_pushnumber(L, (double)a->restarts);
+    lua_setfield(L, -2, "restarts");
     if (a->state == AG_EXITED) {
         lua_pushstring(L, a->exit_reason);
         lua_setfield(L, -2, "exit_reason");
