@@ -256,6 +256,8 @@ struct host {
 void host_begin_shutdown(const char *reason, double timeout);
 /* ms-host: watches SIGINT and SIGTERM and enforces the deadline. */
 int host_start_lifecycle(ms_error *err);
+/* ms_config.on_stall for hosts: names the agent, reports, publishes. */
+void host_on_stall(void *ud, const ms_stall *st);
 
 void host_track_interval(ms_interval **slot);
 void host_untrack_interval(ms_interval **slot);

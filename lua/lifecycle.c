@@ -141,3 +141,41 @@ int host_start_lifecycle(ms_error *err) {
     }
     return 0;
 }
+
+/* ---- stalls (the core's health monitor) ---- */
+
+/* Called on the health monitor's thread: names the agent whose poll holds
+ * the worker, says so on stderr and publishes ms.worker.stalled. */
+/* The agent named at a worker's stall report, for its recovery report
+ * (the agent may be gone by then).  Health monitor thread only. */
+static char stall_names[MS_MAX_WORKERS][64];
+
+void host_on_stall(void *ud, const ms_stall *st) {
+    host *h = host_get();
+    char name[64] = "(not an agent)";
+    if (st->recovered && st->worker < MS_MAX_WORKERS && stall_names[st->worker][0]) {
+        snprintf(name, sizeof name, "%s", stall_names[st->worker]);
+    } else if (h) {
+        pthread_mutex_lock(&h->lock);
+        for (agent *a = h->agents; a; a = a->next_reg)
+            if (a->task && ms_task_id(a->task) == st->task_id) {
+                snprintf(name, sizeof name, "%s", a->name);
+                break;
+            }
+        pthread_mutex_unlock(&h->lock);
+    }
+    if (st->worker < MS_MAX_WORKERS)
+        snprintf(stall_names[st->worker], sizeof stall_names[0], "%s", st->recovered ? "" : name);
+    if (st->recovered)
+        fprintf(stderr, "ms-host: worker %u is free again after %.1f s in agent %s\n",
+                st->worker, st->stalled_ms / 1000.0, name);
+    else
+        fprintf(stderr,
+                "ms-host: worker %u has been in one poll of agent %s for %.1f s (an endless loop "
+                "or a blocking call?); the other workers carry on\n",
+                st->worker, name, st->stalled_ms / 1000.0);
+    const char *keys[] = {"worker", "agent", "stalled", "recovered"};
+    const char *strs[] = {NULL, name, NULL, st->recovered ? "true" : "false"};
+    double nums[] = {st->worker, 0, st->stalled_ms / 1000.0, 0};
+    events_publish_host("ms.worker.stalled", keys, strs, nums, 4);
+}

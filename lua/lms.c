@@ -728,6 +728,7 @@ static int l_metrics(lua_State *L) {
     SETNUM("injection_queue_depth", m->injection_queue_depth);
     SETNUM("blocking_queue_depth", m->blocking_queue_depth);
     SETNUM("blocking_jobs_total", m->blocking_jobs_total);
+    SETNUM("stalls_total", m->stalls_total);
     SETNUM("timers_active", m->timers_active);
     SETNUM("timers_fired", m->timers_fired);
     SETNUM("park_count", m->park_count);
@@ -759,6 +760,7 @@ static int l_metrics(lua_State *L) {
         SETNUM("local_queue_capacity", w->local_queue_capacity);
         lua_pushboolean(L, w->parked);
         lua_setfield(L, -2, "parked");
+        SETNUM("stalled", w->stalled_ms / 1000.0);
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_setfield(L, -2, "per_worker");
@@ -805,6 +807,7 @@ static int l_run(lua_State *L) {
                 lua_pop(L, 2);
             }
         }
+        cfg.on_stall = host_on_stall;
         ms_runtime *rt;
         ms_error err;
         if (ms_runtime_new(&cfg, &rt, &err) != 0)

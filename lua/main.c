@@ -285,6 +285,7 @@ static int cmd_run(const opts *o) {
     ms_config_default(&cfg);
     if (!apply_profile(L, &cfg, NULL))
         return 2;
+    cfg.on_stall = host_on_stall;
     ms_runtime *rt;
     ms_error err;
     if (ms_runtime_new(&cfg, &rt, &err) != 0) {

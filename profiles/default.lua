@@ -48,6 +48,11 @@ return {
     -- Kubernetes' grace period 30 s).
     shutdown_timeout = 30,
 
+    -- A worker held by one poll for 2 s (an agent in an endless loop, a
+    -- blocking call on a worker) is reported: long enough that a heavy but
+    -- healthy poll never trips it, short enough to notice before users do.
+    stall_threshold = 2,
+
     -- Nothing listens unless asked: metrics and the console are opt-in
     -- (`--set metrics_listen=127.0.0.1:9090`, `--set console=ms-host.sock`).
     metrics_listen = false,

@@ -147,6 +147,8 @@ int ms_error_setv(ms_error *err, int code, const char *fmt, va_list ap);
  * Configuration (the seed's RuntimeConfig plus the scheduler's knobs)
  * ---------------------------------------------------------------------- */
 
+typedef struct ms_stall ms_stall; /* see the health monitor, below ms_config */
+
 typedef struct ms_config {
     uint32_t worker_threads;        /* default: online CPUs; 1..MS_MAX_WORKERS */
     uint32_t max_blocking_threads;  /* default 512; 1..MS_MAX_BLOCKING_THREADS */
@@ -159,6 +161,9 @@ typedef struct ms_config {
     uint32_t event_interval;        /* ticks between driver/maintenance checks, default 61 */
     uint32_t budget;                /* coop budget per task poll, default 128 */
     uint64_t shutdown_timeout_ms;   /* default 30000 */
+    uint64_t stall_threshold_ms;    /* a worker stuck in one poll this long is
+                                       reported (on_stall, metrics); 0 = off;
+                                       default 2000 */
     const char *thread_name;        /* prefix for thread names, default "ms": 1..8
                                        characters of [A-Za-z0-9_.-]; the runtime
                                        copies it */
@@ -168,7 +173,22 @@ typedef struct ms_config {
     void (*on_thread_start)(void *ud, const char *thread_name);
     void (*on_thread_stop)(void *ud, const char *thread_name);
     void *hook_ud;
+
+    /* Called on the health monitor's thread when a worker has been in one
+     * poll for stall_threshold_ms, and again when that poll ends. */
+    void (*on_stall)(void *ud, const ms_stall *stall);
+    void *stall_ud;
 } ms_config;
+
+/* A worker stuck in one task's poll (an endless loop, a blocking call on a
+ * worker).  Other workers keep running and steal its queued tasks; the
+ * stuck task itself cannot be interrupted by the runtime. */
+struct ms_stall {
+    uint32_t worker;                /* index */
+    uint64_t task_id;               /* ms_task_id of the task being polled */
+    uint64_t stalled_ms;            /* how long so far (or in all, if recovered) */
+    bool recovered;                 /* the poll has ended */
+};
 
 #define MS_MAX_WORKERS 1024
 #define MS_MAX_BLOCKING_THREADS 65536
@@ -395,6 +415,7 @@ typedef struct ms_worker_metrics {
     uint32_t local_queue_depth;
     uint32_t local_queue_capacity;
     bool parked;
+    uint64_t stalled_ms;            /* length of the current stall, 0 if none */
 } ms_worker_metrics;
 
 typedef struct ms_metrics {
@@ -411,6 +432,7 @@ typedef struct ms_metrics {
     uint64_t injection_queue_depth;
     uint64_t blocking_queue_depth;
     uint64_t blocking_jobs_total;
+    uint64_t stalls_total;          /* polls reported as stuck */
     uint64_t timers_active;         /* timers waiting in the wheel */
     uint64_t timers_fired;          /* timers the driver has fired */
     /* sums over the workers */

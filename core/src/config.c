@@ -77,10 +77,13 @@ static const struct field config_fields[] = {
     FIELD(event_interval, NULL, FK_COUNT, 1, MS_MAX_INTERVAL),
     FIELD(budget, NULL, FK_COUNT, 1, MS_MAX_BUDGET),
     FIELD(shutdown_timeout_ms, "shutdown_timeout", FK_DURATION, 0, MS_MAX_DURATION_MS),
+    FIELD(stall_threshold_ms, "stall_threshold", FK_DURATION, 0, MS_MAX_DURATION_MS),
     FIELD(thread_name, NULL, FK_NAME, 1, CFG_NAME_MAX),
     FIELD(on_thread_start, NULL, FK_HOOK, 0, 0),
     FIELD(on_thread_stop, NULL, FK_HOOK, 0, 0),
     FIELD(hook_ud, NULL, FK_HOOK, 0, 0),
+    FIELD(on_stall, NULL, FK_HOOK, 0, 0),
+    FIELD(stall_ud, NULL, FK_HOOK, 0, 0),
 };
 
 #define CONFIG_FIELD_COUNT (sizeof config_fields / sizeof config_fields[0])
@@ -153,6 +156,7 @@ void ms_config_default(ms_config *cfg) {
     cfg->event_interval = 61;
     cfg->budget = 128;
     cfg->shutdown_timeout_ms = 30000;
+    cfg->stall_threshold_ms = 2000;
     cfg->thread_name = "ms";
     cfg->on_thread_start = NULL;
     cfg->on_thread_stop = NULL;

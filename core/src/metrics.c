@@ -56,6 +56,7 @@ ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
         m->timers_active = atomic_load_explicit(&rt->driver->timers_active, memory_order_relaxed);
         m->timers_fired = atomic_load_explicit(&rt->driver->timers_fired, memory_order_relaxed);
     }
+    m->stalls_total = atomic_load_explicit(&rt->health.stalls_total, memory_order_relaxed);
     m->spawned_tasks = m->remote_spawned_tasks;
     for (uint32_t i = 0; i < s->nworkers; i++) {
         sched_worker *w = &s->workers[i];
@@ -71,6 +72,7 @@ ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
         o->spawned_tasks = met_get(&w->m.spawned);
         o->busy_ns = met_busy_read(&w->m, now, &o->parked);
         o->local_queue_depth = rq_len(&w->queue);
+        o->stalled_ms = met_get(&w->m.stalled_ms);
         o->local_queue_capacity = RQ_CAP;
 
         m->park_count += o->park_count;
@@ -115,6 +117,7 @@ char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
     add_u64(root, "injection_queue_depth", m->injection_queue_depth);
     add_u64(root, "blocking_queue_depth", m->blocking_queue_depth);
     add_u64(root, "blocking_jobs_total", m->blocking_jobs_total);
+    add_u64(root, "stalls_total", m->stalls_total);
     add_u64(root, "timers_active", m->timers_active);
     add_u64(root, "timers_fired", m->timers_fired);
     add_u64(root, "park_count", m->park_count);
@@ -147,6 +150,7 @@ char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
         add_u64(o, "local_queue_depth", w->local_queue_depth);
         add_u64(o, "local_queue_capacity", w->local_queue_capacity);
         cJSON_AddBoolToObject(o, "parked", w->parked);
+        add_u64(o, "stalled_ms", w->stalled_ms);
         cJSON_AddItemToArray(arr, o);
     }
     char *out = pretty ? cJSON_Print(root) : cJSON_PrintUnformatted(root);

@@ -35,6 +35,11 @@ typedef struct met_worker {
      * a reader's clock may run ahead of the worker's own at parking time,
      * and reported busy time must never go backwards. */
     _Atomic uint64_t busy_reported;
+    /* The id of the task being polled, 0 between polls (owner writes,
+     * relaxed; the health monitor reads). */
+    _Atomic uint64_t current_task;
+    /* Written by the health monitor only. */
+    _Atomic uint64_t stalled_ms;
 } __attribute__((aligned(64))) met_worker;
 
 /* Owner only: moves the busy pair to (busy_ns + add, since). */

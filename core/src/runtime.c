@@ -78,6 +78,8 @@ int ms_runtime_new(const ms_config *cfg_in, ms_runtime **out, ms_error *err) {
     }
     if (rc == 0)
         rc = sched_start(&rt->sched, err);
+    if (rc == 0)
+        rc = hlth_start(&rt->health, rt, err);
     if (rc != 0) {
         ms_runtime_shutdown(rt, MS_SHUTDOWN_CANCEL, 5000, NULL);
         ms_runtime_free(rt);
@@ -157,6 +159,7 @@ int ms_runtime_shutdown(ms_runtime *rt, ms_shutdown_mode mode, uint64_t timeout_
     uint64_t grace = ms_now_ns() + SHUTDOWN_JOIN_GRACE_NS;
     if (join_deadline < grace)
         join_deadline = grace;
+    hlth_stop(&rt->health);
     uint32_t stuck = sched_stop(&rt->sched, join_deadline);
     if (stuck == 0) {
         /* Workers are joined: their queues are ours to empty. */

@@ -11,6 +11,7 @@
 
 #include "blocking.h"
 #include "driver.h"
+#include "health.h"
 #include "ms.h"
 #include "owned.h"
 #include "sched.h"
@@ -23,6 +24,7 @@ struct ms_runtime {
     own owned;
     blk_pool blocking;
     driver *driver;             /* NULL unless time or I/O is enabled */
+    health health;
 
     /* Counters for rare paths, any thread, relaxed. */
     _Atomic uint64_t remote_spawned;

@@ -180,9 +180,13 @@ void task_run(ms_task *t, struct sched_worker *w, uint32_t budget) {
         .waker = {&task_waker_vtable, t},
         .budget = budget,
     };
-    ms_poll r = t->u.a.poll(&cx, t->u.a.state);
     if (w)
+        met_set(&w->m.current_task, t->id);
+    ms_poll r = t->u.a.poll(&cx, t->u.a.state);
+    if (w) {
+        met_set(&w->m.current_task, 0);
         sched_count_poll(w);
+    }
     if (r == MS_POLL_READY) {
         task_complete(t, 0, cx.output, NULL);
         return;

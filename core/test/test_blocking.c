@@ -645,9 +645,10 @@ TEST(thread_hooks_run_once_per_thread_with_its_name) {
     pthread_mutex_lock(&log.mu);
     int nstarted = log.nstarted, nstopped = log.nstopped, wrong = log.wrong_thread;
     pthread_mutex_unlock(&log.mu);
-    /* 2 workers, 3 blocking threads and the driver (time and I/O are on
-     * by default). */
-    CHECK_INT_EQ(nstarted, 2 + 3 + 1);
+    /* 2 workers, 3 blocking threads, the driver (time and I/O are on by
+     * default) and the health monitor. */
+    CHECK_INT_EQ(nstarted, 2 + 3 + 1 + 1);
+    CHECK_INT_EQ(count_name(log.started, nstarted, "ms-health"), 1);
     CHECK_INT_EQ(nstopped, nstarted);
     CHECK_INT_EQ(wrong, 0);
     CHECK_INT_EQ(count_name(log.started, nstarted, "ms-driver"), 1);

@@ -42,8 +42,10 @@ static bool same_config(const ms_config *a, const ms_config *b) {
            a->global_queue_interval == b->global_queue_interval &&
            a->event_interval == b->event_interval && a->budget == b->budget &&
            a->shutdown_timeout_ms == b->shutdown_timeout_ms &&
+           a->stall_threshold_ms == b->stall_threshold_ms &&
            a->thread_name == b->thread_name && a->on_thread_start == b->on_thread_start &&
-           a->on_thread_stop == b->on_thread_stop && a->hook_ud == b->hook_ud;
+           a->on_thread_stop == b->on_thread_stop && a->hook_ud == b->hook_ud &&
+           a->on_stall == b->on_stall && a->stall_ud == b->stall_ud;
 }
 
 /* Validation of cfg fails with ConfigurationInvalid; err holds the message. */
@@ -550,10 +552,13 @@ TEST(describe_lists_every_field_one_per_line) {
                       "event_interval = 61\n"
                       "budget = 128\n"
                       "shutdown_timeout = 30s\n"
+                      "stall_threshold = 2s\n"
                       "thread_name = \"ms\"\n"
                       "on_thread_start = none\n"
                       "on_thread_stop = none\n"
-                      "hook_ud = none\n");
+                      "hook_ud = none\n"
+                      "on_stall = none\n"
+                      "stall_ud = none\n");
 }
 
 static void hook(void *ud, const char *name) { (void)ud; (void)name; }
@@ -604,7 +609,8 @@ TEST(describe_output_sets_back_to_the_same_config) {
         CHECK(eq != NULL);
         *eq = '\0';
         if (strcmp(line, "thread_name") == 0 || strcmp(line, "on_thread_start") == 0 ||
-            strcmp(line, "on_thread_stop") == 0 || strcmp(line, "hook_ud") == 0)
+            strcmp(line, "on_thread_stop") == 0 || strcmp(line, "hook_ud") == 0 ||
+            strcmp(line, "on_stall") == 0 || strcmp(line, "stall_ud") == 0)
             continue;
         CHECK_INT_EQ(ms_config_set(&copy, line, eq + 3, &err), 0);
     }

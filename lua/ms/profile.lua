@@ -91,6 +91,10 @@ local fields = {
         kind = "duration", min = 0, max = 7 * DAY, config = true, default = 30,
         doc = "how long a graceful shutdown waits for tasks before cancelling them",
     },
+    stall_threshold = {
+        kind = "duration", min = 0, max = 7 * DAY, config = true, default = 2, zero = "off",
+        doc = "a worker stuck in one poll this long is reported (health monitor); 0 = off",
+    },
     description = {
         kind = "string", default = "",
         doc = "what the profile is for, one line (every profile file must set it)",
@@ -130,7 +134,7 @@ local order = {
     "description",
     "worker_threads", "max_blocking_threads", "thread_keep_alive", "thread_stack_size",
     "enable_all", "enable_time", "enable_io", "global_queue_interval", "event_interval",
-    "budget", "shutdown_timeout",
+    "budget", "shutdown_timeout", "stall_threshold",
     "metrics_listen", "console", "tuner",
     "agent_memory_limit", "jit_agent_limit", "mailbox_limit",
 }
