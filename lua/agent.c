@@ -492,10 +492,25 @@ void agent_send_exit_notice(agent *target, agent *watcher) {
     }
 }
 
+/* Installed by agent_stop on an interpreted (jit = false) agent: the next
+ * thousand VM instructions of whatever it runs end in this error, so even
+ * `while true do end` stops.  Compiled code does not call hooks, so an
+ * agent with the JIT on stops only at its next poll. */
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "stopped by agent:stop()");
+}
+
 void agent_stop(agent *a, const char *reason) {
     pthread_mutex_lock(&a->mlock);
     if (a->state != AG_EXITED && !a->stop_reason)
         a->stop_reason = strdup(reason ? reason : "killed");
+    /* lua_sethook may be called while the state runs (it is what Lua's own
+     * interpreter does from its SIGINT handler); mlock keeps it away from
+     * a state being closed. */
+    if (a->jit_off && a->own_state && a->L && !a->state_closing && a->state == AG_RUNNING)
+        lua_sethook(a->L, stop_hook, LUA_MASKCOUNT, 1000);
     pthread_mutex_unlock(&a->mlock);
     atomic_store_explicit(&a->stop_requested, true, memory_order_release);
     ms_waker_wake_by_ref(&a->self_waker);
@@ -729,6 +744,9 @@ static void agent_teardown(agent *a) {
         w = next;
     }
     if (a->own_state && a->L) {
+        pthread_mutex_lock(&a->mlock);
+        a->state_closing = true;
+        pthread_mutex_unlock(&a->mlock);
         lua_close(a->L);
         a->L = NULL;
     }
@@ -809,10 +827,12 @@ static bool resume(agent *a, ltask *lt, ms_cx *cx) {
     lerr_push(L, code, m, tb);
     lt->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     bool main = lt->is_main;
+    bool stopped = atomic_load_explicit(&a->stop_requested, memory_order_acquire);
     if (main) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, lt->result_ref);
         a->exit_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        agent_exit(a, oom ? "oom" : "error", code, m, tb);
+        agent_exit(a, oom ? "oom" : stopped ? "killed" : "error",
+                   stopped ? MS_E_TASK_CANCELLED : code, m, tb);
     }
     free(m);
     free(tb);

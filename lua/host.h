@@ -211,6 +211,7 @@ struct agent {
     agent **monitors;           /* refs; told when this agent exits */
     uint32_t nmonitors, mcap;
     char *stop_reason;
+    bool state_closing;         /* under mlock: L is being closed */
     /* Exit, for monitors and metrics (under mlock once state == EXITED). */
     char exit_reason[16];       /* normal, error, killed, oom */
     char *exit_message;
