@@ -77,10 +77,11 @@ void host_untrack_interval(ms_interval **slot) {
     pthread_mutex_unlock(&h->lock);
 }
 
-void host_shutdown(void) {
+int host_shutdown(void) {
     host *h = g_host;
+    int rc = 0;
     if (!h)
-        return;
+        return 0;
     pthread_mutex_lock(&h->lock);
     for (uint32_t i = 0; i < h->nintervals; i++) {
         ms_interval_free(*h->intervals[i]);
@@ -91,8 +92,15 @@ void host_shutdown(void) {
     h->intervals = NULL;
     pthread_mutex_unlock(&h->lock);
     if (h->own_rt) {
-        ms_runtime_shutdown(h->rt, MS_SHUTDOWN_CANCEL, ms_runtime_config(h->rt)->shutdown_timeout_ms,
-                            NULL);
+        ms_shutdown_report rep;
+        rc = ms_runtime_shutdown(h->rt, MS_SHUTDOWN_CANCEL,
+                                 ms_runtime_config(h->rt)->shutdown_timeout_ms, &rep);
+        if (rep.abandoned_threads)
+            fprintf(stderr,
+                    "ms-host: %u thread%s still running after %llu ms (an agent stuck in a "
+                    "loop?); exiting without waiting for them\n",
+                    rep.abandoned_threads, rep.abandoned_threads == 1 ? " was" : "s were",
+                    (unsigned long long)rep.elapsed_ms);
         ms_runtime_free(h->rt);
     }
     uint64_t stopped = atomic_load(&h->stopped_at_shutdown);
@@ -109,6 +117,7 @@ void host_shutdown(void) {
     pthread_mutex_destroy(&h->lock);
     free(h);
     g_host = NULL;
+    return rc;
 }
 
 /* ---- registry ---- */
@@ -337,7 +346,14 @@ ltask *ltask_current(lua_State *L, const char *fname) {
                    fname, a ? "" : " (no agent runs in this Lua state)");
         return NULL;
     }
-    return a->current;
+    ltask *lt = a->current;
+    /* A running task has no operation pending; one left over is from a
+     * call whose yield failed (LuaJIT cannot yield across a C function:
+     * a table.sort comparator, a string.gsub callback, a metamethod,
+     * require running a module's top level) and must not be waited on. */
+    if (lt->op.poll)
+        op_cancel(lt);
+    return lt;
 }
 
 int ltask_wait(lua_State *L, ltask *lt) {
@@ -759,15 +775,21 @@ static void agent_teardown(agent *a) {
 
 /* The text of the error value at the top of co, with a traceback. */
 static void describe_error(agent *a, lua_State *co, char **msgp, char **tb) {
-    const char *m = NULL;
+    *msgp = NULL;
     if (lua_istable(co, -1)) {
         lua_getfield(co, -1, "message");
-        m = lua_tostring(co, -1);
+        if (lua_isstring(co, -1))
+            *msgp = strdup(lua_tostring(co, -1));
         lua_pop(co, 1);
     }
-    if (!m)
-        m = lua_tostring(co, -1);
-    *msgp = strdup(m ? m : "(error object is not a string)");
+    if (!*msgp && lua_isstring(co, -1))
+        *msgp = strdup(lua_tostring(co, -1));
+    if (!*msgp) {
+        char buf[80];
+        snprintf(buf, sizeof buf, "(a %s was raised as the error; see err.value)",
+                 luaL_typename(co, -1));
+        *msgp = strdup(buf);
+    }
     luaL_traceback(a->L, co, NULL, 0);
     *tb = strdup(lua_tostring(a->L, -1) ? lua_tostring(a->L, -1) : "");
     lua_pop(a->L, 1);
@@ -825,6 +847,11 @@ static bool resume(agent *a, ltask *lt, ms_cx *cx) {
     if (oom)
         lua_gc(L, LUA_GCCOLLECT, 0);
     lerr_push(L, code, m, tb);
+    /* A non-string error object stays reachable as err.value. */
+    if (!oom && lua_gettop(lt->co) > 0 && !lua_isstring(lt->co, -1)) {
+        lua_xmove(lt->co, L, 1);
+        lua_setfield(L, -2, "value");
+    }
     lt->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     bool main = lt->is_main;
     bool stopped = atomic_load_explicit(&a->stop_requested, memory_order_acquire);
@@ -1059,7 +1086,8 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
     if (!lua_isnil(L, -1)) {
         nsrc++;
         if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1)) {
-            snprintf(err, errlen, "fn must be a Lua function, got %s", luaL_typename(L, -1));
+            snprintf(err, errlen, "fn must be a Lua function, got %s",
+                     lua_iscfunction(L, -1) ? "a C function" : luaL_typename(L, -1));
             goto fail;
         }
         /* Upvalues cannot cross: name them.  The one exception is the ms

@@ -82,6 +82,13 @@ void lh_unref_handle(xh_type type, void *ptr);
 
 /* ---- pending operations (ops.c) ---- */
 
+/* The userdata behind an ms.interval iterator.  iv first: &lint->iv is the
+ * slot the host tracks (host_track_interval).  Agent thread only. */
+typedef struct lint {
+    ms_interval *iv;
+    ltask *waiter;              /* the task waiting on it, or NULL */
+} lint;
+
 typedef struct lop lop;
 typedef ms_poll (*lop_poll_fn)(ltask *lt, ms_cx *cx);
 typedef void (*lop_cancel_fn)(ltask *lt);
@@ -100,7 +107,7 @@ struct lop {
         struct { int dummy; } recv;
         struct { reply_slot *slot; } call;
         struct { ms_task *job; lua_State *co; int co_ref; int nargs; } blocking;
-        struct { ms_interval *iv; uint64_t tick; } interval;
+        struct { lint *iv; } interval;
         void *any[6];
     } u;
     /* Operation-specific storage (sync waiters), see ops.c. */
@@ -266,7 +273,9 @@ void host_untrack_interval(ms_interval **slot);
 host *host_get(void);
 /* Creates the process's host around rt (taking ownership if own). */
 host *host_init(ms_runtime *rt, bool own);
-void host_shutdown(void);
+/* Shuts down and frees the runtime (if the host owns it) and the host.
+ * Returns MS_E_SHUTDOWN_FAILED when threads were left running. */
+int host_shutdown(void);
 
 agent *agent_from_state(lua_State *L);
 void agent_ref(agent *a);
@@ -320,7 +329,7 @@ int op_join(lua_State *L, ltask *lt, ltask *target, double timeout);
 int op_recv(lua_State *L, ltask *lt, double timeout);
 int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout);
 int op_blocking(lua_State *L, ltask *lt, int nargs);
-int op_interval_next(lua_State *L, ltask *lt, ms_interval *iv);
+int op_interval_next(lua_State *L, ltask *lt, lint *iv);
 void op_cancel(ltask *lt);
 int op_sem_acquire(lua_State *L, ltask *lt, ms_sem *s, uint64_t n, double timeout);
 int op_chan_send(lua_State *L, ltask *lt, ms_chan *ch, xfer *value, double timeout);

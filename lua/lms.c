@@ -239,20 +239,20 @@ static int l_blocking(lua_State *L) {
 
 /* for tick in ms.interval(s[, policy]) do ... end */
 static int interval_gc(lua_State *L) {
-    ms_interval **iv = lua_touserdata(L, 1);
-    if (*iv) {
-        host_untrack_interval(iv);
-        ms_interval_free(*iv);
-        *iv = NULL;
+    lint *iv = lua_touserdata(L, 1);
+    if (iv->iv) {
+        host_untrack_interval(&iv->iv);
+        ms_interval_free(iv->iv);
+        iv->iv = NULL;
     }
     return 0;
 }
 
 static int interval_next(lua_State *L) {
-    ms_interval **iv = lua_touserdata(L, lua_upvalueindex(1));
-    if (!*iv)
+    lint *iv = lua_touserdata(L, lua_upvalueindex(1));
+    if (!iv->iv)
         return luaL_error(L, "ms.interval: the runtime has shut down");
-    return op_interval_next(L, ltask_current(L, "ms.interval"), *iv);
+    return op_interval_next(L, ltask_current(L, "ms.interval"), iv);
 }
 
 static int l_interval(lua_State *L) {
@@ -262,17 +262,18 @@ static int l_interval(lua_State *L) {
     if (s < 0.001)
         return luaL_argerror(L, 1, "an interval is at least 0.001 seconds");
     agent *a = agent_from_state(L);
-    ms_interval **iv = lua_newuserdata(L, sizeof *iv);
-    *iv = NULL;
+    lint *iv = lua_newuserdata(L, sizeof *iv);
+    iv->iv = NULL;
+    iv->waiter = NULL;
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, interval_gc);
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
     ms_error err;
-    if (!a || ms_interval_new(a->h->rt, (uint64_t)(s * 1000 + 0.5), (ms_missed_tick)policy, iv,
-                              &err) != 0)
+    if (!a || ms_interval_new(a->h->rt, (uint64_t)(s * 1000 + 0.5), (ms_missed_tick)policy,
+                              &iv->iv, &err) != 0)
         return luaL_error(L, "ms.interval: %s", a ? err.message : "no runtime (use ms.run)");
-    host_track_interval(iv);
+    host_track_interval(&iv->iv);
     lua_pushcclosure(L, interval_next, 1);
     return 1;
 }

@@ -360,7 +360,8 @@ static int cmd_run(const opts *o) {
     /* The state first: collecting it frees driver objects (intervals)
      * while the runtime still exists. */
     lua_close(L);
-    host_shutdown();
+    if (host_shutdown() != 0 && status == 0)
+        status = 3;
     return status;
 }
 

@@ -423,6 +423,10 @@ static void *blocking_job(void *arg) {
         lua_pushliteral(bco, "ms.blocking: the function yielded (blocking ms.* calls and "
                              "coroutine yields are not allowed on the blocking pool)");
         rc = LUA_ERRRUN;
+    } else if (rc != 0) {
+        /* The traceback must be taken here, while bco's stack is intact
+         * and this thread owns the state. */
+        luaL_traceback(bco, bco, NULL, 0);
     }
     lt->op.u.any[4] = (void *)(intptr_t)(rc == 0 ? 1 : 2);
     atomic_store_explicit(&lt->a->blocking_busy, false, memory_order_release);
@@ -458,9 +462,20 @@ static ms_poll blocking_poll(ltask *lt, ms_cx *cx) {
         lua_xmove(bco, co, n);
         lt->nres = n + 1;
     } else {
+        /* bco: ..., error object, traceback (or just the message when it
+         * yielded). */
+        int top = lua_gettop(bco);
+        const char *tb = top >= 2 ? lua_tostring(bco, top) : NULL;
+        int eo = top >= 2 ? top - 1 : top;
+        const char *m = NULL;
+        if (lua_istable(bco, eo)) {
+            lua_getfield(bco, eo, "message");
+            m = lua_tostring(bco, -1);
+        }
+        if (!m)
+            m = lua_tostring(bco, eo);
         lua_pushnil(co);
-        const char *m = lua_tostring(bco, -1);
-        lerr_push(co, MS_E_TASK_FAILED, m ? m : "ms.blocking: the function failed", NULL);
+        lerr_push(co, MS_E_TASK_FAILED, m ? m : "ms.blocking: the function failed", tb);
         lt->nres = 2;
     }
     luaL_unref(a->L, LUA_REGISTRYINDEX, lt->op.u.blocking.co_ref);
@@ -491,17 +506,29 @@ int op_blocking(lua_State *L, ltask *lt, int nargs) {
 
 static ms_poll interval_poll(ltask *lt, ms_cx *cx) {
     uint64_t skipped = 0;
-    if (ms_interval_poll(lt->op.u.interval.iv, cx, &skipped) == MS_POLL_PENDING)
+    if (ms_interval_poll(lt->op.u.interval.iv->iv, cx, &skipped) == MS_POLL_PENDING)
         return MS_POLL_PENDING;
+    lt->op.u.interval.iv->waiter = NULL;
     lua_pushnumber(lt->co, ms_now_ns() / 1e9);
     lua_pushnumber(lt->co, (double)skipped);
     lt->nres = 2;
     return MS_POLL_READY;
 }
 
-int op_interval_next(lua_State *L, ltask *lt, ms_interval *iv) {
+static void interval_cancel(ltask *lt) {
+    if (lt->op.u.interval.iv->waiter == lt)
+        lt->op.u.interval.iv->waiter = NULL;
+}
+
+int op_interval_next(lua_State *L, ltask *lt, lint *iv) {
+    /* An interval has one timer and so wakes one waiter: a second task
+     * would wait forever, so it is refused instead. */
+    if (iv->waiter && iv->waiter != lt)
+        return luaL_error(L, "ms.interval: another task is already waiting on this interval; "
+                             "give each task its own ms.interval");
+    iv->waiter = lt;
     lt->op.u.interval.iv = iv;
-    return suspend(L, lt, interval_poll, NULL);
+    return suspend(L, lt, interval_poll, interval_cancel);
 }
 
 /* ---- semaphores ---- */

@@ -1,0 +1,902 @@
+-- Specs for the task and time half of the ms module: ms.spawn and task
+-- handles (join, abort, status), ms.yield, ms.sleep, ms.now, ms.timeout,
+-- ms.interval and ms.blocking, the errors tasks report through join, and
+-- the errors the functions raise when misused.
+--
+-- Run from the repository root (LUA_CPATH must reach build/lua/ms.so):
+--   LUA_CPATH="build/lua/?.so;;" busted --lua=luajit spec/ms_tasks_spec.lua
+
+local ms = require "ms"
+
+-- Runs fn as the main agent of a fresh two-worker runtime; a failure inside
+-- (an assertion, an error) fails the calling `it` with its message and the
+-- task's traceback.
+local function run(fn, config)
+    local ok, err = ms.run(fn, config or { worker_threads = "2" })
+    if not ok then
+        error(tostring(type(err) == "table" and err.message or err) .. "\n"
+            .. tostring(type(err) == "table" and err.traceback or ""), 0)
+    end
+end
+
+local function contains(haystack, needle)
+    return type(haystack) == "string" and haystack:find(needle, 1, true) ~= nil
+end
+
+local function assert_contains(haystack, needle)
+    assert(contains(haystack, needle),
+        string.format("expected %q\n  to contain %q", tostring(haystack), needle))
+end
+
+-- The message of the error fn raises (fn must fail).
+local function error_of(fn, ...)
+    local ok, err = pcall(fn, ...)
+    assert(not ok, "expected an error")
+    return tostring(err)
+end
+
+-- Spins on the calling thread for s seconds without yielding.
+local function spin(s)
+    local start = ms.now()
+    while ms.now() - start < s do end
+end
+
+local BLOCKING_ONLY_IN_TASKS = "must be called from an agent's task"
+
+describe("ms tasks", function()
+    describe("ms.spawn and join", function()
+        it("runs the function with its arguments and join returns true and its results", function()
+            run(function()
+                local t = ms.spawn(function(a, b, c)
+                    return a + b, c, nil, "last"
+                end, 40, 2, "x")
+                local ok, sum, c, none, last = t:join()
+                assert.is_true(ok)
+                assert.are.equal(42, sum)
+                assert.are.equal("x", c)
+                assert.is_nil(none)
+                assert.are.equal("last", last)
+            end)
+        end)
+
+        it("passes tables by reference: a task shares its agent's state", function()
+            run(function()
+                local shared = { n = 0 }
+                local t = ms.spawn(function(tbl)
+                    tbl.n = tbl.n + 1
+                    return tbl
+                end, shared)
+                local ok, same = t:join()
+                assert.is_true(ok)
+                assert.are.equal(shared, same)
+                assert.are.equal(1, shared.n)
+            end)
+        end)
+
+        it("returns just true for a task that returns nothing", function()
+            run(function()
+                local results = { ms.spawn(function() end):join() }
+                assert.are.same({ true }, results)
+            end)
+        end)
+
+        it("does not start the task until the spawner waits or yields", function()
+            run(function()
+                local started = false
+                local t = ms.spawn(function() started = true end)
+                assert.is_false(started)
+                assert.is_true((t:join()))
+                assert.is_true(started)
+            end)
+        end)
+
+        it("lets a finished task be joined again with the same results", function()
+            run(function()
+                local t = ms.spawn(function() return 7 end)
+                assert.are.same({ true, 7 }, { t:join() })
+                assert.are.same({ true, 7 }, { t:join() })
+            end)
+        end)
+
+        it("runs many tasks to completion, each joined for its own result", function()
+            run(function()
+                local tasks = {}
+                for i = 1, 200 do
+                    tasks[i] = ms.spawn(function(n)
+                        ms.sleep(0.001 * (n % 5))
+                        return n * n
+                    end, i)
+                end
+                for i = 1, 200 do
+                    local ok, sq = tasks[i]:join()
+                    assert.is_true(ok)
+                    assert.are.equal(i * i, sq)
+                end
+            end)
+        end)
+
+        it("gives tostring(task) as ms.task(<id>)", function()
+            run(function()
+                local t = ms.spawn(function() end)
+                assert.is_truthy(tostring(t):match("^ms%.task%(%d+%)$"), tostring(t))
+                t:join()
+            end)
+        end)
+    end)
+
+    describe("join with a timeout", function()
+        it("returns nil, \"timeout\" when the task is still running, and the task goes on", function()
+            run(function()
+                local t = ms.spawn(function()
+                    ms.sleep(0.3)
+                    return "late"
+                end)
+                local ok, err = t:join(0.01)
+                assert.is_nil(ok)
+                assert.are.equal("timeout", err)
+                assert.are.equal("waiting", t:status())
+                assert.are.same({ true, "late" }, { t:join(10) })
+            end)
+        end)
+
+        it("returns the results at once for a finished task, even with timeout 0", function()
+            run(function()
+                local t = ms.spawn(function() return 1 end)
+                ms.yield()
+                assert.are.equal("done", t:status())
+                assert.are.same({ true, 1 }, { t:join(0) })
+            end)
+        end)
+
+        it("refuses a negative timeout, naming the argument", function()
+            run(function()
+                local t = ms.spawn(function() end)
+                local msg = error_of(function()
+                    local r = t:join(-1)
+                    return r
+                end)
+                assert_contains(msg, "bad argument #1 to 'join'")
+                assert_contains(msg, "timeout must be a number of seconds >= 0")
+                t:join()
+            end)
+        end)
+
+        it("refuses a timeout that is not a number", function()
+            run(function()
+                local t = ms.spawn(function() end)
+                local msg = error_of(function()
+                    local r = t:join("soon")
+                    return r
+                end)
+                assert_contains(msg, "bad argument #1 to 'join'")
+                assert_contains(msg, "number expected, got string")
+                t:join()
+            end)
+        end)
+
+        it("refuses a task joining itself", function()
+            run(function()
+                local box = {}
+                box.t = ms.spawn(function()
+                    local ok, err = pcall(function() return box.t:join() end)
+                    return ok, err
+                end)
+                local ok, inner_ok, inner_err = box.t:join()
+                assert.is_true(ok)
+                assert.is_false(inner_ok)
+                assert_contains(tostring(inner_err), "cannot join itself")
+            end)
+        end)
+    end)
+
+    describe("abort", function()
+        it("ends a waiting task; join returns nil, \"aborted\" and its code never runs on", function()
+            run(function()
+                local reached = false
+                local t = ms.spawn(function()
+                    ms.sleep(10)
+                    reached = true
+                end)
+                ms.yield()
+                assert.are.equal("waiting", t:status())
+                t:abort()
+                assert.are.equal("aborted", t:status())
+                local ok, err = t:join()
+                assert.is_nil(ok)
+                assert.are.equal("aborted", err)
+                ms.sleep(0.05)
+                assert.is_false(reached)
+            end)
+        end)
+
+        it("ends a queued task before it ever runs", function()
+            run(function()
+                local ran = false
+                local t = ms.spawn(function() ran = true end)
+                assert.are.equal("ready", t:status())
+                t:abort()
+                assert.are.equal("aborted", t:status())
+                assert.are.same({ nil, "aborted" }, { t:join() })
+                ms.yield()
+                ms.sleep(0.01)
+                assert.is_false(ran)
+            end)
+        end)
+
+        it("wakes a task that was joining the aborted one", function()
+            run(function()
+                local target = ms.spawn(function() ms.sleep(10) end)
+                local joiner = ms.spawn(function() return target:join() end)
+                ms.yield()
+                target:abort()
+                local ok, r1, r2 = joiner:join(5)
+                assert.is_true(ok)
+                assert.is_nil(r1)
+                assert.are.equal("aborted", r2)
+            end)
+        end)
+
+        it("does nothing to a task that already finished", function()
+            run(function()
+                local t = ms.spawn(function() return "kept" end)
+                t:join()
+                t:abort()
+                assert.are.equal("done", t:status())
+                assert.are.same({ true, "kept" }, { t:join() })
+            end)
+        end)
+
+        it("refuses a task aborting itself", function()
+            run(function()
+                local box = {}
+                box.t = ms.spawn(function()
+                    local ok, err = pcall(function() box.t:abort() end)
+                    return ok, err
+                end)
+                local _, ok, err = box.t:join()
+                assert.is_false(ok)
+                assert_contains(tostring(err), "cannot abort itself")
+            end)
+        end)
+    end)
+
+    describe("status", function()
+        it("goes ready -> waiting -> done", function()
+            run(function()
+                local t = ms.spawn(function() ms.sleep(0.05) end)
+                assert.are.equal("ready", t:status())
+                ms.yield()
+                assert.are.equal("waiting", t:status())
+                t:join()
+                assert.are.equal("done", t:status())
+            end)
+        end)
+
+        it("is running for the task that asks about itself", function()
+            run(function()
+                local box = {}
+                box.t = ms.spawn(function() return box.t:status() end)
+                assert.are.same({ true, "running" }, { box.t:join() })
+            end)
+        end)
+
+        it("is failed for a task that raised an error", function()
+            run(function()
+                local t = ms.spawn(function() error("no") end)
+                t:join()
+                assert.are.equal("failed", t:status())
+            end)
+        end)
+    end)
+
+    describe("ms.yield", function()
+        it("lets the agent's other tasks run: two yielding tasks interleave", function()
+            run(function()
+                local log = {}
+                local function worker(name)
+                    for i = 1, 5 do
+                        log[#log + 1] = name .. i
+                        ms.yield()
+                    end
+                end
+                local a = ms.spawn(worker, "a")
+                local b = ms.spawn(worker, "b")
+                a:join()
+                b:join()
+                assert.are.same({ "a1", "b1", "a2", "b2", "a3", "b3", "a4", "b4", "a5", "b5" }, log)
+            end)
+        end)
+
+        it("returns nothing and the task carries on", function()
+            run(function()
+                assert.are.equal(0, select("#", ms.yield()))
+            end)
+        end)
+    end)
+
+    describe("ms.sleep", function()
+        it("is never early", function()
+            run(function()
+                for _, s in ipairs({ 0.01, 0.05, 0.1 }) do
+                    local start = ms.now()
+                    ms.sleep(s)
+                    assert.is_true(ms.now() - start >= s,
+                        ("slept %.6f s for %.3f"):format(ms.now() - start, s))
+                end
+            end)
+        end)
+
+        it("accepts 0 and returns nothing", function()
+            run(function()
+                assert.are.equal(0, select("#", ms.sleep(0)))
+            end)
+        end)
+
+        it("wakes concurrent sleepers in deadline order", function()
+            run(function()
+                local order = {}
+                local tasks = {}
+                for _, d in ipairs({ 0.15, 0.05, 0.1 }) do
+                    tasks[#tasks + 1] = ms.spawn(function()
+                        ms.sleep(d)
+                        order[#order + 1] = d
+                    end)
+                end
+                for _, t in ipairs(tasks) do t:join() end
+                assert.are.same({ 0.05, 0.1, 0.15 }, order)
+            end)
+        end)
+
+        it("sleeps tasks concurrently, not one after another", function()
+            run(function()
+                local start = ms.now()
+                local tasks = {}
+                for i = 1, 20 do
+                    tasks[i] = ms.spawn(function() ms.sleep(0.2) end)
+                end
+                for _, t in ipairs(tasks) do t:join() end
+                -- 20 sequential sleeps would take 4 s.
+                assert.is_true(ms.now() - start < 2, "took " .. (ms.now() - start))
+            end)
+        end)
+
+        it("refuses a negative duration, naming the argument", function()
+            run(function()
+                local msg = error_of(function()
+                    local r = ms.sleep(-1)
+                    return r
+                end)
+                assert_contains(msg, "bad argument #1 to 'sleep'")
+                assert_contains(msg, "seconds must be between 0 and one week")
+            end)
+        end)
+
+        it("refuses a duration that is not a number", function()
+            run(function()
+                local msg = error_of(function()
+                    local r = ms.sleep("x")
+                    return r
+                end)
+                assert_contains(msg, "bad argument #1 to 'sleep'")
+                assert_contains(msg, "number expected, got string")
+            end)
+        end)
+
+        it("refuses NaN and more than a week", function()
+            run(function()
+                assert_contains(error_of(function()
+                    local r = ms.sleep(0 / 0)
+                    return r
+                end), "seconds must be between 0 and one week")
+                assert_contains(error_of(function()
+                    local r = ms.sleep(8 * 24 * 3600)
+                    return r
+                end), "seconds must be between 0 and one week")
+            end)
+        end)
+    end)
+
+    describe("ms.now", function()
+        it("is a number of seconds that never goes backwards", function()
+            local prev = ms.now()
+            assert.are.equal("number", type(prev))
+            for _ = 1, 10000 do
+                local t = ms.now()
+                assert(t >= prev, "ms.now went backwards")
+                prev = t
+            end
+        end)
+
+        it("advances with real time", function()
+            run(function()
+                local a = ms.now()
+                ms.sleep(0.05)
+                local b = ms.now()
+                assert.is_true(b - a >= 0.05)
+                assert.is_true(b - a < 5)
+            end)
+        end)
+
+        it("works outside ms.run (no runtime needed)", function()
+            assert.are.equal("number", type(ms.now()))
+        end)
+    end)
+
+    describe("ms.timeout", function()
+        it("returns true and the results when the work finishes in time", function()
+            run(function()
+                local ok, a, b = ms.timeout(5, function(x, y)
+                    ms.sleep(0.01)
+                    return x .. y, 3
+                end, "a", "b")
+                assert.is_true(ok)
+                assert.are.equal("ab", a)
+                assert.are.equal(3, b)
+            end)
+        end)
+
+        it("returns nil, \"timeout\" when the time runs out, and aborts the work", function()
+            run(function()
+                local finished = false
+                local start = ms.now()
+                local ok, err = ms.timeout(0.05, function()
+                    ms.sleep(0.3)
+                    finished = true
+                end)
+                assert.is_nil(ok)
+                assert.are.equal("timeout", err)
+                assert.is_true(ms.now() - start >= 0.05)
+                ms.sleep(0.5)
+                assert.is_false(finished)
+            end)
+        end)
+
+        it("reports an error raised by the work as nil, err", function()
+            run(function()
+                local ok, err = ms.timeout(5, function() error("inside") end)
+                assert.is_nil(ok)
+                assert.are.equal("table", type(err))
+                assert_contains(err.message, "inside")
+            end)
+        end)
+
+        it("checks its arguments", function()
+            run(function()
+                assert_contains(error_of(function()
+                    local r = ms.timeout(-1, function() end)
+                    return r
+                end), "bad argument #1 to 'timeout'")
+                assert_contains(error_of(function()
+                    local r = ms.timeout(1, "not a function")
+                    return r
+                end), "bad argument #2 to 'timeout'")
+            end)
+        end)
+    end)
+
+    describe("ms.interval", function()
+        it("ticks once per period, returning the tick time and the skipped count", function()
+            run(function()
+                local start = ms.now()
+                local ticks = {}
+                for tick, skipped in ms.interval(0.02) do
+                    assert.are.equal("number", type(tick))
+                    assert.are.equal(0, skipped)
+                    ticks[#ticks + 1] = tick
+                    if #ticks == 5 then break end
+                end
+                assert.is_true(ticks[1] >= start)
+                for i = 2, #ticks do
+                    assert.is_true(ticks[i] >= ticks[i - 1])
+                end
+                -- Five periods of 20 ms cannot take less than 80 ms after the first tick.
+                assert.is_true(ticks[5] - start >= 0.09, "5 ticks in " .. (ticks[5] - start))
+            end)
+        end)
+
+        it("with \"skip\", drops the ticks missed during a stall and reports how many", function()
+            run(function()
+                local ticks, skipped = {}, {}
+                for tick, sk in ms.interval(0.05, "skip") do
+                    ticks[#ticks + 1], skipped[#skipped + 1] = tick, sk
+                    if #ticks == 1 then spin(0.35) end
+                    if #ticks == 4 then break end
+                end
+                assert.is_true(skipped[2] >= 3, "skipped " .. skipped[2])
+                -- After the stall the ticks are spaced again, not bunched up.
+                assert.is_true(ticks[4] - ticks[2] >= 0.08, "ticks 2..4 in " .. (ticks[4] - ticks[2]))
+            end)
+        end)
+
+        it("with \"burst\" (the default), delivers the missed ticks at once", function()
+            run(function()
+                local ticks = {}
+                for tick, sk in ms.interval(0.05) do
+                    ticks[#ticks + 1] = tick
+                    assert.are.equal(0, sk)
+                    if #ticks == 1 then spin(0.35) end
+                    if #ticks == 6 then break end
+                end
+                assert.is_true(ticks[6] - ticks[2] < 0.04, "burst took " .. (ticks[6] - ticks[2]))
+            end)
+        end)
+
+        it("with \"delay\", restarts the period after a late tick", function()
+            run(function()
+                local ticks = {}
+                for tick, sk in ms.interval(0.05, "delay") do
+                    ticks[#ticks + 1] = tick
+                    assert.are.equal(0, sk)
+                    if #ticks == 1 then spin(0.35) end
+                    if #ticks == 4 then break end
+                end
+                for i = 3, 4 do
+                    assert.is_true(ticks[i] - ticks[i - 1] >= 0.045,
+                        ("tick %d came %.3f s after the previous"):format(i, ticks[i] - ticks[i - 1]))
+                end
+            end)
+        end)
+
+        it("waited on by a second task at the same time is refused with a clear error", function()
+            run(function()
+                local iter = ms.interval(0.01)
+                local first = ms.spawn(function() iter(); iter() end)
+                ms.yield() -- the first task is now waiting on the interval
+                local second = ms.spawn(function() return iter() end)
+                local ok, err = second:join(3)
+                assert.is_nil(ok)
+                assert_contains(tostring(err.message), "another task is already waiting")
+                assert.is_true((first:join(3)))
+            end)
+        end)
+
+        it("refuses a period under a millisecond and an unknown policy", function()
+            run(function()
+                assert_contains(error_of(function()
+                    local r = ms.interval(0.0001)
+                    return r
+                end), "an interval is at least 0.001 seconds")
+                assert_contains(error_of(function()
+                    local r = ms.interval(1, "sometimes")
+                    return r
+                end), "invalid option 'sometimes'")
+            end)
+        end)
+
+        it("cannot be created without a runtime", function()
+            assert_contains(error_of(ms.interval, 1), "no runtime")
+        end)
+    end)
+
+    describe("ms.blocking", function()
+        it("runs the function with its arguments and returns true and its results", function()
+            run(function()
+                local ok, prod, tag = ms.blocking(function(a, b) return a * b, "ok" end, 6, 7)
+                assert.is_true(ok)
+                assert.are.equal(42, prod)
+                assert.are.equal("ok", tag)
+            end)
+        end)
+
+        it("returns nil and an error value when the function raises", function()
+            run(function()
+                local ok, err = ms.blocking(function() error("disk on fire") end)
+                assert.is_nil(ok)
+                assert.are.equal("table", type(err))
+                assert_contains(err.message, "disk on fire")
+                assert_contains(tostring(err), "disk on fire")
+            end)
+        end)
+
+        it("reports an error with a traceback, like a task's", function()
+            run(function()
+                local ok, err = ms.blocking(function()
+                    local function read_block() error("bad sector") end
+                    read_block()
+                end)
+                assert.is_nil(ok)
+                assert_contains(err.message, "bad sector")
+                assert_contains(err.traceback, "stack traceback")
+                assert_contains(err.traceback, "read_block")
+            end)
+        end)
+
+        it("keeps the message of a table error that has one, like a task's", function()
+            run(function()
+                local _, err = ms.blocking(function() error({ message = "as a table" }) end)
+                assert.are.equal("as a table", err.message)
+            end)
+        end)
+
+        it("refuses a function that yields", function()
+            run(function()
+                local ok, err = ms.blocking(function() coroutine.yield() end)
+                assert.is_nil(ok)
+                assert_contains(err.message, "yielded")
+                local ok2, err2 = ms.blocking(function() ms.sleep(0.01) end)
+                assert.is_nil(ok2)
+                assert_contains(err2.message, BLOCKING_ONLY_IN_TASKS)
+            end)
+        end)
+
+        it("holds the agent's other tasks while the function runs", function()
+            run(function()
+                local ticks, stop = 0, false
+                local ticker = ms.spawn(function()
+                    while not stop do
+                        ticks = ticks + 1
+                        ms.sleep(0.005)
+                    end
+                end)
+                ms.sleep(0.03)
+                local ok, before, after = ms.blocking(function()
+                    local b = ticks
+                    local start = ms.now()
+                    while ms.now() - start < 0.2 do end
+                    return b, ticks
+                end)
+                stop = true
+                ticker:join()
+                assert.is_true(ok)
+                assert.are.equal(before, after)
+            end)
+        end)
+
+        it("lets other agents run meanwhile", function()
+            run(function()
+                local stamps = ms.channel()
+                local other = ms.agent.spawn {
+                    args = { out = stamps },
+                    fn = function(args)
+                        for _ = 1, 100 do
+                            if not args.out:send(ms.now()) then return end
+                            ms.sleep(0.01)
+                        end
+                    end,
+                }
+                ms.sleep(0.05)
+                local ok, from, to = ms.blocking(function()
+                    local s = ms.now()
+                    while ms.now() - s < 0.3 do end
+                    return s, ms.now()
+                end)
+                assert.is_true(ok)
+                local during = 0
+                while true do
+                    local stamp = stamps:try_recv()
+                    if not stamp then break end
+                    if stamp > from and stamp < to then during = during + 1 end
+                end
+                other:stop()
+                assert.is_true(during >= 5, during .. " messages during the blocking call")
+            end)
+        end)
+
+        it("runs functions given from several tasks one after another", function()
+            run(function()
+                local tasks = {}
+                for i = 1, 4 do
+                    tasks[i] = ms.spawn(function(n)
+                        return ms.blocking(function(x) return x + 100 end, n)
+                    end, i)
+                end
+                for i = 1, 4 do
+                    assert.are.same({ true, true, i + 100 }, { tasks[i]:join() })
+                end
+            end)
+        end)
+    end)
+
+    describe("errors raised in tasks", function()
+        it("come back through join as nil and an error value with message and traceback", function()
+            run(function()
+                local function deep() error("boom in a task") end
+                local t = ms.spawn(function() deep() end)
+                local ok, err = t:join()
+                assert.is_nil(ok)
+                assert.are.equal("table", type(err))
+                assert_contains(err.message, "boom in a task")
+                assert_contains(err.traceback, "stack traceback")
+                assert_contains(err.traceback, "deep")
+                assert.are.equal("Task", err.kind)
+                assert.are.equal("TaskFailed", err.code)
+                assert.are.equal("string", type(err.severity))
+                assert.are.equal("table", type(err.recovery))
+                assert.are.equal("string", type(err.recovery.strategy))
+                assert_contains(tostring(err), "boom in a task")
+            end)
+        end)
+
+        it("keep the message of a table error that has one", function()
+            run(function()
+                local _, err = ms.spawn(function() error({ message = "as a table" }) end):join()
+                assert.are.equal("as a table", err.message)
+            end)
+        end)
+
+        it("turn a non-string error value into text", function()
+            run(function()
+                local _, err = ms.spawn(function() error(42) end):join()
+                assert_contains(err.message, "42")
+            end)
+        end)
+
+        it("do not disturb the agent's other tasks", function()
+            run(function()
+                local bad = ms.spawn(function() error("bad") end)
+                local good = ms.spawn(function() ms.sleep(0.02) return "fine" end)
+                assert.is_nil((bad:join()))
+                assert.are.same({ true, "fine" }, { good:join() })
+            end)
+        end)
+
+        it("raised by ms.run's function make ms.run return nil and the error value", function()
+            local ok, err = ms.run(function() error("main failed") end, { worker_threads = "2" })
+            assert.is_nil(ok)
+            assert.are.equal("table", type(err))
+            assert_contains(err.message, "main failed")
+            assert_contains(err.traceback, "stack traceback")
+        end)
+    end)
+
+    describe("where a task cannot yield (inside a C function such as table.sort)", function()
+        -- A comparator runs inside table.sort, a C function: a blocking
+        -- ms.* call there cannot yield back to the agent's scheduler.
+
+        it("blocking calls still work inside pcall (LuaJIT yields across pcall)", function()
+            run(function()
+                local ok, err = pcall(function()
+                    ms.sleep(0.01)
+                    error("after the sleep")
+                end)
+                assert.is_false(ok)
+                assert_contains(err, "after the sleep")
+                assert.is_true((pcall(ms.sleep, 0.01)))
+            end)
+        end)
+
+        -- LuaJIT's own message; the host cannot see from C whether a yield
+        -- will cross a C function before it tries (docs/host.md).
+        it("a blocking call fails with LuaJIT's yield-across-C error", function()
+            run(function()
+                local ok, err = pcall(table.sort, { 3, 2, 1 }, function(x, y)
+                    ms.sleep(0.01)
+                    return x < y
+                end)
+                assert.is_false(ok)
+                assert_contains(err, "yield across C-call boundary")
+            end)
+        end)
+
+        it("the failed call leaves no operation behind: the next ms.yield returns at once", function()
+            run(function()
+                pcall(table.sort, { 3, 2, 1 }, function(x, y)
+                    ms.sleep(3)
+                    return x < y
+                end)
+                local start = ms.now()
+                ms.yield()
+                local took = ms.now() - start
+                assert.is_true(took < 1.5, ("ms.yield took %.2f s (it waited on the failed sleep)"):format(took))
+            end)
+        end)
+
+        it("a failed ms.recv does not make a later ms.yield swallow a message", function()
+            run(function()
+                local me = ms.self()
+                ms.agent.spawn { args = me, fn = function(to) to:send("hello") end }
+                pcall(table.sort, { 3, 2, 1 }, function(x, y)
+                    ms.recv(5)
+                    return x < y
+                end)
+                -- Wait for the message without yielding.
+                local deadline = ms.now() + 5
+                while me:info().mailbox == 0 and ms.now() < deadline do end
+                assert.are.equal(1, me:info().mailbox)
+                assert.are.equal(0, select("#", ms.yield()))
+                assert.are.equal("hello", (ms.recv(1)))
+            end)
+        end)
+    end)
+
+    describe("outside an agent's task", function()
+        it("blocking functions raise the documented error when no runtime runs", function()
+            local sem, chan = ms.semaphore(1), ms.channel(1)
+            local calls = {
+                ["ms.sleep"] = function() return ms.sleep(0.01) end,
+                ["ms.yield"] = function() return ms.yield() end,
+                ["ms.recv"] = function() return ms.recv(0.01) end,
+                ["ms.timeout"] = function() return ms.timeout(1, function() end) end,
+                ["ms.blocking"] = function() return ms.blocking(function() end) end,
+                ["semaphore:acquire"] = function() return sem:acquire() end,
+                ["channel:send"] = function() return chan:send(1) end,
+                ["channel:recv"] = function() return chan:recv(0.01) end,
+            }
+            for name, call in pairs(calls) do
+                local msg = error_of(call)
+                assert_contains(msg, name)
+                assert_contains(msg, BLOCKING_ONLY_IN_TASKS)
+            end
+        end)
+
+        it("blocking functions raise the documented error in a plain coroutine inside ms.run", function()
+            run(function()
+                local sem, chan = ms.semaphore(1), ms.channel(1)
+                local t = ms.spawn(function() ms.sleep(0.01) end)
+                local peer = ms.agent.spawn { fn = function() ms.recv(5) end }
+                local iter = ms.interval(0.01)
+                local calls = {
+                    ["ms.sleep"] = function() return ms.sleep(0.01) end,
+                    ["ms.yield"] = function() return ms.yield() end,
+                    ["ms.recv"] = function() return ms.recv(0.01) end,
+                    ["ms.timeout"] = function() return ms.timeout(1, function() end) end,
+                    ["ms.blocking"] = function() return ms.blocking(function() end) end,
+                    ["ms.interval"] = function() return iter() end,
+                    ["task:join"] = function() return t:join() end,
+                    ["agent:call"] = function() return peer:call("x", 1) end,
+                    ["semaphore:acquire"] = function() return sem:acquire() end,
+                    ["channel:send"] = function() return chan:send(1) end,
+                    ["channel:recv"] = function() return chan:recv(0.01) end,
+                }
+                for name, call in pairs(calls) do
+                    local co = coroutine.create(call)
+                    local ok, msg = coroutine.resume(co)
+                    assert.is_false(ok, name .. " should fail in a plain coroutine")
+                    assert_contains(msg, name)
+                    assert_contains(msg, BLOCKING_ONLY_IN_TASKS)
+                end
+                t:join()
+                peer:stop()
+            end)
+        end)
+
+        it("ms.spawn without ms.run says that no agent runs", function()
+            assert_contains(error_of(ms.spawn, function() end), "no agent runs in this Lua state")
+        end)
+
+        it("argument errors of ms.spawn and ms.blocking name the argument", function()
+            run(function()
+                assert_contains(error_of(function()
+                    local r = ms.spawn(42)
+                    return r
+                end), "bad argument #1 to 'spawn' (function expected, got number)")
+                assert_contains(error_of(function()
+                    local r = ms.blocking("f")
+                    return r
+                end), "bad argument #1 to 'blocking' (function expected, got string)")
+            end)
+        end)
+    end)
+
+    describe("ms.run", function()
+        it("returns true when the function ends", function()
+            assert.is_true(ms.run(function() end, { worker_threads = "2" }))
+        end)
+
+        it("can run again after a previous run ended", function()
+            for i = 1, 3 do
+                local got
+                assert.is_true(ms.run(function() got = i end, { worker_threads = "1" }))
+                assert.are.equal(i, got)
+            end
+        end)
+
+        it("does not nest", function()
+            run(function()
+                assert_contains(error_of(ms.run, function() end), "does not nest")
+            end)
+        end)
+
+        it("refuses an unknown configuration field", function()
+            assert_contains(error_of(ms.run, function() end, { no_such_field = "1" }), "ms.run")
+        end)
+
+        it("refuses a value out of range", function()
+            assert_contains(error_of(ms.run, function() end, { worker_threads = "0" }), "worker_threads")
+        end)
+
+        it("requires a function", function()
+            assert_contains(error_of(ms.run, 42), "bad argument #1")
+        end)
+    end)
+end)
