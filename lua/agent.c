@@ -347,10 +347,17 @@ ltask *ltask_current(lua_State *L, const char *fname) {
         return NULL;
     }
     ltask *lt = a->current;
-    /* A running task has no operation pending; one left over is from a
-     * call whose yield failed (LuaJIT cannot yield across a C function:
-     * a table.sort comparator, a string.gsub callback, a metamethod,
-     * require running a module's top level) and must not be waited on. */
+    /* LuaJIT cannot yield across a C function (a table.sort comparator, a
+     * string.gsub callback, a metamethod, require running a module's top
+     * level): say so, naming the call, rather than its bare message. */
+    if (!lua_isyieldable(L))
+        luaL_error(L,
+                   "%s cannot wait here: it was called from inside a C function (a table.sort "
+                   "comparator, a string.gsub callback, a metamethod, or require running a "
+                   "module's top level), which a task cannot yield across",
+                   fname);
+    /* A running task has no operation pending; one left over would be from
+     * a call whose yield failed, and must not be waited on. */
     if (lt->op.poll)
         op_cancel(lt);
     return lt;
