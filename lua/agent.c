@@ -586,14 +586,34 @@ static int load_main(lua_State *L) {
 static const luaL_Reg eager_libs[] = {
     {"", luaopen_base},          {LUA_LOADLIBNAME, luaopen_package},
     {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
-    {LUA_MATHLIBNAME, luaopen_math},
-    /* jit is opened at once: opening it is what switches the compiler
-     * on, and it must not switch it back on later for a jit = false
-     * agent. */
-    {LUA_JITLIBNAME, luaopen_jit}, {NULL, NULL}};
+    {LUA_MATHLIBNAME, luaopen_math}, {NULL, NULL}};
+/* jit is among them: opening it is what switches LuaJIT's compiler on (and
+ * costs a CPU detection, ~20 us here), so an agent starts interpreted and
+ * gets the JIT once it proves long-lived (agent_jit_decide). */
 static const luaL_Reg lazy_libs[] = {
-    {LUA_IOLIBNAME, luaopen_io}, {LUA_OSLIBNAME, luaopen_os}, {LUA_DBLIBNAME, luaopen_debug},
-    {LUA_BITLIBNAME, luaopen_bit}, {NULL, NULL}};
+    {LUA_IOLIBNAME, luaopen_io},   {LUA_OSLIBNAME, luaopen_os},  {LUA_DBLIBNAME, luaopen_debug},
+    {LUA_BITLIBNAME, luaopen_bit}, {LUA_JITLIBNAME, luaopen_jit}, {NULL, NULL}};
+
+/* Polls after which an agent counts as long-lived and may JIT-compile. */
+#define JIT_AFTER_POLLS 32
+
+/* Switches the JIT on for a, within jit_agent_limit and unless it was
+ * spawned with jit = false, or leaves it off.  Once per agent. */
+static void agent_jit_decide(agent *a) {
+    if (a->jit_decided || !a->own_state)
+        return;
+    a->jit_decided = true;
+    lua_getglobal(a->L, "jit"); /* opens the library (lazy_loader) */
+    lua_pop(a->L, 1);
+    host *h = a->h;
+    if (!a->jit_off && atomic_fetch_add(&h->jit_agents, 1) < h->jit_agent_limit) {
+        a->jit_counted = true;
+        return;
+    }
+    if (!a->jit_off)
+        atomic_fetch_sub(&h->jit_agents, 1);
+    luaJIT_setmode(a->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+}
 
 /* _G's __index: the first read of io, os, debug or bit loads it
  * through require (package.preload has them), which also sets the global. */
@@ -621,6 +641,13 @@ static int lazy_loader(lua_State *L) {
     lua_pushstring(L, name);
     lua_call(L, 1, 0);
     lua_getglobal(L, name);
+    /* Opening jit switched the compiler on: settle it for this agent now
+     * (an agent that asks for jit early has the JIT early). */
+    if (strcmp(name, LUA_JITLIBNAME) == 0) {
+        agent *a = agent_from_state(L);
+        if (a)
+            agent_jit_decide(a);
+    }
     return 1;
 }
 
@@ -689,16 +716,11 @@ static bool open_state(agent *a, char *err, size_t errlen) {
         return false;
     }
     lua_setglobal(L, "ms");
-    /* Past jit_agent_limit agents with the JIT on, new ones interpret:
-     * every state that compiles takes room in LuaJIT's one machine-code
-     * window, and a full window makes every agent slow. */
-    if (!a->jit_off && atomic_fetch_add(&h->jit_agents, 1) < h->jit_agent_limit) {
-        a->jit_counted = true;
-    } else {
-        if (!a->jit_off)
-            atomic_fetch_sub(&h->jit_agents, 1);
-        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-    }
+    /* The JIT is decided later (agent_jit_decide): past jit_agent_limit
+     * agents with the JIT on, new ones interpret, because every state that
+     * compiles takes room in LuaJIT's one machine-code window and a full
+     * window makes every agent slow. */
+    (void)h;
     return true;
 }
 
@@ -1025,6 +1047,10 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
         }
         ltask_unref(lt);
     }
+
+    if (!a->jit_decided && a->own_state &&
+        atomic_load_explicit(&a->polls, memory_order_relaxed) >= JIT_AFTER_POLLS)
+        agent_jit_decide(a);
 
     uint32_t budget = ms_runtime_config(a->h->rt)->budget;
     while (a->runq_head) {
