@@ -206,7 +206,15 @@ void agent_unref(agent *a) {
         agent_free(a);
 }
 
+static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
 agent *agent_from_state(lua_State *L) {
+    /* An agent's own state carries the agent as its allocator's userdata:
+     * no table lookup on every ms.* call.  The main agent (ms.run, ms-host)
+     * uses its caller's state and is found through the registry. */
+    void *ud;
+    if (lua_getallocf(L, &ud) == agent_alloc)
+        return ud;
     lua_getfield(L, LUA_REGISTRYINDEX, "ms.current_agent");
     agent *a = lua_touserdata(L, -1);
     lua_pop(L, 1);

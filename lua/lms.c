@@ -49,12 +49,49 @@ void lh_unref_handle(xh_type type, void *ptr) {
     }
 }
 
+/* Agent handles are cached per state in a weak table keyed by the agent,
+ * so an agent receiving many messages from one sender does not build a
+ * new handle (and finalizer) for each. */
+static bool push_cached_agent(lua_State *L, void *ptr) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "ms.agent_handles");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "v");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "ms.agent_handles");
+    }
+    lua_pushlightuserdata(L, ptr);
+    lua_rawget(L, -2);
+    lhandle *h = lua_touserdata(L, -1);
+    if (h && h->ptr == ptr) {
+        lua_remove(L, -2);
+        return true; /* the cached handle */
+    }
+    lua_pop(L, 1); /* leaves the cache table */
+    return false;
+}
+
 void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
+    if (type == XH_AGENT && push_cached_agent(L, ptr)) {
+        lh_unref_handle(type, ptr); /* the cached handle holds its own */
+        return;
+    }
     lhandle *h = lua_newuserdata(L, sizeof *h);
     h->type = type;
     h->ptr = ptr;
     luaL_getmetatable(L, mt_name(type));
     lua_setmetatable(L, -2);
+    if (type == XH_AGENT) {
+        /* stack: cache, handle */
+        lua_pushlightuserdata(L, ptr);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+        lua_remove(L, -2);
+    }
 }
 
 void lh_push_agent(lua_State *L, agent *a) {

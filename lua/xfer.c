@@ -68,32 +68,42 @@ static bool put(xfer *x, const void *p, size_t n) {
 static bool put_u8(xfer *x, uint8_t v) { return put(x, &v, 1); }
 static bool put_u32(xfer *x, uint32_t v) { return put(x, &v, 4); }
 
+/* The path of the value being encoded ("args.handlers[2]") is only
+ * needed for an error message, so it is not built as the walk goes: each
+ * level remembers the stack index of its current key (the keys stay on the
+ * Lua stack during the walk) and the path is spelled out on failure. */
 typedef struct enc {
     lua_State *L;
     xfer *x;
     char *err;
     size_t errlen;
-    char path[256];
+    const char *root;
     const void *stack[XFER_MAX_DEPTH]; /* tables being encoded: cycle check */
+    int keys[XFER_MAX_DEPTH];          /* stack index of each level's key, 0 if none */
     int depth;
 } enc;
 
-static bool fail(enc *e, const char *fmt, const char *what) {
-    snprintf(e->err, e->errlen, fmt, e->path, what);
-    return false;
+static void spell_path(enc *e, char *path, size_t size) {
+    snprintf(path, size, "%s", e->root);
+    for (int i = 0; i < e->depth; i++) {
+        int k = e->keys[i];
+        if (!k)
+            continue;
+        size_t used = strlen(path);
+        if (lua_type(e->L, k) == LUA_TSTRING)
+            snprintf(path + used, size - used, ".%s", lua_tostring(e->L, k));
+        else if (lua_type(e->L, k) == LUA_TNUMBER)
+            snprintf(path + used, size - used, "[%.14g]", lua_tonumber(e->L, k));
+        else
+            snprintf(path + used, size - used, "[<%s>]", luaL_typename(e->L, k));
+    }
 }
 
-/* Appends the key at stack index k to the path ("a.b", "a[3]"). */
-static size_t path_push(enc *e, int k) {
-    size_t old = strlen(e->path);
-    size_t room = sizeof e->path - old;
-    if (lua_type(e->L, k) == LUA_TSTRING)
-        snprintf(e->path + old, room, ".%s", lua_tostring(e->L, k));
-    else if (lua_type(e->L, k) == LUA_TNUMBER)
-        snprintf(e->path + old, room, "[%.14g]", lua_tonumber(e->L, k));
-    else
-        snprintf(e->path + old, room, "[<%s>]", luaL_typename(e->L, k));
-    return old;
+static bool fail(enc *e, const char *fmt, const char *what) {
+    char path[256];
+    spell_path(e, path, sizeof path);
+    snprintf(e->err, e->errlen, fmt, path, what);
+    return false;
 }
 
 static bool enc_value(enc *e, int idx);
@@ -110,6 +120,7 @@ static bool enc_table(enc *e, int idx) {
         lua_pop(L, 1);
         return fail(e, "%s is a table with a metatable%s (only plain tables can be sent)", "");
     }
+    e->keys[e->depth] = 0;
     e->stack[e->depth++] = p;
     if (!put_u8(e->x, T_TABLE))
         return fail(e, "%s: out of memory%s", "");
@@ -121,19 +132,19 @@ static bool enc_table(enc *e, int idx) {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         int top = lua_gettop(L);
-        size_t old = path_push(e, top - 1);
         int kt = lua_type(L, top - 1);
         if (kt != LUA_TSTRING && kt != LUA_TNUMBER && kt != LUA_TBOOLEAN) {
-            e->path[old] = '\0';
             const char *tn = luaL_typename(L, top - 1); /* a static string */
+            bool r = fail(e, "%s has a key of type %s (only strings, numbers and booleans)", tn);
             lua_pop(L, 2);
-            return fail(e, "%s has a key of type %s (only strings, numbers and booleans)", tn);
+            return r;
         }
-        if (!enc_value(e, top - 1) || !enc_value(e, top)) {
-            lua_pop(L, 2);
+        if (!enc_value(e, top - 1))
             return false;
-        }
-        e->path[old] = '\0';
+        e->keys[e->depth - 1] = top - 1; /* the value's path ends in this key */
+        if (!enc_value(e, top))
+            return false;
+        e->keys[e->depth - 1] = 0;
         lua_pop(L, 1);
         n++;
     }
@@ -186,17 +197,14 @@ static bool enc_value(enc *e, int idx) {
     default:
         break;
     }
-    const char *tn = luaL_typename(L, idx);
-    snprintf(e->err, e->errlen,
-             "%s is a %s, which cannot be sent to another agent (send data, or a semaphore, "
-             "channel or agent handle)",
-             e->path, tn);
-    return false;
+    return fail(e,
+                "%s is a %s, which cannot be sent to another agent (send data, or a semaphore, "
+                "channel or agent handle)",
+                luaL_typename(L, idx));
 }
 
 bool xfer_encode(lua_State *L, int idx, xfer *x, const char *what, char *err, size_t errlen) {
-    enc e = {.L = L, .x = x, .err = err, .errlen = errlen};
-    snprintf(e.path, sizeof e.path, "%s", what);
+    enc e = {.L = L, .x = x, .err = err, .errlen = errlen, .root = what};
     int abs = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
     if (!enc_value(&e, abs)) {
         xfer_clear(x);
