@@ -35,14 +35,22 @@ static xfer *xfer_copy(const xfer *x) {
     xfer *c = xfer_new();
     if (!c)
         return NULL;
-    c->buf = malloc(x->len ? x->len : 1);
+    if (x->len > c->cap) {
+        c->buf = malloc(x->len);
+        if (!c->buf) {
+            c->buf = c->inline_buf;
+            xfer_free(c);
+            return NULL;
+        }
+        c->cap = x->len;
+    }
     c->handles = x->nhandles ? malloc(x->nhandles * sizeof *c->handles) : NULL;
-    if (!c->buf || (x->nhandles && !c->handles)) {
+    if (x->nhandles && !c->handles) {
         xfer_free(c);
         return NULL;
     }
     memcpy(c->buf, x->buf, x->len);
-    c->len = c->cap = x->len;
+    c->len = x->len;
     for (uint32_t i = 0; i < x->nhandles; i++) {
         c->handles[i] = x->handles[i];
         lh_ref_handle(x->handles[i].type, x->handles[i].ptr);

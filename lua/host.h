@@ -42,11 +42,14 @@ typedef struct xhandle {
     void *ptr;                  /* one reference owned by the blob */
 } xhandle;
 
+#define XFER_INLINE 96
+
 struct xfer {
-    char *buf;
+    char *buf;                  /* inline until a value outgrows it */
     size_t len, cap;
     xhandle *handles;
     uint32_t nhandles, hcap;
+    char inline_buf[XFER_INLINE]; /* most messages fit: no second malloc */
 };
 
 /* Copies the value at idx into x.  On failure returns false with a message

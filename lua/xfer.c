@@ -30,7 +30,15 @@ enum { T_NIL, T_FALSE, T_TRUE, T_NUM, T_STR, T_TABLE, T_HANDLE };
 #define XFER_MAX_DEPTH 100
 
 xfer *xfer_new(void) {
-    return calloc(1, sizeof(xfer));
+    xfer *x = malloc(sizeof *x);
+    if (!x)
+        return NULL;
+    x->buf = x->inline_buf;
+    x->len = 0;
+    x->cap = XFER_INLINE;
+    x->handles = NULL;
+    x->nhandles = x->hcap = 0;
+    return x;
 }
 
 void xfer_clear(xfer *x) {
@@ -38,8 +46,13 @@ void xfer_clear(xfer *x) {
         if (x->handles[i].ptr)
             lh_unref_handle(x->handles[i].type, x->handles[i].ptr);
     free(x->handles);
-    free(x->buf);
-    memset(x, 0, sizeof *x);
+    if (x->buf != x->inline_buf)
+        free(x->buf);
+    x->buf = x->inline_buf;
+    x->len = 0;
+    x->cap = XFER_INLINE;
+    x->handles = NULL;
+    x->nhandles = x->hcap = 0;
 }
 
 void xfer_free(xfer *x) {
@@ -51,10 +64,17 @@ void xfer_free(xfer *x) {
 
 static bool put(xfer *x, const void *p, size_t n) {
     if (x->len + n > x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 64;
+        size_t cap = x->cap * 2;
         while (cap < x->len + n)
             cap *= 2;
-        char *b = realloc(x->buf, cap);
+        char *b;
+        if (x->buf == x->inline_buf) {
+            b = malloc(cap);
+            if (b)
+                memcpy(b, x->buf, x->len);
+        } else {
+            b = realloc(x->buf, cap);
+        }
         if (!b)
             return false;
         x->buf = b;
