@@ -185,6 +185,25 @@ static bool load_profile(lua_State *L, const opts *o, const char *name) {
  * a value the C side refuses. */
 static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
     int prof = lua_gettop(L);
+    /* Fields the host does not act on yet are refused rather than silently
+     * ignored. */
+    static const char *const not_yet[] = {"console", "tuner", NULL};
+    lua_getfield(L, prof, "values");
+    for (int i = 0; not_yet[i]; i++) {
+        lua_getfield(L, -1, not_yet[i]);
+        bool set = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (set) {
+            lua_getfield(L, prof, "source");
+            lua_getfield(L, -1, not_yet[i]);
+            fprintf(stderr,
+                    "ms-host: %s (set by %s): this ms-host cannot act on it yet (the console and "
+                    "tuner scripts are not implemented); set it to false\n",
+                    not_yet[i], lua_tostring(L, -1) ? lua_tostring(L, -1) : "the profile");
+            return false;
+        }
+    }
+    lua_pop(L, 1);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "ms.profile");
     lua_call(L, 1, 1);
