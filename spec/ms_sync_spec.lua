@@ -8,28 +8,8 @@
 
 local ms = require "ms"
 
-local function run(fn, config)
-    local ok, err = ms.run(fn, config or { worker_threads = "2" })
-    if not ok then
-        error(tostring(type(err) == "table" and err.message or err) .. "\n"
-            .. tostring(type(err) == "table" and err.traceback or ""), 0)
-    end
-end
-
-local function contains(haystack, needle)
-    return type(haystack) == "string" and haystack:find(needle, 1, true) ~= nil
-end
-
-local function assert_contains(haystack, needle)
-    assert(contains(haystack, needle),
-        string.format("expected %q\n  to contain %q", tostring(haystack), needle))
-end
-
-local function error_of(fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert(not ok, "expected an error")
-    return tostring(err)
-end
+local h = require "spec.support.helpers"
+local run, contains, assert_contains, error_of = h.run, h.contains, h.assert_contains, h.error_of
 
 -- Yields until cond() is true or `timeout` seconds pass.
 local function wait_until(cond, timeout)

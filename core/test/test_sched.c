@@ -11,27 +11,7 @@
 
 #include "ms.h"
 #include "test.h"
-
-static ms_runtime *start(uint32_t workers) {
-    ms_config cfg;
-    ms_config_default(&cfg);
-    cfg.worker_threads = workers;
-    ms_runtime *rt = NULL;
-    ms_error err;
-    if (ms_runtime_new(&cfg, &rt, &err) != 0) {
-        fprintf(stderr, "runtime: %s\n", err.message);
-        exit(1);
-    }
-    return rt;
-}
-
-static void stop(ms_runtime *rt) {
-    ms_shutdown_report rep;
-    int rc = ms_runtime_shutdown(rt, MS_SHUTDOWN_DRAIN, 30000, &rep);
-    if (rc != 0)
-        fprintf(stderr, "shutdown did not meet its timeout\n");
-    ms_runtime_free(rt);
-}
+#include "test_rt.h"
 
 /* ---- every task runs exactly once ---- */
 

@@ -13,33 +13,7 @@
 
 #include "ms.h"
 #include "test.h"
-
-static ms_runtime *start(uint32_t workers) {
-    ms_config cfg;
-    ms_config_default(&cfg);
-    cfg.worker_threads = workers;
-    cfg.enable_time = true;
-    ms_runtime *rt = NULL;
-    ms_error err;
-    if (ms_runtime_new(&cfg, &rt, &err) != 0) {
-        fprintf(stderr, "runtime: %s\n", err.message);
-        exit(1);
-    }
-    return rt;
-}
-
-static void stop(ms_runtime *rt) {
-    ms_shutdown_report rep;
-    if (ms_runtime_shutdown(rt, MS_SHUTDOWN_DRAIN, 30000, &rep) != 0)
-        fprintf(stderr, "shutdown did not meet its timeout\n");
-    ms_runtime_free(rt);
-}
-
-static bool wait_int(_Atomic int *flag, int want) {
-    for (int i = 0; i < 40000 && atomic_load(flag) < want; i++)
-        usleep(500);
-    return atomic_load(flag) >= want;
-}
+#include "test_rt.h"
 
 #define V(i) ((void *)(uintptr_t)(i))
 #define I(v) ((uintptr_t)(v))
