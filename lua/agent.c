@@ -125,6 +125,8 @@ int host_shutdown(void) {
 static void registry_add(host *h, agent *a) {
     pthread_mutex_lock(&h->lock);
     a->id = h->next_agent_id++;
+    if (!a->name[0]) /* named before anyone can read it through the registry */
+        snprintf(a->name, sizeof a->name, "agent-%llu", (unsigned long long)a->id);
     a->next_reg = h->agents;
     if (h->agents)
         h->agents->prev_reg = a;
@@ -1263,8 +1265,6 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
     if (h->phase == HOST_STOPPING)
         atomic_store(&a->shutdown_requested, true);
     pthread_mutex_unlock(&h->lock);
-    if (!a->name[0])
-        snprintf(a->name, sizeof a->name, "agent-%llu", (unsigned long long)a->id);
     agent_ref(a); /* the task's reference */
     int rc = ms_spawn(h->rt, agent_poll, a, agent_task_drop, &a->task);
     if (rc != 0) {

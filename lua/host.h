@@ -342,4 +342,13 @@ int op_chan_recv(lua_State *L, ltask *lt, ms_chan *ch, double timeout);
  * takes over one reference to s. */
 void lh_push_permit(lua_State *L, ms_sem *s, uint64_t n);
 
+/* ---- the metrics endpoint (metrics_http.c; ms-host only) ---- */
+
+/* Listens on addr ("host:port" or "[v6]:port"; hosts are numeric or
+ * localhost) and serves GET /metrics (Prometheus text format) and
+ * /metrics.json from tasks on h's runtime until it shuts down; says where
+ * on stderr.  On failure (a malformed address, the port in use...) returns
+ * an ms_err with err naming the address, and nothing is left running. */
+int metrics_http_start(host *h, const char *addr, ms_error *err);
+
 #endif

@@ -43,6 +43,9 @@ static void usage(FILE *out) {
             "  --workers N         worker threads (overrides the profile)\n"
             "  --set KEY=VALUE     any profile field, e.g. --set budget=64\n"
             "                      --set shutdown_timeout=5s\n"
+            "  --metrics-listen HOST:PORT\n"
+            "                      serve /metrics and /metrics.json over HTTP (the\n"
+            "                      profile's metrics_listen), e.g. 127.0.0.1:9100\n"
             "\n"
             "exit status: 0 the main agent ended (or a graceful shutdown completed), 1 it\n"
             "failed, 2 bad usage or configuration, 3 a shutdown hit its timeout, 130 a\n"
@@ -56,6 +59,7 @@ typedef struct opts {
     const char *sets[64];
     int nsets;
     const char *workers;
+    const char *metrics_listen;
     char **args;
     int nargs;
 } opts;
@@ -97,14 +101,15 @@ static int parse(int argc, char **argv, opts *o) {
             break;
         }
         const char *val = NULL;
-        if (!strcmp(a, "--profile") || !strcmp(a, "--workers") || !strcmp(a, "--set")) {
+        if (!strcmp(a, "--profile") || !strcmp(a, "--workers") || !strcmp(a, "--set") ||
+            !strcmp(a, "--metrics-listen")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "ms-host: %s needs a value\n", a);
                 return 2;
             }
             val = argv[++i];
         } else if (!strncmp(a, "--profile=", 10) || !strncmp(a, "--workers=", 10) ||
-                   !strncmp(a, "--set=", 6)) {
+                   !strncmp(a, "--set=", 6) || !strncmp(a, "--metrics-listen=", 17)) {
             val = strchr(a, '=') + 1;
         } else {
             fprintf(stderr, "ms-host: unknown option '%s' (see ms-host --help)\n", a);
@@ -114,6 +119,8 @@ static int parse(int argc, char **argv, opts *o) {
             o->profile = val;
         else if (!strncmp(a, "--workers", 9))
             o->workers = val;
+        else if (!strncmp(a, "--metrics-listen", 16))
+            o->metrics_listen = val;
         else {
             if (!strchr(val, '=')) {
                 fprintf(stderr, "ms-host: --set takes KEY=VALUE, got '%s'\n", val);
@@ -171,6 +178,10 @@ static bool load_profile(lua_State *L, const opts *o, const char *name) {
     if (o->workers) {
         lua_pushstring(L, o->workers);
         lua_setfield(L, -2, "worker_threads");
+    }
+    if (o->metrics_listen) {
+        lua_pushstring(L, o->metrics_listen);
+        lua_setfield(L, -2, "metrics_listen");
     }
     lua_setfield(L, -2, "overrides");
     if (lua_pcall(L, 2, 1, 0) != 0) {
@@ -315,7 +326,15 @@ static int cmd_run(const opts *o) {
     apply_profile(L, &cfg, h);
     if (cfg.enable_io && host_start_lifecycle(&err) != 0)
         fprintf(stderr, "ms-host: no graceful shutdown on SIGINT/SIGTERM: %s\n", err.message);
-    lua_pop(L, 1);
+    lua_getfield(L, -1, "values");
+    lua_getfield(L, -1, "metrics_listen");
+    if (lua_type(L, -1) == LUA_TSTRING && metrics_http_start(h, lua_tostring(L, -1), &err) != 0) {
+        fprintf(stderr, "ms-host: %s\n", err.message);
+        host_shutdown();
+        lua_close(L);
+        return 2;
+    }
+    lua_pop(L, 3);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
     h->lua_path = strdup(lua_tostring(L, -1));
