@@ -316,9 +316,20 @@ function Supervisor:stats()
 end
 
 -- Stops every child (reverse start order, each by its shutdown) and then
--- the supervisor, which exits with reason "normal".  -> true | nil, err
+-- the supervisor, which exits with reason "normal"; returns when it has.
+-- -> true | nil, err
 function Supervisor:stop()
-    return request(self, "stop")
+    local ok, err = request(self, "stop")
+    if not ok then
+        return nil, err
+    end
+    -- It exits right after answering: wait for that, so that its name is
+    -- free when stop returns.
+    local deadline = ms.now() + 5
+    while self.agent:info().state ~= "exited" and ms.now() < deadline do
+        ms.sleep(0.001)
+    end
+    return true
 end
 
 Supervisor.__tostring = function(self)
@@ -334,8 +345,10 @@ local function handle(agent, info)
     }, Supervisor)
 end
 
-local function attach(agent)
-    local r, err = agent:call({ [KEY] = "info" })
+-- A handle for a supervisor agent; an agent that does not answer within
+-- timeout seconds (default 5) is not one.
+local function attach(agent, timeout)
+    local r, err = agent:call({ [KEY] = "info" }, timeout or 5)
     if r == nil then
         return nil, ("not a supervisor, or not answering: %s"):format(tostring(err))
     end

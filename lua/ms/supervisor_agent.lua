@@ -843,7 +843,6 @@ end
 local function main(spec)
     local S = new_state(spec)
     S.guard = ms.agent.spawn{
-        name = spec.name and (spec.name .. ".guard"),
         fn = guard_main,
         args = { sup = ms.self() },
     }

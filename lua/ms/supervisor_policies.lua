@@ -49,11 +49,13 @@ M.is_normal = is_normal
 -- The decision for one child from its restart type:
 --   temporary: never restarted;
 --   transient: restarted after an abnormal exit only;
---   permanent: always restarted.
--- An abnormal exit then follows the recovery table (by reason; reasons it
--- does not name restart).
+--   permanent: always restarted;
+-- except that nothing is restarted after reason "shutdown": an agent ends
+-- with it only when the whole host is shutting down.  An abnormal exit
+-- then follows the recovery table (by reason; reasons it does not name
+-- restart).
 function M.decide(exit, recovery)
-    if exit.restart == "temporary" then
+    if exit.restart == "temporary" or exit.reason == "shutdown" then
         return "ignore"
     end
     if is_normal(exit.reason) then
