@@ -3,11 +3,33 @@
  */
 #include "owned.h"
 
+#include <sched.h>
+
+#include "sched.h"
 #include "task.h"
+
+static void shard_lock(own_shard *sh) {
+    for (int spins = 0;; spins++) {
+        if (!atomic_exchange_explicit(&sh->lock, 1, memory_order_acquire))
+            return;
+        while (atomic_load_explicit(&sh->lock, memory_order_relaxed)) {
+            if (++spins > 64) {
+                sched_yield();
+                spins = 0;
+            } else {
+                __builtin_ia32_pause();
+            }
+        }
+    }
+}
+
+static void shard_unlock(own_shard *sh) {
+    atomic_store_explicit(&sh->lock, 0, memory_order_release);
+}
 
 void own_init(own *o) {
     for (int i = 0; i < OWN_SHARDS; i++) {
-        pthread_mutex_init(&o->shard[i].lock, NULL);
+        atomic_init(&o->shard[i].lock, 0);
         o->shard[i].head = NULL;
         o->shard[i].closed = false;
         atomic_init(&o->shard[i].count, 0);
@@ -15,12 +37,13 @@ void own_init(own *o) {
 }
 
 void own_destroy(own *o) {
-    for (int i = 0; i < OWN_SHARDS; i++)
-        pthread_mutex_destroy(&o->shard[i].lock);
+    (void)o;
 }
 
+/* Ids come in per-worker blocks (sched.h): tasks a worker spawns share a
+ * shard, whose lock and list head then stay in that worker's cache. */
 static own_shard *shard_of(own *o, ms_task *t) {
-    return &o->shard[t->id & (OWN_SHARDS - 1)];
+    return &o->shard[(t->id / SCHED_ID_BLOCK) & (OWN_SHARDS - 1)];
 }
 
 static void count_add(own_shard *sh, int64_t d) {
@@ -31,9 +54,9 @@ static void count_add(own_shard *sh, int64_t d) {
 
 bool own_insert(own *o, ms_task *t) {
     own_shard *sh = shard_of(o, t);
-    pthread_mutex_lock(&sh->lock);
+    shard_lock(sh);
     if (sh->closed) {
-        pthread_mutex_unlock(&sh->lock);
+        shard_unlock(sh);
         return false;
     }
     t->own_prev = NULL;
@@ -43,7 +66,7 @@ bool own_insert(own *o, ms_task *t) {
     sh->head = t;
     t->own_linked = true;
     count_add(sh, 1);
-    pthread_mutex_unlock(&sh->lock);
+    shard_unlock(sh);
     return true;
 }
 
@@ -61,30 +84,30 @@ static void unlink_locked(own_shard *sh, ms_task *t) {
 
 void own_remove(own *o, ms_task *t) {
     own_shard *sh = shard_of(o, t);
-    pthread_mutex_lock(&sh->lock);
+    shard_lock(sh);
     if (t->own_linked)
         unlink_locked(sh, t);
-    pthread_mutex_unlock(&sh->lock);
+    shard_unlock(sh);
 }
 
 void own_close(own *o) {
     for (int i = 0; i < OWN_SHARDS; i++) {
-        pthread_mutex_lock(&o->shard[i].lock);
+        shard_lock(&o->shard[i]);
         o->shard[i].closed = true;
-        pthread_mutex_unlock(&o->shard[i].lock);
+        shard_unlock(&o->shard[i]);
     }
 }
 
 ms_task *own_pop(own *o) {
     for (int i = 0; i < OWN_SHARDS; i++) {
         own_shard *sh = &o->shard[i];
-        pthread_mutex_lock(&sh->lock);
+        shard_lock(sh);
         ms_task *t = sh->head;
         if (t) {
             unlink_locked(sh, t);
             task_ref(t);
         }
-        pthread_mutex_unlock(&sh->lock);
+        shard_unlock(sh);
         if (t)
             return t;
     }

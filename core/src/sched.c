@@ -239,8 +239,9 @@ static void run_task(sched_worker *w, ms_task *t) {
         t = w->lifo;
         w->lifo = NULL;
         if (lifo_polls >= SCHED_MAX_LIFO_POLLS) {
+            /* This worker runs it soon; waking a sleeper to steal it would
+             * cost a futex wake per few tasks of a spawn chain. */
             push_back(w, t);
-            notify_parked(s);
             break;
         }
         task_run(t, w, s->budget);
