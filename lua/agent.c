@@ -1252,6 +1252,9 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
     if (lua_isboolean(L, -1) && !lua_toboolean(L, -1))
         a->jit_off = true;
     lua_pop(L, 1);
+    lua_getfield(L, idx, "supervised");
+    a->supervised = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, idx, "args");
     if (!lua_isnil(L, -1)) {
         a->args = xfer_new();
@@ -1262,7 +1265,7 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
 
     registry_add(h, a);
     pthread_mutex_lock(&h->lock);
-    if (h->phase == HOST_STOPPING)
+    if (h->phase == HOST_STOPPING && !a->supervised)
         atomic_store(&a->shutdown_requested, true);
     pthread_mutex_unlock(&h->lock);
     agent_ref(a); /* the task's reference */

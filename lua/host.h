@@ -206,6 +206,7 @@ struct agent {
     xfer *args;
     bool jit_off;
     uint32_t restarts;          /* set by a supervisor that restarted this child */
+    bool supervised;            /* immutable: its supervisor stops it at shutdown */
     bool jit_counted;           /* counted in host jit_agents */
     bool jit_decided;           /* agent thread: the JIT was switched on or off */
     uint8_t ms_upvals[8];       /* fn upvalues that held the ms module */

@@ -2,9 +2,11 @@
  * lifecycle.c - graceful shutdown for ms-host.
  *
  * A shutdown starts with SIGINT, SIGTERM or ms.shutdown([timeout]).  Every
- * agent is asked to stop: at its next poll it aborts its tasks, runs its
- * ms.on_shutdown handlers (in the order they were registered, each in a
- * protected call) and ends with reason "shutdown".  When the main agent
+ * agent that no supervisor owns is asked to stop: at its next poll it
+ * aborts its tasks, runs its ms.on_shutdown handlers (in the order they
+ * were registered, each in a protected call) and ends with reason
+ * "shutdown".  Supervisors stop their children (spawned with supervised =
+ * true) in reverse start order from their handlers.  When the main agent
  * has ended that way, ms-host shuts the runtime down (draining what is
  * left) and exits 0.  If the deadline (shutdown_timeout, or the timeout
  * given to ms.shutdown) passes first, every agent is killed and ms-host
@@ -47,7 +49,12 @@ void host_begin_shutdown(const char *reason, double timeout) {
                                        : ms_runtime_config(h->rt)->shutdown_timeout_ms / 1000.0;
     snprintf(h->shutdown_reason, sizeof h->shutdown_reason, "%s", reason);
     h->shutdown_started_ns = ms_now_ns();
+    /* Supervised agents are left to their supervisors, which stop them in
+     * reverse start order from their own on_shutdown handlers; everyone
+     * else is asked directly.  The deadline still covers them all. */
     for (agent *a = h->agents; a; a = a->next_reg) {
+        if (a->supervised)
+            continue;
         atomic_store_explicit(&a->shutdown_requested, true, memory_order_release);
         ms_waker_wake_by_ref(&a->self_waker);
     }

@@ -85,6 +85,38 @@ describe("graceful shutdown", function()
     assert.truthy(out:find("second SIGINT", 1, true))
   end)
 
+  it("stops a supervision tree's children in reverse start order on SIGTERM", function()
+    local tree = tmpfile([[
+local function child(args)
+  while true do
+    local m = ms.recv()
+    if type(m) == "table" and m.event == "shutdown" then
+      print("stopped " .. args.name)
+      io.stdout:flush()
+      return
+    end
+  end
+end
+local children = {}
+for _, name in ipairs({ "first", "second", "third" }) do
+  children[#children + 1] = { id = name, start = { fn = child, args = { name = name } }, shutdown = 5 }
+end
+local sup = ms.supervisor{ name = "root", strategy = "one_for_one", children = children }
+ms.sleep(0.1)
+print("ready")
+io.stdout:flush()
+while true do ms.sleep(0.05) end
+]])
+    local code, out = run_and_signal(tree, "", { "TERM" })
+    os.remove(tree)
+    assert.are.equal(0, code)
+    local third = out:find("stopped third", 1, true)
+    local second = out:find("stopped second", 1, true)
+    local first = out:find("stopped first", 1, true)
+    assert.truthy(third and second and first, out)
+    assert.is_true(third < second and second < first, out)
+  end)
+
   it("shuts down from Lua with ms.shutdown()", function()
     local s = tmpfile([[
 ms.on_shutdown(function() print("handler ran") end)

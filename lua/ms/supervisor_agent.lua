@@ -188,13 +188,15 @@ local function spawn_agent(S, c)
     if st.supervisor_spec then
         return ms.agent.spawn{
             module = "ms.supervisor_agent", name = st.name, args = st,
-            memory_limit = st.memory_limit, restarts = c.restarts,
+            memory_limit = st.memory_limit, restarts = c.restarts, supervised = true,
         }
     end
+    -- supervised: at a host shutdown this supervisor stops the child (in
+    -- reverse start order), not the host.
     return ms.agent.spawn{
         fn = st.fn_code and load_fn(S, st.fn_code, c.id), file = st.file, module = st.module,
         name = st.name, args = st.args, memory_limit = st.memory_limit, jit = st.jit,
-        restarts = c.restarts,
+        restarts = c.restarts, supervised = true,
     }
 end
 
