@@ -111,6 +111,10 @@ int host_shutdown(void) {
                 (unsigned long long)stopped, stopped == 1 ? "" : "s", (unsigned long long)unread,
                 unread == 1 ? "" : "s");
     events_shutdown();
+    free(h->profile_name);
+    for (int i = 0; i < h->nprofile_sets; i++)
+        free(h->profile_sets[i]);
+    free(h->profile_sets);
     free(h->lua_path);
     free(h->lua_cpath);
     ms_waker_drop(&h->lifecycle_waker);

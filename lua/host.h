@@ -262,7 +262,17 @@ struct host {
     uint64_t shutdown_started_ns;
     ms_waker lifecycle_waker;
     _Atomic bool shutdown_timed_out;
+    /* What ms-host resolved its profile from, for SIGHUP (immutable after
+     * start; NULL under ms.run). */
+    char *profile_name;
+    char **profile_sets;        /* "key=value", from --set and --workers */
+    int nprofile_sets;
+    ms_config profile_config;   /* the runtime's settings as resolved */
 };
+
+/* SIGHUP: re-reads the profile; applies the live settings, names the ones
+ * that need a restart.  Runs on the blocking pool. */
+void host_reload_profile(void);
 
 /* Starts a graceful shutdown (idempotent): every agent runs its
  * ms.on_shutdown handlers and ends.  timeout < 0: the profile's. */

@@ -17,6 +17,7 @@
  * The watcher is one C task polling the signal watchers and the deadline
  * timer; everything it does to agents goes through flags and wakes.
  */
+#include <lualib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@
 #include "host.h"
 
 typedef struct lifecycle {
-    ms_signal *sigint, *sigterm;
+    ms_signal *sigint, *sigterm, *sighup;
     ms_timer *deadline;
     bool deadline_armed;
     bool killed;                /* the deadline passed: agents were killed */
@@ -75,6 +76,12 @@ static void kill_all(host *h) {
     pthread_mutex_unlock(&h->lock);
 }
 
+static void *reload_job(void *arg) {
+    (void)arg;
+    host_reload_profile();
+    return NULL;
+}
+
 static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
     lifecycle *l = state;
     host *h = host_get();
@@ -94,6 +101,12 @@ static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
     }
     if (ms_signal_poll(l->sigterm, cx, &n) == MS_POLL_READY)
         host_begin_shutdown("SIGTERM", -1);
+    if (l->sighup && ms_signal_poll(l->sighup, cx, &n) == MS_POLL_READY) {
+        /* Reading the profile means file I/O and running Lua: the blocking
+         * pool's work, not a worker's. */
+        if (ms_spawn_blocking(h->rt, reload_job, NULL, NULL) != 0)
+            fprintf(stderr, "ms-host: SIGHUP: cannot reload now (shutting down)\n");
+    }
     pthread_mutex_lock(&h->lock);
     bool stopping = h->phase == HOST_STOPPING;
     double timeout = h->shutdown_timeout;
@@ -126,8 +139,9 @@ static void lifecycle_drop(void *state) {
     lifecycle *l = state;
     ms_signal_free(l->sigint);
     ms_signal_free(l->sigterm);
+    ms_signal_free(l->sighup);
     ms_timer_free(l->deadline);
-    l->sigint = l->sigterm = NULL;
+    l->sigint = l->sigterm = l->sighup = NULL;
     l->deadline = NULL;
 }
 
@@ -138,6 +152,8 @@ int host_start_lifecycle(ms_error *err) {
     int rc = ms_signal_new(h->rt, SIGINT, &l->sigint, err);
     if (rc == 0)
         rc = ms_signal_new(h->rt, SIGTERM, &l->sigterm, err);
+    if (rc == 0 && h->profile_name)
+        rc = ms_signal_new(h->rt, SIGHUP, &l->sighup, err);
     if (rc == 0)
         rc = ms_timer_new(h->rt, &l->deadline, err);
     if (rc == 0)
@@ -185,4 +201,110 @@ void host_on_stall(void *ud, const ms_stall *st) {
     const char *strs[] = {NULL, name, NULL, st->recovered ? "true" : "false"};
     double nums[] = {st->worker, 0, st->stalled_ms / 1000.0, 0};
     events_publish_host("ms.worker.stalled", keys, strs, nums, 4);
+}
+
+/* ---- SIGHUP: reload ---- */
+
+#ifndef MS_LUA_DIR
+#define MS_LUA_DIR "lua"
+#endif
+
+/* The host's own settings can change while it runs; the runtime's cannot
+ * yet (they are named so the operator knows a restart is needed). */
+void host_reload_profile(void) {
+    host *h = host_get();
+    if (!h || !h->profile_name)
+        return;
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, "ms-host: SIGHUP: out of memory\n");
+        return;
+    }
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", MS_LUA_DIR, MS_LUA_DIR);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ms.profile");
+    int ok = lua_pcall(L, 1, 1, 0) == 0;
+    if (ok) {
+        lua_getfield(L, -1, "load");
+        lua_pushstring(L, h->profile_name);
+        lua_createtable(L, 0, 2);
+        lua_createtable(L, 0, h->nprofile_sets);
+        for (int i = 0; i < h->nprofile_sets; i++) {
+            const char *eq = strchr(h->profile_sets[i], '=');
+            lua_pushlstring(L, h->profile_sets[i], (size_t)(eq - h->profile_sets[i]));
+            lua_pushstring(L, eq + 1);
+            lua_settable(L, -3);
+        }
+        lua_setfield(L, -2, "overrides");
+        ok = lua_pcall(L, 2, 1, 0) == 0;
+    }
+    if (!ok) {
+        fprintf(stderr, "ms-host: SIGHUP: profile not reloaded, the running settings stay: %s\n",
+                lua_tostring(L, -1));
+        lua_close(L);
+        return;
+    }
+    int prof = lua_gettop(L);
+    lua_getfield(L, prof, "values");
+    int vals = lua_gettop(L);
+    int changed = 0;
+    /* Live: the host's own fields. */
+    struct { const char *key; size_t *sz; uint32_t *u32; } live[] = {
+        {"agent_memory_limit", &h->default_mem_limit, NULL},
+        {"mailbox_limit", &h->mailbox_limit, NULL},
+        {"jit_agent_limit", NULL, &h->jit_agent_limit},
+    };
+    for (size_t i = 0; i < sizeof live / sizeof live[0]; i++) {
+        lua_getfield(L, vals, live[i].key);
+        double v = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        double old = live[i].sz ? (double)*live[i].sz : (double)*live[i].u32;
+        if (v == old)
+            continue;
+        pthread_mutex_lock(&h->lock);
+        if (live[i].sz)
+            *live[i].sz = (size_t)v;
+        else
+            *live[i].u32 = (uint32_t)v;
+        pthread_mutex_unlock(&h->lock);
+        fprintf(stderr, "ms-host: SIGHUP: %s %.0f -> %.0f (applies to agents spawned from now on)\n",
+                live[i].key, old, v);
+        changed++;
+    }
+    /* Not live yet: the runtime's fields. */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ms.profile");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "to_config_pairs");
+    lua_pushvalue(L, prof);
+    if (lua_pcall(L, 1, 1, 0) == 0) {
+        ms_config now = h->profile_config;
+        int n = (int)lua_objlen(L, -1);
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            lua_rawgeti(L, -1, 1);
+            lua_rawgeti(L, -2, 2);
+            ms_config probe = now;
+            ms_error err;
+            const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
+            if (k && v && ms_config_set(&probe, k, v, &err) == 0 &&
+                memcmp(&probe, &now, sizeof probe) != 0) {
+                fprintf(stderr, "ms-host: SIGHUP: %s = %s needs a restart (the runtime's settings "
+                                "are not live-tunable yet)\n", k, v);
+                changed++;
+            }
+            lua_pop(L, 3);
+        }
+    }
+    if (changed == 0)
+        fprintf(stderr, "ms-host: SIGHUP: profile %s reloaded, nothing changed\n", h->profile_name);
+    const char *keys[] = {"phase", "profile", "changes"};
+    const char *strs[] = {"reload", h->profile_name, NULL};
+    double nums[] = {0, 0, changed};
+    events_publish_host("ms.reload", keys, strs, nums, 3);
+    lua_close(L);
 }

@@ -324,6 +324,17 @@ static int cmd_run(const opts *o) {
     }
     host *h = host_init(rt, true);
     apply_profile(L, &cfg, h);
+    /* For SIGHUP: what the profile was resolved from. */
+    h->profile_name = strdup(o->profile ? o->profile : "default");
+    h->profile_config = cfg;
+    h->profile_sets = calloc((size_t)o->nsets + 2, sizeof *h->profile_sets);
+    for (int i = 0; h->profile_sets && i < o->nsets; i++)
+        h->profile_sets[h->nprofile_sets++] = strdup(o->sets[i]);
+    if (h->profile_sets && o->workers) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "worker_threads=%s", o->workers);
+        h->profile_sets[h->nprofile_sets++] = strdup(buf);
+    }
     if (cfg.enable_io && host_start_lifecycle(&err) != 0)
         fprintf(stderr, "ms-host: no graceful shutdown on SIGINT/SIGTERM: %s\n", err.message);
     lua_getfield(L, -1, "values");

@@ -117,6 +117,43 @@ while true do ms.sleep(0.05) end
     assert.is_true(third < second and second < first, out)
   end)
 
+  it("reloads the profile on SIGHUP: live settings change, the others are named", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p '" .. dir .. "'")
+    local prof = dir .. "/p.lua"
+    local function write_profile(text)
+      local f = assert(io.open(prof, "w"))
+      f:write(text)
+      f:close()
+    end
+    write_profile('return { extends = "default", description = "t", mailbox_limit = 10 }')
+    local s = tmpfile('print("ready"); io.stdout:flush(); while true do ms.sleep(0.02) end')
+    local out = os.tmpname()
+    local cmd = ([[
+"%s" run "%s" --profile "%s" > "%s" 2>&1 &
+p=$!
+for i in $(seq 1 250); do grep -q ready "%s" && break; sleep 0.02; done
+printf 'return { extends = "default", description = "t", mailbox_limit = 50, budget = 64 }' > "%s"
+kill -HUP $p; sleep 0.5
+printf 'return { extends = "default", description = "t", bogus = 1 }' > "%s"
+kill -HUP $p; sleep 0.5
+kill -TERM $p; wait $p; echo "exit=$?"
+]]):format(host, s, prof, out, out, prof, prof)
+    local sh = io.popen("sh -c '" .. cmd:gsub("'", "'\\''") .. "'")
+    local status = sh:read("*a")
+    sh:close()
+    local text = slurp(out)
+    os.remove(out)
+    os.remove(s)
+    os.execute("rm -rf '" .. dir .. "'")
+    assert.truthy(status:find("exit=0", 1, true), text)
+    assert.truthy(text:find("mailbox_limit 10 -> 50", 1, true), text)
+    assert.truthy(text:find("budget = 64 needs a restart", 1, true), text)
+    assert.truthy(text:find("profile not reloaded", 1, true), text)
+    assert.truthy(text:find("unknown field 'bogus'", 1, true), text)
+  end)
+
   it("shuts down from Lua with ms.shutdown()", function()
     local s = tmpfile([[
 ms.on_shutdown(function() print("handler ran") end)
