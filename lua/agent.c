@@ -868,14 +868,33 @@ static bool resume(agent *a, ltask *lt, ms_cx *cx) {
     lua_State *L = a->L;
     if (rc == 0) {
         int n = lua_gettop(lt->co);
-        lua_createtable(lt->co, n, 1);
-        lua_insert(lt->co, 1);
-        for (int i = n; i >= 1; i--)
-            lua_rawseti(lt->co, 1, i);
-        lua_pushinteger(lt->co, n);
-        lua_setfield(lt->co, 1, "n");
-        lua_xmove(lt->co, L, 1);
-        lt->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        if (n <= 1) {
+            /* Most tasks return nothing or one value: no table for that. */
+            lt->nresults = n;
+            if (n == 1) {
+                lt->result_type = lua_type(lt->co, -1);
+                if (lt->result_type == LUA_TNUMBER || lt->result_type == LUA_TBOOLEAN) {
+                    /* Kept in C: no registry slot to take and give back. */
+                    lt->result_num = lt->result_type == LUA_TNUMBER
+                                         ? lua_tonumber(lt->co, -1)
+                                         : (double)lua_toboolean(lt->co, -1);
+                    lua_pop(lt->co, 1);
+                } else {
+                    lua_xmove(lt->co, L, 1);
+                    lt->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+                }
+            }
+        } else {
+            lt->nresults = -1;
+            lua_createtable(lt->co, n, 1);
+            lua_insert(lt->co, 1);
+            for (int i = n; i >= 1; i--)
+                lua_rawseti(lt->co, 1, i);
+            lua_pushinteger(lt->co, n);
+            lua_setfield(lt->co, 1, "n");
+            lua_xmove(lt->co, L, 1);
+            lt->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
         bool main = lt->is_main;
         ltask_finish(a, lt, LT_DONE);
         ltask_unref(lt);

@@ -136,7 +136,11 @@ struct ltask {
     ltask *next_all, *prev_all; /* the agent's list of live ltasks */
     ltask *joiners;             /* waiting in join, linked by join_next */
     ltask *join_next;
-    int result_ref;             /* registry ref: results table or error value */
+    int result_ref;             /* registry ref: results (see nresults) or error value */
+    int nresults;               /* -1: result_ref is a table {n=, ...}; 0 or 1 value */
+    int result_type;            /* one value: LUA_TNUMBER/LUA_TBOOLEAN kept in result_num,
+                                   anything else in result_ref */
+    double result_num;
     bool observed;              /* a join has seen the outcome */
     /* Set (exchange) by wakers on any thread, cleared by the scheduler. */
     _Atomic uint32_t notified;

@@ -172,6 +172,22 @@ static void push_outcome(ltask *lt, ltask *target) {
         lt->nres = 2;
         return;
     }
+    if (target->status == LT_DONE && target->nresults >= 0) {
+        lua_checkstack(co, 2);
+        lua_pushboolean(co, 1);
+        if (target->nresults == 1) {
+            if (target->result_type == LUA_TNUMBER) {
+                lua_pushnumber(co, target->result_num);
+            } else if (target->result_type == LUA_TBOOLEAN) {
+                lua_pushboolean(co, target->result_num != 0);
+            } else {
+                lua_rawgeti(L, LUA_REGISTRYINDEX, target->result_ref);
+                lua_xmove(L, co, 1);
+            }
+        }
+        lt->nres = 1 + target->nresults;
+        return;
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, target->result_ref);
     lua_xmove(L, co, 1);
     if (target->status == LT_FAILED) {
