@@ -988,6 +988,30 @@ static ms_poll finish_poll(ms_cx *cx, agent *a) {
     return p;
 }
 
+/* Takes the coroutines woken since the last look and re-polls their
+ * operations; the ready ones join the run queue.  The stack is LIFO: it is
+ * reversed so that wakes are served in order. */
+static void drain_woken(agent *a, ms_cx *cx) {
+    ltask *w = atomic_exchange_explicit(&a->woken, NULL, memory_order_acquire);
+    ltask *fifo = NULL;
+    while (w) {
+        ltask *next = w->next_woken;
+        w->next_woken = fifo;
+        fifo = w;
+        w = next;
+    }
+    while (fifo) {
+        ltask *lt = fifo;
+        fifo = lt->next_woken;
+        atomic_store_explicit(&lt->notified, 0, memory_order_release);
+        if (lt->status == LT_WAITING && op_poll_now(lt, cx) == MS_POLL_READY) {
+            lt->status = LT_READY;
+            runq_push(a, lt);
+        }
+        ltask_unref(lt);
+    }
+}
+
 ms_poll agent_poll(ms_cx *cx, void *state) {
     agent *a = state;
     atomic_fetch_add_explicit(&a->polls, 1, memory_order_relaxed);
@@ -1060,50 +1084,38 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
         }
     }
 
-    /* Coroutines woken since the last poll: re-poll their operations.
-     * The stack is LIFO; reverse it so wakes are served in order. */
-    ltask *w = atomic_exchange_explicit(&a->woken, NULL, memory_order_acquire);
-    ltask *fifo = NULL;
-    while (w) {
-        ltask *next = w->next_woken;
-        w->next_woken = fifo;
-        fifo = w;
-        w = next;
-    }
-    while (fifo) {
-        ltask *lt = fifo;
-        fifo = lt->next_woken;
-        atomic_store_explicit(&lt->notified, 0, memory_order_release);
-        if (lt->status == LT_WAITING && op_poll_now(lt, cx) == MS_POLL_READY) {
-            lt->status = LT_READY;
-            runq_push(a, lt);
-        }
-        ltask_unref(lt);
-    }
-
     if (!a->jit_decided && a->own_state &&
         atomic_load_explicit(&a->polls, memory_order_relaxed) >= JIT_AFTER_POLLS)
         agent_jit_decide(a);
 
+    /* Alternate between the coroutines woken (by this agent's own tasks or
+     * from outside) and the ready ones until neither is left or the budget
+     * is spent: a wake between two coroutines of this agent is served in
+     * this poll, not after a trip through the executor. */
     uint32_t budget = ms_runtime_config(a->h->rt)->budget;
-    while (a->runq_head) {
-        if (budget-- == 0)
-            return ms_cx_yield(cx); /* let other agents run */
-        ltask *lt = runq_pop(a);
-        if (resume(a, lt, cx)) {
-            if (a->state != AG_EXITED) {
-                pthread_mutex_lock(&a->mlock);
-                bool running = a->state != AG_EXITED;
-                pthread_mutex_unlock(&a->mlock);
-                if (running)
-                    agent_exit(a, a->shutdown_started ? "shutdown" : "normal", 0, NULL, NULL);
-            }
-            return finish_poll(cx, a);
-        }
-        if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire))
+    for (;;) {
+        drain_woken(a, cx);
+        if (!a->runq_head)
             return MS_POLL_PENDING;
+        while (a->runq_head) {
+            if (budget-- == 0)
+                return ms_cx_yield(cx); /* let other agents run */
+            ltask *lt = runq_pop(a);
+            if (resume(a, lt, cx)) {
+                if (a->state != AG_EXITED) {
+                    pthread_mutex_lock(&a->mlock);
+                    bool running = a->state != AG_EXITED;
+                    pthread_mutex_unlock(&a->mlock);
+                    if (running)
+                        agent_exit(a, a->shutdown_started ? "shutdown" : "normal", 0, NULL,
+                                   NULL);
+                }
+                return finish_poll(cx, a);
+            }
+            if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire))
+                return MS_POLL_PENDING;
+        }
     }
-    return MS_POLL_PENDING;
 }
 
 static void agent_task_drop(void *state) {

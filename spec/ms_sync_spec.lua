@@ -602,3 +602,28 @@ describe("ms.channel", function()
         assert.are.equal("ms.channel(1 queued, capacity 4)", tostring(c))
     end)
 end)
+
+describe("a channel or semaphore referenced only by the call waiting on it", function()
+    it("stays alive through garbage collections until the wait ends", function()
+        run(function()
+            local t = ms.spawn(function() return ms.channel(1):recv(0.2) end)
+            local u = ms.spawn(function() return ms.semaphore(0):acquire(1, 0.2) end)
+            local w = ms.spawn(function()
+                local c = ms.channel(1)
+                c:send(1)
+                return c:send(2, 0.2)
+            end)
+            for _ = 1, 5 do
+                collectgarbage()
+                collectgarbage()
+                ms.sleep(0.02)
+            end
+            for _, task in ipairs({ t, u, w }) do
+                local ok, v, err = task:join(5)
+                assert.is_true(ok)
+                assert.is_nil(v)
+                assert.are.equal("timeout", err)
+            end
+        end)
+    end)
+end)
