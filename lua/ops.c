@@ -32,25 +32,32 @@ reply_slot *reply_new(void) {
     return r;
 }
 
+/* The count changes under the lock: whoever takes it from 2 to 1 may still
+ * need the slot (to wake the waiting caller) while the other holder drops
+ * the last reference; with both under the lock, the last one frees only
+ * once nobody else is inside. */
 void reply_ref(reply_slot *r) {
+    pthread_mutex_lock(&r->lock);
     atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&r->lock);
 }
 
 void reply_unref(reply_slot *r) {
-    uint32_t prev = atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel);
+    pthread_mutex_lock(&r->lock);
+    uint32_t prev = atomic_fetch_sub_explicit(&r->refs, 1, memory_order_relaxed);
     if (prev == 1) {
+        pthread_mutex_unlock(&r->lock);
         xfer_free(r->body);
         ms_waker_drop(&r->waker);
         pthread_mutex_destroy(&r->lock);
         free(r);
-    } else if (prev == 2) {
-        /* Only one holder left.  If it is the waiting caller, nobody can
-         * answer any more: wake it to report that. */
-        pthread_mutex_lock(&r->lock);
-        ms_waker w = r->caller_gone ? (ms_waker){0} : ms_waker_clone(&r->waker);
-        pthread_mutex_unlock(&r->lock);
-        ms_waker_wake(&w);
+        return;
     }
+    /* Only one holder left: if it is the waiting caller, nobody can answer
+     * any more, so wake it to report that. */
+    ms_waker w = prev == 2 && !r->caller_gone ? ms_waker_clone(&r->waker) : (ms_waker){0};
+    pthread_mutex_unlock(&r->lock);
+    ms_waker_wake(&w);
 }
 
 bool reply_fill(reply_slot *r, xfer *body) {
