@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "driver.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,19 @@ int drv_init(driver *d, ms_runtime *rt, const ms_config *cfg, ms_error *err) {
     d->rt = rt;
     d->time = cfg->enable_time || cfg->enable_all;
     d->io = cfg->enable_io || cfg->enable_all;
+    if (d->io) {
+        /* A write to a socket whose peer has gone raises SIGPIPE, whose
+         * default action ends the process; libuv writes with write(2), so
+         * the signal is ignored (as Tokio and Node do) and the write fails
+         * with EPIPE, which the stream reports.  A handler the program
+         * installed itself is left alone. */
+        struct sigaction old;
+        if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+            struct sigaction ign = {0};
+            ign.sa_handler = SIG_IGN;
+            sigaction(SIGPIPE, &ign, NULL);
+        }
+    }
     d->start_ns = ms_now_ns();
     int rc = uv_loop_init(&d->loop);
     if (rc != 0)

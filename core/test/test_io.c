@@ -405,4 +405,59 @@ TEST(sockets_on_a_runtime_without_io_are_a_clear_error) {
     stop_rt(rt);
 }
 
+/* ---- a peer that has gone ---- */
+
+typedef struct to_closed {
+    ms_listener *l;
+    ms_stream *s;
+    int phase;
+    int writes;
+    ssize_t last;
+} to_closed;
+
+/* Accepts one connection whose client closes at once, then writes to it
+ * until a write fails: the failure must be an error value, not a SIGPIPE
+ * that ends the process. */
+static ms_poll write_to_closed_poll(ms_cx *cx, void *state) {
+    to_closed *t = state;
+    int rc;
+    if (t->phase == 0) {
+        if (ms_listener_accept(t->l, cx, &t->s, &rc, NULL) == MS_POLL_PENDING)
+            return MS_POLL_PENDING;
+        if (rc != 0)
+            return ms_cx_fail(cx, rc, "accept");
+        t->phase = 1;
+    }
+    static char chunk[65536];
+    while (t->writes < 1000) {
+        ssize_t n;
+        if (ms_stream_write(t->s, cx, chunk, sizeof chunk, &n, NULL) == MS_POLL_PENDING)
+            return MS_POLL_PENDING;
+        t->writes++;
+        t->last = n;
+        if (n < 0)
+            return MS_POLL_READY;
+    }
+    return MS_POLL_READY;
+}
+
+TEST(writing_to_a_peer_that_closed_fails_with_an_error_not_sigpipe) {
+    ms_runtime *rt = start_rt(2);
+    to_closed t = {0};
+    ms_error err;
+    CHECK_INT_EQ(ms_tcp_listen(rt, "127.0.0.1", 0, 4, &t.l, &err), 0);
+    flood f = {.port = ms_listener_port(t.l)};
+    ms_task *h;
+    CHECK_INT_EQ(ms_spawn(rt, write_to_closed_poll, &t, NULL, &h), 0);
+    void *out;
+    CHECK_INT_EQ(ms_block_on(rt, connect_only_poll, &f, &out, &err), 0);
+    ms_stream_close(out); /* the client goes away at once */
+    CHECK_INT_EQ(ms_task_join(h, 20000, NULL, &err), 0);
+    CHECK(t.last < 0);
+    ms_task_release(h);
+    ms_stream_close(t.s);
+    ms_listener_close(t.l);
+    stop_rt(rt);
+}
+
 TEST_MAIN()
