@@ -564,19 +564,24 @@ static int permit_count(lua_State *L) {
     return 1;
 }
 
-static uint64_t check_permits(lua_State *L, int idx) {
-    double n = luaL_optnumber(L, idx, 1);
-    if (n < 1 || n != (double)(uint64_t)n || n > (double)MS_SEM_MAX_PERMITS)
-        luaL_argerror(L, idx, "permits must be a whole number >= 1");
+/* A whole number of permits >= min (at most MS_SEM_MAX_PERMITS). */
+static uint64_t check_whole(lua_State *L, int idx, double n, double min) {
+    if (n > (double)MS_SEM_MAX_PERMITS)
+        luaL_argerror(L, idx, "too many permits");
+    if (n < min || n != (double)(uint64_t)n)
+        luaL_argerror(L, idx, min >= 1 ? "permits must be a whole number >= 1"
+                                       : "permits must be a whole number >= 0");
     return (uint64_t)n;
 }
 
+static uint64_t check_permits(lua_State *L, int idx) {
+    return check_whole(L, idx, luaL_optnumber(L, idx, 1), 1);
+}
+
 static int l_semaphore(lua_State *L) {
-    double n = luaL_checknumber(L, 1);
-    if (n < 0 || n != (double)(uint64_t)n || n > (double)MS_SEM_MAX_PERMITS)
-        return luaL_argerror(L, 1, "permits must be a whole number >= 0");
+    uint64_t n = check_whole(L, 1, luaL_checknumber(L, 1), 0);
     ms_sem *s;
-    if (ms_sem_new((uint64_t)n, &s) != 0)
+    if (ms_sem_new(n, &s) != 0)
         return luaL_error(L, "ms.semaphore: out of memory");
     lh_push_handle(L, XH_SEM, s);
     return 1;
@@ -615,20 +620,16 @@ static int s_available(lua_State *L) {
 
 static int s_add_permits(lua_State *L) {
     ms_sem *s = check_sem(L, 1);
-    double n = luaL_checknumber(L, 2);
-    if (n < 0 || n != (double)(uint64_t)n)
-        return luaL_argerror(L, 2, "permits must be a whole number >= 0");
-    if (ms_sem_add_permits(s, (uint64_t)n) != 0)
+    uint64_t n = check_whole(L, 2, luaL_checknumber(L, 2), 0);
+    if (ms_sem_add_permits(s, n) != 0)
         return luaL_argerror(L, 2, "too many permits");
     return 0;
 }
 
 static int s_forget(lua_State *L) {
     ms_sem *s = check_sem(L, 1);
-    double n = luaL_checknumber(L, 2);
-    if (n < 0 || n != (double)(uint64_t)n)
-        return luaL_argerror(L, 2, "permits must be a whole number >= 0");
-    lua_pushnumber(L, (double)ms_sem_forget(s, (uint64_t)n));
+    uint64_t n = check_whole(L, 2, luaL_checknumber(L, 2), 0);
+    lua_pushnumber(L, (double)ms_sem_forget(s, n));
     return 1;
 }
 

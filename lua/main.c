@@ -208,8 +208,8 @@ static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
             lua_getfield(L, prof, "source");
             lua_getfield(L, -1, not_yet[i]);
             fprintf(stderr,
-                    "ms-host: %s (set by %s): this ms-host cannot act on it yet (the console and "
-                    "tuner scripts are not implemented); set it to false\n",
+                    "ms-host: %s (set by %s): this ms-host cannot act on it yet (there is no "
+                    "console or tuner script support so far); set it to false\n",
                     not_yet[i], lua_tostring(L, -1) ? lua_tostring(L, -1) : "the profile");
             return false;
         }
