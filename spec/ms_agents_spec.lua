@@ -35,19 +35,38 @@ end
 
 -- Waits for the exit notice of a monitored agent (other messages are
 -- dropped); fails after `timeout` seconds.
+-- Exit notices that arrived while waiting for another agent's, kept for
+-- the wait that wants them (agents may exit in any order).
+local early_exits = {}
+
 local function await_exit(a, timeout)
+    for i, m in ipairs(early_exits) do
+        if m.agent == a then
+            table.remove(early_exits, i)
+            return m
+        end
+    end
     local deadline = ms.now() + (timeout or 10)
     while true do
         local left = deadline - ms.now()
         assert(left > 0, "no exit notice for " .. tostring(a))
         local m = ms.recv(left)
-        if type(m) == "table" and m.event == "exit" and m.agent == a then
-            return m
+        if type(m) == "table" and m.event == "exit" then
+            if m.agent == a then
+                return m
+            end
+            early_exits[#early_exits + 1] = m
         end
     end
 end
 
 describe("ms agents", function()
+    before_each(function()
+        for i = #early_exits, 1, -1 do
+            early_exits[i] = nil
+        end
+    end)
+
     describe("ms.agent.spawn", function()
         it("runs a function as an agent with its args as the one argument", function()
             run(function()
