@@ -180,16 +180,35 @@ void agent_ref(agent *a) {
     atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
 }
 
+msg *msg_new(void) {
+    msg *m = malloc(sizeof *m);
+    if (!m)
+        return NULL;
+    m->next = NULL;
+    m->sender = NULL;
+    m->reply = NULL;
+    xfer_init(&m->own_body);
+    m->body = &m->own_body;
+    return m;
+}
+
+void msg_free(msg *m) {
+    if (m->body == &m->own_body)
+        xfer_clear(m->body);
+    else
+        xfer_free(m->body);
+    if (m->sender)
+        agent_unref(m->sender);
+    if (m->reply)
+        reply_unref(m->reply);
+    free(m);
+}
+
 static void agent_free(agent *a) {
     msg *m = a->mhead;
     while (m) {
         msg *next = m->next;
-        xfer_free(m->body);
-        if (m->sender)
-            agent_unref(m->sender);
-        if (m->reply)
-            reply_unref(m->reply);
-        free(m);
+        msg_free(m);
         m = next;
     }
     for (uint32_t i = 0; i < a->nmonitors; i++)
@@ -516,17 +535,15 @@ void agent_send_exit_notice(agent *target, agent *watcher) {
     xfer *x = lms_exit_notice(target);
     if (!x)
         return;
-    msg *m = calloc(1, sizeof *m);
+    msg *m = msg_new();
     if (!m) {
         xfer_free(x);
         return;
     }
     m->body = x;
     char err[128];
-    if (agent_deliver(watcher, m, err, sizeof err) != 0) {
-        xfer_free(x);
-        free(m);
-    }
+    if (agent_deliver(watcher, m, err, sizeof err) != 0)
+        msg_free(m);
 }
 
 /* Installed by agent_stop on an interpreted (jit = false) agent: the next

@@ -60,6 +60,7 @@ void xfer_decode(lua_State *L, xfer *x);
 /* Frees the buffer and releases handles not taken by a decode. */
 void xfer_clear(xfer *x);
 xfer *xfer_new(void);
+void xfer_init(xfer *x);
 void xfer_free(xfer *x);
 /* Building a blob by hand (no Lua state): a table of n pairs, then keys
  * and values. */
@@ -157,10 +158,16 @@ typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;
 
 typedef struct msg {
     struct msg *next;
-    xfer *body;
+    xfer *body;                 /* usually &own_body: one allocation a message */
     agent *sender;              /* ref; NULL if from outside an agent */
     reply_slot *reply;          /* ref; non-NULL for agent:call */
+    xfer own_body;
 } msg;
+
+/* A message whose body is its own embedded blob; NULL without memory. */
+msg *msg_new(void);
+/* Frees the body (embedded or not), the references and the message. */
+void msg_free(msg *m);
 
 typedef enum agent_src { SRC_FN, SRC_FILE, SRC_MODULE, SRC_STATE } agent_src;
 

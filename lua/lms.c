@@ -330,19 +330,13 @@ static int a_send(lua_State *L) {
     agent *target = lh_check_agent(L, 1);
     luaL_checkany(L, 2);
     char err[300];
-    msg *m = calloc(1, sizeof *m);
-    xfer *body = xfer_new();
-    if (!m || !body) {
-        free(m);
-        xfer_free(body);
+    msg *m = msg_new();
+    if (!m)
         return luaL_error(L, "send: out of memory");
-    }
-    if (!xfer_encode(L, 2, body, "message", err, sizeof err)) {
-        free(m);
-        xfer_free(body);
+    if (!xfer_encode(L, 2, m->body, "message", err, sizeof err)) {
+        msg_free(m);
         return luaL_error(L, "send: %s", err);
     }
-    m->body = body;
     agent *self = agent_from_state(L);
     if (self) {
         agent_ref(self);
@@ -350,10 +344,7 @@ static int a_send(lua_State *L) {
     }
     int rc = agent_deliver(target, m, err, sizeof err);
     if (rc != 0) {
-        xfer_free(body);
-        if (m->sender)
-            agent_unref(m->sender);
-        free(m);
+        msg_free(m);
         lua_pushnil(L);
         lerr_push(L, rc, err, NULL);
         return 2;

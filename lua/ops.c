@@ -317,10 +317,7 @@ static ms_poll recv_poll(ltask *lt, ms_cx *cx) {
         lua_pushnil(co);
     }
     lt->nres = 2;
-    xfer_free(m->body);
-    if (m->sender)
-        agent_unref(m->sender);
-    free(m);
+    msg_free(m);
     return MS_POLL_READY;
 }
 
@@ -395,34 +392,28 @@ static void call_cancel(ltask *lt) {
 
 int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout) {
     char err[300];
-    msg *m = calloc(1, sizeof *m);
-    xfer *body = xfer_new();
+    msg *m = msg_new();
     reply_slot *r = reply_new();
-    if (!m || !body || !r) {
-        free(m);
-        xfer_free(body);
+    if (!m || !r) {
+        if (m)
+            msg_free(m);
         if (r)
             reply_unref(r);
         return luaL_error(L, "call: out of memory");
     }
-    if (!xfer_encode(L, msg_idx, body, "message", err, sizeof err)) {
-        free(m);
-        xfer_free(body);
+    if (!xfer_encode(L, msg_idx, m->body, "message", err, sizeof err)) {
+        msg_free(m);
         reply_unref(r);
         return luaL_error(L, "call: %s", err);
     }
-    m->body = body;
     reply_ref(r); /* the message's */
     m->reply = r;
     m->sender = lt->a;
     agent_ref(lt->a);
     int rc = agent_deliver(target, m, err, sizeof err);
     if (rc != 0) {
-        xfer_free(body);
-        agent_unref(m->sender);
+        msg_free(m); /* drops the message's reply and sender references */
         reply_unref(r);
-        reply_unref(r);
-        free(m);
         lua_pushnil(L);
         lerr_push(L, rc, err, NULL);
         return 2;

@@ -29,15 +29,18 @@ enum { T_NIL, T_FALSE, T_TRUE, T_NUM, T_STR, T_TABLE, T_HANDLE };
 
 #define XFER_MAX_DEPTH 100
 
-xfer *xfer_new(void) {
-    xfer *x = malloc(sizeof *x);
-    if (!x)
-        return NULL;
+void xfer_init(xfer *x) {
     x->buf = x->inline_buf;
     x->len = 0;
     x->cap = XFER_INLINE;
     x->handles = NULL;
     x->nhandles = x->hcap = 0;
+}
+
+xfer *xfer_new(void) {
+    xfer *x = malloc(sizeof *x);
+    if (x)
+        xfer_init(x);
     return x;
 }
 
