@@ -802,8 +802,8 @@ static void agent_exit(agent *a, const char *reason, int code, const char *messa
     agent_exit_ex(a, reason, code, message, traceback, false);
 }
 
-/* Cancels every coroutine and closes the state (if ours). */
-static void agent_teardown(agent *a) {
+/* Ends every coroutine of a, waiting or ready, as aborted. */
+static void abort_all_tasks(agent *a) {
     while (a->all) {
         ltask *lt = a->all;
         if (lt->status == LT_WAITING)
@@ -812,6 +812,11 @@ static void agent_teardown(agent *a) {
         ltask_finish(a, lt, LT_ABORTED);
         ltask_unref(lt);
     }
+}
+
+/* Cancels every coroutine and closes the state (if ours). */
+static void agent_teardown(agent *a) {
+    abort_all_tasks(a);
     /* Drain the woken stack: those references are ours to drop. */
     ltask *w = atomic_exchange(&a->woken, NULL);
     while (w) {
@@ -961,14 +966,7 @@ static const char shutdown_runner[] =
     "end\n";
 
 static bool begin_graceful_stop(agent *a) {
-    while (a->all) {
-        ltask *lt = a->all;
-        if (lt->status == LT_WAITING)
-            op_cancel(lt);
-        runq_remove(a, lt);
-        ltask_finish(a, lt, LT_ABORTED);
-        ltask_unref(lt);
-    }
+    abort_all_tasks(a);
     a->main = NULL;
     lua_State *L = a->L;
     lua_getfield(L, LUA_REGISTRYINDEX, "ms.on_shutdown");

@@ -162,17 +162,26 @@ static char *dup_msg(const char *fmt, va_list ap) {
 
 /* ---- running ---- */
 
-void task_run(ms_task *t, struct sched_worker *w, uint32_t budget) {
+/* Claims t, popped from a queue, for running.  False when there is nothing
+ * to run: someone else owns or ended it (the queue's reference is dropped),
+ * or it was aborted (it is completed as cancelled). */
+static bool task_begin(ms_task *t) {
     switch (task_claim_for_run(t)) {
     case CLAIM_NONE:
         task_unref(t);
-        return;
+        return false;
     case CLAIM_CANCEL:
         task_complete(t, MS_E_TASK_CANCELLED, NULL, NULL);
-        return;
+        return false;
     case CLAIM_RUN:
         break;
     }
+    return true;
+}
+
+void task_run(ms_task *t, struct sched_worker *w, uint32_t budget) {
+    if (!task_begin(t))
+        return;
     ms_cx cx = {
         .rt = t->rt,
         .task = t,
@@ -251,16 +260,8 @@ int ms_blocking_fail(int code, const char *fmt, ...) {
 }
 
 void task_run_blocking(ms_task *t) {
-    switch (task_claim_for_run(t)) {
-    case CLAIM_NONE:
-        task_unref(t);
+    if (!task_begin(t))
         return;
-    case CLAIM_CANCEL:
-        task_complete(t, MS_E_TASK_CANCELLED, NULL, NULL);
-        return;
-    case CLAIM_RUN:
-        break;
-    }
     tls_blocking = (blocking_failure){.active = true};
     void *out = t->u.b.fn(t->u.b.arg);
     blocking_failure f = tls_blocking;

@@ -63,4 +63,17 @@ function M.known_keys(opts, known, what)
     end
 end
 
+-- The options table of ms.retry{...} or ms.circuit_breaker{...}: nil
+-- means {}; anything but a table, or an unknown key, is an error.
+function M.options(opts, known)
+    if opts == nil then
+        return {}
+    end
+    if type(opts) ~= "table" then
+        error(("expects a table of options, got %s"):format(type(opts)), 0)
+    end
+    M.known_keys(opts, known, "the options table")
+    return opts
+end
+
 return M

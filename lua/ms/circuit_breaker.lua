@@ -172,13 +172,7 @@ Breaker.__tostring = function(self)
 end
 
 local function new(opts)
-    if opts == nil then
-        opts = {}
-    end
-    if type(opts) ~= "table" then
-        error(("expects a table of options, got %s"):format(type(opts)), 0)
-    end
-    backoff.known_keys(opts, KNOWN, "the options table")
+    opts = backoff.options(opts, KNOWN)
     if opts.on_change ~= nil and type(opts.on_change) ~= "function" then
         error(("on_change must be a function, got %s"):format(type(opts.on_change)), 0)
     end

@@ -40,13 +40,7 @@ local function check_fn(opts, key)
 end
 
 local function options(opts)
-    if opts == nil then
-        opts = {}
-    end
-    if type(opts) ~= "table" then
-        error(("expects a table of options, got %s"):format(type(opts)), 0)
-    end
-    backoff.known_keys(opts, KNOWN, "the options table")
+    opts = backoff.options(opts, KNOWN)
     return {
         max_attempts = backoff.number(opts, "max_attempts", 3, 1, nil, true),
         delay = backoff.number(opts, "delay", 1, 0),
