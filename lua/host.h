@@ -373,4 +373,7 @@ void lh_push_permit(lua_State *L, ms_sem *s, uint64_t n);
  * an ms_err with err naming the address, and nothing is left running. */
 int metrics_http_start(host *h, const char *addr, ms_error *err);
 
+/* ---- the REPL's terminal (repl_term.c; ms-host only) ---- */
+int luaopen_ms_repl_term(lua_State *L);
+
 #endif

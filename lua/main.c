@@ -3,6 +3,7 @@
  *
  *   ms-host run FILE.lua [--profile NAME|FILE] [--workers N] [--set k=v]...
  *                        [-- ARGS...]
+ *   ms-host repl [--profile NAME|FILE] [--workers N] [--set k=v]...
  *   ms-host profiles [--workers N] [--set k=v]...
  *   ms-host --help | --version
  *
@@ -12,6 +13,10 @@
  * stderr), 2 for bad usage or configuration; after a graceful shutdown
  * (SIGINT, SIGTERM, ms.shutdown) 0 if it completed in time, 3 if the
  * deadline forced it, 130 on a second SIGINT (lifecycle.c).
+ *
+ * repl: the same host, with an interactive Lua prompt as the main agent
+ * (lua/ms/repl.lua on the terminal of repl_term.c); exits 0 at end of
+ * input.
  */
 #include <lauxlib.h>
 #include <luajit.h>
@@ -31,10 +36,14 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: ms-host run FILE.lua [options] [-- ARGS...]\n"
+            "       ms-host repl [options]\n"
             "       ms-host profiles [options]\n"
             "       ms-host --help | --version\n"
             "\n"
             "  run FILE.lua        run FILE as the main agent; exit when it ends\n"
+            "  repl                an interactive Lua prompt as the main agent of a live\n"
+            "                      runtime (helpers: metrics() agents() workers() top()\n"
+            "                      tune{...}); Ctrl-D exits\n"
             "  profiles            print every profile and what it resolves to here\n"
             "\n"
             "options:\n"
@@ -46,6 +55,7 @@ static void usage(FILE *out) {
             "  --metrics-listen HOST:PORT\n"
             "                      serve /metrics and /metrics.json over HTTP (the\n"
             "                      profile's metrics_listen), e.g. 127.0.0.1:9100\n"
+
             "\n"
             "exit status: 0 the main agent ended (or a graceful shutdown completed), 1 it\n"
             "failed, 2 bad usage or configuration, 3 a shutdown hit its timeout, 130 a\n"
@@ -79,8 +89,9 @@ static int parse(int argc, char **argv, opts *o) {
         printf("ms-host %s (%s)\n", MS_VERSION_STRING, LUAJIT_VERSION);
         exit(0);
     }
-    if (strcmp(o->cmd, "run") != 0 && strcmp(o->cmd, "profiles") != 0) {
-        fprintf(stderr, "ms-host: unknown command '%s' (run, profiles, --help, --version)\n",
+    if (strcmp(o->cmd, "run") != 0 && strcmp(o->cmd, "repl") != 0 &&
+        strcmp(o->cmd, "profiles") != 0) {
+        fprintf(stderr, "ms-host: unknown command '%s' (run, repl, profiles, --help, --version)\n",
                 o->cmd);
         return 2;
     }
@@ -150,6 +161,8 @@ static lua_State *new_state(void) {
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, luaopen_ms);
     lua_setfield(L, -2, "ms");
+    lua_pushcfunction(L, luaopen_ms_repl_term);
+    lua_setfield(L, -2, "ms.repl_term");
     lua_pop(L, 2);
     return L;
 }
@@ -303,7 +316,13 @@ static void print_error(lua_State *L, const char *file) {
     }
 }
 
+/* The main chunk of `ms-host repl`: the prompt, as the main agent. */
+static const char repl_main[] =
+    "return require('ms.repl').terminal(require('ms.repl_term'))";
+
+/* run and repl: the same host; repl's main agent is the prompt. */
 static int cmd_run(const opts *o) {
+    bool repl = !strcmp(o->cmd, "repl");
     lua_State *L = new_state();
     if (!L) {
         fprintf(stderr, "ms-host: cannot create a Lua state\n");
@@ -357,9 +376,10 @@ static int cmd_run(const opts *o) {
     lua_call(L, 1, 1);
     lua_setglobal(L, "ms");
 
+
     /* arg, as the lua interpreter sets it. */
     lua_createtable(L, o->nargs, 1);
-    lua_pushstring(L, o->file);
+    lua_pushstring(L, repl ? "repl" : o->file);
     lua_rawseti(L, -2, 0);
     for (int i = 0; i < o->nargs; i++) {
         lua_pushstring(L, o->args[i]);
@@ -367,7 +387,8 @@ static int cmd_run(const opts *o) {
     }
     lua_setglobal(L, "arg");
 
-    if (luaL_loadfile(L, o->file) != 0) {
+    if ((repl ? luaL_loadbuffer(L, repl_main, sizeof repl_main - 1, "=repl")
+              : luaL_loadfile(L, o->file)) != 0) {
         fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
         host_shutdown();
         lua_close(L);
@@ -402,7 +423,7 @@ static int cmd_run(const opts *o) {
             lua_pop(L, 1);
             lerr_push(L, rc, err.message, NULL);
         }
-        print_error(L, o->file);
+        print_error(L, repl ? "repl" : o->file);
         status = 1;
     }
     lua_settop(L, 0);
