@@ -66,6 +66,10 @@ void xfer_free(xfer *x);
  * and values. */
 void xfer_put_table(xfer *x, uint32_t pairs);
 void xfer_put_str(xfer *x, const char *s);
+void xfer_put_lstr(xfer *x, const char *s, size_t n);
+/* The bytes of a blob that holds one string (and their length in *len),
+ * or NULL if it holds anything else.  Points into x. */
+const char *xfer_get_lstr(const xfer *x, size_t *len);
 void xfer_put_num(xfer *x, double d);
 void xfer_put_handle(xfer *x, xh_type type, void *ptr); /* takes a ref */
 
@@ -372,6 +376,19 @@ void lh_push_permit(lua_State *L, ms_sem *s, uint64_t n);
  * on stderr.  On failure (a malformed address, the port in use...) returns
  * an ms_err with err naming the address, and nothing is left running. */
 int metrics_http_start(host *h, const char *addr, ms_error *err);
+
+/* ---- the console (console.c; ms-host only) ---- */
+
+/* Serves `ms-host attach` on the Unix socket path (mode 0600; a stale
+ * socket there is replaced, anything else refused) until the runtime shuts
+ * down, then removes it.  Spawns the dispatcher agent from L, the main
+ * state (not yet an agent).  On failure returns an ms_err with err naming
+ * path, and nothing is left running. */
+int console_start(host *h, lua_State *L, const char *path, ms_error *err);
+
+/* `ms-host attach PATH` (attach.c): the console client; returns the exit
+ * status. */
+int attach_main(const char *path);
 
 /* ---- the REPL's terminal (repl_term.c; ms-host only) ---- */
 int luaopen_ms_repl_term(lua_State *L);

@@ -2,8 +2,9 @@
  * main.c - ms-host, the command line.
  *
  *   ms-host run FILE.lua [--profile NAME|FILE] [--workers N] [--set k=v]...
- *                        [-- ARGS...]
- *   ms-host repl [--profile NAME|FILE] [--workers N] [--set k=v]...
+ *                        [--console PATH] [-- ARGS...]
+ *   ms-host repl [--profile NAME|FILE] [--workers N] [--set k=v]... [--console PATH]
+ *   ms-host attach PATH
  *   ms-host profiles [--workers N] [--set k=v]...
  *   ms-host --help | --version
  *
@@ -16,7 +17,8 @@
  *
  * repl: the same host, with an interactive Lua prompt as the main agent
  * (lua/ms/repl.lua on the terminal of repl_term.c); exits 0 at end of
- * input.
+ * input.  attach: a client of another host's console (attach.c,
+ * console.c).
  */
 #include <lauxlib.h>
 #include <luajit.h>
@@ -37,6 +39,7 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: ms-host run FILE.lua [options] [-- ARGS...]\n"
             "       ms-host repl [options]\n"
+            "       ms-host attach PATH\n"
             "       ms-host profiles [options]\n"
             "       ms-host --help | --version\n"
             "\n"
@@ -44,6 +47,7 @@ static void usage(FILE *out) {
             "  repl                an interactive Lua prompt as the main agent of a live\n"
             "                      runtime (helpers: metrics() agents() workers() top()\n"
             "                      tune{...}); Ctrl-D exits\n"
+            "  attach PATH         a REPL inside the host serving the console socket PATH\n"
             "  profiles            print every profile and what it resolves to here\n"
             "\n"
             "options:\n"
@@ -55,7 +59,8 @@ static void usage(FILE *out) {
             "  --metrics-listen HOST:PORT\n"
             "                      serve /metrics and /metrics.json over HTTP (the\n"
             "                      profile's metrics_listen), e.g. 127.0.0.1:9100\n"
-
+            "  --console PATH      serve `ms-host attach PATH` on a Unix socket (mode 0600;\n"
+            "                      the profile's console)\n"
             "\n"
             "exit status: 0 the main agent ended (or a graceful shutdown completed), 1 it\n"
             "failed, 2 bad usage or configuration, 3 a shutdown hit its timeout, 130 a\n"
@@ -70,6 +75,7 @@ typedef struct opts {
     int nsets;
     const char *workers;
     const char *metrics_listen;
+    const char *console;
     char **args;
     int nargs;
 } opts;
@@ -90,12 +96,21 @@ static int parse(int argc, char **argv, opts *o) {
         exit(0);
     }
     if (strcmp(o->cmd, "run") != 0 && strcmp(o->cmd, "repl") != 0 &&
-        strcmp(o->cmd, "profiles") != 0) {
-        fprintf(stderr, "ms-host: unknown command '%s' (run, repl, profiles, --help, --version)\n",
+        strcmp(o->cmd, "attach") != 0 && strcmp(o->cmd, "profiles") != 0) {
+        fprintf(stderr,
+                "ms-host: unknown command '%s' (run, repl, attach, profiles, --help, --version)\n",
                 o->cmd);
         return 2;
     }
     int i = 2;
+    if (!strcmp(o->cmd, "attach")) {
+        if (argc != 3 || argv[2][0] == '-') {
+            fprintf(stderr, "ms-host attach: which socket? (ms-host attach PATH)\n");
+            return 2;
+        }
+        o->file = argv[2];
+        return 0;
+    }
     if (!strcmp(o->cmd, "run")) {
         if (argc < 3 || argv[2][0] == '-') {
             fprintf(stderr, "ms-host run: which file? (ms-host run FILE.lua)\n");
@@ -113,14 +128,15 @@ static int parse(int argc, char **argv, opts *o) {
         }
         const char *val = NULL;
         if (!strcmp(a, "--profile") || !strcmp(a, "--workers") || !strcmp(a, "--set") ||
-            !strcmp(a, "--metrics-listen")) {
+            !strcmp(a, "--metrics-listen") || !strcmp(a, "--console")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "ms-host: %s needs a value\n", a);
                 return 2;
             }
             val = argv[++i];
         } else if (!strncmp(a, "--profile=", 10) || !strncmp(a, "--workers=", 10) ||
-                   !strncmp(a, "--set=", 6) || !strncmp(a, "--metrics-listen=", 17)) {
+                   !strncmp(a, "--set=", 6) || !strncmp(a, "--metrics-listen=", 17) ||
+                   !strncmp(a, "--console=", 10)) {
             val = strchr(a, '=') + 1;
         } else {
             fprintf(stderr, "ms-host: unknown option '%s' (see ms-host --help)\n", a);
@@ -132,6 +148,8 @@ static int parse(int argc, char **argv, opts *o) {
             o->workers = val;
         else if (!strncmp(a, "--metrics-listen", 16))
             o->metrics_listen = val;
+        else if (!strncmp(a, "--console", 9))
+            o->console = val;
         else {
             if (!strchr(val, '=')) {
                 fprintf(stderr, "ms-host: --set takes KEY=VALUE, got '%s'\n", val);
@@ -196,6 +214,10 @@ static bool load_profile(lua_State *L, const opts *o, const char *name) {
         lua_pushstring(L, o->metrics_listen);
         lua_setfield(L, -2, "metrics_listen");
     }
+    if (o->console) {
+        lua_pushstring(L, o->console);
+        lua_setfield(L, -2, "console");
+    }
     lua_setfield(L, -2, "overrides");
     if (lua_pcall(L, 2, 1, 0) != 0) {
         fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
@@ -211,7 +233,7 @@ static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
     int prof = lua_gettop(L);
     /* Fields the host does not act on yet are refused rather than silently
      * ignored. */
-    static const char *const not_yet[] = {"console", "tuner", NULL};
+    static const char *const not_yet[] = {"tuner", NULL};
     lua_getfield(L, prof, "values");
     for (int i = 0; not_yet[i]; i++) {
         lua_getfield(L, -1, not_yet[i]);
@@ -222,7 +244,7 @@ static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
             lua_getfield(L, -1, not_yet[i]);
             fprintf(stderr,
                     "ms-host: %s (set by %s): this ms-host cannot act on it yet (there is no "
-                    "console or tuner script support so far); set it to false\n",
+                    "tuner script support so far); set it to false\n",
                     not_yet[i], lua_tostring(L, -1) ? lua_tostring(L, -1) : "the profile");
             return false;
         }
@@ -364,7 +386,9 @@ static int cmd_run(const opts *o) {
         lua_close(L);
         return 2;
     }
-    lua_pop(L, 3);
+    lua_getfield(L, -2, "console");
+    char *console = lua_type(L, -1) == LUA_TSTRING ? strdup(lua_tostring(L, -1)) : NULL;
+    lua_pop(L, 4);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
     h->lua_path = strdup(lua_tostring(L, -1));
@@ -376,6 +400,16 @@ static int cmd_run(const opts *o) {
     lua_call(L, 1, 1);
     lua_setglobal(L, "ms");
 
+    /* After the package paths: the console's agents load lua/ms. */
+    if (console && console_start(h, L, console, &err) != 0) {
+        fprintf(stderr, "ms-host: %s\n", err.message);
+        free(console);
+        lua_settop(L, 0);
+        lua_close(L);
+        host_shutdown();
+        return 2;
+    }
+    free(console);
 
     /* arg, as the lua interpreter sets it. */
     lua_createtable(L, o->nargs, 1);
@@ -442,5 +476,7 @@ int main(int argc, char **argv) {
         return rc;
     if (!strcmp(o.cmd, "profiles"))
         return cmd_profiles(&o);
+    if (!strcmp(o.cmd, "attach"))
+        return attach_main(o.file);
     return cmd_run(&o);
 }

@@ -318,10 +318,24 @@ void xfer_put_table(xfer *x, uint32_t pairs) {
 }
 
 void xfer_put_str(xfer *x, const char *s) {
-    size_t n = strlen(s);
+    xfer_put_lstr(x, s, strlen(s));
+}
+
+void xfer_put_lstr(xfer *x, const char *s, size_t n) {
     put_u8(x, T_STR);
     put_u32(x, (uint32_t)n);
     put(x, s, n);
+}
+
+const char *xfer_get_lstr(const xfer *x, size_t *len) {
+    uint32_t n;
+    if (x->len < 5 || (unsigned char)x->buf[0] != T_STR)
+        return NULL;
+    memcpy(&n, x->buf + 1, 4);
+    if ((size_t)n != x->len - 5)
+        return NULL;
+    *len = n;
+    return x->buf + 5;
 }
 
 void xfer_put_num(xfer *x, double d) {
