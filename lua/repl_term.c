@@ -5,6 +5,7 @@
  *   readline(prompt) -> line | nil at end of input
  *   add_history(line)   load_history()   save_history()
  *   isatty() -> boolean        (stdin and stdout are both terminals)
+ *   raw_mode(on)        keys without Enter or echo (top()), or back
  *   wait_key(seconds) -> key | nil when none was pressed in time
  *
  * Line editing and history come from libedit's readline interface: a
@@ -108,20 +109,36 @@ static int rt_isatty(lua_State *L) {
     return 1;
 }
 
-/* Raw mode only for the wait, so a key arrives without Enter and is not
- * echoed; the terminal is restored before returning, whatever happened. */
-static int rt_wait_key(lua_State *L) {
-    double seconds = luaL_checknumber(L, 1);
-    int ms = seconds <= 0 ? 0 : seconds > 3600 ? 3600000 : (int)(seconds * 1000);
-    struct termios saved, raw;
-    bool is_tty = tcgetattr(STDIN_FILENO, &saved) == 0;
-    if (is_tty) {
-        raw = saved;
+/* The terminal's settings while top() holds it in raw mode.  Only the
+ * REPL's agent calls raw_mode and wait_key, one call at a time (from the
+ * agent's thread or through ms.blocking), so a plain static suffices. */
+static struct termios rt_saved;
+static bool rt_raw;
+
+/* raw_mode(true): keys arrive one by one without Enter and unechoed;
+ * raw_mode(false) puts the settings back.  top() keeps raw mode for its
+ * whole display rather than for each wait: a key typed between two waits
+ * would otherwise be taken by the line discipline in canonical mode, and
+ * a Ctrl-D typed later at the prompt could then be lost. */
+static int rt_raw_mode(lua_State *L) {
+    bool on = lua_toboolean(L, 1);
+    if (on && !rt_raw && tcgetattr(STDIN_FILENO, &rt_saved) == 0) {
+        struct termios raw = rt_saved;
         raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
         raw.c_cc[VMIN] = 1;
         raw.c_cc[VTIME] = 0;
-        tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+        rt_raw = tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+    } else if (!on && rt_raw) {
+        tcsetattr(STDIN_FILENO, TCSANOW, &rt_saved);
+        rt_raw = false;
     }
+    return 0;
+}
+
+/* Waits for one key (raw mode makes it arrive without Enter). */
+static int rt_wait_key(lua_State *L) {
+    double seconds = luaL_checknumber(L, 1);
+    int ms = seconds <= 0 ? 0 : seconds > 3600 ? 3600000 : (int)(seconds * 1000);
     struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
     int rc;
     do
@@ -131,8 +148,6 @@ static int rt_wait_key(lua_State *L) {
     ssize_t n = 0;
     if (rc > 0)
         n = read(STDIN_FILENO, &key, 1);
-    if (is_tty)
-        tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     if (rc > 0 && n == 1)
         lua_pushlstring(L, &key, 1);
     else if (rc > 0)
@@ -147,9 +162,9 @@ int luaopen_ms_repl_term(lua_State *L) {
         {"readline", rt_readline},         {"add_history", rt_add_history},
         {"load_history", rt_load_history}, {"save_history", rt_save_history},
         {"isatty", rt_isatty},             {"wait_key", rt_wait_key},
-        {NULL, NULL},
+        {"raw_mode", rt_raw_mode},         {NULL, NULL},
     };
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     luaL_register(L, NULL, fns);
     return 1;
 }

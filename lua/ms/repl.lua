@@ -391,14 +391,19 @@ function repl.terminal(term)
             write(repl.top_text())
             return
         end
-        local prev
-        repeat
-            local text
-            text, prev = repl.top_text(prev)
-            write("\27[H\27[2J" .. text .. "\n(press a key to return)\n")
-            local ok, key = ms.blocking(term.wait_key, 1)
-        until not ok or key
+        term.raw_mode(true)
+        local ok, err = pcall(function()
+            local prev
+            repeat
+                local text
+                text, prev = repl.top_text(prev)
+                write("\27[H\27[2J" .. text .. "\n(press a key to return)\n")
+                local waited, key = ms.blocking(term.wait_key, 1)
+            until not waited or key
+        end)
+        term.raw_mode(false)
         write("\n")
+        if not ok then error(err, 0) end
     end
     local s = repl.session{ write = write, top = top }
     term.load_history()
