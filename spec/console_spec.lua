@@ -206,6 +206,21 @@ describe("ms-host console", function()
         assert.is_truthy(hout:match("^main ok %d+\n$"), hout)
     end)
 
+    it("ends the connection of a session that is stopped, and serves others", function()
+        local name = start_host("h", "--console", sock)
+        wait_listening(name)
+        -- The stop takes effect at the session's next wait: the client
+        -- learns it from the next reply or from the closed connection.
+        local _, out, err = attach("ms.self():stop('bye')\nms.sleep(0.5)\n'unreachable'\n")
+        assert.is_nil(out:find('"unreachable"', 1, true), out)
+        assert.is_truthy(out:find("the session ended (killed: bye)", 1, true)
+            or err:find("the host closed the connection", 1, true), out .. err)
+        local code2, out2, err2 = attach("'next'\n")
+        assert.are.equal(0, code2, err2)
+        assert_contains(out2, '"next"')
+        assert.are.equal(0, (stop_host(name)))
+    end)
+
     it("reuses a stale socket left by a host that was killed", function()
         local name = start_host("h", "--console", sock)
         wait_listening(name)

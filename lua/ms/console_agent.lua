@@ -4,23 +4,47 @@
 -- channels to the connection.  It spawns one session agent per
 -- connection, so each console gets its own isolated Lua state, and a
 -- session that fails takes nothing else with it.
+--
+-- It also monitors the sessions: one that ends without closing its
+-- outbox (stopped, out of memory, killed) would leave its client waiting
+-- for a reply forever, so the dispatcher tells the client why and closes
+-- both channels, which ends the connection.
 local ms = require "ms"
 
+local function refuse(conn, why)
+    conn.outbox:try_send("oms-host console: " .. why .. "\n")
+    conn.outbox:close()
+    conn.inbox:close()
+end
+
 return function()
+    local sessions = {} -- session agent name -> its connection's channels
     while true do
-        local conn = ms.recv()
-        if type(conn) == "table" and conn.inbox and conn.outbox then
-            local ok, err = pcall(ms.agent.spawn, {
-                name = "console-" .. tostring(conn.id),
+        local m = ms.recv()
+        if type(m) == "table" and m.event == "exit" then
+            local conn = sessions[m.name]
+            sessions[m.name] = nil
+            if conn then
+                if m.reason ~= "normal" then
+                    refuse(conn, ("the session ended (%s%s)"):format(m.reason,
+                        m.message and (": " .. m.message) or ""))
+                else
+                    conn.outbox:close()
+                    conn.inbox:close()
+                end
+            end
+        elseif type(m) == "table" and m.inbox and m.outbox then
+            local name = "console-" .. tostring(m.id)
+            local ok, a = pcall(ms.agent.spawn, {
+                name = name,
                 module = "ms.console_session",
-                args = { id = conn.id, inbox = conn.inbox, outbox = conn.outbox },
+                args = { id = m.id, inbox = m.inbox, outbox = m.outbox },
             })
-            if not ok then
-                -- The client is told why, then the connection ends.
-                conn.outbox:try_send("o" .. "ms-host console: cannot start a session: "
-                    .. tostring(err) .. "\n")
-                conn.outbox:close()
-                conn.inbox:close()
+            if ok then
+                sessions[name] = { inbox = m.inbox, outbox = m.outbox }
+                ms.monitor(a)
+            else
+                refuse(m, "cannot start a session: " .. tostring(a))
             end
         end
     end

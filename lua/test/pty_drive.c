@@ -163,8 +163,8 @@ static void pd_expect(int lineno, const char *text, size_t len) {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
-        char *hit = pd_len >= pd_mark ? memmem(pd_out + pd_mark, pd_len - pd_mark, text, len)
-                                      : NULL;
+        char *hit = pd_len > pd_mark ? memmem(pd_out + pd_mark, pd_len - pd_mark, text, len)
+                                     : NULL;
         if (hit) {
             pd_mark = (size_t)(hit - pd_out) + len;
             return;
@@ -172,7 +172,8 @@ static void pd_expect(int lineno, const char *text, size_t len) {
         long left = PD_TIMEOUT_MS - pd_ms_since(&t0);
         if (left <= 0)
             pd_fail(lineno, "timed out waiting for \"%s\"", text);
-        if (!pd_read((int)left) && !memmem(pd_out + pd_mark, pd_len - pd_mark, text, len))
+        if (!pd_read((int)left) &&
+            !(pd_len > pd_mark && memmem(pd_out + pd_mark, pd_len - pd_mark, text, len)))
             pd_fail(lineno, "the program ended before \"%s\" appeared", text);
     }
 }
