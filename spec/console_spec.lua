@@ -168,10 +168,15 @@ describe("ms-host console", function()
         local name = start_host("h", "--console", sock)
         wait_listening(name)
         -- Two clients connected at the same time, each setting its own x.
+        -- Each waits (inside its session) until it sees the other's session
+        -- too (main, the dispatcher and two sessions), then stays a second
+        -- so that the other sees it as well.
+        local wait_both = "seen = 0 for i = 1, 600 do seen = math.max(seen, #agents()) "
+            .. "if seen >= 4 then break end ms.sleep(0.05) end ms.sleep(1)"
         local function bg(tag, value)
-            os.execute(("((echo 'x = %d'; sleep 1; echo 'x'; echo '#agents()') | HOME=%s timeout 60 "
-                .. "%s attach %s >%s/%s.out 2>&1; echo $? >%s/%s.code) &")
-                :format(value, q(dir), q(HOST), q(sock), dir, tag, dir, tag))
+            os.execute(("((echo 'x = %d'; echo %s; echo 'x'; echo 'seen') | HOME=%s "
+                .. "timeout 60 %s attach %s >%s/%s.out 2>&1; echo $? >%s/%s.code) &")
+                :format(value, q(wait_both), q(dir), q(HOST), q(sock), dir, tag, dir, tag))
         end
         bg("c1", 111)
         bg("c2", 222)
@@ -185,6 +190,7 @@ describe("ms-host console", function()
         assert_contains(o2, "\n222\n")
         -- main, the dispatcher, and both sessions were alive together.
         assert_contains(o1, "\n4\n")
+        assert_contains(o2, "\n4\n")
         assert.are.equal(0, (stop_host(name)))
     end)
 
@@ -259,6 +265,102 @@ describe("ms-host console", function()
         assert.are.equal("2\n", slurp(dir .. "/" .. other .. ".code"))
         assert_contains(slurp(dir .. "/h2.err"), "another process is listening on it")
         assert.are.equal(0, (stop_host(name)))
+    end)
+
+    describe("the wire protocol (docs/console.md), from a raw client", function()
+        local ffi = require "ffi"
+        pcall(ffi.cdef, [[
+            struct ms_spec_sockaddr_un { unsigned short family; char path[108]; };
+            int socket(int domain, int type, int protocol);
+            int connect(int fd, const void *addr, unsigned int len);
+            long write(int fd, const void *buf, unsigned long n);
+            long read(int fd, void *buf, unsigned long n);
+            int close(int fd);
+        ]])
+        local C = ffi.C
+
+        local function connect()
+            local fd = C.socket(1 --[[AF_UNIX]], 1 --[[SOCK_STREAM]], 0)
+            assert(fd >= 0, "socket")
+            local addr = ffi.new("struct ms_spec_sockaddr_un")
+            addr.family = 1
+            ffi.copy(addr.path, sock)
+            assert(C.connect(fd, addr, ffi.sizeof(addr)) == 0, "connect " .. sock)
+            return fd
+        end
+
+        local function send(fd, bytes)
+            assert(C.write(fd, bytes, #bytes) == #bytes, "write")
+        end
+
+        -- Reads until the host closes the connection or want bytes came.
+        local function receive(fd, want)
+            local buf = ffi.new("char[65536]")
+            local got = {}
+            local len = 0
+            while not want or len < want do
+                local n = tonumber(C.read(fd, buf, want and want - len or 65536))
+                if n <= 0 then break end
+                got[#got + 1] = ffi.string(buf, n)
+                len = len + n
+            end
+            return table.concat(got)
+        end
+
+        -- The banner frame, whole.
+        local function banner(fd)
+            local head = ""
+            while not head:find("\n") do head = head .. receive(fd, 1) end
+            local kind, n = head:match("^(%a+) (%d+)\n$")
+            assert.are.equal("out", kind)
+            return receive(fd, tonumber(n))
+        end
+
+        it("answers each line frame with one out or more frame", function()
+            local name = start_host("h", "--console", sock)
+            wait_listening(name)
+            local fd = connect()
+            assert_contains(banner(fd), "ms-host REPL")
+            send(fd, "line 3\n1+1")
+            assert.are.equal("out 2\n2\n", receive(fd, 8))
+            send(fd, "line 12\nfunction f()")
+            assert.are.equal("more 0\n", receive(fd, 7))
+            send(fd, "line 13\nreturn 41 end" .. "line 5\nf()+1")
+            assert.are.equal("out 0\nout 3\n42\n", receive(fd, 15))
+            C.close(fd)
+            assert.are.equal(0, (stop_host(name)))
+        end)
+
+        it("answers a malformed frame with an error frame and closes", function()
+            local name = start_host("h", "--console", sock)
+            wait_listening(name)
+            local fd = connect()
+            banner(fd)
+            send(fd, "hello there\n")
+            local rest = receive(fd)
+            assert.is_truthy(rest:match("^error %d+\nprotocol error"), rest)
+            C.close(fd)
+            local code, out, err = attach("'fine'\n")
+            assert.are.equal(0, code, err)
+            assert_contains(out, '"fine"')
+            assert.are.equal(0, (stop_host(name)))
+        end)
+
+        it("shrugs off a client that leaves in the middle of a frame", function()
+            local name = start_host("h", "--console", sock)
+            wait_listening(name)
+            for _ = 1, 5 do
+                local fd = connect()
+                send(fd, "line 100\nreturn 'half")
+                C.close(fd)
+            end
+            local code, out, err = attach("#agents()\n")
+            assert.are.equal(0, code, err)
+            local status, hout, herr = stop_host(name)
+            assert.are.equal(0, status, herr)
+            assert.is_truthy(hout:match("^main ok %d+\n$"), hout)
+            assert_contains(out, "\n")
+        end)
     end)
 
     describe("attach names PATH when it cannot connect", function()
