@@ -171,6 +171,12 @@ describe("ms.repl", function()
             assert.are.same({ "done", "a\t1\tnil\n" }, { feed("print('a', 1, nil)") })
         end)
 
+        it("sends io.write to the session's output too", function()
+            local feed = session()
+            assert.are.same({ "done", "ab1" }, { feed("io.write('a', 'b', 1)") })
+            assert.are.same({ "done", '"function"\n' }, { feed("type(io.read)") })
+        end)
+
         it("ignores blank lines", function()
             local feed = session()
             assert.are.same({ "done", "" }, { feed("   ") })

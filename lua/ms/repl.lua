@@ -352,6 +352,15 @@ local function new_env(write, opts)
         for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
         write(table.concat(parts, "\t") .. "\n")
     end
+    -- io.write too, so that a console session's output reaches its
+    -- client rather than the host's stdout; the rest of io is io's.
+    env.io = setmetatable({
+        write = function(...)
+            local parts = {}
+            for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+            write(table.concat(parts))
+        end,
+    }, { __index = io })
     env.metrics = function() return repl.metrics() end
     env.agents = function() return repl.agents() end
     env.workers = function() return repl.workers() end
