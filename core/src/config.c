@@ -78,6 +78,7 @@ static const struct field config_fields[] = {
     FIELD(budget, NULL, FK_COUNT, 1, MS_MAX_BUDGET),
     FIELD(shutdown_timeout_ms, "shutdown_timeout", FK_DURATION, 0, MS_MAX_DURATION_MS),
     FIELD(stall_threshold_ms, "stall_threshold", FK_DURATION, 0, MS_MAX_DURATION_MS),
+    FIELD(metrics_histograms, NULL, FK_BOOL, 0, 1),
     FIELD(thread_name, NULL, FK_NAME, 1, CFG_NAME_MAX),
     FIELD(on_thread_start, NULL, FK_HOOK, 0, 0),
     FIELD(on_thread_stop, NULL, FK_HOOK, 0, 0),
@@ -157,6 +158,7 @@ void ms_config_default(ms_config *cfg) {
     cfg->budget = 128;
     cfg->shutdown_timeout_ms = 30000;
     cfg->stall_threshold_ms = 2000;
+    cfg->metrics_histograms = false;
     cfg->thread_name = "ms";
     cfg->on_thread_start = NULL;
     cfg->on_thread_stop = NULL;
