@@ -6,6 +6,7 @@
  * argument (luaL_argerror/luaL_check*).  Functions that wait yield to the
  * agent's scheduler through ops.c, and so must run in an agent's task.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -737,14 +738,27 @@ static int c_tostring(lua_State *L) {
         lua_setfield(L, -2, k);                \
     } while (0)
 
-static int l_metrics(lua_State *L) {
-    host *h = host_get();
-    if (!h)
-        return luaL_error(L, "ms.metrics: no runtime (use ms.run)");
-    ms_metrics *m = ms_metrics_snapshot(h->rt);
-    if (!m)
-        return luaL_error(L, "ms.metrics: out of memory");
-    lua_createtable(L, 0, 32);
+/* A histogram as { buckets = { {le = seconds, count = n}, ... }, count,
+ * sum }: per-bucket counts (not cumulative), the last bucket's le is
+ * math.huge. */
+static void push_histogram(lua_State *L, const ms_histogram *hg) {
+    lua_createtable(L, 0, 3);
+    lua_createtable(L, MS_HIST_BUCKETS, 0);
+    for (uint32_t i = 0; i < MS_HIST_BUCKETS; i++) {
+        lua_createtable(L, 0, 2);
+        uint64_t le = ms_histogram_bound_ns(i);
+        SETNUM("le", le == UINT64_MAX ? HUGE_VAL : le / 1e9);
+        SETNUM("count", hg->buckets[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "buckets");
+    SETNUM("count", hg->count);
+    SETNUM("sum", hg->sum_ns / 1e9);
+}
+
+/* Pushes the runtime part of ms.metrics() for snapshot m. */
+static void push_snapshot(lua_State *L, const ms_metrics *m) {
+    lua_createtable(L, 0, 34);
     SETNUM("uptime", m->uptime_ns / 1e9);
     SETNUM("workers", m->workers);
     SETNUM("blocking_threads", m->blocking_threads);
@@ -771,10 +785,12 @@ static int l_metrics(lua_State *L) {
     SETNUM("overflow_count", m->overflow_count);
     SETNUM("local_schedule_count", m->local_schedule_count);
     SETNUM("local_queue_depth", m->local_queue_depth);
+    lua_pushboolean(L, m->histograms);
+    lua_setfield(L, -2, "histograms");
     lua_createtable(L, (int)m->workers, 0);
     for (uint32_t i = 0; i < m->workers; i++) {
-        ms_worker_metrics *w = &m->worker[i];
-        lua_createtable(L, 0, 14);
+        const ms_worker_metrics *w = &m->worker[i];
+        lua_createtable(L, 0, 16);
         SETNUM("index", i + 1);
         SETNUM("park_count", w->park_count);
         SETNUM("noop_count", w->noop_count);
@@ -791,9 +807,25 @@ static int l_metrics(lua_State *L) {
         lua_pushboolean(L, w->parked);
         lua_setfield(L, -2, "parked");
         SETNUM("stalled", w->stalled_ms / 1000.0);
+        if (m->histograms) {
+            push_histogram(L, &w->poll_duration);
+            lua_setfield(L, -2, "poll_duration");
+            push_histogram(L, &w->schedule_delay);
+            lua_setfield(L, -2, "schedule_delay");
+        }
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_setfield(L, -2, "per_worker");
+}
+
+static int l_metrics(lua_State *L) {
+    host *h = host_get();
+    if (!h)
+        return luaL_error(L, "ms.metrics: no runtime (use ms.run)");
+    ms_metrics *m = ms_metrics_snapshot(h->rt);
+    if (!m)
+        return luaL_error(L, "ms.metrics: out of memory");
+    push_snapshot(L, m);
     ms_metrics_free(m);
     l_agents(L);
     lua_setfield(L, -2, "agents");

@@ -53,6 +53,11 @@ return {
     -- healthy poll never trips it, short enough to notice before users do.
     stall_threshold = 2,
 
+    -- Per-worker histograms of poll duration and scheduling delay cost two
+    -- clock reads per poll (and one per wake-up), measurable on workloads of
+    -- tiny polls (docs/metrics.md has the figures): opt-in, as in Tokio.
+    metrics_histograms = false,
+
     -- Nothing listens unless asked: metrics and the console are opt-in
     -- (`--set metrics_listen=127.0.0.1:9090`, `--set console=ms-host.sock`).
     metrics_listen = false,

@@ -509,6 +509,7 @@ describe("ms.profile", function()
                 "thread_stack_size=2097152", "enable_all=false", "enable_time=true",
                 "enable_io=false", "global_queue_interval=61", "event_interval=61",
                 "budget=128", "shutdown_timeout=30s", "stall_threshold=2s",
+                "metrics_histograms=false",
             }, got)
         end)
 

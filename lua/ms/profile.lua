@@ -95,6 +95,11 @@ local fields = {
         kind = "duration", min = 0, max = 7 * DAY, config = true, default = 2, zero = "off",
         doc = "a worker stuck in one poll this long is reported (health monitor); 0 = off",
     },
+    metrics_histograms = {
+        kind = "bool", config = true, default = false,
+        doc = "record per-worker histograms of poll duration and scheduling delay "
+            .. "(two clock reads per poll)",
+    },
     description = {
         kind = "string", default = "",
         doc = "what the profile is for, one line (every profile file must set it)",
@@ -134,7 +139,7 @@ local order = {
     "description",
     "worker_threads", "max_blocking_threads", "thread_keep_alive", "thread_stack_size",
     "enable_all", "enable_time", "enable_io", "global_queue_interval", "event_interval",
-    "budget", "shutdown_timeout", "stall_threshold",
+    "budget", "shutdown_timeout", "stall_threshold", "metrics_histograms",
     "metrics_listen", "console", "tuner",
     "agent_memory_limit", "jit_agent_limit", "mailbox_limit",
 }
