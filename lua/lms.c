@@ -835,6 +835,51 @@ static int l_metrics(lua_State *L) {
     return 1;
 }
 
+/* ms.metrics_history() -> latest, previous: the metrics collector's last
+ * two snapshots (the runtime part of ms.metrics(), plus `time`, seconds
+ * since the epoch), nil where none was taken yet (no collector runs
+ * without metrics_file).  The snapshots are copied under the host's
+ * history lock, so the collector never waits on Lua. */
+static int l_metrics_history(lua_State *L) {
+    host *h = host_get();
+    if (!h)
+        return luaL_error(L, "ms.metrics_history: no runtime (use ms.run)");
+    ms_metrics *snap[2] = {NULL, NULL};
+    double when[2] = {0, 0};
+    bool oom = false;
+    pthread_mutex_lock(&h->hist_lock);
+    const ms_metrics *src[2] = {h->hist_latest, h->hist_previous};
+    when[0] = h->hist_latest_time;
+    when[1] = h->hist_previous_time;
+    for (int i = 0; i < 2; i++) {
+        if (!src[i])
+            continue;
+        size_t size = sizeof *src[i] + src[i]->workers * sizeof(ms_worker_metrics);
+        snap[i] = malloc(size);
+        if (!snap[i]) {
+            oom = true;
+            continue;
+        }
+        memcpy(snap[i], src[i], size);
+    }
+    pthread_mutex_unlock(&h->hist_lock);
+    if (oom) {
+        free(snap[0]);
+        free(snap[1]);
+        return luaL_error(L, "ms.metrics_history: out of memory");
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!snap[i]) {
+            lua_pushnil(L);
+            continue;
+        }
+        push_snapshot(L, snap[i]);
+        SETNUM("time", when[i]);
+        free(snap[i]);
+    }
+    return 2;
+}
+
 /* ---- errors ---- */
 
 static int err_tostring(lua_State *L) {
@@ -1029,6 +1074,7 @@ int luaopen_ms(lua_State *L) {
         {"self", l_self},         {"agents", l_agents},
         {"run", l_run},           {"semaphore", l_semaphore}, {"channel", l_channel},
         {"on_shutdown", l_on_shutdown}, {"shutdown", l_shutdown},
+        {"metrics_history", l_metrics_history},
         {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);

@@ -449,6 +449,29 @@ static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, siz
     sb_str(b, "]}\n");
 }
 
+char *metrics_json_line(host *h, const ms_metrics *m, const char *prefix) {
+    sbuf b = {0};
+    size_t nrows = 0;
+    agent_row *rows = agent_rows(h, &nrows);
+    render_json(&b, m, rows, nrows);
+    free(rows);
+    if (b.oom || b.len < 2 || b.p[0] != '{') {
+        free(b.p);
+        return NULL;
+    }
+    /* Splice the prefix's members in after the opening brace. */
+    sbuf line = {0};
+    sb_str(&line, "{");
+    sb_str(&line, prefix);
+    sb_str(&line, b.p + 1);
+    free(b.p);
+    if (line.oom) {
+        free(line.p);
+        return NULL;
+    }
+    return line.p;
+}
+
 /* ---- the server ---- */
 
 typedef struct mh_server {

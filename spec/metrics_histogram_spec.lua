@@ -117,6 +117,14 @@ describe("ms.metrics() histograms", function()
             assert.is_true(polls >= 4)
         end, { worker_threads = "2", metrics_histograms = "true" })
     end)
+
+    it("ms.metrics_history() is empty without a metrics collector", function()
+        run(function()
+            local latest, previous = ms.metrics_history()
+            assert.is_nil(latest)
+            assert.is_nil(previous)
+        end)
+    end)
 end)
 
 local SCRIPT = [[
