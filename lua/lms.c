@@ -747,6 +747,19 @@ static int l_metrics(lua_State *L) {
     lua_createtable(L, 0, 32);
     SETNUM("uptime", m->uptime_ns / 1e9);
     SETNUM("workers", m->workers);
+    SETNUM("active_workers", m->active_workers);
+    SETNUM("max_workers", m->max_workers);
+    SETNUM("worker_resizes", m->worker_resizes);
+    SETNUM("worker_replacements", m->worker_replacements);
+    SETNUM("global_queue_interval", m->global_queue_interval);
+    SETNUM("budget", m->budget);
+    SETNUM("thread_keep_alive", m->thread_keep_alive_ms / 1000.0);
+    SETNUM("tune_changes", atomic_load_explicit(&h->tune_changes, memory_order_relaxed));
+    pthread_mutex_lock(&h->lock);
+    SETNUM("mailbox_limit", h->mailbox_limit);
+    SETNUM("agent_memory_limit", h->default_mem_limit);
+    SETNUM("jit_agent_limit", h->jit_agent_limit);
+    pthread_mutex_unlock(&h->lock);
     SETNUM("blocking_threads", m->blocking_threads);
     SETNUM("idle_blocking_threads", m->idle_blocking_threads);
     SETNUM("max_blocking_threads", m->max_blocking_threads);
@@ -790,6 +803,8 @@ static int l_metrics(lua_State *L) {
         SETNUM("local_queue_capacity", w->local_queue_capacity);
         lua_pushboolean(L, w->parked);
         lua_setfield(L, -2, "parked");
+        lua_pushboolean(L, w->active);
+        lua_setfield(L, -2, "active");
         SETNUM("stalled", w->stalled_ms / 1000.0);
         lua_rawseti(L, -2, (int)i + 1);
     }
@@ -901,11 +916,12 @@ static int l_shutdown(lua_State *L) {
 
 /* ---- parts of ms written in Lua ---- */
 
-/* ms's __index: ms.supervisor, ms.retry and ms.circuit_breaker are the Lua
- * modules ms.<name> (lua/ms/<name>.lua), loaded on first use
+/* ms's __index: ms.supervisor, ms.retry, ms.circuit_breaker, ms.tune and
+ * ms.tuner are the Lua modules ms.<name> (lua/ms/<name>.lua), loaded on first use
  * and then kept in the ms table. */
 static int ms_lazy_index(lua_State *L) {
-    static const char *const lazy[] = {"supervisor", "retry", "circuit_breaker", NULL};
+    static const char *const lazy[] = {"supervisor", "retry", "circuit_breaker", "tune",
+                                       "tuner", NULL};
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
@@ -1012,6 +1028,8 @@ int luaopen_ms(lua_State *L) {
     lua_setfield(L, -2, "events");
     lua_pushliteral(L, MS_VERSION_STRING);
     lua_setfield(L, -2, "version");
+    tune_push_primitive(L);
+    lua_setfield(L, -2, "_tune");
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, ms_lazy_index);
     lua_setfield(L, -2, "__index");

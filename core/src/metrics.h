@@ -40,6 +40,9 @@ typedef struct met_worker {
     _Atomic uint64_t current_task;
     /* Written by the health monitor only. */
     _Atomic uint64_t stalled_ms;
+    /* 1 while the worker waits retired (outside the active range); owner
+     * writes, relaxed. */
+    _Atomic uint64_t retired;
 } __attribute__((aligned(64))) met_worker;
 
 /* Owner only: moves the busy pair to (busy_ns + add, since). */
