@@ -195,12 +195,15 @@ void host_on_stall(void *ud, const ms_stall *st) {
     else
         fprintf(stderr,
                 "ms-host: worker %u has been in one poll of agent %s for %.1f s (an endless loop "
-                "or a blocking call?); the other workers carry on\n",
-                st->worker, name, st->stalled_ms / 1000.0);
-    const char *keys[] = {"worker", "agent", "stalled", "recovered"};
-    const char *strs[] = {NULL, name, NULL, st->recovered ? "true" : "false"};
-    double nums[] = {st->worker, 0, st->stalled_ms / 1000.0, 0};
-    events_publish_host("ms.worker.stalled", keys, strs, nums, 4);
+                "or a blocking call?); %s\n",
+                st->worker, name, st->stalled_ms / 1000.0,
+                st->replaced ? "a stand-in worker carries its load until it is free"
+                             : "the other workers carry on");
+    const char *keys[] = {"worker", "agent", "stalled", "recovered", "replaced"};
+    const char *strs[] = {NULL, name, NULL, st->recovered ? "true" : "false",
+                          st->replaced ? "true" : "false"};
+    double nums[] = {st->worker, 0, st->stalled_ms / 1000.0, 0, 0};
+    events_publish_host("ms.worker.stalled", keys, strs, nums, 5);
 }
 
 /* ---- SIGHUP: reload ---- */

@@ -124,11 +124,6 @@ int host_tune(host *h, const tune_req *req, int n, const char *source, tune_chan
             return e.code;
         }
     }
-    ms_error e;
-    if (ms_config_validate(&probe, &e) != 0) {
-        snprintf(err, errlen, "%s", e.message);
-        return e.code;
-    }
     ms_metrics *m = ms_metrics_snapshot(h->rt);
     uint32_t max_workers = m ? m->max_workers : live.worker_threads;
     ms_metrics_free(m);
@@ -137,6 +132,11 @@ int host_tune(host *h, const tune_req *req, int n, const char *source, tune_chan
                               "ceiling is fixed when the runtime starts)",
                  probe.worker_threads, max_workers);
         return MS_E_CONFIG_INVALID;
+    }
+    ms_error e;
+    if (ms_config_validate(&probe, &e) != 0) {
+        snprintf(err, errlen, "%s", e.message);
+        return e.code;
     }
 
     /* Apply. */
