@@ -624,6 +624,17 @@ static int s_forget(lua_State *L) {
     return 1;
 }
 
+/* sem:reduce_permits(n) -> removed now, still owed (taken from later
+ * releases) */
+static int s_reduce_permits(lua_State *L) {
+    ms_sem *s = check_sem(L, 1);
+    uint64_t n = check_whole(L, 2, luaL_checknumber(L, 2), 0);
+    uint64_t owed;
+    lua_pushnumber(L, (double)ms_sem_reduce_permits(s, n, &owed));
+    lua_pushnumber(L, (double)owed);
+    return 2;
+}
+
 static int s_close(lua_State *L) {
     ms_sem_close(check_sem(L, 1));
     return 0;
@@ -973,7 +984,8 @@ int luaopen_ms(lua_State *L) {
     new_handle_mt(L, "ms.reply", NULL, NULL, r_call);
     static const luaL_Reg sem_methods[] = {
         {"acquire", s_acquire}, {"try_acquire", s_try_acquire}, {"available", s_available},
-        {"add_permits", s_add_permits}, {"forget", s_forget}, {"close", s_close}, {NULL, NULL}};
+        {"add_permits", s_add_permits}, {"forget", s_forget},
+        {"reduce_permits", s_reduce_permits}, {"close", s_close}, {NULL, NULL}};
     new_handle_mt(L, "ms.semaphore", sem_methods, s_tostring, NULL);
     static const luaL_Reg chan_methods[] = {
         {"send", c_send}, {"try_send", c_try_send}, {"recv", c_recv},

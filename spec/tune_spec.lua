@@ -156,6 +156,25 @@ describe("ms.tune", function()
   end)
 end)
 
+describe("a semaphore's limit", function()
+  it("is raised with add_permits and lowered with reduce_permits, held permits kept", function()
+    run(function()
+      local sem = ms.semaphore(4)
+      local held = { sem:acquire(), sem:acquire(), sem:acquire() }
+      local now, owed = sem:reduce_permits(3)
+      assert.are.equal(1, now)   -- the one free permit goes at once
+      assert.are.equal(2, owed)  -- the rest as holders give theirs back
+      held[1]:release()
+      held[2]:release()
+      assert.are.equal(0, sem:available())
+      held[3]:release()
+      assert.are.equal(1, sem:available()) -- 4 - 3
+      sem:add_permits(2)
+      assert.are.equal(3, sem:available())
+    end)
+  end)
+end)
+
 describe("ms.tuner", function()
   it("runs fn with the latest and the previous snapshot and applies what it returns", function()
     run(function()

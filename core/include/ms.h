@@ -730,6 +730,13 @@ int ms_sem_add_permits(ms_sem *s, uint64_t n);
  * returns how many it removed: for live tuning.  Permits assigned to
  * waiters or held are not touched. */
 uint64_t ms_sem_forget(ms_sem *s, uint64_t n);
+/* Lowers the total by n: available permits go at once (returned), and the
+ * rest as holders give them back (*owed, if not NULL, is what is still
+ * owed in all).  Nobody loses a permit they hold.  Live tuning's way to
+ * lower a limit. */
+uint64_t ms_sem_reduce_permits(ms_sem *s, uint64_t n, uint64_t *owed);
+/* Permits still owed to earlier reductions. */
+uint64_t ms_sem_owed(const ms_sem *s);
 uint64_t ms_sem_available(const ms_sem *s);
 /* Every queued acquire becomes ready with MS_E_CLOSED (what they had been
  * assigned returns to available); later acquires fail with MS_E_CLOSED.
