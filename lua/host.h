@@ -227,7 +227,9 @@ struct agent {
     pthread_mutex_t mlock;
     msg *mhead, *mtail;
     size_t mcount;
-    size_t mailbox_limit;       /* 0 = unbounded */
+    /* 0 = unbounded.  Read by senders under mlock; written by ms.tune
+     * under the host lock, hence atomic (relaxed). */
+    _Atomic size_t mailbox_limit;
     uint64_t received_total;
     ltask *receiver;            /* waiting in ms.recv (ref) */
     agent_state state;
@@ -253,9 +255,11 @@ struct host {
     agent *agents;              /* under lock */
     uint64_t nagents;           /* under lock */
     uint64_t next_agent_id;     /* under lock */
-    size_t default_mem_limit;   /* immutable after start */
+    /* Defaults for new agents: live-tunable (tune.c), under lock. */
+    size_t default_mem_limit;
     size_t mailbox_limit;
     uint32_t jit_agent_limit;
+    _Atomic uint64_t tune_changes; /* settings changed by ms.tune or SIGHUP */
     _Atomic uint32_t jit_agents;
     char *lua_path, *lua_cpath; /* package paths for new agent states */
     /* Intervals live in Lua userdata that may outlive the runtime (the
@@ -295,6 +299,28 @@ struct host {
 /* Collector thread: makes m (owned from now on) the latest snapshot; the
  * latest becomes the previous. */
 void host_history_push(host *h, ms_metrics *m, double time);
+
+/* ---- live tuning (tune.c) ---- */
+
+typedef struct tune_req {
+    const char *name;           /* a live profile field */
+    double value;               /* normalised: count, seconds or bytes */
+} tune_req;
+
+typedef struct tune_change {
+    const char *name;
+    double old_value, new_value;
+} tune_change;
+
+/* Applies every request or none (returns the number changed, filling out
+ * if not NULL; or a negative ms_err code with a message in err naming the
+ * field and value).  source names who asked ("ms.tune", "SIGHUP"). */
+int host_tune(host *h, const tune_req *req, int n, const char *source, tune_change *out,
+              char *err, size_t errlen);
+bool host_is_live_field(const char *name);
+/* Pushes the C function behind ms.tune (ms._tune). */
+void tune_push_primitive(lua_State *L);
+void agent_set_mailbox_limit(agent *a, size_t limit);
 
 /* SIGHUP: re-reads the profile; applies the live settings, names the ones
  * that need a restart.  Runs on the blocking pool. */

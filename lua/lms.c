@@ -625,6 +625,17 @@ static int s_forget(lua_State *L) {
     return 1;
 }
 
+/* sem:reduce_permits(n) -> removed now, still owed (taken from later
+ * releases) */
+static int s_reduce_permits(lua_State *L) {
+    ms_sem *s = check_sem(L, 1);
+    uint64_t n = check_whole(L, 2, luaL_checknumber(L, 2), 0);
+    uint64_t owed;
+    lua_pushnumber(L, (double)ms_sem_reduce_permits(s, n, &owed));
+    lua_pushnumber(L, (double)owed);
+    return 2;
+}
+
 static int s_close(lua_State *L) {
     ms_sem_close(check_sem(L, 1));
     return 0;
@@ -761,6 +772,13 @@ static void push_snapshot(lua_State *L, const ms_metrics *m) {
     lua_createtable(L, 0, 34);
     SETNUM("uptime", m->uptime_ns / 1e9);
     SETNUM("workers", m->workers);
+    SETNUM("active_workers", m->active_workers);
+    SETNUM("max_workers", m->max_workers);
+    SETNUM("worker_resizes", m->worker_resizes);
+    SETNUM("worker_replacements", m->worker_replacements);
+    SETNUM("global_queue_interval", m->global_queue_interval);
+    SETNUM("budget", m->budget);
+    SETNUM("thread_keep_alive", m->thread_keep_alive_ms / 1000.0);
     SETNUM("blocking_threads", m->blocking_threads);
     SETNUM("idle_blocking_threads", m->idle_blocking_threads);
     SETNUM("max_blocking_threads", m->max_blocking_threads);
@@ -806,6 +824,8 @@ static void push_snapshot(lua_State *L, const ms_metrics *m) {
         SETNUM("local_queue_capacity", w->local_queue_capacity);
         lua_pushboolean(L, w->parked);
         lua_setfield(L, -2, "parked");
+        lua_pushboolean(L, w->active);
+        lua_setfield(L, -2, "active");
         SETNUM("stalled", w->stalled_ms / 1000.0);
         if (m->histograms) {
             push_histogram(L, &w->poll_duration);
@@ -827,6 +847,13 @@ static int l_metrics(lua_State *L) {
         return luaL_error(L, "ms.metrics: out of memory");
     push_snapshot(L, m);
     ms_metrics_free(m);
+    /* The host's live settings, as they are now (not part of a snapshot). */
+    SETNUM("tune_changes", atomic_load_explicit(&h->tune_changes, memory_order_relaxed));
+    pthread_mutex_lock(&h->lock);
+    SETNUM("mailbox_limit", h->mailbox_limit);
+    SETNUM("agent_memory_limit", h->default_mem_limit);
+    SETNUM("jit_agent_limit", h->jit_agent_limit);
+    pthread_mutex_unlock(&h->lock);
     l_agents(L);
     lua_setfield(L, -2, "agents");
     lua_getfield(L, lua_upvalueindex(1), "stats");
@@ -978,11 +1005,12 @@ static int l_shutdown(lua_State *L) {
 
 /* ---- parts of ms written in Lua ---- */
 
-/* ms's __index: ms.supervisor, ms.retry and ms.circuit_breaker are the Lua
- * modules ms.<name> (lua/ms/<name>.lua), loaded on first use
+/* ms's __index: ms.supervisor, ms.retry, ms.circuit_breaker, ms.tune and
+ * ms.tuner are the Lua modules ms.<name> (lua/ms/<name>.lua), loaded on first use
  * and then kept in the ms table. */
 static int ms_lazy_index(lua_State *L) {
-    static const char *const lazy[] = {"supervisor", "retry", "circuit_breaker", NULL};
+    static const char *const lazy[] = {"supervisor", "retry", "circuit_breaker", "tune",
+                                       "tuner", NULL};
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
@@ -1034,7 +1062,8 @@ int luaopen_ms(lua_State *L) {
     new_handle_mt(L, "ms.reply", NULL, NULL, r_call);
     static const luaL_Reg sem_methods[] = {
         {"acquire", s_acquire}, {"try_acquire", s_try_acquire}, {"available", s_available},
-        {"add_permits", s_add_permits}, {"forget", s_forget}, {"close", s_close}, {NULL, NULL}};
+        {"add_permits", s_add_permits}, {"forget", s_forget},
+        {"reduce_permits", s_reduce_permits}, {"close", s_close}, {NULL, NULL}};
     new_handle_mt(L, "ms.semaphore", sem_methods, s_tostring, NULL);
     static const luaL_Reg chan_methods[] = {
         {"send", c_send}, {"try_send", c_try_send}, {"recv", c_recv},
@@ -1090,6 +1119,8 @@ int luaopen_ms(lua_State *L) {
     lua_setfield(L, -2, "events");
     lua_pushliteral(L, MS_VERSION_STRING);
     lua_setfield(L, -2, "version");
+    tune_push_primitive(L);
+    lua_setfield(L, -2, "_tune");
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, ms_lazy_index);
     lua_setfield(L, -2, "__index");

@@ -209,7 +209,7 @@ static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
     int prof = lua_gettop(L);
     /* Fields the host does not act on yet are refused rather than silently
      * ignored. */
-    static const char *const not_yet[] = {"console", "tuner", NULL};
+    static const char *const not_yet[] = {"console", NULL};
     lua_getfield(L, prof, "values");
     for (int i = 0; not_yet[i]; i++) {
         lua_getfield(L, -1, not_yet[i]);
@@ -220,7 +220,7 @@ static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
             lua_getfield(L, -1, not_yet[i]);
             fprintf(stderr,
                     "ms-host: %s (set by %s): this ms-host cannot act on it yet (there is no "
-                    "console or tuner script support so far); set it to false\n",
+                    "console support so far); set it to false\n",
                     not_yet[i], lua_tostring(L, -1) ? lua_tostring(L, -1) : "the profile");
             return false;
         }
@@ -365,7 +365,10 @@ static int cmd_run(const opts *o) {
         lua_close(L);
         return 2;
     }
-    lua_pop(L, 5);
+    lua_pop(L, 3);
+    lua_getfield(L, -1, "tuner");
+    char *tuner = lua_type(L, -1) == LUA_TSTRING ? strdup(lua_tostring(L, -1)) : NULL;
+    lua_pop(L, 3);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
     h->lua_path = strdup(lua_tostring(L, -1));
@@ -386,6 +389,29 @@ static int cmd_run(const opts *o) {
         lua_rawseti(L, -2, i + 1);
     }
     lua_setglobal(L, "arg");
+
+    /* The profile's tuner script: an agent of its own beside the main one,
+     * stopped with the others when the host stops. */
+    if (tuner) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, tuner);
+        lua_setfield(L, -2, "file");
+        lua_pushliteral(L, "tuner");
+        lua_setfield(L, -2, "name");
+        char why[512];
+        agent *ta = agent_spawn(L, lua_gettop(L), why, sizeof why);
+        lua_pop(L, 1);
+        if (!ta) {
+            fprintf(stderr, "ms-host: tuner %s: %s\n", tuner, why);
+            free(tuner);
+            collector_finish("tuner failed");
+            host_shutdown();
+            lua_close(L);
+            return 2;
+        }
+        agent_unref(ta);
+        free(tuner);
+    }
 
     if (luaL_loadfile(L, o->file) != 0) {
         fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));

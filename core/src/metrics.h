@@ -56,6 +56,9 @@ typedef struct met_worker {
     _Atomic uint64_t current_task;
     /* Written by the health monitor only. */
     _Atomic uint64_t stalled_ms;
+    /* 1 while the worker waits retired (outside the active range); owner
+     * writes, relaxed. */
+    _Atomic uint64_t retired;
     /* Owner only, and only with ms_config.metrics_histograms. */
     met_hist poll_duration;
     met_hist schedule_delay;

@@ -543,6 +543,7 @@ TEST(describe_lists_every_field_one_per_line) {
     CHECK(n > 0 && (size_t)n < sizeof buf);
     CHECK_INT_EQ(strlen(buf), n);
     CHECK_STR_EQ(buf, "worker_threads = 3\n"
+                      "max_worker_threads = 0\n"
                       "max_blocking_threads = 512\n"
                       "thread_keep_alive = 1500ms\n"
                       "thread_stack_size = 2097152\n"
@@ -554,6 +555,7 @@ TEST(describe_lists_every_field_one_per_line) {
                       "budget = 128\n"
                       "shutdown_timeout = 30s\n"
                       "stall_threshold = 2s\n"
+                      "replace_stalled_workers = true\n"
                       "metrics_histograms = false\n"
                       "thread_name = \"ms\"\n"
                       "on_thread_start = none\n"
