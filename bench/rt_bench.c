@@ -799,6 +799,30 @@ static const char *option_value(const char *opt, int argc, char **argv, int *i)
     return argv[++*i];
 }
 
+/* MS_BENCH_CONFIG="key=value,key=value" sets runtime fields by name
+ * (ms_config_set), to compare one setting against the defaults, e.g.
+ * MS_BENCH_CONFIG=metrics_histograms=true. */
+static void apply_env_config(ms_config *cfg)
+{
+    const char *env = getenv("MS_BENCH_CONFIG");
+    if (!env || !*env)
+        return;
+    char *copy = strdup(env);
+    if (!copy)
+        fatal("out of memory");
+    char *save = NULL;
+    for (char *pair = strtok_r(copy, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(pair, '=');
+        if (!eq)
+            bad_arg("MS_BENCH_CONFIG: '%s' is not key=value", pair);
+        *eq = '\0';
+        ms_error err;
+        if (ms_config_set(cfg, pair, eq + 1, &err) != 0)
+            bad_arg("MS_BENCH_CONFIG: %s", err.message);
+    }
+    free(copy);
+}
+
 int main(int argc, char **argv)
 {
     int workers = DEFAULT_WORKERS;
@@ -846,6 +870,7 @@ int main(int argc, char **argv)
     ms_config cfg;
     ms_config_default(&cfg);
     cfg.worker_threads = (uint32_t)workers;
+    apply_env_config(&cfg);
 
     static bench_ctx ctx;
     ms_error err;

@@ -39,11 +39,23 @@ host *host_init(ms_runtime *rt, bool own) {
     h->rt = rt;
     h->own_rt = own;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->hist_lock, NULL);
     h->next_agent_id = 1;
     h->jit_agent_limit = 2000;
     atomic_init(&h->jit_agents, 0);
     g_host = h;
     return h;
+}
+
+void host_history_push(host *h, ms_metrics *m, double time) {
+    pthread_mutex_lock(&h->hist_lock);
+    ms_metrics *old = h->hist_previous;
+    h->hist_previous = h->hist_latest;
+    h->hist_previous_time = h->hist_latest_time;
+    h->hist_latest = m;
+    h->hist_latest_time = time;
+    pthread_mutex_unlock(&h->hist_lock);
+    ms_metrics_free(old);
 }
 
 void host_track_interval(ms_interval **slot) {
@@ -118,6 +130,9 @@ int host_shutdown(void) {
     free(h->lua_path);
     free(h->lua_cpath);
     ms_waker_drop(&h->lifecycle_waker);
+    ms_metrics_free(h->hist_latest);
+    ms_metrics_free(h->hist_previous);
+    pthread_mutex_destroy(&h->hist_lock);
     pthread_mutex_destroy(&h->lock);
     free(h);
     g_host = NULL;

@@ -283,7 +283,22 @@ struct host {
     char **profile_sets;        /* "key=value", from --set and --workers */
     int nprofile_sets;
     ms_config profile_config;   /* the runtime's settings as resolved */
+    /* The metrics collector's last two snapshots (NULL until taken) with
+     * their wall-clock times, for ms.metrics_history.  Written by the
+     * collector (collector.c), read by agents; under hist_lock, which is
+     * never held while taking another lock. */
+    pthread_mutex_t hist_lock;
+    ms_metrics *hist_latest, *hist_previous;
+    double hist_latest_time, hist_previous_time;
+    /* Set by ms-host when it runs a collector (under lock): called before
+     * an immediate _exit so that the metrics file still ends with a final
+     * line. */
+    void (*metrics_final)(const char *why);
 };
+
+/* Collector thread: makes m (owned from now on) the latest snapshot; the
+ * latest becomes the previous. */
+void host_history_push(host *h, ms_metrics *m, double time);
 
 /* ---- live tuning (tune.c) ---- */
 
@@ -398,5 +413,21 @@ void lh_push_permit(lua_State *L, ms_sem *s, uint64_t n);
  * on stderr.  On failure (a malformed address, the port in use...) returns
  * an ms_err with err naming the address, and nothing is left running. */
 int metrics_http_start(host *h, const char *addr, ms_error *err);
+/* The /metrics.json document for m (agents read now) as one line ending in
+ * "\n", with prefix ("\"time\":1.5,") spliced in as its first members;
+ * malloc'd, NULL without memory. */
+char *metrics_json_line(host *h, const ms_metrics *m, const char *prefix);
+
+/* ---- the metrics collector (collector.c; ms-host only) ---- */
+
+/* Starts the collector: a snapshot every interval_s seconds, kept as the
+ * host's latest (ms.metrics_history) and appended as one JSON line to
+ * path.  Fails, with err naming the path and the OS error, when the file
+ * cannot be opened for appending or the thread cannot start. */
+int collector_start(host *h, const char *path, double interval_s, ms_error *err);
+/* Stops the collector (if running) and appends the final line, marked
+ * "final": true, with why as its "reason".  Idempotent; any thread; safe
+ * to call right before _exit. */
+void collector_finish(const char *why);
 
 #endif

@@ -69,6 +69,16 @@ void host_begin_shutdown(const char *reason, double timeout) {
     ms_waker_wake(&w);
 }
 
+/* Before an immediate exit: the metrics file's final line, if ms-host
+ * writes one. */
+static void flush_metrics(host *h, const char *why) {
+    pthread_mutex_lock(&h->lock);
+    void (*final)(const char *) = h->metrics_final;
+    pthread_mutex_unlock(&h->lock);
+    if (final)
+        final(why);
+}
+
 static void kill_all(host *h) {
     pthread_mutex_lock(&h->lock);
     for (agent *a = h->agents; a; a = a->next_reg)
@@ -95,6 +105,7 @@ static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
         pthread_mutex_unlock(&h->lock);
         if (stopping || n > 1) {
             fprintf(stderr, "ms-host: second SIGINT: exiting now\n");
+            flush_metrics(h, "second SIGINT");
             _exit(130);
         }
         host_begin_shutdown("SIGINT", -1);
@@ -129,6 +140,7 @@ static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
             }
             fprintf(stderr, "ms-host: agents did not stop within 1 s of being killed (one may be "
                             "stuck in a loop): exiting now\n");
+            flush_metrics(h, "shutdown timed out");
             _exit(3);
         }
     }

@@ -62,6 +62,17 @@ return {
     -- parallelism (it retires when the stuck poll ends).
     replace_stalled_workers = true,
 
+    -- Per-worker histograms of poll duration and scheduling delay cost two
+    -- clock reads per poll (and one per wake-up), measurable on workloads of
+    -- tiny polls (docs/metrics.md has the figures): opt-in, as in Tokio.
+    metrics_histograms = false,
+
+    -- No metrics file unless asked (`--metrics-file PATH`); when there is
+    -- one, a snapshot every second is fine-grained enough to plot and costs
+    -- one wake-up a second.
+    metrics_file = false,
+    metrics_interval = 1,
+
     -- Nothing listens unless asked: metrics and the console are opt-in
     -- (`--set metrics_listen=127.0.0.1:9090`, `--set console=ms-host.sock`).
     metrics_listen = false,

@@ -510,6 +510,7 @@ describe("ms.profile", function()
                 "enable_time=true", "enable_io=false", "global_queue_interval=61",
                 "event_interval=61", "budget=128", "shutdown_timeout=30s", "stall_threshold=2s",
                 "replace_stalled_workers=true",
+                "metrics_histograms=false",
             }, got)
         end)
 

@@ -170,6 +170,9 @@ typedef struct ms_config {
     bool replace_stalled_workers;   /* bring in a stand-in worker (up to
                                        max_worker_threads) while one is stalled;
                                        default true */
+    bool metrics_histograms;        /* record the per-worker poll-duration and
+                                       scheduling-delay histograms (two or three
+                                       clock reads per poll); default false */
     const char *thread_name;        /* prefix for thread names, default "ms": 1..8
                                        characters of [A-Za-z0-9_.-]; the runtime
                                        copies it */
@@ -448,6 +451,23 @@ int ms_spawn_blocking(ms_runtime *rt, ms_blocking_fn fn, void *arg, ms_task **ha
  * Metrics
  * ---------------------------------------------------------------------- */
 
+/* A histogram of durations with log-scale buckets: bucket i (0 <= i <
+ * MS_HIST_BUCKETS - 1) counts durations d with bound(i-1) < d <= bound(i),
+ * where bound(i) = 2^i microseconds (1 us, 2 us, 4 us, ... 8.388608 s);
+ * the last bucket counts everything longer (Prometheus's +Inf).  Counts are
+ * per bucket, not cumulative. */
+#define MS_HIST_BUCKETS 25
+
+typedef struct ms_histogram {
+    uint64_t buckets[MS_HIST_BUCKETS];
+    uint64_t count;                 /* the sum of the buckets */
+    uint64_t sum_ns;                /* the sum of the durations recorded */
+} ms_histogram;
+
+/* The upper bound of bucket i in nanoseconds (UINT64_MAX for the last
+ * bucket and beyond). */
+uint64_t ms_histogram_bound_ns(uint32_t i);
+
 typedef struct ms_worker_metrics {
     uint64_t park_count;            /* times the worker went to sleep */
     uint64_t noop_count;            /* wake-ups that found no work (spurious) */
@@ -464,6 +484,12 @@ typedef struct ms_worker_metrics {
     bool parked;
     bool active;                    /* false: retired by a resize, waiting */
     uint64_t stalled_ms;            /* length of the current stall, 0 if none */
+    /* Recorded only with ms_config.metrics_histograms (else all zero):
+     * how long each poll of a task took, and how long a task waited from
+     * being scheduled (spawned, woken, yielded) until a worker began to
+     * poll it.  Both count polls of this worker. */
+    ms_histogram poll_duration;
+    ms_histogram schedule_delay;
 } ms_worker_metrics;
 
 typedef struct ms_metrics {
@@ -490,6 +516,7 @@ typedef struct ms_metrics {
     uint64_t stalls_total;          /* polls reported as stuck */
     uint64_t timers_active;         /* timers waiting in the wheel */
     uint64_t timers_fired;          /* timers the driver has fired */
+    bool histograms;                /* ms_config.metrics_histograms */
     /* sums over the workers */
     uint64_t park_count, noop_count, steal_count, steal_operations, poll_count,
         busy_ns, forced_yields, overflow_count, local_schedule_count,
@@ -502,7 +529,10 @@ typedef struct ms_metrics {
 ms_metrics *ms_metrics_snapshot(ms_runtime *rt);
 void ms_metrics_free(ms_metrics *m);
 /* The snapshot as JSON ({"workers":..., "per_worker":[...]}); free with
- * ms_free.  NULL on allocation failure. */
+ * ms_free.  NULL on allocation failure.  With histograms on, each worker
+ * has "poll_duration" and "schedule_delay": {"le_ns": [bounds...],
+ * "buckets": [per-bucket counts, the last one unbounded], "count", "sum_ns"}
+ * (le_ns has one entry fewer than buckets). */
 char *ms_metrics_to_json(const ms_metrics *m, bool pretty);
 void ms_free(void *p);
 

@@ -80,6 +80,7 @@ static const struct field config_fields[] = {
     FIELD(shutdown_timeout_ms, "shutdown_timeout", FK_DURATION, 0, MS_MAX_DURATION_MS),
     FIELD(stall_threshold_ms, "stall_threshold", FK_DURATION, 0, MS_MAX_DURATION_MS),
     FIELD(replace_stalled_workers, NULL, FK_BOOL, 0, 1),
+    FIELD(metrics_histograms, NULL, FK_BOOL, 0, 1),
     FIELD(thread_name, NULL, FK_NAME, 1, CFG_NAME_MAX),
     FIELD(on_thread_start, NULL, FK_HOOK, 0, 0),
     FIELD(on_thread_stop, NULL, FK_HOOK, 0, 0),
@@ -160,6 +161,7 @@ void ms_config_default(ms_config *cfg) {
     cfg->shutdown_timeout_ms = 30000;
     cfg->stall_threshold_ms = 2000;
     cfg->replace_stalled_workers = true;
+    cfg->metrics_histograms = false;
     cfg->thread_name = "ms";
     cfg->on_thread_start = NULL;
     cfg->on_thread_stop = NULL;

@@ -34,6 +34,21 @@ uint64_t met_busy_read(met_worker *m, uint64_t now, bool *parked) {
     return busy > prev ? busy : prev;
 }
 
+uint64_t ms_histogram_bound_ns(uint32_t i) {
+    if (i >= MS_HIST_BUCKETS - 1)
+        return UINT64_MAX;
+    return ((uint64_t)1 << i) * 1000u;
+}
+
+void met_hist_read(met_hist *h, ms_histogram *out) {
+    out->count = 0;
+    for (uint32_t i = 0; i < MS_HIST_BUCKETS; i++) {
+        out->buckets[i] = met_get(&h->buckets[i]);
+        out->count += out->buckets[i];
+    }
+    out->sum_ns = met_get(&h->sum_ns);
+}
+
 ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
     sched *s = &rt->sched;
     uint32_t n = sched_started(s);
@@ -65,6 +80,7 @@ ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
         m->timers_fired = atomic_load_explicit(&rt->driver->timers_fired, memory_order_relaxed);
     }
     m->stalls_total = atomic_load_explicit(&rt->health.stalls_total, memory_order_relaxed);
+    m->histograms = rt->cfg.metrics_histograms;
     m->spawned_tasks = m->remote_spawned_tasks;
     for (uint32_t i = 0; i < n; i++) {
         sched_worker *w = &s->workers[i];
@@ -83,6 +99,10 @@ ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
         o->stalled_ms = met_get(&w->m.stalled_ms);
         o->active = i < m->active_workers && !met_get(&w->m.retired);
         o->local_queue_capacity = RQ_CAP;
+        if (m->histograms) {
+            met_hist_read(&w->m.poll_duration, &o->poll_duration);
+            met_hist_read(&w->m.schedule_delay, &o->schedule_delay);
+        }
 
         m->park_count += o->park_count;
         m->noop_count += o->noop_count;
@@ -107,6 +127,22 @@ void ms_metrics_free(ms_metrics *m) {
  * reach in practice. */
 static void add_u64(cJSON *o, const char *k, uint64_t v) {
     cJSON_AddNumberToObject(o, k, (double)v);
+}
+
+static cJSON *hist_json(const ms_histogram *h) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON *le = cJSON_AddArrayToObject(o, "le_ns");
+    cJSON *b = cJSON_AddArrayToObject(o, "buckets");
+    for (uint32_t i = 0; le && b && i < MS_HIST_BUCKETS; i++) {
+        if (i + 1 < MS_HIST_BUCKETS)
+            cJSON_AddItemToArray(le, cJSON_CreateNumber((double)ms_histogram_bound_ns(i)));
+        cJSON_AddItemToArray(b, cJSON_CreateNumber((double)h->buckets[i]));
+    }
+    add_u64(o, "count", h->count);
+    add_u64(o, "sum_ns", h->sum_ns);
+    return o;
 }
 
 char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
@@ -136,6 +172,7 @@ char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
     add_u64(root, "stalls_total", m->stalls_total);
     add_u64(root, "timers_active", m->timers_active);
     add_u64(root, "timers_fired", m->timers_fired);
+    cJSON_AddBoolToObject(root, "histograms", m->histograms);
     add_u64(root, "park_count", m->park_count);
     add_u64(root, "noop_count", m->noop_count);
     add_u64(root, "steal_count", m->steal_count);
@@ -168,6 +205,10 @@ char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
         cJSON_AddBoolToObject(o, "parked", w->parked);
         cJSON_AddBoolToObject(o, "active", w->active);
         add_u64(o, "stalled_ms", w->stalled_ms);
+        if (m->histograms) {
+            cJSON_AddItemToObject(o, "poll_duration", hist_json(&w->poll_duration));
+            cJSON_AddItemToObject(o, "schedule_delay", hist_json(&w->schedule_delay));
+        }
         cJSON_AddItemToArray(arr, o);
     }
     char *out = pretty ? cJSON_Print(root) : cJSON_PrintUnformatted(root);

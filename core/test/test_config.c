@@ -43,6 +43,7 @@ static bool same_config(const ms_config *a, const ms_config *b) {
            a->event_interval == b->event_interval && a->budget == b->budget &&
            a->shutdown_timeout_ms == b->shutdown_timeout_ms &&
            a->stall_threshold_ms == b->stall_threshold_ms &&
+           a->metrics_histograms == b->metrics_histograms &&
            a->thread_name == b->thread_name && a->on_thread_start == b->on_thread_start &&
            a->on_thread_stop == b->on_thread_stop && a->hook_ud == b->hook_ud &&
            a->on_stall == b->on_stall && a->stall_ud == b->stall_ud;
@@ -555,6 +556,7 @@ TEST(describe_lists_every_field_one_per_line) {
                       "shutdown_timeout = 30s\n"
                       "stall_threshold = 2s\n"
                       "replace_stalled_workers = true\n"
+                      "metrics_histograms = false\n"
                       "thread_name = \"ms\"\n"
                       "on_thread_start = none\n"
                       "on_thread_stop = none\n"

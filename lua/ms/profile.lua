@@ -104,6 +104,11 @@ local fields = {
         kind = "bool", config = true, default = true,
         doc = "bring in a stand-in worker (up to max_worker_threads) while one is stalled",
     },
+    metrics_histograms = {
+        kind = "bool", config = true, default = false,
+        doc = "record per-worker histograms of poll duration and scheduling delay "
+            .. "(two clock reads per poll)",
+    },
     description = {
         kind = "string", default = "",
         doc = "what the profile is for, one line (every profile file must set it)",
@@ -111,6 +116,15 @@ local fields = {
     metrics_listen = {
         kind = "listen", default = false,
         doc = "host:port of the metrics HTTP endpoint, or false for none",
+    },
+    metrics_file = {
+        kind = "path_or_false", max = 4095, default = false,
+        doc = "file to append a metrics snapshot to, one JSON line every metrics_interval "
+            .. "and a final one at exit, or false for none",
+    },
+    metrics_interval = {
+        kind = "duration", min = 0.01, max = DAY, default = 1,
+        doc = "time between the metrics collector's snapshots (with metrics_file)",
     },
     console = {
         kind = "path_or_false", max = 107, default = false,
@@ -144,7 +158,8 @@ local order = {
     "worker_threads", "max_worker_threads", "max_blocking_threads", "thread_keep_alive",
     "thread_stack_size", "enable_all", "enable_time", "enable_io", "global_queue_interval",
     "event_interval", "budget", "shutdown_timeout", "stall_threshold", "replace_stalled_workers",
-    "metrics_listen", "console", "tuner",
+    "metrics_histograms", "metrics_listen", "metrics_file", "metrics_interval", "console",
+    "tuner",
     "agent_memory_limit", "jit_agent_limit", "mailbox_limit",
 }
 profile.field_order = order
@@ -387,6 +402,9 @@ end
 
 local function range_text(f)
     if f.kind == "duration" then
+        if f.min ~= math.floor(f.min) then
+            return string.format("%s..%d seconds", number_text(f.min), f.max)
+        end
         return string.format("%d..%d seconds", f.min, f.max)
     elseif f.kind == "size" then
         return string.format("%d..%d bytes", f.min, f.max)
