@@ -184,11 +184,12 @@ describe("ms.repl", function()
 
         it("says clearly when ms.tune is absent", function()
             local ms = require "ms"
+            local saved = ms.tune
+            rawset(ms, "tune", false)
             local feed = session()
-            local _, out = feed("tune{ active_workers = 1 }")
-            if rawget(ms, "tune") == nil and ms.tune == nil then
-                assert_contains(out, "ms.tune is not available in this build")
-            end
+            local _, out = feed("tune{ budget = 64 }")
+            rawset(ms, "tune", saved)
+            assert_contains(out, "error: stdin:1: ms.tune is not available in this build")
         end)
     end)
 
@@ -213,6 +214,16 @@ describe("ms.repl", function()
                 _, out = feed("top()")
                 assert_contains(out, "worker      polls")
                 assert_contains(out, "main")
+            end)
+        end)
+
+        it("tune{...} calls ms.tune", function()
+            h.run(function()
+                local feed = session()
+                local _, out = feed("tune{ budget = 64 }")
+                assert.is_nil(out:find("error", 1, true), out)
+                _, out = feed("ms.tune{ budget = 128 }; return true")
+                assert.are.equal("true\n", out)
             end)
         end)
 

@@ -337,7 +337,9 @@ end
 function repl.tune(settings)
     local ms = ms_module()
     local tune = ms.tune
-    if type(tune) ~= "function" then
+    -- A function, or a table with __call (ms.tune also lists live_fields).
+    local mt = type(tune) == "table" and getmetatable(tune)
+    if type(tune) ~= "function" and not (type(mt) == "table" and mt.__call) then
         error("ms.tune is not available in this build", 2)
     end
     return tune(settings)
