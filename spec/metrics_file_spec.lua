@@ -12,27 +12,8 @@
 
 local json = require "spec.support.json"
 
-local HOST = os.getenv("MS_HOST") or "build/lua/ms-host"
-
-local function shell_quote(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-    local f = io.open(path, "rb")
-    if not f then return "" end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
-local function tmpfile(text)
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-    return path
-end
+local h = require "spec.support.helpers"
+local HOST, shell_quote, slurp, tmpfile = h.host, h.shell_quote, h.slurp, h.tmpfile
 
 -- Runs `ms-host run script args`; returns the exit status and the output.
 local function run(script, args)

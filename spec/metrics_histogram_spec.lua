@@ -12,42 +12,13 @@
 local ms = require "ms"
 local json = require "spec.support.json"
 
-local HOST = os.getenv("MS_HOST") or "build/lua/ms-host"
-
-local function run(fn, config)
-    local ok, err = ms.run(fn, config or { worker_threads = "2" })
-    if not ok then
-        error(tostring(type(err) == "table" and err.message or err) .. "\n"
-            .. tostring(type(err) == "table" and err.traceback or ""), 0)
-    end
-end
-
-local function shell_quote(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local h = require "spec.support.helpers"
+local HOST, run, shell_quote, slurp, write, contains =
+    h.host, h.run, h.shell_quote, h.slurp, h.write_file, h.contains
 
 local function sh(cmd)
     local r = os.execute(cmd)
     return r == 0 or r == true
-end
-
-local function slurp(path)
-    local f = io.open(path, "rb")
-    if not f then return "" end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
-local function write(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-    return path
-end
-
-local function contains(haystack, needle)
-    return type(haystack) == "string" and haystack:find(needle, 1, true) ~= nil
 end
 
 -- Work for the workers: agents that yield and sleep, so tasks are polled,

@@ -10,7 +10,7 @@ package.path = spec_dir .. "/../lua/?.lua;lua/?.lua;" .. package.path
 local ms = require "ms"
 local h = require "spec.support.helpers"
 
-local host = os.getenv("MS_HOST") or "build/lua/ms-host"
+local host = h.host
 
 local function run(fn, cfg)
   h.run(fn, cfg or { worker_threads = "2", max_worker_threads = "6" })
@@ -260,12 +260,8 @@ describe("ms.tuner", function()
 end)
 
 describe("ms-host and tuning", function()
-  local function tmpfile(text, suffix)
-    local p = os.tmpname() .. (suffix or ".lua")
-    local f = assert(io.open(p, "w"))
-    f:write(text)
-    f:close()
-    return p
+  local function tmpfile(text)
+    return h.tmpfile(text, ".lua")
   end
 
   it("runs the profile's tuner script beside the main agent", function()

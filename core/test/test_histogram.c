@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include "ms.h"
 #include "test.h"
+#include "test_rt.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -76,18 +77,12 @@ TEST(recording_counts_the_bucket_and_adds_to_the_sum) {
  * Recording in a runtime
  * ---------------------------------------------------------------------- */
 
-static ms_runtime *start(uint32_t workers, bool histograms) {
+static ms_runtime *start_hist(uint32_t workers, bool histograms) {
     ms_config cfg;
     ms_config_default(&cfg);
     cfg.worker_threads = workers;
     cfg.metrics_histograms = histograms;
-    ms_runtime *rt = NULL;
-    ms_error err;
-    if (ms_runtime_new(&cfg, &rt, &err) != 0) {
-        fprintf(stderr, "ms_runtime_new: %s\n", err.message);
-        return NULL;
-    }
-    return rt;
+    return start_config(&cfg);
 }
 
 /* Yields `left` times, then is ready. */
@@ -172,7 +167,7 @@ static void *spawner_main(void *arg) {
 
 TEST(histogram_counts_equal_each_workers_polls_under_load_from_many_threads) {
     enum { THREADS = 4 };
-    ms_runtime *rt = start(4, true);
+    ms_runtime *rt = start_hist(4, true);
     CHECK(rt);
     int tasks = (int)test_scaled(200, 20), yields = (int)test_scaled(50, 10);
     spawner sp[THREADS];
@@ -226,7 +221,7 @@ TEST(histograms_are_off_by_default_and_record_nothing) {
     ms_config cfg;
     ms_config_default(&cfg);
     CHECK(!cfg.metrics_histograms);
-    ms_runtime *rt = start(2, false);
+    ms_runtime *rt = start_hist(2, false);
     CHECK(rt);
     yielder y = {.left = 20};
     ms_task *t = NULL;
@@ -251,7 +246,7 @@ TEST(histograms_are_off_by_default_and_record_nothing) {
 }
 
 TEST(json_has_both_histograms_per_worker_when_on) {
-    ms_runtime *rt = start(2, true);
+    ms_runtime *rt = start_hist(2, true);
     CHECK(rt);
     yielder y = {.left = 5};
     ms_task *t = NULL;

@@ -15,17 +15,21 @@
 
 #include "ms.h"
 
-static inline ms_runtime *start(uint32_t workers) {
-    ms_config cfg;
-    ms_config_default(&cfg);
-    cfg.worker_threads = workers;
+static inline ms_runtime *start_config(const ms_config *cfg) {
     ms_runtime *rt = NULL;
     ms_error err;
-    if (ms_runtime_new(&cfg, &rt, &err) != 0) {
+    if (ms_runtime_new(cfg, &rt, &err) != 0) {
         fprintf(stderr, "runtime: %s\n", err.message);
         exit(1);
     }
     return rt;
+}
+
+static inline ms_runtime *start(uint32_t workers) {
+    ms_config cfg;
+    ms_config_default(&cfg);
+    cfg.worker_threads = workers;
+    return start_config(&cfg);
 }
 
 static inline void stop(ms_runtime *rt) {

@@ -21,13 +21,7 @@ static ms_runtime *start_max(uint32_t workers, uint32_t max) {
     ms_config_default(&cfg);
     cfg.worker_threads = workers;
     cfg.max_worker_threads = max;
-    ms_runtime *rt = NULL;
-    ms_error err;
-    if (ms_runtime_new(&cfg, &rt, &err) != 0) {
-        fprintf(stderr, "runtime: %s\n", err.message);
-        exit(1);
-    }
-    return rt;
+    return start_config(&cfg);
 }
 
 static int tune(ms_runtime *rt, const char *k, const char *v) {

@@ -30,4 +30,38 @@ function helpers.error_of(fn, ...)
     return tostring(err)
 end
 
+-- The ms-host binary under test (ctest sets MS_HOST).
+helpers.host = os.getenv("MS_HOST") or "build/lua/ms-host"
+
+function helpers.shell_quote(s)
+    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- The whole file, or "" when it cannot be read.
+function helpers.slurp(path)
+    local f = io.open(path, "rb")
+    if not f then return "" end
+    local s = f:read("*a")
+    f:close()
+    return s
+end
+
+function helpers.write_file(path, text)
+    local f = assert(io.open(path, "wb"))
+    f:write(text)
+    f:close()
+    return path
+end
+
+-- A new temporary file holding text (suffix, e.g. ".lua", appended to
+-- the name); the caller removes it.
+function helpers.tmpfile(text, suffix)
+    local path = os.tmpname()
+    if suffix then
+        os.remove(path)
+        path = path .. suffix
+    end
+    return helpers.write_file(path, text)
+end
+
 return helpers
