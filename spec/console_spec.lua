@@ -8,25 +8,17 @@
 local h = require "spec.support.helpers"
 local assert_contains = h.assert_contains
 
-local HOST = os.getenv("MS_HOST") or "build/lua/ms-host"
+local HOST = h.host
+local q, write = h.shell_quote, h.write_file
 
-local function q(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
+-- The file's text, or nil while it does not exist (status files appear
+-- when a background command ends).
 local function slurp(path)
     local f = io.open(path, "rb")
     if not f then return nil end
     local s = f:read("*a")
     f:close()
     return s
-end
-
-local function write(path, text)
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-    return path
 end
 
 local function exists(path)

@@ -7,22 +7,11 @@
 local h = require "spec.support.helpers"
 local assert_contains = h.assert_contains
 
-local HOST = os.getenv("MS_HOST") or "build/lua/ms-host"
+local HOST = h.host
+local shell_quote, slurp = h.shell_quote, h.slurp
 
 describe("ms-host repl (stdin not a terminal)", function()
     local dir
-
-    local function shell_quote(s)
-        return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-    end
-
-    local function slurp(path)
-        local f = io.open(path, "rb")
-        if not f then return "" end
-        local s = f:read("*a")
-        f:close()
-        return s
-    end
 
     before_each(function()
         dir = os.tmpname()
@@ -36,9 +25,7 @@ describe("ms-host repl (stdin not a terminal)", function()
 
     -- Runs ms-host repl with input on stdin; returns status, stdout, stderr.
     local function repl_run(input, ...)
-        local f = assert(io.open(dir .. "/in", "w"))
-        f:write(input)
-        f:close()
+        h.write_file(dir .. "/in", input)
         local args = {}
         for i = 1, select("#", ...) do args[i] = shell_quote((select(i, ...))) end
         os.execute(("HOME=%s timeout 60 %s repl --workers 2 %s <%s/in >%s/out 2>%s/err; echo $? >%s/code")
