@@ -233,7 +233,14 @@ void agent_unref(agent *a) {
 
 static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
+/* The agent whose task this thread is running (resume), or NULL. */
+static __thread agent *tl_running;
+
 agent *agent_from_state(lua_State *L) {
+    /* The running task's coroutine is by far the most common caller. */
+    agent *r = tl_running;
+    if (r && r->current && r->current->co == L)
+        return r;
     /* An agent's own state carries the agent as its allocator's userdata:
      * no table lookup on every ms.* call.  The main agent (ms.run, ms-host)
      * uses its caller's state and is found through the registry. */
@@ -293,6 +300,21 @@ void ltask_wake_by_ref(ltask *lt) {
     } while (!atomic_compare_exchange_weak_explicit(&a->woken, &head, lt, memory_order_release,
                                                     memory_order_relaxed));
     ms_waker_wake_by_ref(&a->self_waker);
+}
+
+static void runq_push(agent *a, ltask *lt);
+
+void ltask_make_ready(ltask *lt) {
+    op_reset_light(lt);
+    lt->status = LT_READY;
+    runq_push(lt->a, lt);
+}
+
+void ltask_poll_op(ltask *lt, ms_cx *cx) {
+    if (lt->status == LT_WAITING && op_poll_now(lt, cx) == MS_POLL_READY) {
+        lt->status = LT_READY;
+        runq_push(lt->a, lt);
+    }
 }
 
 static ms_waker lw_clone(void *data) {
@@ -864,13 +886,19 @@ static void describe_error(agent *a, lua_State *co, char **msgp, char **tb) {
  * main coroutine ended. */
 static bool resume(agent *a, ltask *lt, ms_cx *cx) {
     a->current = lt;
+    a->cx = cx;
+    a->fast_streak = 0;
     lt->status = LT_RUNNING;
     int nargs = lt->nres;
     lt->nres = 0;
     a->enforce_limit = true;
+    agent *outer = tl_running;
+    tl_running = a;
     int rc = lua_resume(lt->co, nargs);
+    tl_running = outer;
     a->enforce_limit = false;
     a->current = NULL;
+    a->cx = NULL;
     if (rc == LUA_YIELD) {
         if (!lt->op.poll) {
             /* ms.yield, or a coroutine.yield at the top of a task: the
@@ -881,7 +909,7 @@ static bool resume(agent *a, ltask *lt, ms_cx *cx) {
             return false;
         }
         lt->status = LT_WAITING;
-        if (op_poll_now(lt, cx) == MS_POLL_READY) {
+        if (!lt->op.parked && op_poll_now(lt, cx) == MS_POLL_READY) {
             lt->status = LT_READY;
             runq_push(a, lt);
         }
