@@ -184,7 +184,7 @@ msg *msg_new(void) {
     msg *m = malloc(sizeof *m);
     if (!m)
         return NULL;
-    m->next = NULL;
+    atomic_init(&m->link.next, NULL);
     m->sender = NULL;
     m->reply = NULL;
     xfer_init(&m->own_body);
@@ -205,12 +205,10 @@ void msg_free(msg *m) {
 }
 
 static void agent_free(agent *a) {
-    msg *m = a->mhead;
-    while (m) {
-        msg *next = m->next;
-        msg_free(m);
-        m = next;
-    }
+    /* Nobody can push any more (pushers hold references), so this
+     * drains every message, unread ones included. */
+    for (mlink *l; (l = mbox_pop(&a->mbox));)
+        msg_free((msg *)l);
     for (uint32_t i = 0; i < a->nmonitors; i++)
         agent_unref(a->monitors[i]);
     free(a->monitors);
@@ -498,34 +496,60 @@ void lerr_push(lua_State *L, int code, const char *message, const char *tracebac
 /* ---- mailbox, monitors, exit ---- */
 
 int agent_deliver(agent *a, msg *m, char *err, size_t errlen) {
-    pthread_mutex_lock(&a->mlock);
-    if (a->state == AG_EXITED) {
-        pthread_mutex_unlock(&a->mlock);
+    int r = mbox_push(&a->mbox, &m->link, a->mailbox_limit);
+    if (r == MBOX_CLOSED) {
+        /* exit_reason was written before the mailbox closed (mlock). */
+        pthread_mutex_lock(&a->mlock);
         snprintf(err, errlen, "agent %s (%llu) has exited (%s)", a->name,
                  (unsigned long long)a->id, a->exit_reason);
+        pthread_mutex_unlock(&a->mlock);
         return MS_E_CLOSED;
     }
-    if (a->mailbox_limit && a->mcount >= a->mailbox_limit) {
-        pthread_mutex_unlock(&a->mlock);
+    if (r == MBOX_FULL) {
         snprintf(err, errlen, "mailbox of agent %s is full (%zu messages, mailbox_limit)",
                  a->name, a->mailbox_limit);
         return MS_E_EXHAUSTED;
     }
-    m->next = NULL;
-    if (a->mtail)
-        a->mtail->next = m;
-    else
-        a->mhead = m;
-    a->mtail = m;
-    a->mcount++;
-    ltask *r = a->receiver;
-    a->receiver = NULL;
-    pthread_mutex_unlock(&a->mlock);
-    if (r) {
-        ltask_wake_by_ref(r);
-        ltask_unref(r);
+    /* Dekker with agent_wait_message: our link is stored before we look
+     * for a receiver, its registration before it looks at the mailbox, so
+     * one of us sees the other.  Most pushes find nobody waiting (the
+     * receiver is busy with earlier messages) and stop at the load. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&a->receiver, memory_order_relaxed)) {
+        ltask *rcv = atomic_exchange_explicit(&a->receiver, NULL, memory_order_acq_rel);
+        if (rcv) {
+            ltask_wake_by_ref(rcv);
+            ltask_unref(rcv);
+        }
     }
     return 0;
+}
+
+msg *agent_take_message(agent *a) {
+    return (msg *)mbox_pop(&a->mbox);
+}
+
+void agent_wait_message(agent *a, ltask *lt) {
+    if (atomic_load_explicit(&a->receiver, memory_order_relaxed) != lt) {
+        ltask_ref(lt);
+        ltask *old = atomic_exchange_explicit(&a->receiver, lt, memory_order_seq_cst);
+        if (old)
+            ltask_unref(old);
+    }
+    /* Dekker with agent_deliver: the caller looks at the mailbox again
+     * after this. */
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+void agent_unwait_message(agent *a, ltask *lt) {
+    ltask *expected = lt;
+    if (atomic_compare_exchange_strong_explicit(&a->receiver, &expected, NULL,
+                                                memory_order_acq_rel, memory_order_relaxed))
+        ltask_unref(lt);
+}
+
+ltask *agent_receiver(agent *a) {
+    return atomic_load_explicit(&a->receiver, memory_order_relaxed);
 }
 
 void agent_add_monitor(agent *target, agent *watcher) {
@@ -786,13 +810,13 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
     a->exit_code = code;
     a->exit_message = message ? strdup(message) : NULL;
     a->exit_traceback = traceback ? strdup(traceback) : NULL;
-    size_t unread = a->mcount;
+    size_t unread = mbox_close(&a->mbox);
+    a->unread_at_exit = unread;
     agent **mons = a->monitors;
     uint32_t nmons = a->nmonitors;
     a->monitors = NULL;
     a->nmonitors = a->mcap = 0;
-    ltask *r = a->receiver;
-    a->receiver = NULL;
+    ltask *r = atomic_exchange_explicit(&a->receiver, NULL, memory_order_acq_rel);
     pthread_mutex_unlock(&a->mlock);
     if (r)
         ltask_unref(r);
@@ -1181,6 +1205,7 @@ static agent *agent_alloc_struct(host *h) {
     a->h = h;
     a->exit_ref = LUA_NOREF;
     pthread_mutex_init(&a->mlock, NULL);
+    mbox_init(&a->mbox);
     a->mem_limit = h->default_mem_limit;
     a->mailbox_limit = h->mailbox_limit;
     return a;

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mailbox.h"
 #include "ms.h"
 
 typedef struct host host;
@@ -199,7 +200,7 @@ void ltask_unref(ltask *lt);
 typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;
 
 typedef struct msg {
-    struct msg *next;
+    mlink link;                 /* first: the mailbox's (mailbox.h) */
     xfer *body;                 /* usually &own_body: one allocation a message */
     agent *sender;              /* ref; NULL if from outside an agent */
     reply_slot *reply;          /* ref; non-NULL for agent:call */
@@ -267,13 +268,18 @@ struct agent {
     uint8_t ms_upvals[8];       /* fn upvalues that held the ms module */
     int n_ms_upvals;
 
+    /* The mailbox: pushed by any thread, popped by the agent's (see
+     * mailbox.c for the memory ordering); closed at exit. */
+    mailbox mbox;
+    size_t mailbox_limit;       /* 0 = unbounded; immutable after spawn */
+    /* The task waiting in ms.recv, with a reference.  Set by the agent's
+     * thread (exchange, seq_cst, then it looks at the mailbox again);
+     * taken by a producer after its push (seq_cst fence, then exchange),
+     * which then wakes it.  Dekker pair with the link store in mbox_push. */
+    _Atomic(ltask *) receiver;
+
     /* Under mlock: */
     pthread_mutex_t mlock;
-    msg *mhead, *mtail;
-    size_t mcount;
-    size_t mailbox_limit;       /* 0 = unbounded */
-    uint64_t received_total;
-    ltask *receiver;            /* waiting in ms.recv (ref) */
     agent_state state;
     agent **monitors;           /* refs; told when this agent exits */
     uint32_t nmonitors, mcap;
@@ -284,6 +290,7 @@ struct agent {
     char *exit_message;
     char *exit_traceback;
     int exit_code;              /* ms_err code */
+    size_t unread_at_exit;      /* messages accepted and never received */
 
     agent *next_reg, *prev_reg; /* host registry, under host lock */
 };
@@ -359,6 +366,16 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen);
 int agent_run_main(lua_State *L, int nargs, ms_error *err);
 /* Delivers a message (takes ownership of m).  Returns 0 or an ms_err. */
 int agent_deliver(agent *a, msg *m, char *err, size_t errlen);
+/* The oldest message of the running agent's mailbox, or NULL (agent's
+ * thread only); counts it as received. */
+msg *agent_take_message(agent *a);
+/* Registers lt as the task waiting in ms.recv (agent's thread only); the
+ * caller must then look at the mailbox once more before it sleeps. */
+void agent_wait_message(agent *a, ltask *lt);
+/* Unregisters lt if it is still the waiting receiver. */
+void agent_unwait_message(agent *a, ltask *lt);
+/* The registered receiver, or NULL (agent's thread; a snapshot). */
+ltask *agent_receiver(agent *a);
 void agent_stop(agent *a, const char *reason);
 void agent_add_monitor(agent *target, agent *watcher);
 agent *agent_whereis(const char *name);

@@ -387,9 +387,9 @@ static int a_info(lua_State *L, agent *a) {
     static const char *st[] = {"starting", "running", "exited"};
     lua_pushstring(L, st[a->state]);
     lua_setfield(L, -2, "state");
-    lua_pushnumber(L, (double)a->mcount);
+    lua_pushnumber(L, (double)mbox_len(&a->mbox));
     lua_setfield(L, -2, "mailbox");
-    lua_pushnumber(L, (double)a->received_total);
+    lua_pushnumber(L, (double)mbox_popped(&a->mbox));
     lua_setfield(L, -2, "received");
     lua_pushnumber(L, (double)atomic_load_explicit(&a->mem_used, memory_order_relaxed));
     lua_setfield(L, -2, "memory");
@@ -519,7 +519,7 @@ xfer *lms_exit_notice(agent *target) {
     xfer_put_str(x, "reason");
     xfer_put_str(x, target->exit_reason);
     xfer_put_str(x, "unread");
-    xfer_put_num(x, (double)target->mcount);
+    xfer_put_num(x, (double)target->unread_at_exit);
     if (target->exit_message) {
         xfer_put_str(x, "message");
         xfer_put_str(x, target->exit_message);
