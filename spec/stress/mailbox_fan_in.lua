@@ -9,7 +9,9 @@
 --   2. an agent that stops with messages unread: its exit notice counts
 --      exactly the ones it never received;
 --   3. local channels used in an agent that ends with values and waiting
---      tasks in them (the address sanitizer checks nothing leaks).
+--      tasks in them (the address sanitizer checks nothing leaks);
+--   4. local channels shared while they hold values, waiting senders and
+--      waiting receivers, closed ones, and one used from the blocking pool.
 -- Exits non-zero (an error in the main agent) on any failure.
 
 local scale = tonumber(os.getenv("MS_TEST_SCALE") or "1") or 1
@@ -82,5 +84,46 @@ do
     local e = ms.recv(10)
     assert(e.reason == "normal", "channel_user: " .. tostring(e.reason))
   end
+  -- 4: sharing a local channel moves its values and waiters in order.
+  local relay = function(args)
+    for _ = 1, args.n do args.out:send(args.c:recv(10)) end
+  end
+  local c, out = ms.channel(2), ms.channel()
+  c:send({ 1 })
+  c:send(2)
+  local blocked = ms.spawn(function() c:send("3") c:send(4) end)
+  ms.yield()
+  ms.agent.spawn { fn = relay, args = { c = c, out = out, n = 4 } }
+  local want = { { 1 }, 2, "3", 4 }
+  for i = 1, 4 do
+    local v = out:recv(10)
+    assert(type(v) == type(want[i]), "shared order " .. i)
+  end
+  assert(blocked:join(10))
+  local r = ms.channel()
+  local waiting = {}
+  for i = 1, 3 do waiting[i] = ms.spawn(function() return r:recv(10) end) end
+  ms.yield()
+  ms.agent.spawn { fn = function(args) for i = 1, 3 do args.r:send(i) end end, args = { r = r } }
+  for i = 1, 3 do
+    local ok, v = waiting[i]:join(10)
+    assert(ok and v == i, "waiting receiver " .. i .. " got " .. tostring(v))
+  end
+  local closed = ms.channel()
+  closed:send("last")
+  closed:close()
+  local got = ms.channel()
+  ms.agent.spawn { fn = function(args)
+    args.got:send({ args.c:recv(5) })
+    args.got:send({ args.c:recv(5) })
+  end, args = { c = closed, got = got } }
+  assert(got:recv(10)[1] == "last")
+  assert(got:recv(10)[2] == "closed")
+  local b = ms.channel()
+  b:send(1)
+  local taker = ms.spawn(function() return b:recv(10) end)
+  local _, sent = ms.blocking(function(ch) return ch:try_send(2) end, b)
+  assert(sent == true, "try_send from the blocking pool")
+  assert(select(2, taker:join(10)) == 1 and b:recv(10) == 2)
   print("mailbox_fan_in: ok")
 end
