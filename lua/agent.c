@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "host.h"
+#include "smalloc.h"
 
 static host *g_host;
 
@@ -259,7 +260,7 @@ static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (!ptr)
         osize = 0;
     if (nsize == 0) {
-        free(ptr);
+        sm_realloc(ptr, osize, 0);
         atomic_store_explicit(&a->mem_used, used - osize, memory_order_relaxed);
         return NULL;
     }
@@ -267,7 +268,7 @@ static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         atomic_store_explicit(&a->oom, true, memory_order_relaxed);
         return NULL;
     }
-    void *p = realloc(ptr, nsize);
+    void *p = sm_realloc(ptr, osize, nsize);
     if (p)
         atomic_store_explicit(&a->mem_used, used - osize + nsize, memory_order_relaxed);
     return p;
