@@ -314,6 +314,58 @@ static void bench_yield_many(bench_ctx *ctx)
 }
 
 /* ------------------------------------------------------------------------
+ * yield_many_resizing: yield_many while another thread changes the number
+ * of active workers (ms_runtime_tune) between 1 and the configured count
+ * every 200 us.  Ours only (Tokio cannot resize): read it against
+ * yield_many in the same run for what resizing under load costs.
+ * ---------------------------------------------------------------------- */
+
+typedef struct resizer {
+    ms_runtime *rt;
+    uint32_t max;
+    atomic_bool stop;
+    long resizes;
+} resizer;
+
+static void *resize_loop(void *arg)
+{
+    resizer *r = arg;
+    uint32_t n = 1;
+    while (!atomic_load(&r->stop)) {
+        char text[16];
+        snprintf(text, sizeof text, "%u", n);
+        ms_error err;
+        int rc = ms_runtime_tune(r->rt, "worker_threads", text, &err);
+        if (rc != 0)
+            fatal_ms("yield_many_resizing: ms_runtime_tune", rc, &err);
+        r->resizes++;
+        n = n % r->max + 1;
+        usleep(200);
+    }
+    return NULL;
+}
+
+static void bench_yield_many_resizing(bench_ctx *ctx)
+{
+    ms_config live;
+    ms_runtime_live_config(ctx->rt, &live);
+    resizer r = {.rt = ctx->rt, .max = live.worker_threads, .resizes = 0};
+    atomic_init(&r.stop, false);
+    pthread_t th;
+    if (pthread_create(&th, NULL, resize_loop, &r) != 0)
+        fatal("yield_many_resizing: cannot start the resizing thread");
+    bench_yield_many(ctx);
+    atomic_store(&r.stop, true);
+    pthread_join(th, NULL);
+    char text[16];
+    snprintf(text, sizeof text, "%u", live.worker_threads);
+    ms_error err;
+    int rc = ms_runtime_tune(ctx->rt, "worker_threads", text, &err);
+    if (rc != 0)
+        fatal_ms("yield_many_resizing: ms_runtime_tune", rc, &err);
+}
+
+/* ------------------------------------------------------------------------
  * chained_spawn: a task started from block_on runs link(CHAIN_LENGTH);
  * link(n) spawns a task running link(n-1), and link(0) releases the main
  * thread, which waits inside block_on.  The links run one after another,
@@ -679,6 +731,7 @@ static const bench benches[] = {
     {"spawn_many_local", bench_spawn_many_local, ITERS_ALL},
     {"spawn_many_remote_idle", bench_spawn_many_remote_idle, ITERS_ALL},
     {"yield_many", bench_yield_many, ITERS_TENTH},
+    {"yield_many_resizing", bench_yield_many_resizing, ITERS_TENTH},
     {"ping_pong", bench_ping_pong, ITERS_ALL},
     {"chained_spawn", bench_chained_spawn, ITERS_ALL},
     {"semaphore_contended", bench_semaphore_contended, ITERS_TENTH},
@@ -799,6 +852,30 @@ static const char *option_value(const char *opt, int argc, char **argv, int *i)
     return argv[++*i];
 }
 
+/* MS_BENCH_CONFIG="key=value,key=value" sets runtime fields by name
+ * (ms_config_set), to compare one setting against the defaults, e.g.
+ * MS_BENCH_CONFIG=metrics_histograms=true. */
+static void apply_env_config(ms_config *cfg)
+{
+    const char *env = getenv("MS_BENCH_CONFIG");
+    if (!env || !*env)
+        return;
+    char *copy = strdup(env);
+    if (!copy)
+        fatal("out of memory");
+    char *save = NULL;
+    for (char *pair = strtok_r(copy, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(pair, '=');
+        if (!eq)
+            bad_arg("MS_BENCH_CONFIG: '%s' is not key=value", pair);
+        *eq = '\0';
+        ms_error err;
+        if (ms_config_set(cfg, pair, eq + 1, &err) != 0)
+            bad_arg("MS_BENCH_CONFIG: %s", err.message);
+    }
+    free(copy);
+}
+
 int main(int argc, char **argv)
 {
     int workers = DEFAULT_WORKERS;
@@ -846,6 +923,7 @@ int main(int argc, char **argv)
     ms_config cfg;
     ms_config_default(&cfg);
     cfg.worker_threads = (uint32_t)workers;
+    apply_env_config(&cfg);
 
     static bench_ctx ctx;
     ms_error err;

@@ -40,11 +40,23 @@ host *host_init(ms_runtime *rt, bool own) {
     h->rt = rt;
     h->own_rt = own;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->hist_lock, NULL);
     h->next_agent_id = 1;
     h->jit_agent_limit = 2000;
     atomic_init(&h->jit_agents, 0);
     g_host = h;
     return h;
+}
+
+void host_history_push(host *h, ms_metrics *m, double time) {
+    pthread_mutex_lock(&h->hist_lock);
+    ms_metrics *old = h->hist_previous;
+    h->hist_previous = h->hist_latest;
+    h->hist_previous_time = h->hist_latest_time;
+    h->hist_latest = m;
+    h->hist_latest_time = time;
+    pthread_mutex_unlock(&h->hist_lock);
+    ms_metrics_free(old);
 }
 
 void host_track_interval(ms_interval **slot) {
@@ -119,6 +131,9 @@ int host_shutdown(void) {
     free(h->lua_path);
     free(h->lua_cpath);
     ms_waker_drop(&h->lifecycle_waker);
+    ms_metrics_free(h->hist_latest);
+    ms_metrics_free(h->hist_previous);
+    pthread_mutex_destroy(&h->hist_lock);
     pthread_mutex_destroy(&h->lock);
     free(h);
     g_host = NULL;
@@ -496,8 +511,13 @@ void lerr_push(lua_State *L, int code, const char *message, const char *tracebac
 
 /* ---- mailbox, monitors, exit ---- */
 
+void agent_set_mailbox_limit(agent *a, size_t limit) {
+    atomic_store_explicit(&a->mailbox_limit, limit, memory_order_relaxed);
+}
+
 int agent_deliver(agent *a, msg *m, char *err, size_t errlen) {
-    int r = mbox_push(&a->mbox, &m->link, a->mailbox_limit);
+    size_t limit = atomic_load_explicit(&a->mailbox_limit, memory_order_relaxed);
+    int r = mbox_push(&a->mbox, &m->link, limit);
     if (r == MBOX_CLOSED) {
         /* exit_reason was written before the mailbox closed (mlock). */
         pthread_mutex_lock(&a->mlock);
@@ -508,7 +528,7 @@ int agent_deliver(agent *a, msg *m, char *err, size_t errlen) {
     }
     if (r == MBOX_FULL) {
         snprintf(err, errlen, "mailbox of agent %s is full (%zu messages, mailbox_limit)",
-                 a->name, a->mailbox_limit);
+                 a->name, limit);
         return MS_E_EXHAUSTED;
     }
     /* Dekker with agent_wait_message: our link is stored before we look
@@ -684,7 +704,10 @@ static void agent_jit_decide(agent *a) {
     lua_getglobal(a->L, "jit"); /* opens the library (lazy_loader) */
     lua_pop(a->L, 1);
     host *h = a->h;
-    if (!a->jit_off && atomic_fetch_add(&h->jit_agents, 1) < h->jit_agent_limit) {
+    pthread_mutex_lock(&h->lock); /* ms.tune may change the limit */
+    uint32_t limit = h->jit_agent_limit;
+    pthread_mutex_unlock(&h->lock);
+    if (!a->jit_off && atomic_fetch_add(&h->jit_agents, 1) < limit) {
         a->jit_counted = true;
         return;
     }
@@ -742,6 +765,9 @@ static void open_libs(lua_State *L) {
         lua_pushcclosure(L, lazy_loader, 1);
         lua_setfield(L, -2, lib->name);
     }
+    /* ffi is require-only (no global), as in plain LuaJIT. */
+    lua_pushcfunction(L, luaopen_ffi);
+    lua_setfield(L, -2, LUA_FFILIBNAME);
     lua_pop(L, 2);
     lua_pushvalue(L, LUA_GLOBALSINDEX);
     lua_createtable(L, 0, 1);
@@ -1160,7 +1186,7 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
      * from outside) and the ready ones until neither is left or the budget
      * is spent: a wake between two coroutines of this agent is served in
      * this poll, not after a trip through the executor. */
-    uint32_t budget = ms_runtime_config(a->h->rt)->budget;
+    uint32_t budget = ms_runtime_budget(a->h->rt);
     for (;;) {
         drain_woken(a, cx);
         if (!a->runq_head)
@@ -1207,8 +1233,10 @@ static agent *agent_alloc_struct(host *h) {
     a->exit_ref = LUA_NOREF;
     pthread_mutex_init(&a->mlock, NULL);
     mbox_init(&a->mbox);
+    pthread_mutex_lock(&h->lock); /* the defaults are live-tunable */
     a->mem_limit = h->default_mem_limit;
-    a->mailbox_limit = h->mailbox_limit;
+    atomic_init(&a->mailbox_limit, h->mailbox_limit);
+    pthread_mutex_unlock(&h->lock);
     return a;
 }
 

@@ -271,7 +271,9 @@ struct agent {
     /* The mailbox: pushed by any thread, popped by the agent's (see
      * mailbox.c for the memory ordering); closed at exit. */
     mailbox mbox;
-    size_t mailbox_limit;       /* 0 = unbounded; immutable after spawn */
+    /* 0 = unbounded.  Read by senders (mbox_push's limit); written by
+     * ms.tune under the host lock, hence atomic (relaxed). */
+    _Atomic size_t mailbox_limit;
     /* The task waiting in ms.recv, with a reference.  Set by the agent's
      * thread (exchange, seq_cst, then it looks at the mailbox again);
      * taken by a producer after its push (seq_cst fence, then exchange),
@@ -304,9 +306,11 @@ struct host {
     agent *agents;              /* under lock */
     uint64_t nagents;           /* under lock */
     uint64_t next_agent_id;     /* under lock */
-    size_t default_mem_limit;   /* immutable after start */
+    /* Defaults for new agents: live-tunable (tune.c), under lock. */
+    size_t default_mem_limit;
     size_t mailbox_limit;
     uint32_t jit_agent_limit;
+    _Atomic uint64_t tune_changes; /* settings changed by ms.tune or SIGHUP */
     _Atomic uint32_t jit_agents;
     char *lua_path, *lua_cpath; /* package paths for new agent states */
     /* Intervals live in Lua userdata that may outlive the runtime (the
@@ -330,7 +334,44 @@ struct host {
     char **profile_sets;        /* "key=value", from --set and --workers */
     int nprofile_sets;
     ms_config profile_config;   /* the runtime's settings as resolved */
+    /* The metrics collector's last two snapshots (NULL until taken) with
+     * their wall-clock times, for ms.metrics_history.  Written by the
+     * collector (collector.c), read by agents; under hist_lock, which is
+     * never held while taking another lock. */
+    pthread_mutex_t hist_lock;
+    ms_metrics *hist_latest, *hist_previous;
+    double hist_latest_time, hist_previous_time;
+    /* Set by ms-host when it runs a collector (under lock): called before
+     * an immediate _exit so that the metrics file still ends with a final
+     * line. */
+    void (*metrics_final)(const char *why);
 };
+
+/* Collector thread: makes m (owned from now on) the latest snapshot; the
+ * latest becomes the previous. */
+void host_history_push(host *h, ms_metrics *m, double time);
+
+/* ---- live tuning (tune.c) ---- */
+
+typedef struct tune_req {
+    const char *name;           /* a live profile field */
+    double value;               /* normalised: count, seconds or bytes */
+} tune_req;
+
+typedef struct tune_change {
+    const char *name;
+    double old_value, new_value;
+} tune_change;
+
+/* Applies every request or none (returns the number changed, filling out
+ * if not NULL; or a negative ms_err code with a message in err naming the
+ * field and value).  source names who asked ("ms.tune", "SIGHUP"). */
+int host_tune(host *h, const tune_req *req, int n, const char *source, tune_change *out,
+              char *err, size_t errlen);
+bool host_is_live_field(const char *name);
+/* Pushes the C function behind ms.tune (ms._tune). */
+void tune_push_primitive(lua_State *L);
+void agent_set_mailbox_limit(agent *a, size_t limit);
 
 /* SIGHUP: re-reads the profile; applies the live settings, names the ones
  * that need a restart.  Runs on the blocking pool. */
@@ -455,5 +496,21 @@ void lh_push_permit(lua_State *L, ms_sem *s, uint64_t n);
  * on stderr.  On failure (a malformed address, the port in use...) returns
  * an ms_err with err naming the address, and nothing is left running. */
 int metrics_http_start(host *h, const char *addr, ms_error *err);
+/* The /metrics.json document for m (agents read now) as one line ending in
+ * "\n", with prefix ("\"time\":1.5,") spliced in as its first members;
+ * malloc'd, NULL without memory. */
+char *metrics_json_line(host *h, const ms_metrics *m, const char *prefix);
+
+/* ---- the metrics collector (collector.c; ms-host only) ---- */
+
+/* Starts the collector: a snapshot every interval_s seconds, kept as the
+ * host's latest (ms.metrics_history) and appended as one JSON line to
+ * path.  Fails, with err naming the path and the OS error, when the file
+ * cannot be opened for appending or the thread cannot start. */
+int collector_start(host *h, const char *path, double interval_s, ms_error *err);
+/* Stops the collector (if running) and appends the final line, marked
+ * "final": true, with why as its "reason".  Idempotent; any thread; safe
+ * to call right before _exit. */
+void collector_finish(const char *why);
 
 #endif

@@ -69,6 +69,16 @@ void host_begin_shutdown(const char *reason, double timeout) {
     ms_waker_wake(&w);
 }
 
+/* Before an immediate exit: the metrics file's final line, if ms-host
+ * writes one. */
+static void flush_metrics(host *h, const char *why) {
+    pthread_mutex_lock(&h->lock);
+    void (*final)(const char *) = h->metrics_final;
+    pthread_mutex_unlock(&h->lock);
+    if (final)
+        final(why);
+}
+
 static void kill_all(host *h) {
     pthread_mutex_lock(&h->lock);
     for (agent *a = h->agents; a; a = a->next_reg)
@@ -95,6 +105,7 @@ static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
         pthread_mutex_unlock(&h->lock);
         if (stopping || n > 1) {
             fprintf(stderr, "ms-host: second SIGINT: exiting now\n");
+            flush_metrics(h, "second SIGINT");
             _exit(130);
         }
         host_begin_shutdown("SIGINT", -1);
@@ -129,6 +140,7 @@ static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
             }
             fprintf(stderr, "ms-host: agents did not stop within 1 s of being killed (one may be "
                             "stuck in a loop): exiting now\n");
+            flush_metrics(h, "shutdown timed out");
             _exit(3);
         }
     }
@@ -195,12 +207,15 @@ void host_on_stall(void *ud, const ms_stall *st) {
     else
         fprintf(stderr,
                 "ms-host: worker %u has been in one poll of agent %s for %.1f s (an endless loop "
-                "or a blocking call?); the other workers carry on\n",
-                st->worker, name, st->stalled_ms / 1000.0);
-    const char *keys[] = {"worker", "agent", "stalled", "recovered"};
-    const char *strs[] = {NULL, name, NULL, st->recovered ? "true" : "false"};
-    double nums[] = {st->worker, 0, st->stalled_ms / 1000.0, 0};
-    events_publish_host("ms.worker.stalled", keys, strs, nums, 4);
+                "or a blocking call?); %s\n",
+                st->worker, name, st->stalled_ms / 1000.0,
+                st->replaced ? "a stand-in worker carries its load until it is free"
+                             : "the other workers carry on");
+    const char *keys[] = {"worker", "agent", "stalled", "recovered", "replaced"};
+    const char *strs[] = {NULL, name, NULL, st->recovered ? "true" : "false",
+                          st->replaced ? "true" : "false"};
+    double nums[] = {st->worker, 0, st->stalled_ms / 1000.0, 0, 0};
+    events_publish_host("ms.worker.stalled", keys, strs, nums, 5);
 }
 
 /* ---- SIGHUP: reload ---- */
@@ -209,8 +224,9 @@ void host_on_stall(void *ud, const ms_stall *st) {
 #define MS_LUA_DIR "lua"
 #endif
 
-/* The host's own settings can change while it runs; the runtime's cannot
- * yet (they are named so the operator knows a restart is needed). */
+/* The live settings (the host's and the runtime's, see tune.c) change as
+ * ms.tune would change them; the others are named, so the operator knows a
+ * restart is needed. */
 void host_reload_profile(void) {
     host *h = host_get();
     if (!h || !h->profile_name)
@@ -251,50 +267,58 @@ void host_reload_profile(void) {
     int prof = lua_gettop(L);
     lua_getfield(L, prof, "values");
     int vals = lua_gettop(L);
-    int changed = 0;
-    /* Live: the host's own fields. */
-    struct { const char *key; size_t *sz; uint32_t *u32; } live[] = {
-        {"agent_memory_limit", &h->default_mem_limit, NULL},
-        {"mailbox_limit", &h->mailbox_limit, NULL},
-        {"jit_agent_limit", NULL, &h->jit_agent_limit},
-    };
-    for (size_t i = 0; i < sizeof live / sizeof live[0]; i++) {
-        lua_getfield(L, vals, live[i].key);
-        double v = lua_tonumber(L, -1);
-        lua_pop(L, 1);
-        double old = live[i].sz ? (double)*live[i].sz : (double)*live[i].u32;
-        if (v == old)
-            continue;
-        pthread_mutex_lock(&h->lock);
-        if (live[i].sz)
-            *live[i].sz = (size_t)v;
-        else
-            *live[i].u32 = (uint32_t)v;
-        pthread_mutex_unlock(&h->lock);
-        fprintf(stderr, "ms-host: SIGHUP: %s %.0f -> %.0f (applies to agents spawned from now on)\n",
-                live[i].key, old, v);
-        changed++;
-    }
-    /* Not live yet: the runtime's fields. */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "ms.profile");
     lua_call(L, 1, 1);
-    lua_getfield(L, -1, "to_config_pairs");
+    int mod = lua_gettop(L);
+    int changed = 0;
+
+    /* The live fields, as one ms.tune-style request. */
+    tune_req req[16];
+    int n = 0;
+    lua_getfield(L, mod, "live_fields");
+    for (int i = 1; i <= (int)lua_objlen(L, -1) && n < 16; i++) {
+        lua_rawgeti(L, -1, i);
+        const char *name = lua_tostring(L, -1);
+        lua_getfield(L, vals, name);
+        if (name && host_is_live_field(name) && lua_isnumber(L, -1)) {
+            req[n].name = name; /* kept alive by live_fields until lua_close */
+            req[n].value = lua_tonumber(L, -1);
+            n++;
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    tune_change out[16];
+    char why[MS_ERROR_MESSAGE_MAX + 64];
+    int applied = host_tune(h, req, n, "SIGHUP", out, why, sizeof why);
+    if (applied < 0) {
+        fprintf(stderr, "ms-host: SIGHUP: live settings not changed: %s\n", why);
+    } else {
+        for (int i = 0; i < applied; i++)
+            fprintf(stderr, "ms-host: SIGHUP: %s %g -> %g\n", out[i].name, out[i].old_value,
+                    out[i].new_value);
+        changed += applied;
+    }
+
+    /* The rest of the runtime's fields take a restart: name the ones the
+     * new profile changes. */
+    lua_getfield(L, mod, "to_config_pairs");
     lua_pushvalue(L, prof);
     if (lua_pcall(L, 1, 1, 0) == 0) {
         ms_config now = h->profile_config;
-        int n = (int)lua_objlen(L, -1);
-        for (int i = 1; i <= n; i++) {
+        int np = (int)lua_objlen(L, -1);
+        for (int i = 1; i <= np; i++) {
             lua_rawgeti(L, -1, i);
             lua_rawgeti(L, -1, 1);
             lua_rawgeti(L, -2, 2);
             ms_config probe = now;
             ms_error err;
             const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
-            if (k && v && ms_config_set(&probe, k, v, &err) == 0 &&
+            if (k && v && !ms_config_is_live(k) && ms_config_set(&probe, k, v, &err) == 0 &&
                 memcmp(&probe, &now, sizeof probe) != 0) {
-                fprintf(stderr, "ms-host: SIGHUP: %s = %s needs a restart (the runtime's settings "
-                                "are not live-tunable yet)\n", k, v);
+                fprintf(stderr, "ms-host: SIGHUP: %s = %s needs a restart (not live-tunable)\n",
+                        k, v);
                 changed++;
             }
             lua_pop(L, 3);

@@ -6,6 +6,7 @@
  * argument (luaL_argerror/luaL_check*).  Functions that wait yield to the
  * agent's scheduler through ops.c, and so must run in an agent's task.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -632,6 +633,17 @@ static int s_forget(lua_State *L) {
     return 1;
 }
 
+/* sem:reduce_permits(n) -> removed now, still owed (taken from later
+ * releases) */
+static int s_reduce_permits(lua_State *L) {
+    ms_sem *s = check_sem(L, 1);
+    uint64_t n = check_whole(L, 2, luaL_checknumber(L, 2), 0);
+    uint64_t owed;
+    lua_pushnumber(L, (double)ms_sem_reduce_permits(s, n, &owed));
+    lua_pushnumber(L, (double)owed);
+    return 2;
+}
+
 static int s_close(lua_State *L) {
     ms_sem_close(check_sem(L, 1));
     return 0;
@@ -801,16 +813,36 @@ static int c_tostring(lua_State *L) {
         lua_setfield(L, -2, k);                \
     } while (0)
 
-static int l_metrics(lua_State *L) {
-    host *h = host_get();
-    if (!h)
-        return luaL_error(L, "ms.metrics: no runtime (use ms.run)");
-    ms_metrics *m = ms_metrics_snapshot(h->rt);
-    if (!m)
-        return luaL_error(L, "ms.metrics: out of memory");
-    lua_createtable(L, 0, 32);
+/* A histogram as { buckets = { {le = seconds, count = n}, ... }, count,
+ * sum }: per-bucket counts (not cumulative), the last bucket's le is
+ * math.huge. */
+static void push_histogram(lua_State *L, const ms_histogram *hg) {
+    lua_createtable(L, 0, 3);
+    lua_createtable(L, MS_HIST_BUCKETS, 0);
+    for (uint32_t i = 0; i < MS_HIST_BUCKETS; i++) {
+        lua_createtable(L, 0, 2);
+        uint64_t le = ms_histogram_bound_ns(i);
+        SETNUM("le", le == UINT64_MAX ? HUGE_VAL : le / 1e9);
+        SETNUM("count", hg->buckets[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "buckets");
+    SETNUM("count", hg->count);
+    SETNUM("sum", hg->sum_ns / 1e9);
+}
+
+/* Pushes the runtime part of ms.metrics() for snapshot m. */
+static void push_snapshot(lua_State *L, const ms_metrics *m) {
+    lua_createtable(L, 0, 34);
     SETNUM("uptime", m->uptime_ns / 1e9);
     SETNUM("workers", m->workers);
+    SETNUM("active_workers", m->active_workers);
+    SETNUM("max_workers", m->max_workers);
+    SETNUM("worker_resizes", m->worker_resizes);
+    SETNUM("worker_replacements", m->worker_replacements);
+    SETNUM("global_queue_interval", m->global_queue_interval);
+    SETNUM("budget", m->budget);
+    SETNUM("thread_keep_alive", m->thread_keep_alive_ms / 1000.0);
     SETNUM("blocking_threads", m->blocking_threads);
     SETNUM("idle_blocking_threads", m->idle_blocking_threads);
     SETNUM("max_blocking_threads", m->max_blocking_threads);
@@ -835,10 +867,12 @@ static int l_metrics(lua_State *L) {
     SETNUM("overflow_count", m->overflow_count);
     SETNUM("local_schedule_count", m->local_schedule_count);
     SETNUM("local_queue_depth", m->local_queue_depth);
+    lua_pushboolean(L, m->histograms);
+    lua_setfield(L, -2, "histograms");
     lua_createtable(L, (int)m->workers, 0);
     for (uint32_t i = 0; i < m->workers; i++) {
-        ms_worker_metrics *w = &m->worker[i];
-        lua_createtable(L, 0, 14);
+        const ms_worker_metrics *w = &m->worker[i];
+        lua_createtable(L, 0, 16);
         SETNUM("index", i + 1);
         SETNUM("park_count", w->park_count);
         SETNUM("noop_count", w->noop_count);
@@ -854,17 +888,87 @@ static int l_metrics(lua_State *L) {
         SETNUM("local_queue_capacity", w->local_queue_capacity);
         lua_pushboolean(L, w->parked);
         lua_setfield(L, -2, "parked");
+        lua_pushboolean(L, w->active);
+        lua_setfield(L, -2, "active");
         SETNUM("stalled", w->stalled_ms / 1000.0);
+        if (m->histograms) {
+            push_histogram(L, &w->poll_duration);
+            lua_setfield(L, -2, "poll_duration");
+            push_histogram(L, &w->schedule_delay);
+            lua_setfield(L, -2, "schedule_delay");
+        }
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_setfield(L, -2, "per_worker");
+}
+
+static int l_metrics(lua_State *L) {
+    host *h = host_get();
+    if (!h)
+        return luaL_error(L, "ms.metrics: no runtime (use ms.run)");
+    ms_metrics *m = ms_metrics_snapshot(h->rt);
+    if (!m)
+        return luaL_error(L, "ms.metrics: out of memory");
+    push_snapshot(L, m);
     ms_metrics_free(m);
+    /* The host's live settings, as they are now (not part of a snapshot). */
+    SETNUM("tune_changes", atomic_load_explicit(&h->tune_changes, memory_order_relaxed));
+    pthread_mutex_lock(&h->lock);
+    SETNUM("mailbox_limit", h->mailbox_limit);
+    SETNUM("agent_memory_limit", h->default_mem_limit);
+    SETNUM("jit_agent_limit", h->jit_agent_limit);
+    pthread_mutex_unlock(&h->lock);
     l_agents(L);
     lua_setfield(L, -2, "agents");
     lua_getfield(L, lua_upvalueindex(1), "stats");
     lua_call(L, 0, 1);
     lua_setfield(L, -2, "events");
     return 1;
+}
+
+/* ms.metrics_history() -> latest, previous: the metrics collector's last
+ * two snapshots (the runtime part of ms.metrics(), plus `time`, seconds
+ * since the epoch), nil where none was taken yet (no collector runs
+ * without metrics_file).  The snapshots are copied under the host's
+ * history lock, so the collector never waits on Lua. */
+static int l_metrics_history(lua_State *L) {
+    host *h = host_get();
+    if (!h)
+        return luaL_error(L, "ms.metrics_history: no runtime (use ms.run)");
+    ms_metrics *snap[2] = {NULL, NULL};
+    double when[2] = {0, 0};
+    bool oom = false;
+    pthread_mutex_lock(&h->hist_lock);
+    const ms_metrics *src[2] = {h->hist_latest, h->hist_previous};
+    when[0] = h->hist_latest_time;
+    when[1] = h->hist_previous_time;
+    for (int i = 0; i < 2; i++) {
+        if (!src[i])
+            continue;
+        size_t size = sizeof *src[i] + src[i]->workers * sizeof(ms_worker_metrics);
+        snap[i] = malloc(size);
+        if (!snap[i]) {
+            oom = true;
+            continue;
+        }
+        memcpy(snap[i], src[i], size);
+    }
+    pthread_mutex_unlock(&h->hist_lock);
+    if (oom) {
+        free(snap[0]);
+        free(snap[1]);
+        return luaL_error(L, "ms.metrics_history: out of memory");
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!snap[i]) {
+            lua_pushnil(L);
+            continue;
+        }
+        push_snapshot(L, snap[i]);
+        SETNUM("time", when[i]);
+        free(snap[i]);
+    }
+    return 2;
 }
 
 /* ---- errors ---- */
@@ -965,11 +1069,12 @@ static int l_shutdown(lua_State *L) {
 
 /* ---- parts of ms written in Lua ---- */
 
-/* ms's __index: ms.supervisor, ms.retry and ms.circuit_breaker are the Lua
- * modules ms.<name> (lua/ms/<name>.lua), loaded on first use
+/* ms's __index: ms.supervisor, ms.retry, ms.circuit_breaker, ms.tune and
+ * ms.tuner are the Lua modules ms.<name> (lua/ms/<name>.lua), loaded on first use
  * and then kept in the ms table. */
 static int ms_lazy_index(lua_State *L) {
-    static const char *const lazy[] = {"supervisor", "retry", "circuit_breaker", NULL};
+    static const char *const lazy[] = {"supervisor", "retry", "circuit_breaker", "tune",
+                                       "tuner", NULL};
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
@@ -1021,7 +1126,8 @@ int luaopen_ms(lua_State *L) {
     new_handle_mt(L, "ms.reply", NULL, NULL, r_call);
     static const luaL_Reg sem_methods[] = {
         {"acquire", s_acquire}, {"try_acquire", s_try_acquire}, {"available", s_available},
-        {"add_permits", s_add_permits}, {"forget", s_forget}, {"close", s_close}, {NULL, NULL}};
+        {"add_permits", s_add_permits}, {"forget", s_forget},
+        {"reduce_permits", s_reduce_permits}, {"close", s_close}, {NULL, NULL}};
     new_handle_mt(L, "ms.semaphore", sem_methods, s_tostring, NULL);
     static const luaL_Reg chan_methods[] = {
         {"send", c_send}, {"try_send", c_try_send}, {"recv", c_recv},
@@ -1069,6 +1175,7 @@ int luaopen_ms(lua_State *L) {
         {"self", l_self},         {"agents", l_agents},
         {"run", l_run},           {"semaphore", l_semaphore}, {"channel", l_channel},
         {"on_shutdown", l_on_shutdown}, {"shutdown", l_shutdown},
+        {"metrics_history", l_metrics_history},
         {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);
@@ -1084,6 +1191,8 @@ int luaopen_ms(lua_State *L) {
     lua_setfield(L, -2, "events");
     lua_pushliteral(L, MS_VERSION_STRING);
     lua_setfield(L, -2, "version");
+    tune_push_primitive(L);
+    lua_setfield(L, -2, "_tune");
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, ms_lazy_index);
     lua_setfield(L, -2, "__index");

@@ -46,6 +46,9 @@ static void usage(FILE *out) {
             "  --metrics-listen HOST:PORT\n"
             "                      serve /metrics and /metrics.json over HTTP (the\n"
             "                      profile's metrics_listen), e.g. 127.0.0.1:9100\n"
+            "  --metrics-file PATH append a metrics snapshot to PATH as one JSON line\n"
+            "                      every metrics_interval (default 1 s), and a final\n"
+            "                      line at exit (the profile's metrics_file)\n"
             "\n"
             "exit status: 0 the main agent ended (or a graceful shutdown completed), 1 it\n"
             "failed, 2 bad usage or configuration, 3 a shutdown hit its timeout, 130 a\n"
@@ -60,6 +63,7 @@ typedef struct opts {
     int nsets;
     const char *workers;
     const char *metrics_listen;
+    const char *metrics_file;
     char **args;
     int nargs;
 } opts;
@@ -102,14 +106,15 @@ static int parse(int argc, char **argv, opts *o) {
         }
         const char *val = NULL;
         if (!strcmp(a, "--profile") || !strcmp(a, "--workers") || !strcmp(a, "--set") ||
-            !strcmp(a, "--metrics-listen")) {
+            !strcmp(a, "--metrics-listen") || !strcmp(a, "--metrics-file")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "ms-host: %s needs a value\n", a);
                 return 2;
             }
             val = argv[++i];
         } else if (!strncmp(a, "--profile=", 10) || !strncmp(a, "--workers=", 10) ||
-                   !strncmp(a, "--set=", 6) || !strncmp(a, "--metrics-listen=", 17)) {
+                   !strncmp(a, "--set=", 6) || !strncmp(a, "--metrics-listen=", 17) ||
+                   !strncmp(a, "--metrics-file=", 15)) {
             val = strchr(a, '=') + 1;
         } else {
             fprintf(stderr, "ms-host: unknown option '%s' (see ms-host --help)\n", a);
@@ -121,6 +126,8 @@ static int parse(int argc, char **argv, opts *o) {
             o->workers = val;
         else if (!strncmp(a, "--metrics-listen", 16))
             o->metrics_listen = val;
+        else if (!strncmp(a, "--metrics-file", 14))
+            o->metrics_file = val;
         else {
             if (!strchr(val, '=')) {
                 fprintf(stderr, "ms-host: --set takes KEY=VALUE, got '%s'\n", val);
@@ -183,6 +190,10 @@ static bool load_profile(lua_State *L, const opts *o, const char *name) {
         lua_pushstring(L, o->metrics_listen);
         lua_setfield(L, -2, "metrics_listen");
     }
+    if (o->metrics_file) {
+        lua_pushstring(L, o->metrics_file);
+        lua_setfield(L, -2, "metrics_file");
+    }
     lua_setfield(L, -2, "overrides");
     if (lua_pcall(L, 2, 1, 0) != 0) {
         fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
@@ -198,7 +209,7 @@ static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
     int prof = lua_gettop(L);
     /* Fields the host does not act on yet are refused rather than silently
      * ignored. */
-    static const char *const not_yet[] = {"console", "tuner", NULL};
+    static const char *const not_yet[] = {"console", NULL};
     lua_getfield(L, prof, "values");
     for (int i = 0; not_yet[i]; i++) {
         lua_getfield(L, -1, not_yet[i]);
@@ -209,7 +220,7 @@ static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
             lua_getfield(L, -1, not_yet[i]);
             fprintf(stderr,
                     "ms-host: %s (set by %s): this ms-host cannot act on it yet (there is no "
-                    "console or tuner script support so far); set it to false\n",
+                    "console support so far); set it to false\n",
                     not_yet[i], lua_tostring(L, -1) ? lua_tostring(L, -1) : "the profile");
             return false;
         }
@@ -345,6 +356,18 @@ static int cmd_run(const opts *o) {
         lua_close(L);
         return 2;
     }
+    lua_getfield(L, -2, "metrics_file");
+    lua_getfield(L, -3, "metrics_interval");
+    if (lua_type(L, -2) == LUA_TSTRING &&
+        collector_start(h, lua_tostring(L, -2), lua_tonumber(L, -1), &err) != 0) {
+        fprintf(stderr, "ms-host: %s\n", err.message);
+        host_shutdown();
+        lua_close(L);
+        return 2;
+    }
+    lua_pop(L, 3);
+    lua_getfield(L, -1, "tuner");
+    char *tuner = lua_type(L, -1) == LUA_TSTRING ? strdup(lua_tostring(L, -1)) : NULL;
     lua_pop(L, 3);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
@@ -367,8 +390,32 @@ static int cmd_run(const opts *o) {
     }
     lua_setglobal(L, "arg");
 
+    /* The profile's tuner script: an agent of its own beside the main one,
+     * stopped with the others when the host stops. */
+    if (tuner) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, tuner);
+        lua_setfield(L, -2, "file");
+        lua_pushliteral(L, "tuner");
+        lua_setfield(L, -2, "name");
+        char why[512];
+        agent *ta = agent_spawn(L, lua_gettop(L), why, sizeof why);
+        lua_pop(L, 1);
+        if (!ta) {
+            fprintf(stderr, "ms-host: tuner %s: %s\n", tuner, why);
+            free(tuner);
+            collector_finish("tuner failed");
+            host_shutdown();
+            lua_close(L);
+            return 2;
+        }
+        agent_unref(ta);
+        free(tuner);
+    }
+
     if (luaL_loadfile(L, o->file) != 0) {
         fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
+        collector_finish("load failed");
         host_shutdown();
         lua_close(L);
         return 1;
@@ -405,6 +452,9 @@ static int cmd_run(const opts *o) {
         print_error(L, o->file);
         status = 1;
     }
+    /* Every agent has ended: the metrics file's last line is the state
+     * at exit.  The runtime must still exist for that snapshot. */
+    collector_finish(stopped ? h->shutdown_reason : rc != 0 ? "main agent failed" : "exit");
     lua_settop(L, 0);
     /* The state first: collecting it frees driver objects (intervals)
      * while the runtime still exists. */

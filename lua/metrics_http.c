@@ -344,6 +344,44 @@ static const agent_family agent_families[] = {
      offsetof(agent_row, polls)},
 };
 
+/* A bucket bound, 2^i microseconds, as exact decimal seconds without
+ * trailing zeros ("0.000001", "0.5", "8.388608"). */
+static void sb_bound(sbuf *b, uint64_t ns) {
+    char frac[16];
+    uint64_t us = ns / 1000u;
+    snprintf(frac, sizeof frac, "%06llu", (unsigned long long)(us % 1000000u));
+    size_t n = strlen(frac);
+    while (n > 0 && frac[n - 1] == '0')
+        frac[--n] = '\0';
+    sb_printf(b, "%llu%s%s", (unsigned long long)(us / 1000000u), n ? "." : "", frac);
+}
+
+/* One Prometheus histogram family over the workers: cumulative _bucket
+ * series ending in le="+Inf" (which equals _count), then _sum and
+ * _count.  off locates the ms_histogram in ms_worker_metrics. */
+static void render_histograms(sbuf *b, const ms_metrics *m, const char *name, const char *help,
+                              size_t off) {
+    sb_family(b, name, "histogram", help);
+    for (uint32_t w = 0; w < m->workers; w++) {
+        const ms_histogram *hg = (const ms_histogram *)((const char *)&m->worker[w] + off);
+        uint64_t cum = 0;
+        for (uint32_t i = 0; i < MS_HIST_BUCKETS; i++) {
+            cum += hg->buckets[i];
+            sb_printf(b, "%s_bucket{worker=\"%u\",le=\"", name, w);
+            if (i + 1 < MS_HIST_BUCKETS)
+                sb_bound(b, ms_histogram_bound_ns(i));
+            else
+                sb_str(b, "+Inf");
+            sb_printf(b, "\"} %llu\n", (unsigned long long)cum);
+        }
+        sb_printf(b, "%s_sum{worker=\"%u\"} %llu.%09llu\n", name, w,
+                  (unsigned long long)(hg->sum_ns / 1000000000u),
+                  (unsigned long long)(hg->sum_ns % 1000000000u));
+        sb_printf(b, "%s_count{worker=\"%u\"} %llu\n", name, w,
+                  (unsigned long long)hg->count);
+    }
+}
+
 static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *rows, size_t nrows) {
     for (size_t i = 0; i < sizeof runtime_families / sizeof runtime_families[0]; i++) {
         const family *f = &runtime_families[i];
@@ -360,6 +398,15 @@ static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *row
             sb_value(b, &m->worker[w], f);
             sb_str(b, "\n");
         }
+    }
+    if (m->histograms) {
+        render_histograms(b, m, "ms_worker_poll_duration_seconds",
+                          "Time each task poll took on the worker.",
+                          offsetof(ms_worker_metrics, poll_duration));
+        render_histograms(b, m, "ms_worker_schedule_delay_seconds",
+                          "Time from a task being scheduled (spawned, woken, yielded) to the "
+                          "worker starting to poll it.",
+                          offsetof(ms_worker_metrics, schedule_delay));
     }
     sb_family(b, "ms_agents", "gauge", "Agents in the host's registry.");
     sb_printf(b, "ms_agents %zu\n", nrows);
@@ -400,6 +447,29 @@ static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, siz
                   (unsigned long long)r->polls, (unsigned long long)r->restarts);
     }
     sb_str(b, "]}\n");
+}
+
+char *metrics_json_line(host *h, const ms_metrics *m, const char *prefix) {
+    sbuf b = {0};
+    size_t nrows = 0;
+    agent_row *rows = agent_rows(h, &nrows);
+    render_json(&b, m, rows, nrows);
+    free(rows);
+    if (b.oom || b.len < 2 || b.p[0] != '{') {
+        free(b.p);
+        return NULL;
+    }
+    /* Splice the prefix's members in after the opening brace. */
+    sbuf line = {0};
+    sb_str(&line, "{");
+    sb_str(&line, prefix);
+    sb_str(&line, b.p + 1);
+    free(b.p);
+    if (line.oom) {
+        free(line.p);
+        return NULL;
+    }
+    return line.p;
 }
 
 /* ---- the server ---- */

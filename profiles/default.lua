@@ -9,6 +9,11 @@ return {
     -- blocking pool), so more workers than CPUs would only time-slice.
     worker_threads = "cpu_bound",
 
+    -- ms.tune and tuners may grow the pool up to 4 workers per CPU (0 =
+    -- that automatic ceiling), and so may stand-ins for stuck workers.
+    -- The array of workers is sized for it at start: about 3 KB each.
+    max_worker_threads = 0,
+
     -- The blocking pool grows on demand up to this many threads.  512 is
     -- large enough that bursts of file I/O or DNS look-ups queue rarely, and
     -- small enough that a runaway burst cannot exhaust the process.
@@ -52,6 +57,21 @@ return {
     -- blocking call on a worker) is reported: long enough that a heavy but
     -- healthy poll never trips it, short enough to notice before users do.
     stall_threshold = 2,
+
+    -- While a worker is stuck, a stand-in worker keeps the runtime's
+    -- parallelism (it retires when the stuck poll ends).
+    replace_stalled_workers = true,
+
+    -- Per-worker histograms of poll duration and scheduling delay cost two
+    -- clock reads per poll (and one per wake-up), measurable on workloads of
+    -- tiny polls (docs/metrics.md has the figures): opt-in, as in Tokio.
+    metrics_histograms = false,
+
+    -- No metrics file unless asked (`--metrics-file PATH`); when there is
+    -- one, a snapshot every second is fine-grained enough to plot and costs
+    -- one wake-up a second.
+    metrics_file = false,
+    metrics_interval = 1,
 
     -- Nothing listens unless asked: metrics and the console are opt-in
     -- (`--set metrics_listen=127.0.0.1:9090`, `--set console=ms-host.sock`).

@@ -134,7 +134,7 @@ while true do ms.sleep(0.05) end
 "%s" run "%s" --profile "%s" > "%s" 2>&1 &
 p=$!
 for i in $(seq 1 250); do grep -q ready "%s" && break; sleep 0.02; done
-printf 'return { extends = "default", description = "t", mailbox_limit = 50, budget = 64 }' > "%s"
+printf 'return { extends = "default", description = "t", mailbox_limit = 50, budget = 64, event_interval = 7 }' > "%s"
 kill -HUP $p; sleep 0.5
 printf 'return { extends = "default", description = "t", bogus = 1 }' > "%s"
 kill -HUP $p; sleep 0.5
@@ -149,7 +149,8 @@ kill -TERM $p; wait $p; echo "exit=$?"
     os.execute("rm -rf '" .. dir .. "'")
     assert.truthy(status:find("exit=0", 1, true), text)
     assert.truthy(text:find("mailbox_limit 10 -> 50", 1, true), text)
-    assert.truthy(text:find("budget = 64 needs a restart", 1, true), text)
+    assert.truthy(text:find("budget 128 -> 64", 1, true), text)
+    assert.truthy(text:find("event_interval = 7 needs a restart", 1, true), text)
     assert.truthy(text:find("profile not reloaded", 1, true), text)
     assert.truthy(text:find("unknown field 'bogus'", 1, true), text)
   end)

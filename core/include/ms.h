@@ -151,6 +151,9 @@ typedef struct ms_stall ms_stall; /* see the health monitor, below ms_config */
 
 typedef struct ms_config {
     uint32_t worker_threads;        /* default: online CPUs; 1..MS_MAX_WORKERS */
+    uint32_t max_worker_threads;    /* ceiling for live resizing (ms_runtime_tune)
+                                       and stand-ins for stuck workers; 0 = auto:
+                                       max(worker_threads, 4 x online CPUs) */
     uint32_t max_blocking_threads;  /* default 512; 1..MS_MAX_BLOCKING_THREADS */
     uint64_t thread_keep_alive_ms;  /* idle blocking thread lifetime, default 60000 */
     size_t thread_stack_size;       /* bytes, default 2 MiB; >= PTHREAD_STACK_MIN */
@@ -164,6 +167,12 @@ typedef struct ms_config {
     uint64_t stall_threshold_ms;    /* a worker stuck in one poll this long is
                                        reported (on_stall, metrics); 0 = off;
                                        default 2000 */
+    bool replace_stalled_workers;   /* bring in a stand-in worker (up to
+                                       max_worker_threads) while one is stalled;
+                                       default true */
+    bool metrics_histograms;        /* record the per-worker poll-duration and
+                                       scheduling-delay histograms (two or three
+                                       clock reads per poll); default false */
     const char *thread_name;        /* prefix for thread names, default "ms": 1..8
                                        characters of [A-Za-z0-9_.-]; the runtime
                                        copies it */
@@ -188,6 +197,8 @@ struct ms_stall {
     uint64_t task_id;               /* ms_task_id of the task being polled */
     uint64_t stalled_ms;            /* how long so far (or in all, if recovered) */
     bool recovered;                 /* the poll has ended */
+    bool replaced;                  /* a stand-in worker was brought in for it
+                                       (replace_stalled_workers) */
 };
 
 #define MS_MAX_WORKERS 1024
@@ -199,6 +210,8 @@ struct ms_stall {
 
 /* Fills cfg with the defaults above. */
 void ms_config_default(ms_config *cfg);
+/* max_worker_threads with 0 resolved. */
+uint32_t ms_config_max_workers(const ms_config *cfg);
 
 /* Checks every field, in struct order, then the rules between fields
  * (enable_all = true with enable_time or enable_io false is a
@@ -217,6 +230,11 @@ int ms_config_validate(const ms_config *cfg, ms_error *err);
  * text.  Any problem is MS_E_CONFIG_INVALID naming the key and the value
  * (an unknown key suggests the nearest field); cfg is unchanged then. */
 int ms_config_set(ms_config *cfg, const char *key, const char *value, ms_error *err);
+
+/* The struct member a key names ("thread_keep_alive" and
+ * "thread_keep_alive_ms" both give "thread_keep_alive_ms"), or NULL for an
+ * unknown key. */
+const char *ms_config_field(const char *key);
 
 /* Writes `name = value` lines describing cfg into buf, in a form
  * ms_config_set accepts back.  Returns the length the whole text needs
@@ -273,6 +291,38 @@ void ms_runtime_free(ms_runtime *rt);
 
 /* The configuration the runtime was built with (validated, resolved). */
 const ms_config *ms_runtime_config(const ms_runtime *rt);
+
+/* ------------------------------------------------------------------------
+ * Live tuning
+ *
+ * These settings change while the runtime runs, without losing or
+ * repeating a task:
+ *
+ *   worker_threads         active workers, 1..max_worker_threads.  Growing
+ *                          starts (or wakes) workers at once; shrinking
+ *                          retires the highest-numbered ones after their
+ *                          current poll, their queued tasks moving to the
+ *                          injection queue.
+ *   max_blocking_threads   a higher ceiling starts threads for jobs that
+ *                          wait; a lower one lets the surplus leave after
+ *                          their current job.
+ *   thread_keep_alive      applies to threads already idle.
+ *   global_queue_interval, budget
+ *                          from the workers' next tick or poll.
+ *
+ * Any other field is refused (MS_E_CONFIG_INVALID naming it: it needs a
+ * new runtime).  Values are checked exactly as ms_config_set checks them.
+ * ---------------------------------------------------------------------- */
+
+/* Sets one live-tunable field from text (as ms_config_set). */
+int ms_runtime_tune(ms_runtime *rt, const char *key, const char *value, ms_error *err);
+/* Whether key names a field ms_runtime_tune can change. */
+bool ms_config_is_live(const char *key);
+/* The configuration as it is now: the one the runtime was built with,
+ * with the live-tunable fields at their current values. */
+void ms_runtime_live_config(ms_runtime *rt, ms_config *out);
+/* The coop budget now (hosts that run their own inner scheduler use it). */
+uint32_t ms_runtime_budget(ms_runtime *rt);
 
 /* The runtime whose worker or blocking thread calls this, else NULL. */
 ms_runtime *ms_runtime_current(void);
@@ -401,6 +451,23 @@ int ms_spawn_blocking(ms_runtime *rt, ms_blocking_fn fn, void *arg, ms_task **ha
  * Metrics
  * ---------------------------------------------------------------------- */
 
+/* A histogram of durations with log-scale buckets: bucket i (0 <= i <
+ * MS_HIST_BUCKETS - 1) counts durations d with bound(i-1) < d <= bound(i),
+ * where bound(i) = 2^i microseconds (1 us, 2 us, 4 us, ... 8.388608 s);
+ * the last bucket counts everything longer (Prometheus's +Inf).  Counts are
+ * per bucket, not cumulative. */
+#define MS_HIST_BUCKETS 25
+
+typedef struct ms_histogram {
+    uint64_t buckets[MS_HIST_BUCKETS];
+    uint64_t count;                 /* the sum of the buckets */
+    uint64_t sum_ns;                /* the sum of the durations recorded */
+} ms_histogram;
+
+/* The upper bound of bucket i in nanoseconds (UINT64_MAX for the last
+ * bucket and beyond). */
+uint64_t ms_histogram_bound_ns(uint32_t i);
+
 typedef struct ms_worker_metrics {
     uint64_t park_count;            /* times the worker went to sleep */
     uint64_t noop_count;            /* wake-ups that found no work (spurious) */
@@ -415,12 +482,26 @@ typedef struct ms_worker_metrics {
     uint32_t local_queue_depth;
     uint32_t local_queue_capacity;
     bool parked;
+    bool active;                    /* false: retired by a resize, waiting */
     uint64_t stalled_ms;            /* length of the current stall, 0 if none */
+    /* Recorded only with ms_config.metrics_histograms (else all zero):
+     * how long each poll of a task took, and how long a task waited from
+     * being scheduled (spawned, woken, yielded) until a worker began to
+     * poll it.  Both count polls of this worker. */
+    ms_histogram poll_duration;
+    ms_histogram schedule_delay;
 } ms_worker_metrics;
 
 typedef struct ms_metrics {
     uint64_t uptime_ns;
-    uint32_t workers;
+    uint32_t workers;               /* worker threads started (entries in worker[]) */
+    uint32_t active_workers;        /* of which active; the rest are retired */
+    uint32_t max_workers;           /* ceiling for resizing */
+    uint64_t worker_resizes;        /* changes of the active count */
+    uint64_t worker_replacements;   /* stand-ins brought in for stalled workers */
+    uint32_t global_queue_interval; /* live values of the tunable knobs */
+    uint32_t budget;
+    uint64_t thread_keep_alive_ms;
     uint32_t blocking_threads;
     uint32_t idle_blocking_threads;
     uint32_t max_blocking_threads;
@@ -435,6 +516,7 @@ typedef struct ms_metrics {
     uint64_t stalls_total;          /* polls reported as stuck */
     uint64_t timers_active;         /* timers waiting in the wheel */
     uint64_t timers_fired;          /* timers the driver has fired */
+    bool histograms;                /* ms_config.metrics_histograms */
     /* sums over the workers */
     uint64_t park_count, noop_count, steal_count, steal_operations, poll_count,
         busy_ns, forced_yields, overflow_count, local_schedule_count,
@@ -447,7 +529,10 @@ typedef struct ms_metrics {
 ms_metrics *ms_metrics_snapshot(ms_runtime *rt);
 void ms_metrics_free(ms_metrics *m);
 /* The snapshot as JSON ({"workers":..., "per_worker":[...]}); free with
- * ms_free.  NULL on allocation failure. */
+ * ms_free.  NULL on allocation failure.  With histograms on, each worker
+ * has "poll_duration" and "schedule_delay": {"le_ns": [bounds...],
+ * "buckets": [per-bucket counts, the last one unbounded], "count", "sum_ns"}
+ * (le_ns has one entry fewer than buckets). */
 char *ms_metrics_to_json(const ms_metrics *m, bool pretty);
 void ms_free(void *p);
 
@@ -675,6 +760,13 @@ int ms_sem_add_permits(ms_sem *s, uint64_t n);
  * returns how many it removed: for live tuning.  Permits assigned to
  * waiters or held are not touched. */
 uint64_t ms_sem_forget(ms_sem *s, uint64_t n);
+/* Lowers the total by n: available permits go at once (returned), and the
+ * rest as holders give them back (*owed, if not NULL, is what is still
+ * owed in all).  Nobody loses a permit they hold.  Live tuning's way to
+ * lower a limit. */
+uint64_t ms_sem_reduce_permits(ms_sem *s, uint64_t n, uint64_t *owed);
+/* Permits still owed to earlier reductions. */
+uint64_t ms_sem_owed(const ms_sem *s);
 uint64_t ms_sem_available(const ms_sem *s);
 /* Every queued acquire becomes ready with MS_E_CLOSED (what they had been
  * assigned returns to available); later acquires fail with MS_E_CLOSED.

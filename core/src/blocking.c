@@ -32,7 +32,7 @@ void blk_init(blk_pool *p, ms_runtime *rt, const ms_config *cfg) {
     pthread_cond_init(&p->exit_cond, &ca);
     pthread_condattr_destroy(&ca);
     p->head = p->tail = NULL;
-    p->threads = p->idle = p->notified = 0;
+    p->threads = p->idle = p->notified = p->leaving = 0;
     p->max_threads = cfg->max_blocking_threads;
     p->keep_alive_ns = cfg->thread_keep_alive_ms * 1000000u;
     p->next_name = 0;
@@ -92,32 +92,50 @@ typedef struct blk_thread {
     char name[32];
 } blk_thread;
 
+/* Under lock: the pool has more threads than max_threads (lowered by
+ * blk_tune) counting those already on their way out; if so the caller
+ * becomes one of them. */
+static bool surplus_locked(blk_pool *p) {
+    if (p->threads - p->leaving <= p->max_threads)
+        return false;
+    p->leaving++;
+    return true;
+}
+
 static void *blk_main(void *arg) {
     blk_thread bt = *(blk_thread *)arg;
     free(arg);
     blk_pool *p = bt.pool;
     rt_set_current(p->rt);
     pthread_mutex_lock(&p->lock);
+    bool surplus = false;
     for (;;) {
         ms_task *t;
-        while ((t = pop_locked(p))) {
+        while (!(surplus = surplus_locked(p)) && (t = pop_locked(p))) {
             pthread_mutex_unlock(&p->lock);
             task_run_blocking(t);
             pthread_mutex_lock(&p->lock);
         }
-        if (p->shutdown)
+        if (p->shutdown || surplus)
             break;
         p->idle++;
         gauges(p);
-        uint64_t deadline = ms_now_ns() + p->keep_alive_ns;
-        struct timespec ts = mono_deadline(deadline);
+        /* The keep-alive is read afresh after every wake-up: blk_tune
+         * broadcasts so that a shorter one takes effect at once. */
+        uint64_t idle_since = ms_now_ns();
         bool timed_out = false;
         while (p->notified == 0 && !p->shutdown) {
-            int rc = pthread_cond_timedwait(&p->work_cond, &p->lock, &ts);
-            if (rc == ETIMEDOUT && ms_now_ns() >= deadline) {
+            if (surplus_locked(p)) {
+                surplus = timed_out = true;
+                break;
+            }
+            uint64_t deadline = idle_since + p->keep_alive_ns;
+            if (ms_now_ns() >= deadline) {
                 timed_out = true;
                 break;
             }
+            struct timespec ts = mono_deadline(deadline);
+            pthread_cond_timedwait(&p->work_cond, &p->lock, &ts);
         }
         if (p->notified > 0) {
             p->notified--;
@@ -125,7 +143,7 @@ static void *blk_main(void *arg) {
         }
         p->idle--;
         gauges(p);
-        if (timed_out && !p->head)
+        if (surplus || (timed_out && !p->head))
             break;
     }
     pthread_mutex_unlock(&p->lock);
@@ -147,6 +165,8 @@ static void *blk_main(void *arg) {
     else
         pthread_detach(pthread_self()); /* no memory to remember it */
     p->threads--;
+    if (surplus)
+        p->leaving--;
     gauges(p);
     if (p->threads == 0)
         pthread_cond_broadcast(&p->exit_cond);
@@ -172,6 +192,42 @@ static int spawn_thread_locked(blk_pool *p, ms_error *err) {
     return 0;
 }
 
+void blk_limits(blk_pool *p, uint32_t *max_threads, uint64_t *keep_alive_ms) {
+    pthread_mutex_lock(&p->lock);
+    *max_threads = p->max_threads;
+    *keep_alive_ms = p->keep_alive_ns / 1000000u;
+    pthread_mutex_unlock(&p->lock);
+}
+
+int blk_tune(blk_pool *p, uint32_t max_threads, uint64_t keep_alive_ms, ms_error *err) {
+    pthread_mutex_lock(&p->lock);
+    if (p->shutdown) {
+        pthread_mutex_unlock(&p->lock);
+        return ms_error_set(err, MS_E_SHUTTING_DOWN, "the runtime is shutting down");
+    }
+    bool raised = max_threads > p->max_threads;
+    p->max_threads = max_threads;
+    p->keep_alive_ns = keep_alive_ms * 1000000u;
+    /* Queued jobs waited for a thread the old ceiling refused: start what
+     * the new one allows (one per job). */
+    int rc = 0;
+    if (raised) {
+        uint64_t waiting = atomic_load_explicit(&p->queue_depth, memory_order_relaxed);
+        uint64_t covered = p->idle > p->notified ? p->idle - p->notified : 0;
+        while (rc == 0 && waiting > covered && p->threads - p->leaving < p->max_threads) {
+            rc = spawn_thread_locked(p, err);
+            waiting--;
+        }
+    }
+    /* Idle threads re-read the keep-alive, and the surplus leaves. */
+    pthread_cond_broadcast(&p->work_cond);
+    uint32_t nexited = 0;
+    pthread_t *exited = take_exited_locked(p, &nexited);
+    pthread_mutex_unlock(&p->lock);
+    join_all(exited, nexited);
+    return rc;
+}
+
 int blk_spawn(blk_pool *p, ms_task *t, ms_error *err) {
     pthread_mutex_lock(&p->lock);
     if (p->shutdown) {
@@ -193,7 +249,7 @@ int blk_spawn(blk_pool *p, ms_task *t, ms_error *err) {
     if (p->idle > p->notified) {
         p->notified++;
         signal = true;
-    } else if (p->threads < p->max_threads) {
+    } else if (p->threads - p->leaving < p->max_threads) {
         rc = spawn_thread_locked(p, err);
         if (rc != 0 && p->threads > 0)
             rc = 0; /* the existing threads will get to it */

@@ -5,7 +5,9 @@
  * to an idle thread (signalled on the condition variable; `notified` counts
  * signals not yet taken, so two jobs never count on the same idle thread)
  * or, when none is idle and fewer than max threads exist, to a new thread.
- * A thread idle for keep_alive exits.  An exiting thread leaves its id in
+ * A thread idle for keep_alive exits, and so does one over max_threads
+ * when the operator lowers it (after its current job: nothing is cut
+ * short).  An exiting thread leaves its id in
  * `exited`; the next spawn (or shutdown) joins it, so no thread outlives a
  * shutdown that met its deadline, and nothing it allocated is left behind.
  */
@@ -27,7 +29,8 @@ typedef struct blk_pool {
     /* Everything below up to the gauges is under lock. */
     ms_task *head, *tail;
     uint32_t threads, idle, notified, max_threads;
-    uint64_t keep_alive_ns;
+    uint32_t leaving;           /* surplus threads on their way out (max lowered) */
+    uint64_t keep_alive_ns;     /* live-tunable (blk_tune) */
     uint64_t next_name;
     bool shutdown;
     pthread_t *exited;          /* threads that returned, to be joined */
@@ -45,5 +48,9 @@ int blk_spawn(blk_pool *p, ms_task *t, ms_error *err);
  * threads still running then. */
 uint32_t blk_shutdown(blk_pool *p, uint64_t deadline_ns, uint64_t *cancelled);
 void blk_destroy(blk_pool *p);
+/* Live tuning: a higher ceiling starts threads for jobs already waiting; a
+ * lower one lets the surplus leave as each finishes its job. */
+int blk_tune(blk_pool *p, uint32_t max_threads, uint64_t keep_alive_ms, ms_error *err);
+void blk_limits(blk_pool *p, uint32_t *max_threads, uint64_t *keep_alive_ms);
 
 #endif

@@ -67,6 +67,7 @@ struct field {
 /* In struct order, which is also the order of validation and description. */
 static const struct field config_fields[] = {
     FIELD(worker_threads, NULL, FK_COUNT, 1, MS_MAX_WORKERS),
+    FIELD(max_worker_threads, NULL, FK_COUNT, 0, MS_MAX_WORKERS),
     FIELD(max_blocking_threads, NULL, FK_COUNT, 1, MS_MAX_BLOCKING_THREADS),
     FIELD(thread_keep_alive_ms, "thread_keep_alive", FK_DURATION, 0, MS_MAX_DURATION_MS),
     FIELD(thread_stack_size, NULL, FK_SIZE, 0, MS_MAX_STACK_SIZE),
@@ -78,6 +79,8 @@ static const struct field config_fields[] = {
     FIELD(budget, NULL, FK_COUNT, 1, MS_MAX_BUDGET),
     FIELD(shutdown_timeout_ms, "shutdown_timeout", FK_DURATION, 0, MS_MAX_DURATION_MS),
     FIELD(stall_threshold_ms, "stall_threshold", FK_DURATION, 0, MS_MAX_DURATION_MS),
+    FIELD(replace_stalled_workers, NULL, FK_BOOL, 0, 1),
+    FIELD(metrics_histograms, NULL, FK_BOOL, 0, 1),
     FIELD(thread_name, NULL, FK_NAME, 1, CFG_NAME_MAX),
     FIELD(on_thread_start, NULL, FK_HOOK, 0, 0),
     FIELD(on_thread_stop, NULL, FK_HOOK, 0, 0),
@@ -157,10 +160,22 @@ void ms_config_default(ms_config *cfg) {
     cfg->budget = 128;
     cfg->shutdown_timeout_ms = 30000;
     cfg->stall_threshold_ms = 2000;
+    cfg->replace_stalled_workers = true;
+    cfg->metrics_histograms = false;
     cfg->thread_name = "ms";
     cfg->on_thread_start = NULL;
     cfg->on_thread_stop = NULL;
     cfg->hook_ud = NULL;
+}
+
+uint32_t ms_config_max_workers(const ms_config *cfg) {
+    if (cfg->max_worker_threads != 0)
+        return cfg->max_worker_threads;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t auto_max = 4 * (uint64_t)(cpus < 1 ? 1 : cpus);
+    if (auto_max > MS_MAX_WORKERS)
+        auto_max = MS_MAX_WORKERS;
+    return cfg->worker_threads > auto_max ? cfg->worker_threads : (uint32_t)auto_max;
 }
 
 static bool name_char_ok(char c) {
@@ -219,6 +234,11 @@ int ms_config_validate(const ms_config *cfg, ms_error *err) {
         }
     }
 
+    if (cfg->max_worker_threads != 0 && cfg->max_worker_threads < cfg->worker_threads)
+        return ms_error_set(err, MS_E_CONFIG_INVALID,
+                            "max_worker_threads = %u is below worker_threads = %u (the "
+                            "ceiling for resizing must allow the starting count; 0 = auto)",
+                            cfg->max_worker_threads, cfg->worker_threads);
     if (cfg->enable_all && (!cfg->enable_time || !cfg->enable_io)) {
         const char *off = !cfg->enable_time ? "enable_time" : "enable_io";
         return ms_error_set(err, MS_E_CONFIG_INVALID,
@@ -428,6 +448,12 @@ static const struct field *field_find(const char *key, bool *by_alias) {
         }
     }
     return NULL;
+}
+
+const char *ms_config_field(const char *key) {
+    bool by_alias;
+    const struct field *f = key ? field_find(key, &by_alias) : NULL;
+    return f ? f->name : NULL;
 }
 
 static int unknown_key(const char *key, ms_error *err) {

@@ -8,7 +8,9 @@
  * looks every threshold/4 (at least 10 ms, at most 250 ms): a worker busy
  * with the same task and the same poll count since the last look is
  * stalled from then on.  Past the threshold it is reported once through
- * on_stall and counted; when its poll ends, the recovery is reported too.
+ * on_stall and counted, and (replace_stalled_workers) a stand-in worker is
+ * brought in so the runtime keeps its parallelism; when the poll ends, the
+ * recovery is reported and the stand-in retires.
  * Nothing here touches a task: ids only, so a task that ends meanwhile is
  * no hazard.
  *
@@ -27,14 +29,19 @@
 
 static void check(health *h, uint64_t now_ms) {
     sched *s = &h->rt->sched;
-    for (uint32_t i = 0; i < s->nworkers; i++) {
+    uint32_t n = sched_started(s);
+    for (uint32_t i = 0; i < n; i++) {
         met_worker *m = &s->workers[i].m;
         uint64_t task = met_get(&m->current_task);
         uint64_t polls = met_get(&m->polls);
         bool same = task != 0 && task == h->last_task[i] && polls == h->last_polls[i];
         if (!same) {
+            if (h->replaced[i]) {
+                h->replaced[i] = false;
+                sched_replacement(s, -1);
+            }
             if (h->reported[i] && h->rt->cfg.on_stall) {
-                ms_stall st = {i, h->last_task[i], now_ms - h->since_ms[i], true};
+                ms_stall st = {i, h->last_task[i], now_ms - h->since_ms[i], true, false};
                 h->rt->cfg.on_stall(h->rt->cfg.stall_ud, &st);
             }
             h->reported[i] = false;
@@ -50,8 +57,15 @@ static void check(health *h, uint64_t now_ms) {
             if (!h->reported[i]) {
                 h->reported[i] = true;
                 atomic_fetch_add_explicit(&h->stalls_total, 1, memory_order_relaxed);
+                /* Only an active worker's stall costs the runtime a worker;
+                 * a retiring one is on its way out anyway. */
+                if (h->rt->cfg.replace_stalled_workers && i < sched_active(s) &&
+                    sched_replacement(s, +1)) {
+                    h->replaced[i] = true;
+                    atomic_fetch_add_explicit(&h->replacements_total, 1, memory_order_relaxed);
+                }
                 if (h->rt->cfg.on_stall) {
-                    ms_stall st = {i, task, stalled, false};
+                    ms_stall st = {i, task, stalled, false, h->replaced[i]};
                     h->rt->cfg.on_stall(h->rt->cfg.stall_ud, &st);
                 }
             }
@@ -81,17 +95,19 @@ int hlth_start(health *h, ms_runtime *rt, ms_error *err) {
     h->threshold_ms = rt->cfg.stall_threshold_ms;
     atomic_init(&h->stop, false);
     atomic_init(&h->stalls_total, 0);
+    atomic_init(&h->replacements_total, 0);
     park_init(&h->parker);
     if (h->threshold_ms == 0)
         return 0;
     uint64_t iv = h->threshold_ms / 4;
     h->interval_ms = iv < 10 ? 10 : iv > 250 ? 250 : iv;
-    uint32_t n = rt->sched.nworkers;
+    uint32_t n = rt->sched.max_workers;
     h->last_polls = calloc(n, sizeof *h->last_polls);
     h->last_task = calloc(n, sizeof *h->last_task);
     h->since_ms = calloc(n, sizeof *h->since_ms);
     h->reported = calloc(n, sizeof *h->reported);
-    if (!h->last_polls || !h->last_task || !h->since_ms || !h->reported) {
+    h->replaced = calloc(n, sizeof *h->replaced);
+    if (!h->last_polls || !h->last_task || !h->since_ms || !h->reported || !h->replaced) {
         hlth_stop(h);
         return ms_error_set(err, MS_E_NO_MEMORY, "no memory for the health monitor");
     }
@@ -117,6 +133,7 @@ void hlth_stop(health *h) {
     free(h->last_task);
     free(h->since_ms);
     free(h->reported);
+    free(h->replaced);
     h->last_polls = h->last_task = h->since_ms = NULL;
-    h->reported = NULL;
+    h->reported = h->replaced = NULL;
 }

@@ -21,9 +21,11 @@ typedef struct health {
     park parker;                /* unparked to stop */
     _Atomic bool stop;
     _Atomic uint64_t stalls_total;
-    /* Monitor thread only: what each worker was doing at the last look. */
+    _Atomic uint64_t replacements_total; /* stand-ins brought in */
+    /* Monitor thread only, max_workers long: what each worker was doing at
+     * the last look, and whether its stall was reported / replaced. */
     uint64_t *last_polls, *last_task, *since_ms;
-    bool *reported;
+    bool *reported, *replaced;
 } health;
 
 int hlth_start(health *h, ms_runtime *rt, ms_error *err);

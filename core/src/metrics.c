@@ -34,17 +34,40 @@ uint64_t met_busy_read(met_worker *m, uint64_t now, bool *parked) {
     return busy > prev ? busy : prev;
 }
 
+uint64_t ms_histogram_bound_ns(uint32_t i) {
+    if (i >= MS_HIST_BUCKETS - 1)
+        return UINT64_MAX;
+    return ((uint64_t)1 << i) * 1000u;
+}
+
+void met_hist_read(met_hist *h, ms_histogram *out) {
+    out->count = 0;
+    for (uint32_t i = 0; i < MS_HIST_BUCKETS; i++) {
+        out->buckets[i] = met_get(&h->buckets[i]);
+        out->count += out->buckets[i];
+    }
+    out->sum_ns = met_get(&h->sum_ns);
+}
+
 ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
     sched *s = &rt->sched;
-    ms_metrics *m = calloc(1, sizeof *m + s->nworkers * sizeof(ms_worker_metrics));
+    uint32_t n = sched_started(s);
+    ms_metrics *m = calloc(1, sizeof *m + n * sizeof(ms_worker_metrics));
     if (!m)
         return NULL;
     uint64_t now = ms_now_ns();
     m->uptime_ns = now - rt->start_ns;
-    m->workers = s->nworkers;
+    m->workers = n;
+    m->active_workers = sched_active(s);
+    m->max_workers = s->max_workers;
+    m->worker_resizes = atomic_load_explicit(&s->resizes, memory_order_relaxed);
+    m->worker_replacements =
+        atomic_load_explicit(&rt->health.replacements_total, memory_order_relaxed);
+    m->global_queue_interval = atomic_load_explicit(&s->global_queue_interval, memory_order_relaxed);
+    m->budget = atomic_load_explicit(&s->budget, memory_order_relaxed);
+    blk_limits(&rt->blocking, &m->max_blocking_threads, &m->thread_keep_alive_ms);
     m->blocking_threads = atomic_load_explicit(&rt->blocking.threads_gauge, memory_order_relaxed);
     m->idle_blocking_threads = atomic_load_explicit(&rt->blocking.idle_gauge, memory_order_relaxed);
-    m->max_blocking_threads = rt->cfg.max_blocking_threads;
     m->remote_spawned_tasks = atomic_load_explicit(&rt->remote_spawned, memory_order_relaxed);
     m->alive_tasks = own_count(&rt->owned);
     m->failed_tasks = atomic_load_explicit(&rt->failed, memory_order_relaxed);
@@ -57,8 +80,9 @@ ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
         m->timers_fired = atomic_load_explicit(&rt->driver->timers_fired, memory_order_relaxed);
     }
     m->stalls_total = atomic_load_explicit(&rt->health.stalls_total, memory_order_relaxed);
+    m->histograms = rt->cfg.metrics_histograms;
     m->spawned_tasks = m->remote_spawned_tasks;
-    for (uint32_t i = 0; i < s->nworkers; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         sched_worker *w = &s->workers[i];
         ms_worker_metrics *o = &m->worker[i];
         o->park_count = met_get(&w->m.parks);
@@ -73,7 +97,12 @@ ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
         o->busy_ns = met_busy_read(&w->m, now, &o->parked);
         o->local_queue_depth = rq_len(&w->queue);
         o->stalled_ms = met_get(&w->m.stalled_ms);
+        o->active = i < m->active_workers && !met_get(&w->m.retired);
         o->local_queue_capacity = RQ_CAP;
+        if (m->histograms) {
+            met_hist_read(&w->m.poll_duration, &o->poll_duration);
+            met_hist_read(&w->m.schedule_delay, &o->schedule_delay);
+        }
 
         m->park_count += o->park_count;
         m->noop_count += o->noop_count;
@@ -100,12 +129,35 @@ static void add_u64(cJSON *o, const char *k, uint64_t v) {
     cJSON_AddNumberToObject(o, k, (double)v);
 }
 
+static cJSON *hist_json(const ms_histogram *h) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON *le = cJSON_AddArrayToObject(o, "le_ns");
+    cJSON *b = cJSON_AddArrayToObject(o, "buckets");
+    for (uint32_t i = 0; le && b && i < MS_HIST_BUCKETS; i++) {
+        if (i + 1 < MS_HIST_BUCKETS)
+            cJSON_AddItemToArray(le, cJSON_CreateNumber((double)ms_histogram_bound_ns(i)));
+        cJSON_AddItemToArray(b, cJSON_CreateNumber((double)h->buckets[i]));
+    }
+    add_u64(o, "count", h->count);
+    add_u64(o, "sum_ns", h->sum_ns);
+    return o;
+}
+
 char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
     cJSON *root = cJSON_CreateObject();
     if (!root)
         return NULL;
     add_u64(root, "uptime_ns", m->uptime_ns);
     add_u64(root, "workers", m->workers);
+    add_u64(root, "active_workers", m->active_workers);
+    add_u64(root, "max_workers", m->max_workers);
+    add_u64(root, "worker_resizes", m->worker_resizes);
+    add_u64(root, "worker_replacements", m->worker_replacements);
+    add_u64(root, "global_queue_interval", m->global_queue_interval);
+    add_u64(root, "budget", m->budget);
+    add_u64(root, "thread_keep_alive_ms", m->thread_keep_alive_ms);
     add_u64(root, "blocking_threads", m->blocking_threads);
     add_u64(root, "idle_blocking_threads", m->idle_blocking_threads);
     add_u64(root, "max_blocking_threads", m->max_blocking_threads);
@@ -120,6 +172,7 @@ char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
     add_u64(root, "stalls_total", m->stalls_total);
     add_u64(root, "timers_active", m->timers_active);
     add_u64(root, "timers_fired", m->timers_fired);
+    cJSON_AddBoolToObject(root, "histograms", m->histograms);
     add_u64(root, "park_count", m->park_count);
     add_u64(root, "noop_count", m->noop_count);
     add_u64(root, "steal_count", m->steal_count);
@@ -150,7 +203,12 @@ char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
         add_u64(o, "local_queue_depth", w->local_queue_depth);
         add_u64(o, "local_queue_capacity", w->local_queue_capacity);
         cJSON_AddBoolToObject(o, "parked", w->parked);
+        cJSON_AddBoolToObject(o, "active", w->active);
         add_u64(o, "stalled_ms", w->stalled_ms);
+        if (m->histograms) {
+            cJSON_AddItemToObject(o, "poll_duration", hist_json(&w->poll_duration));
+            cJSON_AddItemToObject(o, "schedule_delay", hist_json(&w->schedule_delay));
+        }
         cJSON_AddItemToArray(arr, o);
     }
     char *out = pretty ? cJSON_Print(root) : cJSON_PrintUnformatted(root);

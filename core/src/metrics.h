@@ -1,10 +1,18 @@
 /*
- * metrics.h - per-worker counters.
+ * metrics.h - per-worker counters and histograms.
  *
  * Each worker owns one met_worker on its own cache lines.  Only the owning
  * worker writes its counters, with a relaxed load and a relaxed store (no
  * read-modify-write, no shared line on the hot path); any thread may read
  * them with relaxed loads for a snapshot.
+ *
+ * The histograms (poll duration, scheduling delay) follow the same rule:
+ * one relaxed load+store for the bucket and one for the sum per recorded
+ * value.  A reader may see a bucket and the sum from slightly different
+ * instants; the count it reports is the sum of the buckets it read, so the
+ * buckets and the count always agree.  Recording costs nothing but the
+ * clock reads that produce the durations (task.c), which is why it is
+ * behind ms_config.metrics_histograms.
  */
 #ifndef MS_METRICS_H
 #define MS_METRICS_H
@@ -12,6 +20,14 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "ms.h"
+
+/* Written by the owning worker only (met_hist_record). */
+typedef struct met_hist {
+    _Atomic uint64_t buckets[MS_HIST_BUCKETS];
+    _Atomic uint64_t sum_ns;
+} met_hist;
 
 typedef struct met_worker {
     _Atomic uint64_t polls;
@@ -40,6 +56,12 @@ typedef struct met_worker {
     _Atomic uint64_t current_task;
     /* Written by the health monitor only. */
     _Atomic uint64_t stalled_ms;
+    /* 1 while the worker waits retired (outside the active range); owner
+     * writes, relaxed. */
+    _Atomic uint64_t retired;
+    /* Owner only, and only with ms_config.metrics_histograms. */
+    met_hist poll_duration;
+    met_hist schedule_delay;
 } __attribute__((aligned(64))) met_worker;
 
 /* Owner only: moves the busy pair to (busy_ns + add, since). */
@@ -67,6 +89,27 @@ static inline void met_set(_Atomic uint64_t *c, uint64_t v) {
 static inline uint64_t met_get(_Atomic uint64_t *c) {
     return atomic_load_explicit(c, memory_order_relaxed);
 }
+
+/* The bucket of a duration: the smallest i with ns <= 2^i us, or the last
+ * (overflow) bucket.  Durations are rounded up to whole microseconds first,
+ * so a bucket's bound is exact: 2000 ns is in the 2 us bucket, 2001 ns in
+ * the 4 us one. */
+static inline uint32_t met_hist_bucket(uint64_t ns) {
+    uint64_t us = ns / 1000 + (ns % 1000 != 0);
+    if (us <= 1)
+        return 0;
+    uint32_t i = 64 - (uint32_t)__builtin_clzll(us - 1);
+    return i < MS_HIST_BUCKETS - 1 ? i : MS_HIST_BUCKETS - 1;
+}
+
+/* Owner only. */
+static inline void met_hist_record(met_hist *h, uint64_t ns) {
+    met_add(&h->buckets[met_hist_bucket(ns)], 1);
+    met_add(&h->sum_ns, ns);
+}
+
+/* Any thread: copies h into out (count = the sum of the buckets read). */
+void met_hist_read(met_hist *h, ms_histogram *out);
 
 void met_worker_init(met_worker *m);
 /* Any thread: busy time up to now, never less than reported before. */

@@ -14,9 +14,16 @@
  * to the injection queue and may wake a sleeper.  A full local queue moves
  * half of itself to the injection queue in one batch.
  *
- * Costs on the hot path: no shared atomic per poll (metrics are per worker),
- * one CAS per local pop, one seq_cst fence plus a load when a push might
- * need a sleeper woken.
+ * Costs on the hot path: no shared atomic write per poll (metrics are per
+ * worker), one CAS per local pop, one seq_cst fence plus a load when a push
+ * might need a sleeper woken, and one relaxed load of a read-mostly line
+ * per tick (is this worker still active?).
+ *
+ * Resizing: sched_resize moves nactive and wakes whoever must notice.  A
+ * worker checks its index against nactive at the top of every tick and
+ * after every wake-up; outside the range it retires (retire_worker), which
+ * empties its queues into the injection queue before it stops counting as
+ * unparked, so a notifier that misses it still finds the work.
  */
 #define _GNU_SOURCE
 #include "sched.h"
@@ -93,7 +100,8 @@ static void notify_parked(sched *s) {
 static bool work_pending(sched *s) {
     if (inj_len(&s->inject) > 0)
         return true;
-    for (uint32_t i = 0; i < s->nworkers; i++)
+    uint32_t n = sched_started(s);
+    for (uint32_t i = 0; i < n; i++)
         if (!rq_is_empty(&s->workers[i].queue))
             return true;
     return false;
@@ -167,7 +175,7 @@ static ms_task *pull_inject(sched_worker *w) {
     uint64_t len = inj_len(&s->inject);
     if (len == 0)
         return NULL;
-    uint64_t want = len / s->nworkers + 1;
+    uint64_t want = len / sched_active(s) + 1;
     uint32_t room = rq_room(&w->queue);
     if (want > room + 1)
         want = room + 1;
@@ -190,7 +198,7 @@ static ms_task *pull_inject(sched_worker *w) {
 static ms_task *next_task(sched_worker *w) {
     sched *s = w->sched;
     w->tick++;
-    if (w->tick % s->global_queue_interval == 0) {
+    if (w->tick % atomic_load_explicit(&s->global_queue_interval, memory_order_relaxed) == 0) {
         ms_task *t = inj_pop(&s->inject);
         if (t)
             return t;
@@ -208,7 +216,7 @@ static ms_task *steal_work(sched_worker *w) {
             return NULL;
         w->searching = true;
     }
-    uint32_t n = s->nworkers;
+    uint32_t n = sched_started(s);
     uint32_t start = rng_next(w) % n;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t v = (start + i) % n;
@@ -234,7 +242,8 @@ static void run_task(sched_worker *w, ms_task *t) {
         if (idle_stop_search(&s->idle))
             notify_parked(s);
     }
-    task_run(t, w, s->budget);
+    uint32_t budget = atomic_load_explicit(&s->budget, memory_order_relaxed);
+    task_run(t, w, budget);
     for (int lifo_polls = 0; w->lifo; lifo_polls++) {
         t = w->lifo;
         w->lifo = NULL;
@@ -244,7 +253,7 @@ static void run_task(sched_worker *w, ms_task *t) {
             push_back(w, t);
             break;
         }
-        task_run(t, w, s->budget);
+        task_run(t, w, budget);
     }
 }
 
@@ -278,9 +287,76 @@ static void park_worker(sched_worker *w) {
             w->searching = true; /* claimed sleepers are counted as searching */
             break;
         }
+        if (w->index >= sched_active(s)) {
+            /* Retired while asleep: back to the loop, which retires it. */
+            if (!idle_unregister(&s->idle, w->index))
+                w->searching = true; /* a notifier claimed it meanwhile */
+            break;
+        }
     }
     met_busy_update(&w->m, 0, ms_now_ns());
     w->polls_at_wake = met_get(&w->m.polls);
+}
+
+/* ---- retiring ---- */
+
+/* Hands the LIFO slot and the local queue to the injection queue.  Thieves
+ * may take from the queue meanwhile; that is fine, each task leaves once. */
+static uint32_t hand_back(sched_worker *w) {
+    sched *s = w->sched;
+    uint32_t n = 0;
+    ms_task *head = NULL, *tail = NULL, *t = w->lifo;
+    w->lifo = NULL;
+    if (!t)
+        t = rq_pop(&w->queue);
+    while (t) {
+        t->next = NULL;
+        if (tail)
+            tail->next = t;
+        else
+            head = t;
+        tail = t;
+        n++;
+        t = rq_pop(&w->queue);
+    }
+    if (n && !inj_push_batch(&s->inject, head, tail, n)) {
+        while (head) {
+            ms_task *next = head->next;
+            task_cancel_queued(head);
+            head = next;
+        }
+    }
+    return n;
+}
+
+/* Waits, retired, until the index is active again (true) or the runtime
+ * stops (false). */
+static bool retire_worker(sched_worker *w) {
+    sched *s = w->sched;
+    uint32_t handed = hand_back(w);
+    /* A notifier that saw this worker still counted as unparked woke no
+     * one, trusting it to look at the queues before it sleeps; so look,
+     * after the count dropped (seq_cst, as in park_worker). */
+    idle_retire(&s->idle, w->searching);
+    w->searching = false;
+    if (handed || work_pending(s))
+        notify_parked(s);
+    uint64_t since = met_get(&w->m.busy_since), now = ms_now_ns();
+    met_busy_update(&w->m, since && now > since ? now - since : 0, 0);
+    met_set(&w->m.retired, 1);
+    for (;;) {
+        if (atomic_load_explicit(&s->stopping, memory_order_acquire))
+            return false;
+        if (w->index < sched_active(s))
+            break;
+        park_wait(&w->parker, -1);
+    }
+    met_set(&w->m.retired, 0);
+    idle_activate(&s->idle);
+    w->searching = true;
+    met_busy_update(&w->m, 0, ms_now_ns());
+    w->polls_at_wake = met_get(&w->m.polls);
+    return true;
 }
 
 static void *worker_main(void *arg) {
@@ -288,10 +364,21 @@ static void *worker_main(void *arg) {
     sched *s = w->sched;
     tls_worker = w;
     met_busy_update(&w->m, 0, ms_now_ns());
+    if (w->late) {
+        /* Started by a resize: counts itself in, and starts out looking
+         * for the work it was brought in for. */
+        idle_activate(&s->idle);
+        w->searching = true;
+    }
     for (;;) {
         if (w->tick % s->event_interval == 0 &&
             atomic_load_explicit(&s->stopping, memory_order_acquire))
             break;
+        if (w->index >= atomic_load_explicit(&s->nactive, memory_order_relaxed)) {
+            if (!retire_worker(w))
+                break;
+            continue;
+        }
         ms_task *t = next_task(w);
         if (!t)
             t = steal_work(w);
@@ -316,26 +403,39 @@ static void *worker_main(void *arg) {
 
 /* ---- lifecycle ---- */
 
+uint32_t sched_active(sched *s) {
+    return atomic_load_explicit(&s->nactive, memory_order_acquire);
+}
+
+uint32_t sched_started(sched *s) {
+    return atomic_load_explicit(&s->nstarted, memory_order_acquire);
+}
+
 int sched_init(sched *s, ms_runtime *rt, const ms_config *cfg, ms_error *err) {
     memset(s, 0, sizeof *s);
     s->rt = rt;
-    s->nworkers = cfg->worker_threads;
-    s->global_queue_interval = cfg->global_queue_interval;
+    s->max_workers = ms_config_max_workers(cfg);
     s->event_interval = cfg->event_interval;
-    s->budget = cfg->budget;
+    s->target = cfg->worker_threads;
+    atomic_init(&s->global_queue_interval, cfg->global_queue_interval);
+    atomic_init(&s->budget, cfg->budget);
+    atomic_init(&s->nstarted, 0);
+    atomic_init(&s->nactive, cfg->worker_threads);
+    atomic_init(&s->resizes, 0);
     atomic_init(&s->stopping, false);
     atomic_init(&s->next_id_block, 1);
     void *mem = NULL;
-    if (posix_memalign(&mem, 64, sizeof(sched_worker) * s->nworkers) != 0)
-        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for %u workers", s->nworkers);
+    if (posix_memalign(&mem, 64, sizeof(sched_worker) * s->max_workers) != 0)
+        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for %u workers", s->max_workers);
     s->workers = mem;
-    if (idle_init(&s->idle, s->nworkers) != 0) {
+    if (idle_init(&s->idle, s->max_workers, cfg->worker_threads) != 0) {
         free(s->workers);
-        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for %u workers", s->nworkers);
+        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for %u workers", s->max_workers);
     }
+    pthread_mutex_init(&s->resize_lock, NULL);
     inj_init(&s->inject);
     uint64_t seed = ms_now_ns() | 1;
-    for (uint32_t i = 0; i < s->nworkers; i++) {
+    for (uint32_t i = 0; i < s->max_workers; i++) {
         sched_worker *w = &s->workers[i];
         memset(w, 0, sizeof *w);
         met_worker_init(&w->m);
@@ -345,28 +445,130 @@ int sched_init(sched *s, ms_runtime *rt, const ms_config *cfg, ms_error *err) {
         w->sched = s;
         w->rng = (seed + 0x9e3779b97f4a7c15ull * (i + 1)) | 1;
         w->polls_at_wake = UINT64_MAX;
+        w->late = i >= cfg->worker_threads;
         snprintf(w->name, sizeof w->name, "%s-worker-%u", cfg->thread_name, i);
     }
     return 0;
 }
 
-int sched_start(sched *s, ms_error *err) {
-    for (uint32_t i = 0; i < s->nworkers; i++) {
+/* Under resize_lock: starts threads up to n. */
+static int start_threads_locked(sched *s, uint32_t n, ms_error *err) {
+    for (uint32_t i = atomic_load_explicit(&s->nstarted, memory_order_relaxed); i < n; i++) {
         sched_worker *w = &s->workers[i];
+        /* Counted before it runs: the new worker's own loops over the
+         * workers must include itself. */
+        atomic_store_explicit(&s->nstarted, i + 1, memory_order_release);
         int rc = thr_spawn(&s->rt->cfg, w->name, worker_main, w, false, &w->thread, err);
-        if (rc != 0)
+        if (rc != 0) {
+            atomic_store_explicit(&s->nstarted, i, memory_order_release);
             return rc;
+        }
         w->started = true;
     }
     return 0;
 }
 
+int sched_start(sched *s, ms_error *err) {
+    pthread_mutex_lock(&s->resize_lock);
+    int rc = start_threads_locked(s, s->target, err);
+    pthread_mutex_unlock(&s->resize_lock);
+    return rc;
+}
+
+/* Under resize_lock: makes nactive min(max, target + replacements),
+ * starting or waking the workers that become active and waking the
+ * retiring ones that sleep, so that they notice. */
+static int apply_locked(sched *s, ms_error *err) {
+    if (atomic_load_explicit(&s->stopping, memory_order_acquire))
+        return ms_error_set(err, MS_E_SHUTTING_DOWN, "the runtime is shutting down");
+    uint32_t want = s->target + s->replacements;
+    if (want > s->max_workers)
+        want = s->max_workers;
+    uint32_t old = atomic_load_explicit(&s->nactive, memory_order_relaxed);
+    if (want == old)
+        return 0;
+    uint32_t started = atomic_load_explicit(&s->nstarted, memory_order_relaxed);
+    if (want > started) {
+        /* Publish first: a new thread counts itself in against it. */
+        idle_set_active(&s->idle, want);
+        atomic_store_explicit(&s->nactive, want, memory_order_release);
+        int rc = start_threads_locked(s, want, err);
+        if (rc != 0) {
+            uint32_t got = atomic_load_explicit(&s->nstarted, memory_order_relaxed);
+            if (got < old)
+                got = old;
+            idle_set_active(&s->idle, got);
+            atomic_store_explicit(&s->nactive, got, memory_order_release);
+            atomic_fetch_add_explicit(&s->resizes, 1, memory_order_relaxed);
+            return rc;
+        }
+    } else {
+        idle_set_active(&s->idle, want);
+        atomic_store_explicit(&s->nactive, want, memory_order_release);
+    }
+    /* Retired workers that become active again, and active ones that
+     * must retire, may be asleep: wake every index between the two. */
+    uint32_t lo = old < want ? old : want, hi = old < want ? want : old;
+    if (hi > started)
+        hi = started;
+    for (uint32_t i = lo; i < hi; i++)
+        park_unpark(&s->workers[i].parker);
+    atomic_fetch_add_explicit(&s->resizes, 1, memory_order_relaxed);
+    return 0;
+}
+
+int sched_resize(sched *s, uint32_t n, ms_error *err) {
+    if (n < 1 || n > s->max_workers)
+        return ms_error_set(err, MS_E_CONFIG_INVALID,
+                            "worker_threads = %u is out of range: 1..%u (max_worker_threads)", n,
+                            s->max_workers);
+    pthread_mutex_lock(&s->resize_lock);
+    uint32_t before = s->target;
+    s->target = n;
+    int rc = apply_locked(s, err);
+    if (rc == MS_E_SHUTTING_DOWN) {
+        s->target = before;
+    } else if (rc != 0) {
+        /* The OS refused a thread: keep what was started. */
+        uint32_t got = atomic_load_explicit(&s->nactive, memory_order_relaxed);
+        s->target = got > s->replacements ? got - s->replacements : 1;
+    }
+    pthread_mutex_unlock(&s->resize_lock);
+    return rc;
+}
+
+bool sched_replacement(sched *s, int delta) {
+    pthread_mutex_lock(&s->resize_lock);
+    bool ok = true;
+    if (delta > 0) {
+        if (s->target + s->replacements >= s->max_workers) {
+            ok = false;
+        } else {
+            s->replacements++;
+            if (apply_locked(s, NULL) != 0) {
+                s->replacements--;
+                ok = false;
+            }
+        }
+    } else if (s->replacements > 0) {
+        s->replacements--;
+        apply_locked(s, NULL);
+    }
+    pthread_mutex_unlock(&s->resize_lock);
+    return ok;
+}
+
 uint32_t sched_stop(sched *s, uint64_t deadline_ns) {
+    /* Under resize_lock: no resize starts a thread after this point, and
+     * the set of started threads is final. */
+    pthread_mutex_lock(&s->resize_lock);
     atomic_store_explicit(&s->stopping, true, memory_order_release);
-    for (uint32_t i = 0; i < s->nworkers; i++)
+    uint32_t n = atomic_load_explicit(&s->nstarted, memory_order_relaxed);
+    pthread_mutex_unlock(&s->resize_lock);
+    for (uint32_t i = 0; i < n; i++)
         park_unpark(&s->workers[i].parker);
     uint32_t stuck = 0;
-    for (uint32_t i = 0; i < s->nworkers; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         sched_worker *w = &s->workers[i];
         if (!w->started)
             continue;
@@ -392,7 +594,8 @@ uint32_t sched_stop(sched *s, uint64_t deadline_ns) {
 
 uint64_t sched_cancel_queued(sched *s) {
     uint64_t n = 0;
-    for (uint32_t i = 0; i < s->nworkers; i++) {
+    uint32_t started = sched_started(s);
+    for (uint32_t i = 0; i < started; i++) {
         sched_worker *w = &s->workers[i];
         if (w->lifo) {
             task_cancel_queued(w->lifo);
@@ -418,6 +621,7 @@ uint64_t sched_cancel_queued(sched *s) {
 void sched_destroy(sched *s) {
     inj_destroy(&s->inject);
     idle_destroy(&s->idle);
+    pthread_mutex_destroy(&s->resize_lock);
     free(s->workers);
     s->workers = NULL;
 }
@@ -463,7 +667,7 @@ int ms_block_on(ms_runtime *rt, ms_poll_fn poll, void *state, void **output, ms_
         return ms_error_set(err, MS_E_NO_MEMORY, "no memory for a thread parker");
     ms_cx cx = {.rt = rt, .waker = park_thread_waker(p)};
     for (;;) {
-        cx.budget = rt->sched.budget;
+        cx.budget = atomic_load_explicit(&rt->sched.budget, memory_order_relaxed);
         ms_poll r = poll(&cx, state);
         if (r == MS_POLL_READY) {
             if (output)

@@ -38,12 +38,16 @@ typedef struct sched_worker {
     uint32_t tick;
     uint64_t rng;
     bool searching;
+    bool late;                  /* started by a resize: not counted by idle_init */
     uint64_t polls_at_wake;     /* to count wake-ups that found nothing */
     uint64_t id_next, id_end;   /* this worker's block of task ids */
 
     /* Immutable after start. */
     uint32_t index;
     struct sched *sched;
+
+    /* Set by whoever starts the thread (under resize_lock), read by
+     * sched_stop under the same lock. */
     pthread_t thread;
     bool started;
     char name[32];
@@ -51,9 +55,25 @@ typedef struct sched_worker {
 
 typedef struct sched {
     ms_runtime *rt;             /* immutable */
-    uint32_t nworkers;          /* immutable */
-    uint32_t global_queue_interval, event_interval, budget; /* immutable */
-    sched_worker *workers;      /* immutable array */
+    uint32_t max_workers;       /* immutable: the workers array's length */
+    uint32_t event_interval;    /* immutable */
+    sched_worker *workers;      /* immutable array of max_workers */
+    /* Live-tunable knobs: written by ms_runtime_tune (relaxed), read
+     * by the workers with relaxed loads once per tick or poll; a worker
+     * may use the old value for a few more tasks, which is harmless. */
+    _Atomic uint32_t global_queue_interval, budget;
+    /* Threads started so far: indexes below it have a thread.  Only
+     * grows; written under resize_lock with release stores, read anywhere
+     * with acquire loads (it bounds loops over the workers). */
+    _Atomic uint32_t nstarted;
+    /* Active workers = min(max_workers, target + replacements); the same
+     * number as idle.nactive, kept here on the scheduler's read-mostly
+     * line for the workers' per-tick check.  Written under resize_lock. */
+    _Atomic uint32_t nactive;
+    pthread_mutex_t resize_lock;
+    uint32_t target;            /* under resize_lock: what the operator asked */
+    uint32_t replacements;      /* under resize_lock: stand-ins for stuck workers */
+    _Atomic uint64_t resizes;   /* changes of nactive, for metrics */
     inj inject;
     idle idle;
     /* Set once by shutdown (release); workers read it (acquire) each
@@ -64,6 +84,16 @@ typedef struct sched {
 
 int sched_init(sched *s, ms_runtime *rt, const ms_config *cfg, ms_error *err);
 int sched_start(sched *s, ms_error *err);
+/* Sets the number of workers the operator wants active (1..max_workers):
+ * growing starts or wakes workers, shrinking retires the highest indexes
+ * once their current poll ends.  No task is lost or run twice: a retiring
+ * worker's queued tasks move to the injection queue. */
+int sched_resize(sched *s, uint32_t n, ms_error *err);
+/* The health monitor brings in (+1) or lets go of (-1) a stand-in for a
+ * worker stuck in one poll.  Returns false if none could be added. */
+bool sched_replacement(sched *s, int delta);
+uint32_t sched_active(sched *s);
+uint32_t sched_started(sched *s);
 /* Tells the workers to exit and joins them until deadline_ns.  Returns the
  * number still running at the deadline. */
 uint32_t sched_stop(sched *s, uint64_t deadline_ns);

@@ -58,6 +58,11 @@ struct ms_sem {
     _Atomic uint32_t refs;
     pthread_mutex_t lock;
     ms_wait_link waiters;      /* FIFO of ms_sem_waiter, under lock */
+    /* Permits ms_sem_reduce_permits could not take at once because they
+     * were held: the next ones given back are absorbed instead.  Written
+     * under lock; read without it (relaxed) by add_permits to decide
+     * whether it must take the locked path. */
+    _Atomic uint64_t debt;
 };
 
 static inline ms_sem_waiter *sem_waiter_of(ms_wait_link *l) {
@@ -72,6 +77,7 @@ int ms_sem_new(uint64_t permits, ms_sem **out) {
         return MS_E_NO_MEMORY;
     atomic_init(&s->word, permits << SEM_SHIFT);
     atomic_init(&s->refs, 1);
+    atomic_init(&s->debt, 0);
     sync_lock_init(&s->lock);
     sync_list_init(&s->waiters);
     *out = s;
@@ -105,6 +111,12 @@ void ms_sem_waiter_init(ms_sem_waiter *w, uint64_t n) {
  * hand out, the lock is dropped to wake them and taken again (the permits
  * in hand are this call's until then). */
 static void sem_give_locked(ms_sem *s, uint64_t n, sync_wakes *wakes) {
+    uint64_t debt = atomic_load_explicit(&s->debt, memory_order_relaxed);
+    if (debt) {
+        uint64_t pay = debt < n ? debt : n;
+        atomic_store_explicit(&s->debt, debt - pay, memory_order_relaxed);
+        n -= pay;
+    }
     for (;;) {
         ms_wait_link *l = sync_list_front(&s->waiters);
         if (!l)
@@ -284,14 +296,15 @@ int ms_sem_add_permits(ms_sem *s, uint64_t n) {
     if (n > MS_SEM_MAX_PERMITS)
         return MS_E_INVALID_ARGUMENT;
     uint64_t cur = atomic_load_explicit(&s->word, memory_order_relaxed);
-    while (!(cur & SEM_WAITERS)) {
+    while (!(cur & SEM_WAITERS) && !atomic_load_explicit(&s->debt, memory_order_relaxed)) {
         if (SEM_AVAIL(cur) > MS_SEM_MAX_PERMITS - n)
             return MS_E_INVALID_ARGUMENT;
         if (atomic_compare_exchange_weak_explicit(&s->word, &cur, cur + (n << SEM_SHIFT),
                                                   memory_order_acq_rel, memory_order_relaxed))
             return 0;
     }
-    /* Waiters queued: available is 0 and the permits go to them first. */
+    /* Waiters queued (available is 0 and the permits go to them first), or
+     * a reduction is owed. */
     sync_wakes wakes;
     sync_wakes_init(&wakes);
     pthread_mutex_lock(&s->lock);
@@ -316,6 +329,21 @@ uint64_t ms_sem_forget(ms_sem *s, uint64_t n) {
                                                   memory_order_acq_rel, memory_order_relaxed))
             return take;
     }
+}
+
+uint64_t ms_sem_reduce_permits(ms_sem *s, uint64_t n, uint64_t *owed) {
+    uint64_t now = ms_sem_forget(s, n);
+    pthread_mutex_lock(&s->lock);
+    uint64_t debt = atomic_load_explicit(&s->debt, memory_order_relaxed) + (n - now);
+    atomic_store_explicit(&s->debt, debt, memory_order_relaxed);
+    pthread_mutex_unlock(&s->lock);
+    if (owed)
+        *owed = debt;
+    return now;
+}
+
+uint64_t ms_sem_owed(const ms_sem *s) {
+    return atomic_load_explicit(&((ms_sem *)s)->debt, memory_order_relaxed);
 }
 
 uint64_t ms_sem_available(const ms_sem *s) {

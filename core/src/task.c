@@ -30,6 +30,10 @@ ms_task *task_alloc(ms_runtime *rt, task_kind kind, bool with_handle) {
     uint32_t refs = (kind == TASK_ASYNC ? 2 : 1) + (with_handle ? 1 : 0);
     atomic_init(&t->refs, refs);
     atomic_init(&t->state, TASK_NOTIFIED | (with_handle ? TASK_JOIN_INTEREST : 0));
+    /* A new task is queued right after this, so its scheduling delay runs
+     * from now. */
+    if (kind == TASK_ASYNC && rt->cfg.metrics_histograms)
+        t->scheduled_ns = ms_now_ns();
     return t;
 }
 
@@ -55,6 +59,8 @@ void task_unref(ms_task *t) {
 /* ---- waking ---- */
 
 void task_schedule(ms_task *t, bool is_yield) {
+    if (t->rt->cfg.metrics_histograms)
+        t->scheduled_ns = ms_now_ns();
     sched_schedule(&t->rt->sched, t, is_yield);
 }
 
@@ -182,6 +188,16 @@ static bool task_begin(ms_task *t) {
 void task_run(ms_task *t, struct sched_worker *w, uint32_t budget) {
     if (!task_begin(t))
         return;
+    /* Histograms: one clock read here ends the scheduling delay and starts
+     * the poll, one after the poll ends it (and, for a task woken during
+     * its poll, starts its next scheduling delay). */
+    bool timed = w && t->rt->cfg.metrics_histograms;
+    uint64_t start = 0, end = 0;
+    if (timed) {
+        start = ms_now_ns();
+        met_hist_record(&w->m.schedule_delay,
+                        start > t->scheduled_ns ? start - t->scheduled_ns : 0);
+    }
     ms_cx cx = {
         .rt = t->rt,
         .task = t,
@@ -195,6 +211,10 @@ void task_run(ms_task *t, struct sched_worker *w, uint32_t budget) {
     if (w) {
         met_set(&w->m.current_task, 0);
         sched_count_poll(w);
+        if (timed) {
+            end = ms_now_ns();
+            met_hist_record(&w->m.poll_duration, end > start ? end - start : 0);
+        }
     }
     if (r == MS_POLL_READY) {
         task_complete(t, 0, cx.output, NULL);
@@ -221,11 +241,17 @@ void task_run(ms_task *t, struct sched_worker *w, uint32_t budget) {
             return;
         }
         if (s & TASK_NOTIFIED) {
-            /* Woken during the poll: keep NOTIFIED, requeue with our ref. */
+            /* Woken during the poll: keep NOTIFIED, requeue with our ref.
+             * We still hold RUNNING, so the stamp is ours to write.  The
+             * task could not be queued before its poll ended, so its wait
+             * starts at the poll's end, which saves a clock read per
+             * yield. */
+            if (timed)
+                t->scheduled_ns = end;
             if (atomic_compare_exchange_weak_explicit(&t->state, &s, s & ~TASK_RUNNING,
                                                       memory_order_acq_rel,
                                                       memory_order_acquire)) {
-                task_schedule(t, true);
+                sched_schedule(&t->rt->sched, t, true);
                 return;
             }
             continue;

@@ -56,6 +56,18 @@ struct ms_task {
     ms_task *next;
     /* Registry links, under the registry shard lock. */
     ms_task *own_prev, *own_next;
+    /* When the task was last scheduled (ms_now_ns), for the scheduling-
+     * delay histogram; written only with ms_config.metrics_histograms.
+     * Writer: the one thread that queues the task - the spawner (in
+     * task_alloc), the waker whose CAS set NOTIFIED on an idle task, or the
+     * runner requeueing it after a poll - always before the queue push
+     * that publishes the task.  Reader: the worker that popped it, after
+     * its claim.  The push (release store or queue lock) and the pop
+     * (acquire) order the write before the read; no one else writes it
+     * meanwhile, since NOTIFIED or RUNNING is set from the writer's CAS
+     * until the reader's claim, and every writer needs both clear (or
+     * holds RUNNING itself). */
+    uint64_t scheduled_ns;
 
     /* Owned by the thread holding RUNNING; published to joiners by the
      * release in the COMPLETE transition. */

@@ -43,6 +43,7 @@ static bool same_config(const ms_config *a, const ms_config *b) {
            a->event_interval == b->event_interval && a->budget == b->budget &&
            a->shutdown_timeout_ms == b->shutdown_timeout_ms &&
            a->stall_threshold_ms == b->stall_threshold_ms &&
+           a->metrics_histograms == b->metrics_histograms &&
            a->thread_name == b->thread_name && a->on_thread_start == b->on_thread_start &&
            a->on_thread_stop == b->on_thread_stop && a->hook_ud == b->hook_ud &&
            a->on_stall == b->on_stall && a->stall_ud == b->stall_ud;
@@ -542,6 +543,7 @@ TEST(describe_lists_every_field_one_per_line) {
     CHECK(n > 0 && (size_t)n < sizeof buf);
     CHECK_INT_EQ(strlen(buf), n);
     CHECK_STR_EQ(buf, "worker_threads = 3\n"
+                      "max_worker_threads = 0\n"
                       "max_blocking_threads = 512\n"
                       "thread_keep_alive = 1500ms\n"
                       "thread_stack_size = 2097152\n"
@@ -553,6 +555,8 @@ TEST(describe_lists_every_field_one_per_line) {
                       "budget = 128\n"
                       "shutdown_timeout = 30s\n"
                       "stall_threshold = 2s\n"
+                      "replace_stalled_workers = true\n"
+                      "metrics_histograms = false\n"
                       "thread_name = \"ms\"\n"
                       "on_thread_start = none\n"
                       "on_thread_stop = none\n"

@@ -96,6 +96,25 @@ TEST(try_acquire_release_add_and_forget_keep_the_count) {
     ms_sem_unref(s);
 }
 
+TEST(reducing_permits_takes_the_free_ones_now_and_the_held_ones_when_released) {
+    ms_sem *s;
+    CHECK_INT_EQ(ms_sem_new(10, &s), 0);
+    CHECK_INT_EQ(ms_sem_try_acquire(s, 8), 0); /* 8 held, 2 free */
+    uint64_t owed = 99;
+    CHECK_INT_EQ(ms_sem_reduce_permits(s, 5, &owed), 2);
+    CHECK_INT_EQ(owed, 3);
+    CHECK_INT_EQ(ms_sem_available(s), 0);
+    ms_sem_release(s, 2); /* absorbed */
+    CHECK_INT_EQ(ms_sem_available(s), 0);
+    CHECK_INT_EQ(ms_sem_owed(s), 1);
+    ms_sem_release(s, 6); /* one absorbed, five free */
+    CHECK_INT_EQ(ms_sem_owed(s), 0);
+    CHECK_INT_EQ(ms_sem_available(s), 5); /* the total went from 10 to 5 */
+    CHECK_INT_EQ(ms_sem_try_acquire(s, 5), 0);
+    CHECK_INT_EQ(ms_sem_try_acquire(s, 1), MS_E_EXHAUSTED);
+    ms_sem_unref(s);
+}
+
 TEST(a_permit_releases_once_however_often_it_is_released) {
     ms_sem *s;
     CHECK_INT_EQ(ms_sem_new(4, &s), 0);

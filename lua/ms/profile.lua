@@ -47,16 +47,21 @@ profile.rules = rules
 -- in the chain sets the field; for libms's fields it is ms_config_default's.
 local fields = {
     worker_threads = {
-        kind = "workers", min = 1, max = 1024, config = true, default = "cpu_bound",
+        kind = "workers", min = 1, max = 1024, config = true, default = "cpu_bound", live = true,
         doc = "worker threads: a whole number or a workload rule "
             .. "(cpu_bound, io_bound, mixed, latency_sensitive)",
     },
+    max_worker_threads = {
+        kind = "count", min = 0, max = 1024, config = true, default = 0,
+        zero = "auto: max(worker_threads, 4 per CPU)",
+        doc = "ceiling for live resizing (ms.tune) and stand-ins for stuck workers",
+    },
     max_blocking_threads = {
-        kind = "count", min = 1, max = 65536, config = true, default = 512,
+        kind = "count", min = 1, max = 65536, config = true, default = 512, live = true,
         doc = "most threads the blocking pool may run at once",
     },
     thread_keep_alive = {
-        kind = "duration", min = 0, max = 7 * DAY, config = true, default = 60,
+        kind = "duration", min = 0, max = 7 * DAY, config = true, default = 60, live = true,
         doc = "how long an idle blocking thread waits for work before it exits",
     },
     thread_stack_size = {
@@ -76,7 +81,7 @@ local fields = {
         doc = "enable the I/O driver (sockets, files, signals)",
     },
     global_queue_interval = {
-        kind = "count", min = 1, max = 1000000, config = true, default = 61,
+        kind = "count", min = 1, max = 1000000, config = true, default = 61, live = true,
         doc = "worker ticks between looks at the shared injection queue",
     },
     event_interval = {
@@ -84,7 +89,7 @@ local fields = {
         doc = "worker ticks between driver and maintenance checks",
     },
     budget = {
-        kind = "count", min = 1, max = 1000000, config = true, default = 128,
+        kind = "count", min = 1, max = 1000000, config = true, default = 128, live = true,
         doc = "cooperative operations a task may do per poll before it must yield",
     },
     shutdown_timeout = {
@@ -95,6 +100,15 @@ local fields = {
         kind = "duration", min = 0, max = 7 * DAY, config = true, default = 2, zero = "off",
         doc = "a worker stuck in one poll this long is reported (health monitor); 0 = off",
     },
+    replace_stalled_workers = {
+        kind = "bool", config = true, default = true,
+        doc = "bring in a stand-in worker (up to max_worker_threads) while one is stalled",
+    },
+    metrics_histograms = {
+        kind = "bool", config = true, default = false,
+        doc = "record per-worker histograms of poll duration and scheduling delay "
+            .. "(two clock reads per poll)",
+    },
     description = {
         kind = "string", default = "",
         doc = "what the profile is for, one line (every profile file must set it)",
@@ -102,6 +116,15 @@ local fields = {
     metrics_listen = {
         kind = "listen", default = false,
         doc = "host:port of the metrics HTTP endpoint, or false for none",
+    },
+    metrics_file = {
+        kind = "path_or_false", max = 4095, default = false,
+        doc = "file to append a metrics snapshot to, one JSON line every metrics_interval "
+            .. "and a final one at exit, or false for none",
+    },
+    metrics_interval = {
+        kind = "duration", min = 0.01, max = DAY, default = 1,
+        doc = "time between the metrics collector's snapshots (with metrics_file)",
     },
     console = {
         kind = "path_or_false", max = 107, default = false,
@@ -113,16 +136,16 @@ local fields = {
         doc = "Lua tuner script run beside the host, or false for none",
     },
     agent_memory_limit = {
-        kind = "size", min = 0, max = 1024 * GIB, default = 0, zero = "none",
+        kind = "size", min = 0, max = 1024 * GIB, default = 0, zero = "none", live = true,
         doc = "default Lua heap limit of an agent, bytes; 0 = none",
     },
     jit_agent_limit = {
-        kind = "count", min = 0, max = 1000000, default = 2000,
+        kind = "count", min = 0, max = 1000000, default = 2000, live = true,
         zero = "JIT off for every agent",
         doc = "agents allowed to JIT-compile before new ones run with the JIT off",
     },
     mailbox_limit = {
-        kind = "count", min = 0, max = 100000000, default = 0, zero = "unbounded",
+        kind = "count", min = 0, max = 100000000, default = 0, zero = "unbounded", live = true,
         doc = "messages an agent's mailbox may hold; 0 = unbounded",
     },
 }
@@ -132,10 +155,11 @@ profile.fields = fields
 -- fields in ms_config's order, then the host's.
 local order = {
     "description",
-    "worker_threads", "max_blocking_threads", "thread_keep_alive", "thread_stack_size",
-    "enable_all", "enable_time", "enable_io", "global_queue_interval", "event_interval",
-    "budget", "shutdown_timeout", "stall_threshold",
-    "metrics_listen", "console", "tuner",
+    "worker_threads", "max_worker_threads", "max_blocking_threads", "thread_keep_alive",
+    "thread_stack_size", "enable_all", "enable_time", "enable_io", "global_queue_interval",
+    "event_interval", "budget", "shutdown_timeout", "stall_threshold", "replace_stalled_workers",
+    "metrics_histograms", "metrics_listen", "metrics_file", "metrics_interval", "console",
+    "tuner",
     "agent_memory_limit", "jit_agent_limit", "mailbox_limit",
 }
 profile.field_order = order
@@ -378,6 +402,9 @@ end
 
 local function range_text(f)
     if f.kind == "duration" then
+        if f.min ~= math.floor(f.min) then
+            return string.format("%s..%d seconds", number_text(f.min), f.max)
+        end
         return string.format("%d..%d seconds", f.min, f.max)
     elseif f.kind == "size" then
         return string.format("%d..%d bytes", f.min, f.max)
@@ -972,6 +999,30 @@ end
 
 -- ------------------------------------------------------------------------
 -- Output
+
+-- profile.check_field(name, value, where) -> the normalised value (and the
+-- workload rule it came from, if any), checked exactly as a profile file's
+-- would be; raises "<where>: field '<name>': ..." or "<where>: unknown
+-- field ... (did you mean ...?)".  Text values are read as --set reads
+-- them.  For ms.tune and SIGHUP.
+function profile.check_field(name, value, where)
+    if type(name) ~= "string" or fields[name] == nil then
+        unknown_field(where, tostring(name))
+    end
+    if type(value) == "string" then
+        value = from_text(name, value)
+    end
+    return check(name, value, { where = where, cpus = detect_cpus() })
+end
+
+-- The fields ms.tune and SIGHUP may change while the host runs.
+local live = {}
+for _, name in ipairs(order) do
+    if fields[name].live then
+        live[#live + 1] = name
+    end
+end
+profile.live_fields = live
 
 local function check_resolved(resolved, who)
     if type(resolved) ~= "table" or type(resolved.values) ~= "table" then

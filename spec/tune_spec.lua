@@ -1,0 +1,326 @@
+-- Live tuning from Lua: ms.tune changes the running host (workers, the
+-- blocking pool, scheduler knobs, agents' limits) with the profile's checks
+-- and words, whole or not at all, as events and metrics; ms.tuner runs a
+-- tuning function on an interval; a profile's tuner script runs beside the
+-- main agent; a stalled worker gets a stand-in.
+--   LUA_CPATH="build/lua/?.so;;" busted --lua=luajit spec/tune_spec.lua
+local spec_dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec"
+package.path = spec_dir .. "/../lua/?.lua;lua/?.lua;" .. package.path
+
+local ms = require "ms"
+local h = require "spec.support.helpers"
+
+local host = os.getenv("MS_HOST") or "build/lua/ms-host"
+
+local function run(fn, cfg)
+  h.run(fn, cfg or { worker_threads = "2", max_worker_threads = "6" })
+end
+
+local function by_field(changes)
+  local t = {}
+  for _, c in ipairs(changes) do
+    t[c.field] = c
+  end
+  return t
+end
+
+describe("ms.tune", function()
+  it("resizes the worker pool and reports each change", function()
+    run(function()
+      local m = ms.metrics()
+      assert.are.equal(2, m.active_workers)
+      assert.are.equal(6, m.max_workers)
+      local c = by_field(ms.tune{ worker_threads = 5 })
+      assert.are.same({ field = "worker_threads", old = 2, new = 5 }, c.worker_threads)
+      m = ms.metrics()
+      assert.are.equal(5, m.active_workers)
+      assert.are.equal(5, m.workers)
+      assert.is_true(m.worker_resizes >= 1)
+      ms.tune{ worker_threads = 1 }
+      assert.are.equal(1, ms.metrics().active_workers)
+      -- Work still gets done on the one worker left.
+      local echo = ms.agent.spawn{ fn = function() local v, reply = ms.recv(); reply(v * 2) end }
+      assert.are.equal(42, echo:call(21, 5))
+    end)
+  end)
+
+  it("changes the blocking pool and the scheduler's knobs, in profile units", function()
+    run(function()
+      local c = by_field(ms.tune{ max_blocking_threads = 3, thread_keep_alive = "1500ms",
+                                  budget = 32, global_queue_interval = 31 })
+      assert.are.equal(3, c.max_blocking_threads.new)
+      assert.are.equal(1.5, c.thread_keep_alive.new)
+      local m = ms.metrics()
+      assert.are.equal(3, m.max_blocking_threads)
+      assert.are.equal(1.5, m.thread_keep_alive)
+      assert.are.equal(32, m.budget)
+      assert.are.equal(31, m.global_queue_interval)
+      assert.is_true(m.tune_changes >= 4)
+      -- The same values again are not changes.
+      assert.are.same({}, ms.tune{ budget = 32, max_blocking_threads = 3 })
+    end)
+  end)
+
+  it("refuses bad values with the profile's words and applies nothing then", function()
+    run(function()
+      local before = ms.metrics()
+      local e = h.error_of(ms.tune, { budget = 64, worker_threads = 0 })
+      h.assert_contains(e, "ms.tune: field 'worker_threads': 0 is out of range (allowed 1..1024)")
+      e = h.error_of(ms.tune, { budget = "lots" })
+      h.assert_contains(e, "field 'budget': expected a whole number, got string 'lots'")
+      e = h.error_of(ms.tune, { thread_keep_alive = "5parsecs" })
+      h.assert_contains(e, "'5parsecs' has an unknown unit")
+      e = h.error_of(ms.tune, { wroker_threads = 2 })
+      h.assert_contains(e, "unknown field 'wroker_threads' (did you mean 'worker_threads'?)")
+      e = h.error_of(ms.tune, { enable_io = false })
+      h.assert_contains(e, "field 'enable_io' cannot change while the host runs")
+      e = h.error_of(ms.tune, { budget = 64, worker_threads = 7 })
+      h.assert_contains(e, "7 is above max_worker_threads = 6")
+      e = h.error_of(ms.tune, "workers=4")
+      h.assert_contains(e, "expected a table of settings")
+      local after = ms.metrics()
+      assert.are.equal(before.budget, after.budget)
+      assert.are.equal(before.active_workers, after.active_workers)
+      assert.are.equal(before.tune_changes, after.tune_changes)
+    end)
+  end)
+
+  it("publishes each change as an ms.tuned event", function()
+    run(function()
+      local ev = ms.events.subscribe("ms.tuned")
+      ms.tune({ budget = 77 }, "spec")
+      local e = assert(ev:recv(5))
+      assert.are.equal("budget", e.field)
+      assert.are.equal(128, e.old)
+      assert.are.equal(77, e.new)
+      assert.are.equal("spec", e.source)
+    end)
+  end)
+
+  it("lowers a running agent's mailbox limit without dropping what it holds", function()
+    run(function()
+      local gate = ms.channel()
+      local sink = ms.agent.spawn{ args = { gate = gate }, fn = function(args)
+        args.gate:recv()
+        local n = 0
+        while ms.recv(0.2) do n = n + 1 end
+        local _, reply = ms.recv(5)
+        reply(n)
+      end }
+      for i = 1, 5 do sink:send(i) end
+      ms.tune{ mailbox_limit = 3 }
+      local ok, e = sink:send(6)
+      assert.is_nil(ok)
+      h.assert_contains(tostring(e), "is full (3 messages, mailbox_limit)")
+      assert.are.equal(5, sink:info().mailbox)
+      ms.tune{ mailbox_limit = 0 }
+      sink:send(6)
+      gate:send(true)
+      ms.sleep(0.5)
+      assert.are.equal(6, sink:call("count?", 5))
+    end)
+  end)
+
+  it("loses no message and runs nothing twice while workers come and go", function()
+    run(function()
+      local N, SENDERS = 3000, 4
+      local sum = ms.agent.spawn{ args = { expect = N * SENDERS }, fn = function(args)
+        local seen, total = {}, 0
+        for _ = 1, args.expect do
+          local m = assert(ms.recv(20), "a message was lost")
+          local key = m.from * 1000000 + m.i
+          assert(not seen[key], "a message arrived twice")
+          seen[key] = true
+          total = total + 1
+        end
+        local _, reply = ms.recv(20)
+        reply(total)
+      end }
+      for s = 1, SENDERS do
+        ms.agent.spawn{ args = { to = sum, from = s, n = N }, fn = function(args)
+          for i = 1, args.n do
+            args.to:send({ from = args.from, i = i })
+            if i % 50 == 0 then ms.yield() end
+          end
+        end }
+      end
+      local flips = 0
+      for _ = 1, 60 do
+        ms.tune{ worker_threads = math.random(1, 6) }
+        flips = flips + 1
+        ms.sleep(0.005)
+      end
+      assert.are.equal(N * SENDERS, sum:call("total?", 30))
+      assert.is_true(flips == 60)
+    end)
+  end)
+end)
+
+describe("a semaphore's limit", function()
+  it("is raised with add_permits and lowered with reduce_permits, held permits kept", function()
+    run(function()
+      local sem = ms.semaphore(4)
+      local held = { sem:acquire(), sem:acquire(), sem:acquire() }
+      local now, owed = sem:reduce_permits(3)
+      assert.are.equal(1, now)   -- the one free permit goes at once
+      assert.are.equal(2, owed)  -- the rest as holders give theirs back
+      held[1]:release()
+      held[2]:release()
+      assert.are.equal(0, sem:available())
+      held[3]:release()
+      assert.are.equal(1, sem:available()) -- 4 - 3
+      sem:add_permits(2)
+      assert.are.equal(3, sem:available())
+    end)
+  end)
+end)
+
+describe("ms.tuner", function()
+  it("runs fn with the latest and the previous snapshot and applies what it returns", function()
+    run(function()
+      local seen = {}
+      local t = ms.tuner{ interval = 0.02, fn = function(now, prev, tuner)
+        seen[#seen + 1] = { now = now.time, prev = prev.time, rate = tuner:rate("poll_count") }
+        if #seen == 2 then
+          return { budget = 50 }, "second look"
+        end
+      end }
+      while #seen < 4 do ms.sleep(0.01) end
+      t:stop()
+      for _, s in ipairs(seen) do
+        assert.is_true(s.now > s.prev)
+        assert.is_true(s.rate >= 0)
+      end
+      assert.are.equal(seen[1].now, seen[2].prev)
+      assert.are.equal(50, ms.metrics().budget)
+      assert.are.equal(1, #t.trace)
+      assert.are.equal("budget", t.trace[1].field)
+      assert.are.equal(128, t.trace[1].old)
+      assert.are.equal(50, t.trace[1].new)
+      assert.are.equal("second look", t.trace[1].reason)
+      local runs = t.runs
+      ms.sleep(0.1)
+      assert.are.equal(runs, t.runs) -- stopped
+    end)
+  end)
+
+  it("holds a field back during its cool-down", function()
+    run(function()
+      local n = 0
+      local t = ms.tuner{ interval = 0.02, cooldown = 60, fn = function()
+        n = n + 1
+        return { budget = 100 + n }
+      end }
+      while n < 5 do ms.sleep(0.01) end
+      t:stop()
+      assert.are.equal(1, #t.trace)
+      assert.are.equal(101, ms.metrics().budget)
+      assert.is_true(t.skipped >= 3)
+    end)
+  end)
+
+  it("reports an error in fn or a refused setting and keeps running", function()
+    run(function()
+      local n = 0
+      local t = ms.tuner{ interval = 0.02, log = false, fn = function()
+        n = n + 1
+        if n == 1 then error("boom") end
+        if n == 2 then return { enable_io = false } end
+      end }
+      while n < 4 do ms.sleep(0.01) end
+      t:stop()
+      assert.are.equal(2, t.errors)
+      h.assert_contains(tostring(t.last_error), "enable_io")
+    end)
+  end)
+
+  it("checks its options", function()
+    run(function()
+      h.assert_contains(h.error_of(ms.tuner, { interval = 1 }), "fn must be a function")
+      h.assert_contains(h.error_of(ms.tuner, { fn = print, interval = 0 }),
+        "interval must be above 0")
+      h.assert_contains(h.error_of(ms.tuner, { fn = print, every = 1 }), "unknown option 'every'")
+      h.assert_contains(h.error_of(ms.tuner, { fn = print, interval = "1s" }),
+        "interval must be a number of seconds")
+    end)
+  end)
+
+  it("has a hysteresis helper that reports each level once, after enough samples", function()
+    local hy = ms.tuner.hysteresis{ high = 10, low = 2, samples = 2 }
+    assert.is_nil(hy:update(11))
+    assert.are.equal("high", hy:update(12))
+    assert.is_nil(hy:update(15)) -- already high
+    assert.is_nil(hy:update(5))  -- between: nothing
+    assert.is_nil(hy:update(1))
+    assert.are.equal("low", hy:update(0))
+    assert.are.equal("low", hy.state)
+    h.assert_contains(h.error_of(ms.tuner.hysteresis, { high = 1, low = 2 }),
+      "low (2) must be below high (1)")
+  end)
+end)
+
+describe("ms-host and tuning", function()
+  local function tmpfile(text, suffix)
+    local p = os.tmpname() .. (suffix or ".lua")
+    local f = assert(io.open(p, "w"))
+    f:write(text)
+    f:close()
+    return p
+  end
+
+  it("runs the profile's tuner script beside the main agent", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p '" .. dir .. "'")
+    local f = assert(io.open(dir .. "/t.lua", "w"))
+    f:write('ms.tune({ budget = 99 }, "tuner-script")\nwhile true do ms.sleep(1) end\n')
+    f:close()
+    f = assert(io.open(dir .. "/p.lua", "w"))
+    f:write('return { extends = "default", description = "t", tuner = "t.lua" }\n')
+    f:close()
+    local main = tmpfile([[
+for _ = 1, 500 do
+  if ms.metrics().budget == 99 then print("tuned by the script"); return end
+  ms.sleep(0.01)
+end
+error("the tuner script did not run")
+]])
+    local p = io.popen(('"%s" run "%s" --profile "%s/p.lua" 2>&1; echo "exit=$?"')
+      :format(host, main, dir))
+    local out = p:read("*a")
+    p:close()
+    os.remove(main)
+    os.execute("rm -rf '" .. dir .. "'")
+    h.assert_contains(out, "tuned by the script")
+    h.assert_contains(out, "exit=0")
+  end)
+
+  it("refuses a profile whose tuner script does not exist, naming it", function()
+    local prof = tmpfile('return { extends = "default", description = "t", tuner = "nope.lua" }')
+    local p = io.popen(('"%s" run /dev/null --profile "%s" 2>&1; echo "exit=$?"'):format(host, prof))
+    local out = p:read("*a")
+    p:close()
+    os.remove(prof)
+    h.assert_contains(out, "tuner")
+    h.assert_contains(out, "nope.lua")
+    h.assert_contains(out, "exit=2")
+  end)
+
+  it("brings in a stand-in worker while the only worker is stuck in an agent", function()
+    h.run(function()
+      local ev = ms.events.subscribe("ms.worker.stalled")
+      ms.agent.spawn{ name = "spinner", fn = function()
+        local t = os.clock() + 0.6
+        while os.clock() < t do end
+      end }
+      local e = assert(ev:recv(5))
+      assert.are.equal("spinner", e.agent)
+      assert.are.equal("true", e.replaced)
+      -- With its only worker stuck, this answer comes from the stand-in.
+      local echo = ms.agent.spawn{ fn = function() local m, reply = ms.recv(); reply(m) end }
+      assert.are.equal("ping", echo:call("ping", 0.3))
+      assert.is_true(ms.metrics().worker_replacements >= 1)
+      assert.are.equal("true", assert(ev:recv(5)).recovered)
+    end, { worker_threads = "1", max_worker_threads = "2", stall_threshold = "100ms" })
+  end)
+end)
