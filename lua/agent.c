@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "host.h"
+#include "smalloc.h"
 
 static host *g_host;
 
@@ -199,7 +200,7 @@ msg *msg_new(void) {
     msg *m = malloc(sizeof *m);
     if (!m)
         return NULL;
-    m->next = NULL;
+    atomic_init(&m->link.next, NULL);
     m->sender = NULL;
     m->reply = NULL;
     xfer_init(&m->own_body);
@@ -220,12 +221,10 @@ void msg_free(msg *m) {
 }
 
 static void agent_free(agent *a) {
-    msg *m = a->mhead;
-    while (m) {
-        msg *next = m->next;
-        msg_free(m);
-        m = next;
-    }
+    /* Nobody can push any more (pushers hold references), so this
+     * drains every message, unread ones included. */
+    for (mlink *l; (l = mbox_pop(&a->mbox));)
+        msg_free((msg *)l);
     for (uint32_t i = 0; i < a->nmonitors; i++)
         agent_unref(a->monitors[i]);
     free(a->monitors);
@@ -248,7 +247,14 @@ void agent_unref(agent *a) {
 
 static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
+/* The agent whose task this thread is running (resume), or NULL. */
+static __thread agent *tl_running;
+
 agent *agent_from_state(lua_State *L) {
+    /* The running task's coroutine is by far the most common caller. */
+    agent *r = tl_running;
+    if (r && r->current && r->current->co == L)
+        return r;
     /* An agent's own state carries the agent as its allocator's userdata:
      * no table lookup on every ms.* call.  The main agent (ms.run, ms-host)
      * uses its caller's state and is found through the registry. */
@@ -269,7 +275,7 @@ static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (!ptr)
         osize = 0;
     if (nsize == 0) {
-        free(ptr);
+        sm_realloc(ptr, osize, 0);
         atomic_store_explicit(&a->mem_used, used - osize, memory_order_relaxed);
         return NULL;
     }
@@ -277,7 +283,7 @@ static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         atomic_store_explicit(&a->oom, true, memory_order_relaxed);
         return NULL;
     }
-    void *p = realloc(ptr, nsize);
+    void *p = sm_realloc(ptr, osize, nsize);
     if (p)
         atomic_store_explicit(&a->mem_used, used - osize + nsize, memory_order_relaxed);
     return p;
@@ -308,6 +314,21 @@ void ltask_wake_by_ref(ltask *lt) {
     } while (!atomic_compare_exchange_weak_explicit(&a->woken, &head, lt, memory_order_release,
                                                     memory_order_relaxed));
     ms_waker_wake_by_ref(&a->self_waker);
+}
+
+static void runq_push(agent *a, ltask *lt);
+
+void ltask_make_ready(ltask *lt) {
+    op_reset_light(lt);
+    lt->status = LT_READY;
+    runq_push(lt->a, lt);
+}
+
+void ltask_poll_op(ltask *lt, ms_cx *cx) {
+    if (lt->status == LT_WAITING && op_poll_now(lt, cx) == MS_POLL_READY) {
+        lt->status = LT_READY;
+        runq_push(lt->a, lt);
+    }
 }
 
 static ms_waker lw_clone(void *data) {
@@ -495,35 +516,61 @@ void agent_set_mailbox_limit(agent *a, size_t limit) {
 }
 
 int agent_deliver(agent *a, msg *m, char *err, size_t errlen) {
-    pthread_mutex_lock(&a->mlock);
-    if (a->state == AG_EXITED) {
-        pthread_mutex_unlock(&a->mlock);
+    size_t limit = atomic_load_explicit(&a->mailbox_limit, memory_order_relaxed);
+    int r = mbox_push(&a->mbox, &m->link, limit);
+    if (r == MBOX_CLOSED) {
+        /* exit_reason was written before the mailbox closed (mlock). */
+        pthread_mutex_lock(&a->mlock);
         snprintf(err, errlen, "agent %s (%llu) has exited (%s)", a->name,
                  (unsigned long long)a->id, a->exit_reason);
+        pthread_mutex_unlock(&a->mlock);
         return MS_E_CLOSED;
     }
-    size_t limit = atomic_load_explicit(&a->mailbox_limit, memory_order_relaxed);
-    if (limit && a->mcount >= limit) {
-        pthread_mutex_unlock(&a->mlock);
+    if (r == MBOX_FULL) {
         snprintf(err, errlen, "mailbox of agent %s is full (%zu messages, mailbox_limit)",
                  a->name, limit);
         return MS_E_EXHAUSTED;
     }
-    m->next = NULL;
-    if (a->mtail)
-        a->mtail->next = m;
-    else
-        a->mhead = m;
-    a->mtail = m;
-    a->mcount++;
-    ltask *r = a->receiver;
-    a->receiver = NULL;
-    pthread_mutex_unlock(&a->mlock);
-    if (r) {
-        ltask_wake_by_ref(r);
-        ltask_unref(r);
+    /* Dekker with agent_wait_message: our link is stored before we look
+     * for a receiver, its registration before it looks at the mailbox, so
+     * one of us sees the other.  Most pushes find nobody waiting (the
+     * receiver is busy with earlier messages) and stop at the load. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&a->receiver, memory_order_relaxed)) {
+        ltask *rcv = atomic_exchange_explicit(&a->receiver, NULL, memory_order_acq_rel);
+        if (rcv) {
+            ltask_wake_by_ref(rcv);
+            ltask_unref(rcv);
+        }
     }
     return 0;
+}
+
+msg *agent_take_message(agent *a) {
+    return (msg *)mbox_pop(&a->mbox);
+}
+
+void agent_wait_message(agent *a, ltask *lt) {
+    if (atomic_load_explicit(&a->receiver, memory_order_relaxed) != lt) {
+        ltask_ref(lt);
+        ltask *old = atomic_exchange_explicit(&a->receiver, lt, memory_order_seq_cst);
+        if (old)
+            ltask_unref(old);
+    }
+    /* Dekker with agent_deliver: the caller looks at the mailbox again
+     * after this. */
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+void agent_unwait_message(agent *a, ltask *lt) {
+    ltask *expected = lt;
+    if (atomic_compare_exchange_strong_explicit(&a->receiver, &expected, NULL,
+                                                memory_order_acq_rel, memory_order_relaxed))
+        ltask_unref(lt);
+}
+
+ltask *agent_receiver(agent *a) {
+    return atomic_load_explicit(&a->receiver, memory_order_relaxed);
 }
 
 void agent_add_monitor(agent *target, agent *watcher) {
@@ -790,13 +837,13 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
     a->exit_code = code;
     a->exit_message = message ? strdup(message) : NULL;
     a->exit_traceback = traceback ? strdup(traceback) : NULL;
-    size_t unread = a->mcount;
+    size_t unread = mbox_close(&a->mbox);
+    a->unread_at_exit = unread;
     agent **mons = a->monitors;
     uint32_t nmons = a->nmonitors;
     a->monitors = NULL;
     a->nmonitors = a->mcap = 0;
-    ltask *r = a->receiver;
-    a->receiver = NULL;
+    ltask *r = atomic_exchange_explicit(&a->receiver, NULL, memory_order_acq_rel);
     pthread_mutex_unlock(&a->mlock);
     if (r)
         ltask_unref(r);
@@ -890,13 +937,19 @@ static void describe_error(agent *a, lua_State *co, char **msgp, char **tb) {
  * main coroutine ended. */
 static bool resume(agent *a, ltask *lt, ms_cx *cx) {
     a->current = lt;
+    a->cx = cx;
+    a->fast_streak = 0;
     lt->status = LT_RUNNING;
     int nargs = lt->nres;
     lt->nres = 0;
     a->enforce_limit = true;
+    agent *outer = tl_running;
+    tl_running = a;
     int rc = lua_resume(lt->co, nargs);
+    tl_running = outer;
     a->enforce_limit = false;
     a->current = NULL;
+    a->cx = NULL;
     if (rc == LUA_YIELD) {
         if (!lt->op.poll) {
             /* ms.yield, or a coroutine.yield at the top of a task: the
@@ -907,7 +960,7 @@ static bool resume(agent *a, ltask *lt, ms_cx *cx) {
             return false;
         }
         lt->status = LT_WAITING;
-        if (op_poll_now(lt, cx) == MS_POLL_READY) {
+        if (!lt->op.parked && op_poll_now(lt, cx) == MS_POLL_READY) {
             lt->status = LT_READY;
             runq_push(a, lt);
         }
@@ -1179,6 +1232,7 @@ static agent *agent_alloc_struct(host *h) {
     a->h = h;
     a->exit_ref = LUA_NOREF;
     pthread_mutex_init(&a->mlock, NULL);
+    mbox_init(&a->mbox);
     pthread_mutex_lock(&h->lock); /* the defaults are live-tunable */
     a->mem_limit = h->default_mem_limit;
     atomic_init(&a->mailbox_limit, h->mailbox_limit);

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mailbox.h"
 #include "ms.h"
 
 typedef struct host host;
@@ -81,12 +82,51 @@ void events_shutdown(void);
 
 /* ---- handles as Lua userdata (lms.c) ---- */
 
+typedef struct lchan lchan;
+
+/* The userdata behind a handle.  lc: a channel made by ms.channel in this
+ * state carries its same-agent fast path (lchan.c); NULL otherwise. */
+typedef struct lhandle {
+    xh_type type;
+    void *ptr;                  /* one reference, NULL once released */
+    lchan *lc;                  /* a reference (lchan_unref) */
+} lhandle;
+
 void lh_push_agent(lua_State *L, agent *a);       /* takes a reference */
 agent *lh_check_agent(lua_State *L, int idx);
 void lh_push_handle(lua_State *L, xh_type type, void *ptr); /* takes over a ref */
 void *lh_to_handle(lua_State *L, int idx, xh_type *type);   /* NULL if not one */
 void lh_ref_handle(xh_type type, void *ptr);
 void lh_unref_handle(xh_type type, void *ptr);
+/* xfer_encode is about to copy the handle at idx out of this state: a
+ * local channel becomes shared (lchan_share).  false + err on failure. */
+bool lh_before_export(lua_State *L, int idx, char *err, size_t errlen);
+
+/* ---- same-agent channels (lchan.c) ---- */
+
+lchan *lchan_new(size_t capacity);
+void lchan_unref(lchan *lc);
+/* True while every user of the channel is a coroutine of this state. */
+bool lchan_is_local(const lchan *lc);
+/* Moves the local channel's values and waiters onto ch (in order) and
+ * makes it shared for good.  The handle is at idx of L. */
+bool lchan_share(lua_State *L, int idx, lchan *lc, ms_chan *ch, char *err, size_t errlen);
+/* Replaces the value to send (at 2) by what a receiver of this agent
+ * gets: itself if plain, else a copy; raises (naming fname) on a value
+ * that cannot be sent.  May share the channel (a copy of its handle). */
+void lchan_prepare(lua_State *L, const char *fname);
+/* The channel methods on a local channel: the handle at 1, the value (send)
+ * at 2, the timeout at 3 (send) or 2 (recv), already checked.  Each returns
+ * the number of results, or yields. */
+int lchan_send(lua_State *L, lchan *lc, double timeout);
+int lchan_try_send(lua_State *L, lchan *lc);
+int lchan_recv(lua_State *L, lchan *lc, double timeout);
+int lchan_try_recv(lua_State *L, lchan *lc);
+void lchan_close(lua_State *L, lchan *lc);
+size_t lchan_len(const lchan *lc);
+/* Whether the fast path may run here: in a task of an agent, on the
+ * agent's thread (not on the blocking pool, not outside ms.run). */
+bool lchan_can_run(lua_State *L);
 
 /* ---- pending operations (ops.c) ---- */
 
@@ -109,6 +149,9 @@ struct lop {
     lop_cancel_fn cancel;
     ms_timer *deadline;         /* optional timeout */
     bool timed_out;
+    /* Completed only by a call on the agent's own thread, never by a
+     * wake: the poll right after the yield is skipped (lchan.c). */
+    bool parked;
     union {
         struct { ms_timer *t; } sleep;
         struct { ltask *target; bool registered; } join;
@@ -161,7 +204,7 @@ void ltask_unref(ltask *lt);
 typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;
 
 typedef struct msg {
-    struct msg *next;
+    mlink link;                 /* first: the mailbox's (mailbox.h) */
     xfer *body;                 /* usually &own_body: one allocation a message */
     agent *sender;              /* ref; NULL if from outside an agent */
     reply_slot *reply;          /* ref; non-NULL for agent:call */
@@ -188,6 +231,8 @@ struct agent {
     ltask *all;
     ltask *main;
     ltask *current;
+    ms_cx *cx;                  /* the poll's context while a task runs, else NULL */
+    uint32_t fast_streak;       /* channel ops completed without a yield (lchan.c) */
     uint64_t next_ltask_id;
     bool started;
     int exit_ref;               /* registry ref of the error value on failure */
@@ -227,15 +272,20 @@ struct agent {
     uint8_t ms_upvals[8];       /* fn upvalues that held the ms module */
     int n_ms_upvals;
 
+    /* The mailbox: pushed by any thread, popped by the agent's (see
+     * mailbox.c for the memory ordering); closed at exit. */
+    mailbox mbox;
+    /* 0 = unbounded.  Read by senders (mbox_push's limit); written by
+     * ms.tune under the host lock, hence atomic (relaxed). */
+    _Atomic size_t mailbox_limit;
+    /* The task waiting in ms.recv, with a reference.  Set by the agent's
+     * thread (exchange, seq_cst, then it looks at the mailbox again);
+     * taken by a producer after its push (seq_cst fence, then exchange),
+     * which then wakes it.  Dekker pair with the link store in mbox_push. */
+    _Atomic(ltask *) receiver;
+
     /* Under mlock: */
     pthread_mutex_t mlock;
-    msg *mhead, *mtail;
-    size_t mcount;
-    /* 0 = unbounded.  Read by senders under mlock; written by ms.tune
-     * under the host lock, hence atomic (relaxed). */
-    _Atomic size_t mailbox_limit;
-    uint64_t received_total;
-    ltask *receiver;            /* waiting in ms.recv (ref) */
     agent_state state;
     agent **monitors;           /* refs; told when this agent exits */
     uint32_t nmonitors, mcap;
@@ -246,6 +296,7 @@ struct agent {
     char *exit_message;
     char *exit_traceback;
     int exit_code;              /* ms_err code */
+    size_t unread_at_exit;      /* messages accepted and never received */
 
     agent *next_reg, *prev_reg; /* host registry, under host lock */
 };
@@ -360,6 +411,16 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen);
 int agent_run_main(lua_State *L, int nargs, ms_error *err);
 /* Delivers a message (takes ownership of m).  Returns 0 or an ms_err. */
 int agent_deliver(agent *a, msg *m, char *err, size_t errlen);
+/* The oldest message of the running agent's mailbox, or NULL (agent's
+ * thread only); counts it as received. */
+msg *agent_take_message(agent *a);
+/* Registers lt as the task waiting in ms.recv (agent's thread only); the
+ * caller must then look at the mailbox once more before it sleeps. */
+void agent_wait_message(agent *a, ltask *lt);
+/* Unregisters lt if it is still the waiting receiver. */
+void agent_unwait_message(agent *a, ltask *lt);
+/* The registered receiver, or NULL (agent's thread; a snapshot). */
+ltask *agent_receiver(agent *a);
 void agent_stop(agent *a, const char *reason);
 void agent_add_monitor(agent *target, agent *watcher);
 agent *agent_whereis(const char *name);
@@ -379,6 +440,12 @@ void ltask_abort(ltask *lt);
 /* Suspends the running ltask on its op: `return ltask_wait(L, lt);` */
 int ltask_wait(lua_State *L, ltask *lt);
 void ltask_wake_by_ref(ltask *lt);
+/* On the agent's thread during a resume (a->cx set): lt's operation is
+ * complete (its results pushed, nres set); it joins the run queue now. */
+void ltask_make_ready(ltask *lt);
+/* Polls lt's operation once now with cx (a->cx); ready ones join the run
+ * queue. */
+void ltask_poll_op(ltask *lt, ms_cx *cx);
 
 /* Reply slots (ops.c). */
 reply_slot *reply_new(void);
@@ -402,6 +469,22 @@ int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout)
 int op_blocking(lua_State *L, ltask *lt, int nargs);
 int op_interval_next(lua_State *L, ltask *lt, lint *iv);
 void op_cancel(ltask *lt);
+/* Clears lt's operation (and frees its deadline timer). */
+void op_reset(ltask *lt);
+/* The same, leaving the operation store as it is. */
+void op_reset_light(ltask *lt);
+/* Arms lt's operation deadline (timeout < 0: none); raises on failure. */
+void op_set_deadline(lua_State *L, ltask *lt, double timeout);
+/* Records poll/cancel as lt's operation and yields the top nvals values
+ * of L (they stay on the suspended coroutine's stack). */
+int op_suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel, int nvals);
+/* Yields with the top n values of L as the results of an operation that
+ * is already complete: the task goes to the back of the run queue. */
+int op_yield_results(lua_State *L, ltask *lt, int n);
+/* Turns lt's pending operation into a core channel send of v (taking it)
+ * or a receive on ch, keeping its deadline; not polled yet. */
+void op_chan_send_adopt(ltask *lt, ms_chan *ch, xfer *v);
+void op_chan_recv_adopt(ltask *lt, ms_chan *ch);
 int op_sem_acquire(lua_State *L, ltask *lt, ms_sem *s, uint64_t n, double timeout);
 int op_chan_send(lua_State *L, ltask *lt, ms_chan *ch, xfer *value, double timeout);
 int op_chan_recv(lua_State *L, ltask *lt, ms_chan *ch, double timeout);

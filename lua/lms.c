@@ -27,10 +27,6 @@ static const char *mt_name(xh_type t) {
     return "?";
 }
 
-typedef struct lhandle {
-    xh_type type;
-    void *ptr;
-} lhandle;
 
 void lh_ref_handle(xh_type type, void *ptr) {
     switch (type) {
@@ -84,6 +80,7 @@ void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
     lhandle *h = lua_newuserdata(L, sizeof *h);
     h->type = type;
     h->ptr = ptr;
+    h->lc = NULL;
     luaL_getmetatable(L, mt_name(type));
     lua_setmetatable(L, -2);
     if (type == XH_AGENT) {
@@ -130,7 +127,18 @@ static int handle_gc(lua_State *L) {
         lh_unref_handle(h->type, h->ptr);
         h->ptr = NULL;
     }
+    if (h && h->lc) {
+        lchan_unref(h->lc);
+        h->lc = NULL;
+    }
     return 0;
+}
+
+bool lh_before_export(lua_State *L, int idx, char *err, size_t errlen) {
+    lhandle *h = lua_touserdata(L, idx);
+    if (h && h->type == XH_CHAN && lchan_is_local(h->lc))
+        return lchan_share(L, idx, h->lc, h->ptr, err, errlen);
+    return true;
 }
 
 /* ---- arguments ---- */
@@ -380,9 +388,9 @@ static int a_info(lua_State *L, agent *a) {
     static const char *st[] = {"starting", "running", "exited"};
     lua_pushstring(L, st[a->state]);
     lua_setfield(L, -2, "state");
-    lua_pushnumber(L, (double)a->mcount);
+    lua_pushnumber(L, (double)mbox_len(&a->mbox));
     lua_setfield(L, -2, "mailbox");
-    lua_pushnumber(L, (double)a->received_total);
+    lua_pushnumber(L, (double)mbox_popped(&a->mbox));
     lua_setfield(L, -2, "received");
     lua_pushnumber(L, (double)atomic_load_explicit(&a->mem_used, memory_order_relaxed));
     lua_setfield(L, -2, "memory");
@@ -512,7 +520,7 @@ xfer *lms_exit_notice(agent *target) {
     xfer_put_str(x, "reason");
     xfer_put_str(x, target->exit_reason);
     xfer_put_str(x, "unread");
-    xfer_put_num(x, (double)target->mcount);
+    xfer_put_num(x, (double)target->unread_at_exit);
     if (target->exit_message) {
         xfer_put_str(x, "message");
         xfer_put_str(x, target->exit_message);
@@ -660,12 +668,44 @@ static int l_channel(lua_State *L) {
     ms_chan *ch;
     if (ms_chan_new((size_t)cap, drop_xfer, &ch) != 0)
         return luaL_error(L, "ms.channel: out of memory");
+    lchan *lc = lchan_new((size_t)cap);
+    if (!lc) {
+        ms_chan_unref(ch);
+        return luaL_error(L, "ms.channel: out of memory");
+    }
     lh_push_handle(L, XH_CHAN, ch);
+    ((lhandle *)lua_touserdata(L, -1))->lc = lc;
+    /* The local queue (lchan.c): the handle's environment. */
+    lua_createtable(L, cap >= 1 && cap <= 64 ? (int)cap : 4, 0);
+    lua_setfenv(L, -2);
     return 1;
 }
 
-static ms_chan *check_chan(lua_State *L, int idx) {
-    return check_handle(L, idx, XH_CHAN)->ptr;
+/* The channel methods carry the channel metatable as their upvalue: the
+ * common check is a pointer comparison, not luaL_checkudata's lookup of
+ * the metatable by name. */
+static lhandle *check_chan_handle(lua_State *L, int idx) {
+    lhandle *h = lua_touserdata(L, idx);
+    if (h && h->ptr && lua_getmetatable(L, idx)) {
+        bool ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (ok)
+            return h;
+    }
+    return check_handle(L, idx, XH_CHAN); /* raises the usual error, or a __tostring call */
+}
+
+/* Whether this call may take the local fast path; a local channel used
+ * where it may not (the blocking pool, outside ms.run) is shared first. */
+static bool use_local(lua_State *L, lhandle *h) {
+    if (!lchan_is_local(h->lc))
+        return false;
+    if (lchan_can_run(L))
+        return true;
+    char err[300];
+    if (!lchan_share(L, 1, h->lc, h->ptr, err, sizeof err))
+        luaL_error(L, "channel: %s", err);
+    return false;
 }
 
 static xfer *encode_arg(lua_State *L, int idx, const char *fname) {
@@ -681,19 +721,29 @@ static xfer *encode_arg(lua_State *L, int idx, const char *fname) {
 }
 
 static int c_send(lua_State *L) {
-    ms_chan *ch = check_chan(L, 1);
+    lhandle *h = check_chan_handle(L, 1);
     luaL_checkany(L, 2);
     double timeout = opt_timeout(L, 3);
+    if (use_local(L, h)) {
+        lchan_prepare(L, "channel:send");
+        if (lchan_is_local(h->lc)) /* the value may have held this handle */
+            return lchan_send(L, h->lc, timeout);
+    }
     ltask *lt = ltask_current(L, "channel:send");
     xfer *x = encode_arg(L, 2, "channel:send");
-    return op_chan_send(L, lt, ch, x, timeout);
+    return op_chan_send(L, lt, h->ptr, x, timeout);
 }
 
 static int c_try_send(lua_State *L) {
-    ms_chan *ch = check_chan(L, 1);
+    lhandle *h = check_chan_handle(L, 1);
     luaL_checkany(L, 2);
+    if (use_local(L, h)) {
+        lchan_prepare(L, "channel:try_send");
+        if (lchan_is_local(h->lc))
+            return lchan_try_send(L, h->lc);
+    }
     xfer *x = encode_arg(L, 2, "channel:try_send");
-    int rc = ms_chan_try_send(ch, x);
+    int rc = ms_chan_try_send(h->ptr, x);
     if (rc != 0) {
         xfer_free(x);
         lua_pushnil(L);
@@ -705,15 +755,19 @@ static int c_try_send(lua_State *L) {
 }
 
 static int c_recv(lua_State *L) {
-    ms_chan *ch = check_chan(L, 1);
+    lhandle *h = check_chan_handle(L, 1);
     double timeout = opt_timeout(L, 2);
-    return op_chan_recv(L, ltask_current(L, "channel:recv"), ch, timeout);
+    if (use_local(L, h))
+        return lchan_recv(L, h->lc, timeout);
+    return op_chan_recv(L, ltask_current(L, "channel:recv"), h->ptr, timeout);
 }
 
 static int c_try_recv(lua_State *L) {
-    ms_chan *ch = check_chan(L, 1);
+    lhandle *h = check_chan_handle(L, 1);
+    if (use_local(L, h))
+        return lchan_try_recv(L, h->lc);
     void *v;
-    int rc = ms_chan_try_recv(ch, &v);
+    int rc = ms_chan_try_recv(h->ptr, &v);
     if (rc != 0) {
         lua_pushnil(L);
         lua_pushstring(L, rc == MS_E_CLOSED ? "closed" : "empty");
@@ -725,19 +779,29 @@ static int c_try_recv(lua_State *L) {
 }
 
 static int c_close(lua_State *L) {
-    ms_chan_close(check_chan(L, 1));
+    lhandle *h = check_chan_handle(L, 1);
+    if (use_local(L, h))
+        lchan_close(L, h->lc);
+    else
+        ms_chan_close(h->ptr);
     return 0;
 }
 
+/* Buffered values; a local channel's are in lchan, a shared one's in the
+ * core channel. */
+static size_t chan_len(lhandle *h) {
+    return lchan_is_local(h->lc) ? lchan_len(h->lc) : ms_chan_len(h->ptr);
+}
+
 static int c_len(lua_State *L) {
-    lua_pushnumber(L, (double)ms_chan_len(check_chan(L, 1)));
+    lua_pushnumber(L, (double)chan_len(check_chan_handle(L, 1)));
     return 1;
 }
 
 static int c_tostring(lua_State *L) {
-    ms_chan *ch = check_chan(L, 1);
-    lua_pushfstring(L, "ms.channel(%d queued, capacity %d)", (int)ms_chan_len(ch),
-                    (int)ms_chan_capacity(ch));
+    lhandle *h = check_chan_handle(L, 1);
+    lua_pushfstring(L, "ms.channel(%d queued, capacity %d)", (int)chan_len(h),
+                    (int)ms_chan_capacity(h->ptr));
     return 1;
 }
 
@@ -1068,7 +1132,15 @@ int luaopen_ms(lua_State *L) {
     static const luaL_Reg chan_methods[] = {
         {"send", c_send}, {"try_send", c_try_send}, {"recv", c_recv},
         {"try_recv", c_try_recv}, {"close", c_close}, {"len", c_len}, {NULL, NULL}};
-    new_handle_mt(L, "ms.channel", chan_methods, c_tostring, NULL);
+    new_handle_mt(L, "ms.channel", NULL, c_tostring, NULL);
+    luaL_getmetatable(L, "ms.channel");
+    lua_getfield(L, -1, "__index");
+    for (const luaL_Reg *r = chan_methods; r->name; r++) {
+        lua_pushvalue(L, -2);
+        lua_pushcclosure(L, r->func, 1);
+        lua_setfield(L, -2, r->name);
+    }
+    lua_pop(L, 2);
     static const luaL_Reg permit_methods[] = {
         {"release", permit_release}, {"count", permit_count}, {NULL, NULL}};
     luaL_newmetatable(L, "ms.permit");

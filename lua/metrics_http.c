@@ -310,8 +310,8 @@ static agent_row *agent_rows(host *h, size_t *n) {
         memcpy(r->name, a->name, sizeof r->name);
         r->name[sizeof r->name - 1] = '\0';
         r->state = a->state <= AG_EXITED ? states[a->state] : "?";
-        r->mailbox = a->mcount;
-        r->received = a->received_total;
+        r->mailbox = mbox_len(&a->mbox);
+        r->received = mbox_popped(&a->mbox);
         r->memory = atomic_load_explicit(&a->mem_used, memory_order_relaxed);
         r->memory_limit = a->mem_limit;
         r->polls = atomic_load_explicit(&a->polls, memory_order_relaxed);

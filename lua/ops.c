@@ -82,6 +82,24 @@ static void op_clear(ltask *lt) {
     memset(&lt->op, 0, sizeof lt->op);
 }
 
+void op_reset(ltask *lt) {
+    op_clear(lt);
+}
+
+/* op_clear without zeroing the store: every operation sets up its own
+ * store before use, and this runs once per fast channel hand-over. */
+void op_reset_light(ltask *lt) {
+    if (lt->op.deadline)
+        ms_timer_free(lt->op.deadline);
+    lt->op.poll = NULL;
+    lt->op.cancel = NULL;
+    lt->op.deadline = NULL;
+    lt->op.timed_out = false;
+    lt->op.parked = false;
+    memset(&lt->op.u, 0, sizeof lt->op.u);
+}
+
+
 static bool set_deadline(lua_State *L, ltask *lt, double timeout) {
     if (timeout < 0)
         return true;
@@ -92,6 +110,10 @@ static bool set_deadline(lua_State *L, ltask *lt, double timeout) {
     }
     ms_timer_set_deadline(lt->op.deadline, ms_now_ns() + (uint64_t)(timeout * 1e9));
     return true;
+}
+
+void op_set_deadline(lua_State *L, ltask *lt, double timeout) {
+    set_deadline(L, lt, timeout);
 }
 
 static ms_poll poll_adapter(ms_cx *cx, void *state) {
@@ -134,6 +156,25 @@ static int suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn canc
     lt->op.poll = poll;
     lt->op.cancel = cancel;
     return lua_yield(L, 0);
+}
+
+int op_suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel, int nvals) {
+    lt->op.poll = poll;
+    lt->op.cancel = cancel;
+    return lua_yield(L, nvals);
+}
+
+/* The yielded values are still on the coroutine's stack: they become the
+ * results as they are. */
+static ms_poll done_poll(ltask *lt, ms_cx *cx) {
+    (void)cx;
+    lt->nres = (int)(intptr_t)lt->op.u.any[0];
+    return MS_POLL_READY;
+}
+
+int op_yield_results(lua_State *L, ltask *lt, int n) {
+    lt->op.u.any[0] = (void *)(intptr_t)n;
+    return op_suspend(L, lt, done_poll, NULL, n);
 }
 
 /* ---- yield ---- */
@@ -281,31 +322,9 @@ int op_join_abortable(lua_State *L, ltask *lt, ltask *target, double timeout) {
 
 /* ---- receive ---- */
 
-static ms_poll recv_poll(ltask *lt, ms_cx *cx) {
-    agent *a = lt->a;
-    pthread_mutex_lock(&a->mlock);
-    msg *m = a->mhead;
-    if (!m) {
-        if (a->receiver != lt) {
-            ltask_ref(lt);
-            if (a->receiver)
-                ltask_unref(a->receiver);
-            a->receiver = lt;
-        }
-        pthread_mutex_unlock(&a->mlock);
-        return MS_POLL_PENDING;
-    }
-    a->mhead = m->next;
-    if (!a->mhead)
-        a->mtail = NULL;
-    a->mcount--;
-    a->received_total++;
-    if (a->receiver == lt) {
-        a->receiver = NULL;
-        ltask_unref(lt);
-    }
-    pthread_mutex_unlock(&a->mlock);
-    lua_State *co = lt->co;
+/* Pushes a message's value and its sender (or reply slot) onto co and
+ * frees it.  Returns the number of values pushed (2). */
+static int push_message(lua_State *co, msg *m) {
     lua_checkstack(co, 3);
     xfer_decode(co, m->body);
     if (m->reply) {
@@ -316,30 +335,52 @@ static ms_poll recv_poll(ltask *lt, ms_cx *cx) {
     } else {
         lua_pushnil(co);
     }
-    lt->nres = 2;
     msg_free(m);
+    return 2;
+}
+
+static ms_poll recv_poll(ltask *lt, ms_cx *cx) {
+    (void)cx;
+    agent *a = lt->a;
+    msg *m = agent_take_message(a);
+    if (!m) {
+        agent_wait_message(a, lt);
+        /* A message linked before the registration was visible; one
+         * linked after it comes with a wake (agent_deliver). */
+        m = agent_take_message(a);
+        if (!m)
+            return MS_POLL_PENDING;
+    }
+    /* A producer that took the registration meanwhile wakes us once for
+     * nothing, which a re-poll absorbs. */
+    agent_unwait_message(a, lt);
+    lt->nres = push_message(lt->co, m);
     return MS_POLL_READY;
 }
 
 static void recv_cancel(ltask *lt) {
-    agent *a = lt->a;
-    pthread_mutex_lock(&a->mlock);
-    bool mine = a->receiver == lt;
-    if (mine)
-        a->receiver = NULL;
-    pthread_mutex_unlock(&a->mlock);
-    if (mine)
-        ltask_unref(lt);
+    agent_unwait_message(lt->a, lt);
 }
+
+/* Completions without a yield before a task yields anyway (as lchan.c). */
+#define RECV_STREAK 64
 
 int op_recv(lua_State *L, ltask *lt, double timeout) {
     agent *a = lt->a;
-    pthread_mutex_lock(&a->mlock);
-    bool busy = a->receiver && a->receiver != lt;
-    pthread_mutex_unlock(&a->mlock);
-    if (busy)
+    ltask *r = agent_receiver(a);
+    if (r && r != lt)
         return luaL_error(L, "ms.recv: another task of this agent is already receiving; one "
                              "task at a time reads the mailbox");
+    /* A message already there is taken at once, without a trip through
+     * the scheduler: a collector drains its backlog in one run. */
+    msg *m = agent_take_message(a);
+    if (m) {
+        int n = push_message(L, m);
+        if (++a->fast_streak < RECV_STREAK)
+            return n;
+        a->fast_streak = 0;
+        return op_yield_results(L, lt, n);
+    }
     if (!set_deadline(L, lt, timeout))
         return 0;
     return suspend(L, lt, recv_poll, recv_cancel);
@@ -644,6 +685,29 @@ int op_chan_send(lua_State *L, ltask *lt, ms_chan *ch, xfer *value, double timeo
     o->value = value;
     ms_chan_waiter_init(&o->w);
     return suspend(L, lt, chan_send_poll, chan_send_cancel);
+}
+
+void op_chan_send_adopt(ltask *lt, ms_chan *ch, xfer *v) {
+    chan_op *o = (chan_op *)lt->op.store;
+    o->ch = ms_chan_ref(ch);
+    o->value = v;
+    ms_chan_waiter_init(&o->w);
+    lt->op.poll = chan_send_poll;
+    lt->op.cancel = chan_send_cancel;
+    lt->op.parked = false;
+}
+
+static ms_poll chan_recv_poll(ltask *lt, ms_cx *cx);
+static void chan_recv_cancel(ltask *lt);
+
+void op_chan_recv_adopt(ltask *lt, ms_chan *ch) {
+    chan_op *o = (chan_op *)lt->op.store;
+    o->ch = ms_chan_ref(ch);
+    o->value = NULL;
+    ms_chan_waiter_init(&o->w);
+    lt->op.poll = chan_recv_poll;
+    lt->op.cancel = chan_recv_cancel;
+    lt->op.parked = false;
 }
 
 static ms_poll chan_recv_poll(ltask *lt, ms_cx *cx) {

@@ -204,6 +204,8 @@ static bool enc_value(enc *e, int idx) {
         void *ptr = lh_to_handle(L, idx, &type);
         if (!ptr)
             break;
+        if (type == XH_CHAN && !lh_before_export(L, idx, e->err, e->errlen))
+            return false;
         if (x->nhandles == x->hcap) {
             uint32_t cap = x->hcap ? x->hcap * 2 : 4;
             xhandle *h = realloc(x->handles, cap * sizeof *h);
