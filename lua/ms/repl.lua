@@ -278,13 +278,14 @@ function repl.agents(list)
     return rows
 end
 
--- One row per worker: polls, busy seconds, local queue depth, parked,
--- seconds stalled in the current poll (0 if none).
+-- One row per worker: active (false: retired by a resize), polls, busy
+-- seconds, local queue depth, parked, seconds stalled in the current poll
+-- (0 if none).
 function repl.workers(m)
     m = m or ms_module().metrics()
     local rows = {}
     for i, w in ipairs(m.per_worker) do
-        rows[i] = { worker = i, polls = w.poll_count, busy = w.busy,
+        rows[i] = { worker = i, active = w.active ~= false, polls = w.poll_count, busy = w.busy,
                     queue = w.local_queue_depth, parked = w.parked, stalled = w.stalled }
     end
     return rows
@@ -302,14 +303,17 @@ function repl.top_text(prev)
     local m = ms_module().metrics()
     local lines = {}
     lines[#lines + 1] = string.format(
-        "uptime %.1fs  workers %d  tasks %d alive  injection queue %d  blocking %d/%d (queue %d)",
-        m.uptime, m.workers, m.alive_tasks, m.injection_queue_depth, m.blocking_threads,
+        "uptime %.1fs  workers %d active of %d  tasks %d alive  injection queue %d  "
+            .. "blocking %d/%d (queue %d)",
+        m.uptime, m.active_workers or m.workers, m.workers, m.alive_tasks,
+        m.injection_queue_depth, m.blocking_threads,
         m.max_blocking_threads, m.blocking_queue_depth)
     lines[#lines + 1] = ""
     lines[#lines + 1] = "worker      polls    busy(s)  queue  parked  stalled(s)"
     for i, w in ipairs(m.per_worker) do
-        lines[#lines + 1] = string.format("%6d %10d %10.2f %6d  %-6s  %10.2f", i, w.poll_count,
-            w.busy, w.local_queue_depth, tostring(w.parked), w.stalled)
+        lines[#lines + 1] = string.format("%6d %10d %10.2f %6d  %-6s  %10.2f%s", i, w.poll_count,
+            w.busy, w.local_queue_depth, tostring(w.parked), w.stalled,
+            w.active == false and "  (retired)" or "")
     end
     local polls = {}
     local rows = {}
