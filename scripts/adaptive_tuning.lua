@@ -151,3 +151,10 @@ print(("after the calm: %d active workers, max_blocking_threads %d, %d blocking 
   :format(m.active_workers, m.max_blocking_threads, m.blocking_threads))
 print(("tuner: %d looks, %d changes (%d up, %d down), %d held back by the cool-down, %d errors")
   :format(tuner.runs, #tuner.trace, ups, downs, tuner.skipped, tuner.errors))
+
+-- What this example exists to show; ctest runs it, so say so when it
+-- did not happen.
+assert(peak_workers > 1, "the tuner never added a worker under load")
+assert(m.active_workers == 1 and m.max_blocking_threads == 1,
+  "the tuner did not give the workers and blocking threads back after the load")
+assert(tuner.errors == 0, "the tuner raised errors: " .. tostring(tuner.last_error))
