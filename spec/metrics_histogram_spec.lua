@@ -116,44 +116,17 @@ end
 ]]
 
 describe("ms-host /metrics with metrics_histograms", function()
-    local dir, port, pid
+    local dir, port, bg
 
     setup(function()
-        dir = os.tmpname()
-        os.remove(dir)
-        assert(sh("mkdir " .. shell_quote(dir)))
-        write(dir .. "/script.lua", SCRIPT)
-        sh(("(timeout 120 %s run %s --workers 2 --set metrics_histograms=true "
-            .. "--metrics-listen 127.0.0.1:0 -- %s >%s 2>%s </dev/null & echo $! >%s; "
-            .. "wait $!; echo $? >%s) &"):format(
-            shell_quote(HOST), shell_quote(dir .. "/script.lua"), shell_quote(dir .. "/stop"),
-            shell_quote(dir .. "/out"), shell_quote(dir .. "/err"), shell_quote(dir .. "/pid"),
-            shell_quote(dir .. "/code")))
-        for _ = 1, 400 do
-            if contains(slurp(dir .. "/out"), "ready") or slurp(dir .. "/code") ~= "" then
-                break
-            end
-            sh("sleep 0.05")
-        end
-        local err = slurp(dir .. "/err")
-        assert(contains(slurp(dir .. "/out"), "ready"), "ms-host did not start: " .. err)
-        port = tonumber(err:match("metrics on http://127%.0%.0%.1:(%d+)/metrics"))
-        assert(port, "no 'metrics on' line: " .. err)
-        pid = tonumber(slurp(dir .. "/pid"))
+        bg = h.background_host(SCRIPT,
+            "--workers 2 --set metrics_histograms=true --metrics-listen 127.0.0.1:0")
+        dir, port = bg.dir, bg.port
+        assert(port, "no 'metrics on' line: " .. bg.err())
     end)
 
     teardown(function()
-        if dir then
-            write(dir .. "/stop", "")
-            for _ = 1, 200 do
-                if slurp(dir .. "/code") ~= "" then break end
-                sh("sleep 0.05")
-            end
-            if slurp(dir .. "/code") == "" and pid then
-                sh("kill " .. pid .. " 2>/dev/null")
-            end
-            sh("rm -rf " .. shell_quote(dir))
-        end
+        if bg then bg.stop() end
     end)
 
     -- The body of GET path, over a plain TCP connection (bash's /dev/tcp).

@@ -11,30 +11,13 @@
 --   LUA_CPATH="build/lua/?.so;;" MS_HOST=build/lua/ms-host \
 --     busted --lua=luajit spec/metrics_http_spec.lua
 
-local HOST = os.getenv("MS_HOST") or "build/lua/ms-host"
-
-local function shell_quote(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local h = require "spec.support.helpers"
+local HOST, shell_quote, slurp, write, contains, assert_contains =
+    h.host, h.shell_quote, h.slurp, h.write_file, h.contains, h.assert_contains
 
 local function sh(cmd)
     local r = os.execute(cmd)
     return r == 0 or r == true
-end
-
-local function slurp(path)
-    local f = io.open(path, "rb")
-    if not f then return "" end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
-local function write(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-    return path
 end
 
 local function sleep(s)
@@ -46,15 +29,6 @@ local function now()
     local t = tonumber(p:read("*l"))
     p:close()
     return t
-end
-
-local function contains(haystack, needle)
-    return type(haystack) == "string" and haystack:find(needle, 1, true) ~= nil
-end
-
-local function assert_contains(haystack, needle)
-    assert(contains(haystack, needle),
-        string.format("expected %q\n  to contain %q", tostring(haystack), needle))
 end
 
 local HAVE_CURL = sh("command -v curl >/dev/null 2>&1")
@@ -115,41 +89,17 @@ end
 ]]
 
 describe("ms-host --metrics-listen", function()
+    local bg
+
     setup(function()
-        dir = os.tmpname()
-        os.remove(dir)
-        assert(sh("mkdir " .. shell_quote(dir)))
-        write(dir .. "/script.lua", SCRIPT)
         -- Port 0: the kernel picks a free port and ms-host prints it.
-        sh(("(timeout 120 %s run %s --workers 2 --metrics-listen 127.0.0.1:0 -- %s "
-            .. ">%s 2>%s </dev/null & echo $! >%s; wait $!; echo $? >%s) &"):format(
-            shell_quote(HOST), shell_quote(dir .. "/script.lua"), shell_quote(dir .. "/stop"),
-            shell_quote(dir .. "/out"), shell_quote(dir .. "/err"), shell_quote(dir .. "/pid"),
-            shell_quote(dir .. "/code")))
-        for _ = 1, 400 do
-            if contains(slurp(dir .. "/out"), "ready") then break end
-            if slurp(dir .. "/code") ~= "" then break end
-            sleep(0.05)
-        end
-        local err = slurp(dir .. "/err")
-        assert(contains(slurp(dir .. "/out"), "ready"), "ms-host did not start: " .. err)
-        port = tonumber(err:match("ms%-host: metrics on http://127%.0%.0%.1:(%d+)/metrics\n"))
-        assert(port and port > 0, "no 'metrics on' line on stderr: " .. err)
-        pid = tonumber(slurp(dir .. "/pid"))
+        bg = h.background_host(SCRIPT, "--workers 2 --metrics-listen 127.0.0.1:0")
+        dir, port, pid = bg.dir, bg.port, bg.pid
+        assert(port and port > 0, "no 'metrics on' line on stderr: " .. bg.err())
     end)
 
     teardown(function()
-        if dir then
-            write(dir .. "/stop", "")
-            for _ = 1, 200 do
-                if slurp(dir .. "/code") ~= "" then break end
-                sleep(0.05)
-            end
-            if slurp(dir .. "/code") == "" and pid then
-                sh("kill " .. pid .. " 2>/dev/null")
-            end
-            sh("rm -rf " .. shell_quote(dir))
-        end
+        if bg then bg.stop() end
     end)
 
     it("prints where it listens, once", function()

@@ -64,4 +64,50 @@ function helpers.tmpfile(text, suffix)
     return helpers.write_file(path, text)
 end
 
+local function sh(cmd)
+    local r = os.execute(cmd)
+    return r == 0 or r == true
+end
+
+-- Runs `ms-host run <script> <args> -- <stop file>` in the background, in
+-- a fresh directory, and waits until the script prints "ready".  The
+-- script is expected to return once the stop file exists (arg[1]).
+-- Returns { dir, pid, port, out(), err(), stop() }: port is the one ms-host
+-- reports for --metrics-listen 127.0.0.1:0, if any; stop() asks the
+-- script to end (then kills it after 10 s) and removes the directory.
+function helpers.background_host(script, args)
+    local q = helpers.shell_quote
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(sh("mkdir " .. q(dir)))
+    local bg = { dir = dir }
+    function bg.out() return helpers.slurp(dir .. "/out") end
+    function bg.err() return helpers.slurp(dir .. "/err") end
+    local function ended() return helpers.slurp(dir .. "/code") ~= "" end
+    helpers.write_file(dir .. "/script.lua", script)
+    sh(("(timeout 120 %s run %s %s -- %s >%s 2>%s </dev/null & echo $! >%s; wait $!; "
+        .. "echo $? >%s) &"):format(q(helpers.host), q(dir .. "/script.lua"), args or "",
+        q(dir .. "/stop"), q(dir .. "/out"), q(dir .. "/err"), q(dir .. "/pid"),
+        q(dir .. "/code")))
+    for _ = 1, 400 do
+        if helpers.contains(bg.out(), "ready") or ended() then break end
+        sh("sleep 0.05")
+    end
+    function bg.stop()
+        helpers.write_file(dir .. "/stop", "")
+        for _ = 1, 200 do
+            if ended() then break end
+            sh("sleep 0.05")
+        end
+        if not ended() and bg.pid then
+            sh("kill " .. bg.pid .. " 2>/dev/null")
+        end
+        sh("rm -rf " .. q(dir))
+    end
+    assert(helpers.contains(bg.out(), "ready"), "ms-host did not start: " .. bg.err())
+    bg.pid = tonumber(helpers.slurp(dir .. "/pid"))
+    bg.port = tonumber(bg.err():match("metrics on http://127%.0%.0%.1:(%d+)/metrics"))
+    return bg
+end
+
 return helpers
