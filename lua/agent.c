@@ -682,15 +682,15 @@ static int load_main(lua_State *L) {
  * use (see lazy_global), which keeps an idle agent small: all of LuaJIT's
  * libraries cost about 34 KB of heap per state, these about half. */
 static const luaL_Reg eager_libs[] = {
-    {"", luaopen_base},          {LUA_LOADLIBNAME, luaopen_package},
-    {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
-    {LUA_MATHLIBNAME, luaopen_math}, {NULL, NULL}};
+    {"", luaopen_base}, {LUA_LOADLIBNAME, luaopen_package}, {NULL, NULL}};
 /* jit is among them: opening it is what switches LuaJIT's compiler on (and
  * costs a CPU detection, ~20 us here), so an agent starts interpreted and
  * gets the JIT once it proves long-lived (agent_jit_decide). */
 static const luaL_Reg lazy_libs[] = {
-    {LUA_IOLIBNAME, luaopen_io},   {LUA_OSLIBNAME, luaopen_os},  {LUA_DBLIBNAME, luaopen_debug},
-    {LUA_BITLIBNAME, luaopen_bit}, {LUA_JITLIBNAME, luaopen_jit}, {NULL, NULL}};
+    {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
+    {LUA_MATHLIBNAME, luaopen_math}, {LUA_IOLIBNAME, luaopen_io},
+    {LUA_OSLIBNAME, luaopen_os},     {LUA_DBLIBNAME, luaopen_debug},
+    {LUA_BITLIBNAME, luaopen_bit},   {LUA_JITLIBNAME, luaopen_jit}, {NULL, NULL}};
 
 /* Polls after which an agent counts as long-lived and may JIT-compile. */
 #define JIT_AFTER_POLLS 32
@@ -752,6 +752,13 @@ static int lazy_loader(lua_State *L) {
     return 1;
 }
 
+static int lazy_string_index(lua_State *L) {
+    lua_getglobal(L, LUA_STRLIBNAME); /* opens it: strings get its metatable */
+    lua_pushvalue(L, 2);
+    lua_gettable(L, -2);
+    return 1;
+}
+
 static void open_libs(lua_State *L) {
     for (const luaL_Reg *lib = eager_libs; lib->name; lib++) {
         lua_pushcfunction(L, lib->func);
@@ -772,6 +779,15 @@ static void open_libs(lua_State *L) {
     lua_pushvalue(L, LUA_GLOBALSINDEX);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, lazy_global);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+    /* Strings' methods ("x"):rep(3) before anyone read the global string:
+     * a stand-in metatable opens the library (which installs the real
+     * one) on the first method looked up. */
+    lua_pushliteral(L, "");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, lazy_string_index);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2);
     lua_pop(L, 1);

@@ -82,6 +82,30 @@ describe("ms agents", function()
             end)
         end)
 
+        it("has every standard library, each opened on first use", function()
+            run(function()
+                local a = ms.agent.spawn {
+                    fn = function()
+                        local m, reply = ms.recv(10)
+                        -- A string method before anything named `string`:
+                        -- the library opens behind the first method.
+                        local first = ("ab"):rep(2)
+                        reply({
+                            first, ("x"):upper(), string.format("%03d", 7),
+                            table.concat({ "a", "b" }, "-"), math.floor(2.5),
+                            type(io.write), type(os.time()), bit.band(6, 3),
+                            type(debug.traceback), type(jit.version),
+                            type(require("ffi").new), getmetatable("").__index == string,
+                            m,
+                        })
+                    end,
+                }
+                assert.are.same({ "abab", "X", "007", "a-b", 2, "function", "number", 2,
+                                  "function", "string", "function", true, "ok" },
+                                a:call("ok", 10))
+            end)
+        end)
+
         it("gives the function its own ms module in place of a captured `ms` upvalue", function()
             run(function()
                 local a = ms.agent.spawn {
