@@ -59,10 +59,15 @@ static void check(health *h, uint64_t now_ms) {
                 atomic_fetch_add_explicit(&h->stalls_total, 1, memory_order_relaxed);
                 /* Only an active worker's stall costs the runtime a worker;
                  * a retiring one is on its way out anyway. */
-                if (h->rt->cfg.replace_stalled_workers && i < sched_active(s) &&
-                    sched_replacement(s, +1)) {
-                    h->replaced[i] = true;
+                if (h->rt->cfg.replace_stalled_workers && i < sched_active(s)) {
+                    /* Counted before the stand-in starts, so anything the
+                     * stand-in runs already sees it in the metrics. */
                     atomic_fetch_add_explicit(&h->replacements_total, 1, memory_order_relaxed);
+                    if (sched_replacement(s, +1))
+                        h->replaced[i] = true;
+                    else
+                        atomic_fetch_sub_explicit(&h->replacements_total, 1,
+                                                  memory_order_relaxed);
                 }
                 if (h->rt->cfg.on_stall) {
                     ms_stall st = {i, task, stalled, false, h->replaced[i]};
