@@ -217,18 +217,25 @@ TEST(histogram_counts_equal_each_workers_polls_under_load_from_many_threads) {
     ms_runtime_free(rt);
 }
 
+/* Runs a task that polls n+1 times (yielding n) to its end, then takes a
+ * snapshot (NULL on failure). */
+static ms_metrics *snapshot_after_yields(ms_runtime *rt, int n) {
+    yielder y = {.left = n};
+    ms_task *t = NULL;
+    if (ms_spawn(rt, yield_poll, &y, NULL, &t) != 0)
+        return NULL;
+    int rc = ms_task_join(t, 10000, NULL, NULL);
+    ms_task_release(t);
+    return rc == 0 ? ms_metrics_snapshot(rt) : NULL;
+}
+
 TEST(histograms_are_off_by_default_and_record_nothing) {
     ms_config cfg;
     ms_config_default(&cfg);
     CHECK(!cfg.metrics_histograms);
     ms_runtime *rt = start_hist(2, false);
     CHECK(rt);
-    yielder y = {.left = 20};
-    ms_task *t = NULL;
-    CHECK_INT_EQ(ms_spawn(rt, yield_poll, &y, NULL, &t), 0);
-    CHECK_INT_EQ(ms_task_join(t, 10000, NULL, NULL), 0);
-    ms_task_release(t);
-    ms_metrics *m = ms_metrics_snapshot(rt);
+    ms_metrics *m = snapshot_after_yields(rt, 20);
     CHECK(m);
     CHECK(!m->histograms);
     CHECK(m->poll_count >= 21);
@@ -248,12 +255,7 @@ TEST(histograms_are_off_by_default_and_record_nothing) {
 TEST(json_has_both_histograms_per_worker_when_on) {
     ms_runtime *rt = start_hist(2, true);
     CHECK(rt);
-    yielder y = {.left = 5};
-    ms_task *t = NULL;
-    CHECK_INT_EQ(ms_spawn(rt, yield_poll, &y, NULL, &t), 0);
-    CHECK_INT_EQ(ms_task_join(t, 10000, NULL, NULL), 0);
-    ms_task_release(t);
-    ms_metrics *m = ms_metrics_snapshot(rt);
+    ms_metrics *m = snapshot_after_yields(rt, 5);
     CHECK(m);
     char *json = ms_metrics_to_json(m, false);
     CHECK(json);
