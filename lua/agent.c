@@ -505,7 +505,7 @@ void lerr_push(lua_State *L, int code, const char *message, const char *tracebac
     }
     lua_setfield(L, -2, "recovery");
     /* tostring(err) gives the message. */
-    luaL_getmetatable(L, "ms.error");
+    lms_push_metatable(L, "ms.error");
     lua_setmetatable(L, -2);
 }
 
@@ -678,14 +678,15 @@ static int load_main(lua_State *L) {
     return 1;
 }
 
-/* The libraries an agent gets at once; the others are opened on first
- * use (see lazy_global), which keeps an idle agent small: all of LuaJIT's
- * libraries cost about 34 KB of heap per state, these about half. */
-static const luaL_Reg eager_libs[] = {
-    {"", luaopen_base}, {LUA_LOADLIBNAME, luaopen_package}, {NULL, NULL}};
-/* jit is among them: opening it is what switches LuaJIT's compiler on (and
- * costs a CPU detection, ~20 us here), so an agent starts interpreted and
- * gets the JIT once it proves long-lived (agent_jit_decide). */
+/* An agent starts with the base library only; everything else is opened
+ * on first use (see lazy_global), which keeps a new agent cheap and an
+ * idle one small: all of LuaJIT's libraries cost about 34 KB of heap and
+ * most of a spawn's time, and many agents use only a few of them.
+ *
+ * jit is among the lazy ones: opening it is what switches LuaJIT's
+ * compiler on (and costs a CPU detection, ~20 us here), so an agent starts
+ * interpreted and gets the JIT once it proves long-lived
+ * (agent_jit_decide). */
 static const luaL_Reg lazy_libs[] = {
     {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
     {LUA_MATHLIBNAME, luaopen_math}, {LUA_IOLIBNAME, luaopen_io},
@@ -701,7 +702,7 @@ static void agent_jit_decide(agent *a) {
     if (a->jit_decided || !a->own_state)
         return;
     a->jit_decided = true;
-    lua_getglobal(a->L, "jit"); /* opens the library (lazy_loader) */
+    lua_getglobal(a->L, "jit"); /* opens the library (lazy_global) */
     lua_pop(a->L, 1);
     host *h = a->h;
     pthread_mutex_lock(&h->lock); /* ms.tune may change the limit */
@@ -716,40 +717,106 @@ static void agent_jit_decide(agent *a) {
     luaJIT_setmode(a->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
 }
 
-/* _G's __index: the first read of io, os, debug or bit loads it
- * through require (package.preload has them), which also sets the global. */
-static int lazy_global(lua_State *L) {
-    const char *k = lua_tostring(L, 2);
-    if (!k)
-        return 0;
-    for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
-        if (strcmp(k, lib->name) != 0)
-            continue;
-        lua_getglobal(L, "require");
-        lua_pushstring(L, k);
-        lua_call(L, 1, 1);
-        return 1;
-    }
-    return 0;
-}
-
-/* package.preload entry for a lazy library: opens it the way
- * luaL_openlibs does (name as the argument), then returns the global it
- * set, whatever its luaopen function left on the stack. */
-static int lazy_loader(lua_State *L) {
-    const char *name = luaL_checkstring(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushstring(L, name);
+/* Opens a standard library the way luaL_openlibs does (its name as the
+ * argument: it sets the global and package.loaded), and pushes it. */
+static void open_lazy_lib(lua_State *L, const luaL_Reg *lib) {
+    lua_pushcfunction(L, lib->func);
+    lua_pushstring(L, lib->name);
     lua_call(L, 1, 0);
-    lua_getglobal(L, name);
+    lua_getfield(L, LUA_GLOBALSINDEX, lib->name);
     /* Opening jit switched the compiler on: settle it for this agent now
      * (an agent that asks for jit early has the JIT early). */
-    if (strcmp(name, LUA_JITLIBNAME) == 0) {
+    if (lib->func == luaopen_jit) {
         agent *a = agent_from_state(L);
         if (a)
             agent_jit_decide(a);
     }
+}
+
+/* Pushes the state's ms module, opening it on first use.  One table
+ * whichever way it is reached first: the global ms, require "ms", or an
+ * ms upvalue re-bound by load_main. */
+static int open_ms(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    lua_getfield(L, -1, "ms");
+    /* Not a table: nil, or require's marker while it runs this loader. */
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushcfunction(L, luaopen_ms);
+        lua_call(L, 0, 1);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "ms");
+    }
+    lua_remove(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_GLOBALSINDEX, "ms");
     return 1;
+}
+
+/* package.preload entry for a lazy library (require "string" before the
+ * global was read). */
+static int lazy_loader(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
+        if (strcmp(name, lib->name) == 0) {
+            open_lazy_lib(L, lib);
+            return 1;
+        }
+    }
+    return luaL_error(L, "ms-host: no lazy library %s", name); /* a bug in ms-host */
+}
+
+/* Opens the package library (package, require, module) with the host's
+ * search paths and the preload entries for the lazy libraries and ms. */
+static void open_package(lua_State *L) {
+    lua_pushcfunction(L, luaopen_package);
+    lua_pushstring(L, LUA_LOADLIBNAME);
+    lua_call(L, 1, 0);
+    lua_getfield(L, LUA_GLOBALSINDEX, LUA_LOADLIBNAME);
+    host *h = host_get();
+    if (h && h->lua_path) {
+        lua_pushstring(L, h->lua_path);
+        lua_setfield(L, -2, "path");
+    }
+    if (h && h->lua_cpath) {
+        lua_pushstring(L, h->lua_cpath);
+        lua_setfield(L, -2, "cpath");
+    }
+    lua_getfield(L, -1, "preload");
+    for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
+        lua_pushcfunction(L, lazy_loader);
+        lua_setfield(L, -2, lib->name);
+    }
+    /* ffi is require-only (no global), as in plain LuaJIT. */
+    lua_pushcfunction(L, luaopen_ffi);
+    lua_setfield(L, -2, LUA_FFILIBNAME);
+    lua_pushcfunction(L, open_ms);
+    lua_setfield(L, -2, "ms");
+    lua_pop(L, 2);
+}
+
+/* _G's __index: the first read of a lazy library's name, of package,
+ * require or module, or of ms opens it (which also sets the global, so
+ * this runs once per name). */
+static int lazy_global(lua_State *L) {
+    const char *k = lua_tostring(L, 2);
+    if (!k || lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
+        if (strcmp(k, lib->name) == 0) {
+            open_lazy_lib(L, lib);
+            return 1;
+        }
+    }
+    if (strcmp(k, LUA_LOADLIBNAME) == 0 || strcmp(k, "require") == 0 ||
+        strcmp(k, "module") == 0) {
+        open_package(L);
+        lua_rawget(L, 1);
+        return 1;
+    }
+    if (strcmp(k, "ms") == 0)
+        return open_ms(L);
+    return 0;
 }
 
 static int lazy_string_index(lua_State *L) {
@@ -760,22 +827,9 @@ static int lazy_string_index(lua_State *L) {
 }
 
 static void open_libs(lua_State *L) {
-    for (const luaL_Reg *lib = eager_libs; lib->name; lib++) {
-        lua_pushcfunction(L, lib->func);
-        lua_pushstring(L, lib->name);
-        lua_call(L, 1, 0);
-    }
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "preload");
-    for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
-        lua_pushcfunction(L, lib->func);
-        lua_pushcclosure(L, lazy_loader, 1);
-        lua_setfield(L, -2, lib->name);
-    }
-    /* ffi is require-only (no global), as in plain LuaJIT. */
-    lua_pushcfunction(L, luaopen_ffi);
-    lua_setfield(L, -2, LUA_FFILIBNAME);
-    lua_pop(L, 2);
+    lua_pushcfunction(L, luaopen_base);
+    lua_pushstring(L, "");
+    lua_call(L, 1, 0);
     lua_pushvalue(L, LUA_GLOBALSINDEX);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, lazy_global);
@@ -813,34 +867,12 @@ static bool open_state(agent *a, char *err, size_t errlen) {
     a->own_state = true;
     lua_atpanic(L, agent_panic);
     open_libs(L);
-    host *h = a->h;
-    lua_getglobal(L, "package");
-    if (h->lua_path) {
-        lua_pushstring(L, h->lua_path);
-        lua_setfield(L, -2, "path");
-    }
-    if (h->lua_cpath) {
-        lua_pushstring(L, h->lua_cpath);
-        lua_setfield(L, -2, "cpath");
-    }
-    lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_ms);
-    lua_setfield(L, -2, "ms");
-    lua_pop(L, 2);
     lua_pushlightuserdata(L, a);
     lua_setfield(L, LUA_REGISTRYINDEX, "ms.current_agent");
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "ms");
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-        snprintf(err, errlen, "cannot load the ms module: %s", lua_tostring(L, -1));
-        return false;
-    }
-    lua_setglobal(L, "ms");
     /* The JIT is decided later (agent_jit_decide): past jit_agent_limit
      * agents with the JIT on, new ones interpret, because every state that
      * compiles takes room in LuaJIT's one machine-code window and a full
      * window makes every agent slow. */
-    (void)h;
     return true;
 }
 
@@ -1285,11 +1317,12 @@ agent *agent_spawn(lua_State *L, int idx, char *err, size_t errlen) {
          * module itself (`local ms = require "ms"`), which the child gets
          * re-bound to its own ms module. */
         char names[200] = "";
-        lua_getglobal(L, "package");
-        lua_getfield(L, -1, "loaded");
-        lua_getfield(L, -1, "ms");
-        lua_replace(L, -3);
-        lua_pop(L, 1); /* stack: fn, ms module */
+        lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED"); /* package.loaded */
+        if (lua_istable(L, -1))
+            lua_getfield(L, -1, "ms");
+        else
+            lua_pushnil(L);
+        lua_remove(L, -2); /* stack: fn, ms module or nil */
         for (int i = 1;; i++) {
             const char *up = lua_getupvalue(L, -2, i);
             if (!up)

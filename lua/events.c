@@ -191,7 +191,7 @@ static int ev_stats(lua_State *L) {
 void events_push_module(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"publish", ev_publish}, {"subscribe", ev_subscribe}, {"stats", ev_stats}, {NULL, NULL}};
-    lua_newtable(L);
+    lua_createtable(L, 0, 3);
     luaL_register(L, NULL, fns);
 }
 

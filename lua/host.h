@@ -460,6 +460,9 @@ void lerr_push(lua_State *L, int code, const char *message, const char *tracebac
 
 /* The ms module. */
 int luaopen_ms(lua_State *L);
+/* Pushes the state's metatable for ms handles of that name ("ms.agent",
+ * "ms.task", ...), building it on first use. */
+void lms_push_metatable(lua_State *L, const char *name);
 /* Op constructors used by lms.c (ops.c). */
 int op_sleep(lua_State *L, ltask *lt, double seconds);
 int op_yield(lua_State *L, ltask *lt);

@@ -81,7 +81,7 @@ void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
     h->type = type;
     h->ptr = ptr;
     h->lc = NULL;
-    luaL_getmetatable(L, mt_name(type));
+    lms_push_metatable(L, mt_name(type));
     lua_setmetatable(L, -2);
     if (type == XH_AGENT) {
         /* stack: cache, handle */
@@ -174,7 +174,7 @@ static void push_task(lua_State *L, ltask *lt) {
     ltask_handle *h = lua_newuserdata(L, sizeof *h);
     ltask_ref(lt);
     h->lt = lt;
-    luaL_getmetatable(L, "ms.task");
+    lms_push_metatable(L, "ms.task");
     lua_setmetatable(L, -2);
 }
 
@@ -543,7 +543,7 @@ void lh_push_permit(lua_State *L, ms_sem *s, uint64_t n) {
     lpermit *p = lua_newuserdata(L, sizeof *p);
     p->p.sem = s;
     p->p.n = n;
-    luaL_getmetatable(L, "ms.permit");
+    lms_push_metatable(L, "ms.permit");
     lua_setmetatable(L, -2);
 }
 
@@ -1094,7 +1094,11 @@ static int ms_lazy_index(lua_State *L) {
 
 /* ---- the module ---- */
 
-static void new_handle_mt(lua_State *L, const char *name, const luaL_Reg *methods,
+/* The handles' metatables are built the first time a state needs one
+ * (lms_push_metatable), not when ms is opened: most agents only ever hold
+ * a few kinds of handle, and building all seven was half the cost of
+ * opening ms in a new agent. */
+static void new_handle_mt(lua_State *L, const char *name, const luaL_Reg *methods, int nmethods,
                           lua_CFunction tostring, lua_CFunction call) {
     luaL_newmetatable(L, name);
     lua_pushboolean(L, 1);
@@ -1111,63 +1115,103 @@ static void new_handle_mt(lua_State *L, const char *name, const luaL_Reg *method
         lua_pushcfunction(L, call);
         lua_setfield(L, -2, "__call");
     }
-    lua_newtable(L);
+    lua_createtable(L, 0, nmethods);
     if (methods)
         luaL_register(L, NULL, methods);
     lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
 }
 
-int luaopen_ms(lua_State *L) {
-    static const luaL_Reg agent_methods[] = {
+/* Each builder leaves the new metatable on the stack. */
+static void build_agent_mt(lua_State *L) {
+    static const luaL_Reg methods[] = {
         {"send", a_send}, {"call", a_call}, {"stop", a_stop}, {"info", a_index_info},
         {"id", a_id},     {"name", a_name}, {NULL, NULL}};
-    new_handle_mt(L, "ms.agent", agent_methods, a_tostring, NULL);
-    new_handle_mt(L, "ms.reply", NULL, NULL, r_call);
-    static const luaL_Reg sem_methods[] = {
+    new_handle_mt(L, "ms.agent", methods, 6, a_tostring, NULL);
+}
+
+static void build_reply_mt(lua_State *L) {
+    new_handle_mt(L, "ms.reply", NULL, 0, NULL, r_call);
+}
+
+static void build_semaphore_mt(lua_State *L) {
+    static const luaL_Reg methods[] = {
         {"acquire", s_acquire}, {"try_acquire", s_try_acquire}, {"available", s_available},
         {"add_permits", s_add_permits}, {"forget", s_forget},
         {"reduce_permits", s_reduce_permits}, {"close", s_close}, {NULL, NULL}};
-    new_handle_mt(L, "ms.semaphore", sem_methods, s_tostring, NULL);
-    static const luaL_Reg chan_methods[] = {
+    new_handle_mt(L, "ms.semaphore", methods, 7, s_tostring, NULL);
+}
+
+static void build_channel_mt(lua_State *L) {
+    /* The methods carry the metatable as an upvalue: their type check is a
+     * pointer comparison (see check_chan_handle). */
+    static const luaL_Reg methods[] = {
         {"send", c_send}, {"try_send", c_try_send}, {"recv", c_recv},
         {"try_recv", c_try_recv}, {"close", c_close}, {"len", c_len}, {NULL, NULL}};
-    new_handle_mt(L, "ms.channel", NULL, c_tostring, NULL);
-    luaL_getmetatable(L, "ms.channel");
+    new_handle_mt(L, "ms.channel", NULL, 6, c_tostring, NULL);
     lua_getfield(L, -1, "__index");
-    for (const luaL_Reg *r = chan_methods; r->name; r++) {
+    for (const luaL_Reg *r = methods; r->name; r++) {
         lua_pushvalue(L, -2);
         lua_pushcclosure(L, r->func, 1);
         lua_setfield(L, -2, r->name);
     }
-    lua_pop(L, 2);
-    static const luaL_Reg permit_methods[] = {
+    lua_pop(L, 1);
+}
+
+static void build_permit_mt(lua_State *L) {
+    static const luaL_Reg methods[] = {
         {"release", permit_release}, {"count", permit_count}, {NULL, NULL}};
     luaL_newmetatable(L, "ms.permit");
     lua_pushcfunction(L, permit_release);
     lua_setfield(L, -2, "__gc");
-    lua_newtable(L);
-    luaL_register(L, NULL, permit_methods);
+    lua_createtable(L, 0, 2);
+    luaL_register(L, NULL, methods);
     lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+}
 
-    static const luaL_Reg task_methods[] = {
+static void build_task_mt(lua_State *L) {
+    static const luaL_Reg methods[] = {
         {"join", t_join}, {"abort", t_abort}, {"status", t_status}, {NULL, NULL}};
     luaL_newmetatable(L, "ms.task");
     lua_pushcfunction(L, task_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, t_tostring);
     lua_setfield(L, -2, "__tostring");
-    lua_newtable(L);
-    luaL_register(L, NULL, task_methods);
+    lua_createtable(L, 0, 3);
+    luaL_register(L, NULL, methods);
     lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+}
 
+static void build_error_mt(lua_State *L) {
     luaL_newmetatable(L, "ms.error");
     lua_pushcfunction(L, err_tostring);
     lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+}
 
+static const struct {
+    const char *name;
+    void (*build)(lua_State *L);
+} metatables[] = {
+    {"ms.agent", build_agent_mt},       {"ms.reply", build_reply_mt},
+    {"ms.semaphore", build_semaphore_mt}, {"ms.channel", build_channel_mt},
+    {"ms.permit", build_permit_mt},     {"ms.task", build_task_mt},
+    {"ms.error", build_error_mt},
+};
+
+void lms_push_metatable(lua_State *L, const char *name) {
+    luaL_getmetatable(L, name);
+    if (!lua_isnil(L, -1))
+        return;
+    lua_pop(L, 1);
+    for (size_t i = 0; i < sizeof metatables / sizeof metatables[0]; i++) {
+        if (strcmp(metatables[i].name, name) == 0) {
+            metatables[i].build(L);
+            return;
+        }
+    }
+    luaL_error(L, "ms: no metatable named %s", name); /* a bug in ms-host */
+}
+
+int luaopen_ms(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"spawn", l_spawn},       {"yield", l_yield},     {"sleep", l_sleep},
         {"now", l_now},           {"timeout", l_timeout}, {"interval", l_interval},
@@ -1177,11 +1221,13 @@ int luaopen_ms(lua_State *L) {
         {"on_shutdown", l_on_shutdown}, {"shutdown", l_shutdown},
         {"metrics_history", l_metrics_history},
         {NULL, NULL}};
-    lua_newtable(L);
+    /* Sized for fns, agent, events, metrics, version, _tune and the lazily
+     * loaded Lua modules (ms_lazy_index): no rehash while it fills. */
+    lua_createtable(L, 0, (int)(sizeof fns / sizeof fns[0]) + 10);
     luaL_register(L, NULL, fns);
     static const luaL_Reg agent_fns[] = {
         {"spawn", l_agent_spawn}, {"whereis", l_whereis}, {NULL, NULL}};
-    lua_newtable(L);
+    lua_createtable(L, 0, 2);
     luaL_register(L, NULL, agent_fns);
     lua_setfield(L, -2, "agent");
     events_push_module(L);

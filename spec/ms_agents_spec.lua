@@ -106,6 +106,38 @@ describe("ms agents", function()
             end)
         end)
 
+        it("opens package and ms on first use: one ms table whichever way it is reached",
+            function()
+            run(function()
+                local parent_path = package.path
+                -- require "ms" before anything reads the global ms.
+                local by_require = ms.agent.spawn {
+                    fn = function()
+                        local r = require("ms")
+                        local m, reply = r.recv(10)
+                        reply({ rawequal(r, ms), rawequal(package.loaded.ms, r),
+                                type(module), package.path, m })
+                    end,
+                }
+                assert.are.same({ true, true, "function", parent_path, "a" },
+                                by_require:call("a", 10))
+                -- The global first, then require.
+                local by_global = ms.agent.spawn {
+                    fn = function()
+                        local m, reply = ms.recv(10)
+                        reply({ rawequal(require("ms"), ms), type(package.loaded), m })
+                    end,
+                }
+                assert.are.same({ true, "table", "b" }, by_global:call("b", 10))
+                -- Neither: an agent that only uses a handle it was given.
+                ms.agent.spawn {
+                    fn = function(args) args.to:send(rawget(_G, "ms") == nil) end,
+                    args = { to = ms.self() },
+                }
+                assert.is_true(ms.recv(10))
+            end)
+        end)
+
         it("gives the function its own ms module in place of a captured `ms` upvalue", function()
             run(function()
                 local a = ms.agent.spawn {
