@@ -505,7 +505,7 @@ void lerr_push(lua_State *L, int code, const char *message, const char *tracebac
     }
     lua_setfield(L, -2, "recovery");
     /* tostring(err) gives the message. */
-    lms_push_metatable(L, "ms.error");
+    lms_push_mt(L, LMS_MT_ERROR);
     lua_setmetatable(L, -2);
 }
 

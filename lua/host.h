@@ -460,9 +460,23 @@ void lerr_push(lua_State *L, int code, const char *message, const char *tracebac
 
 /* The ms module. */
 int luaopen_ms(lua_State *L);
-/* Pushes the state's metatable for ms handles of that name ("ms.agent",
- * "ms.task", ...), building it on first use. */
-void lms_push_metatable(lua_State *L, const char *name);
+/* The metatables of ms's userdata, each built the first time a state
+ * needs it. */
+typedef enum lms_mt {
+    LMS_MT_AGENT,
+    LMS_MT_REPLY,
+    LMS_MT_SEMAPHORE,
+    LMS_MT_CHANNEL,
+    LMS_MT_PERMIT,
+    LMS_MT_TASK,
+    LMS_MT_ERROR,
+    LMS_MT_COUNT
+} lms_mt;
+/* Pushes the state's metatable of that kind. */
+void lms_push_mt(lua_State *L, lms_mt which);
+/* The userdata at idx if it has that metatable; raises luaL_checkudata's
+ * type error otherwise. */
+void *lms_check_udata(lua_State *L, int idx, lms_mt which);
 /* Op constructors used by lms.c (ops.c). */
 int op_sleep(lua_State *L, ltask *lt, double seconds);
 int op_yield(lua_State *L, ltask *lt);
@@ -484,6 +498,12 @@ int op_suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel, 
 /* Yields with the top n values of L as the results of an operation that
  * is already complete: the task goes to the back of the run queue. */
 int op_yield_results(lua_State *L, ltask *lt, int n);
+/* Returns the top n values of L as the results of an operation that
+ * completed at once, without a trip through the scheduler; to stay fair
+ * to the agent's other coroutines, every OP_FAST_STREAK-th such return in
+ * one run of a coroutine yields anyway (op_yield_results). */
+#define OP_FAST_STREAK 64
+int op_return_fast(lua_State *L, ltask *lt, int n);
 /* Turns lt's pending operation into a core channel send of v (taking it)
  * or a receive on ch, keeping its deadline; not polled yet. */
 void op_chan_send_adopt(ltask *lt, ms_chan *ch, xfer *v);

@@ -18,9 +18,9 @@
  *     is still copied (encoded and decoded in place), because a channel
  *     always hands over a copy and refuses what cannot cross.
  *
- * An operation that can complete at once does so without yielding; to
- * stay fair to the agent's other coroutines, every FAST_STREAK-th such
- * completion in one run of a coroutine yields anyway (results intact).
+ * An operation that can complete at once does so without yielding
+ * (op_return_fast: every OP_FAST_STREAK-th such completion in one run of
+ * a coroutine yields anyway, results intact).
  *
  * The handle can leave the state only through xfer_encode (a message, a
  * spawn's args, a value on another channel).  That *shares* the channel
@@ -40,9 +40,6 @@
 #include <stdlib.h>
 
 #include "host.h"
-
-/* Completions without a yield before a coroutine yields anyway. */
-#define FAST_STREAK 64
 
 enum { LW_QUEUED = 1, LW_DONE = 2 };
 
@@ -250,13 +247,8 @@ static void hand_to_receiver(lua_State *L, lchan *lc, int vidx) {
     complete(r);
 }
 
-/* Returns the n results at the top, yielding every FAST_STREAK-th time. */
 static int finish_fast(lua_State *L, int n) {
-    agent *a = agent_from_state(L);
-    if (++a->fast_streak < FAST_STREAK)
-        return n;
-    a->fast_streak = 0;
-    return op_yield_results(L, a->current, n);
+    return op_return_fast(L, agent_from_state(L)->current, n);
 }
 
 static int push_closed_send(lua_State *L) {

@@ -17,14 +17,14 @@ int op_join_abortable(lua_State *L, ltask *lt, ltask *target, double timeout);
 
 /* ---- handles ---- */
 
-static const char *mt_name(xh_type t) {
+static lms_mt handle_mt(xh_type t) {
     switch (t) {
-    case XH_AGENT: return "ms.agent";
-    case XH_SEM: return "ms.semaphore";
-    case XH_CHAN: return "ms.channel";
-    case XH_REPLY: return "ms.reply";
+    case XH_AGENT: return LMS_MT_AGENT;
+    case XH_SEM: return LMS_MT_SEMAPHORE;
+    case XH_CHAN: return LMS_MT_CHANNEL;
+    case XH_REPLY: return LMS_MT_REPLY;
     }
-    return "?";
+    return LMS_MT_AGENT;
 }
 
 
@@ -81,7 +81,7 @@ void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
     h->type = type;
     h->ptr = ptr;
     h->lc = NULL;
-    lms_push_metatable(L, mt_name(type));
+    lms_push_mt(L, handle_mt(type));
     lua_setmetatable(L, -2);
     if (type == XH_AGENT) {
         /* stack: cache, handle */
@@ -111,7 +111,7 @@ void *lh_to_handle(lua_State *L, int idx, xh_type *type) {
 }
 
 static lhandle *check_handle(lua_State *L, int idx, xh_type type) {
-    lhandle *h = luaL_checkudata(L, idx, mt_name(type));
+    lhandle *h = lms_check_udata(L, idx, handle_mt(type));
     if (!h->ptr)
         luaL_argerror(L, idx, "handle already released");
     return h;
@@ -166,7 +166,7 @@ typedef struct ltask_handle {
 } ltask_handle;
 
 static ltask *check_task(lua_State *L, int idx) {
-    ltask_handle *h = luaL_checkudata(L, idx, "ms.task");
+    ltask_handle *h = lms_check_udata(L, idx, LMS_MT_TASK);
     return h->lt;
 }
 
@@ -174,7 +174,7 @@ static void push_task(lua_State *L, ltask *lt) {
     ltask_handle *h = lua_newuserdata(L, sizeof *h);
     ltask_ref(lt);
     h->lt = lt;
-    lms_push_metatable(L, "ms.task");
+    lms_push_mt(L, LMS_MT_TASK);
     lua_setmetatable(L, -2);
 }
 
@@ -543,12 +543,12 @@ void lh_push_permit(lua_State *L, ms_sem *s, uint64_t n) {
     lpermit *p = lua_newuserdata(L, sizeof *p);
     p->p.sem = s;
     p->p.n = n;
-    lms_push_metatable(L, "ms.permit");
+    lms_push_mt(L, LMS_MT_PERMIT);
     lua_setmetatable(L, -2);
 }
 
 static int permit_release(lua_State *L) {
-    lpermit *p = luaL_checkudata(L, 1, "ms.permit");
+    lpermit *p = lms_check_udata(L, 1, LMS_MT_PERMIT);
     if (p->p.sem) {
         ms_sem_release(p->p.sem, p->p.n);
         ms_sem_unref(p->p.sem);
@@ -559,7 +559,7 @@ static int permit_release(lua_State *L) {
 }
 
 static int permit_count(lua_State *L) {
-    lpermit *p = luaL_checkudata(L, 1, "ms.permit");
+    lpermit *p = lms_check_udata(L, 1, LMS_MT_PERMIT);
     lua_pushnumber(L, (double)p->p.n);
     return 1;
 }
@@ -1095,7 +1095,7 @@ static int ms_lazy_index(lua_State *L) {
 /* ---- the module ---- */
 
 /* The handles' metatables are built the first time a state needs one
- * (lms_push_metatable), not when ms is opened: most agents only ever hold
+ * (lms_push_mt), not when ms is opened: most agents only ever hold
  * a few kinds of handle, and building all seven was half the cost of
  * opening ms in a new agent. */
 static void new_handle_mt(lua_State *L, const char *name, const luaL_Reg *methods, int nmethods,
@@ -1187,28 +1187,48 @@ static void build_error_mt(lua_State *L) {
     lua_setfield(L, -2, "__tostring");
 }
 
+/* Indexed by lms_mt.  Each state keeps its metatables in the registry
+ * under their names (luaL_newmetatable, for luaL_checkudata's messages)
+ * and under the address of their entry here: a light userdata key is
+ * found without hashing a string, which matters on every spawn, join and
+ * send. */
 static const struct {
     const char *name;
     void (*build)(lua_State *L);
-} metatables[] = {
-    {"ms.agent", build_agent_mt},       {"ms.reply", build_reply_mt},
-    {"ms.semaphore", build_semaphore_mt}, {"ms.channel", build_channel_mt},
-    {"ms.permit", build_permit_mt},     {"ms.task", build_task_mt},
-    {"ms.error", build_error_mt},
+} metatables[LMS_MT_COUNT] = {
+    [LMS_MT_AGENT] = {"ms.agent", build_agent_mt},
+    [LMS_MT_REPLY] = {"ms.reply", build_reply_mt},
+    [LMS_MT_SEMAPHORE] = {"ms.semaphore", build_semaphore_mt},
+    [LMS_MT_CHANNEL] = {"ms.channel", build_channel_mt},
+    [LMS_MT_PERMIT] = {"ms.permit", build_permit_mt},
+    [LMS_MT_TASK] = {"ms.task", build_task_mt},
+    [LMS_MT_ERROR] = {"ms.error", build_error_mt},
 };
 
-void lms_push_metatable(lua_State *L, const char *name) {
-    luaL_getmetatable(L, name);
-    if (!lua_isnil(L, -1))
+void lms_push_mt(lua_State *L, lms_mt which) {
+    lua_pushlightuserdata(L, (void *)&metatables[which]);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (lua_istable(L, -1))
         return;
     lua_pop(L, 1);
-    for (size_t i = 0; i < sizeof metatables / sizeof metatables[0]; i++) {
-        if (strcmp(metatables[i].name, name) == 0) {
-            metatables[i].build(L);
-            return;
-        }
+    metatables[which].build(L);
+    lua_pushlightuserdata(L, (void *)&metatables[which]);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+void *lms_check_udata(lua_State *L, int idx, lms_mt which) {
+    void *p = lua_touserdata(L, idx);
+    if (p && lua_getmetatable(L, idx)) {
+        lms_push_mt(L, which);
+        bool ok = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (ok)
+            return p;
     }
-    luaL_error(L, "ms: no metatable named %s", name); /* a bug in ms-host */
+    lms_push_mt(L, which); /* luaL_checkudata needs it to exist by name */
+    lua_pop(L, 1);
+    return luaL_checkudata(L, idx, metatables[which].name); /* raises the usual error */
 }
 
 int luaopen_ms(lua_State *L) {

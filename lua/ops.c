@@ -177,6 +177,14 @@ int op_yield_results(lua_State *L, ltask *lt, int n) {
     return op_suspend(L, lt, done_poll, NULL, n);
 }
 
+int op_return_fast(lua_State *L, ltask *lt, int n) {
+    agent *a = lt->a;
+    if (++a->fast_streak < OP_FAST_STREAK)
+        return n;
+    a->fast_streak = 0;
+    return op_yield_results(L, lt, n);
+}
+
 /* ---- yield ---- */
 
 int op_yield(lua_State *L, ltask *lt) {
@@ -300,6 +308,14 @@ static void join_cancel(ltask *lt) {
 int op_join(lua_State *L, ltask *lt, ltask *target, double timeout) {
     if (target == lt)
         return luaL_error(L, "a task cannot join itself");
+    /* Already finished: the outcome is returned at once (L is lt's
+     * coroutine, which push_outcome pushes onto). */
+    if (finished(target)) {
+        push_outcome(lt, target);
+        int n = lt->nres;
+        lt->nres = 0;
+        return op_return_fast(L, lt, n);
+    }
     ltask_ref(target);
     lt->op.u.join.target = target;
     lt->op.u.join.registered = false;
@@ -362,9 +378,6 @@ static void recv_cancel(ltask *lt) {
     agent_unwait_message(lt->a, lt);
 }
 
-/* Completions without a yield before a task yields anyway (as lchan.c). */
-#define RECV_STREAK 64
-
 int op_recv(lua_State *L, ltask *lt, double timeout) {
     agent *a = lt->a;
     ltask *r = agent_receiver(a);
@@ -375,11 +388,7 @@ int op_recv(lua_State *L, ltask *lt, double timeout) {
      * the scheduler: a collector drains its backlog in one run. */
     msg *m = agent_take_message(a);
     if (m) {
-        int n = push_message(L, m);
-        if (++a->fast_streak < RECV_STREAK)
-            return n;
-        a->fast_streak = 0;
-        return op_yield_results(L, lt, n);
+        return op_return_fast(L, lt, push_message(L, m));
     }
     if (!set_deadline(L, lt, timeout))
         return 0;

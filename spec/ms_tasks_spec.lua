@@ -91,6 +91,62 @@ describe("ms tasks", function()
             end)
         end)
 
+        it("joins finished tasks at once with every kind of outcome", function()
+            run(function()
+                local t = {
+                    ms.spawn(function() end),
+                    ms.spawn(function() return 1.5 end),
+                    ms.spawn(function() return false end),
+                    ms.spawn(function() return "s" end),
+                    ms.spawn(function() return { k = 1 } end),
+                    ms.spawn(function() return 1, nil, 3 end),
+                    ms.spawn(function() error("boom", 0) end),
+                }
+                local queued = ms.spawn(function() ms.sleep(60) end)
+                ms.yield() -- all but the sleeper have finished now
+                queued:abort()
+                assert.are.same({ true }, { t[1]:join() })
+                assert.are.same({ true, 1.5 }, { t[2]:join() })
+                assert.are.same({ true, false }, { t[3]:join() })
+                assert.are.same({ true, "s" }, { t[4]:join() })
+                assert.are.same({ true, { k = 1 } }, { t[5]:join() })
+                local function pack(...) return { n = select("#", ...), ... } end
+                local r = pack(t[6]:join())
+                assert.are.equal(4, r.n)
+                assert.are.same({ true, 1, nil, 3 }, { r[1], r[2], r[3], r[4] })
+                local ok, err = t[7]:join()
+                assert.is_nil(ok)
+                assert.are.equal("boom", err.message)
+                assert.are.same({ nil, "aborted" }, { queued:join() })
+            end)
+        end)
+
+        it("still lets the agent's other tasks run while joining many finished ones", function()
+            run(function()
+                local done = {}
+                for i = 1, 1000 do
+                    done[i] = ms.spawn(function() return i end)
+                end
+                ms.yield()
+                local ticks = 0
+                local ticker = ms.spawn(function()
+                    while true do
+                        ticks = ticks + 1
+                        ms.yield()
+                    end
+                end)
+                local seen_before_end
+                for i = 1, 1000 do
+                    assert.are.same({ true, i }, { done[i]:join() })
+                    seen_before_end = ticks
+                end
+                ticker:abort()
+                -- Joins that complete at once yield every 64th time, so
+                -- the ticker ran during the loop, not only after it.
+                assert.is_true(seen_before_end > 0)
+            end)
+        end)
+
         it("gives tostring(task) as ms.task(<id>)", function()
             run(function()
                 local t = ms.spawn(function() end)
