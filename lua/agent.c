@@ -392,7 +392,7 @@ ltask *ltask_spawn(agent *a, lua_State *L, int nargs) {
     agent_ref(a);
     lt->a = a;
     lt->id = ++a->next_ltask_id;
-    lt->result_ref = LUA_NOREF;
+    lt->handle_ref = LUA_NOREF;
     lt->co = lua_newthread(L);
     lt->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_xmove(L, lt->co, nargs + 1);
@@ -436,10 +436,12 @@ int ltask_wait(lua_State *L, ltask *lt) {
     return lua_yield(L, 0);
 }
 
-/* Ends lt (done, failed or aborted): wakes its joiners and lets go of the
- * coroutine.  The results or error stay in result_ref for joins. */
+/* Ends lt (done, failed or aborted): its handle (which has the results or
+ * error by now) gets the status, its joiners are woken to read it there,
+ * and the coroutine goes. */
 static void ltask_finish(agent *a, ltask *lt, lt_status st) {
     lt->status = st;
+    task_handle_release(a->L, lt, st);
     for (ltask *j = lt->joiners; j;) {
         ltask *next = j->join_next;
         j->join_next = NULL;
@@ -1016,34 +1018,7 @@ static bool resume(agent *a, ltask *lt, ms_cx *cx) {
     }
     lua_State *L = a->L;
     if (rc == 0) {
-        int n = lua_gettop(lt->co);
-        if (n <= 1) {
-            /* Most tasks return nothing or one value: no table for that. */
-            lt->nresults = n;
-            if (n == 1) {
-                lt->result_type = lua_type(lt->co, -1);
-                if (lt->result_type == LUA_TNUMBER || lt->result_type == LUA_TBOOLEAN) {
-                    /* Kept in C: no registry slot to take and give back. */
-                    lt->result_num = lt->result_type == LUA_TNUMBER
-                                         ? lua_tonumber(lt->co, -1)
-                                         : (double)lua_toboolean(lt->co, -1);
-                    lua_pop(lt->co, 1);
-                } else {
-                    lua_xmove(lt->co, L, 1);
-                    lt->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-                }
-            }
-        } else {
-            lt->nresults = -1;
-            lua_createtable(lt->co, n, 1);
-            lua_insert(lt->co, 1);
-            for (int i = n; i >= 1; i--)
-                lua_rawseti(lt->co, 1, i);
-            lua_pushinteger(lt->co, n);
-            lua_setfield(lt->co, 1, "n");
-            lua_xmove(lt->co, L, 1);
-            lt->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        }
+        task_handle_set_results(L, lt, lt->co, lua_gettop(lt->co));
         bool main = lt->is_main;
         ltask_finish(a, lt, LT_DONE);
         ltask_unref(lt);
@@ -1063,15 +1038,15 @@ static bool resume(agent *a, ltask *lt, ms_cx *cx) {
         lua_xmove(lt->co, L, 1);
         lua_setfield(L, -2, "value");
     }
-    lt->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     bool main = lt->is_main;
     bool stopped = atomic_load_explicit(&a->stop_requested, memory_order_acquire);
     if (main) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, lt->result_ref);
+        lua_pushvalue(L, -1);
         a->exit_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         agent_exit(a, oom ? "oom" : stopped ? "killed" : "error",
                    stopped ? MS_E_TASK_CANCELLED : code, m, tb);
     }
+    task_handle_set_error(L, lt);
     free(m);
     free(tb);
     ltask_finish(a, lt, LT_FAILED);

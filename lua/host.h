@@ -154,7 +154,9 @@ struct lop {
     bool parked;
     union {
         struct { ms_timer *t; } sleep;
-        struct { ltask *target; bool registered; } join;
+        /* handle_ref anchors the target's handle, where the outcome
+         * will be; abort: ms.timeout's join, which aborts on cancel. */
+        struct { ltask *target; int handle_ref; bool registered, abort; } join;
         struct { int dummy; } recv;
         struct { reply_slot *slot; } call;
         struct { ms_task *job; lua_State *co; int co_ref; int nargs; } blocking;
@@ -184,16 +186,48 @@ struct ltask {
     ltask *next_all, *prev_all; /* the agent's list of live ltasks */
     ltask *joiners;             /* waiting in join, linked by join_next */
     ltask *join_next;
-    int result_ref;             /* registry ref: results (see nresults) or error value */
-    int nresults;               /* -1: result_ref is a table {n=, ...}; 0 or 1 value */
-    int result_type;            /* one value: LUA_TNUMBER/LUA_TBOOLEAN kept in result_num,
-                                   anything else in result_ref */
-    double result_num;
-    bool observed;              /* a join has seen the outcome */
+    /* The task's handle (registry ref) while the task is unfinished, or
+     * LUA_NOREF if it has none: its outcome goes there (task_handle). */
+    int handle_ref;
     /* Set (exchange) by wakers on any thread, cleared by the scheduler. */
     _Atomic uint32_t notified;
     ltask *next_woken;          /* written by the one waker that set notified */
 };
+
+/* A task's handle (ms.spawn's return value, a full userdata).  The task
+ * holds it in the registry until it finishes; then the outcome is copied
+ * into it and lt is let go, so that the handle needs no finalizer (a
+ * finalizer on every task was a quarter of the time of spawning and
+ * joining 10,000 tasks).  Values that need Lua storage (a result that is
+ * not a number or boolean, several results, an error value) are in the
+ * userdata's environment table at [1].  Only a failed task's handle gets
+ * a metatable with __gc: to report a failure nobody joined.
+ * Agent thread only. */
+typedef struct task_handle {
+    ltask *lt;                  /* a reference; NULL once finished */
+    uint64_t id;
+    lt_status status;           /* once finished */
+    int nresults;               /* -1: env[1] is {n=, ...}; else 0 or 1 */
+    int result_type;            /* one result: LUA_TNUMBER/LUA_TBOOLEAN in
+                                   result_num, anything else in env[1] */
+    double result_num;
+    bool observed;              /* a join has seen the outcome */
+} task_handle;
+
+/* Pushes a new handle for lt and anchors it (lt->handle_ref). */
+void task_handle_push(lua_State *L, ltask *lt);
+/* Moves the n values at the top of co into lt's handle as its results
+ * (or drops them when lt has no handle).  L is the agent's state. */
+void task_handle_set_results(lua_State *L, ltask *lt, lua_State *co, int n);
+/* Takes the error value at the top of L into lt's handle (pops it). */
+void task_handle_set_error(lua_State *L, ltask *lt);
+/* lt has finished with status st: the handle gets the status and lets go
+ * of lt, and the anchor goes. */
+void task_handle_release(lua_State *L, ltask *lt, lt_status st);
+/* Pushes the outcome in the finished task's handle at hidx (an absolute
+ * index) onto co: true, results... / nil, err / nil, "aborted".  Returns
+ * how many values. */
+int task_handle_push_outcome(lua_State *co, int hidx);
 
 extern const ms_waker_vtable ltask_waker_vtable;
 void ltask_ref(ltask *lt);
@@ -428,7 +462,6 @@ ms_poll agent_poll(ms_cx *cx, void *state);
 void agent_send_exit_notice(agent *target, agent *watcher);
 xfer *lms_exit_notice(agent *target);
 ms_poll op_poll_now(ltask *lt, ms_cx *cx);
-int op_join_abortable(lua_State *L, ltask *lt, ltask *target, double timeout);
 
 /* The running ltask of L's agent, or raises a Lua error naming fname when
  * L is not a coroutine the agent scheduler runs. */
@@ -469,6 +502,7 @@ typedef enum lms_mt {
     LMS_MT_CHANNEL,
     LMS_MT_PERMIT,
     LMS_MT_TASK,
+    LMS_MT_FAILED_TASK,
     LMS_MT_ERROR,
     LMS_MT_COUNT
 } lms_mt;
@@ -480,7 +514,9 @@ void *lms_check_udata(lua_State *L, int idx, lms_mt which);
 /* Op constructors used by lms.c (ops.c). */
 int op_sleep(lua_State *L, ltask *lt, double seconds);
 int op_yield(lua_State *L, ltask *lt);
-int op_join(lua_State *L, ltask *lt, ltask *target, double timeout);
+/* Joins the task whose handle is at handle_idx; abort: ms.timeout's join,
+ * which aborts the target when it times out. */
+int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort);
 int op_recv(lua_State *L, ltask *lt, double timeout);
 int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout);
 int op_blocking(lua_State *L, ltask *lt, int nargs);

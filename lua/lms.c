@@ -13,7 +13,6 @@
 
 #include "host.h"
 
-int op_join_abortable(lua_State *L, ltask *lt, ltask *target, double timeout);
 
 /* ---- handles ---- */
 
@@ -161,46 +160,176 @@ static double check_seconds(lua_State *L, int idx) {
 
 /* ---- tasks and time ---- */
 
-typedef struct ltask_handle {
-    ltask *lt;
-} ltask_handle;
-
-static ltask *check_task(lua_State *L, int idx) {
-    ltask_handle *h = lms_check_udata(L, idx, LMS_MT_TASK);
-    return h->lt;
+/* A task handle has one of two metatables (a failed task's has __gc). */
+static task_handle *check_task(lua_State *L, int idx) {
+    void *p = lua_touserdata(L, idx);
+    if (p && lua_getmetatable(L, idx)) {
+        lms_push_mt(L, LMS_MT_TASK);
+        bool ok = lua_rawequal(L, -1, -2);
+        lua_pop(L, 1);
+        if (!ok) {
+            lms_push_mt(L, LMS_MT_FAILED_TASK);
+            ok = lua_rawequal(L, -1, -2);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (ok)
+            return p;
+    }
+    return lms_check_udata(L, idx, LMS_MT_TASK); /* raises the usual error */
 }
 
-static void push_task(lua_State *L, ltask *lt) {
-    ltask_handle *h = lua_newuserdata(L, sizeof *h);
+static lt_status task_status(task_handle *h) {
+    return h->lt ? h->lt->status : h->status;
+}
+
+void task_handle_push(lua_State *L, ltask *lt) {
+    task_handle *h = lua_newuserdata(L, sizeof *h);
+    memset(h, 0, sizeof *h);
     ltask_ref(lt);
     h->lt = lt;
+    h->id = lt->id;
     lms_push_mt(L, LMS_MT_TASK);
     lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lt->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-static int task_gc(lua_State *L) {
-    ltask_handle *h = lua_touserdata(L, 1);
-    if (h->lt) {
-        if (h->lt->status == LT_FAILED && !h->lt->observed) {
-            /* A failure nobody will ever join: say so rather than lose it. */
-            agent *a = h->lt->a;
-            if (a->L) {
-                lua_rawgeti(a->L, LUA_REGISTRYINDEX, h->lt->result_ref);
-                lua_getfield(a->L, -1, "message");
-                fprintf(stderr, "ms-host: agent %s: task %llu failed and was never joined: %s\n",
-                        a->name, (unsigned long long)h->lt->id,
-                        lua_tostring(a->L, -1) ? lua_tostring(a->L, -1) : "(error)");
-                lua_pop(a->L, 2);
+/* Pushes lt's handle, or returns NULL (nothing pushed) if it has none. */
+static task_handle *push_handle_of(lua_State *L, ltask *lt) {
+    if (lt->handle_ref == LUA_NOREF)
+        return NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->handle_ref);
+    return lua_touserdata(L, -1);
+}
+
+/* Makes the value at the top of L the handle's env[1] (pops it); the
+ * handle is just below it. */
+static void set_env_value(lua_State *L) {
+    lua_createtable(L, 1, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_setfenv(L, -2);
+}
+
+void task_handle_set_results(lua_State *L, ltask *lt, lua_State *co, int n) {
+    task_handle *h = push_handle_of(L, lt);
+    if (!h) {
+        lua_settop(co, 0);
+        return;
+    }
+    if (n <= 1) {
+        /* Most tasks return nothing or one value: no table for that. */
+        h->nresults = n;
+        if (n == 1) {
+            h->result_type = lua_type(co, -1);
+            if (h->result_type == LUA_TNUMBER || h->result_type == LUA_TBOOLEAN) {
+                h->result_num = h->result_type == LUA_TNUMBER ? lua_tonumber(co, -1)
+                                                             : (double)lua_toboolean(co, -1);
+                lua_pop(co, 1);
+            } else {
+                lua_xmove(co, L, 1);
+                set_env_value(L);
             }
         }
-        if (h->lt->result_ref != LUA_NOREF && h->lt->a->L &&
-            (h->lt->status == LT_DONE || h->lt->status == LT_FAILED)) {
-            luaL_unref(h->lt->a->L, LUA_REGISTRYINDEX, h->lt->result_ref);
-            h->lt->result_ref = LUA_NOREF;
-        }
-        ltask_unref(h->lt);
-        h->lt = NULL;
+    } else {
+        h->nresults = -1;
+        lua_createtable(co, n, 1);
+        lua_insert(co, 1);
+        for (int i = n; i >= 1; i--)
+            lua_rawseti(co, 1, i);
+        lua_pushinteger(co, n);
+        lua_setfield(co, 1, "n");
+        lua_xmove(co, L, 1);
+        set_env_value(L);
     }
+    lua_settop(co, 0);
+    lua_pop(L, 1);
+}
+
+void task_handle_set_error(lua_State *L, ltask *lt) {
+    if (!push_handle_of(L, lt)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_insert(L, -2);
+    set_env_value(L);
+    /* The one kind of handle with a finalizer: a failure nobody joins is
+     * reported when its handle goes. */
+    lms_push_mt(L, LMS_MT_FAILED_TASK);
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+}
+
+void task_handle_release(lua_State *L, ltask *lt, lt_status st) {
+    task_handle *h = push_handle_of(L, lt);
+    if (!h)
+        return;
+    h->status = st;
+    h->lt = NULL;
+    ltask_unref(lt); /* the handle's reference */
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, lt->handle_ref);
+    lt->handle_ref = LUA_NOREF;
+}
+
+/* Pushes env[1] of the handle at hidx. */
+static void push_env_value(lua_State *co, int hidx) {
+    lua_getfenv(co, hidx);
+    lua_rawgeti(co, -1, 1);
+    lua_remove(co, -2);
+}
+
+int task_handle_push_outcome(lua_State *co, int hidx) {
+    task_handle *h = lua_touserdata(co, hidx);
+    h->observed = true;
+    lua_checkstack(co, 4);
+    if (h->status == LT_ABORTED) {
+        lua_pushnil(co);
+        lua_pushliteral(co, "aborted");
+        return 2;
+    }
+    if (h->status == LT_FAILED) {
+        lua_pushnil(co);
+        push_env_value(co, hidx);
+        return 2;
+    }
+    lua_pushboolean(co, 1);
+    if (h->nresults == 0)
+        return 1;
+    if (h->nresults == 1) {
+        if (h->result_type == LUA_TNUMBER)
+            lua_pushnumber(co, h->result_num);
+        else if (h->result_type == LUA_TBOOLEAN)
+            lua_pushboolean(co, h->result_num != 0);
+        else
+            push_env_value(co, hidx);
+        return 2;
+    }
+    push_env_value(co, hidx);
+    int t = lua_gettop(co);
+    lua_getfield(co, t, "n");
+    int n = (int)lua_tointeger(co, -1);
+    lua_pop(co, 1);
+    lua_checkstack(co, n);
+    for (int i = 1; i <= n; i++)
+        lua_rawgeti(co, t, i);
+    lua_remove(co, t);
+    return n + 1;
+}
+
+/* A failed task's handle going away unjoined: say so rather than lose it. */
+static int failed_task_gc(lua_State *L) {
+    task_handle *h = lua_touserdata(L, 1);
+    if (h->observed)
+        return 0;
+    agent *a = agent_from_state(L);
+    lua_getfenv(L, 1);
+    lua_rawgeti(L, -1, 1);
+    lua_getfield(L, -1, "message");
+    fprintf(stderr, "ms-host: agent %s: task %llu failed and was never joined: %s\n",
+            a ? a->name : "?", (unsigned long long)h->id,
+            lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error)");
     return 0;
 }
 
@@ -213,7 +342,7 @@ static int l_spawn(lua_State *L) {
     ltask *lt = ltask_spawn(a, L, lua_gettop(L) - 1);
     if (!lt)
         return luaL_error(L, "ms.spawn: out of memory");
-    push_task(L, lt);
+    task_handle_push(L, lt);
     /* Inside a poll the scheduler's loop picks the task up; from a
      * blocking job nothing would, so wake the agent then. */
     if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire))
@@ -222,32 +351,33 @@ static int l_spawn(lua_State *L) {
 }
 
 static int t_join(lua_State *L) {
-    ltask *target = check_task(L, 1);
+    task_handle *h = check_task(L, 1);
     double timeout = opt_timeout(L, 2);
     ltask *lt = ltask_current(L, "task:join");
-    if (target->a != lt->a)
+    if (h->lt && h->lt->a != lt->a)
         return luaL_argerror(L, 1, "a task can only be joined from its own agent");
-    return op_join(L, lt, target, timeout);
+    return op_join(L, lt, 1, timeout, false);
 }
 
 static int t_abort(lua_State *L) {
-    ltask *t = check_task(L, 1);
+    task_handle *h = check_task(L, 1);
+    if (!h->lt)
+        return 0; /* finished */
     agent *a = agent_from_state(L);
-    if (a && a->current == t)
+    if (a && a->current == h->lt)
         return luaL_error(L, "task:abort: a task cannot abort itself (return instead)");
-    ltask_abort(t);
+    ltask_abort(h->lt);
     return 0;
 }
 
 static int t_status(lua_State *L) {
     static const char *names[] = {"ready", "waiting", "running", "done", "failed", "aborted"};
-    lua_pushstring(L, names[check_task(L, 1)->status]);
+    lua_pushstring(L, names[task_status(check_task(L, 1))]);
     return 1;
 }
 
 static int t_tostring(lua_State *L) {
-    ltask *t = check_task(L, 1);
-    lua_pushfstring(L, "ms.task(%d)", (int)t->id);
+    lua_pushfstring(L, "ms.task(%d)", (int)check_task(L, 1)->id);
     return 1;
 }
 
@@ -274,7 +404,8 @@ static int l_timeout(lua_State *L) {
     if (!child)
         return luaL_error(L, "ms.timeout: out of memory");
     lua_settop(L, 0);
-    return op_join_abortable(L, lt, child, s);
+    task_handle_push(L, child); /* where the outcome goes; never seen by Lua code */
+    return op_join(L, lt, 1, s, true);
 }
 
 static int l_blocking(lua_State *L) {
@@ -1172,13 +1303,25 @@ static void build_task_mt(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"join", t_join}, {"abort", t_abort}, {"status", t_status}, {NULL, NULL}};
     luaL_newmetatable(L, "ms.task");
-    lua_pushcfunction(L, task_gc);
-    lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, t_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_createtable(L, 0, 3);
     luaL_register(L, NULL, methods);
     lua_setfield(L, -2, "__index");
+}
+
+/* A failed task's handle: the task metatable plus the finalizer that
+ * reports a failure nobody joined. */
+static void build_failed_task_mt(lua_State *L) {
+    lms_push_mt(L, LMS_MT_TASK);
+    luaL_newmetatable(L, "ms.task.failed");
+    lua_getfield(L, -2, "__index");
+    lua_setfield(L, -2, "__index");
+    lua_getfield(L, -2, "__tostring");
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, failed_task_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_remove(L, -2);
 }
 
 static void build_error_mt(lua_State *L) {
@@ -1202,6 +1345,7 @@ static const struct {
     [LMS_MT_CHANNEL] = {"ms.channel", build_channel_mt},
     [LMS_MT_PERMIT] = {"ms.permit", build_permit_mt},
     [LMS_MT_TASK] = {"ms.task", build_task_mt},
+    [LMS_MT_FAILED_TASK] = {"ms.task.failed", build_failed_task_mt},
     [LMS_MT_ERROR] = {"ms.error", build_error_mt},
 };
 

@@ -217,63 +217,28 @@ int op_sleep(lua_State *L, ltask *lt, double seconds) {
 
 /* ---- join ---- */
 
-/* Pushes a finished task's results (or nil, err) onto co. */
-static void push_outcome(ltask *lt, ltask *target) {
-    lua_State *co = lt->co;
-    lua_State *L = lt->a->L;
-    target->observed = true;
-    if (target->status == LT_ABORTED) {
-        lua_pushnil(co);
-        lua_pushliteral(co, "aborted");
-        lt->nres = 2;
-        return;
-    }
-    if (target->status == LT_DONE && target->nresults >= 0) {
-        lua_checkstack(co, 2);
-        lua_pushboolean(co, 1);
-        if (target->nresults == 1) {
-            if (target->result_type == LUA_TNUMBER) {
-                lua_pushnumber(co, target->result_num);
-            } else if (target->result_type == LUA_TBOOLEAN) {
-                lua_pushboolean(co, target->result_num != 0);
-            } else {
-                lua_rawgeti(L, LUA_REGISTRYINDEX, target->result_ref);
-                lua_xmove(L, co, 1);
-            }
-        }
-        lt->nres = 1 + target->nresults;
-        return;
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, target->result_ref);
-    lua_xmove(L, co, 1);
-    if (target->status == LT_FAILED) {
-        lua_pushnil(co);
-        lua_insert(co, -2);
-        lt->nres = 2;
-        return;
-    }
-    int t = lua_gettop(co);
-    lua_getfield(co, t, "n");
-    int n = (int)lua_tointeger(co, -1);
-    lua_pop(co, 1);
-    lua_checkstack(co, n + 1);
-    lua_pushboolean(co, 1);
-    for (int i = 1; i <= n; i++)
-        lua_rawgeti(co, t, i);
-    lua_remove(co, t);
-    lt->nres = n + 1;
-}
-
 static bool finished(ltask *t) {
     return t->status == LT_DONE || t->status == LT_FAILED || t->status == LT_ABORTED;
+}
+
+/* Lets go of the target and its handle. */
+static void join_release(ltask *lt) {
+    ltask_unref(lt->op.u.join.target);
+    lt->op.u.join.target = NULL;
+    luaL_unref(lt->a->L, LUA_REGISTRYINDEX, lt->op.u.join.handle_ref);
+    lt->op.u.join.handle_ref = LUA_NOREF;
 }
 
 static ms_poll join_poll(ltask *lt, ms_cx *cx) {
     ltask *target = lt->op.u.join.target;
     if (finished(target)) {
-        push_outcome(lt, target);
-        ltask_unref(target);
-        lt->op.u.join.target = NULL;
+        /* The outcome is in the handle by now (ltask_finish). */
+        lua_State *co = lt->co;
+        lua_rawgeti(co, LUA_REGISTRYINDEX, lt->op.u.join.handle_ref);
+        int hidx = lua_gettop(co);
+        lt->nres = task_handle_push_outcome(co, hidx);
+        lua_remove(co, hidx);
+        join_release(lt);
         return MS_POLL_READY;
     }
     if (!lt->op.u.join.registered) {
@@ -299,40 +264,27 @@ static void join_cancel(ltask *lt) {
             }
     }
     /* ms.timeout: the timed-out work is aborted. */
-    if (lt->op.u.any[2])
+    if (lt->op.u.join.abort)
         ltask_abort(target);
-    ltask_unref(target);
-    lt->op.u.join.target = NULL;
+    join_release(lt);
 }
 
-int op_join(lua_State *L, ltask *lt, ltask *target, double timeout) {
+int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort) {
+    task_handle *h = lua_touserdata(L, handle_idx);
+    ltask *target = h->lt;
     if (target == lt)
         return luaL_error(L, "a task cannot join itself");
-    /* Already finished: the outcome is returned at once (L is lt's
-     * coroutine, which push_outcome pushes onto). */
-    if (finished(target)) {
-        push_outcome(lt, target);
-        int n = lt->nres;
-        lt->nres = 0;
-        return op_return_fast(L, lt, n);
-    }
+    /* Already finished: the outcome is returned at once. */
+    if (!target)
+        return op_return_fast(L, lt, task_handle_push_outcome(L, handle_idx));
+    if (!set_deadline(L, lt, timeout))
+        return 0;
     ltask_ref(target);
     lt->op.u.join.target = target;
     lt->op.u.join.registered = false;
-    if (!set_deadline(L, lt, timeout))
-        return 0;
-    return suspend(L, lt, join_poll, join_cancel);
-}
-
-/* ms.timeout(s, fn, ...): the work runs as its own task; a deadline on the
- * join aborts it. */
-int op_join_abortable(lua_State *L, ltask *lt, ltask *target, double timeout) {
-    ltask_ref(target);
-    lt->op.u.join.target = target;
-    lt->op.u.join.registered = false;
-    lt->op.u.any[2] = (void *)1;
-    if (!set_deadline(L, lt, timeout))
-        return 0;
+    lt->op.u.join.abort = abort;
+    lua_pushvalue(L, handle_idx);
+    lt->op.u.join.handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return suspend(L, lt, join_poll, join_cancel);
 }
 

@@ -147,6 +147,68 @@ describe("ms tasks", function()
             end)
         end)
 
+        it("runs a task whose handle was dropped and collected before it ran", function()
+            run(function()
+                local box = {}
+                ms.spawn(function() box.v = "ran"; return { big = ("x"):rep(1000) } end)
+                collectgarbage()
+                collectgarbage()
+                ms.yield()
+                assert.are.equal("ran", box.v)
+                -- A handle kept alive across collections still has its results.
+                local t = ms.spawn(function() return "kept", 2 end)
+                ms.yield()
+                collectgarbage()
+                assert.are.same({ true, "kept", 2 }, { t:join() })
+                assert.are.equal("done", t:status())
+            end)
+        end)
+
+        it("keeps nothing of a joined task in the registry (ms.timeout included)", function()
+            run(function()
+                local function live_refs()
+                    local n = 0
+                    for k, v in pairs(debug.getregistry()) do
+                        -- Released references are kept as a free list of numbers.
+                        if type(k) == "number" and type(v) ~= "number" then n = n + 1 end
+                    end
+                    return n
+                end
+                local before = live_refs()
+                for i = 1, 500 do
+                    assert.are.same({ true, "r" .. i }, { ms.timeout(10, function() return "r" .. i end) })
+                    local ok, err = ms.spawn(function() error({ i = i }) end):join()
+                    assert.is_nil(ok)
+                    assert.are.equal(i, err.value.i)
+                    assert.are.same({ true, { i } }, { ms.spawn(function() return { i } end):join() })
+                end
+                collectgarbage()
+                assert.is_true(live_refs() - before < 10, ("%d references left"):format(live_refs() - before))
+            end)
+        end)
+
+        it("reports a failed task that nobody joined, once its handle is collected", function()
+            local script = os.tmpname()
+            local f = assert(io.open(script, "w"))
+            f:write([[
+                local joined = ms.spawn(function() error("seen by join", 0) end)
+                ms.spawn(function() error("nobody joins me", 0) end)
+                ms.yield()
+                assert(joined:join() == nil)
+                collectgarbage()
+                collectgarbage()
+                print("end")
+            ]])
+            f:close()
+            local p = assert(io.popen(("%s run %s 2>&1"):format(h.host, script)))
+            local out = p:read("*a")
+            p:close()
+            os.remove(script)
+            assert_contains(out, "end")
+            assert_contains(out, "failed and was never joined: nobody joins me")
+            assert.is_nil(out:find("seen by join", 1, true), out)
+        end)
+
         it("gives tostring(task) as ms.task(<id>)", function()
             run(function()
                 local t = ms.spawn(function() end)
