@@ -29,6 +29,10 @@ typedef struct sub {
 
 static pthread_mutex_t bus_lock = PTHREAD_MUTEX_INITIALIZER;
 static sub *subs;               /* under bus_lock */
+/* subs != NULL, written under bus_lock whenever subs changes, read
+ * without it: the host publishes an event at every agent start and exit,
+ * and with no subscriber that must not cost a lock. */
+static _Atomic bool have_subs;
 static _Atomic uint64_t published, delivered, dropped;
 
 static xfer *xfer_copy(const xfer *x) {
@@ -85,6 +89,7 @@ static void bus_publish(const char *topic, xfer *body) {
             atomic_fetch_add(&dropped, 1);
         }
     }
+    atomic_store_explicit(&have_subs, subs != NULL, memory_order_release);
     pthread_mutex_unlock(&bus_lock);
     xfer_free(body);
 }
@@ -93,10 +98,7 @@ static void bus_publish(const char *topic, xfer *body) {
  * state: fields are string/number pairs. */
 void events_publish_host(const char *topic, const char *const *keys, const char *const *strs,
                          const double *nums, int n) {
-    pthread_mutex_lock(&bus_lock);
-    bool anyone = subs != NULL;
-    pthread_mutex_unlock(&bus_lock);
-    if (!anyone)
+    if (!atomic_load_explicit(&have_subs, memory_order_acquire))
         return;
     xfer *x = xfer_new();
     if (!x)
@@ -153,6 +155,7 @@ static int ev_subscribe(lua_State *L) {
     pthread_mutex_lock(&bus_lock);
     s->next = subs;
     subs = s;
+    atomic_store_explicit(&have_subs, true, memory_order_release);
     pthread_mutex_unlock(&bus_lock);
     lh_push_handle(L, XH_CHAN, ms_chan_ref(ch));
     return 1;
@@ -199,6 +202,7 @@ void events_shutdown(void) {
     pthread_mutex_lock(&bus_lock);
     sub *s = subs;
     subs = NULL;
+    atomic_store_explicit(&have_subs, false, memory_order_release);
     pthread_mutex_unlock(&bus_lock);
     while (s) {
         sub *next = s->next;
