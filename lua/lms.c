@@ -48,8 +48,11 @@ void lh_unref_handle(xh_type type, void *ptr) {
 /* Agent handles are cached per state in a weak table keyed by the agent,
  * so an agent receiving many messages from one sender does not build a
  * new handle (and finalizer) for each. */
+static const char agent_handles_key; /* its address keys the cache in the registry */
+
 static bool push_cached_agent(lua_State *L, void *ptr) {
-    lua_getfield(L, LUA_REGISTRYINDEX, "ms.agent_handles");
+    lua_pushlightuserdata(L, (void *)&agent_handles_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
         lua_newtable(L);
@@ -57,8 +60,9 @@ static bool push_cached_agent(lua_State *L, void *ptr) {
         lua_pushliteral(L, "v");
         lua_setfield(L, -2, "__mode");
         lua_setmetatable(L, -2);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, "ms.agent_handles");
+        lua_pushlightuserdata(L, (void *)&agent_handles_key);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, LUA_REGISTRYINDEX);
     }
     lua_pushlightuserdata(L, ptr);
     lua_rawget(L, -2);
