@@ -164,15 +164,14 @@ static double check_seconds(lua_State *L, int idx) {
 
 /* ---- tasks and time ---- */
 
-/* A task handle has one of two metatables (a failed task's has __gc). */
+/* A task handle has one of two metatables (a failed task's has __gc);
+ * the methods carry the usual one as upvalue 1 (lms_check_udata). */
 static task_handle *check_task(lua_State *L, int idx) {
     void *p = lua_touserdata(L, idx);
     if (p && lua_getmetatable(L, idx)) {
-        lms_push_mt(L, LMS_MT_TASK);
-        bool ok = lua_rawequal(L, -1, -2);
-        lua_pop(L, 1);
+        bool ok = lua_rawequal(L, -1, lua_upvalueindex(1));
         if (!ok) {
-            lms_push_mt(L, LMS_MT_FAILED_TASK);
+            luaL_getmetatable(L, "ms.task.failed");
             ok = lua_rawequal(L, -1, -2);
             lua_pop(L, 1);
         }
@@ -180,7 +179,7 @@ static task_handle *check_task(lua_State *L, int idx) {
         if (ok)
             return p;
     }
-    return lms_check_udata(L, idx, LMS_MT_TASK); /* raises the usual error */
+    return luaL_checkudata(L, idx, "ms.task");
 }
 
 static lt_status task_status(task_handle *h) {
@@ -816,19 +815,6 @@ static int l_channel(lua_State *L) {
     return 1;
 }
 
-/* The channel methods carry the channel metatable as their upvalue: the
- * common check is a pointer comparison, not luaL_checkudata's lookup of
- * the metatable by name. */
-static lhandle *check_chan_handle(lua_State *L, int idx) {
-    lhandle *h = lua_touserdata(L, idx);
-    if (h && h->ptr && lua_getmetatable(L, idx)) {
-        bool ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-        if (ok)
-            return h;
-    }
-    return check_handle(L, idx, XH_CHAN); /* raises the usual error, or a __tostring call */
-}
 
 /* Whether this call may take the local fast path; a local channel used
  * where it may not (the blocking pool, outside ms.run) is shared first. */
@@ -856,7 +842,7 @@ static xfer *encode_arg(lua_State *L, int idx, const char *fname) {
 }
 
 static int c_send(lua_State *L) {
-    lhandle *h = check_chan_handle(L, 1);
+    lhandle *h = check_handle(L, 1, XH_CHAN);
     luaL_checkany(L, 2);
     double timeout = opt_timeout(L, 3);
     if (use_local(L, h)) {
@@ -870,7 +856,7 @@ static int c_send(lua_State *L) {
 }
 
 static int c_try_send(lua_State *L) {
-    lhandle *h = check_chan_handle(L, 1);
+    lhandle *h = check_handle(L, 1, XH_CHAN);
     luaL_checkany(L, 2);
     if (use_local(L, h)) {
         lchan_prepare(L, "channel:try_send");
@@ -890,7 +876,7 @@ static int c_try_send(lua_State *L) {
 }
 
 static int c_recv(lua_State *L) {
-    lhandle *h = check_chan_handle(L, 1);
+    lhandle *h = check_handle(L, 1, XH_CHAN);
     double timeout = opt_timeout(L, 2);
     if (use_local(L, h))
         return lchan_recv(L, h->lc, timeout);
@@ -898,7 +884,7 @@ static int c_recv(lua_State *L) {
 }
 
 static int c_try_recv(lua_State *L) {
-    lhandle *h = check_chan_handle(L, 1);
+    lhandle *h = check_handle(L, 1, XH_CHAN);
     if (use_local(L, h))
         return lchan_try_recv(L, h->lc);
     void *v;
@@ -914,7 +900,7 @@ static int c_try_recv(lua_State *L) {
 }
 
 static int c_close(lua_State *L) {
-    lhandle *h = check_chan_handle(L, 1);
+    lhandle *h = check_handle(L, 1, XH_CHAN);
     if (use_local(L, h))
         lchan_close(L, h->lc);
     else
@@ -929,12 +915,12 @@ static size_t chan_len(lhandle *h) {
 }
 
 static int c_len(lua_State *L) {
-    lua_pushnumber(L, (double)chan_len(check_chan_handle(L, 1)));
+    lua_pushnumber(L, (double)chan_len(check_handle(L, 1, XH_CHAN)));
     return 1;
 }
 
 static int c_tostring(lua_State *L) {
-    lhandle *h = check_chan_handle(L, 1);
+    lhandle *h = check_handle(L, 1, XH_CHAN);
     lua_pushfstring(L, "ms.channel(%d queued, capacity %d)", (int)chan_len(h),
                     (int)ms_chan_capacity(h->ptr));
     return 1;
@@ -1257,11 +1243,25 @@ static void new_handle_mt(lua_State *L, const char *name, const luaL_Reg *method
 }
 
 /* Each builder leaves the new metatable on the stack. */
+/* Pushes closures of methods, each with the metatable at the top as its
+ * upvalue, into its __index table: their handle check is then one
+ * comparison (lms_check_udata). */
+static void add_checked_methods(lua_State *L, const luaL_Reg *methods) {
+    lua_getfield(L, -1, "__index");
+    for (const luaL_Reg *r = methods; r->name; r++) {
+        lua_pushvalue(L, -2);
+        lua_pushcclosure(L, r->func, 1);
+        lua_setfield(L, -2, r->name);
+    }
+    lua_pop(L, 1);
+}
+
 static void build_agent_mt(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"send", a_send}, {"call", a_call}, {"stop", a_stop}, {"info", a_index_info},
         {"id", a_id},     {"name", a_name}, {NULL, NULL}};
-    new_handle_mt(L, "ms.agent", methods, 6, a_tostring, NULL);
+    new_handle_mt(L, "ms.agent", NULL, 6, a_tostring, NULL);
+    add_checked_methods(L, methods);
 }
 
 static void build_reply_mt(lua_State *L) {
@@ -1277,19 +1277,11 @@ static void build_semaphore_mt(lua_State *L) {
 }
 
 static void build_channel_mt(lua_State *L) {
-    /* The methods carry the metatable as an upvalue: their type check is a
-     * pointer comparison (see check_chan_handle). */
     static const luaL_Reg methods[] = {
         {"send", c_send}, {"try_send", c_try_send}, {"recv", c_recv},
         {"try_recv", c_try_recv}, {"close", c_close}, {"len", c_len}, {NULL, NULL}};
     new_handle_mt(L, "ms.channel", NULL, 6, c_tostring, NULL);
-    lua_getfield(L, -1, "__index");
-    for (const luaL_Reg *r = methods; r->name; r++) {
-        lua_pushvalue(L, -2);
-        lua_pushcclosure(L, r->func, 1);
-        lua_setfield(L, -2, r->name);
-    }
-    lua_pop(L, 1);
+    add_checked_methods(L, methods);
 }
 
 static void build_permit_mt(lua_State *L) {
@@ -1310,8 +1302,8 @@ static void build_task_mt(lua_State *L) {
     lua_pushcfunction(L, t_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_createtable(L, 0, 3);
-    luaL_register(L, NULL, methods);
     lua_setfield(L, -2, "__index");
+    add_checked_methods(L, methods);
 }
 
 /* A failed task's handle: the task metatable plus the finalizer that
@@ -1335,10 +1327,9 @@ static void build_error_mt(lua_State *L) {
 }
 
 /* Indexed by lms_mt.  Each state keeps its metatables in the registry
- * under their names (luaL_newmetatable, for luaL_checkudata's messages)
- * and under the address of their entry here: a light userdata key is
- * found without hashing a string, which matters on every spawn, join and
- * send. */
+ * under their names (luaL_newmetatable, for luaL_checkudata) and under the
+ * address of their entry here, which lms_push_mt looks up on every new
+ * handle: a light userdata key is found without hashing a string. */
 static const struct {
     const char *name;
     void (*build)(lua_State *L);
@@ -1366,17 +1357,19 @@ void lms_push_mt(lua_State *L, lms_mt which) {
 }
 
 void *lms_check_udata(lua_State *L, int idx, lms_mt which) {
+    /* A method whose closure carries its metatable as upvalue 1 (see
+     * build_agent_mt) checks by one comparison; otherwise, or on a
+     * mismatch, luaL_checkudata decides and words the error.  (A
+     * metatable not built yet is no metatable any userdata has, so the
+     * by-name check needs no build.) */
     void *p = lua_touserdata(L, idx);
     if (p && lua_getmetatable(L, idx)) {
-        lms_push_mt(L, which);
-        bool ok = lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
+        bool ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
         if (ok)
             return p;
     }
-    lms_push_mt(L, which); /* luaL_checkudata needs it to exist by name */
-    lua_pop(L, 1);
-    return luaL_checkudata(L, idx, metatables[which].name); /* raises the usual error */
+    return luaL_checkudata(L, idx, metatables[which].name);
 }
 
 int luaopen_ms(lua_State *L) {
