@@ -963,6 +963,7 @@ static void push_snapshot(lua_State *L, const ms_metrics *m) {
     SETNUM("worker_replacements", m->worker_replacements);
     SETNUM("global_queue_interval", m->global_queue_interval);
     SETNUM("budget", m->budget);
+    SETNUM("park_spin_us", m->park_spin_us);
     SETNUM("thread_keep_alive", m->thread_keep_alive_ms / 1000.0);
     SETNUM("blocking_threads", m->blocking_threads);
     SETNUM("idle_blocking_threads", m->idle_blocking_threads);

@@ -205,6 +205,8 @@ static const family runtime_families[] = {
     {"ms_budget", "gauge", "Cooperative budget per poll (live value).", RT(budget), V_U32},
     {"ms_global_queue_interval", "gauge", "Ticks between injection-queue checks (live value).",
      RT(global_queue_interval), V_U32},
+    {"ms_park_spin_us", "gauge", "Microseconds a thread waits on the CPU before it sleeps (live value).",
+     RT(park_spin_us), V_U32},
     {"ms_alive_tasks", "gauge", "Tasks spawned and not yet ended.", RT(alive_tasks), V_U64},
     {"ms_injection_queue_depth", "gauge", "Tasks waiting in the injection queue.",
      RT(injection_queue_depth), V_U64},

@@ -33,6 +33,7 @@ static const live_field live_fields[] = {
     {"thread_keep_alive", true, TK_SECONDS},
     {"global_queue_interval", true, TK_COUNT},
     {"budget", true, TK_COUNT},
+    {"park_spin_us", true, TK_COUNT},
     {"agent_memory_limit", false, TK_BYTES},
     {"jit_agent_limit", false, TK_COUNT},
     {"mailbox_limit", false, TK_COUNT},
@@ -63,6 +64,8 @@ static double runtime_value(const live_field *f, const ms_config *c) {
         return c->thread_keep_alive_ms / 1000.0;
     if (strcmp(f->name, "global_queue_interval") == 0)
         return c->global_queue_interval;
+    if (strcmp(f->name, "park_spin_us") == 0)
+        return c->park_spin_us;
     return c->budget;
 }
 

@@ -77,6 +77,7 @@ static const struct field config_fields[] = {
     FIELD(global_queue_interval, NULL, FK_COUNT, 1, MS_MAX_INTERVAL),
     FIELD(event_interval, NULL, FK_COUNT, 1, MS_MAX_INTERVAL),
     FIELD(budget, NULL, FK_COUNT, 1, MS_MAX_BUDGET),
+    FIELD(park_spin_us, NULL, FK_COUNT, 0, MS_MAX_PARK_SPIN_US),
     FIELD(shutdown_timeout_ms, "shutdown_timeout", FK_DURATION, 0, MS_MAX_DURATION_MS),
     FIELD(stall_threshold_ms, "stall_threshold", FK_DURATION, 0, MS_MAX_DURATION_MS),
     FIELD(replace_stalled_workers, NULL, FK_BOOL, 0, 1),
@@ -158,6 +159,7 @@ void ms_config_default(ms_config *cfg) {
     cfg->global_queue_interval = 61;
     cfg->event_interval = 61;
     cfg->budget = 128;
+    cfg->park_spin_us = 0;
     cfg->shutdown_timeout_ms = 30000;
     cfg->stall_threshold_ms = 2000;
     cfg->replace_stalled_workers = true;

@@ -65,6 +65,7 @@ ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
         atomic_load_explicit(&rt->health.replacements_total, memory_order_relaxed);
     m->global_queue_interval = atomic_load_explicit(&s->global_queue_interval, memory_order_relaxed);
     m->budget = atomic_load_explicit(&s->budget, memory_order_relaxed);
+    m->park_spin_us = atomic_load_explicit(&s->park_spin_us, memory_order_relaxed);
     blk_limits(&rt->blocking, &m->max_blocking_threads, &m->thread_keep_alive_ms);
     m->blocking_threads = atomic_load_explicit(&rt->blocking.threads_gauge, memory_order_relaxed);
     m->idle_blocking_threads = atomic_load_explicit(&rt->blocking.idle_gauge, memory_order_relaxed);
@@ -157,6 +158,7 @@ char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
     add_u64(root, "worker_replacements", m->worker_replacements);
     add_u64(root, "global_queue_interval", m->global_queue_interval);
     add_u64(root, "budget", m->budget);
+    add_u64(root, "park_spin_us", m->park_spin_us);
     add_u64(root, "thread_keep_alive_ms", m->thread_keep_alive_ms);
     add_u64(root, "blocking_threads", m->blocking_threads);
     add_u64(root, "idle_blocking_threads", m->idle_blocking_threads);

@@ -15,7 +15,7 @@
 
 static const char *const live_fields[] = {
     "worker_threads", "max_blocking_threads", "thread_keep_alive_ms",
-    "global_queue_interval", "budget", NULL,
+    "global_queue_interval", "budget", "park_spin_us", NULL,
 };
 
 bool ms_config_is_live(const char *key) {
@@ -41,6 +41,7 @@ void ms_runtime_live_config(ms_runtime *rt, ms_config *out) {
     out->global_queue_interval = atomic_load_explicit(&s->global_queue_interval,
                                                       memory_order_relaxed);
     out->budget = atomic_load_explicit(&s->budget, memory_order_relaxed);
+    out->park_spin_us = atomic_load_explicit(&s->park_spin_us, memory_order_relaxed);
     blk_limits(&rt->blocking, &out->max_blocking_threads, &out->thread_keep_alive_ms);
 }
 
@@ -57,7 +58,7 @@ int ms_runtime_tune(ms_runtime *rt, const char *key, const char *value, ms_error
         return ms_error_set(err, MS_E_CONFIG_INVALID,
                             "%s cannot change while the runtime runs (live: worker_threads, "
                             "max_blocking_threads, thread_keep_alive, global_queue_interval, "
-                            "budget); it takes a restart",
+                            "budget, park_spin_us); it takes a restart",
                             key);
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return ms_error_set(err, MS_E_SHUTTING_DOWN, "the runtime is shutting down");
@@ -69,6 +70,8 @@ int ms_runtime_tune(ms_runtime *rt, const char *key, const char *value, ms_error
     if (strcmp(field, "global_queue_interval") == 0)
         atomic_store_explicit(&rt->sched.global_queue_interval, next.global_queue_interval,
                               memory_order_relaxed);
+    else if (strcmp(field, "park_spin_us") == 0)
+        atomic_store_explicit(&rt->sched.park_spin_us, next.park_spin_us, memory_order_relaxed);
     else
         atomic_store_explicit(&rt->sched.budget, next.budget, memory_order_relaxed);
     return 0;

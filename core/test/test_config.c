@@ -553,6 +553,7 @@ TEST(describe_lists_every_field_one_per_line) {
                       "global_queue_interval = 61\n"
                       "event_interval = 61\n"
                       "budget = 128\n"
+                      "park_spin_us = 0\n"
                       "shutdown_timeout = 30s\n"
                       "stall_threshold = 2s\n"
                       "replace_stalled_workers = true\n"

@@ -247,6 +247,80 @@ TEST(budget_and_global_queue_interval_change_live) {
     stop(rt);
 }
 
+/* ---- park_spin_us ---- */
+
+/* A thread in ms_block_on and a worker task take turns: each round the
+ * thread pings and waits for the task's pong.  Every hand-over is a wake
+ * of a thread that may be spinning (park_spin_us) or asleep. */
+typedef struct pingpong {
+    pthread_mutex_t lock;
+    int ping, pong, rounds;      /* under lock */
+    ms_waker main_w, task_w;     /* under lock */
+} pingpong;
+
+static ms_poll pong_poll(ms_cx *cx, void *state) {
+    pingpong *p = state;
+    pthread_mutex_lock(&p->lock);
+    ms_waker_store(&p->task_w, ms_cx_waker(cx));
+    bool answered = p->pong < p->ping;
+    if (answered)
+        p->pong++;
+    bool done = p->pong >= p->rounds;
+    ms_waker w = ms_waker_clone(&p->main_w);
+    pthread_mutex_unlock(&p->lock);
+    if (answered)
+        ms_waker_wake(&w);
+    else
+        ms_waker_drop(&w);
+    return done ? MS_POLL_READY : MS_POLL_PENDING;
+}
+
+static ms_poll ping_poll(ms_cx *cx, void *state) {
+    pingpong *p = state;
+    pthread_mutex_lock(&p->lock);
+    ms_waker_store(&p->main_w, ms_cx_waker(cx));
+    if (p->pong < p->ping) {
+        pthread_mutex_unlock(&p->lock);
+        return MS_POLL_PENDING; /* still waiting for the answer */
+    }
+    if (p->ping == p->rounds) {
+        pthread_mutex_unlock(&p->lock);
+        return MS_POLL_READY;
+    }
+    p->ping++;
+    ms_waker w = ms_waker_clone(&p->task_w);
+    pthread_mutex_unlock(&p->lock);
+    ms_waker_wake(&w);
+    return MS_POLL_PENDING;
+}
+
+TEST(park_spin_us_changes_live_and_no_wake_is_lost_at_any_setting) {
+    ms_runtime *rt = start(2);
+    ms_error err;
+    CHECK_INT_EQ(ms_runtime_tune(rt, "park_spin_us", "1001", &err), MS_E_CONFIG_INVALID);
+    CHECK_STR_CONTAINS(err.message, "park_spin_us");
+    const char *settings[] = {"0", "20", "1000"};
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT_EQ(tune(rt, "park_spin_us", settings[i]), 0);
+        ms_metrics *m = ms_metrics_snapshot(rt);
+        CHECK_INT_EQ(m->park_spin_us, atoi(settings[i]));
+        ms_metrics_free(m);
+        pingpong p = {.rounds = (int)test_scaled(3000, 300)};
+        pthread_mutex_init(&p.lock, NULL);
+        ms_task *h;
+        CHECK_INT_EQ(ms_spawn(rt, pong_poll, &p, NULL, &h), 0);
+        CHECK_INT_EQ(ms_block_on(rt, ping_poll, &p, NULL, &err), 0);
+        CHECK_INT_EQ(ms_task_join(h, 20000, NULL, &err), 0);
+        ms_task_release(h);
+        CHECK_INT_EQ(p.ping, p.rounds);
+        CHECK_INT_EQ(p.pong, p.rounds);
+        ms_waker_drop(&p.main_w);
+        ms_waker_drop(&p.task_w);
+        pthread_mutex_destroy(&p.lock);
+    }
+    stop(rt);
+}
+
 /* ---- the blocking pool ---- */
 
 typedef struct gate {

@@ -92,6 +92,10 @@ local fields = {
         kind = "count", min = 1, max = 1000000, config = true, default = 128, live = true,
         doc = "cooperative operations a task may do per poll before it must yield",
     },
+    park_spin_us = {
+        kind = "count", min = 0, max = 1000, config = true, default = 0, live = true,
+        doc = "microseconds a thread that has just worked waits on the CPU for more before it sleeps",
+    },
     shutdown_timeout = {
         kind = "duration", min = 0, max = 7 * DAY, config = true, default = 30,
         doc = "how long a graceful shutdown waits for tasks before cancelling them",
@@ -157,7 +161,7 @@ local order = {
     "description",
     "worker_threads", "max_worker_threads", "max_blocking_threads", "thread_keep_alive",
     "thread_stack_size", "enable_all", "enable_time", "enable_io", "global_queue_interval",
-    "event_interval", "budget", "shutdown_timeout", "stall_threshold", "replace_stalled_workers",
+    "event_interval", "budget", "park_spin_us", "shutdown_timeout", "stall_threshold", "replace_stalled_workers",
     "metrics_histograms", "metrics_listen", "metrics_file", "metrics_interval", "console",
     "tuner",
     "agent_memory_limit", "jit_agent_limit", "mailbox_limit",
