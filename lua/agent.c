@@ -1231,6 +1231,11 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
             }
             if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire))
                 return MS_POLL_PENDING;
+            /* Coroutines woken meanwhile queue up now, behind the ready
+             * ones: a coroutine that keeps yielding cannot hold them back
+             * for a whole budget. */
+            if (atomic_load_explicit(&a->woken, memory_order_relaxed))
+                drain_woken(a, cx);
         }
     }
 }

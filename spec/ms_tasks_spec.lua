@@ -233,6 +233,57 @@ describe("ms tasks", function()
             end)
         end)
 
+        it("gives every joiner the outcome, whether it waited, timed out first or came late",
+            function()
+            run(function()
+                local gate = ms.channel(1)
+                local t = ms.spawn(function()
+                    gate:recv()
+                    return { "shared" }, 2
+                end)
+                local got = {}
+                local joiners = {}
+                for i = 1, 5 do
+                    joiners[i] = ms.spawn(function()
+                        if i == 5 then
+                            -- Times out, then joins again without a timeout.
+                            local ok, err = t:join(0.01)
+                            got.timed_out = { ok, err }
+                        end
+                        local ok, v, n = t:join()
+                        got[i] = { ok, v[1], n }
+                    end)
+                end
+                ms.sleep(0.05)
+                gate:send(true)
+                for i = 1, 5 do
+                    assert.is_true((joiners[i]:join()))
+                    assert.are.same({ true, "shared", 2 }, got[i])
+                end
+                assert.are.same({ nil, "timeout" }, got.timed_out)
+                -- And a join after everyone else.
+                local ok, v = t:join()
+                assert.is_true(ok)
+                assert.are.equal("shared", v[1])
+                -- Aborting a task wakes all its joiners with "aborted".
+                local never = ms.spawn(function() gate:recv() end)
+                local seen = {}
+                for i = 1, 3 do
+                    ms.spawn(function() seen[i] = { never:join() } end)
+                end
+                ms.yield()
+                never:abort()
+                ms.yield()
+                ms.yield()
+                for i = 1, 3 do assert.are.same({ nil, "aborted" }, seen[i]) end
+                -- ms.timeout's work that fails or times out.
+                local e = { ms.timeout(5, function() error("inner", 0) end) }
+                assert.is_nil(e[1])
+                assert.are.equal("inner", e[2].message)
+                assert.are.same({ nil, "timeout" }, { ms.timeout(0.01, function() gate:recv() end) })
+            end)
+        end)
+
         it("returns the results at once for a finished task, even with timeout 0", function()
             run(function()
                 local t = ms.spawn(function() return 1 end)
