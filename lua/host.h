@@ -509,7 +509,8 @@ typedef enum lms_mt {
 /* Pushes the state's metatable of that kind. */
 void lms_push_mt(lua_State *L, lms_mt which);
 /* The userdata at idx if it has that metatable; raises luaL_checkudata's
- * type error otherwise. */
+ * type error otherwise.  Called from a method whose closure carries the
+ * metatable as upvalue 1, the check is one comparison. */
 void *lms_check_udata(lua_State *L, int idx, lms_mt which);
 /* Op constructors used by lms.c (ops.c). */
 int op_sleep(lua_State *L, ltask *lt, double seconds);

@@ -13,7 +13,6 @@
 
 #include "host.h"
 
-
 /* ---- handles ---- */
 
 static lms_mt handle_mt(xh_type t) {
