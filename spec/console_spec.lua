@@ -4,7 +4,7 @@
 -- attach client is driven with stdin piped (no terminal: no prompts).
 --
 -- Run from the repository root; MS_HOST names the binary:
---   MS_HOST=build/lua/ms-host busted --lua=luajit spec/console_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/console_spec.lua
 local h = require "spec.support.helpers"
 local assert_contains = h.assert_contains
 

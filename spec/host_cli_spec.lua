@@ -4,10 +4,10 @@
 -- shipped example.
 --
 -- Run from the repository root; MS_HOST names the binary (default
--- build/lua/ms-host):
---   MS_HOST=build/lua/ms-host busted --lua=luajit spec/host_cli_spec.lua
+-- build/ms-host/ms-host):
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/host_cli_spec.lua
 
-local HOST = os.getenv("MS_HOST") or "build/lua/ms-host"
+local HOST = os.getenv("MS_HOST") or "build/ms-host/ms-host"
 
 local function shell_quote(s)
     return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

@@ -3,7 +3,7 @@
 -- terminal itself is checked by lua.repl_pty (lua/test/pty_drive.c).
 --
 -- Run from the repository root; MS_HOST names the binary:
---   MS_HOST=build/lua/ms-host busted --lua=luajit spec/host_repl_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/host_repl_spec.lua
 local h = require "spec.support.helpers"
 local assert_contains = h.assert_contains
 

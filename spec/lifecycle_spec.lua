@@ -3,7 +3,7 @@
 -- 3; a second SIGINT exits 130 at once; ms.shutdown() does the same from
 -- Lua.  Each case starts a real ms-host and signals it from a shell.
 
-local host = os.getenv("MS_HOST") or "build/lua/ms-host"
+local host = os.getenv("MS_HOST") or "build/ms-host/ms-host"
 
 local function tmpfile(text)
   local path = os.tmpname()

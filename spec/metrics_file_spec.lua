@@ -8,7 +8,7 @@
 -- ms-host.  Nothing depends on timing beyond "at least one tick passed".
 --
 -- Run from the repository root:
---   MS_HOST=build/lua/ms-host busted --lua=luajit spec/metrics_file_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/metrics_file_spec.lua
 
 local json = require "spec.support.json"
 

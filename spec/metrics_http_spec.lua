@@ -8,7 +8,7 @@
 -- answer again after every bad request, and the host must end normally.
 --
 -- Run from the repository root:
---   LUA_CPATH="build/lua/?.so;;" MS_HOST=build/lua/ms-host \
+--   LUA_CPATH="build/agents/?.so;;" MS_HOST=build/ms-host/ms-host \
 --     busted --lua=luajit spec/metrics_http_spec.lua
 
 local h = require "spec.support.helpers"
