@@ -700,6 +700,19 @@ bool agent_list_info(host *h, agent_info **rows, size_t *n) {
     }
 }
 
+/* ---- waiting for an agent from a plain thread ---- */
+
+int agent_join(agent *a, ms_error *err) {
+    int rc = ms_task_join(a->task, -1, NULL, err);
+    /* The failure as the agent recorded it (a stop's reason, not the
+     * executor's "cancelled"). */
+    pthread_mutex_lock(&a->mlock);
+    if (rc != 0 && a->exit_message)
+        rc = ms_error_set(err, a->exit_code ? a->exit_code : rc, "%s", a->exit_message);
+    pthread_mutex_unlock(&a->mlock);
+    return rc;
+}
+
 /* ---- the main agent of ms.run ---- */
 
 int agent_run_main(lua_State *L, int nargs, ms_error *err) {
@@ -729,14 +742,8 @@ int agent_run_main(lua_State *L, int nargs, ms_error *err) {
     if (!agent_start(a, why, sizeof why)) {
         rc = ms_error_set(err, MS_E_SHUTTING_DOWN, "cannot start the main agent: %s", why);
     } else {
-        rc = ms_task_join(a->task, -1, NULL, err);
+        rc = agent_join(a, err);
     }
-    /* The failure as the agent recorded it (a stop's reason, not the
-     * executor's "cancelled"). */
-    pthread_mutex_lock(&a->mlock);
-    if (rc != 0 && a->exit_message)
-        rc = ms_error_set(err, a->exit_code ? a->exit_code : rc, "%s", a->exit_message);
-    pthread_mutex_unlock(&a->mlock);
     luaL_unref(L, LUA_REGISTRYINDEX, a->main_ref); /* if it never started */
     /* On failure the error value is kept for the caller. */
     if (a->exit_ref != LUA_NOREF) {

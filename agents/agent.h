@@ -179,6 +179,9 @@ void agent_stop(agent *a, const char *reason);
 /* Switches the JIT on for a, within jit_agent_limit and unless it was
  * spawned with jit = false, or leaves it off.  Once per agent. */
 void agent_jit_decide(agent *a);
+/* Waits on a plain thread (not a worker) for a started agent to end.
+ * Returns 0, or its failure with err set from its exit record. */
+int agent_join(agent *a, ms_error *err);
 /* Runs the function below the top nargs values of L (the caller's state)
  * as the main agent on the workers, and waits for it on this thread.
  * Pushes the error value (or nil). */

@@ -8,6 +8,7 @@
 
 #include "events.h"
 #include "host.h"
+#include "lifecycle.h"
 
 static host *g_host;
 
@@ -29,6 +30,23 @@ host *host_init(ms_runtime *rt, bool own) {
     h->jit_agent_limit = 2000;
     atomic_init(&h->jit_agents, 0);
     g_host = h;
+    return h;
+}
+
+host *host_open(ms_config *cfg, const char *lua_path, const char *lua_cpath, ms_error *err) {
+    cfg->on_stall = lifecycle_on_stall;
+    ms_runtime *rt;
+    if (ms_runtime_new(cfg, &rt, err) != 0)
+        return NULL;
+    host *h = host_init(rt, true);
+    if (!h) {
+        ms_runtime_shutdown(rt, MS_SHUTDOWN_CANCEL, 0, NULL);
+        ms_runtime_free(rt);
+        ms_error_set(err, MS_E_NO_MEMORY, "no memory for the host");
+        return NULL;
+    }
+    h->lua_path = strdup(lua_path ? lua_path : "");
+    h->lua_cpath = strdup(lua_cpath ? lua_cpath : "");
     return h;
 }
 

@@ -80,6 +80,10 @@ struct host {
 host *host_get(void);
 /* Creates the process's host around rt (taking ownership if own). */
 host *host_init(ms_runtime *rt, bool own);
+/* The one bring-up of ms-host run and ms.run: a runtime from cfg (with
+ * the host's stall reports), the host around it, and the package paths
+ * new agents get.  NULL with err set on failure (nothing left running). */
+host *host_open(ms_config *cfg, const char *lua_path, const char *lua_cpath, ms_error *err);
 /* Shuts down and frees the runtime (if the host owns it) and the host.
  * Returns MS_E_SHUTDOWN_FAILED when threads were left running. */
 int host_shutdown(void);

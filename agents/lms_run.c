@@ -38,19 +38,15 @@ static int l_run(lua_State *L) {
                 lua_pop(L, 2);
             }
         }
-        cfg.on_stall = lifecycle_on_stall;
-        ms_runtime *rt;
-        ms_error err;
-        if (ms_runtime_new(&cfg, &rt, &err) != 0)
-            return luaL_error(L, "ms.run: %s: %s", ms_err_name(err.code), err.message);
-        h = host_init(rt, true);
-        made = true;
         lua_getglobal(L, "package");
         lua_getfield(L, -1, "path");
-        h->lua_path = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
         lua_getfield(L, -2, "cpath");
-        h->lua_cpath = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        ms_error err;
+        h = host_open(&cfg, lua_tostring(L, -2), lua_tostring(L, -1), &err);
         lua_pop(L, 3);
+        if (!h)
+            return luaL_error(L, "ms.run: %s: %s", ms_err_name(err.code), err.message);
+        made = true;
     }
     lua_settop(L, 1);
     ms_error err;

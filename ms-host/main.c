@@ -412,14 +412,16 @@ static int cmd_run(const opts *o) {
     ms_config_default(&cfg);
     if (!apply_profile(L, &cfg, NULL))
         return 2;
-    cfg.on_stall = lifecycle_on_stall;
-    ms_runtime *rt;
     ms_error err;
-    if (ms_runtime_new(&cfg, &rt, &err) != 0) {
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_getfield(L, -2, "cpath");
+    host *h = host_open(&cfg, lua_tostring(L, -2), lua_tostring(L, -1), &err);
+    lua_pop(L, 3);
+    if (!h) {
         fprintf(stderr, "ms-host: %s: %s\n", ms_err_name(err.code), err.message);
         return 2;
     }
-    host *h = host_init(rt, true);
     apply_profile(L, &cfg, h);
     h->preload = host_preload;
     /* For SIGHUP: what the profile was resolved from. */
@@ -433,12 +435,6 @@ static int cmd_run(const opts *o) {
         snprintf(buf, sizeof buf, "worker_threads=%s", o->workers);
         h->profile_sets[h->nprofile_sets++] = strdup(buf);
     }
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "path");
-    h->lua_path = strdup(lua_tostring(L, -1));
-    lua_getfield(L, -2, "cpath");
-    h->lua_cpath = strdup(lua_tostring(L, -1));
-    lua_pop(L, 3);
     if (cfg.enable_io && lifecycle_start(&err) != 0)
         fprintf(stderr, "ms-host: no graceful shutdown on SIGINT/SIGTERM: %s\n", err.message);
     bool started = start_services(L, h);
@@ -464,7 +460,7 @@ static int cmd_run(const opts *o) {
         host_shutdown();
         return 1;
     }
-    int rc = ms_task_join(a->task, -1, NULL, &err);
+    int rc = agent_join(a, &err);
     int status = 0;
     pthread_mutex_lock(&h->lock);
     bool stopped = h->phase == HOST_STOPPING;
