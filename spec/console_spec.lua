@@ -133,6 +133,25 @@ describe("ms-host console", function()
         assert_contains(herr, "console on " .. sock)
     end)
 
+    it("survives hostile values: each session shows what failed and goes on", function()
+        local name = start_host("h", "--console", sock)
+        wait_listening(name)
+        for _, case in ipairs(require "spec.support.hostile_values") do
+            local code, out, err = attach(case.line .. "\n'next'\n")
+            assert.are.equal(0, code, case.name .. ": " .. err)
+            for _, text in ipairs(case.expect) do
+                assert(out:find(text, 1, true), case.name .. ": expected " .. ("%q"):format(out)
+                    .. "\n  to contain " .. ("%q"):format(text))
+            end
+            assert(out:find('"next"\n', 1, true), case.name .. ": the next line did not run: "
+                .. out)
+            assert.is_nil(out:find("the session ended", 1, true), case.name .. ": " .. out)
+        end
+        local status, hout, herr = stop_host(name)
+        assert.are.equal(0, status, herr)
+        assert_contains(hout, "main ok")
+    end)
+
     it("creates the socket with mode 0600 and removes it at shutdown", function()
         local name = start_host("h", "--console", sock)
         wait_listening(name)

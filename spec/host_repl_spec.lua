@@ -67,6 +67,48 @@ describe("ms-host repl (stdin not a terminal)", function()
         assert_contains(out, "42")
     end)
 
+    describe("survives a hostile value, shows what failed and runs the next lines", function()
+        for _, case in ipairs(require "spec.support.hostile_values") do
+            it(case.name, function()
+                local code, out, err = repl_run(case.line .. "\n'next'\nprint('last')\n")
+                assert.are.equal(0, code, err)
+                for _, text in ipairs(case.expect) do
+                    assert_contains(out, text)
+                end
+                assert_contains(out, '"next"\nlast\n')
+                assert.is_nil(err:find("repl failed", 1, true), err)
+            end)
+        end
+
+        it("tune{} with a settings table whose metamethods raise", function()
+            local code, out, err = repl_run(table.concat({
+                "raise = function() error('a metamethod ran') end",
+                "s = setmetatable({ budget = 64 }, { __index = raise, __pairs = raise, "
+                    .. "__len = raise, __tostring = raise })",
+                "#tune(s)",
+                "print('last')",
+            }, "\n") .. "\n")
+            assert.are.equal(0, code, err)
+            assert.are.equal("1\nlast\n", out)
+        end)
+
+        it("all of them in one session", function()
+            local lines = {}
+            for _, case in ipairs(require "spec.support.hostile_values") do
+                lines[#lines + 1] = case.line
+            end
+            lines[#lines + 1] = "print('last')"
+            local code, out, err = repl_run(table.concat(lines, "\n") .. "\n")
+            assert.are.equal(0, code, err)
+            for _, case in ipairs(require "spec.support.hostile_values") do
+                for _, text in ipairs(case.expect) do
+                    assert_contains(out, text)
+                end
+            end
+            assert.are.equal("last\n", out:sub(-5))
+        end)
+    end)
+
     it("exits 0 at once on empty input", function()
         local code, out, err = repl_run("")
         assert.are.equal(0, code, err)

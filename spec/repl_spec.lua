@@ -75,6 +75,39 @@ describe("ms.repl", function()
             local t = setmetatable({}, { __tostring = function() return "<thing>" end })
             assert.are.equal("<thing>", repl.pretty(t))
         end)
+
+        it("names a __tostring that raises or returns no string, by the value's address", function()
+            local t = setmetatable({}, { __tostring = function() error("boom", 0) end })
+            assert.are.equal("<table: " .. string.format("%p", t) .. " (__tostring raised: boom)>",
+                repl.pretty(t))
+            local n = setmetatable({}, { __tostring = function() return {} end })
+            assert.are.equal("<table: " .. string.format("%p", n)
+                .. " (__tostring returned a table)>", repl.pretty(n))
+            assert.are.equal(repl.pretty(t), repl.safe_tostring(t))
+        end)
+
+        it("walks a table raw: no __index, __len, __pairs, __lt or __eq runs", function()
+            local function raise() error("a metamethod ran") end
+            local t = setmetatable({ 1, 2, a = "x" }, { __index = raise, __len = raise,
+                __pairs = raise, __ipairs = raise, __lt = raise, __le = raise, __eq = raise,
+                __concat = raise, __call = raise })
+            assert.are.equal('{ 1, 2, a = "x" }', repl.pretty(t))
+            local k1, k2 = setmetatable({}, getmetatable(t)), setmetatable({}, getmetatable(t))
+            assert_contains(repl.pretty({ [k1] = 1, [k2] = 2 }), "] = 1")
+        end)
+
+        it("looks __tostring up in the real metatable, not the one __metatable shows", function()
+            local t = setmetatable({ 1 }, { __metatable = { __tostring = function()
+                error("the decoy ran") end } })
+            assert.are.equal("{ 1 }", repl.pretty(t))
+        end)
+
+        it("shows the error fields of an error table without indexing through __index", function()
+            local function raise() error("indexed") end
+            local e = setmetatable({ code = "Bad", message = "worse" }, { __index = raise })
+            assert.are.equal("Bad: worse", repl.error_text(e))
+            assert.are.equal("{}", repl.error_text(setmetatable({}, { __index = raise })))
+        end)
     end)
 
     describe("compile", function()
@@ -180,6 +213,36 @@ describe("ms.repl", function()
         it("ignores blank lines", function()
             local feed = session()
             assert.are.same({ "done", "" }, { feed("   ") })
+        end)
+
+        describe("survives a hostile value", function()
+            for _, case in ipairs(require "spec.support.hostile_values") do
+                it(case.name, function()
+                    local feed = session()
+                    local status, out = feed(case.line)
+                    assert.are.equal("done", status)
+                    for _, text in ipairs(case.expect) do
+                        assert_contains(out, text)
+                    end
+                    assert.are.same({ "done", '"next"\n' }, { feed("'next'") })
+                end)
+            end
+        end)
+
+        it("reports a failure to show a result as one line and goes on", function()
+            local out = {}
+            local writes = 0
+            local s = repl.session{ write = function(text)
+                writes = writes + 1
+                if writes == 1 then error("write failed") end
+                out[#out + 1] = text
+            end }
+            assert.are.equal("done", s:feed("1 + 1"))
+            assert_contains(table.concat(out), "error: the REPL could not show the result: ")
+            assert_contains(table.concat(out), "write failed")
+            out = {}
+            assert.are.equal("done", s:feed("2 + 2"))
+            assert.are.equal("4\n", table.concat(out))
         end)
 
         it("says clearly when ms.tune is absent", function()

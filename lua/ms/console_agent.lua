@@ -11,10 +11,25 @@
 -- both channels, which ends the connection.
 local ms = require "ms"
 
+-- Any agent may send to the dispatcher, so a message that only looks like
+-- a connection must not end it: the channel calls are protected.
 local function refuse(conn, why)
-    conn.outbox:try_send("oms-host console: " .. why .. "\n")
-    conn.outbox:close()
-    conn.inbox:close()
+    pcall(function() conn.outbox:try_send("oms-host console: " .. why .. "\n") end)
+    pcall(function() conn.outbox:close() end)
+    pcall(function() conn.inbox:close() end)
+end
+
+local function close(conn)
+    pcall(function() conn.outbox:close() end)
+    pcall(function() conn.inbox:close() end)
+end
+
+-- The text of a spawn error (an ms error table, or anything).
+local function error_text(e)
+    if type(e) == "table" and type(rawget(e, "message")) == "string" then
+        return rawget(e, "message")
+    end
+    return type(e) == "string" and e or type(e)
 end
 
 return function()
@@ -26,14 +41,14 @@ return function()
             sessions[m.name] = nil
             if conn then
                 if m.reason ~= "normal" then
-                    refuse(conn, ("the session ended (%s%s)"):format(m.reason,
-                        m.message and (": " .. m.message) or ""))
+                    refuse(conn, ("the session ended (%s%s)"):format(tostring(m.reason),
+                        type(m.message) == "string" and (": " .. m.message) or ""))
                 else
-                    conn.outbox:close()
-                    conn.inbox:close()
+                    close(conn)
                 end
             end
-        elseif type(m) == "table" and m.inbox and m.outbox then
+        elseif type(m) == "table" and type(m.inbox) == "userdata"
+            and type(m.outbox) == "userdata" then
             local name = "console-" .. tostring(m.id)
             local ok, a = pcall(ms.agent.spawn, {
                 name = name,
@@ -44,7 +59,7 @@ return function()
                 sessions[name] = { inbox = m.inbox, outbox = m.outbox }
                 ms.monitor(a)
             else
-                refuse(m, "cannot start a session: " .. tostring(a))
+                refuse(m, "cannot start a session: " .. error_text(a))
             end
         end
     end

@@ -22,10 +22,23 @@
 local repl = {}
 
 -- ---- the pretty printer ----
+--
+-- The values it shows are the user's, and a user's value may be hostile: a
+-- __tostring or __index that raises or recurses forever, a __len, __pairs,
+-- __eq or __metatable that lies.  So the printer walks tables raw (next,
+-- rawget, rawlen, the real metatable through debug.getmetatable), never
+-- compares user values with ==, and calls tostring only through
+-- safe_tostring, which turns a failure into text naming it:
+--   <table: 0x... (__tostring raised: stdin:1: boom)>
 
 local MAX_DEPTH = 4       -- deeper tables print as {...}
 local MAX_ITEMS = 200     -- per table; the rest is counted
 local LINE = 96           -- a table that fits prints on one line
+
+local real_metatable = (debug and debug.getmetatable) or getmetatable
+-- LuaJIT without 5.2 compatibility has no rawlen, but then # does not
+-- consult __len for a table either.
+local rawlen = rawlen or function(t) return #t end
 
 local function is_identifier(k)
     return type(k) == "string" and k:match("^[%a_][%w_]*$") ~= nil
@@ -36,36 +49,85 @@ local function is_identifier(k)
             ["while"] = 1 })[k]
 end
 
+local function number_text(v)
+    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then
+        return string.format("%d", v)
+    end
+    return string.format("%.14g", v)
+end
+
+-- "table: 0x..." for any value, without running a metamethod (string.format's
+-- %p reads the address; tostring would call __tostring).
+local function raw_name(v)
+    local t = type(v)
+    if t == "nil" then return "nil" end
+    if t == "boolean" then return v and "true" or "false" end
+    if t == "number" then return number_text(v) end
+    if t == "string" then return v end
+    return t .. ": " .. string.format("%p", v)
+end
+
+-- The message of an error raised while formatting, as plain text.
+local function raw_message(e)
+    if type(e) == "string" then return e end
+    if type(e) == "table" then
+        local m = rawget(e, "message")
+        if type(m) == "string" then return m end
+    end
+    return raw_name(e)
+end
+
+-- tostring(v), or, when that raises or does not give a string, text that
+-- says so and names the value by its address.
+local function safe_tostring(v)
+    local t = type(v)
+    if t == "string" then return v end
+    if t == "nil" or t == "boolean" then return raw_name(v) end
+    local ok, s = pcall(tostring, v)
+    if ok and type(s) == "string" then return s end
+    local why = ok and ("__tostring returned a " .. type(s))
+        or ("__tostring raised: " .. raw_message(s))
+    return "<" .. raw_name(v) .. " (" .. why .. ")>"
+end
+repl.safe_tostring = safe_tostring
+
 local function scalar(v)
     local t = type(v)
     if t == "string" then
         return (string.format("%q", v):gsub("\\\n", "\\n"))
     elseif t == "number" then
-        if v == math.floor(v) and math.abs(v) < 2 ^ 53 then
-            return string.format("%d", v)
-        end
-        return string.format("%.14g", v)
+        return number_text(v)
     end
-    return tostring(v)
+    return safe_tostring(v)
+end
+
+-- True if v has a __tostring of its own (looked up raw, as tostring does).
+local function has_tostring(v)
+    local mt = real_metatable(v)
+    return type(mt) == "table" and rawget(mt, "__tostring") ~= nil
 end
 
 -- Keys in a stable, readable order: the array part first, then numbers,
--- then strings, then anything else, each group sorted.
+-- then strings, then anything else, each group sorted (the last two by
+-- their raw names, so that sorting runs no metamethod).
 local KEY_RANK = { number = 1, string = 2, boolean = 3 }
 
 local function sorted_keys(t)
-    local n = #t
-    local keys = {}
-    for k in pairs(t) do
+    local n = rawlen(t)
+    local keys, names = {}, {}
+    local k = next(t)
+    while k ~= nil do
         if not (type(k) == "number" and k >= 1 and k <= n and k == math.floor(k)) then
             keys[#keys + 1] = k
+            if not KEY_RANK[type(k)] or type(k) == "boolean" then names[k] = raw_name(k) end
         end
+        k = next(t, k)
     end
     table.sort(keys, function(a, b)
         local ra, rb = KEY_RANK[type(a)] or 4, KEY_RANK[type(b)] or 4
         if ra ~= rb then return ra < rb end
         if ra <= 2 then return a < b end
-        return tostring(a) < tostring(b)
+        return names[a] < names[b]
     end)
     return n, keys
 end
@@ -84,11 +146,12 @@ local function table_items(t, depth, indent, seen)
     local total = n + #keys
     for i = 1, n do
         if #items == MAX_ITEMS then break end
-        items[#items + 1] = format_value(t[i], depth + 1, indent, seen)
+        items[#items + 1] = format_value(rawget(t, i), depth + 1, indent, seen)
     end
     for _, k in ipairs(keys) do
         if #items == MAX_ITEMS then break end
-        items[#items + 1] = key_text(k) .. " = " .. format_value(t[k], depth + 1, indent, seen)
+        items[#items + 1] = key_text(k) .. " = "
+            .. format_value(rawget(t, k), depth + 1, indent, seen)
     end
     if total > #items then
         items[#items + 1] = string.format("... (%d more)", total - #items)
@@ -98,9 +161,8 @@ end
 
 format_value = function(v, depth, indent, seen)
     if type(v) ~= "table" then return scalar(v) end
-    local mt = getmetatable(v)
-    if type(mt) == "table" and rawget(mt, "__tostring") then return tostring(v) end
-    if seen[v] then return "<cycle: " .. tostring(v) .. ">" end
+    if has_tostring(v) then return safe_tostring(v) end
+    if seen[v] then return "<cycle: " .. raw_name(v) .. ">" end
     if next(v) == nil then return "{}" end
     if depth >= MAX_DEPTH then return "{...}" end
     seen[v] = true
@@ -114,7 +176,8 @@ end
 
 -- The text of any value as the REPL shows it: tables nested, keys sorted,
 -- at most MAX_DEPTH levels, a table met again inside itself marked
--- "<cycle: table: 0x...>".
+-- "<cycle: table: 0x...>".  It never raises for a hostile value (see
+-- above); only running out of memory can stop it.
 function repl.pretty(v)
     return format_value(v, 0, "", {})
 end
@@ -153,17 +216,27 @@ function repl.compile(src, env)
     return "ok", run
 end
 
--- The message of an error value: ms error tables by their fields.
+-- A field of an error value as text: a string as it is, anything else as
+-- the printer shows it.
+local function field_text(v)
+    if type(v) == "string" then return v end
+    return repl.pretty(v)
+end
+
+-- The message of an error value: ms error tables by their fields (read
+-- raw: the value may be anyone's, with an __index that raises).  Never
+-- raises for a hostile value.
 local function error_text(e)
     if type(e) == "table" then
-        local mt = getmetatable(e)
-        if type(mt) == "table" and mt.__tostring then return tostring(e) end
-        if e.message then
-            return (e.code and (tostring(e.code) .. ": ") or "") .. tostring(e.message)
+        if has_tostring(e) then return safe_tostring(e) end
+        local message = rawget(e, "message")
+        if message ~= nil then
+            local code = rawget(e, "code")
+            return (code ~= nil and (field_text(code) .. ": ") or "") .. field_text(message)
         end
         return repl.pretty(e)
     end
-    return tostring(e)
+    return safe_tostring(e)
 end
 repl.error_text = error_text
 
@@ -187,8 +260,12 @@ local function short_traceback(tb)
     return "stack traceback:\n" .. table.concat(out, "\n")
 end
 
+-- What the chunk's error handler returns; a failed handler (a stack
+-- overflow, say) leaves xpcall with something else.
+local HANDLED = {}
+
 local function handler(e)
-    return { value = e, traceback = debug.traceback("", 2) }
+    return { [HANDLED] = true, value = e, traceback = debug.traceback("", 2) }
 end
 
 -- ---- sessions ----
@@ -230,13 +307,16 @@ function Session:reset()
     self.buffer = nil
 end
 
-function Session:run(fn)
-    local ok, r = xpcall(fn, handler)
+-- Writes what the chunk returned, or the error it raised.
+local function show(self, ok, r)
     if not ok then
         local e = r
+        if type(e) ~= "table" or not rawget(e, HANDLED) then
+            e = { value = e }
+        end
         self.write("error: " .. error_text(e.value) .. "\n")
-        local tb = type(e.value) == "table" and e.value.traceback
-        tb = short_traceback(type(tb) == "string" and tb or e.traceback)
+        local tb = type(e.value) == "table" and rawget(e.value, "traceback")
+        tb = short_traceback(type(tb) == "string" and tb or e.traceback or "")
         if tb then self.write(tb .. "\n") end
         return
     end
@@ -244,6 +324,18 @@ function Session:run(fn)
     local parts = {}
     for i = 1, r.n do parts[i] = repl.pretty(r[i]) end
     self.write(table.concat(parts, "\t") .. "\n")
+end
+
+-- Runs a compiled chunk and shows the outcome.  Nothing the chunk returns
+-- or raises ends the session: showing it is protected as well (it can
+-- still run out of memory), and a failure there is reported as one line.
+function Session:run(fn)
+    local ok, r = xpcall(fn, handler)
+    local shown, err = pcall(show, self, ok, r)
+    if not shown then
+        pcall(self.write, "error: the REPL could not show the "
+            .. (ok and "result" or "error") .. ": " .. raw_message(err) .. "\n")
+    end
 end
 
 -- ---- helpers over the live runtime ----
@@ -292,7 +384,7 @@ function repl.workers(m)
 end
 
 local function pad(s, n)
-    s = tostring(s)
+    s = safe_tostring(s)
     if #s >= n then return s end
     return s .. string.rep(" ", n - #s)
 end
@@ -312,7 +404,7 @@ function repl.top_text(prev)
     lines[#lines + 1] = "worker      polls    busy(s)  queue  parked  stalled(s)"
     for i, w in ipairs(m.per_worker) do
         lines[#lines + 1] = string.format("%6d %10d %10.2f %6d  %-6s  %10.2f%s", i, w.poll_count,
-            w.busy, w.local_queue_depth, tostring(w.parked), w.stalled,
+            w.busy, w.local_queue_depth, safe_tostring(w.parked), w.stalled,
             w.active == false and "  (retired)" or "")
     end
     local polls = {}
@@ -342,8 +434,8 @@ function repl.tune(settings)
     local ms = ms_module()
     local tune = ms.tune
     -- A function, or a table with __call (ms.tune also lists live_fields).
-    local mt = type(tune) == "table" and getmetatable(tune)
-    if type(tune) ~= "function" and not (type(mt) == "table" and mt.__call) then
+    local mt = type(tune) == "table" and real_metatable(tune)
+    if type(tune) ~= "function" and not (type(mt) == "table" and rawget(mt, "__call")) then
         error("ms.tune is not available in this build", 2)
     end
     return tune(settings)
@@ -355,7 +447,7 @@ local function new_env(write, opts)
     local env = {}
     env.print = function(...)
         local parts = {}
-        for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+        for i = 1, select("#", ...) do parts[i] = safe_tostring((select(i, ...))) end
         write(table.concat(parts, "\t") .. "\n")
     end
     -- io.write too, so that a console session's output reaches its
@@ -363,7 +455,7 @@ local function new_env(write, opts)
     env.io = setmetatable({
         write = function(...)
             local parts = {}
-            for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+            for i = 1, select("#", ...) do parts[i] = safe_tostring((select(i, ...))) end
             write(table.concat(parts))
         end,
     }, { __index = io })

@@ -43,17 +43,21 @@ local function tune(_, settings, source)
         error("ms.tune: expected a table of settings, e.g. { worker_threads = 4 }, got "
             .. type(settings), 2)
     end
+    -- Read raw (next, rawget): the table is the caller's and may carry
+    -- metamethods that raise.
     local names = {}
-    for k in pairs(settings) do
+    local k = next(settings)
+    while k ~= nil do
         if type(k) ~= "string" then
             error("ms.tune: setting names must be strings, got " .. type(k), 2)
         end
         names[#names + 1] = k
+        k = next(settings, k)
     end
     table.sort(names)
     local normalised = {}
     for _, name in ipairs(names) do
-        local ok, v = pcall(profile.check_field, name, settings[name], "ms.tune")
+        local ok, v = pcall(profile.check_field, name, rawget(settings, name), "ms.tune")
         if not ok then
             error(v, 2)
         end

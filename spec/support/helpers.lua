@@ -2,11 +2,16 @@
 -- two-worker runtime (a failure inside fails the calling `it` with its
 -- message and the task's traceback), and check error messages.
 --   local h = require "spec.support.helpers"   (specs run from the repo root)
-local ms = require "ms"
+--
+-- The ms module is loaded only by helpers.run: a spec that drives the
+-- ms-host binary alone (helpers.host) must not load it, because the
+-- sanitizer builds run such specs with an instrumented ms-host and no
+-- loadable module (see "subprocess specs" in CMakeLists.txt).
 
 local helpers = {}
 
 function helpers.run(fn, config)
+    local ms = require "ms"
     local ok, err = ms.run(fn, config or { worker_threads = "2" })
     if not ok then
         error(tostring(type(err) == "table" and err.message or err) .. "\n"
