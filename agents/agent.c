@@ -360,13 +360,20 @@ static bool start_in_state(agent *a) {
 /* Records the agent's end and tells its monitors.  L is still open. */
 static void agent_exit_ex(agent *a, const char *reason, int code, const char *message,
                           const char *traceback, bool at_shutdown) {
+    /* Unread: what the mailbox still holds, plus the messages taken from
+     * it for tasks whose code never saw them (aborted, or about to be in
+     * the teardown).  Every message a send accepted is either returned by
+     * ms.recv to the agent's code or counted here (docs/host.md). */
+    size_t held = a->unread_dropped;
+    for (ltask *lt = a->all; lt; lt = lt->next_all)
+        held += lt->holds_msg;
     pthread_mutex_lock(&a->mlock);
     a->state = AG_EXITED;
     snprintf(a->exit_reason, sizeof a->exit_reason, "%s", reason);
     a->exit_code = code;
     a->exit_message = message ? strdup(message) : NULL;
     a->exit_traceback = traceback ? strdup(traceback) : NULL;
-    size_t unread = mbox_close(&a->mbox);
+    size_t unread = mbox_close(&a->mbox) + held;
     a->unread_at_exit = unread;
     agent **mons = a->monitors;
     uint32_t nmons = a->nmonitors;

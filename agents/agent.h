@@ -131,6 +131,9 @@ struct agent {
     char *exit_traceback;
     int exit_code;              /* ms_err code */
     size_t unread_at_exit;      /* messages accepted and never received */
+    /* Agent thread only: messages taken from the mailbox for a task that
+     * was aborted before its code saw them (ltask.c); part of unread. */
+    size_t unread_dropped;
 
     /* The host registry (registry.c), under the host lock. */
     agent *next_reg, *prev_reg;

@@ -9,6 +9,7 @@
 #include "events.h"
 #include "host.h"
 #include "lifecycle.h"
+#include "ops.h"
 
 static host *g_host;
 
@@ -61,34 +62,31 @@ void host_history_push(host *h, ms_metrics *m, double time) {
     ms_metrics_free(old);
 }
 
-void host_track_interval(ms_interval **slot) {
+void host_track_interval(lint *iv) {
     host *h = g_host;
+    iv->tprev = iv->tnext = NULL;
     if (!h)
         return;
     pthread_mutex_lock(&h->lock);
-    if (h->nintervals == h->icap) {
-        uint32_t cap = h->icap ? h->icap * 2 : 16;
-        ms_interval ***grown = realloc(h->intervals, cap * sizeof *grown);
-        if (grown) {
-            h->intervals = grown;
-            h->icap = cap;
-        }
-    }
-    if (h->nintervals < h->icap)
-        h->intervals[h->nintervals++] = slot;
+    iv->tnext = h->intervals;
+    if (h->intervals)
+        h->intervals->tprev = iv;
+    h->intervals = iv;
     pthread_mutex_unlock(&h->lock);
 }
 
-void host_untrack_interval(ms_interval **slot) {
+void host_untrack_interval(lint *iv) {
     host *h = g_host;
     if (!h)
         return;
     pthread_mutex_lock(&h->lock);
-    for (uint32_t i = 0; i < h->nintervals; i++)
-        if (h->intervals[i] == slot) {
-            h->intervals[i] = h->intervals[--h->nintervals];
-            break;
-        }
+    if (iv->tprev)
+        iv->tprev->tnext = iv->tnext;
+    else if (h->intervals == iv)
+        h->intervals = iv->tnext;
+    if (iv->tnext)
+        iv->tnext->tprev = iv->tprev;
+    iv->tprev = iv->tnext = NULL;
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -98,12 +96,12 @@ int host_shutdown(void) {
     if (!h)
         return 0;
     pthread_mutex_lock(&h->lock);
-    for (uint32_t i = 0; i < h->nintervals; i++) {
-        ms_interval_free(*h->intervals[i]);
-        *h->intervals[i] = NULL;
+    for (lint *iv = h->intervals, *next; iv; iv = next) {
+        next = iv->tnext;
+        ms_interval_free(iv->iv);
+        iv->iv = NULL;
+        iv->tprev = iv->tnext = NULL;
     }
-    h->nintervals = 0;
-    free(h->intervals);
     h->intervals = NULL;
     pthread_mutex_unlock(&h->lock);
     if (h->own_rt) {

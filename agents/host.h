@@ -46,9 +46,10 @@ struct host {
     const luaL_Reg *preload;
     /* Intervals live in Lua userdata that may outlive the runtime (the
      * main state is collected last): the host frees what is left at
-     * shutdown and clears the userdata's pointer.  Under lock. */
-    ms_interval ***intervals;
-    uint32_t nintervals, icap;
+     * shutdown and clears the userdata's pointer.  Under lock: a doubly
+     * linked list through the userdata (lint.tprev, tnext), so that
+     * collecting one is O(1). */
+    lint *intervals;
     /* Agents the runtime's shutdown stopped, and the messages they left
      * unread: reported once, by host_shutdown. */
     _Atomic uint64_t stopped_at_shutdown, unread_at_shutdown;
@@ -90,7 +91,8 @@ int host_shutdown(void);
 /* Collector thread: makes m (owned from now on) the latest snapshot; the
  * latest becomes the previous. */
 void host_history_push(host *h, ms_metrics *m, double time);
-void host_track_interval(ms_interval **slot);
-void host_untrack_interval(ms_interval **slot);
+/* Puts iv (its ms_interval made) on the host's list / takes it off. */
+void host_track_interval(lint *iv);
+void host_untrack_interval(lint *iv);
 
 #endif

@@ -229,6 +229,70 @@ void lifecycle_on_stall(void *ud, const ms_stall *st) {
 #define MS_LUA_DIR "lua"
 #endif
 
+/* The host's own fields that only take effect at start: neither libms's
+ * (ms_config, compared field by field below) nor live.  As "name=value",
+ * from the profile the host started with; written once before the signal
+ * watcher starts, read by reloads. */
+#define FIXED_MAX 32
+static char *fixed_at_start[FIXED_MAX];
+static int nfixed_at_start;
+
+/* Fills out with the start-time host fields of the resolved profile at
+ * prof, "name=value" (malloc'd), and returns how many.  The ms.profile
+ * module is at mod. */
+static int fixed_fields(lua_State *L, int mod, int prof, char **out, int max) {
+    int n = 0, top = lua_gettop(L);
+    lua_getfield(L, mod, "fields");
+    int fields = lua_gettop(L);
+    lua_getfield(L, mod, "field_order");
+    int order = lua_gettop(L);
+    lua_getfield(L, prof, "values");
+    int vals = lua_gettop(L);
+    if (!lua_istable(L, fields) || !lua_istable(L, order) || !lua_istable(L, vals)) {
+        lua_settop(L, top);
+        return 0;
+    }
+    for (int i = 1; i <= (int)lua_objlen(L, order) && n < max; i++) {
+        lua_settop(L, vals);
+        lua_rawgeti(L, order, i);
+        const char *name = lua_tostring(L, -1);
+        if (!name || strcmp(name, "description") == 0)
+            continue;
+        lua_getfield(L, fields, name);
+        lua_getfield(L, -1, "config");
+        lua_getfield(L, -2, "live");
+        bool skip = lua_toboolean(L, -1) || lua_toboolean(L, -2);
+        if (skip)
+            continue;
+        lua_getfield(L, vals, name);
+        const char *v = lua_type(L, -1) == LUA_TBOOLEAN ? (lua_toboolean(L, -1) ? "true" : "false")
+                        : lua_isstring(L, -1)           ? lua_tostring(L, -1)
+                                                        : "nil";
+        size_t len = strlen(name) + strlen(v) + 2;
+        char *text = malloc(len);
+        if (!text)
+            continue;
+        snprintf(text, len, "%s=%s", name, v);
+        out[n++] = text;
+    }
+    lua_settop(L, top);
+    return n;
+}
+
+void lifecycle_note_profile(lua_State *L, int prof) {
+    prof = prof < 0 ? lua_gettop(L) + prof + 1 : prof;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ms.profile");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        lua_pop(L, 1);
+        return;
+    }
+    for (int i = 0; i < nfixed_at_start; i++)
+        free(fixed_at_start[i]);
+    nfixed_at_start = fixed_fields(L, lua_gettop(L), prof, fixed_at_start, FIXED_MAX);
+    lua_pop(L, 1);
+}
+
 /* The live settings (the host's and the runtime's, see tune.c) change as
  * ms.tune would change them; the others are named, so the operator knows a
  * restart is needed. */
@@ -328,6 +392,22 @@ void lifecycle_reload_profile(void) {
             }
             lua_pop(L, 3);
         }
+    }
+    /* And the host's own start-time fields (the metrics endpoint and
+     * file, the console, the tuner). */
+    char *fixed[FIXED_MAX];
+    int nf = fixed_fields(L, mod, prof, fixed, FIXED_MAX);
+    for (int i = 0; i < nf; i++) {
+        bool same = false;
+        for (int k = 0; k < nfixed_at_start && !same; k++)
+            same = strcmp(fixed[i], fixed_at_start[k]) == 0;
+        if (!same && nfixed_at_start > 0) {
+            char *eq = strchr(fixed[i], '=');
+            fprintf(stderr, "ms-host: SIGHUP: %.*s = %s needs a restart (not live-tunable)\n",
+                    (int)(eq - fixed[i]), fixed[i], eq + 1);
+            changed++;
+        }
+        free(fixed[i]);
     }
     if (changed == 0)
         fprintf(stderr, "ms-host: SIGHUP: profile %s reloaded, nothing changed\n", h->profile_name);

@@ -5,6 +5,8 @@
 #ifndef MS_AGENTS_LIFECYCLE_H
 #define MS_AGENTS_LIFECYCLE_H
 
+#include <lua.h>
+
 #include "ms.h"
 
 /* Starts a graceful shutdown (idempotent): every agent runs its
@@ -17,5 +19,10 @@ void lifecycle_on_stall(void *ud, const ms_stall *st);
 /* SIGHUP: re-reads the profile; applies the live settings, names the ones
  * that need a restart.  Runs on the blocking pool. */
 void lifecycle_reload_profile(void);
+/* ms-host, before lifecycle_start: the resolved profile at index prof of
+ * L (a state with ms.profile on its path), as the host starts with it, so
+ * that SIGHUP can name the host's start-time fields (metrics_listen,
+ * console, ...) a reload changes. */
+void lifecycle_note_profile(lua_State *L, int prof);
 
 #endif

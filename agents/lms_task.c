@@ -275,7 +275,7 @@ static int l_blocking(lua_State *L) {
 static int interval_gc(lua_State *L) {
     lint *iv = lua_touserdata(L, 1);
     if (iv->iv) {
-        host_untrack_interval(&iv->iv);
+        host_untrack_interval(iv);
         ms_interval_free(iv->iv);
         iv->iv = NULL;
     }
@@ -299,6 +299,7 @@ static int l_interval(lua_State *L) {
     lint *iv = lua_newuserdata(L, sizeof *iv);
     iv->iv = NULL;
     iv->waiter = NULL;
+    iv->tprev = iv->tnext = NULL;
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, interval_gc);
     lua_setfield(L, -2, "__gc");
@@ -307,7 +308,7 @@ static int l_interval(lua_State *L) {
     if (!a || ms_interval_new(a->h->rt, (uint64_t)(s * 1000 + 0.5), (ms_missed_tick)policy,
                               &iv->iv, &err) != 0)
         return luaL_error(L, "ms.interval: %s", a ? err.message : "no runtime (use ms.run)");
-    host_track_interval(&iv->iv);
+    host_track_interval(iv);
     lua_pushcclosure(L, interval_next, 1);
     return 1;
 }

@@ -197,6 +197,14 @@ static void ltask_finish(agent *a, ltask *lt, lt_status st) {
     lt->co = NULL;
 }
 
+/* An aborted task's message that its code never saw is unread. */
+static void drop_held(agent *a, ltask *lt) {
+    if (lt->holds_msg) {
+        lt->holds_msg = false;
+        a->unread_dropped++;
+    }
+}
+
 void ltask_abort(ltask *lt) {
     agent *a = lt->a;
     if (lt->status == LT_DONE || lt->status == LT_FAILED || lt->status == LT_ABORTED ||
@@ -204,6 +212,7 @@ void ltask_abort(ltask *lt) {
         return;
     if (lt->status == LT_WAITING)
         op_cancel(lt);
+    drop_held(a, lt);
     runq_remove(a, lt);
     ltask_finish(a, lt, LT_ABORTED);
     ltask_unref(lt); /* the scheduler's reference */
@@ -218,6 +227,7 @@ void ltask_abort_all(agent *a) {
         ltask *lt = a->all;
         if (lt->status == LT_WAITING)
             op_cancel(lt);
+        drop_held(a, lt);
         runq_remove(a, lt);
         ltask_finish(a, lt, LT_ABORTED);
         ltask_unref(lt);
@@ -304,6 +314,7 @@ bool ltask_resume(agent *a, ltask *lt, ms_cx *cx) {
     lt->status = LT_RUNNING;
     int nargs = lt->nres;
     lt->nres = 0;
+    lt->holds_msg = false; /* its code gets the message now */
     a->enforce_limit = true;
     agent *outer = agent_running();
     agent_set_running(a);

@@ -31,6 +31,10 @@ struct ltask {
     lt_status status;
     bool is_main;
     int nres;                   /* values to pass to the next resume */
+    /* Those values include a message taken from the mailbox (ms.recv)
+     * that the task's code has not seen yet: if the task is aborted
+     * before its next resume, the message counts as unread. */
+    bool holds_msg;
     lop op;
     ltask *next_run;            /* run queue */
     ltask *next_all, *prev_all; /* the agent's list of live ltasks */

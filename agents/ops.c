@@ -333,6 +333,7 @@ static ms_poll recv_poll(ltask *lt, ms_cx *cx) {
      * nothing, which a re-poll absorbs. */
     mail_unwait(a, lt);
     lt->nres = push_message(lt->co, m);
+    lt->holds_msg = true; /* until the task's next resume */
     return MS_POLL_READY;
 }
 
@@ -350,7 +351,12 @@ int op_recv(lua_State *L, ltask *lt, double timeout) {
      * the scheduler: a collector drains its backlog in one run. */
     msg *m = mail_take(a);
     if (m) {
-        return op_return_fast(L, lt, push_message(L, m));
+        int n = push_message(L, m);
+        /* Every so often the fast path yields with the message as its
+         * results: until the task resumes, it holds the message. */
+        int ret = op_return_fast(L, lt, n);
+        lt->holds_msg = lt->op.poll != NULL;
+        return ret;
     }
     if (!set_deadline(L, lt, timeout))
         return 0;

@@ -14,11 +14,15 @@
 #include "fwd.h"
 #include "ms.h"
 
-/* The userdata behind an ms.interval iterator.  iv first: &lint->iv is the
- * slot the host tracks (host_track_interval).  Agent thread only. */
+/* The userdata behind an ms.interval iterator.  iv and waiter: agent
+ * thread only.  The host keeps every live one on a list (tprev, tnext,
+ * under the host's lock; host_track_interval) so that it can free what is
+ * left at shutdown: adding and removing are O(1), whatever the number of
+ * intervals. */
 struct lint {
     ms_interval *iv;
     ltask *waiter;              /* the task waiting on it, or NULL */
+    lint *tprev, *tnext;        /* the host's list, under the host's lock */
 };
 
 typedef ms_poll (*lop_poll_fn)(ltask *lt, ms_cx *cx);

@@ -198,13 +198,18 @@ static lua_State *new_state(void) {
     return L;
 }
 
-/* Pushes the resolved profile (a table) or prints the error and returns
- * false. */
-static bool load_profile(lua_State *L, const opts *o, const char *name) {
+/* Pushes the resolved profile (a table) and returns true, or pushes the
+ * error message (a string) and returns false.  Either way one value more
+ * on L. */
+static bool load_profile_quiet(lua_State *L, const opts *o, const char *name) {
+    int top = lua_gettop(L);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "ms.profile");
     if (lua_pcall(L, 1, 1, 0) != 0) {
-        fprintf(stderr, "ms-host: cannot load the profile module: %s\n", lua_tostring(L, -1));
+        const char *why = lua_tostring(L, -1);
+        lua_pushfstring(L, "cannot load the profile module: %s", why ? why : "(no message)");
+        lua_replace(L, top + 1);
+        lua_settop(L, top + 1);
         return false;
     }
     lua_getfield(L, -1, "load");
@@ -236,12 +241,23 @@ static bool load_profile(lua_State *L, const opts *o, const char *name) {
         lua_setfield(L, -2, "console");
     }
     lua_setfield(L, -2, "overrides");
-    if (lua_pcall(L, 2, 1, 0) != 0) {
-        fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
-        return false;
+    bool ok = lua_pcall(L, 2, 1, 0) == 0;
+    if (!ok && !lua_isstring(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "(error without a message)");
     }
     lua_remove(L, -2); /* the module */
-    return true;
+    return ok;
+}
+
+/* Pushes the resolved profile (a table) or prints the error and returns
+ * false (with nothing pushed). */
+static bool load_profile(lua_State *L, const opts *o, const char *name) {
+    if (load_profile_quiet(L, o, name))
+        return true;
+    fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return false;
 }
 
 /* Applies the profile at the top of L to cfg.  Prints and returns false on
@@ -296,24 +312,37 @@ static int cmd_profiles(const opts *o) {
     int mod = lua_gettop(L);
     lua_getfield(L, mod, "list");
     lua_call(L, 0, 1);
-    int n = (int)lua_objlen(L, -1), status = 0;
+    int list = lua_gettop(L);
+    int n = (int)lua_objlen(L, list), status = 0;
+    /* The last error printed (a registry ref): an error that does not
+     * depend on the profile (a bad --set) is printed once, not once per
+     * profile. */
+    lua_pushnil(L);
+    int last_err = lua_gettop(L);
     for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, -1, i);
+        int top = lua_gettop(L);
+        lua_rawgeti(L, list, i);
         const char *name = lua_tostring(L, -1);
-        if (!load_profile(L, o, name)) {
+        if (!name || !load_profile_quiet(L, o, name)) {
             status = 2;
-            lua_pop(L, 1);
+            if (name && !lua_equal(L, -1, last_err)) {
+                fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
+                lua_replace(L, last_err);
+            }
+            lua_settop(L, top);
             continue;
         }
+        int prof = lua_gettop(L);
         ms_config cfg;
         ms_config_default(&cfg);
         if (!apply_profile(L, &cfg, NULL))
             status = 2;
+        lua_settop(L, prof);
         lua_getfield(L, mod, "describe");
-        lua_pushvalue(L, -2);
+        lua_pushvalue(L, prof);
         lua_call(L, 1, 1);
         printf("%s\n", lua_tostring(L, -1));
-        lua_pop(L, 3);
+        lua_settop(L, top);
     }
     lua_close(L);
     return status;
@@ -435,6 +464,7 @@ static int cmd_run(const opts *o) {
         snprintf(buf, sizeof buf, "worker_threads=%s", o->workers);
         h->profile_sets[h->nprofile_sets++] = strdup(buf);
     }
+    lifecycle_note_profile(L, lua_gettop(L)); /* for SIGHUP */
     if (cfg.enable_io && lifecycle_start(&err) != 0)
         fprintf(stderr, "ms-host: no graceful shutdown on SIGINT/SIGTERM: %s\n", err.message);
     bool started = start_services(L, h);

@@ -271,6 +271,26 @@ local function agent_spawn()
   report("agent_spawn", v)
 end
 
+-- interval_collect_160k: create 160,000 ms.interval objects, drop them,
+-- and time the full collection that frees them (each is taken off the
+-- host's list of intervals as it goes; that used to be a linear search,
+-- which made this quadratic).  Ours only.
+local function interval_collect()
+  local n = 160000
+  local v = {}
+  for r = 0, iters_override or 5 do
+    collectgarbage()
+    local t = {}
+    for i = 1, n do t[i] = ms.interval(60) end
+    t = nil
+    local t0 = now()
+    collectgarbage()
+    if r > 0 then v[r] = (now() - t0) * 1e6 end
+  end
+  table.sort(v)
+  report("interval_collect_160k", v)
+end
+
 -- ---------------------------------------------------------------------
 -- Where the A workloads run.  Erlang's bench runs each workload in an
 -- ordinary process, scheduled like the ones it spawns.  Our main agent is
@@ -327,6 +347,7 @@ local WORKLOADS = {
   { "A2_ping_pong_cross_agent_10k_main", "A2m", function() time("A2_ping_pong_cross_agent_10k_main", 20, a2) end },
   { "A3_fan_in_4x250k_main", "A3m", function() time("A3_fan_in_4x250k_main", 5, a3) end },
   { "agent_spawn", "agent_spawn", agent_spawn },
+  { "interval_collect_160k", "interval_collect", interval_collect },
 }
 
 local args = { ... }

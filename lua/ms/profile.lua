@@ -40,7 +40,8 @@ local rules = {
 }
 profile.rules = rules
 
--- Every field a profile may set.  min/max are inclusive and match
+-- Every field a profile may set.  min/max are inclusive (nonzero_min: the
+-- least value other than 0) and match
 -- core/src/config.c for the fields libms owns (config = true; durations are
 -- in seconds here, milliseconds there).  For path kinds max is the longest
 -- accepted path in bytes.  default is the built-in value used when no file
@@ -141,6 +142,7 @@ local fields = {
     },
     agent_memory_limit = {
         kind = "size", min = 0, max = 1024 * GIB, default = 0, zero = "none", live = true,
+        nonzero_min = 16 * KIB, -- an agent's state needs this much to start
         doc = "default Lua heap limit of an agent, bytes; 0 = none",
     },
     jit_agent_limit = {
@@ -411,6 +413,9 @@ local function range_text(f)
         end
         return string.format("%d..%d seconds", f.min, f.max)
     elseif f.kind == "size" then
+        if f.nonzero_min ~= nil then
+            return string.format("0 or %d..%d bytes", f.nonzero_min, f.max)
+        end
         return string.format("%d..%d bytes", f.min, f.max)
     end
     return string.format("%d..%d", f.min, f.max)
@@ -433,7 +438,7 @@ local function fail_field(ctx, name, fmt, ...)
 end
 
 local function check_range(ctx, name, f, v, original)
-    if v ~= v or v < f.min or v > f.max then
+    if v ~= v or v < f.min or v > f.max or (f.nonzero_min ~= nil and v ~= 0 and v < f.nonzero_min) then
         fail_field(ctx, name, "%s is out of range (allowed %s)", given(original), range_text(f))
     end
 end
@@ -711,6 +716,41 @@ local function data_env()
     })
 end
 
+-- A profile is data, yet its file is a program: one that never returns
+-- would hang the host's start, or a SIGHUP's reload for good.  So a file's
+-- chunk gets at most this many Lua VM instructions -- far more than any
+-- table of settings needs (default.lua takes a few hundred) -- and is
+-- refused, naming the file, past them.  A count hook counts them; the JIT
+-- is off for the chunk and everything it defines, since compiled code
+-- runs no hooks.  Counting instructions rather than time keeps the
+-- verdict the same on a loaded machine: 10^8 take well under a second.
+local INSTRUCTION_LIMIT = 100000000
+local HOOK_EVERY = 10000
+
+local function run_limited(chunk, name_shown)
+    local ok_jit, jit = pcall(require, "jit")
+    if ok_jit and type(jit) == "table" and jit.off then
+        jit.off(chunk, true)
+    end
+    local old_hook, old_mask, old_count = debug.gethook()
+    local left = INSTRUCTION_LIMIT / HOOK_EVERY
+    debug.sethook(function()
+        left = left - 1
+        if left <= 0 then
+            debug.sethook()
+            error(string.format("%s: did not finish within %d Lua instructions (a profile is "
+                .. "data: does it loop forever?)", name_shown, INSTRUCTION_LIMIT), 0)
+        end
+    end, "", HOOK_EVERY)
+    local ok, result = pcall(chunk)
+    if old_hook ~= nil then
+        debug.sethook(old_hook, old_mask, old_count)
+    else
+        debug.sethook()
+    end
+    return ok, result
+end
+
 local function run_file(abs, name_shown)
     -- Load by the shown name so that every message the compiler or the
     -- chunk produces ("profiles/x.lua:3: ...") names the file the same way.
@@ -719,7 +759,7 @@ local function run_file(abs, name_shown)
         error(err, 0)
     end
     setfenv(chunk, data_env())
-    local ok, result = pcall(chunk)
+    local ok, result = run_limited(chunk, name_shown)
     if not ok then
         if type(result) ~= "string" then
             fail(name_shown, "raised a %s as an error", type(result))

@@ -1,0 +1,286 @@
+-- Regression tests for the faults of issue 13 that do not need a network
+-- peer (spec/listeners_spec.lua has those): collecting many ms.interval
+-- objects, exact message accounting at a SIGTERM, a profile that never
+-- returns (at startup and through SIGHUP), and the smaller ones (SIGHUP
+-- and metrics_listen, `profiles --set` errors, the smallest
+-- agent_memory_limit).
+--
+-- Each case runs a real ms-host under a hang guard (`timeout -s KILL`):
+-- what decides pass or fail is what the host printed and how it exited,
+-- never how long it took.  Waits poll for an event with a generous bound.
+--
+-- Run from the repository root:
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/faults_spec.lua
+local h = require "spec.support.helpers"
+local HOST, q, slurp, write, contains, assert_contains =
+    h.host, h.shell_quote, h.slurp, h.write_file, h.contains, h.assert_contains
+
+local function sh(cmd)
+    local r = os.execute(cmd)
+    return r == 0 or r == true
+end
+
+local function sleep(s)
+    sh("sleep " .. s)
+end
+
+-- Polls cond() every 50 ms for up to `seconds`; true once it held.
+local function wait_until(seconds, cond)
+    for _ = 1, seconds * 20 do
+        if cond() then return true end
+        sleep(0.05)
+    end
+    return cond()
+end
+
+local function new_dir()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(sh("mkdir " .. q(dir)))
+    return dir
+end
+
+-- Starts `ms-host <args>` in the background in dir, under a hang guard of
+-- `guard` seconds (then SIGKILL, status 137).  prefix is shell text run
+-- first in the same shell (e.g. "ulimit -n 64;"); the host replaces that
+-- shell, so p.pid is the host's own pid.  Returns p with out(), err(),
+-- code() (nil while it runs), signal(sig), wait_exit(seconds) -> code,
+-- wait_err(text, seconds) -> true once stderr contains text.
+local function start(dir, args, opts)
+    opts = opts or {}
+    for _, f in ipairs({ "pid", "out", "err", "code" }) do os.remove(dir .. "/" .. f) end
+    local inner = ("echo $$ >%s; %s exec %s %s"):format(q(dir .. "/pid"), opts.prefix or "",
+        q(HOST), args)
+    sh(("(timeout -s KILL %d sh -c %s >%s 2>%s </dev/null; echo $? >%s) &"):format(
+        opts.guard or 120, q(inner), q(dir .. "/out"), q(dir .. "/err"), q(dir .. "/code")))
+    local p = {}
+    function p.out() return slurp(dir .. "/out") end
+    function p.err() return slurp(dir .. "/err") end
+    function p.code() return tonumber(slurp(dir .. "/code"):match("%d+")) end
+    assert(wait_until(20, function() return slurp(dir .. "/pid"):match("%d+") end),
+        "the host's shell did not start")
+    p.pid = tonumber(slurp(dir .. "/pid"):match("%d+"))
+    function p.signal(sig) sh(("kill -%s %d 2>/dev/null"):format(sig, p.pid)) end
+    function p.wait_exit(seconds)
+        wait_until(seconds or 120, function() return p.code() ~= nil end)
+        return p.code()
+    end
+    function p.wait_out(text, seconds)
+        return wait_until(seconds or 30, function()
+            return contains(p.out(), text) or p.code() ~= nil
+        end) and contains(p.out(), text)
+    end
+    function p.wait_err(text, seconds)
+        return wait_until(seconds or 30, function()
+            return contains(p.err(), text) or p.code() ~= nil
+        end) and contains(p.err(), text)
+    end
+    return p
+end
+
+-- Runs `ms-host <args>` to its end (hang guard `guard` seconds); returns
+-- the exit status, stdout and stderr.
+local function run(dir, args, opts)
+    local p = start(dir, args, opts)
+    local code = p.wait_exit((opts and opts.guard or 120) + 10)
+    return code, p.out(), p.err()
+end
+
+describe("issue 13 faults", function()
+    local dir
+
+    before_each(function() dir = new_dir() end)
+    after_each(function()
+        local pid = slurp(dir .. "/pid"):match("%d+")
+        if pid and slurp(dir .. "/code") == "" then sh("kill -KILL " .. pid .. " 2>/dev/null") end
+        sh("rm -rf " .. q(dir))
+    end)
+
+    -- Fault: host_untrack_interval searched a list under the host lock,
+    -- so collecting n intervals took n^2/2 steps (10^6 did not finish in
+    -- 150 s).  A million now collect in seconds; the guard is minutes.
+    it("collects a million ms.interval objects (tracking is O(1))", function()
+        local script = write(dir .. "/iv.lua", [[
+local n = tonumber(arg[1])
+local t = {}
+for i = 1, n do t[i] = ms.interval(60) end
+print("created " .. n)
+t = nil
+collectgarbage()
+collectgarbage()
+print("collected " .. n)
+]])
+        local code, out, err = run(dir, ("run %s -- 1000000"):format(q(script)), { guard = 100 })
+        assert.are.equal(0, code, err)
+        assert_contains(out, "collected 1000000")
+    end)
+
+    -- Fault: a SIGTERM while messages were in flight left the consumer's
+    -- processed count plus the reported unread one short of what the
+    -- sends accepted: a message already taken from the mailbox for a task
+    -- that the shutdown then aborted was counted nowhere.
+    it("accounts for every accepted message at a SIGTERM: processed + unread = accepted", function()
+        local script = write(dir .. "/acc.lua", [[
+local consumer = ms.agent.spawn{ name = "consumer", fn = function()
+    local processed = 0
+    ms.on_shutdown(function()
+        io.stdout:write("processed " .. processed .. "\n")
+        io.stdout:flush()
+    end)
+    -- Slower than the producer, so the mailbox never runs dry: every
+    -- poll of this agent ends with the budget spent, in the middle of
+    -- receiving.
+    local x = 0
+    while true do
+        ms.recv()
+        processed = processed + 1
+        for i = 1, 300 do x = x + i % 7 end
+    end
+end }
+local accepted, ready = 0, false
+ms.on_shutdown(function()
+    io.stdout:write("accepted " .. accepted .. "\n")
+    io.stdout:flush()
+end)
+while true do
+    -- Keep about 100,000 messages in flight.
+    if consumer:info().mailbox < 100000 then
+        for i = 1, 1000 do
+            if consumer:send(i) then accepted = accepted + 1 end
+        end
+    elseif not ready then
+        ready = true
+        print("ready")
+        io.stdout:flush()
+    end
+    ms.yield()
+end
+]])
+        for round = 1, 3 do
+            local p = start(dir, ("run %s --workers 2"):format(q(script)), { guard = 120 })
+            assert.is_true(p.wait_out("ready", 60), "no ready: " .. p.err())
+            p.signal("TERM")
+            local code = p.wait_exit(100)
+            local out, err = p.out(), p.err()
+            assert.are.equal(0, code, err)
+            local processed = tonumber(out:match("processed (%d+)"))
+            local accepted = tonumber(out:match("accepted (%d+)"))
+            local unread = tonumber(err:match("agent consumer %(%d+%) exited %(shutdown%) with (%d+) unread")
+                or "0")
+            assert.is_truthy(processed and accepted, out .. err)
+            assert.is_true(accepted >= 100000, out)
+            assert.are.equal(accepted, processed + unread,
+                ("round %d: processed %d + unread %d ~= accepted %d\n%s"):format(round, processed,
+                    unread, accepted, err))
+        end
+    end)
+
+    -- Fault: a profile file that never returns hung the startup forever
+    -- with no message.
+    it("refuses a profile that never returns, naming it, with status 2", function()
+        local prof = write(dir .. "/forever.lua",
+            'local n = 0\nwhile true do n = n + 1 end\nreturn { description = "never" }\n')
+        local script = write(dir .. "/s.lua", 'print("ran")\n')
+        local code, out, err = run(dir, ("run %s --profile %s"):format(q(script), q(prof)),
+            { guard = 60 })
+        assert.are.equal(2, code, err)
+        assert_contains(err, "forever.lua")
+        assert_contains(err, "did not finish")
+        assert.is_false(contains(out, "ran"))
+    end)
+
+    it("refuses a profile whose parent never returns", function()
+        write(dir .. "/loops.lua", 'while true do end\nreturn { description = "never" }\n')
+        local prof = write(dir .. "/child.lua",
+            'return { extends = "loops.lua", description = "child" }\n')
+        local script = write(dir .. "/s.lua", 'print("ran")\n')
+        local code, _, err = run(dir, ("run %s --profile %s"):format(q(script), q(prof)),
+            { guard = 60 })
+        assert.are.equal(2, code, err)
+        assert_contains(err, "loops.lua")
+        assert_contains(err, "did not finish")
+    end)
+
+    -- Fault: through SIGHUP the same profile left a blocking-pool thread
+    -- spinning for good (and the shutdown then abandoned it).
+    it("refuses a looping profile on SIGHUP, keeps the settings and reloads later", function()
+        local prof = dir .. "/p.lua"
+        write(prof, 'return { extends = "default", description = "t", shutdown_timeout = "5s" }\n')
+        local script = write(dir .. "/s.lua",
+            'print("ready") io.stdout:flush() while true do ms.sleep(0.02) end\n')
+        local p = start(dir, ("run %s --profile %s"):format(q(script), q(prof)), { guard = 120 })
+        assert.is_true(p.wait_out("ready"), p.err())
+        write(prof, 'while true do end\nreturn { extends = "default", description = "t" }\n')
+        p.signal("HUP")
+        assert.is_true(p.wait_err("profile not reloaded", 60), "no refusal: " .. p.err())
+        assert_contains(p.err(), "p.lua")
+        assert_contains(p.err(), "did not finish")
+        write(prof, 'return { extends = "default", description = "t", shutdown_timeout = "5s", '
+            .. 'mailbox_limit = 7 }\n')
+        p.signal("HUP")
+        assert.is_true(p.wait_err("mailbox_limit 0 -> 7", 60), p.err())
+        p.signal("TERM")
+        local code = p.wait_exit(60)
+        assert.are.equal(0, code, p.err())
+        assert.is_false(contains(p.err(), "still running"), p.err())
+    end)
+
+    -- Fault: SIGHUP compared only libms's fields, so a new metrics_listen
+    -- (and the host's other start-time fields) went unmentioned.
+    it("names a changed metrics_listen (and the other start-time fields) on SIGHUP", function()
+        local prof = dir .. "/p.lua"
+        write(prof, 'return { extends = "default", description = "t", '
+            .. 'metrics_listen = "127.0.0.1:0", metrics_interval = 1 }\n')
+        local script = write(dir .. "/s.lua",
+            'print("ready") io.stdout:flush() while true do ms.sleep(0.02) end\n')
+        local p = start(dir, ("run %s --profile %s"):format(q(script), q(prof)), { guard = 120 })
+        assert.is_true(p.wait_out("ready"), p.err())
+        write(prof, 'return { extends = "default", description = "t", '
+            .. 'metrics_listen = "127.0.0.1:9", metrics_interval = 2 }\n')
+        p.signal("HUP")
+        assert.is_true(p.wait_err("SIGHUP:", 60), p.err())
+        -- Both lines are printed by one reload; the event follows them.
+        wait_until(10, function() return contains(p.err(), "metrics_interval") end)
+        local err = p.err()
+        assert_contains(err, "metrics_listen = 127.0.0.1:9 needs a restart")
+        assert_contains(err, "metrics_interval = 2 needs a restart")
+        assert.is_false(contains(err, "nothing changed"), err)
+        p.signal("TERM")
+        assert.are.equal(0, p.wait_exit(60), p.err())
+    end)
+
+    -- Fault: after the first profile failed, the listing read the wrong
+    -- stack slots and printed "got nil" errors for every later one.
+    it("profiles --set worker_threads=0 prints the right error and nothing else", function()
+        local code, out, err = run(dir, "profiles --set worker_threads=0", { guard = 60 })
+        assert.are.equal(2, code, err)
+        assert_contains(err, "--set worker_threads=0: field 'worker_threads': 0 is out of range")
+        assert.is_false(contains(err, "got nil"), err)
+        for line in err:gmatch("[^\n]+") do
+            assert_contains(line, "worker_threads")
+        end
+        assert.are.equal("", out)
+    end)
+
+    -- Fault: agent_memory_limit = 1 was accepted though no agent can start
+    -- in less than 16 KiB.
+    it("refuses an agent_memory_limit between 1 and 16383 bytes", function()
+        local script = write(dir .. "/s.lua", 'print("ran")\n')
+        local code, out, err = run(dir, ("run %s --set agent_memory_limit=1"):format(q(script)),
+            { guard = 60 })
+        assert.are.equal(2, code, err)
+        assert_contains(err, "agent_memory_limit")
+        assert_contains(err, "16384")
+        assert.is_false(contains(out, "ran"))
+        code, out, err = run(dir, ("run %s --set agent_memory_limit=16383"):format(q(script)),
+            { guard = 60 })
+        assert.are.equal(2, code, err)
+        code, out, err = run(dir, ("run %s --set agent_memory_limit=16384"):format(q(script)),
+            { guard = 60 })
+        assert.are.equal(0, code, err)
+        assert_contains(out, "ran")
+        code, out, err = run(dir, ("run %s --set agent_memory_limit=0"):format(q(script)),
+            { guard = 60 })
+        assert.are.equal(0, code, err)
+    end)
+end)
