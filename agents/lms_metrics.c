@@ -66,6 +66,8 @@ static void push_snapshot(lua_State *L, const ms_metrics *m) {
     SETNUM("stalls_total", m->stalls_total);
     SETNUM("timers_active", m->timers_active);
     SETNUM("timers_fired", m->timers_fired);
+    SETNUM("accept_errors", m->accept_errors);
+    SETNUM("accept_pauses", m->accept_pauses);
     SETNUM("park_count", m->park_count);
     SETNUM("noop_count", m->noop_count);
     SETNUM("steal_count", m->steal_count);

@@ -18,6 +18,20 @@
  * session's next receive or send fails and the session agent ends.  The
  * host is not otherwise touched.
  *
+ * A client that breaks the protocol gets one `error` frame after what is
+ * already on its way, and the connection ends: its input is read and
+ * thrown away from then on (so a client gone meanwhile is noticed), never
+ * parsed again.  A frame must complete within CON_FRAME_TIMEOUT_MS of its
+ * first byte, and output that the client does not take for
+ * CON_WRITE_TIMEOUT_MS ends the connection.  When all CON_MAX_CONNS slots
+ * are taken, the next connection evicts one: the oldest that has not sent
+ * a complete line yet, else (every one has) the one whose last line is
+ * the oldest -- once it has had CON_EVICT_GRACE_MS since its accept or
+ * that line; until then the next connection waits (in the kernel's
+ * backlog).  So idle or hostile connections cannot lock an attaching
+ * user out: a new client gets its turn, and CON_EVICT_GRACE_MS to receive
+ * the banner and send its first line.
+ *
  * Safety: the socket is created with mode 0600 (a umask around the bind,
  * and a chmod after it), so only the host's user can connect: a console
  * runs arbitrary Lua in the host.  There is no TCP console.  An existing
@@ -46,10 +60,16 @@
 #include "spawn.h"
 #include "xfer.h"
 
-#define CON_MAX_CONNS 64            /* consoles at once; more are closed */
+#define CON_MAX_CONNS 64            /* consoles at once; a new one evicts one */
 #define CON_MAX_LINE (64 * 1024)     /* one input line, bytes */
 #define CON_HEADER_MAX 32            /* "line 65536\n" and the like */
 #define CON_INBOX_CAPACITY 16        /* lines queued for a busy session */
+#define CON_FRAME_TIMEOUT_MS 10000   /* from a frame's first byte to its last */
+#define CON_WRITE_TIMEOUT_MS 30000   /* output the client does not take */
+#define CON_EVICT_GRACE_MS 2000      /* a connection this fresh stays */
+#define CON_ACCEPT_PER_POLL 8        /* then the accept task yields */
+
+typedef struct con_conn con_conn;
 
 typedef struct con_server {
     _Atomic uint32_t refs;      /* the accept task + one per connection task */
@@ -58,11 +78,33 @@ typedef struct con_server {
     agent *dispatcher;          /* a reference; immutable */
     uint64_t next_id;           /* accept task only */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* immutable */
+    /* The connections not evicted, oldest first (under lock); evictions
+     * pick from here. */
+    pthread_mutex_t lock;
+    con_conn *first, *last;
+    uint32_t listed;
+    /* Accept task only: a connection accepted but not yet admitted (every
+     * slot taken, none evictable yet), and the timer it waits on. */
+    ms_stream *held;
+    ms_timer *wait;
 } con_server;
 
-/* A connection.  Only its own task touches it. */
-typedef struct con_conn {
+/* A connection.  Only its own task touches it, except the fields marked
+ * as under the server's lock. */
+struct con_conn {
     con_server *srv;
+    /* Under srv->lock: */
+    con_conn *prev, *next;      /* on the server's list unless evicted */
+    bool evicted;               /* the accept task wants it gone */
+    bool proven;                /* it has sent a complete line */
+    uint64_t active_ns;         /* its last complete line, or its accept */
+    ms_waker waker;             /* the task's, for an eviction */
+    /* The task's own: */
+    ms_timer *deadline;         /* NULL without enable_time */
+    uint64_t deadline_ns;       /* what deadline is set to, 0 = disarmed */
+    uint64_t partial_since;     /* an incomplete frame waits for bytes, 0 = no */
+    uint64_t write_since;       /* output waits for the client, 0 = no */
+    bool bad;                   /* protocol error: error frame queued, input ignored */
     ms_stream *s;
     ms_chan *inbox;             /* lines to the session (our reference) */
     ms_chan *outbox;            /* replies from the session (our reference) */
@@ -74,7 +116,7 @@ typedef struct con_conn {
     size_t rlen;                /* bytes in in */
     ms_error err;
     char in[CON_HEADER_MAX + CON_MAX_LINE];
-} con_conn;
+};
 
 static void drop_blob(void *v) {
     xfer_free(v);
@@ -83,8 +125,52 @@ static void drop_blob(void *v) {
 static void server_unref(con_server *srv) {
     if (atomic_fetch_sub_explicit(&srv->refs, 1, memory_order_acq_rel) == 1) {
         agent_unref(srv->dispatcher);
+        pthread_mutex_destroy(&srv->lock);
         free(srv);
     }
+}
+
+/* Under srv->lock. */
+static void unlist(con_server *srv, con_conn *c) {
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->first = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        srv->last = c->prev;
+    c->prev = c->next = NULL;
+    srv->listed--;
+}
+
+/* Makes room for a new connection: the oldest one that has not sent a
+ * complete line yet, else the one idle longest, is told to end -- once it
+ * has had CON_EVICT_GRACE_MS since its accept or its last line (active_ns,
+ * which is its accept until a line comes).  False when none can go yet:
+ * *wait_until is when one can. */
+static bool evict_one(con_server *srv, uint64_t now, uint64_t *wait_until) {
+    const uint64_t grace = (uint64_t)CON_EVICT_GRACE_MS * 1000000u;
+    pthread_mutex_lock(&srv->lock);
+    con_conn *victim = NULL;
+    for (con_conn *c = srv->first; c && !victim; c = c->next)
+        if (!c->proven)
+            victim = c;
+    if (!victim)
+        for (con_conn *c = srv->first; c; c = c->next)
+            if (!victim || c->active_ns < victim->active_ns)
+                victim = c;
+    if (!victim || victim->active_ns + grace > now) {
+        *wait_until = victim ? victim->active_ns + grace : now + grace;
+        pthread_mutex_unlock(&srv->lock);
+        return false;
+    }
+    unlist(srv, victim);
+    victim->evicted = true;
+    ms_waker w = ms_waker_clone(&victim->waker);
+    pthread_mutex_unlock(&srv->lock);
+    ms_waker_wake(&w);
+    return true;
 }
 
 /* ---- frames: "<kind> <length>\n<payload>" ---- */
@@ -155,8 +241,60 @@ static ms_poll conn_end(con_conn *c) {
     return MS_POLL_READY;
 }
 
+/* The protocol was broken: one error frame goes after what is already
+ * queued, the session is told (its inbox closes), and from now on the
+ * input is only read to be dropped; once the output is out, the
+ * connection ends. */
+static void conn_bad(con_conn *c, const char *why, size_t len) {
+    out_frame(c, "error", why, len);
+    c->bad = true;
+    c->session_done = true;
+    c->rlen = 0;
+    c->partial_since = 0;
+    ms_chan_close(c->inbox);
+}
+
+static const char why_frame[] = "protocol error: expected \"line <length>\\n\" and at most 65536 "
+                                "bytes (see docs/console.md)\n";
+static const char why_slow[] = "protocol error: a frame did not complete within 10 s\n";
+
+/* Arms the connection's timer for the earlier of its deadlines (a frame
+ * waiting for its bytes, output waiting for the client); true when one
+ * has passed: which one, the caller tells from the times. */
+static bool deadline_passed(con_conn *c, ms_cx *cx) {
+    if (!c->deadline)
+        return false;
+    uint64_t at = 0;
+    if (c->partial_since)
+        at = c->partial_since + (uint64_t)CON_FRAME_TIMEOUT_MS * 1000000u;
+    if (c->write_since) {
+        uint64_t w = c->write_since + (uint64_t)CON_WRITE_TIMEOUT_MS * 1000000u;
+        at = at && at < w ? at : w;
+    }
+    if (at == 0) {
+        if (c->deadline_ns) {
+            ms_timer_cancel(c->deadline);
+            c->deadline_ns = 0;
+        }
+        return false;
+    }
+    if (at != c->deadline_ns) {
+        ms_timer_set_deadline(c->deadline, at);
+        c->deadline_ns = at;
+    }
+    return ms_timer_poll(c->deadline, cx) == MS_POLL_READY;
+}
+
 static ms_poll conn_poll(ms_cx *cx, void *state) {
     con_conn *c = state;
+    con_server *srv = c->srv;
+    pthread_mutex_lock(&srv->lock);
+    bool evicted = c->evicted;
+    if (!evicted)
+        ms_waker_store(&c->waker, ms_cx_waker(cx));
+    pthread_mutex_unlock(&srv->lock);
+    if (evicted)
+        return conn_end(c);
     for (;;) {
         bool progress = false;
         /* Replies first, so a client that stops reading holds back only
@@ -164,15 +302,21 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
         while (c->out_sent < c->out_len) {
             ssize_t n;
             if (ms_stream_write(c->s, cx, c->out + c->out_sent, c->out_len - c->out_sent, &n,
-                                &c->err) == MS_POLL_PENDING)
+                                &c->err) == MS_POLL_PENDING) {
+                if (!c->write_since)
+                    c->write_since = ms_now_ns();
                 break;
+            }
             if (n < 0)
                 return conn_end(c);
             c->out_sent += (size_t)n;
+            c->write_since = 0;
             progress = true;
         }
-        if (c->out_sent == c->out_len)
+        if (c->out_sent == c->out_len) {
             c->out_sent = c->out_len = 0;
+            c->write_since = 0;
+        }
         if (!c->session_done && c->out_len == 0) {
             void *v;
             int rc;
@@ -191,25 +335,32 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
         }
         if (c->session_done && c->out_len == 0) {
             int rc;
-            if (ms_stream_flush(c->s, cx, &rc, &c->err) == MS_POLL_PENDING)
+            if (ms_stream_flush(c->s, cx, &rc, &c->err) == MS_POLL_PENDING) {
+                if (!c->write_since)
+                    c->write_since = ms_now_ns();
+                if (deadline_passed(c, cx))
+                    return conn_end(c);
                 return MS_POLL_PENDING;
+            }
             return conn_end(c);
         }
         /* Lines to the session, one at a time through a bounded inbox. */
-        if (!c->sending) {
+        if (!c->sending && !c->bad) {
             xfer *line = NULL;
             parse_result p = parse_line(c, &line);
             if (p == PARSE_BAD) {
-                static const char why[] = "protocol error: expected \"line <length>\\n\" and at "
-                                          "most 65536 bytes (see docs/console.md)\n";
-                out_frame(c, "error", why, sizeof why - 1);
-                c->session_done = true;
-                ms_chan_close(c->inbox);
-                continue;
-            }
-            if (p == PARSE_LINE) {
-                c->sending = line;
+                conn_bad(c, why_frame, sizeof why_frame - 1);
                 progress = true;
+            } else if (p == PARSE_LINE) {
+                c->sending = line;
+                c->partial_since = 0;
+                pthread_mutex_lock(&srv->lock);
+                c->proven = true;
+                c->active_ns = ms_now_ns();
+                pthread_mutex_unlock(&srv->lock);
+                progress = true;
+            } else if (c->rlen > 0 && !c->partial_since) {
+                c->partial_since = ms_now_ns();
             }
         }
         if (c->sending) {
@@ -226,19 +377,29 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
             }
         }
         /* Reading also notices a client that went away while its session
-         * works, so the session learns of it as soon as it replies. */
+         * works, so the session learns of it as soon as it replies.  After
+         * a protocol error what arrives is dropped unread. */
         if (!c->sending && c->rlen < sizeof c->in) {
             ssize_t n;
             if (ms_stream_read(c->s, cx, c->in + c->rlen, sizeof c->in - c->rlen, &n, &c->err) ==
                 MS_POLL_READY) {
                 if (n <= 0)
                     return conn_end(c);
-                c->rlen += (size_t)n;
+                if (!c->bad)
+                    c->rlen += (size_t)n;
                 progress = true;
             }
         }
-        if (!progress)
-            return MS_POLL_PENDING;
+        if (!progress) {
+            if (!deadline_passed(c, cx))
+                return MS_POLL_PENDING;
+            uint64_t now = ms_now_ns();
+            if (c->write_since &&
+                now >= c->write_since + (uint64_t)CON_WRITE_TIMEOUT_MS * 1000000u)
+                return conn_end(c); /* the client does not take its output */
+            conn_bad(c, why_slow, sizeof why_slow - 1);
+            continue;
+        }
         if (!ms_coop_proceed(cx))
             return MS_POLL_PENDING;
     }
@@ -246,6 +407,13 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
 
 static void conn_drop(void *state) {
     con_conn *c = state;
+    con_server *srv = c->srv;
+    pthread_mutex_lock(&srv->lock);
+    if (!c->evicted)
+        unlist(srv, c);
+    ms_waker_drop(&c->waker);
+    pthread_mutex_unlock(&srv->lock);
+    ms_timer_free(c->deadline);
     if (c->sending && !ms_chan_waiter_cancel(c->inbox, &c->inw))
         xfer_free(c->sending);
     ms_chan_waiter_cancel(c->outbox, &c->outw);
@@ -255,7 +423,6 @@ static void conn_drop(void *state) {
     ms_chan_unref(c->outbox);
     ms_stream_close(c->s);
     free(c->out);
-    con_server *srv = c->srv;
     free(c);
     atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
     server_unref(srv);
@@ -302,8 +469,20 @@ static void conn_open(con_server *srv, ms_runtime *rt, ms_stream *s) {
     }
     ms_chan_waiter_init(&c->inw);
     ms_chan_waiter_init(&c->outw);
+    if (ms_runtime_config(rt)->enable_time)
+        ms_timer_new(rt, &c->deadline, NULL); /* none: no deadlines for it */
     c->s = s;
     c->srv = srv;
+    c->active_ns = ms_now_ns();
+    pthread_mutex_lock(&srv->lock);
+    c->prev = srv->last;
+    if (srv->last)
+        srv->last->next = c;
+    else
+        srv->first = c;
+    srv->last = c;
+    srv->listed++;
+    pthread_mutex_unlock(&srv->lock);
     atomic_fetch_add_explicit(&srv->refs, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&srv->conns, 1, memory_order_relaxed);
     if (!announce(srv, c, ++srv->next_id)) {
@@ -314,20 +493,53 @@ static void conn_open(con_server *srv, ms_runtime *rt, ms_stream *s) {
         conn_drop(c);
 }
 
+/* Whether a new connection may be served now (evicting one if all slots
+ * are taken); if not, *wait_until says when to ask again. */
+static bool admit(con_server *srv, uint64_t *wait_until) {
+    uint64_t now = ms_now_ns();
+    pthread_mutex_lock(&srv->lock);
+    uint32_t listed = srv->listed;
+    pthread_mutex_unlock(&srv->lock);
+    /* Evicted tasks end at their next poll; should they lag behind, new
+     * connections wait rather than pile up. */
+    if (atomic_load_explicit(&srv->conns, memory_order_relaxed) >= 2 * CON_MAX_CONNS) {
+        *wait_until = now + 10 * 1000000u;
+        return false;
+    }
+    return listed < CON_MAX_CONNS || evict_one(srv, now, wait_until);
+}
+
 static ms_poll accept_poll(ms_cx *cx, void *state) {
     con_server *srv = state;
-    for (;;) {
-        ms_stream *s;
-        int rc;
-        ms_error err;
-        if (ms_listener_accept(srv->l, cx, &s, &rc, &err) == MS_POLL_PENDING)
-            return MS_POLL_PENDING;
-        if (rc == MS_E_CLOSED)
-            return MS_POLL_READY;
-        if (rc != 0)
-            continue; /* a failed accept (EMFILE...): listening goes on */
-        if (atomic_load_explicit(&srv->conns, memory_order_relaxed) >= CON_MAX_CONNS) {
-            ms_stream_close(s);
+    for (int taken = 0;; taken++) {
+        /* A few at a time: the new connections get going before newer
+         * ones arrive. */
+        if (taken == CON_ACCEPT_PER_POLL)
+            return ms_cx_yield(cx);
+        ms_stream *s = srv->held;
+        srv->held = NULL;
+        if (!s) {
+            int rc;
+            ms_error err;
+            if (ms_listener_accept(srv->l, cx, &s, &rc, &err) == MS_POLL_PENDING)
+                return MS_POLL_PENDING;
+            if (rc == MS_E_CLOSED)
+                return MS_POLL_READY;
+            if (rc != 0)
+                continue; /* a failed accept: listening goes on */
+        }
+        uint64_t wait_until;
+        if (!admit(srv, &wait_until)) {
+            /* It waits (and those behind it, in the kernel's backlog). */
+            srv->held = s;
+            if (!srv->wait) {
+                ms_stream_close(s); /* no timers: it cannot wait */
+                srv->held = NULL;
+                continue;
+            }
+            ms_timer_set_deadline(srv->wait, wait_until);
+            if (ms_timer_poll(srv->wait, cx) == MS_POLL_PENDING)
+                return MS_POLL_PENDING;
             continue;
         }
         conn_open(srv, ms_cx_runtime(cx), s);
@@ -336,6 +548,11 @@ static ms_poll accept_poll(ms_cx *cx, void *state) {
 
 static void accept_drop(void *state) {
     con_server *srv = state;
+    if (srv->held)
+        ms_stream_close(srv->held);
+    srv->held = NULL;
+    ms_timer_free(srv->wait);
+    srv->wait = NULL;
     ms_listener_close(srv->l);
     srv->l = NULL;
     unlink(srv->path);
@@ -428,6 +645,9 @@ int console_start(host *h, const char *path, ms_error *err) {
         free(srv);
         return MS_E_INVALID_ARGUMENT;
     }
+    if (ms_runtime_config(h->rt)->enable_time)
+        ms_timer_new(h->rt, &srv->wait, NULL); /* none: a full console closes newcomers */
+    pthread_mutex_init(&srv->lock, NULL);
     atomic_init(&srv->refs, 1);
     atomic_init(&srv->conns, 0);
     rc = ms_spawn(h->rt, accept_poll, srv, accept_drop, NULL);

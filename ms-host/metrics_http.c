@@ -10,12 +10,17 @@
  * HEAD is answered like GET without the body; other methods get 405, other
  * paths 404.  A malformed request line or header, a request whose line and
  * headers exceed MH_MAX_REQUEST bytes, or one that is not complete within
- * MH_REQUEST_TIMEOUT_MS gets 400; a connection that sends nothing in that
- * time is closed.  A response that the client does not read within
+ * MH_REQUEST_TIMEOUT_MS of the accept, or during which no byte arrives for
+ * MH_IDLE_TIMEOUT_MS, gets 400; a connection that has sent nothing by then
+ * is closed.  A response that the client does not read within
  * MH_RESPONSE_TIMEOUT_MS is dropped.  At most MH_MAX_CONNS connections are
- * served at once; more are closed as soon as they are accepted.  Nothing a
- * client sends reaches the agents: the worst a client can do is take one
- * of the connection slots for a few seconds.
+ * served at once; when all are taken, the next connection evicts the
+ * oldest one still waiting for its request, once that one has had
+ * MH_EVICT_GRACE_MS (until then the next connection waits, in the
+ * kernel's backlog).  So slow or idle clients cannot keep a scraper out:
+ * every connection gets its turn and at least MH_EVICT_GRACE_MS to send
+ * its request, and a scraper sends it at once.  Nothing a client sends
+ * reaches the agents.
  *
  * Lifetime: the tasks run until the runtime shuts down, which cancels
  * them; their drop functions close the listener, the streams and the
@@ -36,6 +41,8 @@
 #define MH_MAX_REQUEST 8192          /* request line + headers, bytes */
 #define MH_MAX_CONNS 64              /* connections served at once */
 #define MH_REQUEST_TIMEOUT_MS 5000   /* from accept to the end of the headers */
+#define MH_IDLE_TIMEOUT_MS 2000      /* between two bytes of the request */
+#define MH_EVICT_GRACE_MS 100        /* a connection younger than this stays */
 #define MH_RESPONSE_TIMEOUT_MS 10000 /* to write, flush and shut down */
 #define MH_LINGER_MS 1000            /* draining the client's leftovers */
 #define MH_LINGER_BYTES (64 * 1024)
@@ -232,6 +239,11 @@ static const family runtime_families[] = {
      RT(blocking_jobs_total), V_U64},
     {"ms_timers_fired_total", "counter", "Timers the driver has fired.", RT(timers_fired), V_U64},
     {"ms_stalls_total", "counter", "Polls reported as stuck (stall_threshold).", RT(stalls_total),
+     V_U64},
+    {"ms_accept_errors_total", "counter",
+     "Accepts that failed for want of file descriptors or memory.", RT(accept_errors), V_U64},
+    {"ms_accept_paused_total", "counter",
+     "Times a listener stopped accepting for a moment after such a failure.", RT(accept_pauses),
      V_U64},
 };
 
@@ -492,23 +504,42 @@ char *metrics_json_line(host *h, const ms_metrics *m, const char *prefix) {
 
 /* ---- the server ---- */
 
+typedef struct mh_conn mh_conn;
+
 typedef struct mh_server {
     _Atomic uint32_t refs;      /* the accept task + one per connection task */
     _Atomic uint32_t conns;     /* connection tasks alive */
     host *h;
     ms_listener *l;
     ms_error err;               /* accept task only */
+    /* The connections not evicted, oldest first (under lock). */
+    pthread_mutex_t lock;
+    mh_conn *first, *last;
+    uint32_t listed;
+    /* Accept task only: a connection accepted but not yet admitted (every
+     * slot taken, none evictable yet), and the timer it waits on. */
+    ms_stream *held;
+    ms_timer *wait;
 } mh_server;
 
 static void server_unref(mh_server *srv) {
-    if (atomic_fetch_sub_explicit(&srv->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&srv->refs, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_destroy(&srv->lock);
         free(srv);
+    }
 }
 
 typedef enum conn_phase { PH_READ, PH_WRITE, PH_FLUSH, PH_SHUTDOWN, PH_LINGER } conn_phase;
 
-typedef struct mh_conn {
+struct mh_conn {
     mh_server *srv;
+    /* Under srv->lock: */
+    mh_conn *prev, *next;       /* on the server's list unless evicted */
+    bool evicted;               /* the accept task wants it gone */
+    bool reading;               /* still waiting for (the rest of) its request */
+    ms_waker waker;             /* the task's, for an eviction */
+    /* The task's own: */
+    uint64_t accepted_ns;       /* for the request deadline */
     ms_stream *s;
     ms_timer *deadline;
     conn_phase phase;
@@ -521,7 +552,47 @@ typedef struct mh_conn {
     size_t lingered;
     ms_error err;
     char req[MH_MAX_REQUEST];
-} mh_conn;
+};
+
+/* Under srv->lock. */
+static void unlist(mh_server *srv, mh_conn *c) {
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->first = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        srv->last = c->prev;
+    c->prev = c->next = NULL;
+    srv->listed--;
+}
+
+/* Makes room for a new connection: the oldest one still waiting for its
+ * request (the slowest client), or when none is, the oldest of all, is
+ * told to end -- once it has had MH_EVICT_GRACE_MS.  False when none can
+ * go yet: *wait_until is when one can. */
+static bool evict_one(mh_server *srv, uint64_t now, uint64_t *wait_until) {
+    const uint64_t grace = (uint64_t)MH_EVICT_GRACE_MS * 1000000u;
+    pthread_mutex_lock(&srv->lock);
+    mh_conn *victim = NULL;
+    for (mh_conn *c = srv->first; c && !victim; c = c->next)
+        if (c->reading)
+            victim = c;
+    if (!victim)
+        victim = srv->first;
+    if (!victim || victim->accepted_ns + grace > now) {
+        *wait_until = victim ? victim->accepted_ns + grace : now + grace;
+        pthread_mutex_unlock(&srv->lock);
+        return false;
+    }
+    unlist(srv, victim);
+    victim->evicted = true;
+    ms_waker w = ms_waker_clone(&victim->waker);
+    pthread_mutex_unlock(&srv->lock);
+    ms_waker_wake(&w);
+    return true;
+}
 
 static const char response_oom[] = "HTTP/1.1 500 Internal Server Error\r\n"
                                    "Content-Type: text/plain; charset=utf-8\r\n"
@@ -721,10 +792,29 @@ static bool expired(mh_conn *c, ms_cx *cx) {
 static void start_writing(mh_conn *c) {
     c->phase = PH_WRITE;
     ms_timer_set_after(c->deadline, MH_RESPONSE_TIMEOUT_MS);
+    pthread_mutex_lock(&c->srv->lock);
+    c->reading = false;
+    pthread_mutex_unlock(&c->srv->lock);
+}
+
+/* While reading the request: the earlier of the request's deadline and
+ * the idle one (a byte must come every MH_IDLE_TIMEOUT_MS). */
+static void set_read_deadline(mh_conn *c) {
+    uint64_t whole = c->accepted_ns + (uint64_t)MH_REQUEST_TIMEOUT_MS * 1000000u;
+    uint64_t idle = ms_now_ns() + (uint64_t)MH_IDLE_TIMEOUT_MS * 1000000u;
+    ms_timer_set_deadline(c->deadline, idle < whole ? idle : whole);
 }
 
 static ms_poll conn_poll(ms_cx *cx, void *state) {
     mh_conn *c = state;
+    mh_server *srv = c->srv;
+    pthread_mutex_lock(&srv->lock);
+    bool evicted = c->evicted;
+    if (!evicted)
+        ms_waker_store(&c->waker, ms_cx_waker(cx));
+    pthread_mutex_unlock(&srv->lock);
+    if (evicted)
+        return MS_POLL_READY; /* its slot went to a newer connection */
     for (;;) {
         switch (c->phase) {
         case PH_READ: {
@@ -735,7 +825,11 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
                     return MS_POLL_PENDING;
                 if (c->rlen == 0)
                     return MS_POLL_READY; /* an idle connection: just close it */
-                respond_text(c, 400, "bad request: the request did not complete within 5 s\n");
+                bool whole = ms_now_ns() >=
+                             c->accepted_ns + (uint64_t)MH_REQUEST_TIMEOUT_MS * 1000000u;
+                respond_text(c, 400, whole ? "bad request: the request did not complete "
+                                             "within 5 s\n"
+                                           : "bad request: no byte of the request for 2 s\n");
                 start_writing(c);
                 break;
             }
@@ -751,6 +845,8 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
             c->rlen += (size_t)n;
             if (examine(c))
                 start_writing(c);
+            else
+                set_read_deadline(c);
             break;
         }
         case PH_WRITE:
@@ -802,6 +898,11 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
 
 static void conn_drop(void *state) {
     mh_conn *c = state;
+    pthread_mutex_lock(&c->srv->lock);
+    if (!c->evicted)
+        unlist(c->srv, c);
+    ms_waker_drop(&c->waker);
+    pthread_mutex_unlock(&c->srv->lock);
     ms_timer_free(c->deadline);
     ms_stream_close(c->s);
     if (!c->out_static)
@@ -812,44 +913,95 @@ static void conn_drop(void *state) {
     server_unref(srv);
 }
 
+/* Connections taken per poll of the accept task: it then yields, so that
+ * the new connections' tasks read their requests before newer ones
+ * arrive. */
+#define MH_ACCEPT_PER_POLL 8
+
+/* Whether a new connection may be served now (evicting one if all slots
+ * are taken); if not, *wait_until says when to ask again. */
+static bool admit(mh_server *srv, uint64_t *wait_until) {
+    uint64_t now = ms_now_ns();
+    pthread_mutex_lock(&srv->lock);
+    uint32_t listed = srv->listed;
+    pthread_mutex_unlock(&srv->lock);
+    /* Evicted tasks end at their next poll; should they lag behind, new
+     * connections wait rather than pile up. */
+    if (atomic_load_explicit(&srv->conns, memory_order_relaxed) >= 2 * MH_MAX_CONNS) {
+        *wait_until = now + 10 * 1000000u;
+        return false;
+    }
+    return listed < MH_MAX_CONNS || evict_one(srv, now, wait_until);
+}
+
+static void conn_open(mh_server *srv, ms_runtime *rt, ms_stream *s) {
+    mh_conn *c = malloc(sizeof *c);
+    if (!c) {
+        ms_stream_close(s);
+        return;
+    }
+    memset(c, 0, offsetof(mh_conn, req));
+    c->s = s;
+    if (ms_timer_new(rt, &c->deadline, NULL) != 0) {
+        ms_stream_close(s);
+        free(c);
+        return;
+    }
+    c->srv = srv;
+    c->accepted_ns = ms_now_ns();
+    set_read_deadline(c);
+    c->reading = true;
+    pthread_mutex_lock(&srv->lock);
+    c->prev = srv->last;
+    if (srv->last)
+        srv->last->next = c;
+    else
+        srv->first = c;
+    srv->last = c;
+    srv->listed++;
+    pthread_mutex_unlock(&srv->lock);
+    atomic_fetch_add_explicit(&srv->refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->conns, 1, memory_order_relaxed);
+    if (ms_spawn(rt, conn_poll, c, conn_drop, NULL) != 0)
+        conn_drop(c);
+}
+
 static ms_poll accept_poll(ms_cx *cx, void *state) {
     mh_server *srv = state;
-    for (;;) {
-        ms_stream *s;
-        int rc;
-        if (ms_listener_accept(srv->l, cx, &s, &rc, &srv->err) == MS_POLL_PENDING)
-            return MS_POLL_PENDING;
-        if (rc == MS_E_CLOSED)
-            return MS_POLL_READY;
-        if (rc != 0)
-            continue; /* a failed accept (EMFILE...): listening goes on */
-        if (atomic_load_explicit(&srv->conns, memory_order_relaxed) >= MH_MAX_CONNS) {
-            ms_stream_close(s);
+    for (int taken = 0;; taken++) {
+        if (taken == MH_ACCEPT_PER_POLL)
+            return ms_cx_yield(cx);
+        ms_stream *s = srv->held;
+        srv->held = NULL;
+        if (!s) {
+            int rc;
+            if (ms_listener_accept(srv->l, cx, &s, &rc, &srv->err) == MS_POLL_PENDING)
+                return MS_POLL_PENDING;
+            if (rc == MS_E_CLOSED)
+                return MS_POLL_READY;
+            if (rc != 0)
+                continue; /* a failed accept: listening goes on */
+        }
+        uint64_t wait_until;
+        if (!admit(srv, &wait_until)) {
+            /* It waits (and those behind it, in the kernel's backlog). */
+            srv->held = s;
+            ms_timer_set_deadline(srv->wait, wait_until);
+            if (ms_timer_poll(srv->wait, cx) == MS_POLL_PENDING)
+                return MS_POLL_PENDING;
             continue;
         }
-        mh_conn *c = malloc(sizeof *c);
-        if (!c) {
-            ms_stream_close(s);
-            continue;
-        }
-        memset(c, 0, offsetof(mh_conn, req));
-        c->s = s;
-        if (ms_timer_new(ms_cx_runtime(cx), &c->deadline, NULL) != 0) {
-            ms_stream_close(s);
-            free(c);
-            continue;
-        }
-        ms_timer_set_after(c->deadline, MH_REQUEST_TIMEOUT_MS);
-        c->srv = srv;
-        atomic_fetch_add_explicit(&srv->refs, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&srv->conns, 1, memory_order_relaxed);
-        if (ms_spawn(ms_cx_runtime(cx), conn_poll, c, conn_drop, NULL) != 0)
-            conn_drop(c);
+        conn_open(srv, ms_cx_runtime(cx), s);
     }
 }
 
 static void accept_drop(void *state) {
     mh_server *srv = state;
+    if (srv->held)
+        ms_stream_close(srv->held);
+    srv->held = NULL;
+    ms_timer_free(srv->wait);
+    srv->wait = NULL;
     ms_listener_close(srv->l);
     srv->l = NULL;
     server_unref(srv);
@@ -893,6 +1045,12 @@ int metrics_http_start(host *h, const char *addr, ms_error *err) {
         return ms_error_set(err, rc, "metrics endpoint %s: %s", addr, lerr.message);
     }
     srv->h = h;
+    if (ms_timer_new(h->rt, &srv->wait, &lerr) != 0) {
+        ms_listener_close(srv->l);
+        free(srv);
+        return ms_error_set(err, MS_E_NO_MEMORY, "metrics endpoint %s: %s", addr, lerr.message);
+    }
+    pthread_mutex_init(&srv->lock, NULL);
     atomic_init(&srv->refs, 1);
     atomic_init(&srv->conns, 0);
     uint16_t bound = ms_listener_port(srv->l);

@@ -12,89 +12,17 @@
 -- Run from the repository root:
 --   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/faults_spec.lua
 local h = require "spec.support.helpers"
-local HOST, q, slurp, write, contains, assert_contains =
-    h.host, h.shell_quote, h.slurp, h.write_file, h.contains, h.assert_contains
+local q, write, contains, assert_contains = h.shell_quote, h.write_file, h.contains, h.assert_contains
 
-local function sh(cmd)
-    local r = os.execute(cmd)
-    return r == 0 or r == true
-end
-
-local function sleep(s)
-    sh("sleep " .. s)
-end
-
--- Polls cond() every 50 ms for up to `seconds`; true once it held.
-local function wait_until(seconds, cond)
-    for _ = 1, seconds * 20 do
-        if cond() then return true end
-        sleep(0.05)
-    end
-    return cond()
-end
-
-local function new_dir()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(sh("mkdir " .. q(dir)))
-    return dir
-end
-
--- Starts `ms-host <args>` in the background in dir, under a hang guard of
--- `guard` seconds (then SIGKILL, status 137).  prefix is shell text run
--- first in the same shell (e.g. "ulimit -n 64;"); the host replaces that
--- shell, so p.pid is the host's own pid.  Returns p with out(), err(),
--- code() (nil while it runs), signal(sig), wait_exit(seconds) -> code,
--- wait_err(text, seconds) -> true once stderr contains text.
-local function start(dir, args, opts)
-    opts = opts or {}
-    for _, f in ipairs({ "pid", "out", "err", "code" }) do os.remove(dir .. "/" .. f) end
-    local inner = ("echo $$ >%s; %s exec %s %s"):format(q(dir .. "/pid"), opts.prefix or "",
-        q(HOST), args)
-    sh(("(timeout -s KILL %d sh -c %s >%s 2>%s </dev/null; echo $? >%s) &"):format(
-        opts.guard or 120, q(inner), q(dir .. "/out"), q(dir .. "/err"), q(dir .. "/code")))
-    local p = {}
-    function p.out() return slurp(dir .. "/out") end
-    function p.err() return slurp(dir .. "/err") end
-    function p.code() return tonumber(slurp(dir .. "/code"):match("%d+")) end
-    assert(wait_until(20, function() return slurp(dir .. "/pid"):match("%d+") end),
-        "the host's shell did not start")
-    p.pid = tonumber(slurp(dir .. "/pid"):match("%d+"))
-    function p.signal(sig) sh(("kill -%s %d 2>/dev/null"):format(sig, p.pid)) end
-    function p.wait_exit(seconds)
-        wait_until(seconds or 120, function() return p.code() ~= nil end)
-        return p.code()
-    end
-    function p.wait_out(text, seconds)
-        return wait_until(seconds or 30, function()
-            return contains(p.out(), text) or p.code() ~= nil
-        end) and contains(p.out(), text)
-    end
-    function p.wait_err(text, seconds)
-        return wait_until(seconds or 30, function()
-            return contains(p.err(), text) or p.code() ~= nil
-        end) and contains(p.err(), text)
-    end
-    return p
-end
-
--- Runs `ms-host <args>` to its end (hang guard `guard` seconds); returns
--- the exit status, stdout and stderr.
-local function run(dir, args, opts)
-    local p = start(dir, args, opts)
-    local code = p.wait_exit((opts and opts.guard or 120) + 10)
-    return code, p.out(), p.err()
-end
+local proc = require "spec.support.proc"
+local wait_until, new_dir, start, run =
+    proc.wait_until, proc.new_dir, proc.start, proc.run
 
 describe("issue 13 faults", function()
     local dir
 
     before_each(function() dir = new_dir() end)
-    after_each(function()
-        local pid = slurp(dir .. "/pid"):match("%d+")
-        if pid and slurp(dir .. "/code") == "" then sh("kill -KILL " .. pid .. " 2>/dev/null") end
-        sh("rm -rf " .. q(dir))
-    end)
+    after_each(function() proc.cleanup(dir) end)
 
     -- Fault: host_untrack_interval searched a list under the host lock,
     -- so collecting n intervals took n^2/2 steps (10^6 did not finish in

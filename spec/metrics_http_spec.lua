@@ -223,7 +223,7 @@ describe("ms-host --metrics-listen", function()
         assert.are.equal(200, (parse_response(raw(fits))))
     end)
 
-    it("answers 400 to a request that does not complete within 5 s", function()
+    it("answers 400 to a request that stops for 2 s", function()
         local started = now()
         local status, _, body = parse_response(raw("GET /metrics HTTP/1.1\r\nHost: x\r\n"
             .. "X-Slow: "))
@@ -231,7 +231,23 @@ describe("ms-host --metrics-listen", function()
         -- timeout ends the exchange.
         local elapsed = now() - started
         assert.are.equal(400, status, body)
-        assert.is_true(elapsed >= 4.5 and elapsed < 15, "took " .. elapsed .. " s")
+        assert_contains(body, "no byte of the request for 2 s")
+        assert.is_true(elapsed >= 1.5 and elapsed < 15, "took " .. elapsed .. " s")
+        assert.are.equal(200, (fetch("/metrics")))
+    end)
+
+    it("answers 400 to a request that does not complete within 5 s", function()
+        -- One more byte every 0.5 s: never idle for 2 s, never complete.
+        local resp = dir .. "/.response"
+        os.remove(resp)
+        sh(("timeout 30 bash -c %s >%s 2>/dev/null </dev/null"):format(
+            shell_quote(("exec 3<>/dev/tcp/127.0.0.1/%d || exit 1; printf 'GET /metrics "
+                .. "HTTP/1.1\\r\\nX-Slow: ' >&3; (for i in $(seq 1 40); do sleep 0.5; "
+                .. "printf a >&3 2>/dev/null || exit 0; done) & cat <&3"):format(port)),
+            shell_quote(resp)))
+        local status, _, body = parse_response(slurp(resp))
+        assert.are.equal(400, status, body)
+        assert_contains(body, "did not complete within 5 s")
         assert.are.equal(200, (fetch("/metrics")))
     end)
 

@@ -526,6 +526,8 @@ typedef struct ms_metrics {
     uint64_t stalls_total;          /* polls reported as stuck */
     uint64_t timers_active;         /* timers waiting in the wheel */
     uint64_t timers_fired;          /* timers the driver has fired */
+    uint64_t accept_errors;         /* accepts failed for want of descriptors or memory */
+    uint64_t accept_pauses;         /* times a listener paused accepting after one */
     bool histograms;                /* ms_config.metrics_histograms */
     /* sums over the workers */
     uint64_t park_count, noop_count, steal_count, steal_operations, poll_count,

@@ -190,6 +190,8 @@ int drv_init(driver *d, ms_runtime *rt, const ms_config *cfg, ms_error *err) {
     d->next_wake = UINT64_MAX;
     atomic_init(&d->timers_fired, 0);
     atomic_init(&d->timers_active, 0);
+    atomic_init(&d->accept_errors, 0);
+    atomic_init(&d->accept_pauses, 0);
     return 0;
 }
 

@@ -59,6 +59,9 @@ struct driver {
     uint64_t next_wake;         /* under tlock: wheel ms the driver sleeps to */
     _Atomic uint64_t timers_fired;
     _Atomic uint64_t timers_active;
+    /* Listeners (listen.c): accepts that failed for want of descriptors
+     * or memory, and the pauses that followed. */
+    _Atomic uint64_t accept_errors, accept_pauses;
 };
 
 int drv_init(driver *d, ms_runtime *rt, const ms_config *cfg, ms_error *err);

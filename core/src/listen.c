@@ -4,9 +4,24 @@
  * A listening socket is created, bound and put to listen with plain system
  * calls on the caller's thread, so that "address in use" or "permission
  * denied" come back from ms_tcp_listen itself; the descriptor is then
- * handed to the driver (uv_tcp_open / uv_pipe_open), which accepts.
- * Accepted streams wait in a FIFO until a task takes them.  Connecting is
+ * handed to the driver, which watches it (a uv_poll_t) and accepts itself
+ * (accept4), up to ACCEPT_BATCH connections per readiness so that timers
+ * and other sockets get their turn.  Accepted streams wait in a FIFO until
+ * a task takes them; at LISTEN_QUEUE_MAX waiting the driver stops
+ * accepting until the task has taken half, so a task that takes its time
+ * leaves further connections in the kernel's backlog (delayed, in order)
+ * rather than holding descriptors and buffers for them.  Connecting is
  * asynchronous: the driver starts it and the connect object reports.
+ *
+ * Running out of descriptors (EMFILE, ENFILE) or memory while accepting:
+ * as libuv's documentation advises, the listener stops accepting and tries
+ * again ACCEPT_RETRY_MS later (the poll handle is stopped, a timer re-arms
+ * it); meanwhile the connections wait in the kernel's backlog.  Not
+ * libuv's own listener: when its reserve descriptor is gone it calls the
+ * connection callback with EMFILE and accepts again at once, in a loop
+ * that never returns to the event loop (timers and signals stop).  Each
+ * failed accept counts in the driver's accept_errors, each pause in
+ * accept_pauses (ms_metrics).
  *
  * Hosts are numeric addresses ("127.0.0.1", "::1") or "localhost": name
  * resolution blocks, so a caller that needs it resolves on the blocking
@@ -66,20 +81,26 @@ static int fill_unix(const char *path, struct sockaddr_un *un, ms_error *err) {
 
 /* ---- listeners ---- */
 
+#define ACCEPT_BATCH 64      /* connections accepted per readiness */
+#define ACCEPT_RETRY_MS 100  /* pause after running out of descriptors */
+#define LISTEN_QUEUE_MAX 64  /* accepted streams waiting for the task */
+
 struct ms_listener {
     driver *d;                  /* immutable */
     bool is_pipe;               /* immutable */
     uint16_t port;              /* immutable */
-    int fd;                     /* handed to the driver by op_open */
-    union {
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;                        /* driver thread only */
-    bool handle_live;           /* driver thread only */
-    drv_op op_open, op_close;
+    int fd;                     /* the listening socket; closed when freed */
+    /* Driver thread only: */
+    uv_poll_t poll;             /* readable: connections to accept */
+    uv_timer_t retry;           /* re-arms poll after a pause */
+    bool poll_live, retry_live; /* initialised (their close is pending or not) */
+    int closing;                /* handles whose close callback is due */
+    bool retrying;              /* the retry timer runs (paused after a failure) */
+    drv_op op_open, op_close, op_resume;
     pthread_mutex_t lock;
     ms_stream *first, *last;    /* under lock: accepted, not yet taken */
+    size_t queued;              /* under lock: how many */
+    bool full;                  /* under lock: the driver stopped for a full queue */
     int err;                    /* under lock: uv error from listening */
     ms_waker waker;             /* under lock */
 };
@@ -91,6 +112,8 @@ static void listener_free_memory(ms_listener *l) {
         stream_close_now(s);
         s = next;
     }
+    if (l->fd >= 0)
+        close(l->fd); /* a uv_poll_t never closes the descriptor it watches */
     ms_waker_drop(&l->waker);
     pthread_mutex_destroy(&l->lock);
     free(l);
@@ -102,54 +125,146 @@ static void listener_wake(ms_listener *l) {
     ms_waker_wake(&w);
 }
 
-static void connection_cb(uv_stream_t *server, int status) {
-    ms_listener *l = server->data;
-    ms_stream *s = status == 0 ? stream_new(l->d) : NULL;
-    int rc = status;
-    if (s) {
-        rc = l->is_pipe ? uv_pipe_init(&l->d->loop, &s->h.pipe, 0)
+static void readable_cb(uv_poll_t *h, int status, int events);
+
+/* Watches for connections again, unless paused after a failure or the
+ * queue is full (each of which restarts it when it ends). */
+static void resume_polling(ms_listener *l) {
+    pthread_mutex_lock(&l->lock);
+    bool full = l->full;
+    pthread_mutex_unlock(&l->lock);
+    if (!full && !l->retrying && l->poll_live && !uv_is_closing((uv_handle_t *)&l->poll))
+        uv_poll_start(&l->poll, UV_READABLE, readable_cb);
+}
+
+static void retry_cb(uv_timer_t *t) {
+    ms_listener *l = t->data;
+    l->retrying = false;
+    resume_polling(l);
+}
+
+static void op_resume(driver *d, drv_op *op) {
+    resume_polling(container(op, ms_listener, op_resume));
+}
+
+/* Out of descriptors or memory: stop accepting for a while. */
+static void pause_accepting(ms_listener *l) {
+    atomic_fetch_add_explicit(&l->d->accept_pauses, 1, memory_order_relaxed);
+    uv_poll_stop(&l->poll);
+    if (l->retry_live && !uv_is_closing((uv_handle_t *)&l->retry)) {
+        l->retrying = true;
+        uv_timer_start(&l->retry, retry_cb, ACCEPT_RETRY_MS, 0);
+    }
+}
+
+/* A stream around an accepted descriptor (which it then owns), or NULL
+ * with the descriptor closed. */
+static ms_stream *adopt(ms_listener *l, int fd) {
+    ms_stream *s = stream_new(l->d);
+    if (!s) {
+        close(fd);
+        return NULL;
+    }
+    int rc = l->is_pipe ? uv_pipe_init(&l->d->loop, &s->h.pipe, 0)
                         : uv_tcp_init(&l->d->loop, &s->h.tcp);
-        if (rc == 0) {
-            s->handle_live = true;
-            s->h.stream.data = s;
-            rc = uv_accept(server, &s->h.stream);
-        }
-        if (rc != 0) {
-            stream_close_now(s);
-            s = NULL;
-        } else {
-            if (!l->is_pipe)
-                uv_tcp_nodelay(&s->h.tcp, 1);
-            stream_start_reading(s);
-        }
-    } else if (status == 0) {
-        rc = UV_ENOMEM;
+    if (rc != 0) {
+        close(fd);
+        stream_free_memory(s);
+        return NULL;
+    }
+    s->handle_live = true;
+    s->h.stream.data = s;
+    rc = l->is_pipe ? uv_pipe_open(&s->h.pipe, fd) : uv_tcp_open(&s->h.tcp, fd);
+    if (rc != 0) {
+        close(fd);
+        stream_close_now(s);
+        return NULL;
+    }
+    if (!l->is_pipe)
+        uv_tcp_nodelay(&s->h.tcp, 1);
+    stream_start_reading(s);
+    return s;
+}
+
+static void readable_cb(uv_poll_t *h, int status, int events) {
+    ms_listener *l = h->data;
+    if (status < 0) {
+        pthread_mutex_lock(&l->lock);
+        l->err = status;
+        listener_wake(l);
+        return;
     }
     pthread_mutex_lock(&l->lock);
-    if (s) {
-        if (l->last)
-            l->last->next_accepted = s;
+    size_t room = LISTEN_QUEUE_MAX > l->queued ? LISTEN_QUEUE_MAX - l->queued : 0;
+    pthread_mutex_unlock(&l->lock);
+    if (room > ACCEPT_BATCH)
+        room = ACCEPT_BATCH;
+    ms_stream *first = NULL, *last = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < room; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue; /* that connection is gone; the next may be fine */
+            /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ...: accepting again now
+             * would fail the same way. */
+            atomic_fetch_add_explicit(&l->d->accept_errors, 1, memory_order_relaxed);
+            pause_accepting(l);
+            break;
+        }
+        ms_stream *s = adopt(l, fd);
+        if (!s) {
+            atomic_fetch_add_explicit(&l->d->accept_errors, 1, memory_order_relaxed);
+            pause_accepting(l);
+            break;
+        }
+        if (last)
+            last->next_accepted = s;
         else
-            l->first = s;
-        l->last = s;
-    } else if (rc != UV_ECONNABORTED && rc != UV_EAGAIN) {
-        /* A failed accept (EMFILE...) is reported once; listening goes on. */
-        l->err = rc;
+            first = s;
+        last = s;
+        n++;
     }
-    listener_wake(l);
+    pthread_mutex_lock(&l->lock);
+    if (first) {
+        if (l->last)
+            l->last->next_accepted = first;
+        else
+            l->first = first;
+        l->last = last;
+        l->queued += n;
+    }
+    if (l->queued >= LISTEN_QUEUE_MAX && !l->full) {
+        /* The task is behind: the rest wait in the kernel's backlog. */
+        l->full = true;
+        uv_poll_stop(&l->poll);
+    }
+    if (first)
+        listener_wake(l);
+    else
+        pthread_mutex_unlock(&l->lock);
+}
+
+static void listener_close_cb(uv_handle_t *h) {
+    ms_listener *l = h->data;
+    if (--l->closing == 0)
+        listener_free_memory(l);
 }
 
 static void op_open(driver *d, drv_op *op) {
     ms_listener *l = container(op, ms_listener, op_open);
-    int rc = l->is_pipe ? uv_pipe_init(&d->loop, &l->h.pipe, 0) : uv_tcp_init(&d->loop, &l->h.tcp);
+    int rc = uv_timer_init(&d->loop, &l->retry);
     if (rc == 0) {
-        l->handle_live = true;
-        l->h.stream.data = l;
-        rc = l->is_pipe ? uv_pipe_open(&l->h.pipe, l->fd) : uv_tcp_open(&l->h.tcp, l->fd);
-        if (rc == 0)
-            rc = uv_listen(&l->h.stream, SOMAXCONN, connection_cb);
-    } else {
-        close(l->fd);
+        l->retry_live = true;
+        l->retry.data = l;
+        rc = uv_poll_init(&d->loop, &l->poll, l->fd);
+    }
+    if (rc == 0) {
+        l->poll_live = true;
+        l->poll.data = l;
+        rc = uv_poll_start(&l->poll, UV_READABLE, readable_cb);
     }
     if (rc != 0) {
         pthread_mutex_lock(&l->lock);
@@ -158,15 +273,18 @@ static void op_open(driver *d, drv_op *op) {
     }
 }
 
-static void listener_close_cb(uv_handle_t *h) {
-    listener_free_memory(h->data);
-}
-
 static void op_lclose(driver *d, drv_op *op) {
     ms_listener *l = container(op, ms_listener, op_close);
-    if (l->handle_live && !uv_is_closing((uv_handle_t *)&l->h))
-        uv_close((uv_handle_t *)&l->h, listener_close_cb);
-    else if (!l->handle_live)
+    l->closing = 1; /* held until both closes are under way */
+    if (l->poll_live && !uv_is_closing((uv_handle_t *)&l->poll)) {
+        l->closing++;
+        uv_close((uv_handle_t *)&l->poll, listener_close_cb);
+    }
+    if (l->retry_live && !uv_is_closing((uv_handle_t *)&l->retry)) {
+        l->closing++;
+        uv_close((uv_handle_t *)&l->retry, listener_close_cb);
+    }
+    if (--l->closing == 0)
         listener_free_memory(l);
 }
 
@@ -185,6 +303,7 @@ static int listen_fd(ms_runtime *rt, int fd, bool is_pipe, uint16_t port, ms_lis
     pthread_mutex_init(&l->lock, NULL);
     l->op_open.fn = op_open;
     l->op_close.fn = op_lclose;
+    l->op_resume.fn = op_resume;
     if (!drv_submit(d, &l->op_open)) {
         close(fd);
         pthread_mutex_destroy(&l->lock);
@@ -259,7 +378,13 @@ ms_poll ms_listener_accept(ms_listener *l, ms_cx *cx, ms_stream **out, int *rc, 
         if (!l->first)
             l->last = NULL;
         s->next_accepted = NULL;
+        l->queued--;
+        bool resume = l->full && l->queued <= LISTEN_QUEUE_MAX / 2;
+        if (resume)
+            l->full = false;
         pthread_mutex_unlock(&l->lock);
+        if (resume)
+            drv_submit(l->d, &l->op_resume);
         *out = s;
         *rc = 0;
         return MS_POLL_READY;

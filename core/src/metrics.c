@@ -79,6 +79,8 @@ ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
     if (rt->driver) {
         m->timers_active = atomic_load_explicit(&rt->driver->timers_active, memory_order_relaxed);
         m->timers_fired = atomic_load_explicit(&rt->driver->timers_fired, memory_order_relaxed);
+        m->accept_errors = atomic_load_explicit(&rt->driver->accept_errors, memory_order_relaxed);
+        m->accept_pauses = atomic_load_explicit(&rt->driver->accept_pauses, memory_order_relaxed);
     }
     m->stalls_total = atomic_load_explicit(&rt->health.stalls_total, memory_order_relaxed);
     m->histograms = rt->cfg.metrics_histograms;
@@ -174,6 +176,8 @@ char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
     add_u64(root, "stalls_total", m->stalls_total);
     add_u64(root, "timers_active", m->timers_active);
     add_u64(root, "timers_fired", m->timers_fired);
+    add_u64(root, "accept_errors", m->accept_errors);
+    add_u64(root, "accept_pauses", m->accept_pauses);
     cJSON_AddBoolToObject(root, "histograms", m->histograms);
     add_u64(root, "park_count", m->park_count);
     add_u64(root, "noop_count", m->noop_count);
