@@ -86,6 +86,11 @@ struct agent {
     _Atomic bool blocking_busy; /* a blocking job holds L */
     _Atomic bool stop_requested;
     _Atomic bool shutdown_requested; /* graceful: run on_shutdown, then end */
+    /* The agent handles stops itself (ms.trap_exit, ms.on_shutdown): a
+     * supervisor asks it with a message and waits its shutdown time,
+     * instead of stopping it at once.  Written by the agent, read by
+     * anyone (relaxed: a hint for whoever stops it). */
+    _Atomic bool traps_exit;
     bool shutdown_started;      /* agent thread */
 
     /* Spawn spec, consumed at start (agent thread). */
@@ -124,6 +129,7 @@ struct agent {
     agent **monitors;           /* refs; told when this agent exits */
     uint32_t nmonitors, mcap;
     char *stop_reason;
+    char stop_exit_reason[16];  /* the exit reason a stop gives: killed, runaway */
     bool state_closing;         /* under mlock: L is being closed */
     /* Exit, for monitors and metrics (under mlock once state == EXITED). */
     char exit_reason[16];       /* normal, error, killed, oom, shutdown */
@@ -145,6 +151,7 @@ typedef struct agent_info {
     char name[AGENT_NAME_MAX + 1];
     agent_state state;
     size_t mailbox, received, memory, memory_limit;
+    bool traps_exit;
     uint64_t polls;
     uint32_t restarts;
     char exit_reason[16];
@@ -175,7 +182,12 @@ ms_poll agent_poll(ms_cx *cx, void *state);
 /* Records the agent's end and tells its monitors (L still open). */
 void agent_exit(agent *a, const char *reason, int code, const char *message,
                 const char *traceback);
+/* Ends a at once: at its next poll if it waits, and if it runs, at the
+ * interpreter's next thousand instructions (a hook that yields it out).
+ * The exit reason is "killed" (agent_stop) or exit_reason, with reason as
+ * the exit message. */
 void agent_stop(agent *a, const char *reason);
+void agent_stop_as(agent *a, const char *exit_reason, const char *reason);
 /* Switches the JIT on for a, within jit_agent_limit and unless it was
  * spawned with jit = false, or leaves it off.  Once per agent. */
 void agent_jit_decide(agent *a);

@@ -88,6 +88,7 @@ describe("graceful shutdown", function()
   it("stops a supervision tree's children in reverse start order on SIGTERM", function()
     local tree = tmpfile([[
 local function child(args)
+  ms.trap_exit(true) -- it handles { event = "shutdown" } itself
   while true do
     local m = ms.recv()
     if type(m) == "table" and m.event == "shutdown" then

@@ -42,6 +42,9 @@ end
 --   returns, or with args.stubborn logs "ignored:<id>" and carries on.
 local function worker(args)
     local log = args.log
+    -- It handles { event = "shutdown" } itself: without this, a supervisor
+    -- stops it at once (OTP's rule for processes that do not trap exits).
+    ms.trap_exit(true)
     if log then log:send("start:" .. args.id) end
     while true do
         local m = ms.recv()

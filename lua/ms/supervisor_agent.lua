@@ -226,9 +226,11 @@ local function start_child(S, c)
     return true
 end
 
--- Stops child c by its shutdown: "brutal_kill" stops it at once; a number
--- of seconds (or "infinity") sends { event = "shutdown" } and waits that
--- long for it to end, then stops it.
+-- Stops child c by its shutdown, as OTP does: a child that does not trap
+-- exits (ms.trap_exit, ms.on_shutdown) is stopped at once, whatever its
+-- shutdown; so is any child with "brutal_kill".  A trapping child with a
+-- number of seconds (or "infinity") is sent { event = "shutdown" } and
+-- given that long to end, then stopped.
 stop_agent = function(S, c, brutal)
     local a, id = c.agent, c.agent_id
     if not a then
@@ -236,7 +238,8 @@ stop_agent = function(S, c, brutal)
     end
     S.by_agent[id] = nil
     local exited = false
-    if brutal or c.shutdown == "brutal_kill" then
+    local info = a:info()
+    if brutal or c.shutdown == "brutal_kill" or not info.trap_exit then
         a:stop("shutdown")
     else
         a:send({ event = "shutdown", reason = "shutdown" })

@@ -1,0 +1,170 @@
+-- Stop means stop: OTP's two kinds of stop, preemption of running agents,
+-- monitors on supervisor handles.  Every case runs `ms-host run` on a
+-- script (so the spec also runs against the sanitizer builds' ms-host).
+local h = require "spec.support.helpers"
+
+local HOST, q = h.host, h.shell_quote
+
+-- Runs script (text) with ms-host; returns status, stdout, stderr.
+local function run(script, extra)
+    local path = h.tmpfile(script, ".lua")
+    local out, err = os.tmpname(), os.tmpname()
+    local rc = os.execute(("timeout -k 5 60 %s run %s --workers 2 %s >%s 2>%s </dev/null")
+        :format(q(HOST), q(path), extra or "", q(out), q(err)))
+    local o, e = h.slurp(out), h.slurp(err)
+    os.remove(path) os.remove(out) os.remove(err)
+    return rc, o, e
+end
+
+local function ok_run(script)
+    local rc, out, err = run(script)
+    assert(rc == 0, ("ms-host exited %s\n--- stdout:\n%s--- stderr:\n%s"):format(tostring(rc), out, err))
+    return out
+end
+
+describe("a:stop()", function()
+    it("ends a jit = false agent looping in pcall at once, and its permit comes back", function()
+        local out = ok_run([[
+local sem = ms.semaphore(1)
+local a = ms.agent.spawn{ jit = false, args = sem, fn = function(s)
+    local p = s:acquire()
+    while true do pcall(function() while true do end end) end
+end }
+ms.monitor(a)
+while sem:available() > 0 do ms.sleep(0.01) end   -- it holds the permit and loops
+local echo = ms.agent.spawn{ fn = function() local m, r = ms.recv() r(m) end }
+print("call meanwhile: " .. tostring(echo:call("hi", 20)))
+a:stop("enough")
+local m = ms.recv(20)
+print("exit: " .. tostring(m and m.reason) .. " " .. tostring(m and m.message))
+local p = sem:acquire(1, 20)
+print("permit back: " .. tostring(p ~= nil))
+]])
+        assert.matches("call meanwhile: hi", out, 1, true)
+        assert.matches("exit: killed enough", out, 1, true)
+        assert.matches("permit back: true", out, 1, true)
+    end)
+
+    it("ends an interpreted loop that never yields (JIT on, not yet compiled)", function()
+        local out = ok_run([[
+local a = ms.agent.spawn{ fn = function() local x = 0 while true do x = x + 1 end end }
+ms.monitor(a)
+ms.sleep(0.05)
+a:stop()
+local m = ms.recv(20)
+print("exit: " .. tostring(m and m.reason))
+]])
+        assert.matches("exit: killed", out, 1, true)
+    end)
+
+    it("ends a loop inside a table.sort comparator (a C function in between)", function()
+        local out = ok_run([[
+local a = ms.agent.spawn{ jit = false, fn = function()
+    local t = {} for i = 1, 100 do t[i] = i end
+    while true do pcall(table.sort, t, function(x, y) while true do end end) end
+end }
+ms.monitor(a)
+ms.sleep(0.05)
+a:stop()
+local m = ms.recv(20)
+print("exit: " .. tostring(m and m.reason))
+]])
+        assert.matches("exit: killed", out, 1, true)
+    end)
+end)
+
+describe("ms.trap_exit", function()
+    it("is off by default, set by ms.trap_exit(true) and by ms.on_shutdown, and shown by a:info()", function()
+        local out = ok_run([[
+local plain = ms.agent.spawn{ fn = function() ms.recv() end }
+local trapping = ms.agent.spawn{ fn = function() ms.trap_exit(true) ms.recv() end }
+local handler = ms.agent.spawn{ fn = function() ms.on_shutdown(function() end) ms.recv() end }
+ms.sleep(0.05)
+print(plain:info().trap_exit, trapping:info().trap_exit, handler:info().trap_exit)
+print("was", ms.trap_exit(true), ms.trap_exit(false), ms.trap_exit())
+for _, a in ipairs{ plain, trapping, handler } do a:send("bye") end
+]])
+        assert.matches("false\ttrue\ttrue", out, 1, true)
+        assert.matches("was\tfalse\ttrue\tfalse", out, 1, true)
+    end)
+end)
+
+describe("supervisors stop as OTP does", function()
+    local SCRIPT = [[
+local log = ms.channel(100)
+local function sleeper(args)
+    if args.trap then ms.trap_exit(true) end
+    args.log:send("start:" .. args.id)
+    while true do
+        local m = ms.recv(10)
+        if type(m) == "table" and m.event == "shutdown" then
+            args.log:send("asked:" .. args.id)
+            return
+        end
+    end
+end
+local function crasher(args)
+    args.log:send("start:" .. args.id)
+    if ms.recv() == "crash" then error("crash", 0) end
+end
+local sup = ms.supervisor{ strategy = "one_for_all", children = {
+    { id = "crasher", start = { fn = crasher, args = { id = "crasher", log = log } } },
+    { id = "sleeper", start = { fn = sleeper, args = { id = "sleeper", log = log, trap = TRAP } },
+      shutdown = 30 },
+} }
+ms.monitor(sup)
+for _ = 1, 2 do log:recv(20) end
+local sleeper_agent
+for _, c in ipairs(sup:which_children()) do if c.id == "sleeper" then sleeper_agent = c.agent end end
+ms.monitor(sleeper_agent)
+for _, c in ipairs(sup:which_children()) do if c.id == "crasher" then c.agent:send("crash") end end
+local m = ms.recv(60)
+while m and m.agent ~= sleeper_agent do m = ms.recv(60) end
+print("sibling exit: " .. tostring(m and m.reason) .. " " .. tostring(m and m.message))
+local seen = {}
+for _ = 1, TRAP and 3 or 2 do seen[#seen + 1] = log:recv(60) end
+table.sort(seen)
+print("then: " .. table.concat(seen, " "))
+print("more: " .. tostring(log:try_recv()))
+sup:stop()
+local n = ms.recv(20)
+while n and not (n.event == "exit" and n.agent == sup.agent) do n = ms.recv(20) end
+print("supervisor exit seen through ms.monitor(sup): " .. tostring(n ~= nil))
+]]
+
+    it("a one_for_all restart stops a sleeping sibling that does not trap exits at once", function()
+        local out = ok_run("local TRAP = false\n" .. SCRIPT)
+        assert.matches("sibling exit: killed shutdown", out, 1, true)
+        assert.matches("then: start:crasher start:sleeper", out, 1, true)
+        assert.matches("more: nil", out, 1, true)
+        assert.matches("supervisor exit seen through ms.monitor(sup): true", out, 1, true)
+    end)
+
+    it("a sibling that traps exits is asked with { event = 'shutdown' } and ends by itself", function()
+        local out = ok_run("local TRAP = true\n" .. SCRIPT)
+        assert.matches("sibling exit: normal", out, 1, true)
+        assert.matches("then: asked:sleeper start:crasher start:sleeper", out, 1, true)
+        assert.matches("more: nil", out, 1, true)
+    end)
+end)
+
+describe("SIGTERM", function()
+    it("ends a host whose supervised workers sleep, with status 0", function()
+        local path = h.tmpfile([[
+local function sleeper() while true do ms.sleep(10) end end
+ms.supervisor{ children = {
+    { id = "a", start = { fn = sleeper } }, { id = "b", start = { fn = sleeper } } } }
+print("ready")
+io.stdout:flush()
+ms.sleep(60)
+]], ".lua")
+        local out = os.tmpname()
+        local rc = os.execute(("%s run %s --workers 2 >%s 2>&1 & pid=$!; "
+            .. "for i in $(seq 1 200); do grep -q ready %s && break; sleep 0.05; done; "
+            .. "kill -TERM $pid; wait $pid"):format(q(HOST), q(path), q(out), q(out)))
+        local text = h.slurp(out)
+        os.remove(path) os.remove(out)
+        assert(rc == 0, "exit status " .. tostring(rc) .. "\n" .. text)
+        assert.matches("shutdown complete", text, 1, true)
+    end)
+end)
