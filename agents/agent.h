@@ -33,6 +33,11 @@
 
 typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;
 
+/* What the health monitor does with an agent stuck in one poll past
+ * stall_threshold (agent.runaway): report it, stop it, or (a count N > 0)
+ * stop it at its Nth stall. */
+enum { RUNAWAY_REPORT = 0, RUNAWAY_STOP = -1 };
+
 /* Where an agent's main function comes from: a function's bytecode, a
  * file, a module, or (ms.run) a function already in the caller's state. */
 typedef enum agent_src { SRC_FN, SRC_FILE, SRC_MODULE, SRC_STATE } agent_src;
@@ -105,6 +110,8 @@ struct agent {
     bool main_agent;            /* ms-host's main agent: JIT from the start */
     bool jit_off;
     uint32_t restarts;          /* set by a supervisor that restarted this child */
+    int runaway;                /* immutable: RUNAWAY_REPORT, _STOP or a count */
+    _Atomic uint32_t stalls;    /* stalls reported (health monitor's thread) */
     bool supervised;            /* immutable: its supervisor stops it at shutdown */
     bool jit_counted;           /* counted in host jit_agents */
     bool jit_decided;           /* agent thread: the JIT was switched on or off */

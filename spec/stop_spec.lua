@@ -74,16 +74,19 @@ print("exit: " .. tostring(m and m.reason))
 end)
 
 describe("ms.trap_exit", function()
-    it("is off by default, set by ms.trap_exit(true) and by ms.on_shutdown, and shown by a:info()", function()
+    it("is off by default, set by ms.trap_exit(true), ms.on_shutdown or trap_exit = true at spawn, shown by a:info()", function()
         local out = ok_run([[
 local plain = ms.agent.spawn{ fn = function() ms.recv() end }
 local trapping = ms.agent.spawn{ fn = function() ms.trap_exit(true) ms.recv() end }
 local handler = ms.agent.spawn{ fn = function() ms.on_shutdown(function() end) ms.recv() end }
+local declared = ms.agent.spawn{ trap_exit = true, fn = function() ms.recv() end }
+print("at spawn", declared:info().trap_exit)
 ms.sleep(0.05)
 print(plain:info().trap_exit, trapping:info().trap_exit, handler:info().trap_exit)
 print("was", ms.trap_exit(true), ms.trap_exit(false), ms.trap_exit())
-for _, a in ipairs{ plain, trapping, handler } do a:send("bye") end
+for _, a in ipairs{ plain, trapping, handler, declared } do a:send("bye") end
 ]])
+        assert.matches("at spawn\ttrue", out, 1, true)
         assert.matches("false\ttrue\ttrue", out, 1, true)
         assert.matches("was\tfalse\ttrue\tfalse", out, 1, true)
     end)
@@ -166,5 +169,54 @@ ms.sleep(60)
         os.remove(path) os.remove(out)
         assert(rc == 0, "exit status " .. tostring(rc) .. "\n" .. text)
         assert.matches("shutdown complete", text, 1, true)
+    end)
+end)
+
+describe("the runaway policy (spawn option runaway)", function()
+    it("'stop' ends an agent at its first stall, with reason runaway, and a supervisor restarts it", function()
+        local rc, out, err = run([[
+local runs = ms.channel(10)
+local sup = ms.supervisor{ children = {
+    { id = "spinner", start = { runaway = "stop", jit = false, args = runs, fn = function(runs)
+        runs:send(ms.self():info().restarts)
+        if ms.self():info().restarts == 0 then while true do end end
+        ms.recv()
+    end } } } }
+print("first run: " .. tostring(runs:recv(30)))
+print("second run: " .. tostring(runs:recv(30)))
+]], "--set stall_threshold=0.2")
+        assert(rc == 0, out .. err)
+        assert.matches("first run: 0", out, 1, true)
+        assert.matches("second run: 1", out, 1, true)
+        assert.matches("stopping it (runaway policy)", err, 1, true)
+    end)
+
+    it("a count N ends an agent at its Nth stall; 'report' (the default) only reports", function()
+        local rc, out, err = run([[
+local function staller(args)
+    for i = 1, args.stalls do
+        local t = ms.now()
+        while ms.now() - t < 0.5 do end
+        ms.sleep(0.01)
+        args.log:send(i)
+    end
+end
+local log = ms.channel(10)
+local counted = ms.agent.spawn{ runaway = 2, jit = false, fn = staller, args = { stalls = 3, log = log } }
+ms.monitor(counted)
+local m = ms.recv(30)
+print("counted: " .. tostring(m.reason) .. " after " .. tostring(log:try_recv()) .. ", "
+    .. tostring(log:try_recv()))
+local reported = ms.agent.spawn{ jit = false, fn = staller, args = { stalls = 2, log = log } }
+ms.monitor(reported)
+m = ms.recv(30)
+print("reported: " .. tostring(m.reason))
+print(select(2, pcall(ms.agent.spawn, { runaway = "sometimes", fn = staller })))
+]], "--set stall_threshold=0.2")
+        assert(rc == 0, out .. err)
+        assert.matches("counted: runaway after 1, nil", out, 1, true)
+        assert.matches("reported: normal", out, 1, true)
+        assert.matches('runaway must be "report", "stop" or a count of stalls >= 1, got \'sometimes\'',
+            out, 1, true)
     end)
 end)
