@@ -109,6 +109,7 @@ struct agent {
     int argc;
     bool main_agent;            /* ms-host's main agent: JIT from the start */
     bool jit_off;
+    bool sandbox;               /* immutable: see libs.c (the JIT is off too) */
     uint32_t restarts;          /* set by a supervisor that restarted this child */
     int runaway;                /* immutable: RUNAWAY_REPORT, _STOP or a count */
     _Atomic uint32_t stalls;    /* stalls reported (health monitor's thread) */

@@ -21,10 +21,10 @@
 
 /* The spawn table's fields, in the order they are pushed. */
 enum { F_FN, F_FILE, F_MODULE, F_NAME, F_MEMORY_LIMIT, F_RESTARTS, F_JIT, F_SUPERVISED, F_ARGS,
-       F_RUNAWAY, F_TRAP_EXIT, F_COUNT };
+       F_RUNAWAY, F_TRAP_EXIT, F_SANDBOX, F_COUNT };
 static const char *const field_names[F_COUNT] = {
     "fn",   "file",       "module", "name",   "memory_limit", "restarts",
-    "jit",  "supervised", "args",   "runaway",      "trap_exit"};
+    "jit",  "supervised", "args",   "runaway",      "trap_exit", "sandbox"};
 
 /* What a bad value was, for an error message, without converting it. */
 static void describe_value(lua_State *L, int idx, char *buf, size_t len) {
@@ -199,6 +199,11 @@ static bool read_spec(lua_State *L, int base, int ms_idx, agent *a, char *err, s
     if (lua_type(L, base + F_JIT) == LUA_TBOOLEAN && !lua_toboolean(L, base + F_JIT))
         a->jit_off = true;
     a->supervised = lua_toboolean(L, base + F_SUPERVISED);
+    /* A sandboxed agent's children are sandboxed too: otherwise spawning
+     * one would be the way out. */
+    agent *spawner = agent_from_state(L);
+    if (lua_toboolean(L, base + F_SANDBOX) || (spawner && spawner->sandbox))
+        a->sandbox = a->jit_off = true;
     /* Declared at spawn, so that a stop right after it (a supervisor
      * whose next child fails to start) already knows. */
     atomic_store_explicit(&a->traps_exit, lua_toboolean(L, base + F_TRAP_EXIT),

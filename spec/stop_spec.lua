@@ -6,11 +6,11 @@ local h = require "spec.support.helpers"
 local HOST, q = h.host, h.shell_quote
 
 -- Runs script (text) with ms-host; returns status, stdout, stderr.
-local function run(script, extra)
+local function run(script, extra, workers)
     local path = h.tmpfile(script, ".lua")
     local out, err = os.tmpname(), os.tmpname()
-    local rc = os.execute(("timeout -k 5 60 %s run %s --workers 2 %s >%s 2>%s </dev/null")
-        :format(q(HOST), q(path), extra or "", q(out), q(err)))
+    local rc = os.execute(("timeout -k 5 60 %s run %s --workers %d %s >%s 2>%s </dev/null")
+        :format(q(HOST), q(path), workers or 2, extra or "", q(out), q(err)))
     local o, e = h.slurp(out), h.slurp(err)
     os.remove(path) os.remove(out) os.remove(err)
     return rc, o, e
@@ -218,5 +218,51 @@ print(select(2, pcall(ms.agent.spawn, { runaway = "sometimes", fn = staller })))
         assert.matches("reported: normal", out, 1, true)
         assert.matches('runaway must be "report", "stop" or a count of stalls >= 1, got \'sometimes\'',
             out, 1, true)
+    end)
+end)
+
+describe("sandbox = true", function()
+    it("takes away ffi, debug, io, jit, binary chunks, C modules and the process parts of os", function()
+        local out = ok_run([[
+local a = ms.agent.spawn{ sandbox = true, fn = function()
+    print("io", io, "debug", debug, "jit", jit)
+    print("ffi", select(2, pcall(require, "ffi")))
+    print("os", os.execute, os.exit, os.getenv, os.remove, type(os.time), type(os.clock))
+    print("files", loadfile, dofile, package.loadlib)
+    print("text", load("return 1 + 1")())
+    print("binary", select(2, load(string.dump(function() return 1 end))))
+    print("loadstring", select(2, loadstring(string.dump(function() return 1 end))))
+    local child = ms.agent.spawn{ fn = function() print("child io", io, "ffi", pcall(require, "ffi")) end }
+    ms.monitor(child)
+    ms.recv(20)
+end }
+ms.monitor(a)
+local m = ms.recv(20)
+print("exit", m.reason, m.message)
+]])
+        assert.matches("io\tnil\tdebug\tnil\tjit\tnil", out, 1, true)
+        assert.matches("ffi\tffi is not available in a sandboxed agent", out, 1, true)
+        assert.matches("os\tnil\tnil\tnil\tnil\tfunction\tfunction", out, 1, true)
+        assert.matches("files\tnil\tnil\tnil", out, 1, true)
+        assert.matches("text\t2", out, 1, true)
+        assert.matches("binary\tattempt to load chunk with wrong mode", out, 1, true)
+        assert.matches("loadstring\tattempt to load chunk with wrong mode", out, 1, true)
+        assert.matches("child io\tnil\tffi\tfalse", out, 1, true)
+        assert.matches("exit\tnormal", out, 1, true)
+    end)
+
+    it("shares its worker: a sandboxed agent that never waits does not hold up others (1 worker)", function()
+        local rc, out, err = run([[
+local spin = ms.agent.spawn{ sandbox = true, fn = function() local x = 0 while true do x = x + 1 end end }
+local echo = ms.agent.spawn{ fn = function() while true do local m, r = ms.recv() r(m) end end }
+ms.sleep(0.05)
+for i = 1, 3 do print("echo " .. tostring(echo:call(i, 30))) end
+ms.monitor(spin)
+spin:stop()
+print("spin " .. tostring(ms.recv(30).reason))
+]], "", 1)
+        assert(rc == 0, out .. err)
+        assert.matches("echo 3", out, 1, true)
+        assert.matches("spin killed", out, 1, true)
     end)
 end)

@@ -196,7 +196,7 @@ local function spawn_agent(S, c)
     return ms.agent.spawn{
         fn = st.fn_code and load_fn(S, st.fn_code, c.id), file = st.file, module = st.module,
         name = st.name, args = st.args, memory_limit = st.memory_limit, jit = st.jit,
-        runaway = st.runaway, trap_exit = st.trap_exit,
+        runaway = st.runaway, trap_exit = st.trap_exit, sandbox = st.sandbox,
         restarts = c.restarts, supervised = true,
     }
 end
