@@ -52,6 +52,9 @@ static void agent_free(agent *a) {
     for (uint32_t i = 0; i < a->nmonitors; i++)
         agent_unref(a->monitors[i]);
     free(a->monitors);
+    for (uint32_t i = 0; i < a->nlinks; i++)
+        agent_unref(a->links[i]);
+    free(a->links);
     xfer_free(a->args);
     free(a->src_text);
     free(a->stop_reason);
@@ -415,6 +418,7 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
         agent_unref(mons[i]);
     }
     free(mons);
+    mail_exit_links(a, reason);
 }
 
 void agent_exit(agent *a, const char *reason, int code, const char *message,

@@ -136,6 +136,8 @@ struct agent {
     agent_state state;
     agent **monitors;           /* refs; told when this agent exits */
     uint32_t nmonitors, mcap;
+    agent **links;              /* refs; linked both ways (mail.c) */
+    uint32_t nlinks, lcap;
     char *stop_reason;
     char stop_exit_reason[16];  /* the exit reason a stop gives: killed, runaway */
     bool state_closing;         /* under mlock: L is being closed */

@@ -161,6 +161,25 @@ static int l_monitor(lua_State *L) {
     return 0;
 }
 
+/* ms.link(a) / ms.unlink(a): see mail.c. */
+static int l_link(lua_State *L) {
+    agent *other = lh_check_agent_like(L, 1);
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.link: no agent runs in this Lua state");
+    mail_link(self, other);
+    return 0;
+}
+
+static int l_unlink(lua_State *L) {
+    agent *other = lh_check_agent_like(L, 1);
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.unlink: no agent runs in this Lua state");
+    mail_unlink(self, other);
+    return 0;
+}
+
 static int l_self(lua_State *L) {
     agent *self = agent_from_state(L);
     if (!self)
@@ -238,7 +257,8 @@ void lms_build_reply_mt(lua_State *L) {
 
 const luaL_Reg lms_agent_functions[] = {
     {"recv", l_recv},     {"monitor", l_monitor}, {"self", l_self},
-    {"agents", l_agents}, {"trap_exit", l_trap_exit},
+    {"agents", l_agents}, {"trap_exit", l_trap_exit}, {"link", l_link},
+    {"unlink", l_unlink},
     {NULL, NULL}};
 
 const luaL_Reg lms_agent_module[] = {
