@@ -4,7 +4,7 @@
 -- attach client is driven with stdin piped (no terminal: no prompts).
 --
 -- Run from the repository root; MS_HOST names the binary:
---   MS_HOST=build/lua/ms-host busted --lua=luajit spec/console_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/console_spec.lua
 --
 -- spec-kind: subprocess (it drives the ms-host binary only and never loads
 -- the ms module, so CMakeLists.txt runs it in every build, the sanitizer

@@ -3,7 +3,7 @@
 -- terminal itself is checked by lua.repl_pty (lua/test/pty_drive.c).
 --
 -- Run from the repository root; MS_HOST names the binary:
---   MS_HOST=build/lua/ms-host busted --lua=luajit spec/host_repl_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/host_repl_spec.lua
 --
 -- spec-kind: subprocess (it drives the ms-host binary only and never loads
 -- the ms module, so CMakeLists.txt runs it in every build, the sanitizer

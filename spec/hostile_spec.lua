@@ -19,7 +19,7 @@
 -- stderr from a panic or a sanitizer.  The main agent raising the same
 -- error objects must end ms-host with status 1 and a message.
 --
---   MS_HOST=build/lua/ms-host busted --lua=luajit spec/hostile_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/hostile_spec.lua
 -- (MS_HOSTILE_SHOW=1 prints what every ms-host run wrote.)
 --
 -- spec-kind: subprocess (it drives the ms-host binary only and never loads

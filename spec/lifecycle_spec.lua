@@ -7,7 +7,7 @@
 -- the ms module, so CMakeLists.txt runs it in every build, the sanitizer
 -- builds' included, against that build's ms-host)
 
-local host = os.getenv("MS_HOST") or "build/lua/ms-host"
+local host = os.getenv("MS_HOST") or "build/ms-host/ms-host"
 
 local function tmpfile(text)
   local path = os.tmpname()

@@ -8,7 +8,7 @@
 -- ms-host.  Nothing depends on timing beyond "at least one tick passed".
 --
 -- Run from the repository root:
---   MS_HOST=build/lua/ms-host busted --lua=luajit spec/metrics_file_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/metrics_file_spec.lua
 --
 -- spec-kind: subprocess (it drives the ms-host binary only and never loads
 -- the ms module, so CMakeLists.txt runs it in every build, the sanitizer

@@ -6,7 +6,7 @@
 -- carrying them.  Nothing here depends on how long a poll takes.
 --
 -- Run from the repository root:
---   LUA_CPATH="build/lua/?.so;;" MS_HOST=build/lua/ms-host \
+--   LUA_CPATH="build/agents/?.so;;" MS_HOST=build/ms-host/ms-host \
 --     busted --lua=luajit spec/metrics_histogram_spec.lua
 
 local ms = require "ms"

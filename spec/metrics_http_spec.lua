@@ -8,7 +8,7 @@
 -- answer again after every bad request, and the host must end normally.
 --
 -- Run from the repository root:
---   MS_HOST=build/lua/ms-host busted --lua=luajit spec/metrics_http_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/metrics_http_spec.lua
 --
 -- spec-kind: subprocess (it drives the ms-host binary only and never loads
 -- the ms module, so CMakeLists.txt runs it in every build, the sanitizer

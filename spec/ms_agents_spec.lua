@@ -3,8 +3,8 @@
 -- messages (send, recv, call and reply), monitors and exit reasons, names,
 -- ms.agents, and handles shared between agents.
 --
--- Run from the repository root (LUA_CPATH must reach build/lua/ms.so):
---   LUA_CPATH="build/lua/?.so;;" busted --lua=luajit spec/ms_agents_spec.lua
+-- Run from the repository root (LUA_CPATH must reach build/agents/ms.so):
+--   LUA_CPATH="build/agents/?.so;;" busted --lua=luajit spec/ms_agents_spec.lua
 --
 -- Agent functions share nothing with this file: they may use only their
 -- args, globals and the ms module, so they repeat the little they need.

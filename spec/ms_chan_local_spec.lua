@@ -1,10 +1,10 @@
--- Specs for the same-agent fast path of ms.channel (lua/lchan.c): a
+-- Specs for the same-agent fast path of ms.channel (agents/lchan.c): a
 -- channel used only by the coroutines of the agent that made it keeps its
 -- values as Lua values; the first copy of its handle to another agent
 -- moves them, and its waiting coroutines, onto the shared channel.  Every
 -- observable behaviour must be the one of a shared channel.
 --
---   LUA_CPATH="build/lua/?.so;;" busted --lua=luajit spec/ms_chan_local_spec.lua
+--   LUA_CPATH="build/agents/?.so;;" busted --lua=luajit spec/ms_chan_local_spec.lua
 
 local ms = require "ms"
 

@@ -3,8 +3,8 @@
 -- and ms.channel (bounded back-pressure, unbounded queues, close and
 -- drain, timeouts, values crossing agents).
 --
--- Run from the repository root (LUA_CPATH must reach build/lua/ms.so):
---   LUA_CPATH="build/lua/?.so;;" busted --lua=luajit spec/ms_sync_spec.lua
+-- Run from the repository root (LUA_CPATH must reach build/agents/ms.so):
+--   LUA_CPATH="build/agents/?.so;;" busted --lua=luajit spec/ms_sync_spec.lua
 
 local ms = require "ms"
 

@@ -3,8 +3,8 @@
 -- ms.interval and ms.blocking, the errors tasks report through join, and
 -- the errors the functions raise when misused.
 --
--- Run from the repository root (LUA_CPATH must reach build/lua/ms.so):
---   LUA_CPATH="build/lua/?.so;;" busted --lua=luajit spec/ms_tasks_spec.lua
+-- Run from the repository root (LUA_CPATH must reach build/agents/ms.so):
+--   LUA_CPATH="build/agents/?.so;;" busted --lua=luajit spec/ms_tasks_spec.lua
 
 local ms = require "ms"
 
@@ -929,7 +929,12 @@ describe("ms tasks", function()
         it("a failed ms.recv does not make a later ms.yield swallow a message", function()
             run(function()
                 local me = ms.self()
-                ms.agent.spawn { args = me, fn = function(to) to:send("hello") end }
+                -- The sender waits on a timer, so that its message comes
+                -- from whichever worker is free: this agent busy-waits
+                -- below, and a task its own worker would run next waits
+                -- for it to yield.
+                ms.agent.spawn { args = me, fn = function(to) ms.sleep(0.05) to:send("hello") end }
+                ms.sleep(0.01)
                 pcall(table.sort, { 3, 2, 1 }, function(x, y)
                     ms.recv(5)
                     return x < y

@@ -3,7 +3,7 @@
 -- chunks, error display, the helpers.
 --
 -- Run from the repository root; MS_HOST names the binary:
---   MS_HOST=build/lua/ms-host busted --lua=luajit spec/repl_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/repl_spec.lua
 package.path = "lua/?.lua;" .. package.path
 local repl = require "ms.repl"
 local h = require "spec.support.helpers"

@@ -1,8 +1,8 @@
 -- Specs for ms.retry (attempts, backoff, what counts as a failure) and
 -- ms.circuit_breaker (closed -> open -> half_open -> closed|open).
 --
--- Run from the repository root (LUA_CPATH must reach build/lua/ms.so):
---   LUA_CPATH="build/lua/?.so;;" busted --lua=luajit spec/retry_spec.lua
+-- Run from the repository root (LUA_CPATH must reach build/agents/ms.so):
+--   LUA_CPATH="build/agents/?.so;;" busted --lua=luajit spec/retry_spec.lua
 --
 -- Timing checks use lenient bounds: they tell a sleep from no sleep, not
 -- milliseconds apart.

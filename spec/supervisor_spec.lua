@@ -2,8 +2,8 @@
 -- and escalation (nested supervisors), shutdown order and timeouts,
 -- dynamic children, the handle's calls, custom policies, backoff, events.
 --
--- Run from the repository root (LUA_CPATH must reach build/lua/ms.so):
---   LUA_CPATH="build/lua/?.so;;" busted --lua=luajit spec/supervisor_spec.lua
+-- Run from the repository root (LUA_CPATH must reach build/agents/ms.so):
+--   LUA_CPATH="build/agents/?.so;;" busted --lua=luajit spec/supervisor_spec.lua
 --
 -- Children are the `worker` function below: it reports what happens to it
 -- on a log channel from its args, so the specs see start and stop order.

@@ -3,7 +3,7 @@
 -- and words, whole or not at all, as events and metrics; ms.tuner runs a
 -- tuning function on an interval; a profile's tuner script runs beside the
 -- main agent; a stalled worker gets a stand-in.
---   LUA_CPATH="build/lua/?.so;;" busted --lua=luajit spec/tune_spec.lua
+--   LUA_CPATH="build/agents/?.so;;" busted --lua=luajit spec/tune_spec.lua
 local spec_dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec"
 package.path = spec_dir .. "/../lua/?.lua;lua/?.lua;" .. package.path
 

@@ -36,7 +36,7 @@ function helpers.error_of(fn, ...)
 end
 
 -- The ms-host binary under test (ctest sets MS_HOST).
-helpers.host = os.getenv("MS_HOST") or "build/lua/ms-host"
+helpers.host = os.getenv("MS_HOST") or "build/ms-host/ms-host"
 
 function helpers.shell_quote(s)
     return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

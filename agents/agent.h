@@ -1,0 +1,190 @@
+/*
+ * agent.h - an agent: an isolated lua_State that the executor runs as one
+ * ms task.  Only the thread polling that task touches the state; polls of
+ * one task never overlap and the executor orders consecutive polls, so
+ * agent code needs no locks.
+ *
+ * The boundary.  Every call from C into an agent's state that can run Lua
+ * code (metamethods, finalizers, tostring, decoding a message that
+ * allocates) or raise (allocation under the memory limit) runs inside the
+ * agent's protected poll (agent_poll), so that a raise there ends that
+ * agent alone, with reason "error" or "oom", never the host.  No Lua API
+ * call that can allocate or raise is made while a pthread mutex is held:
+ * a snapshot is taken under the lock and the Lua values are built after
+ * it is released.  See docs/host.md.
+ */
+#ifndef MS_AGENTS_AGENT_H
+#define MS_AGENTS_AGENT_H
+
+#include <lua.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fwd.h"
+#include "mailbox.h"
+#include "ms.h"
+
+/* The longest agent name, in bytes.  A longer name is refused (spawn
+ * says so), never cut. */
+#define AGENT_NAME_MAX 63
+
+typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;
+
+/* Where an agent's main function comes from: a function's bytecode, a
+ * file, a module, or (ms.run) a function already in the caller's state. */
+typedef enum agent_src { SRC_FN, SRC_FILE, SRC_MODULE, SRC_STATE } agent_src;
+
+struct agent {
+    _Atomic uint32_t refs;
+    uint64_t id;                /* immutable once registered */
+    char name[AGENT_NAME_MAX + 1]; /* immutable once registered */
+    host *h;                    /* immutable */
+
+    /* The thread polling the agent's task only: */
+    lua_State *L;
+    bool own_state;             /* we created L (not ms.run's caller's) */
+    /* Where the protected poll runs: L for an agent's own state; for
+     * ms.run, a thread of the caller's state (L itself is inside ms.run's
+     * C call on another thread's stack). */
+    lua_State *Lp;
+    int Lp_ref;                 /* registry ref anchoring Lp (SRC_STATE) */
+    bool poll_fn_ready;         /* the poll function is at Lp's stack bottom */
+    int main_ref;               /* SRC_STATE: {fn, args...} until started */
+    ltask *runq_head, *runq_tail;
+    ltask *all;
+    ltask *main;
+    ltask *current;
+    ms_cx *cx;                  /* the poll's context while a task runs, else NULL */
+    uint32_t fast_streak;       /* channel ops completed without a yield (lchan.c) */
+    uint64_t next_ltask_id;
+    bool started;
+    int exit_ref;               /* registry ref of the error value on failure */
+    /* The last failed task's message and traceback (ltask.c), freed with
+     * the agent: held here while the error value is built, which may
+     * raise. */
+    char *fail_message, *fail_traceback;
+
+    /* Written by the agent's thread, read by metrics (relaxed). */
+    _Atomic size_t mem_used;
+    size_t mem_limit;           /* immutable after spawn; 0 = none */
+    /* The limit is enforced only while the agent's own Lua code runs
+     * (inside lua_resume or a protected call): the host's bookkeeping
+     * around it (tracebacks, result tables) should not fail half-way.
+     * Written by the thread running the agent. */
+    bool enforce_limit;
+    _Atomic bool oom;           /* the allocator refused memory */
+    _Atomic uint64_t polls;
+
+    /* The agent task and its waker (set before any operation registers,
+     * never dropped before the agent is freed). */
+    ms_task *task;
+    ms_waker self_waker;
+    _Atomic(ltask *) woken;     /* Treiber stack of woken ltasks */
+    _Atomic bool blocking_busy; /* a blocking job holds L */
+    _Atomic bool stop_requested;
+    _Atomic bool shutdown_requested; /* graceful: run on_shutdown, then end */
+    bool shutdown_started;      /* agent thread */
+
+    /* Spawn spec, consumed at start (agent thread). */
+    agent_src src;
+    char *src_text;             /* file path, module name or bytecode */
+    size_t src_len;
+    xfer *args;
+    /* Main script arguments (ms-host run): passed as ... and set as the
+     * global arg (argv[0] the script).  Consumed at start. */
+    char **argv;
+    int argc;
+    bool main_agent;            /* ms-host's main agent: JIT from the start */
+    bool jit_off;
+    uint32_t restarts;          /* set by a supervisor that restarted this child */
+    bool supervised;            /* immutable: its supervisor stops it at shutdown */
+    bool jit_counted;           /* counted in host jit_agents */
+    bool jit_decided;           /* agent thread: the JIT was switched on or off */
+    uint8_t ms_upvals[8];       /* fn upvalues that held the ms module */
+    int n_ms_upvals;
+
+    /* The mailbox: pushed by any thread, popped by the agent's (see
+     * mailbox.c for the memory ordering); closed at exit. */
+    mailbox mbox;
+    /* 0 = unbounded.  Read by senders (mbox_push's limit); written by
+     * ms.tune under the host lock, hence atomic (relaxed). */
+    _Atomic size_t mailbox_limit;
+    /* The task waiting in ms.recv, with a reference.  Set by the agent's
+     * thread (exchange, seq_cst, then it looks at the mailbox again);
+     * taken by a producer after its push (seq_cst fence, then exchange),
+     * which then wakes it.  Dekker pair with the link store in mbox_push. */
+    _Atomic(ltask *) receiver;
+
+    /* Under mlock: */
+    pthread_mutex_t mlock;
+    agent_state state;
+    agent **monitors;           /* refs; told when this agent exits */
+    uint32_t nmonitors, mcap;
+    char *stop_reason;
+    bool state_closing;         /* under mlock: L is being closed */
+    /* Exit, for monitors and metrics (under mlock once state == EXITED). */
+    char exit_reason[16];       /* normal, error, killed, oom, shutdown */
+    char *exit_message;
+    char *exit_traceback;
+    int exit_code;              /* ms_err code */
+    size_t unread_at_exit;      /* messages accepted and never received */
+
+    /* The host registry (registry.c), under the host lock. */
+    agent *next_reg, *prev_reg;
+    agent *next_name;           /* its chain in the table of names */
+    bool named;                 /* in the table of names */
+};
+
+/* A consistent copy of an agent's row for a:info(), ms.agents() and the
+ * metrics, taken under its lock so that no Lua value is built there. */
+typedef struct agent_info {
+    uint64_t id;
+    char name[AGENT_NAME_MAX + 1];
+    agent_state state;
+    size_t mailbox, received, memory, memory_limit;
+    uint64_t polls;
+    uint32_t restarts;
+    char exit_reason[16];
+} agent_info;
+
+void agent_get_info(agent *a, agent_info *out);
+/* Every live agent's row, in a malloc'd array (*rows, *n); false without
+ * memory. */
+bool agent_list_info(host *h, agent_info **rows, size_t *n);
+
+/* A new agent of h with h's defaults, not yet registered or started;
+ * NULL without memory.  The caller has the one reference. */
+agent *agent_new(host *h);
+void agent_ref(agent *a);
+void agent_unref(agent *a);
+/* The agent whose state L belongs to, or NULL. */
+agent *agent_from_state(lua_State *L);
+/* The agent whose task this thread is running inside lua_resume, or NULL
+ * (set by ltask_resume). */
+agent *agent_running(void);
+void agent_set_running(agent *a);
+/* Registers a and starts its task on the runtime.  On failure returns
+ * false with err set; a is then unregistered (the caller keeps its
+ * reference). */
+bool agent_start(agent *a, char *err, size_t errlen);
+/* The executor's poll of an agent's task. */
+ms_poll agent_poll(ms_cx *cx, void *state);
+/* Records the agent's end and tells its monitors (L still open). */
+void agent_exit(agent *a, const char *reason, int code, const char *message,
+                const char *traceback);
+void agent_stop(agent *a, const char *reason);
+/* Switches the JIT on for a, within jit_agent_limit and unless it was
+ * spawned with jit = false, or leaves it off.  Once per agent. */
+void agent_jit_decide(agent *a);
+/* Waits on a plain thread (not a worker) for a started agent to end.
+ * Returns 0, or its failure with err set from its exit record. */
+int agent_join(agent *a, ms_error *err);
+/* Runs the function below the top nargs values of L (the caller's state)
+ * as the main agent on the workers, and waits for it on this thread.
+ * Pushes the error value (or nil). */
+int agent_run_main(lua_State *L, int nargs, ms_error *err);
+
+#endif

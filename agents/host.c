@@ -1,0 +1,144 @@
+/*
+ * host.c - the process-wide host: creation around a runtime, the metrics
+ * history, the intervals that outlive agents, and shutdown.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "events.h"
+#include "host.h"
+#include "lifecycle.h"
+
+static host *g_host;
+
+host *host_get(void) {
+    return g_host;
+}
+
+host *host_init(ms_runtime *rt, bool own) {
+    if (g_host)
+        return g_host;
+    host *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->rt = rt;
+    h->own_rt = own;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->hist_lock, NULL);
+    h->next_agent_id = 1;
+    h->jit_agent_limit = 2000;
+    atomic_init(&h->jit_agents, 0);
+    g_host = h;
+    return h;
+}
+
+host *host_open(ms_config *cfg, const char *lua_path, const char *lua_cpath, ms_error *err) {
+    cfg->on_stall = lifecycle_on_stall;
+    ms_runtime *rt;
+    if (ms_runtime_new(cfg, &rt, err) != 0)
+        return NULL;
+    host *h = host_init(rt, true);
+    if (!h) {
+        ms_runtime_shutdown(rt, MS_SHUTDOWN_CANCEL, 0, NULL);
+        ms_runtime_free(rt);
+        ms_error_set(err, MS_E_NO_MEMORY, "no memory for the host");
+        return NULL;
+    }
+    h->lua_path = strdup(lua_path ? lua_path : "");
+    h->lua_cpath = strdup(lua_cpath ? lua_cpath : "");
+    return h;
+}
+
+void host_history_push(host *h, ms_metrics *m, double time) {
+    pthread_mutex_lock(&h->hist_lock);
+    ms_metrics *old = h->hist_previous;
+    h->hist_previous = h->hist_latest;
+    h->hist_previous_time = h->hist_latest_time;
+    h->hist_latest = m;
+    h->hist_latest_time = time;
+    pthread_mutex_unlock(&h->hist_lock);
+    ms_metrics_free(old);
+}
+
+void host_track_interval(ms_interval **slot) {
+    host *h = g_host;
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    if (h->nintervals == h->icap) {
+        uint32_t cap = h->icap ? h->icap * 2 : 16;
+        ms_interval ***grown = realloc(h->intervals, cap * sizeof *grown);
+        if (grown) {
+            h->intervals = grown;
+            h->icap = cap;
+        }
+    }
+    if (h->nintervals < h->icap)
+        h->intervals[h->nintervals++] = slot;
+    pthread_mutex_unlock(&h->lock);
+}
+
+void host_untrack_interval(ms_interval **slot) {
+    host *h = g_host;
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    for (uint32_t i = 0; i < h->nintervals; i++)
+        if (h->intervals[i] == slot) {
+            h->intervals[i] = h->intervals[--h->nintervals];
+            break;
+        }
+    pthread_mutex_unlock(&h->lock);
+}
+
+int host_shutdown(void) {
+    host *h = g_host;
+    int rc = 0;
+    if (!h)
+        return 0;
+    pthread_mutex_lock(&h->lock);
+    for (uint32_t i = 0; i < h->nintervals; i++) {
+        ms_interval_free(*h->intervals[i]);
+        *h->intervals[i] = NULL;
+    }
+    h->nintervals = 0;
+    free(h->intervals);
+    h->intervals = NULL;
+    pthread_mutex_unlock(&h->lock);
+    if (h->own_rt) {
+        ms_shutdown_report rep;
+        rc = ms_runtime_shutdown(h->rt, MS_SHUTDOWN_CANCEL,
+                                 ms_runtime_config(h->rt)->shutdown_timeout_ms, &rep);
+        if (rep.abandoned_threads)
+            fprintf(stderr,
+                    "ms-host: %u thread%s still running after %llu ms (an agent stuck in a "
+                    "loop?); exiting without waiting for them\n",
+                    rep.abandoned_threads, rep.abandoned_threads == 1 ? " was" : "s were",
+                    (unsigned long long)rep.elapsed_ms);
+        ms_runtime_free(h->rt);
+    }
+    uint64_t stopped = atomic_load(&h->stopped_at_shutdown);
+    uint64_t unread = atomic_load(&h->unread_at_shutdown);
+    if (unread > 0)
+        fprintf(stderr,
+                "ms-host: shutdown stopped %llu agent%s, leaving %llu message%s unread\n",
+                (unsigned long long)stopped, stopped == 1 ? "" : "s", (unsigned long long)unread,
+                unread == 1 ? "" : "s");
+    events_shutdown();
+    free(h->profile_name);
+    for (int i = 0; i < h->nprofile_sets; i++)
+        free(h->profile_sets[i]);
+    free(h->profile_sets);
+    free(h->lua_path);
+    free(h->lua_cpath);
+    free(h->name_buckets);
+    ms_waker_drop(&h->lifecycle_waker);
+    ms_metrics_free(h->hist_latest);
+    ms_metrics_free(h->hist_previous);
+    pthread_mutex_destroy(&h->hist_lock);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+    g_host = NULL;
+    return rc;
+}

@@ -1,0 +1,38 @@
+/*
+ * lhandle.h - shared objects (agents, semaphores, channels, reply slots)
+ * as Lua userdata: pushing, checking, reference counts, and the hand-over
+ * of a handle to another agent.
+ */
+#ifndef MS_AGENTS_LHANDLE_H
+#define MS_AGENTS_LHANDLE_H
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fwd.h"
+#include "xfer.h"
+
+/* The userdata behind a handle.  lc: a channel made by ms.channel in this
+ * state carries its same-agent fast path (lchan.c); NULL otherwise. */
+typedef struct lhandle {
+    xh_type type;
+    void *ptr;                  /* one reference, NULL once released */
+    lchan *lc;                  /* a reference (lchan_unref) */
+} lhandle;
+
+void lh_push_agent(lua_State *L, agent *a);       /* takes a reference */
+agent *lh_check_agent(lua_State *L, int idx);
+lhandle *lh_check(lua_State *L, int idx, xh_type type);
+void lh_push_handle(lua_State *L, xh_type type, void *ptr); /* takes over a ref */
+void *lh_to_handle(lua_State *L, int idx, xh_type *type);   /* NULL if not one */
+void lh_ref_handle(xh_type type, void *ptr);
+void lh_unref_handle(xh_type type, void *ptr);
+/* xfer_encode is about to copy the handle at idx out of this state: a
+ * local channel becomes shared (lchan_share).  false + err on failure. */
+bool lh_before_export(lua_State *L, int idx, char *err, size_t errlen);
+/* The metamethods every handle metatable has: __gc and __eq. */
+int lh_gc(lua_State *L);
+int lh_eq(lua_State *L);
+
+#endif

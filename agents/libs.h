@@ -1,0 +1,15 @@
+/*
+ * libs.h - the standard libraries of an agent's state, opened on first
+ * use: a new agent gets only the base library, which keeps a spawn cheap
+ * and an idle agent small.
+ */
+#ifndef MS_AGENTS_LIBS_H
+#define MS_AGENTS_LIBS_H
+
+#include <lua.h>
+
+/* Opens the base library and installs the lazy loaders for the others,
+ * package and ms. */
+void libs_open(lua_State *L);
+
+#endif

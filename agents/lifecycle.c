@@ -1,0 +1,339 @@
+/*
+ * lifecycle.c - graceful shutdown for ms-host.
+ *
+ * A shutdown starts with SIGINT, SIGTERM or ms.shutdown([timeout]).  Every
+ * agent that no supervisor owns is asked to stop: at its next poll it
+ * aborts its tasks, runs its ms.on_shutdown handlers (in the order they
+ * were registered, each in a protected call) and ends with reason
+ * "shutdown".  Supervisors stop their children (spawned with supervised =
+ * true) in reverse start order from their handlers.  When the main agent
+ * has ended that way, ms-host shuts the runtime down (draining what is
+ * left) and exits 0.  If the deadline (shutdown_timeout, or the timeout
+ * given to ms.shutdown) passes first, every agent is killed and ms-host
+ * exits 3; if even that does not end the main agent within a second (an
+ * agent stuck in a loop cannot be interrupted), the process exits at once
+ * with 3.  A second SIGINT exits at once with 130.
+ *
+ * The watcher is one C task polling the signal watchers and the deadline
+ * timer; everything it does to agents goes through flags and wakes.
+ */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "events.h"
+#include "host.h"
+#include "lifecycle.h"
+#include "tune.h"
+
+typedef struct lifecycle {
+    ms_signal *sigint, *sigterm, *sighup;
+    ms_timer *deadline;
+    bool deadline_armed;
+    bool killed;                /* the deadline passed: agents were killed */
+    uint64_t started_ns;
+} lifecycle;
+
+static lifecycle g_life;
+
+void lifecycle_begin_shutdown(const char *reason, double timeout) {
+    host *h = host_get();
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    if (h->phase != HOST_RUNNING) {
+        pthread_mutex_unlock(&h->lock);
+        return;
+    }
+    h->phase = HOST_STOPPING;
+    h->shutdown_timeout = timeout >= 0 ? timeout
+                                       : ms_runtime_config(h->rt)->shutdown_timeout_ms / 1000.0;
+    snprintf(h->shutdown_reason, sizeof h->shutdown_reason, "%s", reason);
+    h->shutdown_started_ns = ms_now_ns();
+    /* Supervised agents are left to their supervisors, which stop them in
+     * reverse start order from their own on_shutdown handlers; everyone
+     * else is asked directly.  The deadline still covers them all. */
+    for (agent *a = h->agents; a; a = a->next_reg) {
+        if (a->supervised)
+            continue;
+        atomic_store_explicit(&a->shutdown_requested, true, memory_order_release);
+        ms_waker_wake_by_ref(&a->self_waker);
+    }
+    ms_waker w = ms_waker_clone(&h->lifecycle_waker);
+    pthread_mutex_unlock(&h->lock);
+    fprintf(stderr, "ms-host: %s: shutting down (timeout %.3g s)\n", reason, h->shutdown_timeout);
+    const char *keys[] = {"phase", "reason", "timeout"};
+    const char *strs[] = {"begin", reason, NULL};
+    double nums[] = {0, 0, h->shutdown_timeout};
+    events_publish_host("ms.shutdown", keys, strs, nums, 3);
+    ms_waker_wake(&w);
+}
+
+/* Before an immediate exit: the metrics file's final line, if ms-host
+ * writes one. */
+static void flush_metrics(host *h, const char *why) {
+    pthread_mutex_lock(&h->lock);
+    void (*final)(const char *) = h->metrics_final;
+    pthread_mutex_unlock(&h->lock);
+    if (final)
+        final(why);
+}
+
+static void kill_all(host *h) {
+    pthread_mutex_lock(&h->lock);
+    for (agent *a = h->agents; a; a = a->next_reg)
+        agent_stop(a, "shutdown timed out");
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void *reload_job(void *arg) {
+    (void)arg;
+    lifecycle_reload_profile();
+    return NULL;
+}
+
+static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
+    lifecycle *l = state;
+    host *h = host_get();
+    pthread_mutex_lock(&h->lock);
+    ms_waker_store(&h->lifecycle_waker, ms_cx_waker(cx));
+    pthread_mutex_unlock(&h->lock);
+    uint64_t n = 0;
+    if (ms_signal_poll(l->sigint, cx, &n) == MS_POLL_READY) {
+        pthread_mutex_lock(&h->lock);
+        bool stopping = h->phase != HOST_RUNNING;
+        pthread_mutex_unlock(&h->lock);
+        if (stopping || n > 1) {
+            fprintf(stderr, "ms-host: second SIGINT: exiting now\n");
+            flush_metrics(h, "second SIGINT");
+            _exit(130);
+        }
+        lifecycle_begin_shutdown("SIGINT", -1);
+    }
+    if (ms_signal_poll(l->sigterm, cx, &n) == MS_POLL_READY)
+        lifecycle_begin_shutdown("SIGTERM", -1);
+    if (l->sighup && ms_signal_poll(l->sighup, cx, &n) == MS_POLL_READY) {
+        /* Reading the profile means file I/O and running Lua: the blocking
+         * pool's work, not a worker's. */
+        if (ms_spawn_blocking(h->rt, reload_job, NULL, NULL) != 0)
+            fprintf(stderr, "ms-host: SIGHUP: cannot reload now (shutting down)\n");
+    }
+    pthread_mutex_lock(&h->lock);
+    bool stopping = h->phase == HOST_STOPPING;
+    double timeout = h->shutdown_timeout;
+    uint64_t started = h->shutdown_started_ns;
+    pthread_mutex_unlock(&h->lock);
+    if (stopping) {
+        if (!l->deadline_armed) {
+            ms_timer_set_deadline(l->deadline, started + (uint64_t)(timeout * 1e9));
+            l->deadline_armed = true;
+        }
+        if (ms_timer_poll(l->deadline, cx) == MS_POLL_READY) {
+            if (!l->killed) {
+                l->killed = true;
+                atomic_store(&h->shutdown_timed_out, true);
+                fprintf(stderr, "ms-host: shutdown timed out after %.3g s: killing every agent\n",
+                        timeout);
+                kill_all(h);
+                ms_timer_set_after(l->deadline, 1000);
+                return lifecycle_poll(cx, state);
+            }
+            fprintf(stderr, "ms-host: agents did not stop within 1 s of being killed (one may be "
+                            "stuck in a loop): exiting now\n");
+            flush_metrics(h, "shutdown timed out");
+            _exit(3);
+        }
+    }
+    return MS_POLL_PENDING;
+}
+
+static void lifecycle_drop(void *state) {
+    lifecycle *l = state;
+    ms_signal_free(l->sigint);
+    ms_signal_free(l->sigterm);
+    ms_signal_free(l->sighup);
+    ms_timer_free(l->deadline);
+    l->sigint = l->sigterm = l->sighup = NULL;
+    l->deadline = NULL;
+}
+
+int lifecycle_start(ms_error *err) {
+    host *h = host_get();
+    lifecycle *l = &g_life;
+    memset(l, 0, sizeof *l);
+    int rc = ms_signal_new(h->rt, SIGINT, &l->sigint, err);
+    if (rc == 0)
+        rc = ms_signal_new(h->rt, SIGTERM, &l->sigterm, err);
+    if (rc == 0 && h->profile_name)
+        rc = ms_signal_new(h->rt, SIGHUP, &l->sighup, err);
+    if (rc == 0)
+        rc = ms_timer_new(h->rt, &l->deadline, err);
+    if (rc == 0)
+        rc = ms_spawn(h->rt, lifecycle_poll, l, lifecycle_drop, NULL);
+    if (rc != 0) {
+        lifecycle_drop(l);
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- stalls (the core's health monitor) ---- */
+
+/* Called on the health monitor's thread: names the agent whose poll holds
+ * the worker, says so on stderr and publishes ms.worker.stalled. */
+/* The agent named at a worker's stall report, for its recovery report
+ * (the agent may be gone by then).  Health monitor thread only. */
+static char stall_names[MS_MAX_WORKERS][64];
+
+void lifecycle_on_stall(void *ud, const ms_stall *st) {
+    host *h = host_get();
+    char name[64] = "(not an agent)";
+    if (st->recovered && st->worker < MS_MAX_WORKERS && stall_names[st->worker][0]) {
+        snprintf(name, sizeof name, "%s", stall_names[st->worker]);
+    } else if (h) {
+        pthread_mutex_lock(&h->lock);
+        for (agent *a = h->agents; a; a = a->next_reg)
+            if (a->task && ms_task_id(a->task) == st->task_id) {
+                snprintf(name, sizeof name, "%s", a->name);
+                break;
+            }
+        pthread_mutex_unlock(&h->lock);
+    }
+    if (st->worker < MS_MAX_WORKERS)
+        snprintf(stall_names[st->worker], sizeof stall_names[0], "%s", st->recovered ? "" : name);
+    if (st->recovered)
+        fprintf(stderr, "ms-host: worker %u is free again after %.1f s in agent %s\n",
+                st->worker, st->stalled_ms / 1000.0, name);
+    else
+        fprintf(stderr,
+                "ms-host: worker %u has been in one poll of agent %s for %.1f s (an endless loop "
+                "or a blocking call?); %s\n",
+                st->worker, name, st->stalled_ms / 1000.0,
+                st->replaced ? "a stand-in worker carries its load until it is free"
+                             : "the other workers carry on");
+    const char *keys[] = {"worker", "agent", "stalled", "recovered", "replaced"};
+    const char *strs[] = {NULL, name, NULL, st->recovered ? "true" : "false",
+                          st->replaced ? "true" : "false"};
+    double nums[] = {st->worker, 0, st->stalled_ms / 1000.0, 0, 0};
+    events_publish_host("ms.worker.stalled", keys, strs, nums, 5);
+}
+
+/* ---- SIGHUP: reload ---- */
+
+#ifndef MS_LUA_DIR
+#define MS_LUA_DIR "lua"
+#endif
+
+/* The live settings (the host's and the runtime's, see tune.c) change as
+ * ms.tune would change them; the others are named, so the operator knows a
+ * restart is needed. */
+void lifecycle_reload_profile(void) {
+    host *h = host_get();
+    if (!h || !h->profile_name)
+        return;
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, "ms-host: SIGHUP: out of memory\n");
+        return;
+    }
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", MS_LUA_DIR, MS_LUA_DIR);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ms.profile");
+    int ok = lua_pcall(L, 1, 1, 0) == 0;
+    if (ok) {
+        lua_getfield(L, -1, "load");
+        lua_pushstring(L, h->profile_name);
+        lua_createtable(L, 0, 2);
+        lua_createtable(L, 0, h->nprofile_sets);
+        for (int i = 0; i < h->nprofile_sets; i++) {
+            const char *eq = strchr(h->profile_sets[i], '=');
+            lua_pushlstring(L, h->profile_sets[i], (size_t)(eq - h->profile_sets[i]));
+            lua_pushstring(L, eq + 1);
+            lua_settable(L, -3);
+        }
+        lua_setfield(L, -2, "overrides");
+        ok = lua_pcall(L, 2, 1, 0) == 0;
+    }
+    if (!ok) {
+        fprintf(stderr, "ms-host: SIGHUP: profile not reloaded, the running settings stay: %s\n",
+                lua_tostring(L, -1));
+        lua_close(L);
+        return;
+    }
+    int prof = lua_gettop(L);
+    lua_getfield(L, prof, "values");
+    int vals = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ms.profile");
+    lua_call(L, 1, 1);
+    int mod = lua_gettop(L);
+    int changed = 0;
+
+    /* The live fields, as one ms.tune-style request. */
+    tune_req req[16];
+    int n = 0;
+    lua_getfield(L, mod, "live_fields");
+    for (int i = 1; i <= (int)lua_objlen(L, -1) && n < 16; i++) {
+        lua_rawgeti(L, -1, i);
+        const char *name = lua_tostring(L, -1);
+        lua_getfield(L, vals, name);
+        if (name && host_is_live_field(name) && lua_isnumber(L, -1)) {
+            req[n].name = name; /* kept alive by live_fields until lua_close */
+            req[n].value = lua_tonumber(L, -1);
+            n++;
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    tune_change out[16];
+    char why[MS_ERROR_MESSAGE_MAX + 64];
+    int applied = host_tune(h, req, n, "SIGHUP", out, why, sizeof why);
+    if (applied < 0) {
+        fprintf(stderr, "ms-host: SIGHUP: live settings not changed: %s\n", why);
+    } else {
+        for (int i = 0; i < applied; i++)
+            fprintf(stderr, "ms-host: SIGHUP: %s %g -> %g\n", out[i].name, out[i].old_value,
+                    out[i].new_value);
+        changed += applied;
+    }
+
+    /* The rest of the runtime's fields take a restart: name the ones the
+     * new profile changes. */
+    lua_getfield(L, mod, "to_config_pairs");
+    lua_pushvalue(L, prof);
+    if (lua_pcall(L, 1, 1, 0) == 0) {
+        ms_config now = h->profile_config;
+        int np = (int)lua_objlen(L, -1);
+        for (int i = 1; i <= np; i++) {
+            lua_rawgeti(L, -1, i);
+            lua_rawgeti(L, -1, 1);
+            lua_rawgeti(L, -2, 2);
+            ms_config probe = now;
+            ms_error err;
+            const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
+            if (k && v && !ms_config_is_live(k) && ms_config_set(&probe, k, v, &err) == 0 &&
+                memcmp(&probe, &now, sizeof probe) != 0) {
+                fprintf(stderr, "ms-host: SIGHUP: %s = %s needs a restart (not live-tunable)\n",
+                        k, v);
+                changed++;
+            }
+            lua_pop(L, 3);
+        }
+    }
+    if (changed == 0)
+        fprintf(stderr, "ms-host: SIGHUP: profile %s reloaded, nothing changed\n", h->profile_name);
+    const char *keys[] = {"phase", "profile", "changes"};
+    const char *strs[] = {"reload", h->profile_name, NULL};
+    double nums[] = {0, 0, changed};
+    events_publish_host("ms.reload", keys, strs, nums, 3);
+    lua_close(L);
+}

@@ -1,0 +1,228 @@
+/*
+ * lms_agent.c - ms's agents and messages: ms.agent.spawn and whereis,
+ * agent handles (send, call, stop, info, id, name), ms.recv and reply
+ * handles, ms.monitor, ms.self, ms.agents.
+ */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "host.h"
+#include "lerr.h"
+#include "lhandle.h"
+#include "lms.h"
+#include "lms_agent.h"
+#include "ltask.h"
+#include "mail.h"
+#include "ops.h"
+#include "registry.h"
+#include "spawn.h"
+#include "xfer.h"
+
+/* ---- agents ---- */
+
+static int l_agent_spawn(lua_State *L) {
+    char err[512];
+    agent *a = spawn_agent(L, 1, err, sizeof err);
+    if (!a)
+        return luaL_error(L, "ms.agent.spawn: %s", err);
+    lh_push_handle(L, XH_AGENT, a); /* the creation reference */
+    return 1;
+}
+
+static int a_send(lua_State *L) {
+    agent *target = lh_check_agent(L, 1);
+    luaL_checkany(L, 2);
+    char err[300];
+    msg *m = msg_new();
+    if (!m)
+        return luaL_error(L, "send: out of memory");
+    if (!xfer_encode(L, 2, m->body, "message", err, sizeof err)) {
+        msg_free(m);
+        return luaL_error(L, "send: %s", err);
+    }
+    agent *self = agent_from_state(L);
+    if (self) {
+        agent_ref(self);
+        m->sender = self;
+    }
+    int rc = mail_deliver(target, m, err, sizeof err);
+    if (rc != 0) {
+        msg_free(m);
+        lua_pushnil(L);
+        lerr_push(L, rc, err, NULL);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int a_call(lua_State *L) {
+    agent *target = lh_check_agent(L, 1);
+    luaL_checkany(L, 2);
+    double timeout = lms_opt_timeout(L, 3);
+    ltask *lt = ltask_current(L, "agent:call");
+    if (target == lt->a)
+        return luaL_argerror(L, 1, "an agent cannot call itself (it would wait for itself)");
+    return op_call(L, lt, target, 2, timeout);
+}
+
+static int a_stop(lua_State *L) {
+    agent *a = lh_check_agent(L, 1);
+    agent_stop(a, luaL_optstring(L, 2, "killed"));
+    return 0;
+}
+
+/* Pushes an agent's row (a:info(), ms.agents(), ms.metrics().agents)
+ * from a snapshot: nothing is built in Lua while a lock is held. */
+static void push_info(lua_State *L, const agent_info *in) {
+    lua_createtable(L, 0, 10);
+    lua_pushnumber(L, (double)in->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, in->name);
+    lua_setfield(L, -2, "name");
+    static const char *st[] = {"starting", "running", "exited"};
+    lua_pushstring(L, st[in->state]);
+    lua_setfield(L, -2, "state");
+    lua_pushnumber(L, (double)in->mailbox);
+    lua_setfield(L, -2, "mailbox");
+    lua_pushnumber(L, (double)in->received);
+    lua_setfield(L, -2, "received");
+    lua_pushnumber(L, (double)in->memory);
+    lua_setfield(L, -2, "memory");
+    lua_pushnumber(L, (double)in->memory_limit);
+    lua_setfield(L, -2, "memory_limit");
+    lua_pushnumber(L, (double)in->polls);
+    lua_setfield(L, -2, "polls");
+    lua_pushnumber(L, (double)in->restarts);
+    lua_setfield(L, -2, "restarts");
+    if (in->state == AG_EXITED) {
+        lua_pushstring(L, in->exit_reason);
+        lua_setfield(L, -2, "exit_reason");
+    }
+}
+
+static int a_info(lua_State *L, agent *a) {
+    agent_info in;
+    agent_get_info(a, &in);
+    push_info(L, &in);
+    return 1;
+}
+
+static int a_index_info(lua_State *L) {
+    return a_info(L, lh_check_agent(L, 1));
+}
+
+static int a_id(lua_State *L) {
+    lua_pushnumber(L, (double)lh_check_agent(L, 1)->id);
+    return 1;
+}
+
+static int a_name(lua_State *L) {
+    lua_pushstring(L, lh_check_agent(L, 1)->name);
+    return 1;
+}
+
+static int a_tostring(lua_State *L) {
+    agent *a = lh_check_agent(L, 1);
+    lua_pushfstring(L, "ms.agent(%d %s)", (int)a->id, a->name);
+    return 1;
+}
+
+static int l_recv(lua_State *L) {
+    double timeout = lms_opt_timeout(L, 1);
+    return op_recv(L, ltask_current(L, "ms.recv"), timeout);
+}
+
+static int l_monitor(lua_State *L) {
+    agent *target = lh_check_agent(L, 1);
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.monitor: no agent runs in this Lua state");
+    mail_add_monitor(target, self);
+    return 0;
+}
+
+static int l_self(lua_State *L) {
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.self: no agent runs in this Lua state");
+    lh_push_agent(L, self);
+    return 1;
+}
+
+void lms_push_agents(lua_State *L) {
+    agent_info *rows = NULL;
+    size_t n = 0;
+    host *h = host_get();
+    if (h && !agent_list_info(h, &rows, &n))
+        luaL_error(L, "ms.agents: out of memory");
+    /* rows is C memory: a raise below (memory) must not leak it. */
+    agent_info *ud = lua_newuserdata(L, n ? n * sizeof *rows : 1);
+    if (n)
+        memcpy(ud, rows, n * sizeof *rows);
+    free(rows);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        push_info(L, &ud[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_remove(L, -2);
+}
+
+static int l_agents(lua_State *L) {
+    lms_push_agents(L);
+    return 1;
+}
+
+static int l_whereis(lua_State *L) {
+    agent *a = registry_whereis(luaL_checkstring(L, 1));
+    if (!a) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lh_push_handle(L, XH_AGENT, a);
+    return 1;
+}
+
+/* reply(value): answers an agent:call. */
+static int r_call(lua_State *L) {
+    lhandle *h = lh_check(L, 1, XH_REPLY);
+    xfer *body = xfer_new();
+    char err[300];
+    if (!body)
+        return luaL_error(L, "reply: out of memory");
+    lua_settop(L, 2);
+    if (!xfer_encode(L, 2, body, "reply", err, sizeof err)) {
+        xfer_free(body);
+        return luaL_error(L, "reply: %s", err);
+    }
+    if (!reply_fill(h->ptr, body)) {
+        xfer_free(body);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+void lms_build_agent_mt(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        {"send", a_send}, {"call", a_call}, {"stop", a_stop}, {"info", a_index_info},
+        {"id", a_id},     {"name", a_name}, {NULL, NULL}};
+    lms_new_handle_mt(L, "ms.agent", NULL, 6, a_tostring, NULL);
+    lms_add_checked_methods(L, methods);
+}
+
+void lms_build_reply_mt(lua_State *L) {
+    lms_new_handle_mt(L, "ms.reply", NULL, 0, NULL, r_call);
+}
+
+const luaL_Reg lms_agent_functions[] = {
+    {"recv", l_recv}, {"monitor", l_monitor}, {"self", l_self}, {"agents", l_agents},
+    {NULL, NULL}};
+
+const luaL_Reg lms_agent_module[] = {
+    {"spawn", l_agent_spawn}, {"whereis", l_whereis}, {NULL, NULL}};

@@ -1,0 +1,173 @@
+/*
+ * mail.c - messages between agents: delivery, the receiving task's
+ * registration, monitors and exit notices.
+ *
+ * The mailbox itself is lock-free (mailbox.c); a send wakes the agent only
+ * when it finds the agent's receiving task registered (a Dekker pair of
+ * seq_cst fences, see mail_deliver and mail_wait).  Exit notices are built
+ * without a Lua state, so an exit can be told from any thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "ltask.h"
+#include "mail.h"
+#include "ops.h"
+
+msg *msg_new(void) {
+    msg *m = malloc(sizeof *m);
+    if (!m)
+        return NULL;
+    atomic_init(&m->link.next, NULL);
+    m->sender = NULL;
+    m->reply = NULL;
+    xfer_init(&m->own_body);
+    m->body = &m->own_body;
+    return m;
+}
+
+void msg_free(msg *m) {
+    if (m->body == &m->own_body)
+        xfer_clear(m->body);
+    else
+        xfer_free(m->body);
+    if (m->sender)
+        agent_unref(m->sender);
+    if (m->reply)
+        reply_unref(m->reply);
+    free(m);
+}
+
+void mail_set_limit(agent *a, size_t limit) {
+    atomic_store_explicit(&a->mailbox_limit, limit, memory_order_relaxed);
+}
+
+int mail_deliver(agent *a, msg *m, char *err, size_t errlen) {
+    size_t limit = atomic_load_explicit(&a->mailbox_limit, memory_order_relaxed);
+    int r = mbox_push(&a->mbox, &m->link, limit);
+    if (r == MBOX_CLOSED) {
+        /* exit_reason was written before the mailbox closed (mlock). */
+        pthread_mutex_lock(&a->mlock);
+        snprintf(err, errlen, "agent %s (%llu) has exited (%s)", a->name,
+                 (unsigned long long)a->id, a->exit_reason);
+        pthread_mutex_unlock(&a->mlock);
+        return MS_E_CLOSED;
+    }
+    if (r == MBOX_FULL) {
+        snprintf(err, errlen, "mailbox of agent %s is full (%zu messages, mailbox_limit)",
+                 a->name, limit);
+        return MS_E_EXHAUSTED;
+    }
+    /* Dekker with mail_wait: our link is stored before we look
+     * for a receiver, its registration before it looks at the mailbox, so
+     * one of us sees the other.  Most pushes find nobody waiting (the
+     * receiver is busy with earlier messages) and stop at the load. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&a->receiver, memory_order_relaxed)) {
+        ltask *rcv = atomic_exchange_explicit(&a->receiver, NULL, memory_order_acq_rel);
+        if (rcv) {
+            ltask_wake_by_ref(rcv);
+            ltask_unref(rcv);
+        }
+    }
+    return 0;
+}
+
+msg *mail_take(agent *a) {
+    return (msg *)mbox_pop(&a->mbox);
+}
+
+void mail_wait(agent *a, ltask *lt) {
+    if (atomic_load_explicit(&a->receiver, memory_order_relaxed) != lt) {
+        ltask_ref(lt);
+        ltask *old = atomic_exchange_explicit(&a->receiver, lt, memory_order_seq_cst);
+        if (old)
+            ltask_unref(old);
+    }
+    /* Dekker with mail_deliver: the caller looks at the mailbox again
+     * after this. */
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+void mail_unwait(agent *a, ltask *lt) {
+    ltask *expected = lt;
+    if (atomic_compare_exchange_strong_explicit(&a->receiver, &expected, NULL,
+                                                memory_order_acq_rel, memory_order_relaxed))
+        ltask_unref(lt);
+}
+
+ltask *mail_receiver(agent *a) {
+    return atomic_load_explicit(&a->receiver, memory_order_relaxed);
+}
+
+void mail_add_monitor(agent *target, agent *watcher) {
+    pthread_mutex_lock(&target->mlock);
+    bool exited = target->state == AG_EXITED;
+    if (!exited && target->nmonitors == target->mcap) {
+        uint32_t cap = target->mcap ? target->mcap * 2 : 4;
+        agent **m = realloc(target->monitors, cap * sizeof *m);
+        if (m) {
+            target->monitors = m;
+            target->mcap = cap;
+        }
+    }
+    if (!exited && target->nmonitors < target->mcap) {
+        agent_ref(watcher);
+        target->monitors[target->nmonitors++] = watcher;
+    }
+    pthread_mutex_unlock(&target->mlock);
+    if (exited) {
+        /* Already gone: the watcher hears about it at once. */
+        mail_send_exit_notice(target, watcher);
+    }
+}
+
+/* Puts { event = "exit", agent = <target>, name, reason, message,
+ * traceback, unread = n } in the watcher's mailbox.  Built without a Lua
+ * state (mail_exit_notice), so it works whichever thread the exit is on. */
+void mail_send_exit_notice(agent *target, agent *watcher) {
+    xfer *x = mail_exit_notice(target);
+    if (!x)
+        return;
+    msg *m = msg_new();
+    if (!m) {
+        xfer_free(x);
+        return;
+    }
+    m->body = x;
+    char err[128];
+    if (mail_deliver(watcher, m, err, sizeof err) != 0)
+        msg_free(m);
+}
+
+/* The exit notice a monitor receives, built without a Lua state. */
+xfer *mail_exit_notice(agent *target) {
+    xfer *x = xfer_new();
+    if (!x)
+        return NULL;
+    pthread_mutex_lock(&target->mlock);
+    uint32_t pairs = 5 + (target->exit_message ? 1 : 0) + (target->exit_traceback ? 1 : 0);
+    xfer_put_table(x, pairs);
+    xfer_put_str(x, "event");
+    xfer_put_str(x, "exit");
+    xfer_put_str(x, "agent");
+    xfer_put_handle(x, XH_AGENT, target);
+    xfer_put_str(x, "name");
+    xfer_put_str(x, target->name);
+    xfer_put_str(x, "reason");
+    xfer_put_str(x, target->exit_reason);
+    xfer_put_str(x, "unread");
+    xfer_put_num(x, (double)target->unread_at_exit);
+    if (target->exit_message) {
+        xfer_put_str(x, "message");
+        xfer_put_str(x, target->exit_message);
+    }
+    if (target->exit_traceback) {
+        xfer_put_str(x, "traceback");
+        xfer_put_str(x, target->exit_traceback);
+    }
+    pthread_mutex_unlock(&target->mlock);
+    return x;
+}

@@ -1,0 +1,714 @@
+/*
+ * ops.c - what a coroutine task can wait on.
+ *
+ * A blocking ms.* function records an operation in its ltask and yields
+ * to the agent's scheduler, which polls the operation with the ltask's own
+ * waker (op_poll_now).  When it is ready the poll pushes the results on
+ * the coroutine's stack and the coroutine is resumed with them.  An
+ * operation may carry a deadline; when it passes first, the operation is
+ * cancelled and the coroutine gets nil, "timeout".
+ */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "host.h"
+#include "lerr.h"
+#include "lhandle.h"
+#include "lms_sync.h"
+#include "lms_task.h"
+#include "ltask.h"
+#include "mail.h"
+#include "ops.h"
+#include "xfer.h"
+
+/* ---- reply slots ---- */
+
+struct reply_slot {
+    _Atomic uint32_t refs;
+    pthread_mutex_t lock;
+    bool filled, caller_gone;
+    xfer *body;                 /* under lock */
+    ms_waker waker;             /* under lock: the waiting caller */
+};
+
+reply_slot *reply_new(void) {
+    reply_slot *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    atomic_init(&r->refs, 1);
+    pthread_mutex_init(&r->lock, NULL);
+    return r;
+}
+
+/* The count changes under the lock: whoever takes it from 2 to 1 may still
+ * need the slot (to wake the waiting caller) while the other holder drops
+ * the last reference; with both under the lock, the last one frees only
+ * once nobody else is inside. */
+void reply_ref(reply_slot *r) {
+    pthread_mutex_lock(&r->lock);
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void reply_unref(reply_slot *r) {
+    pthread_mutex_lock(&r->lock);
+    uint32_t prev = atomic_fetch_sub_explicit(&r->refs, 1, memory_order_relaxed);
+    if (prev == 1) {
+        pthread_mutex_unlock(&r->lock);
+        xfer_free(r->body);
+        ms_waker_drop(&r->waker);
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+        return;
+    }
+    /* Only one holder left: if it is the waiting caller, nobody can answer
+     * any more, so wake it to report that. */
+    ms_waker w = prev == 2 && !r->caller_gone ? ms_waker_clone(&r->waker) : (ms_waker){0};
+    pthread_mutex_unlock(&r->lock);
+    ms_waker_wake(&w);
+}
+
+bool reply_fill(reply_slot *r, xfer *body) {
+    pthread_mutex_lock(&r->lock);
+    if (r->filled || r->caller_gone) {
+        pthread_mutex_unlock(&r->lock);
+        return false;
+    }
+    r->filled = true;
+    r->body = body;
+    ms_waker w = ms_waker_clone(&r->waker);
+    pthread_mutex_unlock(&r->lock);
+    ms_waker_wake(&w);
+    return true;
+}
+
+/* ---- the common part ---- */
+
+static void op_clear(ltask *lt) {
+    if (lt->op.deadline)
+        ms_timer_free(lt->op.deadline);
+    memset(&lt->op, 0, sizeof lt->op);
+}
+
+void op_reset(ltask *lt) {
+    op_clear(lt);
+}
+
+/* op_clear without zeroing the store: every operation sets up its own
+ * store before use, and this runs once per fast channel hand-over. */
+void op_reset_light(ltask *lt) {
+    if (lt->op.deadline)
+        ms_timer_free(lt->op.deadline);
+    lt->op.poll = NULL;
+    lt->op.cancel = NULL;
+    lt->op.deadline = NULL;
+    lt->op.timed_out = false;
+    lt->op.parked = false;
+    memset(&lt->op.u, 0, sizeof lt->op.u);
+}
+
+
+static bool set_deadline(lua_State *L, ltask *lt, double timeout) {
+    if (timeout < 0)
+        return true;
+    ms_error err;
+    if (ms_timer_new(lt->a->h->rt, &lt->op.deadline, &err) != 0) {
+        luaL_error(L, "%s", err.message);
+        return false;
+    }
+    ms_timer_set_deadline(lt->op.deadline, ms_now_ns() + (uint64_t)(timeout * 1e9));
+    return true;
+}
+
+void op_set_deadline(lua_State *L, ltask *lt, double timeout) {
+    set_deadline(L, lt, timeout);
+}
+
+static ms_poll poll_adapter(ms_cx *cx, void *state) {
+    ltask *lt = state;
+    return lt->op.poll(lt, cx);
+}
+
+static ms_poll deadline_adapter(ms_cx *cx, void *state) {
+    ltask *lt = state;
+    return ms_timer_poll(lt->op.deadline, cx);
+}
+
+ms_poll op_poll_now(ltask *lt, ms_cx *cx) {
+    ms_waker w = {&ltask_waker_vtable, lt};
+    if (ms_cx_poll_with_waker(cx, &w, poll_adapter, lt) == MS_POLL_READY) {
+        op_clear(lt);
+        return MS_POLL_READY;
+    }
+    if (lt->op.deadline &&
+        ms_cx_poll_with_waker(cx, &w, deadline_adapter, lt) == MS_POLL_READY) {
+        if (lt->op.cancel)
+            lt->op.cancel(lt);
+        op_clear(lt);
+        lua_settop(lt->co, 0);
+        lua_pushnil(lt->co);
+        lua_pushliteral(lt->co, "timeout");
+        lt->nres = 2;
+        return MS_POLL_READY;
+    }
+    return MS_POLL_PENDING;
+}
+
+void op_cancel(ltask *lt) {
+    if (lt->op.cancel)
+        lt->op.cancel(lt);
+    op_clear(lt);
+}
+
+static int suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel) {
+    lt->op.poll = poll;
+    lt->op.cancel = cancel;
+    return lua_yield(L, 0);
+}
+
+int op_suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel, int nvals) {
+    lt->op.poll = poll;
+    lt->op.cancel = cancel;
+    return lua_yield(L, nvals);
+}
+
+/* The yielded values are still on the coroutine's stack: they become the
+ * results as they are. */
+static ms_poll done_poll(ltask *lt, ms_cx *cx) {
+    (void)cx;
+    lt->nres = (int)(intptr_t)lt->op.u.any[0];
+    return MS_POLL_READY;
+}
+
+int op_yield_results(lua_State *L, ltask *lt, int n) {
+    lt->op.u.any[0] = (void *)(intptr_t)n;
+    return op_suspend(L, lt, done_poll, NULL, n);
+}
+
+int op_return_fast(lua_State *L, ltask *lt, int n) {
+    agent *a = lt->a;
+    if (++a->fast_streak < OP_FAST_STREAK)
+        return n;
+    a->fast_streak = 0;
+    return op_yield_results(L, lt, n);
+}
+
+/* ---- yield ---- */
+
+int op_yield(lua_State *L, ltask *lt) {
+    return lua_yield(L, 0);
+}
+
+/* ---- sleep ---- */
+
+static ms_poll sleep_poll(ltask *lt, ms_cx *cx) {
+    if (ms_timer_poll(lt->op.u.sleep.t, cx) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    ms_timer_free(lt->op.u.sleep.t);
+    lt->op.u.sleep.t = NULL;
+    lt->nres = 0;
+    return MS_POLL_READY;
+}
+
+static void sleep_cancel(ltask *lt) {
+    ms_timer_free(lt->op.u.sleep.t);
+    lt->op.u.sleep.t = NULL;
+}
+
+int op_sleep(lua_State *L, ltask *lt, double seconds) {
+    ms_error err;
+    if (ms_timer_new(lt->a->h->rt, &lt->op.u.sleep.t, &err) != 0)
+        return luaL_error(L, "ms.sleep: %s", err.message);
+    ms_timer_set_deadline(lt->op.u.sleep.t, ms_now_ns() + (uint64_t)(seconds * 1e9));
+    return suspend(L, lt, sleep_poll, sleep_cancel);
+}
+
+/* ---- join ---- */
+
+static bool finished(ltask *t) {
+    return t->status == LT_DONE || t->status == LT_FAILED || t->status == LT_ABORTED;
+}
+
+/* Lets go of the target and its handle. */
+static void join_release(ltask *lt) {
+    ltask_unref(lt->op.u.join.target);
+    lt->op.u.join.target = NULL;
+    luaL_unref(lt->a->L, LUA_REGISTRYINDEX, lt->op.u.join.handle_ref);
+    lt->op.u.join.handle_ref = LUA_NOREF;
+}
+
+static ms_poll join_poll(ltask *lt, ms_cx *cx) {
+    ltask *target = lt->op.u.join.target;
+    if (finished(target)) {
+        /* The outcome is in the handle by now (ltask_finish). */
+        lua_State *co = lt->co;
+        lua_rawgeti(co, LUA_REGISTRYINDEX, lt->op.u.join.handle_ref);
+        int hidx = lua_gettop(co);
+        lt->nres = task_handle_push_outcome(co, hidx);
+        lua_remove(co, hidx);
+        join_release(lt);
+        return MS_POLL_READY;
+    }
+    if (!lt->op.u.join.registered) {
+        lt->op.u.join.registered = true;
+        ltask_ref(lt);
+        lt->join_next = target->joiners;
+        target->joiners = lt;
+    }
+    return MS_POLL_PENDING;
+}
+
+static void join_cancel(ltask *lt) {
+    ltask *target = lt->op.u.join.target;
+    if (!target)
+        return;
+    if (lt->op.u.join.registered) {
+        for (ltask **p = &target->joiners; *p; p = &(*p)->join_next)
+            if (*p == lt) {
+                *p = lt->join_next;
+                lt->join_next = NULL;
+                ltask_unref(lt);
+                break;
+            }
+    }
+    /* ms.timeout: the timed-out work is aborted. */
+    if (lt->op.u.join.abort)
+        ltask_abort(target);
+    join_release(lt);
+}
+
+int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort) {
+    task_handle *h = lua_touserdata(L, handle_idx);
+    ltask *target = h->lt;
+    if (target == lt)
+        return luaL_error(L, "a task cannot join itself");
+    /* Already finished: the outcome is returned at once. */
+    if (!target)
+        return op_return_fast(L, lt, task_handle_push_outcome(L, handle_idx));
+    if (!set_deadline(L, lt, timeout))
+        return 0;
+    ltask_ref(target);
+    lt->op.u.join.target = target;
+    lt->op.u.join.registered = false;
+    lt->op.u.join.abort = abort;
+    lua_pushvalue(L, handle_idx);
+    lt->op.u.join.handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return suspend(L, lt, join_poll, join_cancel);
+}
+
+/* ---- receive ---- */
+
+/* Pushes a message's value and its sender (or reply slot) onto co and
+ * frees it.  Returns the number of values pushed (2). */
+static int push_message(lua_State *co, msg *m) {
+    lua_checkstack(co, 3);
+    xfer_decode(co, m->body);
+    if (m->reply) {
+        lh_push_handle(co, XH_REPLY, m->reply); /* the message's ref moves */
+        m->reply = NULL;
+    } else if (m->sender) {
+        lh_push_agent(co, m->sender);
+    } else {
+        lua_pushnil(co);
+    }
+    msg_free(m);
+    return 2;
+}
+
+static ms_poll recv_poll(ltask *lt, ms_cx *cx) {
+    (void)cx;
+    agent *a = lt->a;
+    msg *m = mail_take(a);
+    if (!m) {
+        mail_wait(a, lt);
+        /* A message linked before the registration was visible; one
+         * linked after it comes with a wake (mail_deliver). */
+        m = mail_take(a);
+        if (!m)
+            return MS_POLL_PENDING;
+    }
+    /* A producer that took the registration meanwhile wakes us once for
+     * nothing, which a re-poll absorbs. */
+    mail_unwait(a, lt);
+    lt->nres = push_message(lt->co, m);
+    return MS_POLL_READY;
+}
+
+static void recv_cancel(ltask *lt) {
+    mail_unwait(lt->a, lt);
+}
+
+int op_recv(lua_State *L, ltask *lt, double timeout) {
+    agent *a = lt->a;
+    ltask *r = mail_receiver(a);
+    if (r && r != lt)
+        return luaL_error(L, "ms.recv: another task of this agent is already receiving; one "
+                             "task at a time reads the mailbox");
+    /* A message already there is taken at once, without a trip through
+     * the scheduler: a collector drains its backlog in one run. */
+    msg *m = mail_take(a);
+    if (m) {
+        return op_return_fast(L, lt, push_message(L, m));
+    }
+    if (!set_deadline(L, lt, timeout))
+        return 0;
+    return suspend(L, lt, recv_poll, recv_cancel);
+}
+
+/* ---- call ---- */
+
+static ms_poll call_poll(ltask *lt, ms_cx *cx) {
+    reply_slot *r = lt->op.u.call.slot;
+    pthread_mutex_lock(&r->lock);
+    if (r->filled) {
+        xfer *body = r->body;
+        r->body = NULL;
+        r->caller_gone = true;
+        pthread_mutex_unlock(&r->lock);
+        xfer_decode(lt->co, body);
+        xfer_free(body);
+        lt->nres = 1;
+        reply_unref(r);
+        lt->op.u.call.slot = NULL;
+        return MS_POLL_READY;
+    }
+    if (atomic_load(&r->refs) == 1) {
+        /* Every holder of the reply handle let go without answering. */
+        r->caller_gone = true;
+        pthread_mutex_unlock(&r->lock);
+        lua_pushnil(lt->co);
+        lua_pushliteral(lt->co, "no reply: the request was dropped without an answer");
+        lt->nres = 2;
+        reply_unref(r);
+        lt->op.u.call.slot = NULL;
+        return MS_POLL_READY;
+    }
+    ms_waker_store(&r->waker, ms_cx_waker(cx));
+    pthread_mutex_unlock(&r->lock);
+    return MS_POLL_PENDING;
+}
+
+static void call_cancel(ltask *lt) {
+    reply_slot *r = lt->op.u.call.slot;
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->caller_gone = true;
+    ms_waker_drop(&r->waker);
+    pthread_mutex_unlock(&r->lock);
+    reply_unref(r);
+    lt->op.u.call.slot = NULL;
+}
+
+int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout) {
+    char err[300];
+    msg *m = msg_new();
+    reply_slot *r = reply_new();
+    if (!m || !r) {
+        if (m)
+            msg_free(m);
+        if (r)
+            reply_unref(r);
+        return luaL_error(L, "call: out of memory");
+    }
+    if (!xfer_encode(L, msg_idx, m->body, "message", err, sizeof err)) {
+        msg_free(m);
+        reply_unref(r);
+        return luaL_error(L, "call: %s", err);
+    }
+    reply_ref(r); /* the message's */
+    m->reply = r;
+    m->sender = lt->a;
+    agent_ref(lt->a);
+    int rc = mail_deliver(target, m, err, sizeof err);
+    if (rc != 0) {
+        msg_free(m); /* drops the message's reply and sender references */
+        reply_unref(r);
+        lua_pushnil(L);
+        lerr_push(L, rc, err, NULL);
+        return 2;
+    }
+    lt->op.u.call.slot = r;
+    if (!set_deadline(L, lt, timeout))
+        return 0;
+    return suspend(L, lt, call_poll, call_cancel);
+}
+
+/* ---- blocking ---- */
+
+static void *blocking_job(void *arg) {
+    ltask *lt = arg;
+    lua_State *bco = lt->op.u.blocking.co;
+    lt->a->enforce_limit = true;
+    int rc = lua_resume(bco, lt->op.u.blocking.nargs);
+    lt->a->enforce_limit = false;
+    if (rc == LUA_YIELD) {
+        lua_settop(bco, 0);
+        lua_pushliteral(bco, "ms.blocking: the function yielded (blocking ms.* calls and "
+                             "coroutine yields are not allowed on the blocking pool)");
+        rc = LUA_ERRRUN;
+    }
+    /* Nothing that allocates here, outside the agent's protected poll: the
+     * failure is read by blocking_poll, from bco's stack as it was left. */
+    lt->op.u.any[4] = (void *)(intptr_t)(rc == 0 ? 1 : 2);
+    atomic_store_explicit(&lt->a->blocking_busy, false, memory_order_release);
+    return NULL;
+}
+
+static ms_poll blocking_poll(ltask *lt, ms_cx *cx) {
+    agent *a = lt->a;
+    if (!lt->op.u.blocking.job) {
+        /* Started here, after the coroutine has yielded: from now until
+         * the job ends, only the blocking thread touches the state. */
+        atomic_store_explicit(&a->blocking_busy, true, memory_order_release);
+        if (ms_spawn_blocking(a->h->rt, blocking_job, lt, &lt->op.u.blocking.job) != 0) {
+            atomic_store_explicit(&a->blocking_busy, false, memory_order_release);
+            lua_pushnil(lt->co);
+            lerr_push(lt->co, MS_E_SHUTTING_DOWN, "ms.blocking: the blocking pool refused the job",
+                      NULL);
+            lt->nres = 2;
+            return MS_POLL_READY;
+        }
+    }
+    int result;
+    if (ms_task_poll_join(lt->op.u.blocking.job, cx, NULL, &result, NULL) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    ms_task_release(lt->op.u.blocking.job);
+    lt->op.u.blocking.job = NULL;
+    lua_State *bco = lt->op.u.blocking.co;
+    lua_State *co = lt->co;
+    if ((intptr_t)lt->op.u.any[4] == 1) {
+        int n = lua_gettop(bco);
+        lua_checkstack(co, n + 1);
+        lua_pushboolean(co, 1);
+        lua_xmove(bco, co, n);
+        lt->nres = n + 1;
+    } else {
+        /* bco: the raised value on top of its stack as the failure left
+         * it (the traceback reads that stack), read without running any
+         * of its code. */
+        char *tb = lerr_traceback(a->L, bco);
+        char *m = lerr_message(bco);
+        lua_pushnil(co);
+        lerr_push(co, MS_E_TASK_FAILED, m ? m : "ms.blocking: the function failed", tb);
+        free(m);
+        free(tb);
+        lt->nres = 2;
+    }
+    luaL_unref(a->L, LUA_REGISTRYINDEX, lt->op.u.blocking.co_ref);
+    return MS_POLL_READY;
+}
+
+static void blocking_cancel(ltask *lt) {
+    /* A running job cannot be interrupted; the agent stays busy until it
+     * ends (blocking_busy), then the coroutine is simply not resumed. */
+    if (lt->op.u.blocking.job) {
+        ms_task_release(lt->op.u.blocking.job);
+        lt->op.u.blocking.job = NULL;
+    }
+}
+
+int op_blocking(lua_State *L, ltask *lt, int nargs) {
+    /* fn and its args are the top nargs + 1 values of L. */
+    lua_State *bco = lua_newthread(L);
+    lt->op.u.blocking.co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_xmove(L, bco, nargs + 1);
+    lt->op.u.blocking.co = bco;
+    lt->op.u.blocking.nargs = nargs;
+    lt->op.u.blocking.job = NULL;
+    return suspend(L, lt, blocking_poll, blocking_cancel);
+}
+
+/* ---- intervals ---- */
+
+static ms_poll interval_poll(ltask *lt, ms_cx *cx) {
+    uint64_t skipped = 0;
+    if (ms_interval_poll(lt->op.u.interval.iv->iv, cx, &skipped) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    lt->op.u.interval.iv->waiter = NULL;
+    lua_pushnumber(lt->co, ms_now_ns() / 1e9);
+    lua_pushnumber(lt->co, (double)skipped);
+    lt->nres = 2;
+    return MS_POLL_READY;
+}
+
+static void interval_cancel(ltask *lt) {
+    if (lt->op.u.interval.iv->waiter == lt)
+        lt->op.u.interval.iv->waiter = NULL;
+}
+
+int op_interval_next(lua_State *L, ltask *lt, lint *iv) {
+    /* An interval has one timer and so wakes one waiter: a second task
+     * would wait forever, so it is refused instead. */
+    if (iv->waiter && iv->waiter != lt)
+        return luaL_error(L, "ms.interval: another task is already waiting on this interval; "
+                             "give each task its own ms.interval");
+    iv->waiter = lt;
+    lt->op.u.interval.iv = iv;
+    return suspend(L, lt, interval_poll, interval_cancel);
+}
+
+/* ---- semaphores ---- */
+
+typedef struct sem_op {
+    ms_sem *sem;                /* a reference */
+    uint64_t n;
+    ms_sem_waiter w;
+} sem_op;
+
+_Static_assert(sizeof(sem_op) <= sizeof(((lop *)0)->store), "sem_op fits the op store");
+
+static ms_poll sem_poll(ltask *lt, ms_cx *cx) {
+    sem_op *o = (sem_op *)lt->op.store;
+    int rc;
+    if (ms_sem_acquire_poll(o->sem, &o->w, cx, &rc) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    if (rc == 0) {
+        lh_push_permit(lt->co, o->sem, o->n); /* the op's sem ref moves to the permit */
+        lt->nres = 1;
+    } else {
+        lua_pushnil(lt->co);
+        lerr_push(lt->co, rc, rc == MS_E_CLOSED ? "the semaphore is closed" : "cannot acquire",
+                  NULL);
+        lt->nres = 2;
+        ms_sem_unref(o->sem);
+    }
+    o->sem = NULL;
+    return MS_POLL_READY;
+}
+
+static void sem_cancel(ltask *lt) {
+    sem_op *o = (sem_op *)lt->op.store;
+    if (o->sem) {
+        ms_sem_waiter_cancel(o->sem, &o->w);
+        ms_sem_unref(o->sem);
+        o->sem = NULL;
+    }
+}
+
+int op_sem_acquire(lua_State *L, ltask *lt, ms_sem *s, uint64_t n, double timeout) {
+    sem_op *o = (sem_op *)lt->op.store;
+    if (!set_deadline(L, lt, timeout))
+        return 0;
+    o->sem = ms_sem_ref(s);
+    o->n = n;
+    ms_sem_waiter_init(&o->w, n);
+    return suspend(L, lt, sem_poll, sem_cancel);
+}
+
+/* ---- channels: values travel as xfer blobs ---- */
+
+typedef struct chan_op {
+    ms_chan *ch;                /* a reference */
+    xfer *value;                /* send: ours until the channel takes it */
+    ms_chan_waiter w;
+} chan_op;
+
+_Static_assert(sizeof(chan_op) <= sizeof(((lop *)0)->store), "chan_op fits the op store");
+
+static ms_poll chan_send_poll(ltask *lt, ms_cx *cx) {
+    chan_op *o = (chan_op *)lt->op.store;
+    int rc;
+    if (ms_chan_send_poll(o->ch, &o->w, o->value, cx, &rc) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    if (rc == 0) {
+        lua_pushboolean(lt->co, 1);
+        lt->nres = 1;
+    } else {
+        xfer_free(o->value);
+        lua_pushnil(lt->co);
+        lerr_push(lt->co, rc, rc == MS_E_CLOSED ? "the channel is closed" : "cannot send", NULL);
+        lt->nres = 2;
+    }
+    o->value = NULL;
+    ms_chan_unref(o->ch);
+    o->ch = NULL;
+    return MS_POLL_READY;
+}
+
+static void chan_send_cancel(ltask *lt) {
+    chan_op *o = (chan_op *)lt->op.store;
+    if (!o->ch)
+        return;
+    if (!ms_chan_waiter_cancel(o->ch, &o->w))
+        xfer_free(o->value); /* still ours: the send did not happen */
+    o->value = NULL;
+    ms_chan_unref(o->ch);
+    o->ch = NULL;
+}
+
+int op_chan_send(lua_State *L, ltask *lt, ms_chan *ch, xfer *value, double timeout) {
+    chan_op *o = (chan_op *)lt->op.store;
+    if (!set_deadline(L, lt, timeout)) {
+        xfer_free(value);
+        return 0;
+    }
+    o->ch = ms_chan_ref(ch);
+    o->value = value;
+    ms_chan_waiter_init(&o->w);
+    return suspend(L, lt, chan_send_poll, chan_send_cancel);
+}
+
+void op_chan_send_adopt(ltask *lt, ms_chan *ch, xfer *v) {
+    chan_op *o = (chan_op *)lt->op.store;
+    o->ch = ms_chan_ref(ch);
+    o->value = v;
+    ms_chan_waiter_init(&o->w);
+    lt->op.poll = chan_send_poll;
+    lt->op.cancel = chan_send_cancel;
+    lt->op.parked = false;
+}
+
+static ms_poll chan_recv_poll(ltask *lt, ms_cx *cx);
+static void chan_recv_cancel(ltask *lt);
+
+void op_chan_recv_adopt(ltask *lt, ms_chan *ch) {
+    chan_op *o = (chan_op *)lt->op.store;
+    o->ch = ms_chan_ref(ch);
+    o->value = NULL;
+    ms_chan_waiter_init(&o->w);
+    lt->op.poll = chan_recv_poll;
+    lt->op.cancel = chan_recv_cancel;
+    lt->op.parked = false;
+}
+
+static ms_poll chan_recv_poll(ltask *lt, ms_cx *cx) {
+    chan_op *o = (chan_op *)lt->op.store;
+    int rc;
+    void *v = NULL;
+    if (ms_chan_recv_poll(o->ch, &o->w, cx, &v, &rc) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    if (rc == 0) {
+        xfer_decode(lt->co, v);
+        xfer_free(v);
+        lt->nres = 1;
+    } else {
+        lua_pushnil(lt->co);
+        lua_pushliteral(lt->co, "closed");
+        lt->nres = 2;
+    }
+    ms_chan_unref(o->ch);
+    o->ch = NULL;
+    return MS_POLL_READY;
+}
+
+static void chan_recv_cancel(ltask *lt) {
+    chan_op *o = (chan_op *)lt->op.store;
+    if (o->ch) {
+        ms_chan_waiter_cancel(o->ch, &o->w);
+        ms_chan_unref(o->ch);
+        o->ch = NULL;
+    }
+}
+
+int op_chan_recv(lua_State *L, ltask *lt, ms_chan *ch, double timeout) {
+    chan_op *o = (chan_op *)lt->op.store;
+    if (!set_deadline(L, lt, timeout))
+        return 0;
+    o->ch = ms_chan_ref(ch);
+    o->value = NULL;
+    ms_chan_waiter_init(&o->w);
+    return suspend(L, lt, chan_recv_poll, chan_recv_cancel);
+}

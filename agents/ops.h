@@ -1,0 +1,96 @@
+/*
+ * ops.h - pending operations: what a coroutine task waits on (a sleep, a
+ * join, a receive, a call, a blocking job, a channel or semaphore wait,
+ * an interval tick), polled by the agent's scheduler with the task's own
+ * waker; and reply slots for agent:call.
+ */
+#ifndef MS_AGENTS_OPS_H
+#define MS_AGENTS_OPS_H
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fwd.h"
+#include "ms.h"
+
+/* The userdata behind an ms.interval iterator.  iv first: &lint->iv is the
+ * slot the host tracks (host_track_interval).  Agent thread only. */
+struct lint {
+    ms_interval *iv;
+    ltask *waiter;              /* the task waiting on it, or NULL */
+};
+
+typedef ms_poll (*lop_poll_fn)(ltask *lt, ms_cx *cx);
+typedef void (*lop_cancel_fn)(ltask *lt);
+
+struct lop {
+    lop_poll_fn poll;           /* NULL: no operation (a plain yield) */
+    lop_cancel_fn cancel;
+    ms_timer *deadline;         /* optional timeout */
+    bool timed_out;
+    /* Completed only by a call on the agent's own thread, never by a
+     * wake: the poll right after the yield is skipped (lchan.c). */
+    bool parked;
+    union {
+        struct { ms_timer *t; } sleep;
+        /* handle_ref anchors the target's handle, where the outcome
+         * will be; abort: ms.timeout's join, which aborts on cancel. */
+        struct { ltask *target; int handle_ref; bool registered, abort; } join;
+        struct { int dummy; } recv;
+        struct { reply_slot *slot; } call;
+        struct { ms_task *job; lua_State *co; int co_ref; int nargs; } blocking;
+        struct { lint *iv; } interval;
+        void *any[6];
+    } u;
+    /* Operation-specific storage (sync waiters), see ops.c. */
+    char store[128] __attribute__((aligned(16)));
+};
+
+/* Polls lt's operation once (agent thread; may decode into lt's state, so
+ * it runs inside the agent's protected poll). */
+ms_poll op_poll_now(ltask *lt, ms_cx *cx);
+int op_sleep(lua_State *L, ltask *lt, double seconds);
+int op_yield(lua_State *L, ltask *lt);
+/* Joins the task whose handle is at handle_idx; abort: ms.timeout's join,
+ * which aborts the target when it times out. */
+int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort);
+int op_recv(lua_State *L, ltask *lt, double timeout);
+int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout);
+int op_blocking(lua_State *L, ltask *lt, int nargs);
+int op_interval_next(lua_State *L, ltask *lt, lint *iv);
+void op_cancel(ltask *lt);
+/* Clears lt's operation (and frees its deadline timer). */
+void op_reset(ltask *lt);
+/* The same, leaving the operation store as it is. */
+void op_reset_light(ltask *lt);
+/* Arms lt's operation deadline (timeout < 0: none); raises on failure. */
+void op_set_deadline(lua_State *L, ltask *lt, double timeout);
+/* Records poll/cancel as lt's operation and yields the top nvals values
+ * of L (they stay on the suspended coroutine's stack). */
+int op_suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel, int nvals);
+/* Yields with the top n values of L as the results of an operation that
+ * is already complete: the task goes to the back of the run queue. */
+int op_yield_results(lua_State *L, ltask *lt, int n);
+/* Returns the top n values of L as the results of an operation that
+ * completed at once, without a trip through the scheduler; to stay fair
+ * to the agent's other coroutines, every OP_FAST_STREAK-th such return in
+ * one run of a coroutine yields anyway (op_yield_results). */
+#define OP_FAST_STREAK 64
+int op_return_fast(lua_State *L, ltask *lt, int n);
+/* Turns lt's pending operation into a core channel send of v (taking it)
+ * or a receive on ch, keeping its deadline; not polled yet. */
+void op_chan_send_adopt(ltask *lt, ms_chan *ch, xfer *v);
+void op_chan_recv_adopt(ltask *lt, ms_chan *ch);
+int op_sem_acquire(lua_State *L, ltask *lt, ms_sem *s, uint64_t n, double timeout);
+int op_chan_send(lua_State *L, ltask *lt, ms_chan *ch, xfer *value, double timeout);
+int op_chan_recv(lua_State *L, ltask *lt, ms_chan *ch, double timeout);
+
+/* Reply slots: refcounted, any thread. */
+reply_slot *reply_new(void);
+void reply_ref(reply_slot *r);
+void reply_unref(reply_slot *r);
+/* Fills the slot once; false if already filled or abandoned. */
+bool reply_fill(reply_slot *r, xfer *body);
+
+#endif

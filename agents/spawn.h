@@ -1,0 +1,36 @@
+/*
+ * spawn.h - ms.agent.spawn's table read into a new agent, which is then
+ * registered and started.
+ */
+#ifndef MS_AGENTS_SPAWN_H
+#define MS_AGENTS_SPAWN_H
+
+#include <lua.h>
+#include <stddef.h>
+
+#include "agent.h"
+#include "fwd.h"
+
+/* Creates and starts an agent from the spawn table at idx; pushes
+ * nothing.  On failure returns NULL with a message in err naming the
+ * field at fault.  The caller gets a reference. */
+agent *spawn_agent(lua_State *L, int idx, char *err, size_t errlen);
+
+/* A spawn from C, without a spawner's state: the main agent of ms-host
+ * run, the console's and the tuner's agents. */
+typedef struct spawn_spec {
+    agent_src src;              /* SRC_FILE (text: path), SRC_MODULE (text:
+                                   module name) or SRC_FN (text: Lua source
+                                   or bytecode, len bytes) */
+    const char *text;
+    size_t len;                 /* 0: strlen(text) */
+    const char *name;           /* NULL: agent-<id> */
+    char *const *argv;          /* the main script's arguments, or NULL */
+    int argc;
+    bool main;                  /* ms-host's main agent: no memory limit,
+                                   the JIT from the start */
+} spawn_spec;
+
+agent *spawn_agent_spec(host *h, const spawn_spec *s, char *err, size_t errlen);
+
+#endif

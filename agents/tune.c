@@ -1,0 +1,242 @@
+/*
+ * tune.c - live tuning of the host and its runtime: the primitive under
+ * ms.tune (lua/ms/tune.lua) and the SIGHUP reload.
+ *
+ * A request is a set of profile fields with values already checked and
+ * normalised by ms.profile (counts, seconds, bytes).  It is applied as a
+ * whole or not at all: every runtime field is first set on a copy of the
+ * live configuration (ms_config_set, then ms_config_validate for the rules
+ * between fields) and the worker count is checked against the ceiling, so
+ * a bad value in the middle of a request leaves the earlier ones unapplied.
+ * Only then is each field changed, by its owner: libms for the runtime's
+ * (ms_runtime_tune), the host lock for the host's.  Each change is an
+ * "ms.tuned" event and counts in ms.metrics().tune_changes.
+ */
+#define _GNU_SOURCE
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent.h"
+#include "events.h"
+#include "host.h"
+#include "mail.h"
+#include "tune.h"
+
+typedef enum tk { TK_COUNT, TK_SECONDS, TK_BYTES } tk;
+
+typedef struct live_field {
+    const char *name;           /* profile field */
+    bool runtime;               /* owned by libms (else by the host) */
+    tk kind;
+} live_field;
+
+static const live_field live_fields[] = {
+    {"worker_threads", true, TK_COUNT},
+    {"max_blocking_threads", true, TK_COUNT},
+    {"thread_keep_alive", true, TK_SECONDS},
+    {"global_queue_interval", true, TK_COUNT},
+    {"budget", true, TK_COUNT},
+    {"park_spin_us", true, TK_COUNT},
+    {"agent_memory_limit", false, TK_BYTES},
+    {"jit_agent_limit", false, TK_COUNT},
+    {"mailbox_limit", false, TK_COUNT},
+};
+#define NLIVE (sizeof live_fields / sizeof live_fields[0])
+
+static const live_field *find_live(const char *name) {
+    for (size_t i = 0; i < NLIVE; i++)
+        if (strcmp(live_fields[i].name, name) == 0)
+            return &live_fields[i];
+    return NULL;
+}
+
+/* The text ms_config_set takes for a runtime field's value. */
+static void config_text(const live_field *f, double v, char *buf, size_t n) {
+    if (f->kind == TK_SECONDS)
+        snprintf(buf, n, "%.0fms", v * 1000.0);
+    else
+        snprintf(buf, n, "%.0f", v);
+}
+
+static double runtime_value(const live_field *f, const ms_config *c) {
+    if (strcmp(f->name, "worker_threads") == 0)
+        return c->worker_threads;
+    if (strcmp(f->name, "max_blocking_threads") == 0)
+        return c->max_blocking_threads;
+    if (strcmp(f->name, "thread_keep_alive") == 0)
+        return c->thread_keep_alive_ms / 1000.0;
+    if (strcmp(f->name, "global_queue_interval") == 0)
+        return c->global_queue_interval;
+    if (strcmp(f->name, "park_spin_us") == 0)
+        return c->park_spin_us;
+    return c->budget;
+}
+
+/* Under h->lock. */
+static double host_value(host *h, const live_field *f) {
+    if (strcmp(f->name, "agent_memory_limit") == 0)
+        return (double)h->default_mem_limit;
+    if (strcmp(f->name, "jit_agent_limit") == 0)
+        return h->jit_agent_limit;
+    return (double)h->mailbox_limit;
+}
+
+static void host_set(host *h, const live_field *f, double v) {
+    pthread_mutex_lock(&h->lock);
+    if (strcmp(f->name, "agent_memory_limit") == 0) {
+        h->default_mem_limit = (size_t)v;
+    } else if (strcmp(f->name, "jit_agent_limit") == 0) {
+        h->jit_agent_limit = (uint32_t)v;
+    } else {
+        /* The default for new agents and the limit of every running one:
+         * a lower limit refuses new sends until the mailbox drains below
+         * it; nothing queued is dropped. */
+        h->mailbox_limit = (size_t)v;
+        for (agent *a = h->agents; a; a = a->next_reg)
+            mail_set_limit(a, (size_t)v);
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+bool host_is_live_field(const char *name) {
+    return find_live(name) != NULL;
+}
+
+int host_tune(host *h, const tune_req *req, int n, const char *source, tune_change *out,
+              char *err, size_t errlen) {
+    /* Check everything first. */
+    ms_config live, probe;
+    ms_runtime_live_config(h->rt, &live);
+    probe = live;
+    for (int i = 0; i < n; i++) {
+        const live_field *f = find_live(req[i].name);
+        if (!f) {
+            snprintf(err, errlen, "field '%s' cannot change while the host runs (it takes a "
+                                  "restart)", req[i].name);
+            return MS_E_CONFIG_INVALID;
+        }
+        if (!(req[i].value >= 0) || isinf(req[i].value)) {
+            snprintf(err, errlen, "field '%s': %g is not a valid value", req[i].name,
+                     req[i].value);
+            return MS_E_CONFIG_INVALID;
+        }
+        if (!f->runtime)
+            continue;
+        char text[48];
+        config_text(f, req[i].value, text, sizeof text);
+        ms_error e;
+        if (ms_config_set(&probe, f->name, text, &e) != 0) {
+            snprintf(err, errlen, "%s", e.message);
+            return e.code;
+        }
+    }
+    ms_metrics *m = ms_metrics_snapshot(h->rt);
+    uint32_t max_workers = m ? m->max_workers : live.worker_threads;
+    ms_metrics_free(m);
+    if (probe.worker_threads > max_workers) {
+        snprintf(err, errlen, "field 'worker_threads': %u is above max_worker_threads = %u (the "
+                              "ceiling is fixed when the runtime starts)",
+                 probe.worker_threads, max_workers);
+        return MS_E_CONFIG_INVALID;
+    }
+    ms_error e;
+    if (ms_config_validate(&probe, &e) != 0) {
+        snprintf(err, errlen, "%s", e.message);
+        return e.code;
+    }
+
+    /* Apply. */
+    int changed = 0;
+    for (int i = 0; i < n; i++) {
+        const live_field *f = find_live(req[i].name);
+        double old;
+        if (f->runtime) {
+            old = runtime_value(f, &live);
+        } else {
+            pthread_mutex_lock(&h->lock);
+            old = host_value(h, f);
+            pthread_mutex_unlock(&h->lock);
+        }
+        if (old == req[i].value)
+            continue;
+        if (f->runtime) {
+            char text[48];
+            config_text(f, req[i].value, text, sizeof text);
+            if (ms_runtime_tune(h->rt, f->name, text, &e) != 0) {
+                /* Only a refused thread or a shutdown gets here, after the
+                 * checks: report what was applied so far with the error. */
+                snprintf(err, errlen, "%s (applied before it: %d change%s)", e.message, changed,
+                         changed == 1 ? "" : "s");
+                return e.code;
+            }
+        } else {
+            host_set(h, f, req[i].value);
+        }
+        if (out) {
+            out[changed].name = f->name;
+            out[changed].old_value = old;
+            out[changed].new_value = req[i].value;
+        }
+        changed++;
+        atomic_fetch_add_explicit(&h->tune_changes, 1, memory_order_relaxed);
+        const char *keys[] = {"field", "old", "new", "source"};
+        const char *strs[] = {f->name, NULL, NULL, source};
+        double nums[] = {0, old, req[i].value, 0};
+        events_publish_host("ms.tuned", keys, strs, nums, 4);
+    }
+    return changed;
+}
+
+/* ---- ms._tune(settings, source) -> { {field, old, new}, ... } ---- */
+
+static int l_tune_apply(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *source = luaL_optstring(L, 2, "ms.tune");
+    host *h = host_get();
+    if (!h)
+        return luaL_error(L, "ms.tune: no runtime (use ms.run)");
+    tune_req req[NLIVE];
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (!k || !find_live(k) || !lua_isnumber(L, -1) || n == (int)NLIVE)
+            return luaL_error(L, "ms.tune: %s is not a live field with a number",
+                              k ? k : luaL_typename(L, -2));
+        req[n].name = find_live(k)->name;
+        req[n].value = lua_tonumber(L, -1);
+        n++;
+        lua_pop(L, 1);
+    }
+    /* The order of the table above, so that a request is applied the same
+     * way every time (pairs() order is not). */
+    tune_req sorted[NLIVE];
+    int ns = 0;
+    for (size_t i = 0; i < NLIVE; i++)
+        for (int j = 0; j < n; j++)
+            if (req[j].name == live_fields[i].name)
+                sorted[ns++] = req[j];
+    tune_change out[NLIVE];
+    char err[MS_ERROR_MESSAGE_MAX + 64];
+    int changed = host_tune(h, sorted, ns, source, out, err, sizeof err);
+    if (changed < 0)
+        return luaL_error(L, "ms.tune: %s", err);
+    lua_createtable(L, changed, 0);
+    for (int i = 0; i < changed; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, out[i].name);
+        lua_setfield(L, -2, "field");
+        lua_pushnumber(L, out[i].old_value);
+        lua_setfield(L, -2, "old");
+        lua_pushnumber(L, out[i].new_value);
+        lua_setfield(L, -2, "new");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+void tune_push_primitive(lua_State *L) {
+    lua_pushcfunction(L, l_tune_apply);
+}

@@ -1,0 +1,57 @@
+/*
+ * xfer.h - a Lua value copied out of one agent's state to be rebuilt in
+ * another's: plain data by copy, shared objects (agents, semaphores,
+ * channels, reply slots) by reference.  The format is the host's own
+ * (one process, one build): see xfer.c.
+ */
+#ifndef MS_AGENTS_XFER_H
+#define MS_AGENTS_XFER_H
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fwd.h"
+
+typedef enum xh_type { XH_AGENT = 1, XH_SEM, XH_CHAN, XH_REPLY } xh_type;
+
+typedef struct xhandle {
+    xh_type type;
+    void *ptr;                  /* one reference owned by the blob */
+} xhandle;
+
+#define XFER_INLINE 96
+
+struct xfer {
+    char *buf;                  /* inline until a value outgrows it */
+    size_t len, cap;
+    xhandle *handles;
+    uint32_t nhandles, hcap;
+    char inline_buf[XFER_INLINE]; /* most messages fit: no second malloc */
+};
+
+/* Copies the value at idx into x.  On failure returns false with a message
+ * in err naming the path of the offending value ("args.cb is a function"). */
+bool xfer_encode(lua_State *L, int idx, xfer *x, const char *what, char *err, size_t errlen);
+/* Pushes the value; the handles' references move to the new userdata.
+ * Allocates in L, so it can raise (memory error, a finalizer run by the
+ * collector): call it protected (agent.c's poll is). */
+void xfer_decode(lua_State *L, xfer *x);
+/* Frees the buffer and releases handles not taken by a decode. */
+void xfer_clear(xfer *x);
+xfer *xfer_new(void);
+void xfer_init(xfer *x);
+void xfer_free(xfer *x);
+/* Building a blob by hand (no Lua state): a table of n pairs, then keys
+ * and values. */
+void xfer_put_table(xfer *x, uint32_t pairs);
+void xfer_put_str(xfer *x, const char *s);
+void xfer_put_lstr(xfer *x, const char *s, size_t n);
+/* The bytes of a blob that holds one string (and their length in *len),
+ * or NULL if it holds anything else.  Points into x. */
+const char *xfer_get_lstr(const xfer *x, size_t *len);
+void xfer_put_num(xfer *x, double d);
+void xfer_put_handle(xfer *x, xh_type type, void *ptr); /* takes a ref */
+
+#endif

@@ -1,0 +1,908 @@
+/*
+ * metrics_http.c - ms-host's metrics endpoint: a small HTTP/1.1 server run
+ * as libms tasks on the host's runtime.
+ *
+ *   GET /metrics        Prometheus text exposition format 0.0.4
+ *   GET /metrics.json   ms_metrics_to_json plus an "agents" array
+ *
+ * One task accepts; each connection is a task of its own that reads one
+ * request into a bounded buffer, answers it and closes (Connection: close).
+ * HEAD is answered like GET without the body; other methods get 405, other
+ * paths 404.  A malformed request line or header, a request whose line and
+ * headers exceed MH_MAX_REQUEST bytes, or one that is not complete within
+ * MH_REQUEST_TIMEOUT_MS gets 400; a connection that sends nothing in that
+ * time is closed.  A response that the client does not read within
+ * MH_RESPONSE_TIMEOUT_MS is dropped.  At most MH_MAX_CONNS connections are
+ * served at once; more are closed as soon as they are accepted.  Nothing a
+ * client sends reaches the agents: the worst a client can do is take one
+ * of the connection slots for a few seconds.
+ *
+ * Lifetime: the tasks run until the runtime shuts down, which cancels
+ * them; their drop functions close the listener, the streams and the
+ * timers while the driver still runs.  The server object is refcounted by
+ * the accept task and every connection task, since cancellation ends them
+ * in no particular order.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "host.h"
+#include "metrics_http.h"
+
+#define MH_MAX_REQUEST 8192          /* request line + headers, bytes */
+#define MH_MAX_CONNS 64              /* connections served at once */
+#define MH_REQUEST_TIMEOUT_MS 5000   /* from accept to the end of the headers */
+#define MH_RESPONSE_TIMEOUT_MS 10000 /* to write, flush and shut down */
+#define MH_LINGER_MS 1000            /* draining the client's leftovers */
+#define MH_LINGER_BYTES (64 * 1024)
+
+/* ---- a growable output buffer ---- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;                   /* an allocation failed: the text is incomplete */
+} sbuf;
+
+static bool sb_reserve(sbuf *b, size_t more) {
+    if (b->oom)
+        return false;
+    if (b->len + more + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *grown = realloc(b->p, cap);
+    if (!grown) {
+        b->oom = true;
+        return false;
+    }
+    b->p = grown;
+    b->cap = cap;
+    return true;
+}
+
+static void sb_add(sbuf *b, const char *s, size_t n) {
+    if (!sb_reserve(b, n))
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *s) {
+    sb_add(b, s, strlen(s));
+}
+
+static void sb_printf(sbuf *b, const char *fmt, ...) MS_PRINTF(2, 3);
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    va_list ap;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!sb_reserve(b, attempt == 0 ? 64 : 0))
+            return;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = true;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->p[b->len] = '\0';
+        if (!sb_reserve(b, (size_t)n))
+            return;
+    }
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    uint32_t cp = c & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* A Prometheus label value: backslash, double quote and newline escaped;
+ * bytes that are not UTF-8 become U+FFFD. */
+static void sb_label(sbuf *b, const char *s) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_len(u + i, n - i);
+        if (k == 0) {
+            sb_str(b, "\xef\xbf\xbd");
+            i++;
+            continue;
+        }
+        if (u[i] == '\\')
+            sb_str(b, "\\\\");
+        else if (u[i] == '"')
+            sb_str(b, "\\\"");
+        else if (u[i] == '\n')
+            sb_str(b, "\\n");
+        else
+            sb_add(b, s + i, k);
+        i += k;
+    }
+}
+
+/* A JSON string, quotes included; bytes that are not UTF-8 become
+ * U+FFFD. */
+static void sb_json_str(sbuf *b, const char *s) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s);
+    sb_str(b, "\"");
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_len(u + i, n - i);
+        if (k == 0) {
+            sb_str(b, "\\ufffd");
+            i++;
+            continue;
+        }
+        if (u[i] == '\\' || u[i] == '"') {
+            char esc[2] = {'\\', (char)u[i]};
+            sb_add(b, esc, 2);
+        } else if (u[i] < 0x20 || u[i] == 0x7f) {
+            sb_printf(b, "\\u%04x", u[i]);
+        } else {
+            sb_add(b, s + i, k);
+        }
+        i += k;
+    }
+    sb_str(b, "\"");
+}
+
+/* ---- what the endpoint reports ---- */
+
+typedef enum vfmt { V_U64, V_U32, V_BOOL, V_NS_AS_S, V_MS_AS_S } vfmt;
+
+typedef struct family {
+    const char *name, *type, *help;
+    size_t off;                 /* into ms_metrics or ms_worker_metrics */
+    vfmt fmt;
+} family;
+
+#define RT(field) offsetof(ms_metrics, field)
+#define WK(field) offsetof(ms_worker_metrics, field)
+
+static const family runtime_families[] = {
+    {"ms_uptime_seconds", "gauge", "Seconds since the runtime started.", RT(uptime_ns), V_NS_AS_S},
+    {"ms_workers", "gauge", "Worker threads started (active or retired by a resize).",
+     RT(workers), V_U32},
+    {"ms_active_workers", "gauge", "Workers currently active (ms.tune, stand-ins).",
+     RT(active_workers), V_U32},
+    {"ms_max_workers", "gauge", "Ceiling for the number of workers (max_worker_threads).",
+     RT(max_workers), V_U32},
+    {"ms_worker_resizes_total", "counter", "Changes of the number of active workers.",
+     RT(worker_resizes), V_U64},
+    {"ms_worker_replacements_total", "counter", "Stand-in workers brought in for stalled ones.",
+     RT(worker_replacements), V_U64},
+    {"ms_budget", "gauge", "Cooperative budget per poll (live value).", RT(budget), V_U32},
+    {"ms_global_queue_interval", "gauge", "Ticks between injection-queue checks (live value).",
+     RT(global_queue_interval), V_U32},
+    {"ms_park_spin_us", "gauge", "Microseconds a thread waits on the CPU before it sleeps (live value).",
+     RT(park_spin_us), V_U32},
+    {"ms_alive_tasks", "gauge", "Tasks spawned and not yet ended.", RT(alive_tasks), V_U64},
+    {"ms_injection_queue_depth", "gauge", "Tasks waiting in the injection queue.",
+     RT(injection_queue_depth), V_U64},
+    {"ms_blocking_queue_depth", "gauge", "Blocking jobs waiting for a thread.",
+     RT(blocking_queue_depth), V_U64},
+    {"ms_blocking_threads", "gauge", "Threads of the blocking pool.", RT(blocking_threads), V_U32},
+    {"ms_idle_blocking_threads", "gauge", "Blocking-pool threads waiting for a job.",
+     RT(idle_blocking_threads), V_U32},
+    {"ms_max_blocking_threads", "gauge", "Upper limit of the blocking pool.",
+     RT(max_blocking_threads), V_U32},
+    {"ms_timers_active", "gauge", "Timers waiting in the timer wheel.", RT(timers_active), V_U64},
+    {"ms_spawned_tasks_total", "counter", "Tasks spawned, from the workers and from outside.",
+     RT(spawned_tasks), V_U64},
+    {"ms_remote_spawned_tasks_total", "counter", "Tasks spawned from outside the workers.",
+     RT(remote_spawned_tasks), V_U64},
+    {"ms_failed_tasks_total", "counter", "Tasks that ended with an error.", RT(failed_tasks),
+     V_U64},
+    {"ms_cancelled_tasks_total", "counter", "Tasks ended by an abort or by shutdown.",
+     RT(cancelled_tasks), V_U64},
+    {"ms_blocking_jobs_total", "counter", "Jobs run on the blocking pool.",
+     RT(blocking_jobs_total), V_U64},
+    {"ms_timers_fired_total", "counter", "Timers the driver has fired.", RT(timers_fired), V_U64},
+    {"ms_stalls_total", "counter", "Polls reported as stuck (stall_threshold).", RT(stalls_total),
+     V_U64},
+};
+
+static const family worker_families[] = {
+    {"ms_worker_polls_total", "counter", "Task polls.", WK(poll_count), V_U64},
+    {"ms_worker_busy_seconds_total", "counter", "Seconds the worker was not parked.", WK(busy_ns),
+     V_NS_AS_S},
+    {"ms_worker_steals_total", "counter", "Tasks stolen from other workers.", WK(steal_count),
+     V_U64},
+    {"ms_worker_steal_operations_total", "counter", "Successful steal attempts.",
+     WK(steal_operations), V_U64},
+    {"ms_worker_parks_total", "counter", "Times the worker went to sleep.", WK(park_count), V_U64},
+    {"ms_worker_noop_unparks_total", "counter", "Wake-ups that found no work.", WK(noop_count),
+     V_U64},
+    {"ms_worker_forced_yields_total", "counter", "Polls cut short by the cooperative budget.",
+     WK(forced_yields), V_U64},
+    {"ms_worker_overflows_total", "counter", "Local queue overflows to the injection queue.",
+     WK(overflow_count), V_U64},
+    {"ms_worker_local_schedules_total", "counter", "Tasks scheduled on the worker's own queue.",
+     WK(local_schedule_count), V_U64},
+    {"ms_worker_spawned_tasks_total", "counter", "Tasks spawned from the worker.",
+     WK(spawned_tasks), V_U64},
+    {"ms_worker_local_queue_depth", "gauge", "Tasks in the worker's local queue.",
+     WK(local_queue_depth), V_U32},
+    {"ms_worker_local_queue_capacity", "gauge", "Slots of the worker's local queue.",
+     WK(local_queue_capacity), V_U32},
+    {"ms_worker_parked", "gauge", "1 while the worker is parked.", WK(parked), V_BOOL},
+    {"ms_worker_active", "gauge", "1 while the worker is active, 0 once a resize retired it.",
+     WK(active), V_BOOL},
+    {"ms_worker_stalled_seconds", "gauge", "Length of the worker's current stall, 0 if none.",
+     WK(stalled_ms), V_MS_AS_S},
+};
+
+static void sb_value(sbuf *b, const void *base, const family *f) {
+    const char *p = (const char *)base + f->off;
+    uint64_t u64;
+    uint32_t u32;
+    bool flag;
+    switch (f->fmt) {
+    case V_U64:
+        memcpy(&u64, p, sizeof u64);
+        sb_printf(b, "%llu", (unsigned long long)u64);
+        break;
+    case V_U32:
+        memcpy(&u32, p, sizeof u32);
+        sb_printf(b, "%u", u32);
+        break;
+    case V_BOOL:
+        memcpy(&flag, p, sizeof flag);
+        sb_str(b, flag ? "1" : "0");
+        break;
+    case V_NS_AS_S:
+        memcpy(&u64, p, sizeof u64);
+        sb_printf(b, "%llu.%09llu", (unsigned long long)(u64 / 1000000000u),
+                  (unsigned long long)(u64 % 1000000000u));
+        break;
+    case V_MS_AS_S:
+        memcpy(&u64, p, sizeof u64);
+        sb_printf(b, "%llu.%03llu", (unsigned long long)(u64 / 1000u),
+                  (unsigned long long)(u64 % 1000u));
+        break;
+    }
+}
+
+static void sb_family(sbuf *b, const char *name, const char *type, const char *help) {
+    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One agent's figures, copied under the host's lock. */
+typedef struct agent_row {
+    uint64_t id;
+    char name[64];
+    const char *state;
+    uint64_t mailbox, received, memory, memory_limit, polls, restarts;
+} agent_row;
+
+static int row_cmp(const void *x, const void *y) {
+    const agent_row *a = x, *b = y;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* The registered agents (as ms.agents() lists them) by id, or NULL with
+ * *n == 0 when there are none or no memory. */
+static agent_row *agent_rows(host *h, size_t *n) {
+    static const char *const states[] = {"starting", "running", "exited"};
+    *n = 0;
+    pthread_mutex_lock(&h->lock);
+    size_t cap = (size_t)h->nagents;
+    agent_row *rows = cap ? calloc(cap, sizeof *rows) : NULL;
+    for (agent *a = h->agents; rows && a && *n < cap; a = a->next_reg) {
+        agent_row *r = &rows[(*n)++];
+        pthread_mutex_lock(&a->mlock);
+        r->id = a->id;
+        memcpy(r->name, a->name, sizeof r->name);
+        r->name[sizeof r->name - 1] = '\0';
+        r->state = a->state <= AG_EXITED ? states[a->state] : "?";
+        r->mailbox = mbox_len(&a->mbox);
+        r->received = mbox_popped(&a->mbox);
+        r->memory = atomic_load_explicit(&a->mem_used, memory_order_relaxed);
+        r->memory_limit = a->mem_limit;
+        r->polls = atomic_load_explicit(&a->polls, memory_order_relaxed);
+        r->restarts = a->restarts;
+        pthread_mutex_unlock(&a->mlock);
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (rows)
+        qsort(rows, *n, sizeof *rows, row_cmp);
+    return rows;
+}
+
+typedef struct agent_family {
+    const char *name, *type, *help;
+    size_t off;                 /* into agent_row, a uint64_t */
+} agent_family;
+
+static const agent_family agent_families[] = {
+    {"ms_agent_mailbox_depth", "gauge", "Messages waiting in the agent's mailbox.",
+     offsetof(agent_row, mailbox)},
+    {"ms_agent_memory_bytes", "gauge", "Bytes of the agent's Lua heap.",
+     offsetof(agent_row, memory)},
+    {"ms_agent_memory_limit_bytes", "gauge", "The agent's Lua heap limit, 0 if none.",
+     offsetof(agent_row, memory_limit)},
+    {"ms_agent_restarts", "gauge", "Times a supervisor restarted this agent's child slot.",
+     offsetof(agent_row, restarts)},
+    {"ms_agent_messages_received_total", "counter", "Messages the agent has received.",
+     offsetof(agent_row, received)},
+    {"ms_agent_polls_total", "counter", "Times the agent's task was polled.",
+     offsetof(agent_row, polls)},
+};
+
+/* A bucket bound, 2^i microseconds, as exact decimal seconds without
+ * trailing zeros ("0.000001", "0.5", "8.388608"). */
+static void sb_bound(sbuf *b, uint64_t ns) {
+    char frac[16];
+    uint64_t us = ns / 1000u;
+    snprintf(frac, sizeof frac, "%06llu", (unsigned long long)(us % 1000000u));
+    size_t n = strlen(frac);
+    while (n > 0 && frac[n - 1] == '0')
+        frac[--n] = '\0';
+    sb_printf(b, "%llu%s%s", (unsigned long long)(us / 1000000u), n ? "." : "", frac);
+}
+
+/* One Prometheus histogram family over the workers: cumulative _bucket
+ * series ending in le="+Inf" (which equals _count), then _sum and
+ * _count.  off locates the ms_histogram in ms_worker_metrics. */
+static void render_histograms(sbuf *b, const ms_metrics *m, const char *name, const char *help,
+                              size_t off) {
+    sb_family(b, name, "histogram", help);
+    for (uint32_t w = 0; w < m->workers; w++) {
+        const ms_histogram *hg = (const ms_histogram *)((const char *)&m->worker[w] + off);
+        uint64_t cum = 0;
+        for (uint32_t i = 0; i < MS_HIST_BUCKETS; i++) {
+            cum += hg->buckets[i];
+            sb_printf(b, "%s_bucket{worker=\"%u\",le=\"", name, w);
+            if (i + 1 < MS_HIST_BUCKETS)
+                sb_bound(b, ms_histogram_bound_ns(i));
+            else
+                sb_str(b, "+Inf");
+            sb_printf(b, "\"} %llu\n", (unsigned long long)cum);
+        }
+        sb_printf(b, "%s_sum{worker=\"%u\"} %llu.%09llu\n", name, w,
+                  (unsigned long long)(hg->sum_ns / 1000000000u),
+                  (unsigned long long)(hg->sum_ns % 1000000000u));
+        sb_printf(b, "%s_count{worker=\"%u\"} %llu\n", name, w,
+                  (unsigned long long)hg->count);
+    }
+}
+
+static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *rows, size_t nrows) {
+    for (size_t i = 0; i < sizeof runtime_families / sizeof runtime_families[0]; i++) {
+        const family *f = &runtime_families[i];
+        sb_family(b, f->name, f->type, f->help);
+        sb_printf(b, "%s ", f->name);
+        sb_value(b, m, f);
+        sb_str(b, "\n");
+    }
+    for (size_t i = 0; i < sizeof worker_families / sizeof worker_families[0]; i++) {
+        const family *f = &worker_families[i];
+        sb_family(b, f->name, f->type, f->help);
+        for (uint32_t w = 0; w < m->workers; w++) {
+            sb_printf(b, "%s{worker=\"%u\"} ", f->name, w);
+            sb_value(b, &m->worker[w], f);
+            sb_str(b, "\n");
+        }
+    }
+    if (m->histograms) {
+        render_histograms(b, m, "ms_worker_poll_duration_seconds",
+                          "Time each task poll took on the worker.",
+                          offsetof(ms_worker_metrics, poll_duration));
+        render_histograms(b, m, "ms_worker_schedule_delay_seconds",
+                          "Time from a task being scheduled (spawned, woken, yielded) to the "
+                          "worker starting to poll it.",
+                          offsetof(ms_worker_metrics, schedule_delay));
+    }
+    sb_family(b, "ms_agents", "gauge", "Agents in the host's registry.");
+    sb_printf(b, "ms_agents %zu\n", nrows);
+    for (size_t i = 0; i < sizeof agent_families / sizeof agent_families[0]; i++) {
+        const agent_family *f = &agent_families[i];
+        sb_family(b, f->name, f->type, f->help);
+        for (size_t k = 0; k < nrows; k++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&rows[k] + f->off, sizeof v);
+            sb_printf(b, "%s{agent=\"", f->name);
+            sb_label(b, rows[k].name);
+            sb_printf(b, "\",id=\"%llu\"} %llu\n", (unsigned long long)rows[k].id,
+                      (unsigned long long)v);
+        }
+    }
+}
+
+static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, size_t nrows) {
+    char *core = ms_metrics_to_json(m, false);
+    size_t len = core ? strlen(core) : 0;
+    if (!core || len < 2 || core[len - 1] != '}') {
+        ms_free(core);
+        b->oom = true;
+        return;
+    }
+    sb_add(b, core, len - 1);
+    ms_free(core);
+    sb_str(b, ",\"agents\":[");
+    for (size_t k = 0; k < nrows; k++) {
+        const agent_row *r = &rows[k];
+        sb_printf(b, "%s{\"id\":%llu,\"name\":", k ? "," : "", (unsigned long long)r->id);
+        sb_json_str(b, r->name);
+        sb_printf(b,
+                  ",\"state\":\"%s\",\"mailbox\":%llu,\"received\":%llu,\"memory\":%llu,"
+                  "\"memory_limit\":%llu,\"polls\":%llu,\"restarts\":%llu}",
+                  r->state, (unsigned long long)r->mailbox, (unsigned long long)r->received,
+                  (unsigned long long)r->memory, (unsigned long long)r->memory_limit,
+                  (unsigned long long)r->polls, (unsigned long long)r->restarts);
+    }
+    sb_str(b, "]}\n");
+}
+
+char *metrics_json_line(host *h, const ms_metrics *m, const char *prefix) {
+    sbuf b = {0};
+    size_t nrows = 0;
+    agent_row *rows = agent_rows(h, &nrows);
+    render_json(&b, m, rows, nrows);
+    free(rows);
+    if (b.oom || b.len < 2 || b.p[0] != '{') {
+        free(b.p);
+        return NULL;
+    }
+    /* Splice the prefix's members in after the opening brace. */
+    sbuf line = {0};
+    sb_str(&line, "{");
+    sb_str(&line, prefix);
+    sb_str(&line, b.p + 1);
+    free(b.p);
+    if (line.oom) {
+        free(line.p);
+        return NULL;
+    }
+    return line.p;
+}
+
+/* ---- the server ---- */
+
+typedef struct mh_server {
+    _Atomic uint32_t refs;      /* the accept task + one per connection task */
+    _Atomic uint32_t conns;     /* connection tasks alive */
+    host *h;
+    ms_listener *l;
+    ms_error err;               /* accept task only */
+} mh_server;
+
+static void server_unref(mh_server *srv) {
+    if (atomic_fetch_sub_explicit(&srv->refs, 1, memory_order_acq_rel) == 1)
+        free(srv);
+}
+
+typedef enum conn_phase { PH_READ, PH_WRITE, PH_FLUSH, PH_SHUTDOWN, PH_LINGER } conn_phase;
+
+typedef struct mh_conn {
+    mh_server *srv;
+    ms_stream *s;
+    ms_timer *deadline;
+    conn_phase phase;
+    size_t rlen;                /* bytes in req */
+    size_t line_end;            /* end of the request line + 1, 0 until seen */
+    size_t hpos;                /* where the next header line starts */
+    char *out;                  /* the response, headers and body */
+    size_t out_len, out_sent;
+    bool out_static;            /* out is a string literal */
+    size_t lingered;
+    ms_error err;
+    char req[MH_MAX_REQUEST];
+} mh_conn;
+
+static const char response_oom[] = "HTTP/1.1 500 Internal Server Error\r\n"
+                                   "Content-Type: text/plain; charset=utf-8\r\n"
+                                   "Content-Length: 14\r\n"
+                                   "Connection: close\r\n\r\n"
+                                   "out of memory\n";
+
+static const char *reason_phrase(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    default: return "Internal Server Error";
+    }
+}
+
+/* Sets c's response: headers for body (taken over; may be NULL with
+ * oom set), without the body for HEAD. */
+static void respond(mh_conn *c, int status, const char *ctype, sbuf *body, bool head) {
+    sbuf r = {0};
+    if (!body->oom) {
+        sb_printf(&r,
+                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                  "Connection: close\r\nCache-Control: no-store\r\n%s\r\n",
+                  status, reason_phrase(status), ctype, body->len,
+                  status == 405 ? "Allow: GET, HEAD\r\n" : "");
+        if (!head && body->len)
+            sb_add(&r, body->p, body->len);
+    }
+    free(body->p);
+    if (body->oom || r.oom) {
+        free(r.p);
+        c->out = (char *)response_oom;
+        c->out_len = sizeof response_oom - 1;
+        c->out_static = true;
+    } else {
+        c->out = r.p;
+        c->out_len = r.len;
+    }
+    c->out_sent = 0;
+}
+
+static void respond_text(mh_conn *c, int status, const char *text) {
+    sbuf body = {0};
+    sb_str(&body, text);
+    respond(c, status, "text/plain; charset=utf-8", &body, false);
+}
+
+static bool is_tchar(unsigned char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* The request line "METHOD SP TARGET SP HTTP/1.x" at line (len bytes, no
+ * line end): false if malformed; else method and path (the target without
+ * its query) point into line. */
+static bool parse_request_line(char *line, size_t len, char **method, size_t *mlen, char **path,
+                               size_t *plen) {
+    char *sp1 = memchr(line, ' ', len);
+    if (!sp1 || sp1 == line || sp1 - line > 32)
+        return false;
+    char *target = sp1 + 1;
+    char *sp2 = memchr(target, ' ', len - (size_t)(target - line));
+    if (!sp2 || sp2 == target || *target != '/')
+        return false;
+    size_t vlen = len - (size_t)(sp2 + 1 - line);
+    if (vlen != 8 || (memcmp(sp2 + 1, "HTTP/1.1", 8) != 0 && memcmp(sp2 + 1, "HTTP/1.0", 8) != 0))
+        return false;
+    for (char *p = line; p < sp1; p++)
+        if (!is_tchar((unsigned char)*p))
+            return false;
+    for (char *p = target; p < sp2; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return false;
+    *method = line;
+    *mlen = (size_t)(sp1 - line);
+    *path = target;
+    char *q = memchr(target, '?', (size_t)(sp2 - target));
+    *plen = (size_t)((q ? q : sp2) - target);
+    return true;
+}
+
+/* A header line (no line end): name ":" value, the name a token, the
+ * value without control characters other than tab. */
+static bool valid_header(const char *line, size_t len) {
+    const char *colon = memchr(line, ':', len);
+    if (!colon || colon == line)
+        return false;
+    for (const char *p = line; p < colon; p++)
+        if (!is_tchar((unsigned char)*p))
+            return false;
+    for (const char *p = colon + 1; p < line + len; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* Builds the answer to the complete request in c->req. */
+static void answer(mh_conn *c) {
+    char *line = c->req, *method = NULL, *path = NULL;
+    size_t len = c->line_end - 1, mlen = 0, plen = 0;
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    if (!parse_request_line(line, len, &method, &mlen, &path, &plen)) { /* checked already */
+        respond_text(c, 400, "bad request\n");
+        return;
+    }
+    bool head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
+    bool get = mlen == 3 && memcmp(method, "GET", 3) == 0;
+    bool prom = plen == 8 && memcmp(path, "/metrics", 8) == 0;
+    bool json = plen == 13 && memcmp(path, "/metrics.json", 13) == 0;
+    if (!get && !head) {
+        respond_text(c, 405, "method not allowed: use GET\n");
+        return;
+    }
+    if (!prom && !json) {
+        sbuf body = {0};
+        sb_str(&body, "not found: the routes are /metrics and /metrics.json\n");
+        respond(c, 404, "text/plain; charset=utf-8", &body, head);
+        return;
+    }
+    sbuf body = {0};
+    host *h = c->srv->h;
+    ms_metrics *m = ms_metrics_snapshot(h->rt);
+    size_t nrows = 0;
+    agent_row *rows = m ? agent_rows(h, &nrows) : NULL;
+    if (!m)
+        body.oom = true;
+    else if (prom)
+        render_prometheus(&body, m, rows, nrows);
+    else
+        render_json(&body, m, rows, nrows);
+    free(rows);
+    ms_metrics_free(m);
+    respond(c, 200, prom ? "text/plain; version=0.0.4; charset=utf-8" : "application/json", &body,
+            head);
+}
+
+/* Looks at what was read: returns true once c has a response (the
+ * answer, or 400), false while more of the request is needed. */
+static bool examine(mh_conn *c) {
+    if (memchr(c->req, '\0', c->rlen)) {
+        respond_text(c, 400, "bad request: NUL byte in the request\n");
+        return true;
+    }
+    if (!c->line_end) {
+        char *nl = memchr(c->req, '\n', c->rlen);
+        if (!nl)
+            goto need_more;
+        c->line_end = (size_t)(nl - c->req) + 1;
+        size_t len = c->line_end - 1, mlen, plen;
+        if (len > 0 && c->req[len - 1] == '\r')
+            len--;
+        char *method, *path;
+        if (!parse_request_line(c->req, len, &method, &mlen, &path, &plen)) {
+            respond_text(c, 400,
+                         "bad request: expected a request line \"METHOD /path HTTP/1.1\"\n");
+            return true;
+        }
+        c->hpos = c->line_end;
+    }
+    for (;;) {
+        char *start = c->req + c->hpos;
+        char *nl = memchr(start, '\n', c->rlen - c->hpos);
+        if (!nl)
+            goto need_more;
+        size_t len = (size_t)(nl - start);
+        if (len > 0 && start[len - 1] == '\r')
+            len--;
+        c->hpos = (size_t)(nl - c->req) + 1;
+        if (len == 0) {
+            answer(c);
+            return true;
+        }
+        if (!valid_header(start, len)) {
+            respond_text(c, 400, "bad request: malformed header line\n");
+            return true;
+        }
+    }
+need_more:
+    if (c->rlen == MH_MAX_REQUEST) {
+        respond_text(c, 400, "bad request: request line and headers exceed 8192 bytes\n");
+        return true;
+    }
+    return false;
+}
+
+/* The connection's deadline has passed (polled after another operation
+ * was pending, so the task's waker is registered with both). */
+static bool expired(mh_conn *c, ms_cx *cx) {
+    return ms_timer_poll(c->deadline, cx) == MS_POLL_READY;
+}
+
+static void start_writing(mh_conn *c) {
+    c->phase = PH_WRITE;
+    ms_timer_set_after(c->deadline, MH_RESPONSE_TIMEOUT_MS);
+}
+
+static ms_poll conn_poll(ms_cx *cx, void *state) {
+    mh_conn *c = state;
+    for (;;) {
+        switch (c->phase) {
+        case PH_READ: {
+            ssize_t n;
+            if (ms_stream_read(c->s, cx, c->req + c->rlen, MH_MAX_REQUEST - c->rlen, &n, &c->err) ==
+                MS_POLL_PENDING) {
+                if (!expired(c, cx))
+                    return MS_POLL_PENDING;
+                if (c->rlen == 0)
+                    return MS_POLL_READY; /* an idle connection: just close it */
+                respond_text(c, 400, "bad request: the request did not complete within 5 s\n");
+                start_writing(c);
+                break;
+            }
+            if (n < 0)
+                return MS_POLL_READY;
+            if (n == 0) {
+                if (c->rlen == 0)
+                    return MS_POLL_READY;
+                respond_text(c, 400, "bad request: the connection ended inside the request\n");
+                start_writing(c);
+                break;
+            }
+            c->rlen += (size_t)n;
+            if (examine(c))
+                start_writing(c);
+            break;
+        }
+        case PH_WRITE:
+            while (c->out_sent < c->out_len) {
+                ssize_t n;
+                if (ms_stream_write(c->s, cx, c->out + c->out_sent, c->out_len - c->out_sent, &n,
+                                    &c->err) == MS_POLL_PENDING)
+                    return expired(c, cx) ? MS_POLL_READY : MS_POLL_PENDING;
+                if (n < 0)
+                    return MS_POLL_READY;
+                c->out_sent += (size_t)n;
+            }
+            c->phase = PH_FLUSH;
+            break;
+        case PH_FLUSH:
+        case PH_SHUTDOWN: {
+            int rc;
+            ms_poll p = c->phase == PH_FLUSH ? ms_stream_flush(c->s, cx, &rc, &c->err)
+                                             : ms_stream_shutdown(c->s, cx, &rc, &c->err);
+            if (p == MS_POLL_PENDING)
+                return expired(c, cx) ? MS_POLL_READY : MS_POLL_PENDING;
+            if (rc != 0)
+                return MS_POLL_READY;
+            if (c->phase == PH_FLUSH) {
+                c->phase = PH_SHUTDOWN;
+            } else {
+                /* Read what the client still sends until it closes, so
+                 * that closing with unread input does not reset the
+                 * connection before the client has read the response. */
+                c->phase = PH_LINGER;
+                ms_timer_set_after(c->deadline, MH_LINGER_MS);
+            }
+            break;
+        }
+        case PH_LINGER:
+            while (c->lingered < MH_LINGER_BYTES) {
+                ssize_t n;
+                if (ms_stream_read(c->s, cx, c->req, sizeof c->req, &n, &c->err) ==
+                    MS_POLL_PENDING)
+                    return expired(c, cx) ? MS_POLL_READY : MS_POLL_PENDING;
+                if (n <= 0)
+                    return MS_POLL_READY;
+                c->lingered += (size_t)n;
+            }
+            return MS_POLL_READY;
+        }
+    }
+}
+
+static void conn_drop(void *state) {
+    mh_conn *c = state;
+    ms_timer_free(c->deadline);
+    ms_stream_close(c->s);
+    if (!c->out_static)
+        free(c->out);
+    mh_server *srv = c->srv;
+    free(c);
+    atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
+    server_unref(srv);
+}
+
+static ms_poll accept_poll(ms_cx *cx, void *state) {
+    mh_server *srv = state;
+    for (;;) {
+        ms_stream *s;
+        int rc;
+        if (ms_listener_accept(srv->l, cx, &s, &rc, &srv->err) == MS_POLL_PENDING)
+            return MS_POLL_PENDING;
+        if (rc == MS_E_CLOSED)
+            return MS_POLL_READY;
+        if (rc != 0)
+            continue; /* a failed accept (EMFILE...): listening goes on */
+        if (atomic_load_explicit(&srv->conns, memory_order_relaxed) >= MH_MAX_CONNS) {
+            ms_stream_close(s);
+            continue;
+        }
+        mh_conn *c = malloc(sizeof *c);
+        if (!c) {
+            ms_stream_close(s);
+            continue;
+        }
+        memset(c, 0, offsetof(mh_conn, req));
+        c->s = s;
+        if (ms_timer_new(ms_cx_runtime(cx), &c->deadline, NULL) != 0) {
+            ms_stream_close(s);
+            free(c);
+            continue;
+        }
+        ms_timer_set_after(c->deadline, MH_REQUEST_TIMEOUT_MS);
+        c->srv = srv;
+        atomic_fetch_add_explicit(&srv->refs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&srv->conns, 1, memory_order_relaxed);
+        if (ms_spawn(ms_cx_runtime(cx), conn_poll, c, conn_drop, NULL) != 0)
+            conn_drop(c);
+    }
+}
+
+static void accept_drop(void *state) {
+    mh_server *srv = state;
+    ms_listener_close(srv->l);
+    srv->l = NULL;
+    server_unref(srv);
+}
+
+int metrics_http_start(host *h, const char *addr, ms_error *err) {
+    char hostname[64];
+    const char *colon;
+    size_t hlen;
+    bool v6 = addr[0] == '[';
+    if (v6) {
+        const char *close = strchr(addr, ']');
+        colon = close && close[1] == ':' ? close + 1 : NULL;
+        hlen = close ? (size_t)(close - addr - 1) : 0;
+    } else {
+        colon = strrchr(addr, ':');
+        hlen = colon ? (size_t)(colon - addr) : 0;
+    }
+    char *end = NULL;
+    unsigned long port = colon && colon[1] >= '0' && colon[1] <= '9' ? strtoul(colon + 1, &end, 10) : 0;
+    if (!colon || hlen == 0 || hlen >= sizeof hostname || !end || *end || port > 65535)
+        return ms_error_set(err, MS_E_INVALID_ARGUMENT,
+                            "metrics_listen \"%s\" is not host:port (e.g. \"127.0.0.1:9100\", "
+                            "\"[::1]:9100\")",
+                            addr);
+    memcpy(hostname, addr + (v6 ? 1 : 0), hlen);
+    hostname[hlen] = '\0';
+    const ms_config *cfg = ms_runtime_config(h->rt);
+    if (!cfg->enable_time)
+        return ms_error_set(err, MS_E_NOT_ENABLED,
+                            "the metrics endpoint at %s needs enable_time (its request timeouts "
+                            "are timers)",
+                            addr);
+    mh_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return ms_error_set(err, MS_E_NO_MEMORY, "no memory for the metrics endpoint");
+    ms_error lerr;
+    int rc = ms_tcp_listen(h->rt, hostname, (uint16_t)port, 64, &srv->l, &lerr);
+    if (rc != 0) {
+        free(srv);
+        return ms_error_set(err, rc, "metrics endpoint %s: %s", addr, lerr.message);
+    }
+    srv->h = h;
+    atomic_init(&srv->refs, 1);
+    atomic_init(&srv->conns, 0);
+    uint16_t bound = ms_listener_port(srv->l);
+    rc = ms_spawn(h->rt, accept_poll, srv, accept_drop, NULL);
+    if (rc != 0) {
+        accept_drop(srv);
+        return ms_error_set(err, rc, "metrics endpoint %s: cannot start its task: %s", addr,
+                            ms_err_name(rc));
+    }
+    fprintf(stderr, "ms-host: metrics on http://%s%s%s:%u/metrics\n", v6 ? "[" : "", hostname,
+            v6 ? "]" : "", bound);
+    return 0;
+}
