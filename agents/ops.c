@@ -444,15 +444,11 @@ static void *blocking_job(void *arg) {
     lt->a->enforce_limit = true;
     int rc = lua_resume(bco, lt->op.u.blocking.nargs);
     lt->a->enforce_limit = false;
-    if (rc == LUA_YIELD) {
-        lua_settop(bco, 0);
-        lua_pushliteral(bco, "ms.blocking: the function yielded (blocking ms.* calls and "
-                             "coroutine yields are not allowed on the blocking pool)");
-        rc = LUA_ERRRUN;
-    }
-    /* Nothing that allocates here, outside the agent's protected poll: the
-     * failure is read by blocking_poll, from bco's stack as it was left. */
-    lt->op.u.any[4] = (void *)(intptr_t)(rc == 0 ? 1 : 2);
+    /* Nothing that allocates here, outside the agent's protected poll (an
+     * allocation may run a finalizer, which may raise): the outcome is
+     * read by blocking_poll, from bco's stack as it was left.  1: done,
+     * 2: failed, 3: yielded. */
+    lt->op.u.any[4] = (void *)(intptr_t)(rc == 0 ? 1 : rc == LUA_YIELD ? 3 : 2);
     atomic_store_explicit(&lt->a->blocking_busy, false, memory_order_release);
     return NULL;
 }
@@ -479,7 +475,15 @@ static ms_poll blocking_poll(ltask *lt, ms_cx *cx) {
     lt->op.u.blocking.job = NULL;
     lua_State *bco = lt->op.u.blocking.co;
     lua_State *co = lt->co;
-    if ((intptr_t)lt->op.u.any[4] == 1) {
+    intptr_t outcome = (intptr_t)lt->op.u.any[4];
+    if (outcome == 3) {
+        lua_pushnil(co);
+        lerr_push(co, MS_E_TASK_FAILED,
+                  "ms.blocking: the function yielded (blocking ms.* calls and coroutine yields "
+                  "are not allowed on the blocking pool)",
+                  NULL);
+        lt->nres = 2;
+    } else if (outcome == 1) {
         int n = lua_gettop(bco);
         lua_checkstack(co, n + 1);
         lua_pushboolean(co, 1);
@@ -489,12 +493,17 @@ static ms_poll blocking_poll(ltask *lt, ms_cx *cx) {
         /* bco: the raised value on top of its stack as the failure left
          * it (the traceback reads that stack), read without running any
          * of its code. */
-        char *tb = lerr_traceback(a->L, bco);
-        char *m = lerr_message(bco);
+        /* Kept in the agent while the error value is built (it may
+         * raise), as ltask.c does for a failed task. */
+        free(a->fail_traceback);
+        a->fail_traceback = NULL;
+        a->fail_traceback = lerr_traceback(a->L, bco);
+        free(a->fail_message);
+        a->fail_message = lerr_message(bco);
         lua_pushnil(co);
-        lerr_push(co, MS_E_TASK_FAILED, m ? m : "ms.blocking: the function failed", tb);
-        free(m);
-        free(tb);
+        lerr_push(co, MS_E_TASK_FAILED,
+                  a->fail_message ? a->fail_message : "ms.blocking: the function failed",
+                  a->fail_traceback);
         lt->nres = 2;
     }
     luaL_unref(a->L, LUA_REGISTRYINDEX, lt->op.u.blocking.co_ref);
