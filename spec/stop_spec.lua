@@ -1,6 +1,8 @@
 -- Stop means stop: OTP's two kinds of stop, preemption of running agents,
--- monitors on supervisor handles.  Every case runs `ms-host run` on a
--- script (so the spec also runs against the sanitizer builds' ms-host).
+-- monitors and links, the runaway policy, the sandbox.  Every case runs
+-- `ms-host run` on a script, so the spec also runs against the sanitizer
+-- builds' ms-host.
+-- spec-kind: subprocess
 local h = require "spec.support.helpers"
 
 local HOST, q = h.host, h.shell_quote
