@@ -52,6 +52,9 @@ static void agent_free(agent *a) {
     for (uint32_t i = 0; i < a->nmonitors; i++)
         agent_unref(a->monitors[i]);
     free(a->monitors);
+    for (uint32_t i = 0; i < a->nlinks; i++)
+        agent_unref(a->links[i]);
+    free(a->links);
     xfer_free(a->args);
     free(a->src_text);
     free(a->stop_reason);
@@ -87,6 +90,7 @@ agent *agent_new(host *h) {
     mbox_init(&a->mbox);
     pthread_mutex_lock(&h->lock); /* the defaults are live-tunable */
     a->mem_limit = h->default_mem_limit;
+    a->runaway = h->runaway;
     atomic_init(&a->mailbox_limit, h->mailbox_limit);
     pthread_mutex_unlock(&h->lock);
     return a;
@@ -144,24 +148,41 @@ static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return p;
 }
 
-/* Installed by agent_stop on an interpreted (jit = false) agent: the next
- * thousand VM instructions of whatever it runs end in this error, so even
- * `while true do end` stops.  Compiled code does not call hooks, so an
- * agent with the JIT on stops only at its next poll. */
+/* Installed by agent_stop on a running agent: every thousand VM
+ * instructions of the interpreter it yields the running task out to the
+ * scheduler, which then ends the agent.  A yield, not an error: pcall does
+ * not catch it (LuaJIT yields across pcall), so `while true do pcall(f)
+ * end` stops too.  Where the code cannot yield (inside a C function: a
+ * table.sort comparator, a metamethod called from C) it raises instead,
+ * which leaves that C function, and fires from then on at every
+ * instruction, to yield at the first one back in yieldable code.  Compiled code (a trace) calls no hooks: see docs/host.md,
+ * "Stopping agents". */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    lua_sethook(L, NULL, 0, 0);
-    luaL_error(L, "stopped by agent:stop()");
+    if (lua_isyieldable(L))
+        lua_yield(L, 0);
+    /* From now on at every instruction, so that the first one back in
+     * yieldable code yields, before a loop re-enters the C function. */
+    lua_sethook(L, stop_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "agent stopped");
 }
 
 void agent_stop(agent *a, const char *reason) {
+    agent_stop_as(a, "killed", reason);
+}
+
+void agent_stop_as(agent *a, const char *exit_reason, const char *reason) {
     pthread_mutex_lock(&a->mlock);
-    if (a->state != AG_EXITED && !a->stop_reason)
-        a->stop_reason = strdup(reason ? reason : "killed");
+    if (a->state != AG_EXITED && !a->stop_reason) {
+        a->stop_reason = strdup(reason ? reason : exit_reason);
+        snprintf(a->stop_exit_reason, sizeof a->stop_exit_reason, "%s", exit_reason);
+    }
     /* lua_sethook may be called while the state runs (it is what Lua's own
      * interpreter does from its SIGINT handler); mlock keeps it away from
-     * a state being closed. */
-    if (a->jit_off && a->own_state && a->L && !a->state_closing && a->state == AG_RUNNING)
+     * a state being closed.  Only for a state of the agent's own: ms.run's
+     * main agent shares its global state (and so its hook) with the
+     * caller. */
+    if (a->own_state && a->L && !a->state_closing && a->state == AG_RUNNING)
         lua_sethook(a->L, stop_hook, LUA_MASKCOUNT, 1000);
     pthread_mutex_unlock(&a->mlock);
     atomic_store_explicit(&a->stop_requested, true, memory_order_release);
@@ -404,6 +425,7 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
         agent_unref(mons[i]);
     }
     free(mons);
+    mail_exit_links(a, reason);
 }
 
 void agent_exit(agent *a, const char *reason, int code, const char *message,
@@ -512,6 +534,18 @@ static poll_step exit_now(agent *a, const char *reason, int code, const char *me
     return STEP_FINISH;
 }
 
+/* A stopped agent ends ("killed", or "runaway" for the health monitor's
+ * policy), with the stop's reason as its message. */
+static poll_step exit_stopped(agent *a) {
+    pthread_mutex_lock(&a->mlock);
+    char reason[128], exit_reason[16];
+    snprintf(reason, sizeof reason, "%s", a->stop_reason ? a->stop_reason : "killed");
+    snprintf(exit_reason, sizeof exit_reason, "%s",
+             a->stop_exit_reason[0] ? a->stop_exit_reason : "killed");
+    pthread_mutex_unlock(&a->mlock);
+    return exit_now(a, exit_reason, MS_E_TASK_CANCELLED, reason);
+}
+
 /* The poll inside the agent's state: start, stop requests, then the
  * coroutines woken and ready, until none is left or the budget is spent. */
 static poll_step poll_in_state(agent *a, ms_cx *cx) {
@@ -520,13 +554,8 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
         if (!start_in_state(a))
             return STEP_FINISH;
     }
-    if (atomic_load_explicit(&a->stop_requested, memory_order_acquire)) {
-        pthread_mutex_lock(&a->mlock);
-        char reason[64];
-        snprintf(reason, sizeof reason, "%s", a->stop_reason ? a->stop_reason : "killed");
-        pthread_mutex_unlock(&a->mlock);
-        return exit_now(a, "killed", MS_E_TASK_CANCELLED, reason);
-    }
+    if (atomic_load_explicit(&a->stop_requested, memory_order_acquire))
+        return exit_stopped(a);
     if (!a->shutdown_started &&
         atomic_load_explicit(&a->shutdown_requested, memory_order_acquire)) {
         a->shutdown_started = true;
@@ -558,6 +587,9 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
                     agent_exit(a, a->shutdown_started ? "shutdown" : "normal", 0, NULL, NULL);
                 return STEP_FINISH;
             }
+            /* Stopped while it ran (the stop hook yielded it out). */
+            if (atomic_load_explicit(&a->stop_requested, memory_order_acquire))
+                return exit_stopped(a);
             if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire))
                 return STEP_PENDING;
             /* Coroutines woken meanwhile queue up now, behind the ready
@@ -692,6 +724,7 @@ void agent_get_info(agent *a, agent_info *out) {
     out->memory_limit = a->mem_limit;
     out->polls = atomic_load_explicit(&a->polls, memory_order_relaxed);
     out->restarts = a->restarts;
+    out->traps_exit = atomic_load_explicit(&a->traps_exit, memory_order_relaxed);
     memcpy(out->exit_reason, a->exit_reason, sizeof out->exit_reason);
     pthread_mutex_unlock(&a->mlock);
 }

@@ -33,6 +33,11 @@
 
 typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;
 
+/* What the health monitor does with an agent stuck in one poll past
+ * stall_threshold (agent.runaway): report it, stop it, or (a count N > 0)
+ * stop it at its Nth stall. */
+enum { RUNAWAY_REPORT = 0, RUNAWAY_STOP = -1 };
+
 /* Where an agent's main function comes from: a function's bytecode, a
  * file, a module, or (ms.run) a function already in the caller's state. */
 typedef enum agent_src { SRC_FN, SRC_FILE, SRC_MODULE, SRC_STATE } agent_src;
@@ -86,6 +91,11 @@ struct agent {
     _Atomic bool blocking_busy; /* a blocking job holds L */
     _Atomic bool stop_requested;
     _Atomic bool shutdown_requested; /* graceful: run on_shutdown, then end */
+    /* The agent handles stops itself (ms.trap_exit, ms.on_shutdown): a
+     * supervisor asks it with a message and waits its shutdown time,
+     * instead of stopping it at once.  Written by the agent, read by
+     * anyone (relaxed: a hint for whoever stops it). */
+    _Atomic bool traps_exit;
     bool shutdown_started;      /* agent thread */
 
     /* Spawn spec, consumed at start (agent thread). */
@@ -99,7 +109,10 @@ struct agent {
     int argc;
     bool main_agent;            /* ms-host's main agent: JIT from the start */
     bool jit_off;
+    bool sandbox;               /* immutable: see libs.c (the JIT is off too) */
     uint32_t restarts;          /* set by a supervisor that restarted this child */
+    int runaway;                /* immutable: RUNAWAY_REPORT, _STOP or a count */
+    _Atomic uint32_t stalls;    /* stalls reported (health monitor's thread) */
     bool supervised;            /* immutable: its supervisor stops it at shutdown */
     bool jit_counted;           /* counted in host jit_agents */
     bool jit_decided;           /* agent thread: the JIT was switched on or off */
@@ -123,7 +136,10 @@ struct agent {
     agent_state state;
     agent **monitors;           /* refs; told when this agent exits */
     uint32_t nmonitors, mcap;
+    agent **links;              /* refs; linked both ways (mail.c) */
+    uint32_t nlinks, lcap;
     char *stop_reason;
+    char stop_exit_reason[16];  /* the exit reason a stop gives: killed, runaway */
     bool state_closing;         /* under mlock: L is being closed */
     /* Exit, for monitors and metrics (under mlock once state == EXITED). */
     char exit_reason[16];       /* normal, error, killed, oom, shutdown */
@@ -148,6 +164,7 @@ typedef struct agent_info {
     char name[AGENT_NAME_MAX + 1];
     agent_state state;
     size_t mailbox, received, memory, memory_limit;
+    bool traps_exit;
     uint64_t polls;
     uint32_t restarts;
     char exit_reason[16];
@@ -178,7 +195,12 @@ ms_poll agent_poll(ms_cx *cx, void *state);
 /* Records the agent's end and tells its monitors (L still open). */
 void agent_exit(agent *a, const char *reason, int code, const char *message,
                 const char *traceback);
+/* Ends a at once: at its next poll if it waits, and if it runs, at the
+ * interpreter's next thousand instructions (a hook that yields it out).
+ * The exit reason is "killed" (agent_stop) or exit_reason, with reason as
+ * the exit message. */
 void agent_stop(agent *a, const char *reason);
+void agent_stop_as(agent *a, const char *exit_reason, const char *reason);
 /* Switches the JIT on for a, within jit_agent_limit and unless it was
  * spawned with jit = false, or leaves it off.  Once per agent. */
 void agent_jit_decide(agent *a);

@@ -117,6 +117,21 @@ lhandle *lh_check(lua_State *L, int idx, xh_type type) {
     return h;
 }
 
+agent *lh_check_agent_like(lua_State *L, int idx) {
+    if (lua_type(L, idx) == LUA_TTABLE) {
+        /* A handle that stands for an agent (ms.supervisor's) keeps it in
+         * its raw field `agent`: read raw, no metamethod runs. */
+        lua_pushliteral(L, "agent");
+        lua_rawget(L, idx < 0 ? idx - 1 : idx);
+        xh_type type;
+        void *p = lh_to_handle(L, -1, &type);
+        lua_pop(L, 1);
+        if (p && type == XH_AGENT)
+            return p;
+    }
+    return lh_check_agent(L, idx);
+}
+
 agent *lh_check_agent(lua_State *L, int idx) {
     return lh_check(L, idx, XH_AGENT)->ptr;
 }

@@ -23,6 +23,9 @@ typedef struct lhandle {
 
 void lh_push_agent(lua_State *L, agent *a);       /* takes a reference */
 agent *lh_check_agent(lua_State *L, int idx);
+/* An agent handle, or a table standing for an agent (a supervisor's
+ * handle: its raw field `agent`). */
+agent *lh_check_agent_like(lua_State *L, int idx);
 lhandle *lh_check(lua_State *L, int idx, xh_type type);
 void lh_push_handle(lua_State *L, xh_type type, void *ptr); /* takes over a ref */
 void *lh_to_handle(lua_State *L, int idx, xh_type *type);   /* NULL if not one */

@@ -98,6 +98,8 @@ static void push_info(lua_State *L, const agent_info *in) {
     lua_setfield(L, -2, "polls");
     lua_pushnumber(L, (double)in->restarts);
     lua_setfield(L, -2, "restarts");
+    lua_pushboolean(L, in->traps_exit);
+    lua_setfield(L, -2, "trap_exit");
     if (in->state == AG_EXITED) {
         lua_pushstring(L, in->exit_reason);
         lua_setfield(L, -2, "exit_reason");
@@ -136,12 +138,45 @@ static int l_recv(lua_State *L) {
     return op_recv(L, ltask_current(L, "ms.recv"), timeout);
 }
 
+/* ms.trap_exit([on]) -> whether it was on.  An agent that traps exits
+ * handles stops itself: its supervisor sends it { event = "shutdown" } and
+ * waits its shutdown time; one that does not is stopped at once. */
+static int l_trap_exit(lua_State *L) {
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.trap_exit: no agent runs in this Lua state");
+    bool was = atomic_load_explicit(&self->traps_exit, memory_order_relaxed);
+    if (!lua_isnoneornil(L, 1))
+        atomic_store_explicit(&self->traps_exit, lua_toboolean(L, 1), memory_order_relaxed);
+    lua_pushboolean(L, was);
+    return 1;
+}
+
 static int l_monitor(lua_State *L) {
-    agent *target = lh_check_agent(L, 1);
+    agent *target = lh_check_agent_like(L, 1);
     agent *self = agent_from_state(L);
     if (!self)
         return luaL_error(L, "ms.monitor: no agent runs in this Lua state");
     mail_add_monitor(target, self);
+    return 0;
+}
+
+/* ms.link(a) / ms.unlink(a): see mail.c. */
+static int l_link(lua_State *L) {
+    agent *other = lh_check_agent_like(L, 1);
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.link: no agent runs in this Lua state");
+    mail_link(self, other);
+    return 0;
+}
+
+static int l_unlink(lua_State *L) {
+    agent *other = lh_check_agent_like(L, 1);
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.unlink: no agent runs in this Lua state");
+    mail_unlink(self, other);
     return 0;
 }
 
@@ -221,7 +256,9 @@ void lms_build_reply_mt(lua_State *L) {
 }
 
 const luaL_Reg lms_agent_functions[] = {
-    {"recv", l_recv}, {"monitor", l_monitor}, {"self", l_self}, {"agents", l_agents},
+    {"recv", l_recv},     {"monitor", l_monitor}, {"self", l_self},
+    {"agents", l_agents}, {"trap_exit", l_trap_exit}, {"link", l_link},
+    {"unlink", l_unlink},
     {NULL, NULL}};
 
 const luaL_Reg lms_agent_module[] = {

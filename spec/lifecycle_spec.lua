@@ -2,6 +2,10 @@
 -- agent's ms.on_shutdown handlers and exit 0; a deadline that passes exits
 -- 3; a second SIGINT exits 130 at once; ms.shutdown() does the same from
 -- Lua.  Each case starts a real ms-host and signals it from a shell.
+--
+-- spec-kind: subprocess (it drives the ms-host binary only and never loads
+-- the ms module, so CMakeLists.txt runs it in every build, the sanitizer
+-- builds' included, against that build's ms-host)
 
 local host = os.getenv("MS_HOST") or "build/ms-host/ms-host"
 
@@ -88,6 +92,7 @@ describe("graceful shutdown", function()
   it("stops a supervision tree's children in reverse start order on SIGTERM", function()
     local tree = tmpfile([[
 local function child(args)
+  ms.trap_exit(true) -- it handles { event = "shutdown" } itself
   while true do
     local m = ms.recv()
     if type(m) == "table" and m.event == "shutdown" then

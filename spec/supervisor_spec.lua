@@ -42,6 +42,9 @@ end
 --   returns, or with args.stubborn logs "ignored:<id>" and carries on.
 local function worker(args)
     local log = args.log
+    -- It handles { event = "shutdown" } itself (child() spawns it with
+    -- trap_exit = true): otherwise a supervisor stops it at once, OTP's
+    -- rule for processes that do not trap exits.
     if log then log:send("start:" .. args.id) end
     while true do
         local m = ms.recv()
@@ -62,7 +65,7 @@ end
 local function child(id, log, fields, args)
     local a = { id = id, log = log }
     for k, v in pairs(args or {}) do a[k] = v end
-    local c = { id = id, start = { fn = worker, args = a }, shutdown = 2 }
+    local c = { id = id, start = { fn = worker, args = a, trap_exit = true }, shutdown = 2 }
     for k, v in pairs(fields or {}) do c[k] = v end
     return c
 end
@@ -485,7 +488,7 @@ describe("ms.supervisor", function()
                     strategy = "simple_one_for_one",
                     children = { {
                         id = "conn", restart = "transient", shutdown = 1,
-                        start = { fn = worker, args = { log = log } },
+                        start = { fn = worker, args = { log = log }, trap_exit = true },
                     } },
                 })
                 assert.are.same({ specs = 0, active = 0, supervisors = 0, workers = 0 },

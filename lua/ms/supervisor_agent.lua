@@ -196,6 +196,7 @@ local function spawn_agent(S, c)
     return ms.agent.spawn{
         fn = st.fn_code and load_fn(S, st.fn_code, c.id), file = st.file, module = st.module,
         name = st.name, args = st.args, memory_limit = st.memory_limit, jit = st.jit,
+        runaway = st.runaway, trap_exit = st.trap_exit, sandbox = st.sandbox,
         restarts = c.restarts, supervised = true,
     }
 end
@@ -226,9 +227,11 @@ local function start_child(S, c)
     return true
 end
 
--- Stops child c by its shutdown: "brutal_kill" stops it at once; a number
--- of seconds (or "infinity") sends { event = "shutdown" } and waits that
--- long for it to end, then stops it.
+-- Stops child c by its shutdown, as OTP does: a child that does not trap
+-- exits (ms.trap_exit, ms.on_shutdown) is stopped at once, whatever its
+-- shutdown; so is any child with "brutal_kill".  A trapping child with a
+-- number of seconds (or "infinity") is sent { event = "shutdown" } and
+-- given that long to end, then stopped.
 stop_agent = function(S, c, brutal)
     local a, id = c.agent, c.agent_id
     if not a then
@@ -236,7 +239,8 @@ stop_agent = function(S, c, brutal)
     end
     S.by_agent[id] = nil
     local exited = false
-    if brutal or c.shutdown == "brutal_kill" then
+    local info = a:info()
+    if brutal or c.shutdown == "brutal_kill" or not info.trap_exit then
         a:stop("shutdown")
     else
         a:send({ event = "shutdown", reason = "shutdown" })
@@ -824,20 +828,37 @@ local function start_all(S)
     return true
 end
 
--- A supervisor that could not start stops what it started, tells whoever
--- started it (the await_start call) and exits with reason "error".
-local function fail_start(S, err)
-    stop_all(S)
+-- The await_start call of whoever started this supervisor (ms.supervisor,
+-- or a parent supervisor's start_child), which it sends right after the
+-- spawn: it is read before any child starts, so that a child crashing
+-- past the intensity at once cannot end this supervisor before its
+-- starter hears it has started (OTP's start_link returns ok after init,
+-- whatever follows).  Other messages are put aside.  -> the reply handle,
+-- or nil if none came within START_CALL_WAIT.
+local function await_starter(S)
     local deadline = ms.now() + START_CALL_WAIT
-    while ms.now() < deadline do
-        local msg, from = next_message(S, deadline - ms.now())
+    while true do
+        local left = deadline - ms.now()
+        if left <= 0 then
+            return nil
+        end
+        local msg, from = ms.recv(left)
         if msg == nil and from == "timeout" then
-            break
+            return nil
         end
         if type(msg) == "table" and msg[KEY] == "await_start" then
-            pcall(from, { ok = false, err = err })
-            break
+            return from
         end
+        defer(S, msg, from)
+    end
+end
+
+-- A supervisor that could not start stops what it started, tells whoever
+-- started it and exits with reason "error".
+local function fail_start(S, err, starter)
+    stop_all(S)
+    if starter then
+        pcall(starter, { ok = false, err = err })
     end
     error(err, 0)
 end
@@ -854,9 +875,13 @@ local function main(spec)
         S.done = true
         stop_all(S)
     end)
+    local starter = await_starter(S)
     local ok, err = start_all(S)
     if not ok then
-        fail_start(S, err)
+        fail_start(S, err, starter)
+    end
+    if starter then
+        on_call(S, { [KEY] = "await_start" }, starter)
     end
     while not S.done do
         run_due_timers(S)
