@@ -17,7 +17,7 @@
  *       body has the length Content-Length says).
  *   netpeer console ADDR read|leave
  *       A console client (docs/console.md's frames): reads the banner,
- *       sends a line whose reply is 8 MB, reads the reply's first bytes,
+ *       sends a line whose reply is 2 MB, reads the reply's first bytes,
  *       then sends a malformed frame while the rest of the reply is still
  *       on its way.  read: then waits 1 s and reads to the end (20 s at
  *       most); prints "console out=O error=E eof=0|1" (frames of each
@@ -331,7 +331,7 @@ static int cmd_console(bool read_to_end) {
         close(fd);
         return 0;
     }
-    static const char expr[] = "string.rep('x', 8000000)";
+    static const char expr[] = "string.rep('x', 2000000)";
     char frame[64];
     int hl = snprintf(frame, sizeof frame, "line %zu\n", sizeof expr - 1);
     send_all(fd, frame, (size_t)hl);
