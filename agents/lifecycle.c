@@ -179,6 +179,18 @@ int lifecycle_start(ms_error *err) {
         lifecycle_drop(l);
         return rc;
     }
+    /* The calling thread (ms-host's main thread, which then waits for the
+     * main agent) leaves these signals to the driver thread, which handles
+     * them through libuv; the runtime's other threads block them already
+     * (core/src/thread.c).  Waiting in a futex, it would otherwise be the
+     * one the kernel picks, and ThreadSanitizer holds a signal until its
+     * thread makes an intercepted call. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     return 0;
 }
 
