@@ -217,7 +217,7 @@ struct ms_stall {
 #define MS_MAX_INTERVAL 1000000u
 #define MS_MAX_DURATION_MS (7ull * 24 * 3600 * 1000) /* one week */
 
-/* Fills cfg with the defaults above. */
+/* Fills cfg with the defaults (ms_config_field_desc.default_value). */
 void ms_config_default(ms_config *cfg);
 /* max_worker_threads with 0 resolved. */
 uint32_t ms_config_max_workers(const ms_config *cfg);
@@ -249,6 +249,51 @@ const char *ms_config_field(const char *key);
  * ms_config_set accepts back.  Returns the length the whole text needs
  * (like snprintf); MS_E_INVALID_ARGUMENT for a NULL cfg. */
 int ms_config_describe(const ms_config *cfg, char *buf, size_t size);
+
+/* ---- The fields of ms_config, described ----
+ *
+ * Every field's name, kind, range, default and whether it is live is
+ * written once, in the core's table of fields (core/src/config.c); the
+ * functions above walk it, and so do the hosts (profiles, live tuning,
+ * their documentation checks) through the descriptions below. */
+
+typedef enum ms_config_kind {
+    MS_CONFIG_COUNT = 0,   /* uint32_t, a whole number */
+    MS_CONFIG_DURATION,    /* uint64_t milliseconds; the alias takes a unit */
+    MS_CONFIG_SIZE,        /* size_t bytes; K/M/G suffixes */
+    MS_CONFIG_BOOL,        /* bool */
+    MS_CONFIG_NAME,        /* const char *, owned by the caller: not settable from text */
+    MS_CONFIG_HOOK         /* a function or user pointer: not settable from text */
+} ms_config_kind;
+
+typedef struct ms_config_field_desc {
+    const char *name;          /* the struct member: "thread_keep_alive_ms" */
+    const char *alias;         /* MS_CONFIG_DURATION: the name that takes a unit
+                                  ("thread_keep_alive"); else NULL */
+    ms_config_kind kind;
+    uint64_t min, max;         /* allowed, inclusive, in the member's units
+                                  (milliseconds, bytes; MS_CONFIG_NAME: length);
+                                  0, 0 for hooks and booleans */
+    uint64_t default_value;    /* as ms_config_default sets it (worker_threads:
+                                  the CPUs online now); booleans 0 or 1 */
+    const char *default_text;  /* MS_CONFIG_NAME: the default string; else NULL */
+    bool live;                 /* ms_runtime_tune can change it */
+    const char *zero;          /* what 0 means when it is special ("off"), or NULL */
+    const char *help;          /* one line, no full stop */
+} ms_config_field_desc;
+
+/* The number of fields (hooks included). */
+size_t ms_config_field_count(void);
+/* Describes field i, 0 <= i < ms_config_field_count(), in struct order
+ * (the order of validation and of ms_config_describe).  0, or
+ * MS_E_INVALID_ARGUMENT past the end (out untouched). */
+int ms_config_field_at(size_t i, ms_config_field_desc *out);
+/* Describes the field key names (struct member or alias).  0, or
+ * MS_E_CONFIG_INVALID for an unknown key (out untouched). */
+int ms_config_field_find(const char *key, ms_config_field_desc *out);
+/* The value of a numeric or boolean field of cfg, in the member's units.
+ * 0, or MS_E_CONFIG_INVALID for an unknown key, a name or a hook. */
+int ms_config_get(const ms_config *cfg, const char *key, uint64_t *value);
 
 /* ------------------------------------------------------------------------
  * Runtime
