@@ -591,6 +591,80 @@ void ms_metrics_free(ms_metrics *m);
 char *ms_metrics_to_json(const ms_metrics *m, bool pretty);
 void ms_free(void *p);
 
+/* ---- The metrics, described ----
+ *
+ * Every metric of a snapshot is described once, in the core's table
+ * (core/src/metrics.c): where it lives, its names, type, unit and help.
+ * ms_metrics_to_json walks it, and so do the hosts' exporters (ms-host's
+ * ms.metrics(), /metrics and /metrics.json) and the checks that keep
+ * docs/metrics.md in step with it.  Not described, because they are the
+ * shape of a snapshot rather than metrics: ms_metrics.histograms and the
+ * index of a worker. */
+
+typedef enum ms_metric_type {
+    MS_METRIC_GAUGE = 0,
+    MS_METRIC_COUNTER,      /* only grows; its Prometheus name ends in _total */
+    MS_METRIC_HISTOGRAM     /* an ms_histogram; present only with histograms on */
+} ms_metric_type;
+
+typedef enum ms_metric_scope {
+    MS_METRIC_RUNTIME = 0,  /* a member of ms_metrics */
+    MS_METRIC_WORKER        /* a member of ms_worker_metrics, one per worker */
+} ms_metric_scope;
+
+typedef enum ms_metric_value {
+    MS_METRIC_U64 = 0,
+    MS_METRIC_U32,
+    MS_METRIC_BOOL,
+    MS_METRIC_HIST          /* ms_histogram */
+} ms_metric_value;
+
+typedef enum ms_metric_unit {
+    MS_UNIT_NONE = 0,       /* a count, a size or a flag */
+    MS_UNIT_NS,             /* a time in nanoseconds */
+    MS_UNIT_US,             /* ... microseconds */
+    MS_UNIT_MS              /* ... milliseconds */
+} ms_metric_unit;
+
+typedef struct ms_metric_desc {
+    const char *key;        /* the struct member and the ms_metrics_to_json
+                               key, value as stored: "busy_ns" */
+    const char *name;       /* the name where times are given in seconds
+                               (ms-host's ms.metrics()): "busy"; equal to key
+                               where the value is given as stored */
+    const char *prom;       /* the Prometheus family, times in seconds:
+                               "ms_worker_busy_seconds_total" */
+    const char *help;       /* one line, ending with a full stop */
+    ms_metric_type type;
+    ms_metric_scope scope;
+    ms_metric_value value;
+    ms_metric_unit unit;
+    size_t offset;          /* of the member in ms_metrics or ms_worker_metrics */
+    /* MS_METRIC_WORKER: the offset of the ms_metrics member that holds its
+     * sum over the workers (same key), or MS_METRIC_NO_SUM. */
+    size_t sum_offset;
+} ms_metric_desc;
+
+#define MS_METRIC_NO_SUM ((size_t)-1)
+
+/* The table: *count entries, runtime metrics first, each scope in struct
+ * order.  Static; never NULL. */
+const ms_metric_desc *ms_metric_descs(size_t *count);
+
+/* Worker index meaning "the runtime's value" for ms_metric_get. */
+#define MS_METRIC_TOTAL UINT32_MAX
+
+/* The value of d in m as stored (booleans 0 or 1): a runtime metric's with
+ * worker = MS_METRIC_TOTAL; a worker metric's for worker < m->workers, or
+ * its sum over the workers with MS_METRIC_TOTAL (0 if it has none).  0 for
+ * histograms and workers out of range. */
+uint64_t ms_metric_get(const ms_metrics *m, const ms_metric_desc *d, uint32_t worker);
+/* A worker's histogram d, or NULL (not a histogram, no such worker). */
+const ms_histogram *ms_metric_histogram(const ms_metrics *m, const ms_metric_desc *d,
+                                        uint32_t worker);
+/* Nanoseconds in one unit (1 for MS_UNIT_NONE and MS_UNIT_NS). */
+uint64_t ms_metric_unit_ns(ms_metric_unit unit);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t ms_now_ns(void);
 
