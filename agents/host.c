@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "events.h"
+#include "facts.h"
 #include "host.h"
 #include "lifecycle.h"
+#include "tune.h"
 
 static host *g_host;
 
@@ -27,7 +29,11 @@ host *host_init(ms_runtime *rt, bool own) {
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->hist_lock, NULL);
     h->next_agent_id = 1;
-    h->jit_agent_limit = 2000;
+    /* The host's live settings start at their profile fields' defaults. */
+    profile_field f;
+    for (size_t i = 0; profile_field_at(i, &f); i++)
+        if (!f.runtime && f.live)
+            host_setting_set(h, f.name, f.def);
     atomic_init(&h->jit_agents, 0);
     g_host = h;
     return h;

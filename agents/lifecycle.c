@@ -29,6 +29,7 @@
 #include "events.h"
 #include "host.h"
 #include "lifecycle.h"
+#include "lms.h"
 #include "tune.h"
 
 typedef struct lifecycle {
@@ -285,7 +286,11 @@ void lifecycle_reload_profile(void) {
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", MS_LUA_DIR, MS_LUA_DIR);
     lua_setfield(L, -2, "path");
-    lua_pop(L, 1);
+    /* ms.profile takes its fields from the ms module (ms._profile_fields). */
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_ms);
+    lua_setfield(L, -2, "ms");
+    lua_pop(L, 2);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "ms.profile");
     int ok = lua_pcall(L, 1, 1, 0) == 0;
