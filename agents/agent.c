@@ -91,7 +91,7 @@ agent *agent_new(host *h) {
     mbox_init(&a->mbox);
     pthread_mutex_lock(&h->lock); /* the defaults are live-tunable */
     a->mem_limit = h->default_mem_limit;
-    a->runaway = h->runaway;
+    a->runaway = h->runaway > 0 ? h->runaway : RUNAWAY_REPORT;
     atomic_init(&a->mailbox_limit, h->mailbox_limit);
     pthread_mutex_unlock(&h->lock);
     return a;

@@ -44,6 +44,10 @@ static const profile_field host_fields[] = {
      .help = "agents allowed to JIT-compile before new ones run with the JIT off"},
     {.name = "mailbox_limit", .kind = PF_COUNT, .max = 100000000, .live = true,
      .zero = "unbounded", .help = "messages an agent's mailbox may hold; 0 = unbounded"},
+    {.name = "runaway_stop_after", .kind = PF_COUNT, .max = 1000000, .live = true,
+     .zero = "report only",
+     .help = "stop an agent at its Nth stall past stall_threshold (exit reason runaway); "
+             "0 = report only; an agent's own runaway option overrides it"},
 };
 
 #define NHOST (sizeof host_fields / sizeof host_fields[0])

@@ -56,6 +56,8 @@ static double host_value(host *h, const profile_field *f) {
         return h->jit_agent_limit;
     if (strcmp(f->name, "mailbox_limit") == 0)
         return (double)h->mailbox_limit;
+    if (strcmp(f->name, "runaway_stop_after") == 0)
+        return h->runaway;
     return 0;
 }
 
@@ -65,6 +67,8 @@ static void host_set(host *h, const profile_field *f, double v) {
         h->default_mem_limit = (size_t)v;
     } else if (strcmp(f->name, "jit_agent_limit") == 0) {
         h->jit_agent_limit = (uint32_t)v;
+    } else if (strcmp(f->name, "runaway_stop_after") == 0) {
+        h->runaway = (int)v; /* for agents spawned from now on */
     } else if (strcmp(f->name, "mailbox_limit") == 0) {
         /* The default for new agents and the limit of every running one:
          * a lower limit refuses new sends until the mailbox drains below
