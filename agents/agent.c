@@ -25,6 +25,7 @@
 
 #include "agent.h"
 #include "events.h"
+#include "hold.h"
 #include "host.h"
 #include "lerr.h"
 #include "libs.h"
@@ -52,6 +53,9 @@ static void agent_free(agent *a) {
     for (uint32_t i = 0; i < a->nmonitors; i++)
         agent_unref(a->monitors[i]);
     free(a->monitors);
+    for (uint32_t i = 0; i < a->nlinks; i++)
+        agent_unref(a->links[i]);
+    free(a->links);
     xfer_free(a->args);
     free(a->src_text);
     free(a->stop_reason);
@@ -415,6 +419,7 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
         agent_unref(mons[i]);
     }
     free(mons);
+    mail_exit_links(a, reason);
 }
 
 void agent_exit(agent *a, const char *reason, int code, const char *message,
@@ -428,8 +433,17 @@ static int teardown_in_state(lua_State *L) {
     return 0;
 }
 
-/* Cancels every coroutine and closes the state (if ours). */
+/* Cancels every coroutine, frees the messages nobody will read and closes
+ * the state (if ours). */
 static void agent_teardown(agent *a) {
+    a->tearing_down = true;
+    /* The mailbox is closed (agent_exit): what is left in it is counted as
+     * unread and freed now, on the agent's thread (its one consumer),
+     * rather than with the agent: a message can hold a reference to the
+     * agent itself (a send to self, a call's reply slot), and would keep
+     * it alive for ever. */
+    for (mlink *l; (l = mbox_pop(&a->mbox));)
+        msg_free((msg *)l);
     if (a->L && a->all && lua_cpcall(a->Lp, teardown_in_state, a) != 0) {
         /* A raise while aborting (a finalizer): what is left of the tasks
          * goes with the state. */
@@ -660,6 +674,8 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
     }
     if (rc != 0)
         pc.step = poll_raised(a, rc);
+    /* What a raise left half-way into the state (hold.h). */
+    hold_release_all();
     switch (pc.step) {
     case STEP_PENDING:
         return MS_POLL_PENDING;

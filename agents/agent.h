@@ -66,6 +66,7 @@ struct agent {
     uint32_t fast_streak;       /* channel ops completed without a yield (lchan.c) */
     uint64_t next_ltask_id;
     bool started;
+    bool tearing_down;          /* agent thread: no new task from here on */
     int exit_ref;               /* registry ref of the error value on failure */
     /* The last failed task's message and traceback (ltask.c), freed with
      * the agent: held here while the error value is built, which may
@@ -136,6 +137,8 @@ struct agent {
     agent_state state;
     agent **monitors;           /* refs; told when this agent exits */
     uint32_t nmonitors, mcap;
+    agent **links;              /* refs; linked both ways (mail.c) */
+    uint32_t nlinks, lcap;
     char *stop_reason;
     char stop_exit_reason[16];  /* the exit reason a stop gives: killed, runaway */
     bool state_closing;         /* under mlock: L is being closed */

@@ -110,12 +110,17 @@ int host_shutdown(void) {
         ms_shutdown_report rep;
         rc = ms_runtime_shutdown(h->rt, MS_SHUTDOWN_CANCEL,
                                  ms_runtime_config(h->rt)->shutdown_timeout_ms, &rep);
-        if (rep.abandoned_threads)
+        if (rep.abandoned_threads) {
             fprintf(stderr,
                     "ms-host: %u thread%s still running after %llu ms (an agent stuck in a "
                     "loop?); exiting without waiting for them\n",
                     rep.abandoned_threads, rep.abandoned_threads == 1 ? " was" : "s were",
                     (unsigned long long)rep.elapsed_ms);
+            /* A thread still runs an agent's poll, which reads the agent,
+             * the host and the runtime: none of it is freed (the process
+             * is about to exit; g_host keeps it reachable). */
+            return rc;
+        }
         ms_runtime_free(h->rt);
     }
     uint64_t stopped = atomic_load(&h->stopped_at_shutdown);

@@ -15,6 +15,9 @@
 #include "ltask.h"
 #include "mail.h"
 #include "ops.h"
+#include "xfer.h"
+
+static xfer *exit_notice(agent *target, bool link);
 
 msg *msg_new(void) {
     msg *m = malloc(sizeof *m);
@@ -127,8 +130,8 @@ void mail_add_monitor(agent *target, agent *watcher) {
 /* Puts { event = "exit", agent = <target>, name, reason, message,
  * traceback, unread = n } in the watcher's mailbox.  Built without a Lua
  * state (mail_exit_notice), so it works whichever thread the exit is on. */
-void mail_send_exit_notice(agent *target, agent *watcher) {
-    xfer *x = mail_exit_notice(target);
+static void send_notice(agent *target, agent *watcher, bool link) {
+    xfer *x = exit_notice(target, link);
     if (!x)
         return;
     msg *m = msg_new();
@@ -142,14 +145,128 @@ void mail_send_exit_notice(agent *target, agent *watcher) {
         msg_free(m);
 }
 
+void mail_send_exit_notice(agent *target, agent *watcher) {
+    send_notice(target, watcher, false);
+}
+
+/* ---- links ----
+ *
+ * A link joins two agents both ways (OTP's link): when one exits with an
+ * abnormal reason, the other is stopped too, unless it traps exits, in
+ * which case it gets the exit notice with link = true (a trapping agent
+ * also hears of normal exits).  Each side keeps the other in its `links`
+ * (under its own mlock, with a reference); the two sides are updated one
+ * lock at a time, never both at once, so there is no lock order to keep.
+ * An entry left behind by a race with an exit is harmless: stopping or
+ * telling an agent that has exited does nothing. */
+
+/* Adds other to a's links (under a's lock).  false: a has exited. */
+static bool add_link(agent *a, agent *other) {
+    pthread_mutex_lock(&a->mlock);
+    bool exited = a->state == AG_EXITED;
+    if (!exited) {
+        if (a->nlinks == a->lcap) {
+            uint32_t cap = a->lcap ? a->lcap * 2 : 4;
+            agent **l = realloc(a->links, cap * sizeof *l);
+            if (l) {
+                a->links = l;
+                a->lcap = cap;
+            }
+        }
+        bool known = false;
+        for (uint32_t i = 0; i < a->nlinks && !known; i++)
+            known = a->links[i] == other;
+        if (!known && a->nlinks < a->lcap) {
+            agent_ref(other);
+            a->links[a->nlinks++] = other;
+        }
+    }
+    pthread_mutex_unlock(&a->mlock);
+    return !exited;
+}
+
+static void remove_link(agent *a, agent *other) {
+    pthread_mutex_lock(&a->mlock);
+    agent *found = NULL;
+    for (uint32_t i = 0; i < a->nlinks; i++)
+        if (a->links[i] == other) {
+            found = other;
+            a->links[i] = a->links[--a->nlinks];
+            break;
+        }
+    pthread_mutex_unlock(&a->mlock);
+    if (found)
+        agent_unref(found);
+}
+
+static bool is_normal_exit(const char *reason) {
+    return strcmp(reason, "normal") == 0 || strcmp(reason, "shutdown") == 0;
+}
+
+/* What linked hears of exited's exit (reason): a stop or a notice. */
+static void signal_link(agent *exited, agent *linked, const char *reason) {
+    if (atomic_load_explicit(&linked->traps_exit, memory_order_relaxed)) {
+        send_notice(exited, linked, true);
+    } else if (!is_normal_exit(reason)) {
+        char why[160];
+        snprintf(why, sizeof why, "linked agent %s (%llu) exited (%s)", exited->name,
+                 (unsigned long long)exited->id, reason);
+        agent_stop(linked, why);
+    }
+}
+
+void mail_link(agent *self, agent *other) {
+    if (self == other)
+        return;
+    if (!add_link(other, self)) {
+        /* Already gone: as if it exited now. */
+        char reason[16];
+        pthread_mutex_lock(&other->mlock);
+        snprintf(reason, sizeof reason, "%s", other->exit_reason);
+        pthread_mutex_unlock(&other->mlock);
+        signal_link(other, self, reason);
+        return;
+    }
+    add_link(self, other);
+}
+
+void mail_unlink(agent *self, agent *other) {
+    remove_link(self, other);
+    remove_link(other, self);
+}
+
+void mail_exit_links(agent *a, const char *reason) {
+    pthread_mutex_lock(&a->mlock);
+    agent **links = a->links;
+    uint32_t n = a->nlinks;
+    a->links = NULL;
+    a->nlinks = a->lcap = 0;
+    pthread_mutex_unlock(&a->mlock);
+    for (uint32_t i = 0; i < n; i++) {
+        remove_link(links[i], a);
+        signal_link(a, links[i], reason);
+        agent_unref(links[i]);
+    }
+    free(links);
+}
+
 /* The exit notice a monitor receives, built without a Lua state. */
 xfer *mail_exit_notice(agent *target) {
+    return exit_notice(target, false);
+}
+
+static xfer *exit_notice(agent *target, bool link) {
     xfer *x = xfer_new();
     if (!x)
         return NULL;
     pthread_mutex_lock(&target->mlock);
-    uint32_t pairs = 5 + (target->exit_message ? 1 : 0) + (target->exit_traceback ? 1 : 0);
+    uint32_t pairs = 5 + (target->exit_message ? 1 : 0) + (target->exit_traceback ? 1 : 0) +
+                     (link ? 1 : 0);
     xfer_put_table(x, pairs);
+    if (link) {
+        xfer_put_str(x, "link");
+        xfer_put_bool(x, true);
+    }
     xfer_put_str(x, "event");
     xfer_put_str(x, "exit");
     xfer_put_str(x, "agent");

@@ -42,6 +42,12 @@ void mail_set_limit(agent *a, size_t limit);
 void mail_add_monitor(agent *target, agent *watcher);
 /* Puts target's exit notice in watcher's mailbox. */
 void mail_send_exit_notice(agent *target, agent *watcher);
+/* Links self and other both ways (see mail.c); if other has exited, self
+ * hears of it at once. */
+void mail_link(agent *self, agent *other);
+void mail_unlink(agent *self, agent *other);
+/* a has exited with reason: every linked agent hears of it. */
+void mail_exit_links(agent *a, const char *reason);
 /* { event = "exit", agent, name, reason, message, traceback, unread }
  * built without a Lua state; NULL without memory. */
 xfer *mail_exit_notice(agent *target);

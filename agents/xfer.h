@@ -52,6 +52,7 @@ void xfer_put_lstr(xfer *x, const char *s, size_t n);
  * or NULL if it holds anything else.  Points into x. */
 const char *xfer_get_lstr(const xfer *x, size_t *len);
 void xfer_put_num(xfer *x, double d);
+void xfer_put_bool(xfer *x, bool b);
 void xfer_put_handle(xfer *x, xh_type type, void *ptr); /* takes a ref */
 
 #endif

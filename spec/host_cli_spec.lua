@@ -6,6 +6,10 @@
 -- Run from the repository root; MS_HOST names the binary (default
 -- build/ms-host/ms-host):
 --   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/host_cli_spec.lua
+--
+-- spec-kind: subprocess (it drives the ms-host binary only and never loads
+-- the ms module, so CMakeLists.txt runs it in every build, the sanitizer
+-- builds' included, against that build's ms-host)
 
 local HOST = os.getenv("MS_HOST") or "build/ms-host/ms-host"
 

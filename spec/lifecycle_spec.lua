@@ -2,6 +2,10 @@
 -- agent's ms.on_shutdown handlers and exit 0; a deadline that passes exits
 -- 3; a second SIGINT exits 130 at once; ms.shutdown() does the same from
 -- Lua.  Each case starts a real ms-host and signals it from a shell.
+--
+-- spec-kind: subprocess (it drives the ms-host binary only and never loads
+-- the ms module, so CMakeLists.txt runs it in every build, the sanitizer
+-- builds' included, against that build's ms-host)
 
 local host = os.getenv("MS_HOST") or "build/ms-host/ms-host"
 

@@ -8,8 +8,11 @@
 -- answer again after every bad request, and the host must end normally.
 --
 -- Run from the repository root:
---   LUA_CPATH="build/agents/?.so;;" MS_HOST=build/ms-host/ms-host \
---     busted --lua=luajit spec/metrics_http_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/metrics_http_spec.lua
+--
+-- spec-kind: subprocess (it drives the ms-host binary only and never loads
+-- the ms module, so CMakeLists.txt runs it in every build, the sanitizer
+-- builds' included, against that build's ms-host)
 
 local h = require "spec.support.helpers"
 local HOST, shell_quote, slurp, write, contains, assert_contains =

@@ -1,6 +1,8 @@
 -- Stop means stop: OTP's two kinds of stop, preemption of running agents,
--- monitors on supervisor handles.  Every case runs `ms-host run` on a
--- script (so the spec also runs against the sanitizer builds' ms-host).
+-- monitors and links, the runaway policy, the sandbox.  Every case runs
+-- `ms-host run` on a script, so the spec also runs against the sanitizer
+-- builds' ms-host.
+-- spec-kind: subprocess
 local h = require "spec.support.helpers"
 
 local HOST, q = h.host, h.shell_quote
@@ -69,6 +71,37 @@ a:stop()
 local m = ms.recv(20)
 print("exit: " .. tostring(m and m.reason))
 ]])
+        assert.matches("exit: killed", out, 1, true)
+    end)
+end)
+
+describe("an agent that never yields", function()
+    it("does not strand an agent it woke on its own worker (1 worker, a stand-in takes over)", function()
+        -- The woken main agent waits in the busy worker's LIFO slot; the
+        -- health monitor hands it to the stand-in worker.
+        local rc, out, err = run([[
+local a = ms.agent.spawn{ jit = false, args = ms.self(), fn = function(main)
+    main:send("running") local x = 0 while true do x = x + 1 end end }
+ms.monitor(a)
+print("heard: " .. tostring(ms.recv(30)))
+a:stop()
+print("exit: " .. tostring(ms.recv(30).reason))
+]], "--set stall_threshold=0.1", 1)
+        assert(rc == 0, out .. err)
+        assert.matches("heard: running", out, 1, true)
+        assert.matches("exit: killed", out, 1, true)
+    end)
+
+    it("does not strand an agent it woke (2 workers, no stall reported yet)", function()
+        local out = ok_run([[
+local a = ms.agent.spawn{ jit = false, args = ms.self(), fn = function(main)
+    main:send("running") local x = 0 while true do x = x + 1 end end }
+ms.monitor(a)
+print("heard: " .. tostring(ms.recv(30)))
+a:stop()
+print("exit: " .. tostring(ms.recv(30).reason))
+]])
+        assert.matches("heard: running", out, 1, true)
         assert.matches("exit: killed", out, 1, true)
     end)
 end)
@@ -264,5 +297,69 @@ print("spin " .. tostring(ms.recv(30).reason))
         assert(rc == 0, out .. err)
         assert.matches("echo 3", out, 1, true)
         assert.matches("spin killed", out, 1, true)
+    end)
+end)
+
+describe("ms.link", function()
+    it("stops a linked agent that does not trap exits when the other fails, and tells one that traps", function()
+        local out = ok_run([[
+local a = ms.agent.spawn{ fn = function() ms.recv() error("boom", 0) end }
+local b = ms.agent.spawn{ args = { a = a, main = ms.self() }, fn = function(x)
+    ms.link(x.a) x.main:send("linked") ms.recv() end }
+ms.monitor(b)
+assert(ms.recv(20) == "linked")
+a:send("go")
+local m = ms.recv(20)
+print("plain: " .. m.reason .. " / " .. m.message)
+local c = ms.agent.spawn{ fn = function() ms.recv() error("boom", 0) end }
+local d = ms.agent.spawn{ trap_exit = true, args = { c = c, main = ms.self() }, fn = function(x)
+    ms.link(x.c) x.main:send("linked")
+    local n = ms.recv()
+    x.main:send(("%s link=%s reason=%s"):format(n.event, tostring(n.link), n.reason))
+end }
+assert(ms.recv(20) == "linked")
+c:send("go")
+print("trapping: " .. ms.recv(20))
+]])
+        assert.matches("plain: killed / linked agent agent-2 (2) exited (error)", out, 1, true)
+        assert.matches("trapping: exit link=true reason=error", out, 1, true)
+    end)
+
+    it("leaves a non-trapping agent alone on a normal exit, and after ms.unlink", function()
+        local out = ok_run([[
+local e = ms.agent.spawn{ fn = function() ms.recv() end }
+local u = ms.agent.spawn{ fn = function() ms.recv() error("boom", 0) end }
+local f = ms.agent.spawn{ args = { e = e, u = u, main = ms.self() }, fn = function(x)
+    ms.link(x.e) ms.link(x.u) ms.unlink(x.u) x.main:send("ok") ms.recv() end }
+ms.monitor(f)
+assert(ms.recv(20) == "ok")
+e:send("bye")
+u:send("go")
+print("f meanwhile: " .. tostring(select(2, ms.recv(0.5))))
+f:send("bye")
+print("f: " .. ms.recv(20).reason)
+]])
+        assert.matches("f meanwhile: timeout", out, 1, true)
+        assert.matches("f: normal", out, 1, true)
+    end)
+
+    it("to an agent that has already failed, stops the caller at once; takes a supervisor's handle", function()
+        local out = ok_run([[
+local dead = ms.agent.spawn{ fn = function() error("x", 0) end }
+ms.monitor(dead)
+ms.recv(20)
+local g = ms.agent.spawn{ args = dead, fn = function(d) ms.link(d) ms.recv() end }
+ms.monitor(g)
+print("g: " .. ms.recv(20).reason)
+local sup = ms.supervisor{ children = { { id = "w", start = { fn = function() ms.recv() end } } } }
+local h = ms.agent.spawn{ args = sup.agent, fn = function(s)
+    ms.link(setmetatable({ agent = s }, {})) ms.recv() end }
+ms.monitor(h)
+ms.sleep(0.05)
+sup.agent:stop("test")
+print("h: " .. ms.recv(20).reason)
+]])
+        assert.matches("g: killed", out, 1, true)
+        assert.matches("h: killed", out, 1, true)
     end)
 end)
