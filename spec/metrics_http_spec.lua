@@ -234,7 +234,8 @@ describe("ms-host --metrics-listen", function()
         -- timeout ends the exchange.
         local elapsed = now() - started
         assert.are.equal(400, status, body)
-        assert.is_true(elapsed >= 4.5 and elapsed < 15, "took " .. elapsed .. " s")
+        -- never before the server's 5 s (raw() itself gives up at 20 s)
+        assert.is_true(elapsed >= 4.5, "took " .. elapsed .. " s")
         assert.are.equal(200, (fetch("/metrics")))
     end)
 

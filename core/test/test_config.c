@@ -736,4 +736,35 @@ TEST(the_live_fields_are_the_described_ones) {
     CHECK(!ms_config_is_live("bogus"));
 }
 
+/* ms_config_field: the struct member a key names, by either name. */
+TEST(config_field_maps_both_names_to_the_struct_member) {
+    CHECK_STR_EQ(ms_config_field("worker_threads"), "worker_threads");
+    CHECK_STR_EQ(ms_config_field("thread_keep_alive"), "thread_keep_alive_ms");
+    CHECK_STR_EQ(ms_config_field("thread_keep_alive_ms"), "thread_keep_alive_ms");
+    CHECK_STR_EQ(ms_config_field("stall_threshold"), "stall_threshold_ms");
+    CHECK_STR_EQ(ms_config_field("shutdown_timeout"), "shutdown_timeout_ms");
+    CHECK_STR_EQ(ms_config_field("budget"), "budget");
+    /* fields that cannot be set from text still have a name */
+    CHECK_STR_EQ(ms_config_field("thread_name"), "thread_name");
+    /* unknown keys, near misses, odd input: NULL, never a guess */
+    CHECK(ms_config_field("worker_thread") == NULL);
+    CHECK(ms_config_field("WORKER_THREADS") == NULL);
+    CHECK(ms_config_field("") == NULL);
+    CHECK(ms_config_field(NULL) == NULL);
+    CHECK(ms_config_field("budget ") == NULL);
+    /* every key ms_config_set accepts has a field, and the field is a key
+     * ms_config_set accepts too */
+    static const char *keys[] = {"worker_threads", "max_worker_threads", "max_blocking_threads",
+                                 "thread_keep_alive", "thread_stack_size", "enable_all",
+                                 "enable_time", "enable_io", "global_queue_interval",
+                                 "event_interval", "budget", "park_spin_us",
+                                 "shutdown_timeout", "stall_threshold",
+                                 "replace_stalled_workers", "metrics_histograms"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *f = ms_config_field(keys[i]);
+        CHECK(f != NULL);
+        CHECK_STR_EQ(ms_config_field(f), f);
+    }
+}
+
 TEST_MAIN()
