@@ -12,15 +12,19 @@
 #include "lifecycle.h"
 #include "tune.h"
 
-static host *g_host;
+/* The process's host.  Set by the thread that opens it, read by any
+ * thread, the health monitor's included, which can report a stall before
+ * host_init has returned (the runtime starts first): hence atomic. */
+static _Atomic(host *) g_host;
 
 host *host_get(void) {
-    return g_host;
+    return atomic_load_explicit(&g_host, memory_order_acquire);
 }
 
 host *host_init(ms_runtime *rt, bool own) {
-    if (g_host)
-        return g_host;
+    host *existing = host_get();
+    if (existing)
+        return existing;
     host *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
@@ -35,7 +39,7 @@ host *host_init(ms_runtime *rt, bool own) {
         if (!f.runtime && f.live)
             host_setting_set(h, f.name, f.def);
     atomic_init(&h->jit_agents, 0);
-    g_host = h;
+    atomic_store_explicit(&g_host, h, memory_order_release);
     return h;
 }
 
@@ -68,7 +72,7 @@ void host_history_push(host *h, ms_metrics *m, double time) {
 }
 
 void host_track_interval(ms_interval **slot) {
-    host *h = g_host;
+    host *h = host_get();
     if (!h)
         return;
     pthread_mutex_lock(&h->lock);
@@ -86,7 +90,7 @@ void host_track_interval(ms_interval **slot) {
 }
 
 void host_untrack_interval(ms_interval **slot) {
-    host *h = g_host;
+    host *h = host_get();
     if (!h)
         return;
     pthread_mutex_lock(&h->lock);
@@ -99,7 +103,7 @@ void host_untrack_interval(ms_interval **slot) {
 }
 
 int host_shutdown(void) {
-    host *h = g_host;
+    host *h = host_get();
     int rc = 0;
     if (!h)
         return 0;
@@ -150,6 +154,6 @@ int host_shutdown(void) {
     pthread_mutex_destroy(&h->hist_lock);
     pthread_mutex_destroy(&h->lock);
     free(h);
-    g_host = NULL;
+    atomic_store_explicit(&g_host, NULL, memory_order_release);
     return rc;
 }
