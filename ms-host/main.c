@@ -25,8 +25,6 @@
 #include <lua.h>
 #include <luajit.h>
 #include <lualib.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -446,8 +444,7 @@ static int cmd_run(const opts *o) {
         snprintf(buf, sizeof buf, "worker_threads=%s", o->workers);
         h->profile_sets[h->nprofile_sets++] = strdup(buf);
     }
-    bool lifecycle = cfg.enable_io && lifecycle_start(&err) == 0;
-    if (cfg.enable_io && !lifecycle)
+    if (cfg.enable_io && lifecycle_start(&err) != 0)
         fprintf(stderr, "ms-host: no graceful shutdown on SIGINT/SIGTERM: %s\n", err.message);
     bool started = start_services(L, h);
     lua_close(L);
@@ -471,18 +468,6 @@ static int cmd_run(const opts *o) {
         collector_finish("main agent failed");
         host_shutdown();
         return 1;
-    }
-    if (lifecycle) {
-        /* This thread only waits from here on: the host's signals go to
-         * the driver thread, whose loop handles them.  (Under
-         * ThreadSanitizer a signal the kernel gave to this thread, asleep
-         * in a futex, was held until it woke: SIGTERM never ended it.) */
-        sigset_t async;
-        sigemptyset(&async);
-        sigaddset(&async, SIGINT);
-        sigaddset(&async, SIGTERM);
-        sigaddset(&async, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &async, NULL);
     }
     int rc = agent_join(a, &err);
     int status = 0;
