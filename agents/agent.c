@@ -25,6 +25,7 @@
 
 #include "agent.h"
 #include "events.h"
+#include "hold.h"
 #include "host.h"
 #include "lerr.h"
 #include "libs.h"
@@ -90,7 +91,7 @@ agent *agent_new(host *h) {
     mbox_init(&a->mbox);
     pthread_mutex_lock(&h->lock); /* the defaults are live-tunable */
     a->mem_limit = h->default_mem_limit;
-    a->runaway = h->runaway;
+    a->runaway = h->runaway > 0 ? h->runaway : RUNAWAY_REPORT;
     atomic_init(&a->mailbox_limit, h->mailbox_limit);
     pthread_mutex_unlock(&h->lock);
     return a;
@@ -439,8 +440,17 @@ static int teardown_in_state(lua_State *L) {
     return 0;
 }
 
-/* Cancels every coroutine and closes the state (if ours). */
+/* Cancels every coroutine, frees the messages nobody will read and closes
+ * the state (if ours). */
 static void agent_teardown(agent *a) {
+    a->tearing_down = true;
+    /* The mailbox is closed (agent_exit): what is left in it is counted as
+     * unread and freed now, on the agent's thread (its one consumer),
+     * rather than with the agent: a message can hold a reference to the
+     * agent itself (a send to self, a call's reply slot), and would keep
+     * it alive for ever. */
+    for (mlink *l; (l = mbox_pop(&a->mbox));)
+        msg_free((msg *)l);
     if (a->L && a->all && lua_cpcall(a->Lp, teardown_in_state, a) != 0) {
         /* A raise while aborting (a finalizer): what is left of the tasks
          * goes with the state. */
@@ -671,6 +681,8 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
     }
     if (rc != 0)
         pc.step = poll_raised(a, rc);
+    /* What a raise left half-way into the state (hold.h). */
+    hold_release_all();
     switch (pc.step) {
     case STEP_PENDING:
         return MS_POLL_PENDING;

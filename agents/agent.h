@@ -66,6 +66,7 @@ struct agent {
     uint32_t fast_streak;       /* channel ops completed without a yield (lchan.c) */
     uint64_t next_ltask_id;
     bool started;
+    bool tearing_down;          /* agent thread: no new task from here on */
     int exit_ref;               /* registry ref of the error value on failure */
     /* The last failed task's message and traceback (ltask.c), freed with
      * the agent: held here while the error value is built, which may

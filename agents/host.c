@@ -7,19 +7,25 @@
 #include <string.h>
 
 #include "events.h"
+#include "facts.h"
 #include "host.h"
 #include "lifecycle.h"
 #include "ops.h"
+#include "tune.h"
 
-static host *g_host;
+/* The process's host.  Set by the thread that opens it, read by any
+ * thread, the health monitor's included, which can report a stall before
+ * host_init has returned (the runtime starts first): hence atomic. */
+static _Atomic(host *) g_host;
 
 host *host_get(void) {
-    return g_host;
+    return atomic_load_explicit(&g_host, memory_order_acquire);
 }
 
 host *host_init(ms_runtime *rt, bool own) {
-    if (g_host)
-        return g_host;
+    host *existing = host_get();
+    if (existing)
+        return existing;
     host *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
@@ -28,9 +34,13 @@ host *host_init(ms_runtime *rt, bool own) {
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->hist_lock, NULL);
     h->next_agent_id = 1;
-    h->jit_agent_limit = 2000;
+    /* The host's live settings start at their profile fields' defaults. */
+    profile_field f;
+    for (size_t i = 0; profile_field_at(i, &f); i++)
+        if (!f.runtime && f.live)
+            host_setting_set(h, f.name, f.def);
     atomic_init(&h->jit_agents, 0);
-    g_host = h;
+    atomic_store_explicit(&g_host, h, memory_order_release);
     return h;
 }
 
@@ -63,7 +73,7 @@ void host_history_push(host *h, ms_metrics *m, double time) {
 }
 
 void host_track_interval(lint *iv) {
-    host *h = g_host;
+    host *h = host_get();
     iv->tprev = iv->tnext = NULL;
     if (!h)
         return;
@@ -76,7 +86,7 @@ void host_track_interval(lint *iv) {
 }
 
 void host_untrack_interval(lint *iv) {
-    host *h = g_host;
+    host *h = host_get();
     if (!h)
         return;
     pthread_mutex_lock(&h->lock);
@@ -91,7 +101,7 @@ void host_untrack_interval(lint *iv) {
 }
 
 int host_shutdown(void) {
-    host *h = g_host;
+    host *h = host_get();
     int rc = 0;
     if (!h)
         return 0;
@@ -108,12 +118,17 @@ int host_shutdown(void) {
         ms_shutdown_report rep;
         rc = ms_runtime_shutdown(h->rt, MS_SHUTDOWN_CANCEL,
                                  ms_runtime_config(h->rt)->shutdown_timeout_ms, &rep);
-        if (rep.abandoned_threads)
+        if (rep.abandoned_threads) {
             fprintf(stderr,
                     "ms-host: %u thread%s still running after %llu ms (an agent stuck in a "
                     "loop?); exiting without waiting for them\n",
                     rep.abandoned_threads, rep.abandoned_threads == 1 ? " was" : "s were",
                     (unsigned long long)rep.elapsed_ms);
+            /* A thread still runs an agent's poll, which reads the agent,
+             * the host and the runtime: none of it is freed (the process
+             * is about to exit; g_host keeps it reachable). */
+            return rc;
+        }
         ms_runtime_free(h->rt);
     }
     uint64_t stopped = atomic_load(&h->stopped_at_shutdown);
@@ -137,6 +152,6 @@ int host_shutdown(void) {
     pthread_mutex_destroy(&h->hist_lock);
     pthread_mutex_destroy(&h->lock);
     free(h);
-    g_host = NULL;
+    atomic_store_explicit(&g_host, NULL, memory_order_release);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "hold.h"
 #include "lchan.h"
 #include "lhandle.h"
 #include "lms.h"
@@ -72,17 +73,39 @@ static bool push_cached_agent(lua_State *L, void *ptr) {
     return false;
 }
 
+static void release_agent(void *p) {
+    agent_unref(p);
+}
+static void release_reply(void *p) {
+    reply_unref(p);
+}
+static void release_sem(void *p) {
+    ms_sem_unref(p);
+}
+static void release_chan(void *p) {
+    ms_chan_unref(p);
+}
+
 void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
+    static void (*const release[])(void *) = {
+        [XH_AGENT] = release_agent, [XH_REPLY] = release_reply, [XH_SEM] = release_sem,
+        [XH_CHAN] = release_chan};
+    /* The reference is held until the userdata that takes it has its
+     * finalizer (hold.h): a raise before that would lose it. */
+    hold_push(ptr, release[type]);
     if (type == XH_AGENT && push_cached_agent(L, ptr)) {
+        hold_pop(ptr);
         lh_unref_handle(type, ptr); /* the cached handle holds its own */
         return;
     }
     lhandle *h = lua_newuserdata(L, sizeof *h);
     h->type = type;
-    h->ptr = ptr;
+    h->ptr = NULL;
     h->lc = NULL;
     lms_push_mt(L, handle_mt(type));
     lua_setmetatable(L, -2);
+    h->ptr = ptr;
+    hold_pop(ptr);
     if (type == XH_AGENT) {
         /* stack: cache, handle */
         lua_pushlightuserdata(L, ptr);

@@ -29,6 +29,7 @@
 #include "events.h"
 #include "host.h"
 #include "lifecycle.h"
+#include "lms.h"
 #include "tune.h"
 
 typedef struct lifecycle {
@@ -179,6 +180,18 @@ int lifecycle_start(ms_error *err) {
         lifecycle_drop(l);
         return rc;
     }
+    /* The calling thread (ms-host's main thread, which then waits for the
+     * main agent) leaves these signals to the driver thread, which handles
+     * them through libuv; the runtime's other threads block them already
+     * (core/src/thread.c).  Waiting in a futex, it would otherwise be the
+     * one the kernel picks, and ThreadSanitizer holds a signal until its
+     * thread makes an intercepted call. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     return 0;
 }
 
@@ -337,7 +350,11 @@ void lifecycle_reload_profile(void) {
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", MS_LUA_DIR, MS_LUA_DIR);
     lua_setfield(L, -2, "path");
-    lua_pop(L, 1);
+    /* ms.profile takes its fields from the ms module (ms._profile_fields). */
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_ms);
+    lua_setfield(L, -2, "ms");
+    lua_pop(L, 2);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "ms.profile");
     int ok = lua_pcall(L, 1, 1, 0) == 0;

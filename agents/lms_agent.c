@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "host.h"
+#include "hold.h"
 #include "lerr.h"
 #include "lhandle.h"
 #include "lms.h"
@@ -32,6 +33,14 @@ static int l_agent_spawn(lua_State *L) {
     return 1;
 }
 
+static void release_msg(void *m) {
+    msg_free(m);
+}
+
+static void release_xfer(void *x) {
+    xfer_free(x);
+}
+
 static int a_send(lua_State *L) {
     agent *target = lh_check_agent(L, 1);
     luaL_checkany(L, 2);
@@ -39,7 +48,11 @@ static int a_send(lua_State *L) {
     msg *m = msg_new();
     if (!m)
         return luaL_error(L, "send: out of memory");
-    if (!xfer_encode(L, 2, m->body, "message", err, sizeof err)) {
+    /* Encoding may raise (it can convert a key in place): held. */
+    hold_push(m, release_msg);
+    bool encoded = xfer_encode(L, 2, m->body, "message", err, sizeof err);
+    hold_pop(m);
+    if (!encoded) {
         msg_free(m);
         return luaL_error(L, "send: %s", err);
     }
@@ -195,7 +208,9 @@ void lms_push_agents(lua_State *L) {
     if (h && !agent_list_info(h, &rows, &n))
         luaL_error(L, "ms.agents: out of memory");
     /* rows is C memory: a raise below (memory) must not leak it. */
+    hold_push(rows, free);
     agent_info *ud = lua_newuserdata(L, n ? n * sizeof *rows : 1);
+    hold_pop(rows);
     if (n)
         memcpy(ud, rows, n * sizeof *rows);
     free(rows);
@@ -230,7 +245,10 @@ static int r_call(lua_State *L) {
     if (!body)
         return luaL_error(L, "reply: out of memory");
     lua_settop(L, 2);
-    if (!xfer_encode(L, 2, body, "reply", err, sizeof err)) {
+    hold_push(body, release_xfer);
+    bool encoded = xfer_encode(L, 2, body, "reply", err, sizeof err);
+    hold_pop(body);
+    if (!encoded) {
         xfer_free(body);
         return luaL_error(L, "reply: %s", err);
     }

@@ -119,17 +119,27 @@ static void runq_remove(agent *a, ltask *lt) {
 }
 
 ltask *ltask_spawn(agent *a, lua_State *L, int nargs) {
+    /* A finalizer run while the state closes must not start a task that
+     * nothing would ever end. */
+    if (a->tearing_down)
+        luaL_error(L, "agent %s has exited: no new task", a->name);
+    /* The coroutine first: making it may raise, and nothing in C is taken
+     * yet. */
+    lua_State *co = lua_newthread(L);
+    int co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     ltask *lt = calloc(1, sizeof *lt);
-    if (!lt)
+    if (!lt) {
+        luaL_unref(L, LUA_REGISTRYINDEX, co_ref);
         return NULL;
+    }
     atomic_init(&lt->refs, 1); /* the scheduler's */
     atomic_init(&lt->notified, 0);
     agent_ref(a);
     lt->a = a;
     lt->id = ++a->next_ltask_id;
     lt->handle_ref = LUA_NOREF;
-    lt->co = lua_newthread(L);
-    lt->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lt->co = co;
+    lt->co_ref = co_ref;
     lua_xmove(L, lt->co, nargs + 1);
     lt->nres = nargs;
     lt->status = LT_READY;

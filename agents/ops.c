@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "hold.h"
 #include "host.h"
 #include "lerr.h"
 #include "lhandle.h"
@@ -302,19 +303,44 @@ int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort)
 
 /* Pushes a message's value and its sender (or reply slot) onto co and
  * frees it.  Returns the number of values pushed (2). */
+static void release_msg(void *m) {
+    msg_free(m);
+}
+
 static int push_message(lua_State *co, msg *m) {
+    /* Held while it is decoded (hold.h): the decode allocates, and may
+     * raise. */
+    hold_push(m, release_msg);
     lua_checkstack(co, 3);
     xfer_decode(co, m->body);
     if (m->reply) {
-        lh_push_handle(co, XH_REPLY, m->reply); /* the message's ref moves */
+        reply_slot *r = m->reply; /* the message's ref moves to the handle */
         m->reply = NULL;
+        lh_push_handle(co, XH_REPLY, r);
     } else if (m->sender) {
         lh_push_agent(co, m->sender);
     } else {
         lua_pushnil(co);
     }
+    hold_pop(m);
     msg_free(m);
     return 2;
+}
+
+static void release_reply(void *r) {
+    reply_unref(r);
+}
+
+static void release_xfer(void *x) {
+    xfer_free(x);
+}
+
+/* Decodes the blob x (heap, owned) onto L and frees it; held meanwhile. */
+static void decode_owned(lua_State *L, xfer *x) {
+    hold_push(x, release_xfer);
+    xfer_decode(L, x);
+    hold_pop(x);
+    xfer_free(x);
 }
 
 static ms_poll recv_poll(ltask *lt, ms_cx *cx) {
@@ -373,8 +399,7 @@ static ms_poll call_poll(ltask *lt, ms_cx *cx) {
         r->body = NULL;
         r->caller_gone = true;
         pthread_mutex_unlock(&r->lock);
-        xfer_decode(lt->co, body);
-        xfer_free(body);
+        decode_owned(lt->co, body);
         lt->nres = 1;
         reply_unref(r);
         lt->op.u.call.slot = NULL;
@@ -419,7 +444,13 @@ int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout)
             reply_unref(r);
         return luaL_error(L, "call: out of memory");
     }
-    if (!xfer_encode(L, msg_idx, m->body, "message", err, sizeof err)) {
+    /* Encoding may raise (it can convert a key in place): held. */
+    hold_push(m, release_msg);
+    hold_push(r, release_reply);
+    bool encoded = xfer_encode(L, msg_idx, m->body, "message", err, sizeof err);
+    hold_pop(r);
+    hold_pop(m);
+    if (!encoded) {
         msg_free(m);
         reply_unref(r);
         return luaL_error(L, "call: %s", err);
@@ -455,6 +486,7 @@ static void *blocking_job(void *arg) {
      * read by blocking_poll, from bco's stack as it was left.  1: done,
      * 2: failed, 3: yielded. */
     lt->op.u.any[4] = (void *)(intptr_t)(rc == 0 ? 1 : rc == LUA_YIELD ? 3 : 2);
+    hold_release_all(); /* what a raise in fn left (hold.h) */
     atomic_store_explicit(&lt->a->blocking_busy, false, memory_order_release);
     return NULL;
 }
@@ -696,8 +728,7 @@ static ms_poll chan_recv_poll(ltask *lt, ms_cx *cx) {
     if (ms_chan_recv_poll(o->ch, &o->w, cx, &v, &rc) == MS_POLL_PENDING)
         return MS_POLL_PENDING;
     if (rc == 0) {
-        xfer_decode(lt->co, v);
-        xfer_free(v);
+        decode_owned(lt->co, v);
         lt->nres = 1;
     } else {
         lua_pushnil(lt->co);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "hold.h"
 #include "host.h"
 #include "spawn.h"
 #include "xfer.h"
@@ -220,6 +221,10 @@ static bool read_spec(lua_State *L, int base, int ms_idx, agent *a, char *err, s
     return true;
 }
 
+static void release_agent(void *a) {
+    agent_unref(a);
+}
+
 agent *spawn_agent(lua_State *L, int idx, char *err, size_t errlen) {
     host *h = host_get();
     if (!h) {
@@ -249,7 +254,10 @@ agent *spawn_agent(lua_State *L, int idx, char *err, size_t errlen) {
         snprintf(err, errlen, "no memory for an agent");
         return NULL;
     }
+    /* Encoding args may raise (hold.h). */
+    hold_push(a, release_agent);
     bool ok = read_spec(L, base, ms_idx, a, err, errlen);
+    hold_pop(a);
     lua_settop(L, base - 1);
     if (!ok || !agent_start(a, err, errlen)) {
         agent_unref(a);

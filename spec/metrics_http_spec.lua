@@ -235,7 +235,8 @@ describe("ms-host --metrics-listen", function()
         local elapsed = now() - started
         assert.are.equal(400, status, body)
         assert_contains(body, "no byte of the request for 2 s")
-        assert.is_true(elapsed >= 1.5 and elapsed < 15, "took " .. elapsed .. " s")
+        -- never before the server's 2 s (raw() itself gives up at 20 s)
+        assert.is_true(elapsed >= 1.5, "took " .. elapsed .. " s")
         assert.are.equal(200, (fetch("/metrics")))
     end)
 

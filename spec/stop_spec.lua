@@ -75,6 +75,37 @@ print("exit: " .. tostring(m and m.reason))
     end)
 end)
 
+describe("an agent that never yields", function()
+    it("does not strand an agent it woke on its own worker (1 worker, a stand-in takes over)", function()
+        -- The woken main agent waits in the busy worker's LIFO slot; the
+        -- health monitor hands it to the stand-in worker.
+        local rc, out, err = run([[
+local a = ms.agent.spawn{ jit = false, args = ms.self(), fn = function(main)
+    main:send("running") local x = 0 while true do x = x + 1 end end }
+ms.monitor(a)
+print("heard: " .. tostring(ms.recv(30)))
+a:stop()
+print("exit: " .. tostring(ms.recv(30).reason))
+]], "--set stall_threshold=0.1", 1)
+        assert(rc == 0, out .. err)
+        assert.matches("heard: running", out, 1, true)
+        assert.matches("exit: killed", out, 1, true)
+    end)
+
+    it("does not strand an agent it woke (2 workers, no stall reported yet)", function()
+        local out = ok_run([[
+local a = ms.agent.spawn{ jit = false, args = ms.self(), fn = function(main)
+    main:send("running") local x = 0 while true do x = x + 1 end end }
+ms.monitor(a)
+print("heard: " .. tostring(ms.recv(30)))
+a:stop()
+print("exit: " .. tostring(ms.recv(30).reason))
+]])
+        assert.matches("heard: running", out, 1, true)
+        assert.matches("exit: killed", out, 1, true)
+    end)
+end)
+
 describe("ms.trap_exit", function()
     it("is off by default, set by ms.trap_exit(true), ms.on_shutdown or trap_exit = true at spawn, shown by a:info()", function()
         local out = ok_run([[

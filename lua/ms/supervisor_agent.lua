@@ -333,8 +333,9 @@ end
 local schedule
 
 -- Starts the children with these ids again (those still waiting for it),
--- counting one restart against the intensity.
-local function perform_restart(S, ids)
+-- counting one restart against the intensity.  `delay`: the seconds the
+-- restart was scheduled to wait (reported in the restarted event).
+local function perform_restart(S, ids, delay)
     local due = {}
     for _, id in ipairs(ids) do
         local c = S.by_id[id]
@@ -355,7 +356,8 @@ local function perform_restart(S, ids)
         c.restarts = c.restarts + 1
         local ok, err = start_child(S, c)
         if ok then
-            emit(S, "restarted", { id = c.id, agent = c.agent, restarts = c.restarts })
+            emit(S, "restarted", { id = c.id, agent = c.agent, restarts = c.restarts,
+                delay = delay or 0 })
         else
             -- A failed start is a failure like any other: try again (after
             -- the backoff); the intensity ends a loop of them.
@@ -367,7 +369,7 @@ local function perform_restart(S, ids)
 end
 
 schedule = function(S, ids, delay)
-    S.timers[#S.timers + 1] = { at = ms.now() + delay, ids = ids }
+    S.timers[#S.timers + 1] = { at = ms.now() + delay, ids = ids, delay = delay }
 end
 
 -- Restarts a group of children: those of `ids` that run are stopped (in
@@ -413,7 +415,7 @@ local function restart_group(S, ids, delay, trigger)
     if delay > 0 then
         schedule(S, order, delay)
     else
-        perform_restart(S, order)
+        perform_restart(S, order, 0)
     end
 end
 
@@ -423,7 +425,7 @@ local function run_due_timers(S)
         local t = S.timers[i]
         if t.at <= ms.now() then
             table.remove(S.timers, i)
-            perform_restart(S, t.ids)
+            perform_restart(S, t.ids, t.delay)
         else
             i = i + 1
         end
@@ -718,7 +720,7 @@ function handlers.restart_child(S, id)
     if not ok then
         return nil, ("child %s failed to start: %s"):format(tostring(c.id), serr)
     end
-    emit(S, "restarted", { id = c.id, agent = c.agent, restarts = c.restarts })
+    emit(S, "restarted", { id = c.id, agent = c.agent, restarts = c.restarts, delay = 0 })
     return c.agent
 end
 
