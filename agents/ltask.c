@@ -38,6 +38,13 @@ void ltask_unref(ltask *lt) {
     }
 }
 
+/* The woken stack of an agent that has been torn down (ltask_drop_woken):
+ * a wake that comes later (a timer firing before the state's finalizers
+ * cancel it, a channel shared with another agent) drops its reference
+ * instead of queueing, since nobody will drain the stack again; queued,
+ * the reference would keep the ltask, and through it the agent, for ever. */
+#define WOKEN_CLOSED ((ltask *)(uintptr_t)1)
+
 void ltask_wake_by_ref(ltask *lt) {
     if (atomic_exchange_explicit(&lt->notified, 1, memory_order_acq_rel))
         return; /* already on the stack, not yet drained */
@@ -45,6 +52,10 @@ void ltask_wake_by_ref(ltask *lt) {
     ltask_ref(lt); /* the stack's reference */
     ltask *head = atomic_load_explicit(&a->woken, memory_order_relaxed);
     do {
+        if (head == WOKEN_CLOSED) {
+            ltask_unref(lt);
+            return;
+        }
         lt->next_woken = head;
     } while (!atomic_compare_exchange_weak_explicit(&a->woken, &head, lt, memory_order_release,
                                                     memory_order_relaxed));
@@ -245,8 +256,8 @@ void ltask_abort_all(agent *a) {
 }
 
 void ltask_drop_woken(agent *a) {
-    ltask *w = atomic_exchange(&a->woken, NULL);
-    while (w) {
+    ltask *w = atomic_exchange(&a->woken, WOKEN_CLOSED);
+    while (w && w != WOKEN_CLOSED) {
         ltask *next = w->next_woken;
         ltask_unref(w);
         w = next;
