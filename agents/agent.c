@@ -19,6 +19,7 @@
 #include <lauxlib.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +46,15 @@ void agent_ref(agent *a) {
 }
 
 static void agent_free(agent *a) {
+    agent_release_held(a);
     /* Nobody can push any more (pushers hold references), so this
      * drains every message, unread ones included. */
     for (mlink *l; (l = mbox_pop(&a->mbox));)
         msg_free((msg *)l);
-    for (uint32_t i = 0; i < a->nmonitors; i++)
-        agent_unref(a->monitors[i]);
+    for (uint32_t i = 0; i < a->nmonitors; i++) {
+        agent_unref(a->monitors[i].watcher);
+        msg_free(a->monitors[i].notice);
+    }
     free(a->monitors);
     xfer_free(a->args);
     free(a->src_text);
@@ -120,6 +124,37 @@ agent *agent_from_state(lua_State *L) {
     agent *a = lua_touserdata(L, -1);
     lua_pop(L, 1);
     return a;
+}
+
+/* ---- C memory held across calls that may raise (agent.h) ---- */
+
+bool agent_hold(agent *a, void *p, void (*free_fn)(void *)) {
+    if (a->nheld == AGENT_HELD_MAX)
+        return false;
+    a->held[a->nheld].p = p;
+    a->held[a->nheld].free = free_fn;
+    a->nheld++;
+    return true;
+}
+
+void agent_unhold(agent *a, void *p) {
+    for (uint32_t i = a->nheld; i-- > 0;) {
+        if (a->held[i].p != p)
+            continue;
+        /* Above it: left by raises caught since; their calls are over. */
+        uint32_t top = a->nheld;
+        a->nheld = i;
+        for (uint32_t k = i + 1; k < top; k++)
+            a->held[k].free(a->held[k].p);
+        return;
+    }
+}
+
+void agent_release_held(agent *a) {
+    while (a->nheld > 0) {
+        a->nheld--;
+        a->held[a->nheld].free(a->held[a->nheld].p);
+    }
 }
 
 /* ---- the allocator: one per agent, for its memory limit ---- */
@@ -357,6 +392,23 @@ static bool start_in_state(agent *a) {
 
 /* ---- exit ---- */
 
+/* The messages an agent never read go at its exit, not with its last
+ * reference (a handle may keep the agent for long): a caller waiting on a
+ * reply slot that one of them holds then hears at once that no answer
+ * will come.  unread counts pushes accepted before the close; one may
+ * still be linking its message, so wait for it (a few instructions). */
+static void drop_unread(agent *a, size_t unread) {
+    while (unread > 0) {
+        mlink *l = mbox_pop_unread(&a->mbox);
+        if (!l) {
+            sched_yield();
+            continue;
+        }
+        msg_free((msg *)l);
+        unread--;
+    }
+}
+
 /* Records the agent's end and tells its monitors.  L is still open. */
 static void agent_exit_ex(agent *a, const char *reason, int code, const char *message,
                           const char *traceback, bool at_shutdown) {
@@ -368,7 +420,7 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
     a->exit_traceback = traceback ? strdup(traceback) : NULL;
     size_t unread = mbox_close(&a->mbox);
     a->unread_at_exit = unread;
-    agent **mons = a->monitors;
+    agent_monitor *mons = a->monitors;
     uint32_t nmons = a->nmonitors;
     a->monitors = NULL;
     a->nmonitors = a->mcap = 0;
@@ -393,10 +445,11 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
                 a->name, (unsigned long long)a->id, reason, unread, unread == 1 ? "" : "s");
     }
     for (uint32_t i = 0; i < nmons; i++) {
-        mail_send_exit_notice(a, mons[i]);
-        agent_unref(mons[i]);
+        mail_send_exit_notice(a, mons[i].watcher, mons[i].notice);
+        agent_unref(mons[i].watcher);
     }
     free(mons);
+    drop_unread(a, unread);
 }
 
 void agent_exit(agent *a, const char *reason, int code, const char *message,
@@ -424,12 +477,14 @@ static void agent_teardown(agent *a) {
         }
     }
     ltask_drop_woken(a);
+    agent_release_held(a);
     if (a->own_state && a->L) {
         pthread_mutex_lock(&a->mlock);
         a->state_closing = true;
         pthread_mutex_unlock(&a->mlock);
         lua_close(a->L);
         a->L = a->Lp = NULL;
+        agent_release_held(a); /* held by finalizers that raised */
     }
     if (a->jit_counted) {
         atomic_fetch_sub(&a->h->jit_agents, 1);
@@ -508,6 +563,8 @@ static poll_step exit_now(agent *a, const char *reason, int code, const char *me
 /* The poll inside the agent's state: start, stop requests, then the
  * coroutines woken and ready, until none is left or the budget is spent. */
 static poll_step poll_in_state(agent *a, ms_cx *cx) {
+    if (a->nheld)
+        agent_release_held(a);
     if (!a->started) {
         a->started = true;
         if (!start_in_state(a))
@@ -543,7 +600,10 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
             if (budget-- == 0)
                 return STEP_YIELD; /* let other agents run */
             ltask *lt = ltask_next_ready(a);
-            if (ltask_resume(a, lt, cx)) {
+            bool ended = ltask_resume(a, lt, cx);
+            if (a->nheld)
+                agent_release_held(a); /* a decode raised and was caught */
+            if (ended) {
                 pthread_mutex_lock(&a->mlock);
                 bool running = a->state != AG_EXITED;
                 pthread_mutex_unlock(&a->mlock);
@@ -586,6 +646,7 @@ static int first_protected_poll(lua_State *L) {
 
 /* A raise escaped the host's own work in the state: the agent ends. */
 static poll_step poll_raised(agent *a, int rc) {
+    agent_release_held(a);
     bool oom = rc == LUA_ERRMEM || atomic_exchange(&a->oom, false);
     char *m = lerr_message(a->Lp);
     lua_settop(a->Lp, a->poll_fn_ready ? 1 : 0);

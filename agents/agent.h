@@ -31,7 +31,19 @@
  * says so), never cut. */
 #define AGENT_NAME_MAX 63
 
+/* C objects an agent can hold across raising calls at once (agent_hold;
+ * more than one only when a finalizer receives during a decode). */
+#define AGENT_HELD_MAX 8
+
 typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;
+
+/* A watcher (a reference) and the message its exit notice will travel
+ * in, allocated when it started watching, so that an exit is always told
+ * even when memory has run out by then (mail_add_monitor). */
+typedef struct agent_monitor {
+    agent *watcher;
+    msg *notice;
+} agent_monitor;
 
 /* Where an agent's main function comes from: a function's bytecode, a
  * file, a module, or (ms.run) a function already in the caller's state. */
@@ -66,6 +78,14 @@ struct agent {
      * the agent: held here while the error value is built, which may
      * raise. */
     char *fail_message, *fail_traceback;
+
+    /* C objects held across a call into the state that may raise (a
+     * message being decoded): agent_hold.  Agent thread only. */
+    struct {
+        void *p;
+        void (*free)(void *);
+    } held[AGENT_HELD_MAX];
+    uint32_t nheld;
 
     /* Written by the agent's thread, read by metrics (relaxed). */
     _Atomic size_t mem_used;
@@ -121,7 +141,7 @@ struct agent {
     /* Under mlock: */
     pthread_mutex_t mlock;
     agent_state state;
-    agent **monitors;           /* refs; told when this agent exits */
+    agent_monitor *monitors;    /* told when this agent exits (mail.c) */
     uint32_t nmonitors, mcap;
     char *stop_reason;
     bool state_closing;         /* under mlock: L is being closed */
@@ -176,6 +196,19 @@ ms_poll agent_poll(ms_cx *cx, void *state);
 void agent_exit(agent *a, const char *reason, int code, const char *message,
                 const char *traceback);
 void agent_stop(agent *a, const char *reason);
+/* C memory across a call that may raise.  A decode allocates in the
+ * agent's state and may raise (a memory error, a finalizer): what it
+ * decodes from (a message, a channel value) is held while it runs, so that
+ * if the raise unwinds past the caller it is freed at the next safe point
+ * (after the coroutine's resume returns, at the next poll, at teardown:
+ * agent_release_held) instead of leaking with whatever it references (a
+ * reply slot whose caller would wait forever, handles, the sender).
+ * agent_hold returns false when AGENT_HELD_MAX are held: the caller goes
+ * on unheld.  agent_unhold(a, p) gives p back; entries held after it
+ * belong to calls that raised and were caught meanwhile, and are freed. */
+bool agent_hold(agent *a, void *p, void (*free_fn)(void *));
+void agent_unhold(agent *a, void *p);
+void agent_release_held(agent *a);
 /* Switches the JIT on for a, within jit_agent_limit and unless it was
  * spawned with jit = false, or leaves it off.  Once per agent. */
 void agent_jit_decide(agent *a);

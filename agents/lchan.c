@@ -225,20 +225,34 @@ static bool buf_full(const lchan *lc) {
 
 /* Replaces the value at 2 by what the receiver gets: itself for plain
  * values, a copy for tables and handles (refused as by any send). */
+static void free_blob(void *x) {
+    xfer_free(x);
+}
+
 void lchan_prepare(lua_State *L, const char *fname) {
     int t = lua_type(L, 2);
     if (t == LUA_TNUMBER || t == LUA_TSTRING || t == LUA_TBOOLEAN || t == LUA_TNIL)
         return;
-    xfer x;
+    /* On the heap and held while it decodes: a raise there frees it. */
+    xfer *x = xfer_new();
+    if (!x) {
+        luaL_error(L, "%s: out of memory", fname);
+        return;
+    }
+    agent *a = agent_from_state(L);
+    bool held = a && agent_hold(a, x, free_blob);
     char err[300];
-    xfer_init(&x);
-    if (!xfer_encode(L, 2, &x, "value", err, sizeof err)) {
-        xfer_clear(&x);
+    if (!xfer_encode(L, 2, x, "value", err, sizeof err)) {
+        if (held)
+            agent_unhold(a, x);
+        xfer_free(x);
         luaL_error(L, "%s: %s", fname, err);
         return;
     }
-    xfer_decode(L, &x);
-    xfer_clear(&x);
+    xfer_decode(L, x);
+    if (held)
+        agent_unhold(a, x);
+    xfer_free(x);
     lua_replace(L, 2);
 }
 

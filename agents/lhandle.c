@@ -72,14 +72,36 @@ static bool push_cached_agent(lua_State *L, void *ptr) {
     return false;
 }
 
+static void unref_agent(void *p) { agent_unref(p); }
+static void unref_reply(void *p) { reply_unref(p); }
+static void unref_sem(void *p) { ms_sem_unref(p); }
+static void unref_chan(void *p) { ms_chan_unref(p); }
+
+static void (*unref_fn(xh_type t))(void *) {
+    switch (t) {
+    case XH_AGENT: return unref_agent;
+    case XH_REPLY: return unref_reply;
+    case XH_SEM: return unref_sem;
+    case XH_CHAN: return unref_chan;
+    }
+    return unref_agent;
+}
+
+/* Everything that can raise (allocations) comes before the reference is
+ * stored in the handle; while it runs the reference is held for the
+ * agent (agent_hold), so a raise releases it instead of leaking it. */
 void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
+    agent *a = agent_from_state(L);
+    bool held = a && agent_hold(a, ptr, unref_fn(type));
     if (type == XH_AGENT && push_cached_agent(L, ptr)) {
+        if (held)
+            agent_unhold(a, ptr);
         lh_unref_handle(type, ptr); /* the cached handle holds its own */
         return;
     }
     lhandle *h = lua_newuserdata(L, sizeof *h);
     h->type = type;
-    h->ptr = ptr;
+    h->ptr = NULL;
     h->lc = NULL;
     lms_push_mt(L, handle_mt(type));
     lua_setmetatable(L, -2);
@@ -90,6 +112,19 @@ void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
         lua_rawset(L, -4);
         lua_remove(L, -2);
     }
+    if (held)
+        agent_unhold(a, ptr);
+    h->ptr = ptr;
+}
+
+lhandle *lh_new(lua_State *L, xh_type type) {
+    lhandle *h = lua_newuserdata(L, sizeof *h);
+    h->type = type;
+    h->ptr = NULL;
+    h->lc = NULL;
+    lms_push_mt(L, handle_mt(type));
+    lua_setmetatable(L, -2);
+    return h;
 }
 
 void lh_push_agent(lua_State *L, agent *a) {

@@ -152,12 +152,10 @@ static int l_channel(lua_State *L) {
     ms_chan *ch;
     if (ms_chan_new((size_t)cap, drop_xfer, &ch) != 0)
         return luaL_error(L, "ms.channel: out of memory");
+    lh_push_handle(L, XH_CHAN, ch); /* a raise there releases ch */
     lchan *lc = lchan_new((size_t)cap);
-    if (!lc) {
-        ms_chan_unref(ch);
+    if (!lc)
         return luaL_error(L, "ms.channel: out of memory");
-    }
-    lh_push_handle(L, XH_CHAN, ch);
     ((lhandle *)lua_touserdata(L, -1))->lc = lc;
     /* The local queue (lchan.c): the handle's environment. */
     lua_createtable(L, cap >= 1 && cap <= 64 ? (int)cap : 4, 0);
@@ -244,7 +242,11 @@ static int c_try_recv(lua_State *L) {
         lua_pushstring(L, rc == MS_E_CLOSED ? "closed" : "empty");
         return 2;
     }
+    agent *a = agent_from_state(L);
+    bool held = a && agent_hold(a, v, drop_xfer);
     xfer_decode(L, v);
+    if (held)
+        agent_unhold(a, v);
     xfer_free(v);
     return 1;
 }

@@ -38,13 +38,23 @@ void ltask_unref(ltask *lt) {
     }
 }
 
+/* The woken stack of an agent torn down (ltask_drop_woken): a wake that
+ * comes later (a message delivered, a timer fired as the agent ended)
+ * pushes nothing, since nobody would ever drain it: the task's reference
+ * on the stack would keep it and its agent forever. */
+#define WOKEN_CLOSED ((ltask *)&ltask_waker_vtable)
+
 void ltask_wake_by_ref(ltask *lt) {
     if (atomic_exchange_explicit(&lt->notified, 1, memory_order_acq_rel))
         return; /* already on the stack, not yet drained */
     agent *a = lt->a;
-    ltask_ref(lt); /* the stack's reference */
     ltask *head = atomic_load_explicit(&a->woken, memory_order_relaxed);
+    ltask_ref(lt); /* the stack's reference */
     do {
+        if (head == WOKEN_CLOSED) {
+            ltask_unref(lt);
+            return;
+        }
         lt->next_woken = head;
     } while (!atomic_compare_exchange_weak_explicit(&a->woken, &head, lt, memory_order_release,
                                                     memory_order_relaxed));
@@ -119,17 +129,23 @@ static void runq_remove(agent *a, ltask *lt) {
 }
 
 ltask *ltask_spawn(agent *a, lua_State *L, int nargs) {
+    /* The coroutine first: making it may raise (memory), and nothing of
+     * ours may be held then. */
+    lua_State *co = lua_newthread(L);
+    int co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     ltask *lt = calloc(1, sizeof *lt);
-    if (!lt)
+    if (!lt) {
+        luaL_unref(L, LUA_REGISTRYINDEX, co_ref);
         return NULL;
+    }
     atomic_init(&lt->refs, 1); /* the scheduler's */
     atomic_init(&lt->notified, 0);
     agent_ref(a);
     lt->a = a;
     lt->id = ++a->next_ltask_id;
     lt->handle_ref = LUA_NOREF;
-    lt->co = lua_newthread(L);
-    lt->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lt->co = co;
+    lt->co_ref = co_ref;
     lua_xmove(L, lt->co, nargs + 1);
     lt->nres = nargs;
     lt->status = LT_READY;
@@ -161,8 +177,9 @@ ltask *ltask_current(lua_State *L, const char *fname) {
                    "module's top level), which a task cannot yield across",
                    fname);
     /* A running task has no operation pending; one left over would be from
-     * a call whose yield failed, and must not be waited on. */
-    if (lt->op.poll)
+     * a call whose yield failed, or a deadline from one that raised before
+     * it waited, and must not be waited on. */
+    if (lt->op.poll || lt->op.deadline)
         op_cancel(lt);
     return lt;
 }
@@ -176,6 +193,8 @@ int ltask_wait(lua_State *L, ltask *lt) {
  * and the coroutine goes. */
 static void ltask_finish(agent *a, ltask *lt, lt_status st) {
     lt->status = st;
+    if (lt->op.deadline) /* left by a call that raised before it waited */
+        op_reset_light(lt);
     task_handle_release(a->L, lt, st);
     for (ltask *j = lt->joiners; j;) {
         ltask *next = j->join_next;
@@ -225,7 +244,9 @@ void ltask_abort_all(agent *a) {
 }
 
 void ltask_drop_woken(agent *a) {
-    ltask *w = atomic_exchange(&a->woken, NULL);
+    ltask *w = atomic_exchange(&a->woken, WOKEN_CLOSED);
+    if (w == WOKEN_CLOSED)
+        return;
     while (w) {
         ltask *next = w->next_woken;
         ltask_unref(w);

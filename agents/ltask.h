@@ -76,7 +76,8 @@ ltask *ltask_next_ready(agent *a);
 bool ltask_resume(agent *a, ltask *lt, ms_cx *cx);
 /* Ends every coroutine of a, waiting or ready, as aborted. */
 void ltask_abort_all(agent *a);
-/* Drops the references on a's woken stack (the agent is ending). */
+/* Drops the references on a's woken stack and closes it (the agent is
+ * ending): a later wake pushes nothing. */
 void ltask_drop_woken(agent *a);
 
 #endif

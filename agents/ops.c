@@ -289,12 +289,14 @@ int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort)
         return op_return_fast(L, lt, task_handle_push_outcome(L, handle_idx));
     if (!set_deadline(L, lt, timeout))
         return 0;
+    /* What may raise (memory) comes before the reference is taken. */
+    lua_pushvalue(L, handle_idx);
+    int handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     ltask_ref(target);
     lt->op.u.join.target = target;
     lt->op.u.join.registered = false;
     lt->op.u.join.abort = abort;
-    lua_pushvalue(L, handle_idx);
-    lt->op.u.join.handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lt->op.u.join.handle_ref = handle_ref;
     return suspend(L, lt, join_poll, join_cancel);
 }
 
@@ -302,17 +304,32 @@ int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort)
 
 /* Pushes a message's value and its sender (or reply slot) onto co and
  * frees it.  Returns the number of values pushed (2). */
-static int push_message(lua_State *co, msg *m) {
-    lua_checkstack(co, 3);
+static void free_xfer(void *x) {
+    xfer_free(x);
+}
+
+static void free_msg(void *m) {
+    msg_free(m);
+}
+
+/* m is held while it is decoded (agent_hold): a raise there (memory, a
+ * finalizer) frees it, and a caller waiting on its reply slot hears "no
+ * reply" instead of waiting forever. */
+static int push_message(agent *a, lua_State *co, msg *m) {
+    bool held = agent_hold(a, m, free_msg);
+    luaL_checkstack(co, 3, "receiving a message");
     xfer_decode(co, m->body);
     if (m->reply) {
-        lh_push_handle(co, XH_REPLY, m->reply); /* the message's ref moves */
-        m->reply = NULL;
+        reply_slot *r = m->reply;
+        m->reply = NULL; /* the message's ref moves */
+        lh_push_handle(co, XH_REPLY, r);
     } else if (m->sender) {
         lh_push_agent(co, m->sender);
     } else {
         lua_pushnil(co);
     }
+    if (held)
+        agent_unhold(a, m);
     msg_free(m);
     return 2;
 }
@@ -332,7 +349,7 @@ static ms_poll recv_poll(ltask *lt, ms_cx *cx) {
     /* A producer that took the registration meanwhile wakes us once for
      * nothing, which a re-poll absorbs. */
     mail_unwait(a, lt);
-    lt->nres = push_message(lt->co, m);
+    lt->nres = push_message(a, lt->co, m);
     return MS_POLL_READY;
 }
 
@@ -350,7 +367,7 @@ int op_recv(lua_State *L, ltask *lt, double timeout) {
      * the scheduler: a collector drains its backlog in one run. */
     msg *m = mail_take(a);
     if (m) {
-        return op_return_fast(L, lt, push_message(L, m));
+        return op_return_fast(L, lt, push_message(a, L, m));
     }
     if (!set_deadline(L, lt, timeout))
         return 0;
@@ -362,12 +379,25 @@ int op_recv(lua_State *L, ltask *lt, double timeout) {
 static ms_poll call_poll(ltask *lt, ms_cx *cx) {
     reply_slot *r = lt->op.u.call.slot;
     pthread_mutex_lock(&r->lock);
+    if (r->filled && !r->body) {
+        r->caller_gone = true;
+        pthread_mutex_unlock(&r->lock);
+        lua_pushnil(lt->co);
+        lua_pushliteral(lt->co, "no reply: the answer could not be built (out of memory)");
+        lt->nres = 2;
+        reply_unref(r);
+        lt->op.u.call.slot = NULL;
+        return MS_POLL_READY;
+    }
     if (r->filled) {
         xfer *body = r->body;
         r->body = NULL;
         r->caller_gone = true;
         pthread_mutex_unlock(&r->lock);
+        bool held = agent_hold(lt->a, body, free_xfer);
         xfer_decode(lt->co, body);
+        if (held)
+            agent_unhold(lt->a, body);
         xfer_free(body);
         lt->nres = 1;
         reply_unref(r);
@@ -402,8 +432,18 @@ static void call_cancel(ltask *lt) {
     lt->op.u.call.slot = NULL;
 }
 
+static void unref_slot(void *r) {
+    reply_unref(r);
+}
+
+/* Once the message is delivered nothing may fail before the task waits
+ * (the callee would answer a slot nobody holds, and the slot would leak):
+ * the deadline comes first, and the encoding runs with the message and
+ * the slot held (agent_hold), since it may raise. */
 int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout) {
     char err[300];
+    if (!set_deadline(L, lt, timeout))
+        return 0;
     msg *m = msg_new();
     reply_slot *r = reply_new();
     if (!m || !r) {
@@ -411,28 +451,32 @@ int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout)
             msg_free(m);
         if (r)
             reply_unref(r);
+        op_reset_light(lt);
         return luaL_error(L, "call: out of memory");
-    }
-    if (!xfer_encode(L, msg_idx, m->body, "message", err, sizeof err)) {
-        msg_free(m);
-        reply_unref(r);
-        return luaL_error(L, "call: %s", err);
     }
     reply_ref(r); /* the message's */
     m->reply = r;
     m->sender = lt->a;
     agent_ref(lt->a);
-    int rc = mail_deliver(target, m, err, sizeof err);
-    if (rc != 0) {
+    bool held_r = agent_hold(lt->a, r, unref_slot);
+    bool held_m = agent_hold(lt->a, m, free_msg);
+    bool encoded = xfer_encode(L, msg_idx, m->body, "message", err, sizeof err);
+    if (held_m)
+        agent_unhold(lt->a, m);
+    if (held_r)
+        agent_unhold(lt->a, r);
+    int rc = encoded ? mail_deliver(target, m, err, sizeof err) : 0;
+    if (!encoded || rc != 0) {
         msg_free(m); /* drops the message's reply and sender references */
         reply_unref(r);
+        op_reset_light(lt);
+        if (!encoded)
+            return luaL_error(L, "call: %s", err);
         lua_pushnil(L);
         lerr_push(L, rc, err, NULL);
         return 2;
     }
     lt->op.u.call.slot = r;
-    if (!set_deadline(L, lt, timeout))
-        return 0;
     return suspend(L, lt, call_poll, call_cancel);
 }
 
@@ -690,7 +734,10 @@ static ms_poll chan_recv_poll(ltask *lt, ms_cx *cx) {
     if (ms_chan_recv_poll(o->ch, &o->w, cx, &v, &rc) == MS_POLL_PENDING)
         return MS_POLL_PENDING;
     if (rc == 0) {
+        bool held = agent_hold(lt->a, v, free_xfer);
         xfer_decode(lt->co, v);
+        if (held)
+            agent_unhold(lt->a, v);
         xfer_free(v);
         lt->nres = 1;
     } else {

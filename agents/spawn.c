@@ -199,6 +199,10 @@ static bool read_spec(lua_State *L, int base, int ms_idx, agent *a, char *err, s
     return true;
 }
 
+static void unref_agent(void *a) {
+    agent_unref(a);
+}
+
 agent *spawn_agent(lua_State *L, int idx, char *err, size_t errlen) {
     host *h = host_get();
     if (!h) {
@@ -228,7 +232,12 @@ agent *spawn_agent(lua_State *L, int idx, char *err, size_t errlen) {
         snprintf(err, errlen, "no memory for an agent");
         return NULL;
     }
+    /* read_spec may raise (encoding args): a is held meanwhile. */
+    agent *self = agent_from_state(L);
+    bool held = self && agent_hold(self, a, unref_agent);
     bool ok = read_spec(L, base, ms_idx, a, err, errlen);
+    if (held)
+        agent_unhold(self, a);
     lua_settop(L, base - 1);
     if (!ok || !agent_start(a, err, errlen)) {
         agent_unref(a);

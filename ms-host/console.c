@@ -129,6 +129,9 @@ static parse_result parse_line(con_conn *c, xfer **line) {
         return c->rlen >= CON_HEADER_MAX ? PARSE_BAD : PARSE_NEED_MORE;
     if (c->rlen < 5 || memcmp(c->in, "line ", 5) != 0)
         return PARSE_BAD;
+    /* Digits only: strtoul alone would take "+5", " 5" and "-0". */
+    if (c->in[5] < '0' || c->in[5] > '9')
+        return PARSE_BAD;
     char *end;
     unsigned long n = strtoul(c->in + 5, &end, 10);
     if (end == c->in + 5 || end != nl || n > CON_MAX_LINE)
@@ -140,6 +143,10 @@ static parse_result parse_line(con_conn *c, xfer **line) {
     if (!x)
         return PARSE_BAD;
     xfer_put_lstr(x, c->in + head, n);
+    if (x->failed) {
+        xfer_free(x);
+        return PARSE_BAD;
+    }
     memmove(c->in, c->in + head + n, c->rlen - head - n);
     c->rlen -= head + n;
     *line = x;
@@ -275,7 +282,7 @@ static bool announce(con_server *srv, con_conn *c, uint64_t id) {
     xfer_put_str(m->body, "outbox");
     xfer_put_handle(m->body, XH_CHAN, c->outbox);
     char err[200];
-    if (mail_deliver(srv->dispatcher, m, err, sizeof err) != 0) {
+    if (m->body->failed || mail_deliver(srv->dispatcher, m, err, sizeof err) != 0) {
         msg_free(m);
         return false;
     }

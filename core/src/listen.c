@@ -125,6 +125,13 @@ static void connection_cb(uv_stream_t *server, int status) {
     } else if (status == 0) {
         rc = UV_ENOMEM;
     }
+    if (status == 0 && server->accepted_fd != -1) {
+        /* The connection libuv accepted for us was not taken (no memory
+         * for the stream): close it, or libuv keeps it and stops
+         * listening until an accept that never comes. */
+        close(server->accepted_fd);
+        server->accepted_fd = -1;
+    }
     pthread_mutex_lock(&l->lock);
     if (s) {
         if (l->last)
