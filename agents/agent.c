@@ -723,13 +723,19 @@ bool agent_start(agent *a, char *err, size_t errlen) {
         atomic_store(&a->shutdown_requested, true);
     pthread_mutex_unlock(&h->lock);
     agent_ref(a); /* the task's reference */
-    int rc = ms_spawn(h->rt, agent_poll, a, agent_task_drop, &a->task);
+    ms_task *t;
+    int rc = ms_spawn(h->rt, agent_poll, a, agent_task_drop, &t);
     if (rc != 0) {
         snprintf(err, errlen, "%s", ms_err_name(rc));
         agent_unref(a);
         registry_remove(h, a);
         return false;
     }
+    /* Under the host lock: the stall reporter (lifecycle.c) looks for the
+     * task among the registered agents, and a is registered already. */
+    pthread_mutex_lock(&h->lock);
+    a->task = t;
+    pthread_mutex_unlock(&h->lock);
     return true;
 }
 

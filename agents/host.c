@@ -10,15 +10,19 @@
 #include "host.h"
 #include "lifecycle.h"
 
-static host *g_host;
+/* Atomic: threads the runtime starts before the host exists (the health
+ * monitor's stall reports, lifecycle_on_stall) read it (acquire) while
+ * host_init publishes it (release). */
+static _Atomic(host *) g_host;
 
 host *host_get(void) {
-    return g_host;
+    return atomic_load_explicit(&g_host, memory_order_acquire);
 }
 
 host *host_init(ms_runtime *rt, bool own) {
-    if (g_host)
-        return g_host;
+    host *had = atomic_load_explicit(&g_host, memory_order_acquire);
+    if (had)
+        return had;
     host *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
@@ -29,7 +33,7 @@ host *host_init(ms_runtime *rt, bool own) {
     h->next_agent_id = 1;
     h->jit_agent_limit = 2000;
     atomic_init(&h->jit_agents, 0);
-    g_host = h;
+    atomic_store_explicit(&g_host, h, memory_order_release);
     return h;
 }
 
@@ -62,7 +66,7 @@ void host_history_push(host *h, ms_metrics *m, double time) {
 }
 
 void host_track_interval(ms_interval **slot) {
-    host *h = g_host;
+    host *h = host_get();
     if (!h)
         return;
     pthread_mutex_lock(&h->lock);
@@ -80,7 +84,7 @@ void host_track_interval(ms_interval **slot) {
 }
 
 void host_untrack_interval(ms_interval **slot) {
-    host *h = g_host;
+    host *h = host_get();
     if (!h)
         return;
     pthread_mutex_lock(&h->lock);
@@ -93,7 +97,7 @@ void host_untrack_interval(ms_interval **slot) {
 }
 
 int host_shutdown(void) {
-    host *h = g_host;
+    host *h = host_get();
     int rc = 0;
     if (!h)
         return 0;
@@ -139,6 +143,6 @@ int host_shutdown(void) {
     pthread_mutex_destroy(&h->hist_lock);
     pthread_mutex_destroy(&h->lock);
     free(h);
-    g_host = NULL;
+    atomic_store_explicit(&g_host, NULL, memory_order_release);
     return rc;
 }

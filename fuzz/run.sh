@@ -15,6 +15,7 @@ secs=$3
 here=$(cd "$(dirname "$0")" && pwd)
 corpus=${4:-}
 artifacts=${5:-$1/artifacts}
+[ -n "$artifacts" ] || artifacts=$1/artifacts
 [ -x "$bin" ] || { echo "fuzz/run.sh: no $bin (build the fuzzers first)" >&2; exit 2; }
 mkdir -p "$artifacts"
 opts="-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$artifacts/$target-"

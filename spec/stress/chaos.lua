@@ -103,25 +103,30 @@ end
 
 local function chaos_agent(args)
     math.randomseed(args.seed)
-    local loopers, hogs = 0, 0
+    local loopers, hogs, stops, rounds = 0, 0, 0, 0
     while true do
         local m, reply = ms.recv(0.02)
         if m == "stop" then
-            reply({ loopers = loopers, hogs = hogs })
+            reply({ loopers = loopers, hogs = hogs, stops = stops, rounds = rounds })
             return
         end
-        local r = math.random()
-        if r < 0.3 then
-            local a = ms.agent.whereis(args.names[math.random(#args.names)])
-            if a then a:stop("chaos") end
-        elseif r < 0.4 then
+        rounds = rounds + 1
+        -- Every round stops a consumer; every other round starts a looper
+        -- or a memory hog (rounds are slow under a flood: this agent waits
+        -- its turn like any other).
+        local a = ms.agent.whereis(args.names[math.random(#args.names)])
+        if a then
+            a:stop("chaos")
+            stops = stops + 1
+        end
+        if rounds % 4 == 1 then
             -- Interpreted, so a:stop interrupts its loop; it stays in one
             -- poll until then (a stall report when it lasts).
             local l = ms.agent.spawn{ jit = false, fn = function() while true do end end }
             ms.sleep(0.05)
             l:stop("chaos: enough looping")
             loopers = loopers + 1
-        elseif r < 0.5 then
+        elseif rounds % 4 == 3 then
             ms.agent.spawn{ memory_limit = 64 * 1024, fn = function()
                 local t = {}
                 for i = 1, 1e8 do t[i] = { i } end
@@ -261,8 +266,9 @@ end
 local rs = {}
 for k, n in pairs(reasons) do rs[#rs + 1] = k .. " " .. n end
 table.sort(rs)
-print(("chaos: %.1f s, %d incarnations (%s), %d loopers, %d memory hogs"):format(seconds,
-    incarnations, table.concat(rs, ", "), monkey.loopers, monkey.hogs))
+print(("chaos: %.1f s, %d incarnations (%s); the chaos agent: %d rounds, %d stops, %d loopers, "
+    .. "%d memory hogs"):format(seconds, incarnations, table.concat(rs, ", "), monkey.rounds,
+    monkey.stops, monkey.loopers, monkey.hogs))
 print(("chaos: sent %d, accepted %d = received %d + unread %d; counted by the consumers %d")
     :format(sent, totals.accepted, totals.received, totals.unread, totals.processed))
 print(("chaos: resident memory %.1f MiB -> %.1f MiB; %d agents left, Lua heap of others %d bytes")
