@@ -26,6 +26,7 @@
 
 #include "agent.h"
 #include "events.h"
+#include "hold.h"
 #include "host.h"
 #include "lerr.h"
 #include "libs.h"
@@ -46,7 +47,6 @@ void agent_ref(agent *a) {
 }
 
 static void agent_free(agent *a) {
-    agent_release_held(a);
     /* Nobody can push any more (pushers hold references), so this
      * drains every message, unread ones included. */
     for (mlink *l; (l = mbox_pop(&a->mbox));)
@@ -56,6 +56,9 @@ static void agent_free(agent *a) {
         msg_free(a->monitors[i].notice);
     }
     free(a->monitors);
+    for (uint32_t i = 0; i < a->nlinks; i++)
+        agent_unref(a->links[i]);
+    free(a->links);
     xfer_free(a->args);
     free(a->src_text);
     free(a->stop_reason);
@@ -91,6 +94,7 @@ agent *agent_new(host *h) {
     mbox_init(&a->mbox);
     pthread_mutex_lock(&h->lock); /* the defaults are live-tunable */
     a->mem_limit = h->default_mem_limit;
+    a->runaway = h->runaway > 0 ? h->runaway : RUNAWAY_REPORT;
     atomic_init(&a->mailbox_limit, h->mailbox_limit);
     pthread_mutex_unlock(&h->lock);
     return a;
@@ -126,37 +130,6 @@ agent *agent_from_state(lua_State *L) {
     return a;
 }
 
-/* ---- C memory held across calls that may raise (agent.h) ---- */
-
-bool agent_hold(agent *a, void *p, void (*free_fn)(void *)) {
-    if (a->nheld == AGENT_HELD_MAX)
-        return false;
-    a->held[a->nheld].p = p;
-    a->held[a->nheld].free = free_fn;
-    a->nheld++;
-    return true;
-}
-
-void agent_unhold(agent *a, void *p) {
-    for (uint32_t i = a->nheld; i-- > 0;) {
-        if (a->held[i].p != p)
-            continue;
-        /* Above it: left by raises caught since; their calls are over. */
-        uint32_t top = a->nheld;
-        a->nheld = i;
-        for (uint32_t k = i + 1; k < top; k++)
-            a->held[k].free(a->held[k].p);
-        return;
-    }
-}
-
-void agent_release_held(agent *a) {
-    while (a->nheld > 0) {
-        a->nheld--;
-        a->held[a->nheld].free(a->held[a->nheld].p);
-    }
-}
-
 /* ---- the allocator: one per agent, for its memory limit ---- */
 
 static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -179,24 +152,41 @@ static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return p;
 }
 
-/* Installed by agent_stop on an interpreted (jit = false) agent: the next
- * thousand VM instructions of whatever it runs end in this error, so even
- * `while true do end` stops.  Compiled code does not call hooks, so an
- * agent with the JIT on stops only at its next poll. */
+/* Installed by agent_stop on a running agent: every thousand VM
+ * instructions of the interpreter it yields the running task out to the
+ * scheduler, which then ends the agent.  A yield, not an error: pcall does
+ * not catch it (LuaJIT yields across pcall), so `while true do pcall(f)
+ * end` stops too.  Where the code cannot yield (inside a C function: a
+ * table.sort comparator, a metamethod called from C) it raises instead,
+ * which leaves that C function, and fires from then on at every
+ * instruction, to yield at the first one back in yieldable code.  Compiled code (a trace) calls no hooks: see docs/host.md,
+ * "Stopping agents". */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    lua_sethook(L, NULL, 0, 0);
-    luaL_error(L, "stopped by agent:stop()");
+    if (lua_isyieldable(L))
+        lua_yield(L, 0);
+    /* From now on at every instruction, so that the first one back in
+     * yieldable code yields, before a loop re-enters the C function. */
+    lua_sethook(L, stop_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "agent stopped");
 }
 
 void agent_stop(agent *a, const char *reason) {
+    agent_stop_as(a, "killed", reason);
+}
+
+void agent_stop_as(agent *a, const char *exit_reason, const char *reason) {
     pthread_mutex_lock(&a->mlock);
-    if (a->state != AG_EXITED && !a->stop_reason)
-        a->stop_reason = strdup(reason ? reason : "killed");
+    if (a->state != AG_EXITED && !a->stop_reason) {
+        a->stop_reason = strdup(reason ? reason : exit_reason);
+        snprintf(a->stop_exit_reason, sizeof a->stop_exit_reason, "%s", exit_reason);
+    }
     /* lua_sethook may be called while the state runs (it is what Lua's own
      * interpreter does from its SIGINT handler); mlock keeps it away from
-     * a state being closed. */
-    if (a->jit_off && a->own_state && a->L && !a->state_closing && a->state == AG_RUNNING)
+     * a state being closed.  Only for a state of the agent's own: ms.run's
+     * main agent shares its global state (and so its hook) with the
+     * caller. */
+    if (a->own_state && a->L && !a->state_closing && a->state == AG_RUNNING)
         lua_sethook(a->L, stop_hook, LUA_MASKCOUNT, 1000);
     pthread_mutex_unlock(&a->mlock);
     atomic_store_explicit(&a->stop_requested, true, memory_order_release);
@@ -449,6 +439,7 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
         agent_unref(mons[i].watcher);
     }
     free(mons);
+    mail_exit_links(a, reason);
     drop_unread(a, unread);
 }
 
@@ -463,8 +454,17 @@ static int teardown_in_state(lua_State *L) {
     return 0;
 }
 
-/* Cancels every coroutine and closes the state (if ours). */
+/* Cancels every coroutine, frees the messages nobody will read and closes
+ * the state (if ours). */
 static void agent_teardown(agent *a) {
+    a->tearing_down = true;
+    /* The mailbox is closed (agent_exit): what is left in it is counted as
+     * unread and freed now, on the agent's thread (its one consumer),
+     * rather than with the agent: a message can hold a reference to the
+     * agent itself (a send to self, a call's reply slot), and would keep
+     * it alive for ever. */
+    for (mlink *l; (l = mbox_pop_unread(&a->mbox));)
+        msg_free((msg *)l);
     if (a->L && a->all && lua_cpcall(a->Lp, teardown_in_state, a) != 0) {
         /* A raise while aborting (a finalizer): what is left of the tasks
          * goes with the state. */
@@ -477,14 +477,12 @@ static void agent_teardown(agent *a) {
         }
     }
     ltask_drop_woken(a);
-    agent_release_held(a);
     if (a->own_state && a->L) {
         pthread_mutex_lock(&a->mlock);
         a->state_closing = true;
         pthread_mutex_unlock(&a->mlock);
         lua_close(a->L);
         a->L = a->Lp = NULL;
-        agent_release_held(a); /* held by finalizers that raised */
     }
     if (a->jit_counted) {
         atomic_fetch_sub(&a->h->jit_agents, 1);
@@ -560,23 +558,28 @@ static poll_step exit_now(agent *a, const char *reason, int code, const char *me
     return STEP_FINISH;
 }
 
+/* A stopped agent ends ("killed", or "runaway" for the health monitor's
+ * policy), with the stop's reason as its message. */
+static poll_step exit_stopped(agent *a) {
+    pthread_mutex_lock(&a->mlock);
+    char reason[128], exit_reason[16];
+    snprintf(reason, sizeof reason, "%s", a->stop_reason ? a->stop_reason : "killed");
+    snprintf(exit_reason, sizeof exit_reason, "%s",
+             a->stop_exit_reason[0] ? a->stop_exit_reason : "killed");
+    pthread_mutex_unlock(&a->mlock);
+    return exit_now(a, exit_reason, MS_E_TASK_CANCELLED, reason);
+}
+
 /* The poll inside the agent's state: start, stop requests, then the
  * coroutines woken and ready, until none is left or the budget is spent. */
 static poll_step poll_in_state(agent *a, ms_cx *cx) {
-    if (a->nheld)
-        agent_release_held(a);
     if (!a->started) {
         a->started = true;
         if (!start_in_state(a))
             return STEP_FINISH;
     }
-    if (atomic_load_explicit(&a->stop_requested, memory_order_acquire)) {
-        pthread_mutex_lock(&a->mlock);
-        char reason[64];
-        snprintf(reason, sizeof reason, "%s", a->stop_reason ? a->stop_reason : "killed");
-        pthread_mutex_unlock(&a->mlock);
-        return exit_now(a, "killed", MS_E_TASK_CANCELLED, reason);
-    }
+    if (atomic_load_explicit(&a->stop_requested, memory_order_acquire))
+        return exit_stopped(a);
     if (!a->shutdown_started &&
         atomic_load_explicit(&a->shutdown_requested, memory_order_acquire)) {
         a->shutdown_started = true;
@@ -600,10 +603,7 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
             if (budget-- == 0)
                 return STEP_YIELD; /* let other agents run */
             ltask *lt = ltask_next_ready(a);
-            bool ended = ltask_resume(a, lt, cx);
-            if (a->nheld)
-                agent_release_held(a); /* a decode raised and was caught */
-            if (ended) {
+            if (ltask_resume(a, lt, cx)) {
                 pthread_mutex_lock(&a->mlock);
                 bool running = a->state != AG_EXITED;
                 pthread_mutex_unlock(&a->mlock);
@@ -611,6 +611,9 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
                     agent_exit(a, a->shutdown_started ? "shutdown" : "normal", 0, NULL, NULL);
                 return STEP_FINISH;
             }
+            /* Stopped while it ran (the stop hook yielded it out). */
+            if (atomic_load_explicit(&a->stop_requested, memory_order_acquire))
+                return exit_stopped(a);
             if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire))
                 return STEP_PENDING;
             /* Coroutines woken meanwhile queue up now, behind the ready
@@ -646,7 +649,6 @@ static int first_protected_poll(lua_State *L) {
 
 /* A raise escaped the host's own work in the state: the agent ends. */
 static poll_step poll_raised(agent *a, int rc) {
-    agent_release_held(a);
     bool oom = rc == LUA_ERRMEM || atomic_exchange(&a->oom, false);
     char *m = lerr_message(a->Lp);
     lua_settop(a->Lp, a->poll_fn_ready ? 1 : 0);
@@ -693,6 +695,8 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
     }
     if (rc != 0)
         pc.step = poll_raised(a, rc);
+    /* What a raise left half-way into the state (hold.h). */
+    hold_release_all();
     switch (pc.step) {
     case STEP_PENDING:
         return MS_POLL_PENDING;
@@ -752,6 +756,7 @@ void agent_get_info(agent *a, agent_info *out) {
     out->memory_limit = a->mem_limit;
     out->polls = atomic_load_explicit(&a->polls, memory_order_relaxed);
     out->restarts = a->restarts;
+    out->traps_exit = atomic_load_explicit(&a->traps_exit, memory_order_relaxed);
     memcpy(out->exit_reason, a->exit_reason, sizeof out->exit_reason);
     pthread_mutex_unlock(&a->mlock);
 }

@@ -31,10 +31,6 @@
  * says so), never cut. */
 #define AGENT_NAME_MAX 63
 
-/* C objects an agent can hold across raising calls at once (agent_hold;
- * more than one only when a finalizer receives during a decode). */
-#define AGENT_HELD_MAX 8
-
 typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;
 
 /* A watcher (a reference) and the message its exit notice will travel
@@ -44,6 +40,11 @@ typedef struct agent_monitor {
     agent *watcher;
     msg *notice;
 } agent_monitor;
+
+/* What the health monitor does with an agent stuck in one poll past
+ * stall_threshold (agent.runaway): report it, stop it, or (a count N > 0)
+ * stop it at its Nth stall. */
+enum { RUNAWAY_REPORT = 0, RUNAWAY_STOP = -1 };
 
 /* Where an agent's main function comes from: a function's bytecode, a
  * file, a module, or (ms.run) a function already in the caller's state. */
@@ -73,19 +74,12 @@ struct agent {
     uint32_t fast_streak;       /* channel ops completed without a yield (lchan.c) */
     uint64_t next_ltask_id;
     bool started;
+    bool tearing_down;          /* agent thread: no new task from here on */
     int exit_ref;               /* registry ref of the error value on failure */
     /* The last failed task's message and traceback (ltask.c), freed with
      * the agent: held here while the error value is built, which may
      * raise. */
     char *fail_message, *fail_traceback;
-
-    /* C objects held across a call into the state that may raise (a
-     * message being decoded): agent_hold.  Agent thread only. */
-    struct {
-        void *p;
-        void (*free)(void *);
-    } held[AGENT_HELD_MAX];
-    uint32_t nheld;
 
     /* Written by the agent's thread, read by metrics (relaxed). */
     _Atomic size_t mem_used;
@@ -106,6 +100,11 @@ struct agent {
     _Atomic bool blocking_busy; /* a blocking job holds L */
     _Atomic bool stop_requested;
     _Atomic bool shutdown_requested; /* graceful: run on_shutdown, then end */
+    /* The agent handles stops itself (ms.trap_exit, ms.on_shutdown): a
+     * supervisor asks it with a message and waits its shutdown time,
+     * instead of stopping it at once.  Written by the agent, read by
+     * anyone (relaxed: a hint for whoever stops it). */
+    _Atomic bool traps_exit;
     bool shutdown_started;      /* agent thread */
 
     /* Spawn spec, consumed at start (agent thread). */
@@ -119,7 +118,10 @@ struct agent {
     int argc;
     bool main_agent;            /* ms-host's main agent: JIT from the start */
     bool jit_off;
+    bool sandbox;               /* immutable: see libs.c (the JIT is off too) */
     uint32_t restarts;          /* set by a supervisor that restarted this child */
+    int runaway;                /* immutable: RUNAWAY_REPORT, _STOP or a count */
+    _Atomic uint32_t stalls;    /* stalls reported (health monitor's thread) */
     bool supervised;            /* immutable: its supervisor stops it at shutdown */
     bool jit_counted;           /* counted in host jit_agents */
     bool jit_decided;           /* agent thread: the JIT was switched on or off */
@@ -143,7 +145,10 @@ struct agent {
     agent_state state;
     agent_monitor *monitors;    /* told when this agent exits (mail.c) */
     uint32_t nmonitors, mcap;
+    agent **links;              /* refs; linked both ways (mail.c) */
+    uint32_t nlinks, lcap;
     char *stop_reason;
+    char stop_exit_reason[16];  /* the exit reason a stop gives: killed, runaway */
     bool state_closing;         /* under mlock: L is being closed */
     /* Exit, for monitors and metrics (under mlock once state == EXITED). */
     char exit_reason[16];       /* normal, error, killed, oom, shutdown */
@@ -165,6 +170,7 @@ typedef struct agent_info {
     char name[AGENT_NAME_MAX + 1];
     agent_state state;
     size_t mailbox, received, memory, memory_limit;
+    bool traps_exit;
     uint64_t polls;
     uint32_t restarts;
     char exit_reason[16];
@@ -195,20 +201,12 @@ ms_poll agent_poll(ms_cx *cx, void *state);
 /* Records the agent's end and tells its monitors (L still open). */
 void agent_exit(agent *a, const char *reason, int code, const char *message,
                 const char *traceback);
+/* Ends a at once: at its next poll if it waits, and if it runs, at the
+ * interpreter's next thousand instructions (a hook that yields it out).
+ * The exit reason is "killed" (agent_stop) or exit_reason, with reason as
+ * the exit message. */
 void agent_stop(agent *a, const char *reason);
-/* C memory across a call that may raise.  A decode allocates in the
- * agent's state and may raise (a memory error, a finalizer): what it
- * decodes from (a message, a channel value) is held while it runs, so that
- * if the raise unwinds past the caller it is freed at the next safe point
- * (after the coroutine's resume returns, at the next poll, at teardown:
- * agent_release_held) instead of leaking with whatever it references (a
- * reply slot whose caller would wait forever, handles, the sender).
- * agent_hold returns false when AGENT_HELD_MAX are held: the caller goes
- * on unheld.  agent_unhold(a, p) gives p back; entries held after it
- * belong to calls that raised and were caught meanwhile, and are freed. */
-bool agent_hold(agent *a, void *p, void (*free_fn)(void *));
-void agent_unhold(agent *a, void *p);
-void agent_release_held(agent *a);
+void agent_stop_as(agent *a, const char *exit_reason, const char *reason);
 /* Switches the JIT on for a, within jit_agent_limit and unless it was
  * spawned with jit = false, or leaves it off.  Once per agent. */
 void agent_jit_decide(agent *a);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "events.h"
+#include "hold.h"
 #include "lhandle.h"
 #include "ms.h"
 #include "xfer.h"
@@ -129,6 +130,10 @@ void events_publish_host(const char *topic, const char *const *keys, const char 
     bus_publish(topic, x);
 }
 
+static void release_xfer(void *x) {
+    xfer_free(x);
+}
+
 static int ev_publish(lua_State *L) {
     const char *topic = luaL_checkstring(L, 1);
     luaL_checkany(L, 2);
@@ -136,7 +141,10 @@ static int ev_publish(lua_State *L) {
     xfer *x = xfer_new();
     if (!x)
         return luaL_error(L, "ms.events.publish: out of memory");
-    if (!xfer_encode(L, 2, x, "value", err, sizeof err)) {
+    hold_push(x, release_xfer);
+    bool encoded = xfer_encode(L, 2, x, "value", err, sizeof err);
+    hold_pop(x);
+    if (!encoded) {
         xfer_free(x);
         return luaL_error(L, "ms.events.publish: %s", err);
     }

@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "events.h"
+#include "facts.h"
 #include "host.h"
 #include "lifecycle.h"
+#include "tune.h"
 
 /* Atomic: threads the runtime starts before the host exists (the health
  * monitor's stall reports, lifecycle_on_stall) read it (acquire) while
@@ -31,7 +33,11 @@ host *host_init(ms_runtime *rt, bool own) {
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->hist_lock, NULL);
     h->next_agent_id = 1;
-    h->jit_agent_limit = 2000;
+    /* The host's live settings start at their profile fields' defaults. */
+    profile_field f;
+    for (size_t i = 0; profile_field_at(i, &f); i++)
+        if (!f.runtime && f.live)
+            host_setting_set(h, f.name, f.def);
     atomic_init(&h->jit_agents, 0);
     atomic_store_explicit(&g_host, h, memory_order_release);
     return h;
@@ -114,12 +120,17 @@ int host_shutdown(void) {
         ms_shutdown_report rep;
         rc = ms_runtime_shutdown(h->rt, MS_SHUTDOWN_CANCEL,
                                  ms_runtime_config(h->rt)->shutdown_timeout_ms, &rep);
-        if (rep.abandoned_threads)
+        if (rep.abandoned_threads) {
             fprintf(stderr,
                     "ms-host: %u thread%s still running after %llu ms (an agent stuck in a "
                     "loop?); exiting without waiting for them\n",
                     rep.abandoned_threads, rep.abandoned_threads == 1 ? " was" : "s were",
                     (unsigned long long)rep.elapsed_ms);
+            /* A thread still runs an agent's poll, which reads the agent,
+             * the host and the runtime: none of it is freed (the process
+             * is about to exit; g_host keeps it reachable). */
+            return rc;
+        }
         ms_runtime_free(h->rt);
     }
     uint64_t stopped = atomic_load(&h->stopped_at_shutdown);

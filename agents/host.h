@@ -38,6 +38,9 @@ struct host {
     size_t default_mem_limit;
     size_t mailbox_limit;
     uint32_t jit_agent_limit;
+    /* The agents' default runaway policy (agent.h): the profile's
+     * runaway_stop_after, 0 (report) or a count.  Under lock. */
+    int runaway;
     _Atomic uint64_t tune_changes; /* settings changed by ms.tune or SIGHUP */
     _Atomic uint32_t jit_agents;
     char *lua_path, *lua_cpath; /* package paths for new agent states */

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 
 #include "agent.h"
+#include "hold.h"
 #include "lchan.h"
 #include "lerr.h"
 #include "ltask.h"
@@ -225,7 +226,7 @@ static bool buf_full(const lchan *lc) {
 
 /* Replaces the value at 2 by what the receiver gets: itself for plain
  * values, a copy for tables and handles (refused as by any send). */
-static void free_blob(void *x) {
+static void release_xfer(void *x) {
     xfer_free(x);
 }
 
@@ -233,26 +234,23 @@ void lchan_prepare(lua_State *L, const char *fname) {
     int t = lua_type(L, 2);
     if (t == LUA_TNUMBER || t == LUA_TSTRING || t == LUA_TBOOLEAN || t == LUA_TNIL)
         return;
-    /* On the heap and held while it decodes: a raise there frees it. */
+    char err[300];
     xfer *x = xfer_new();
     if (!x) {
         luaL_error(L, "%s: out of memory", fname);
         return;
     }
-    agent *a = agent_from_state(L);
-    bool held = a && agent_hold(a, x, free_blob);
-    char err[300];
-    if (!xfer_encode(L, 2, x, "value", err, sizeof err)) {
-        if (held)
-            agent_unhold(a, x);
-        xfer_free(x);
+    /* On the heap and held (hold.h): encoding and decoding may raise. */
+    hold_push(x, release_xfer);
+    bool encoded = xfer_encode(L, 2, x, "value", err, sizeof err);
+    if (encoded)
+        xfer_decode(L, x);
+    hold_pop(x);
+    xfer_free(x);
+    if (!encoded) {
         luaL_error(L, "%s: %s", fname, err);
         return;
     }
-    xfer_decode(L, x);
-    if (held)
-        agent_unhold(a, x);
-    xfer_free(x);
     lua_replace(L, 2);
 }
 

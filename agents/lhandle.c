@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "hold.h"
 #include "lchan.h"
 #include "lhandle.h"
 #include "lms.h"
@@ -72,30 +73,28 @@ static bool push_cached_agent(lua_State *L, void *ptr) {
     return false;
 }
 
-static void unref_agent(void *p) { agent_unref(p); }
-static void unref_reply(void *p) { reply_unref(p); }
-static void unref_sem(void *p) { ms_sem_unref(p); }
-static void unref_chan(void *p) { ms_chan_unref(p); }
-
-static void (*unref_fn(xh_type t))(void *) {
-    switch (t) {
-    case XH_AGENT: return unref_agent;
-    case XH_REPLY: return unref_reply;
-    case XH_SEM: return unref_sem;
-    case XH_CHAN: return unref_chan;
-    }
-    return unref_agent;
+static void release_agent(void *p) {
+    agent_unref(p);
+}
+static void release_reply(void *p) {
+    reply_unref(p);
+}
+static void release_sem(void *p) {
+    ms_sem_unref(p);
+}
+static void release_chan(void *p) {
+    ms_chan_unref(p);
 }
 
-/* Everything that can raise (allocations) comes before the reference is
- * stored in the handle; while it runs the reference is held for the
- * agent (agent_hold), so a raise releases it instead of leaking it. */
 void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
-    agent *a = agent_from_state(L);
-    bool held = a && agent_hold(a, ptr, unref_fn(type));
+    static void (*const release[])(void *) = {
+        [XH_AGENT] = release_agent, [XH_REPLY] = release_reply, [XH_SEM] = release_sem,
+        [XH_CHAN] = release_chan};
+    /* The reference is held until the userdata that takes it has its
+     * finalizer (hold.h): a raise before that would lose it. */
+    hold_push(ptr, release[type]);
     if (type == XH_AGENT && push_cached_agent(L, ptr)) {
-        if (held)
-            agent_unhold(a, ptr);
+        hold_pop(ptr);
         lh_unref_handle(type, ptr); /* the cached handle holds its own */
         return;
     }
@@ -105,6 +104,8 @@ void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
     h->lc = NULL;
     lms_push_mt(L, handle_mt(type));
     lua_setmetatable(L, -2);
+    h->ptr = ptr;
+    hold_pop(ptr);
     if (type == XH_AGENT) {
         /* stack: cache, handle */
         lua_pushlightuserdata(L, ptr);
@@ -112,9 +113,6 @@ void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
         lua_rawset(L, -4);
         lua_remove(L, -2);
     }
-    if (held)
-        agent_unhold(a, ptr);
-    h->ptr = ptr;
 }
 
 lhandle *lh_new(lua_State *L, xh_type type) {
@@ -150,6 +148,21 @@ lhandle *lh_check(lua_State *L, int idx, xh_type type) {
     if (!h->ptr)
         luaL_argerror(L, idx, "handle already released");
     return h;
+}
+
+agent *lh_check_agent_like(lua_State *L, int idx) {
+    if (lua_type(L, idx) == LUA_TTABLE) {
+        /* A handle that stands for an agent (ms.supervisor's) keeps it in
+         * its raw field `agent`: read raw, no metamethod runs. */
+        lua_pushliteral(L, "agent");
+        lua_rawget(L, idx < 0 ? idx - 1 : idx);
+        xh_type type;
+        void *p = lh_to_handle(L, -1, &type);
+        lua_pop(L, 1);
+        if (p && type == XH_AGENT)
+            return p;
+    }
+    return lh_check_agent(L, idx);
 }
 
 agent *lh_check_agent(lua_State *L, int idx) {

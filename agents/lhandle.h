@@ -23,9 +23,12 @@ typedef struct lhandle {
 
 void lh_push_agent(lua_State *L, agent *a);       /* takes a reference */
 agent *lh_check_agent(lua_State *L, int idx);
+/* An agent handle, or a table standing for an agent (a supervisor's
+ * handle: its raw field `agent`). */
+agent *lh_check_agent_like(lua_State *L, int idx);
 lhandle *lh_check(lua_State *L, int idx, xh_type type);
 /* Takes over a reference to ptr, also when it raises (a memory error):
- * the reference is then released (agent_hold). */
+ * the reference is then released (hold.h). */
 void lh_push_handle(lua_State *L, xh_type type, void *ptr);
 /* Pushes a handle of type with no object yet: for an object that must not
  * exist before its handle does (a spawned agent, which would run on

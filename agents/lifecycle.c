@@ -29,6 +29,7 @@
 #include "events.h"
 #include "host.h"
 #include "lifecycle.h"
+#include "lms.h"
 #include "tune.h"
 
 typedef struct lifecycle {
@@ -179,20 +180,41 @@ int lifecycle_start(ms_error *err) {
         lifecycle_drop(l);
         return rc;
     }
+    /* The calling thread (ms-host's main thread, which then waits for the
+     * main agent) leaves these signals to the driver thread, which handles
+     * them through libuv; the runtime's other threads block them already
+     * (core/src/thread.c).  Waiting in a futex, it would otherwise be the
+     * one the kernel picks, and ThreadSanitizer holds a signal until its
+     * thread makes an intercepted call. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     return 0;
 }
 
 /* ---- stalls (the core's health monitor) ---- */
 
-/* Called on the health monitor's thread: names the agent whose poll holds
- * the worker, says so on stderr and publishes ms.worker.stalled. */
 /* The agent named at a worker's stall report, for its recovery report
  * (the agent may be gone by then).  Health monitor thread only. */
 static char stall_names[MS_MAX_WORKERS][64];
 
+/* The runaway policy for a (under no lock): whether this stall, its
+ * stalls-th, ends it. */
+static bool runaway_ends(agent *a, uint32_t stalls) {
+    int policy = a->runaway;
+    return policy == RUNAWAY_STOP || (policy > 0 && stalls >= (uint32_t)policy);
+}
+
+/* Called on the health monitor's thread: names the agent whose poll holds
+ * the worker, applies its runaway policy, says so on stderr and publishes
+ * ms.worker.stalled. */
 void lifecycle_on_stall(void *ud, const ms_stall *st) {
     host *h = host_get();
     char name[64] = "(not an agent)";
+    agent *found = NULL;
     if (st->recovered && st->worker < MS_MAX_WORKERS && stall_names[st->worker][0]) {
         snprintf(name, sizeof name, "%s", stall_names[st->worker]);
     } else if (h) {
@@ -200,27 +222,46 @@ void lifecycle_on_stall(void *ud, const ms_stall *st) {
         for (agent *a = h->agents; a; a = a->next_reg)
             if (a->task && ms_task_id(a->task) == st->task_id) {
                 snprintf(name, sizeof name, "%s", a->name);
+                found = a;
+                agent_ref(found);
                 break;
             }
         pthread_mutex_unlock(&h->lock);
     }
     if (st->worker < MS_MAX_WORKERS)
         snprintf(stall_names[st->worker], sizeof stall_names[0], "%s", st->recovered ? "" : name);
+    /* The runaway policy: report only, or stop the agent (at once, or at
+     * its Nth stall); it then exits with reason "runaway", which
+     * supervisors restart as any abnormal exit. */
+    const char *action = "";
+    if (found && !st->recovered) {
+        uint32_t stalls = atomic_fetch_add(&found->stalls, 1) + 1;
+        if (runaway_ends(found, stalls)) {
+            char why[96];
+            snprintf(why, sizeof why, "runaway: in one poll for %.1f s (stall %u)",
+                     st->stalled_ms / 1000.0, stalls);
+            agent_stop_as(found, "runaway", why);
+            action = "; stopping it (runaway policy)";
+        }
+    }
+    if (found)
+        agent_unref(found);
     if (st->recovered)
         fprintf(stderr, "ms-host: worker %u is free again after %.1f s in agent %s\n",
                 st->worker, st->stalled_ms / 1000.0, name);
     else
         fprintf(stderr,
                 "ms-host: worker %u has been in one poll of agent %s for %.1f s (an endless loop "
-                "or a blocking call?); %s\n",
+                "or a blocking call?); %s%s\n",
                 st->worker, name, st->stalled_ms / 1000.0,
                 st->replaced ? "a stand-in worker carries its load until it is free"
-                             : "the other workers carry on");
-    const char *keys[] = {"worker", "agent", "stalled", "recovered", "replaced"};
+                             : "the other workers carry on",
+                action);
+    const char *keys[] = {"worker", "agent", "stalled", "recovered", "replaced", "stopped"};
     const char *strs[] = {NULL, name, NULL, st->recovered ? "true" : "false",
-                          st->replaced ? "true" : "false"};
-    double nums[] = {st->worker, 0, st->stalled_ms / 1000.0, 0, 0};
-    events_publish_host("ms.worker.stalled", keys, strs, nums, 5);
+                          st->replaced ? "true" : "false", action[0] ? "true" : "false"};
+    double nums[] = {st->worker, 0, st->stalled_ms / 1000.0, 0, 0, 0};
+    events_publish_host("ms.worker.stalled", keys, strs, nums, 6);
 }
 
 /* ---- SIGHUP: reload ---- */
@@ -245,7 +286,11 @@ void lifecycle_reload_profile(void) {
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", MS_LUA_DIR, MS_LUA_DIR);
     lua_setfield(L, -2, "path");
-    lua_pop(L, 1);
+    /* ms.profile takes its fields from the ms module (ms._profile_fields). */
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_ms);
+    lua_setfield(L, -2, "ms");
+    lua_pop(L, 2);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "ms.profile");
     int ok = lua_pcall(L, 1, 1, 0) == 0;

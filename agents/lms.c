@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "events.h"
+#include "facts.h"
 #include "lhandle.h"
 #include "lms.h"
 #include "lms_agent.h"
@@ -175,9 +176,9 @@ void *lms_check_udata(lua_State *L, int idx, lms_mt which) {
 int luaopen_ms(lua_State *L) {
     static const luaL_Reg *const parts[] = {lms_task_functions, lms_agent_functions,
                                             lms_sync_functions, lms_run_functions};
-    /* Sized for the functions, agent, events, metrics, version, _tune and
-     * the lazily loaded Lua modules (ms_lazy_index): no rehash while it
-     * fills. */
+    /* Sized for the functions, agent, events, metrics, version, _tune, the
+     * descriptor primitives and the lazily loaded Lua modules
+     * (ms_lazy_index): no rehash while it fills. */
     lua_createtable(L, 0, 40);
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         luaL_register(L, NULL, parts[i]);
@@ -191,6 +192,7 @@ int luaopen_ms(lua_State *L) {
     lua_setfield(L, -2, "version");
     tune_push_primitive(L);
     lua_setfield(L, -2, "_tune");
+    facts_register(L);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, ms_lazy_index);
     lua_setfield(L, -2, "__index");

@@ -23,7 +23,9 @@ typedef enum lms_mt {
     LMS_MT_COUNT
 } lms_mt;
 
-int luaopen_ms(lua_State *L);
+/* The entry point of the ms module, and the one symbol build/agents/ms.so
+ * exports (the agents layer is built with hidden visibility). */
+__attribute__((visibility("default"))) int luaopen_ms(lua_State *L);
 /* Pushes the state's metatable of that kind. */
 void lms_push_mt(lua_State *L, lms_mt which);
 /* The userdata at idx if it has that metatable; raises luaL_checkudata's

@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "host.h"
+#include "hold.h"
 #include "lerr.h"
 #include "lhandle.h"
 #include "lms.h"
@@ -37,6 +38,14 @@ static int l_agent_spawn(lua_State *L) {
     return 1;
 }
 
+static void release_msg(void *m) {
+    msg_free(m);
+}
+
+static void release_xfer(void *x) {
+    xfer_free(x);
+}
+
 static int a_send(lua_State *L) {
     agent *target = lh_check_agent(L, 1);
     luaL_checkany(L, 2);
@@ -44,7 +53,11 @@ static int a_send(lua_State *L) {
     msg *m = msg_new();
     if (!m)
         return luaL_error(L, "send: out of memory");
-    if (!xfer_encode(L, 2, m->body, "message", err, sizeof err)) {
+    /* Encoding may raise (it can convert a key in place): held. */
+    hold_push(m, release_msg);
+    bool encoded = xfer_encode(L, 2, m->body, "message", err, sizeof err);
+    hold_pop(m);
+    if (!encoded) {
         msg_free(m);
         return luaL_error(L, "send: %s", err);
     }
@@ -103,6 +116,8 @@ static void push_info(lua_State *L, const agent_info *in) {
     lua_setfield(L, -2, "polls");
     lua_pushnumber(L, (double)in->restarts);
     lua_setfield(L, -2, "restarts");
+    lua_pushboolean(L, in->traps_exit);
+    lua_setfield(L, -2, "trap_exit");
     if (in->state == AG_EXITED) {
         lua_pushstring(L, in->exit_reason);
         lua_setfield(L, -2, "exit_reason");
@@ -141,13 +156,46 @@ static int l_recv(lua_State *L) {
     return op_recv(L, ltask_current(L, "ms.recv"), timeout);
 }
 
+/* ms.trap_exit([on]) -> whether it was on.  An agent that traps exits
+ * handles stops itself: its supervisor sends it { event = "shutdown" } and
+ * waits its shutdown time; one that does not is stopped at once. */
+static int l_trap_exit(lua_State *L) {
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.trap_exit: no agent runs in this Lua state");
+    bool was = atomic_load_explicit(&self->traps_exit, memory_order_relaxed);
+    if (!lua_isnoneornil(L, 1))
+        atomic_store_explicit(&self->traps_exit, lua_toboolean(L, 1), memory_order_relaxed);
+    lua_pushboolean(L, was);
+    return 1;
+}
+
 static int l_monitor(lua_State *L) {
-    agent *target = lh_check_agent(L, 1);
+    agent *target = lh_check_agent_like(L, 1);
     agent *self = agent_from_state(L);
     if (!self)
         return luaL_error(L, "ms.monitor: no agent runs in this Lua state");
     if (!mail_add_monitor(target, self))
         return luaL_error(L, "ms.monitor: out of memory");
+    return 0;
+}
+
+/* ms.link(a) / ms.unlink(a): see mail.c. */
+static int l_link(lua_State *L) {
+    agent *other = lh_check_agent_like(L, 1);
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.link: no agent runs in this Lua state");
+    mail_link(self, other);
+    return 0;
+}
+
+static int l_unlink(lua_State *L) {
+    agent *other = lh_check_agent_like(L, 1);
+    agent *self = agent_from_state(L);
+    if (!self)
+        return luaL_error(L, "ms.unlink: no agent runs in this Lua state");
+    mail_unlink(self, other);
     return 0;
 }
 
@@ -166,7 +214,9 @@ void lms_push_agents(lua_State *L) {
     if (h && !agent_list_info(h, &rows, &n))
         luaL_error(L, "ms.agents: out of memory");
     /* rows is C memory: a raise below (memory) must not leak it. */
+    hold_push(rows, free);
     agent_info *ud = lua_newuserdata(L, n ? n * sizeof *rows : 1);
+    hold_pop(rows);
     if (n)
         memcpy(ud, rows, n * sizeof *rows);
     free(rows);
@@ -193,10 +243,6 @@ static int l_whereis(lua_State *L) {
     return 1;
 }
 
-static void free_body(void *x) {
-    xfer_free(x);
-}
-
 /* reply(value): answers an agent:call.  Out of memory, the caller is
  * answered "no reply" at once (it would otherwise wait until the reply
  * handle is collected) and the replier gets the error. */
@@ -209,11 +255,9 @@ static int r_call(lua_State *L) {
         return luaL_error(L, "reply: out of memory");
     }
     lua_settop(L, 2);
-    agent *a = agent_from_state(L);
-    bool held = a && agent_hold(a, body, free_body);
+    hold_push(body, release_xfer);
     bool encoded = xfer_encode(L, 2, body, "reply", err, sizeof err);
-    if (held)
-        agent_unhold(a, body);
+    hold_pop(body);
     if (!encoded) {
         if (body->failed)
             reply_fill(h->ptr, NULL);
@@ -242,7 +286,9 @@ void lms_build_reply_mt(lua_State *L) {
 }
 
 const luaL_Reg lms_agent_functions[] = {
-    {"recv", l_recv}, {"monitor", l_monitor}, {"self", l_self}, {"agents", l_agents},
+    {"recv", l_recv},     {"monitor", l_monitor}, {"self", l_self},
+    {"agents", l_agents}, {"trap_exit", l_trap_exit}, {"link", l_link},
+    {"unlink", l_unlink},
     {NULL, NULL}};
 
 const luaL_Reg lms_agent_module[] = {

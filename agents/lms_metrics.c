@@ -12,6 +12,7 @@
 #include "host.h"
 #include "lms_agent.h"
 #include "lms_metrics.h"
+#include "tune.h"
 
 /* ---- metrics ---- */
 
@@ -39,74 +40,47 @@ static void push_histogram(lua_State *L, const ms_histogram *hg) {
     SETNUM("sum", hg->sum_ns / 1e9);
 }
 
-/* Pushes the runtime part of ms.metrics() for snapshot m. */
+/* Sets metric d of m (worker w, or MS_METRIC_TOTAL) in the table at the
+ * top under its name: in seconds where the name drops the unit ("busy"
+ * for busy_ns), else as stored; flags as booleans; histograms only when
+ * the snapshot has them. */
+static void set_metric(lua_State *L, const ms_metrics *m, const ms_metric_desc *d, uint32_t w) {
+    if (d->value == MS_METRIC_HIST) {
+        const ms_histogram *hg = ms_metric_histogram(m, d, w);
+        if (!m->histograms || !hg)
+            return;
+        push_histogram(L, hg);
+    } else if (d->value == MS_METRIC_BOOL) {
+        lua_pushboolean(L, ms_metric_get(m, d, w) != 0);
+    } else if (strcmp(d->name, d->key) != 0) {
+        uint64_t per_second = 1000000000u / ms_metric_unit_ns(d->unit);
+        lua_pushnumber(L, (double)ms_metric_get(m, d, w) / (double)per_second);
+    } else {
+        lua_pushnumber(L, (double)ms_metric_get(m, d, w));
+    }
+    lua_setfield(L, -2, d->name);
+}
+
+/* Pushes the runtime part of ms.metrics() for snapshot m: every metric of
+ * libms's table (ms_metric_descs), the workers' sums at the top and each
+ * worker's own in per_worker. */
 static void push_snapshot(lua_State *L, const ms_metrics *m) {
-    lua_createtable(L, 0, 34);
-    SETNUM("uptime", m->uptime_ns / 1e9);
-    SETNUM("workers", m->workers);
-    SETNUM("active_workers", m->active_workers);
-    SETNUM("max_workers", m->max_workers);
-    SETNUM("worker_resizes", m->worker_resizes);
-    SETNUM("worker_replacements", m->worker_replacements);
-    SETNUM("global_queue_interval", m->global_queue_interval);
-    SETNUM("budget", m->budget);
-    SETNUM("park_spin_us", m->park_spin_us);
-    SETNUM("thread_keep_alive", m->thread_keep_alive_ms / 1000.0);
-    SETNUM("blocking_threads", m->blocking_threads);
-    SETNUM("idle_blocking_threads", m->idle_blocking_threads);
-    SETNUM("max_blocking_threads", m->max_blocking_threads);
-    SETNUM("spawned_tasks", m->spawned_tasks);
-    SETNUM("remote_spawned_tasks", m->remote_spawned_tasks);
-    SETNUM("alive_tasks", m->alive_tasks);
-    SETNUM("failed_tasks", m->failed_tasks);
-    SETNUM("cancelled_tasks", m->cancelled_tasks);
-    SETNUM("injection_queue_depth", m->injection_queue_depth);
-    SETNUM("blocking_queue_depth", m->blocking_queue_depth);
-    SETNUM("blocking_jobs_total", m->blocking_jobs_total);
-    SETNUM("stalls_total", m->stalls_total);
-    SETNUM("timers_active", m->timers_active);
-    SETNUM("timers_fired", m->timers_fired);
-    SETNUM("park_count", m->park_count);
-    SETNUM("noop_count", m->noop_count);
-    SETNUM("steal_count", m->steal_count);
-    SETNUM("steal_operations", m->steal_operations);
-    SETNUM("poll_count", m->poll_count);
-    SETNUM("busy", m->busy_ns / 1e9);
-    SETNUM("forced_yields", m->forced_yields);
-    SETNUM("overflow_count", m->overflow_count);
-    SETNUM("local_schedule_count", m->local_schedule_count);
-    SETNUM("local_queue_depth", m->local_queue_depth);
+    size_t n;
+    const ms_metric_desc *d = ms_metric_descs(&n);
+    lua_createtable(L, 0, (int)n + 8);
+    for (size_t i = 0; i < n; i++)
+        if (d[i].scope == MS_METRIC_RUNTIME || d[i].sum_offset != MS_METRIC_NO_SUM)
+            set_metric(L, m, &d[i], MS_METRIC_TOTAL);
     lua_pushboolean(L, m->histograms);
     lua_setfield(L, -2, "histograms");
     lua_createtable(L, (int)m->workers, 0);
-    for (uint32_t i = 0; i < m->workers; i++) {
-        const ms_worker_metrics *w = &m->worker[i];
-        lua_createtable(L, 0, 16);
-        SETNUM("index", i + 1);
-        SETNUM("park_count", w->park_count);
-        SETNUM("noop_count", w->noop_count);
-        SETNUM("steal_count", w->steal_count);
-        SETNUM("steal_operations", w->steal_operations);
-        SETNUM("poll_count", w->poll_count);
-        SETNUM("busy", w->busy_ns / 1e9);
-        SETNUM("forced_yields", w->forced_yields);
-        SETNUM("overflow_count", w->overflow_count);
-        SETNUM("local_schedule_count", w->local_schedule_count);
-        SETNUM("spawned_tasks", w->spawned_tasks);
-        SETNUM("local_queue_depth", w->local_queue_depth);
-        SETNUM("local_queue_capacity", w->local_queue_capacity);
-        lua_pushboolean(L, w->parked);
-        lua_setfield(L, -2, "parked");
-        lua_pushboolean(L, w->active);
-        lua_setfield(L, -2, "active");
-        SETNUM("stalled", w->stalled_ms / 1000.0);
-        if (m->histograms) {
-            push_histogram(L, &w->poll_duration);
-            lua_setfield(L, -2, "poll_duration");
-            push_histogram(L, &w->schedule_delay);
-            lua_setfield(L, -2, "schedule_delay");
-        }
-        lua_rawseti(L, -2, (int)i + 1);
+    for (uint32_t w = 0; w < m->workers; w++) {
+        lua_createtable(L, 0, 20);
+        SETNUM("index", w + 1);
+        for (size_t i = 0; i < n; i++)
+            if (d[i].scope == MS_METRIC_WORKER)
+                set_metric(L, m, &d[i], w);
+        lua_rawseti(L, -2, (int)w + 1);
     }
     lua_setfield(L, -2, "per_worker");
 }
@@ -138,16 +112,14 @@ static int l_metrics(lua_State *L) {
         return lua_error(L);
     }
     ms_metrics_free(m);
-    /* The host's live settings, as they are now (not part of a snapshot). */
+    /* The host's live settings, as they are now (not part of a snapshot):
+     * copied under the host's lock, set in the table after it. */
     SETNUM("tune_changes", atomic_load_explicit(&h->tune_changes, memory_order_relaxed));
-    pthread_mutex_lock(&h->lock);
-    double mailbox_limit = (double)h->mailbox_limit;
-    double mem_limit = (double)h->default_mem_limit;
-    double jit_limit = (double)h->jit_agent_limit;
-    pthread_mutex_unlock(&h->lock);
-    SETNUM("mailbox_limit", mailbox_limit);
-    SETNUM("agent_memory_limit", mem_limit);
-    SETNUM("jit_agent_limit", jit_limit);
+    const char *names[16];
+    double values[16];
+    int nsettings = host_settings(h, names, values, 16);
+    for (int i = 0; i < nsettings; i++)
+        SETNUM(names[i], values[i]);
     lms_push_agents(L);
     lua_setfield(L, -2, "agents");
     lua_getfield(L, lua_upvalueindex(1), "stats");

@@ -73,8 +73,11 @@ static int l_run(lua_State *L) {
  * registration order, after the agent's tasks were stopped). */
 static int l_on_shutdown(lua_State *L) {
     luaL_checktype(L, 1, LUA_TFUNCTION);
-    if (!agent_from_state(L))
+    agent *self = agent_from_state(L);
+    if (!self)
         return luaL_error(L, "ms.on_shutdown: no agent runs in this Lua state");
+    /* Cleanup to do: the agent handles stops itself from now on. */
+    atomic_store_explicit(&self->traps_exit, true, memory_order_relaxed);
     lua_getfield(L, LUA_REGISTRYINDEX, "ms.on_shutdown");
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "hold.h"
 #include "lchan.h"
 #include "lhandle.h"
 #include "lms.h"
@@ -145,6 +146,10 @@ static void drop_xfer(void *v) {
     xfer_free(v);
 }
 
+static void release_lchan(void *lc) {
+    lchan_unref(lc);
+}
+
 static int l_channel(lua_State *L) {
     double cap = luaL_optnumber(L, 1, 0);
     if (cap < 0 || cap != (double)(size_t)cap)
@@ -152,11 +157,15 @@ static int l_channel(lua_State *L) {
     ms_chan *ch;
     if (ms_chan_new((size_t)cap, drop_xfer, &ch) != 0)
         return luaL_error(L, "ms.channel: out of memory");
-    lh_push_handle(L, XH_CHAN, ch); /* a raise there releases ch */
     lchan *lc = lchan_new((size_t)cap);
-    if (!lc)
+    if (!lc) {
+        ms_chan_unref(ch);
         return luaL_error(L, "ms.channel: out of memory");
+    }
+    hold_push(lc, release_lchan);
+    lh_push_handle(L, XH_CHAN, ch);
     ((lhandle *)lua_touserdata(L, -1))->lc = lc;
+    hold_pop(lc);
     /* The local queue (lchan.c): the handle's environment. */
     lua_createtable(L, cap >= 1 && cap <= 64 ? (int)cap : 4, 0);
     lua_setfenv(L, -2);
@@ -242,11 +251,9 @@ static int c_try_recv(lua_State *L) {
         lua_pushstring(L, rc == MS_E_CLOSED ? "closed" : "empty");
         return 2;
     }
-    agent *a = agent_from_state(L);
-    bool held = a && agent_hold(a, v, drop_xfer);
+    hold_push(v, drop_xfer);
     xfer_decode(L, v);
-    if (held)
-        agent_unhold(a, v);
+    hold_pop(v);
     xfer_free(v);
     return 1;
 }

@@ -41,15 +41,17 @@ static lt_status task_status(task_handle *h) {
 }
 
 void task_handle_push(lua_State *L, ltask *lt) {
+    /* Every allocation first: a raise then leaves no reference behind. */
     task_handle *h = lua_newuserdata(L, sizeof *h);
     memset(h, 0, sizeof *h);
-    ltask_ref(lt);
-    h->lt = lt;
-    h->id = lt->id;
     lms_push_mt(L, LMS_MT_TASK);
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
-    lt->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ltask_ref(lt);
+    h->lt = lt;
+    h->id = lt->id;
+    lt->handle_ref = ref;
 }
 
 /* Pushes lt's handle, or returns NULL (nothing pushed) if it has none. */

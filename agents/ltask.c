@@ -129,8 +129,12 @@ static void runq_remove(agent *a, ltask *lt) {
 }
 
 ltask *ltask_spawn(agent *a, lua_State *L, int nargs) {
-    /* The coroutine first: making it may raise (memory), and nothing of
-     * ours may be held then. */
+    /* A finalizer run while the state closes must not start a task that
+     * nothing would ever end. */
+    if (a->tearing_down)
+        luaL_error(L, "agent %s has exited: no new task", a->name);
+    /* The coroutine first: making it may raise, and nothing in C is taken
+     * yet. */
     lua_State *co = lua_newthread(L);
     int co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     ltask *lt = calloc(1, sizeof *lt);

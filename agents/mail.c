@@ -15,6 +15,10 @@
 #include "ltask.h"
 #include "mail.h"
 #include "ops.h"
+#include "xfer.h"
+
+static xfer *exit_notice(agent *target, bool link);
+static void put_notice(xfer *x, agent *target, bool full, bool link);
 
 msg *msg_new(void) {
     msg *m = malloc(sizeof *m);
@@ -138,11 +142,161 @@ bool mail_add_monitor(agent *target, agent *watcher) {
     return true;
 }
 
-/* { event = "exit", agent, name, reason, unread [, message, traceback] }
- * into x, under target's mlock. */
-static void put_notice(xfer *x, agent *target, bool full) {
+/* Puts { event = "exit", agent = <target>, name, reason, message,
+ * traceback, unread = n } in the watcher's mailbox (with link = true for a
+ * link's notice).  Built without a Lua state (exit_notice), so it works
+ * whichever thread the exit is on. */
+static void send_notice(agent *target, agent *watcher, bool link) {
+    xfer *x = exit_notice(target, link);
+    if (!x)
+        return;
+    msg *m = msg_new();
+    if (!m) {
+        xfer_free(x);
+        return;
+    }
+    m->body = x;
+    char err[128];
+    if (mail_deliver(watcher, m, err, sizeof err) != 0)
+        msg_free(m);
+}
+
+/* A monitor's notice travels in m, reserved when the watch began: without
+ * memory for the full notice a short one goes in m's own reserved room, so
+ * an exit is never lost to memory. */
+void mail_send_exit_notice(agent *target, agent *watcher, msg *m) {
+    xfer *full = exit_notice(target, false);
+    if (full) {
+        m->body = full;
+    } else {
+        pthread_mutex_lock(&target->mlock);
+        put_notice(m->body, target, false, false);
+        pthread_mutex_unlock(&target->mlock);
+        if (m->body->failed) { /* cannot happen: the room was reserved */
+            msg_free(m);
+            return;
+        }
+    }
+    char err[128];
+    if (mail_deliver(watcher, m, err, sizeof err) != 0)
+        msg_free(m);
+}
+
+/* ---- links ----
+ *
+ * A link joins two agents both ways (OTP's link): when one exits with an
+ * abnormal reason, the other is stopped too, unless it traps exits, in
+ * which case it gets the exit notice with link = true (a trapping agent
+ * also hears of normal exits).  Each side keeps the other in its `links`
+ * (under its own mlock, with a reference); the two sides are updated one
+ * lock at a time, never both at once, so there is no lock order to keep.
+ * An entry left behind by a race with an exit is harmless: stopping or
+ * telling an agent that has exited does nothing. */
+
+/* Adds other to a's links (under a's lock).  false: a has exited. */
+static bool add_link(agent *a, agent *other) {
+    pthread_mutex_lock(&a->mlock);
+    bool exited = a->state == AG_EXITED;
+    if (!exited) {
+        if (a->nlinks == a->lcap) {
+            uint32_t cap = a->lcap ? a->lcap * 2 : 4;
+            agent **l = realloc(a->links, cap * sizeof *l);
+            if (l) {
+                a->links = l;
+                a->lcap = cap;
+            }
+        }
+        bool known = false;
+        for (uint32_t i = 0; i < a->nlinks && !known; i++)
+            known = a->links[i] == other;
+        if (!known && a->nlinks < a->lcap) {
+            agent_ref(other);
+            a->links[a->nlinks++] = other;
+        }
+    }
+    pthread_mutex_unlock(&a->mlock);
+    return !exited;
+}
+
+static void remove_link(agent *a, agent *other) {
+    pthread_mutex_lock(&a->mlock);
+    agent *found = NULL;
+    for (uint32_t i = 0; i < a->nlinks; i++)
+        if (a->links[i] == other) {
+            found = other;
+            a->links[i] = a->links[--a->nlinks];
+            break;
+        }
+    pthread_mutex_unlock(&a->mlock);
+    if (found)
+        agent_unref(found);
+}
+
+static bool is_normal_exit(const char *reason) {
+    return strcmp(reason, "normal") == 0 || strcmp(reason, "shutdown") == 0;
+}
+
+/* What linked hears of exited's exit (reason): a stop or a notice. */
+static void signal_link(agent *exited, agent *linked, const char *reason) {
+    if (atomic_load_explicit(&linked->traps_exit, memory_order_relaxed)) {
+        send_notice(exited, linked, true);
+    } else if (!is_normal_exit(reason)) {
+        char why[160];
+        snprintf(why, sizeof why, "linked agent %s (%llu) exited (%s)", exited->name,
+                 (unsigned long long)exited->id, reason);
+        agent_stop(linked, why);
+    }
+}
+
+void mail_link(agent *self, agent *other) {
+    if (self == other)
+        return;
+    if (!add_link(other, self)) {
+        /* Already gone: as if it exited now. */
+        char reason[16];
+        pthread_mutex_lock(&other->mlock);
+        snprintf(reason, sizeof reason, "%s", other->exit_reason);
+        pthread_mutex_unlock(&other->mlock);
+        signal_link(other, self, reason);
+        return;
+    }
+    add_link(self, other);
+}
+
+void mail_unlink(agent *self, agent *other) {
+    remove_link(self, other);
+    remove_link(other, self);
+}
+
+void mail_exit_links(agent *a, const char *reason) {
+    pthread_mutex_lock(&a->mlock);
+    agent **links = a->links;
+    uint32_t n = a->nlinks;
+    a->links = NULL;
+    a->nlinks = a->lcap = 0;
+    pthread_mutex_unlock(&a->mlock);
+    for (uint32_t i = 0; i < n; i++) {
+        remove_link(links[i], a);
+        signal_link(a, links[i], reason);
+        agent_unref(links[i]);
+    }
+    free(links);
+}
+
+/* The exit notice a monitor receives, built without a Lua state. */
+xfer *mail_exit_notice(agent *target) {
+    return exit_notice(target, false);
+}
+
+/* The notice into x, under target's mlock; full: with the exit's message
+ * and traceback. */
+static void put_notice(xfer *x, agent *target, bool full, bool link) {
     bool with_msg = full && target->exit_message, tb = full && target->exit_traceback;
-    xfer_put_table(x, 5 + (with_msg ? 1 : 0) + (tb ? 1 : 0));
+    xfer_put_table(x, 5 + (with_msg ? 1 : 0) + (tb ? 1 : 0) + (link ? 1 : 0));
+    if (link) {
+        xfer_put_str(x, "link");
+        xfer_put_bool(x, true);
+    }
     xfer_put_str(x, "event");
     xfer_put_str(x, "exit");
     xfer_put_str(x, "agent");
@@ -163,34 +317,13 @@ static void put_notice(xfer *x, agent *target, bool full) {
     }
 }
 
-/* The notice travels in m, reserved when the watch began: without memory
- * for the full notice a short one goes in m's own reserved room, so an
- * exit is never lost to memory. */
-void mail_send_exit_notice(agent *target, agent *watcher, msg *m) {
-    xfer *full = mail_exit_notice(target);
-    if (full) {
-        m->body = full;
-    } else {
-        pthread_mutex_lock(&target->mlock);
-        put_notice(m->body, target, false);
-        pthread_mutex_unlock(&target->mlock);
-        if (m->body->failed) { /* cannot happen: the room was reserved */
-            msg_free(m);
-            return;
-        }
-    }
-    char err[128];
-    if (mail_deliver(watcher, m, err, sizeof err) != 0)
-        msg_free(m);
-}
-
-/* The exit notice a monitor receives, built without a Lua state. */
-xfer *mail_exit_notice(agent *target) {
+/* The full notice in a blob of its own; NULL without memory. */
+static xfer *exit_notice(agent *target, bool link) {
     xfer *x = xfer_new();
     if (!x)
         return NULL;
     pthread_mutex_lock(&target->mlock);
-    put_notice(x, target, true);
+    put_notice(x, target, true, link);
     pthread_mutex_unlock(&target->mlock);
     if (x->failed) {
         xfer_free(x);

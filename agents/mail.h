@@ -46,6 +46,12 @@ bool mail_add_monitor(agent *target, agent *watcher);
  * mail_add_monitor; taken over).  Without memory for the full notice,
  * a short one without message and traceback goes, in the room reserved. */
 void mail_send_exit_notice(agent *target, agent *watcher, msg *notice);
+/* Links self and other both ways (see mail.c); if other has exited, self
+ * hears of it at once. */
+void mail_link(agent *self, agent *other);
+void mail_unlink(agent *self, agent *other);
+/* a has exited with reason: every linked agent hears of it. */
+void mail_exit_links(agent *a, const char *reason);
 /* { event = "exit", agent, name, reason, message, traceback, unread }
  * built without a Lua state; NULL without memory. */
 xfer *mail_exit_notice(agent *target);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "hold.h"
 #include "host.h"
 #include "lerr.h"
 #include "lhandle.h"
@@ -304,34 +305,44 @@ int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort)
 
 /* Pushes a message's value and its sender (or reply slot) onto co and
  * frees it.  Returns the number of values pushed (2). */
-static void free_xfer(void *x) {
-    xfer_free(x);
-}
-
-static void free_msg(void *m) {
+static void release_msg(void *m) {
     msg_free(m);
 }
 
-/* m is held while it is decoded (agent_hold): a raise there (memory, a
- * finalizer) frees it, and a caller waiting on its reply slot hears "no
- * reply" instead of waiting forever. */
-static int push_message(agent *a, lua_State *co, msg *m) {
-    bool held = agent_hold(a, m, free_msg);
-    luaL_checkstack(co, 3, "receiving a message");
+static int push_message(lua_State *co, msg *m) {
+    /* Held while it is decoded (hold.h): the decode allocates, and may
+     * raise. */
+    hold_push(m, release_msg);
+    lua_checkstack(co, 3);
     xfer_decode(co, m->body);
     if (m->reply) {
-        reply_slot *r = m->reply;
-        m->reply = NULL; /* the message's ref moves */
+        reply_slot *r = m->reply; /* the message's ref moves to the handle */
+        m->reply = NULL;
         lh_push_handle(co, XH_REPLY, r);
     } else if (m->sender) {
         lh_push_agent(co, m->sender);
     } else {
         lua_pushnil(co);
     }
-    if (held)
-        agent_unhold(a, m);
+    hold_pop(m);
     msg_free(m);
     return 2;
+}
+
+static void release_reply(void *r) {
+    reply_unref(r);
+}
+
+static void release_xfer(void *x) {
+    xfer_free(x);
+}
+
+/* Decodes the blob x (heap, owned) onto L and frees it; held meanwhile. */
+static void decode_owned(lua_State *L, xfer *x) {
+    hold_push(x, release_xfer);
+    xfer_decode(L, x);
+    hold_pop(x);
+    xfer_free(x);
 }
 
 static ms_poll recv_poll(ltask *lt, ms_cx *cx) {
@@ -349,7 +360,7 @@ static ms_poll recv_poll(ltask *lt, ms_cx *cx) {
     /* A producer that took the registration meanwhile wakes us once for
      * nothing, which a re-poll absorbs. */
     mail_unwait(a, lt);
-    lt->nres = push_message(a, lt->co, m);
+    lt->nres = push_message(lt->co, m);
     return MS_POLL_READY;
 }
 
@@ -367,7 +378,7 @@ int op_recv(lua_State *L, ltask *lt, double timeout) {
      * the scheduler: a collector drains its backlog in one run. */
     msg *m = mail_take(a);
     if (m) {
-        return op_return_fast(L, lt, push_message(a, L, m));
+        return op_return_fast(L, lt, push_message(L, m));
     }
     if (!set_deadline(L, lt, timeout))
         return 0;
@@ -394,11 +405,7 @@ static ms_poll call_poll(ltask *lt, ms_cx *cx) {
         r->body = NULL;
         r->caller_gone = true;
         pthread_mutex_unlock(&r->lock);
-        bool held = agent_hold(lt->a, body, free_xfer);
-        xfer_decode(lt->co, body);
-        if (held)
-            agent_unhold(lt->a, body);
-        xfer_free(body);
+        decode_owned(lt->co, body);
         lt->nres = 1;
         reply_unref(r);
         lt->op.u.call.slot = NULL;
@@ -432,14 +439,9 @@ static void call_cancel(ltask *lt) {
     lt->op.u.call.slot = NULL;
 }
 
-static void unref_slot(void *r) {
-    reply_unref(r);
-}
-
 /* Once the message is delivered nothing may fail before the task waits
  * (the callee would answer a slot nobody holds, and the slot would leak):
- * the deadline comes first, and the encoding runs with the message and
- * the slot held (agent_hold), since it may raise. */
+ * the deadline comes first. */
 int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout) {
     char err[300];
     if (!set_deadline(L, lt, timeout))
@@ -454,24 +456,27 @@ int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout)
         op_reset_light(lt);
         return luaL_error(L, "call: out of memory");
     }
+    /* Encoding may raise (it can convert a key in place): held. */
+    hold_push(m, release_msg);
+    hold_push(r, release_reply);
+    bool encoded = xfer_encode(L, msg_idx, m->body, "message", err, sizeof err);
+    hold_pop(r);
+    hold_pop(m);
+    if (!encoded) {
+        msg_free(m);
+        reply_unref(r);
+        op_reset_light(lt);
+        return luaL_error(L, "call: %s", err);
+    }
     reply_ref(r); /* the message's */
     m->reply = r;
     m->sender = lt->a;
     agent_ref(lt->a);
-    bool held_r = agent_hold(lt->a, r, unref_slot);
-    bool held_m = agent_hold(lt->a, m, free_msg);
-    bool encoded = xfer_encode(L, msg_idx, m->body, "message", err, sizeof err);
-    if (held_m)
-        agent_unhold(lt->a, m);
-    if (held_r)
-        agent_unhold(lt->a, r);
-    int rc = encoded ? mail_deliver(target, m, err, sizeof err) : 0;
-    if (!encoded || rc != 0) {
+    int rc = mail_deliver(target, m, err, sizeof err);
+    if (rc != 0) {
         msg_free(m); /* drops the message's reply and sender references */
         reply_unref(r);
         op_reset_light(lt);
-        if (!encoded)
-            return luaL_error(L, "call: %s", err);
         lua_pushnil(L);
         lerr_push(L, rc, err, NULL);
         return 2;
@@ -493,6 +498,7 @@ static void *blocking_job(void *arg) {
      * read by blocking_poll, from bco's stack as it was left.  1: done,
      * 2: failed, 3: yielded. */
     lt->op.u.any[4] = (void *)(intptr_t)(rc == 0 ? 1 : rc == LUA_YIELD ? 3 : 2);
+    hold_release_all(); /* what a raise in fn left (hold.h) */
     atomic_store_explicit(&lt->a->blocking_busy, false, memory_order_release);
     return NULL;
 }
@@ -734,11 +740,7 @@ static ms_poll chan_recv_poll(ltask *lt, ms_cx *cx) {
     if (ms_chan_recv_poll(o->ch, &o->w, cx, &v, &rc) == MS_POLL_PENDING)
         return MS_POLL_PENDING;
     if (rc == 0) {
-        bool held = agent_hold(lt->a, v, free_xfer);
-        xfer_decode(lt->co, v);
-        if (held)
-            agent_unhold(lt->a, v);
-        xfer_free(v);
+        decode_owned(lt->co, v);
         lt->nres = 1;
     } else {
         lua_pushnil(lt->co);

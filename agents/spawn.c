@@ -15,15 +15,17 @@
 #include <string.h>
 
 #include "agent.h"
+#include "hold.h"
 #include "host.h"
 #include "spawn.h"
 #include "xfer.h"
 
 /* The spawn table's fields, in the order they are pushed. */
 enum { F_FN, F_FILE, F_MODULE, F_NAME, F_MEMORY_LIMIT, F_RESTARTS, F_JIT, F_SUPERVISED, F_ARGS,
-       F_COUNT };
+       F_RUNAWAY, F_TRAP_EXIT, F_SANDBOX, F_COUNT };
 static const char *const field_names[F_COUNT] = {
-    "fn", "file", "module", "name", "memory_limit", "restarts", "jit", "supervised", "args"};
+    "fn",   "file",       "module", "name",   "memory_limit", "restarts",
+    "jit",  "supervised", "args",   "runaway",      "trap_exit", "sandbox"};
 
 /* What a bad value was, for an error message, without converting it. */
 static void describe_value(lua_State *L, int idx, char *buf, size_t len) {
@@ -184,9 +186,29 @@ static bool read_spec(lua_State *L, int base, int ms_idx, agent *a, char *err, s
             return false;
         a->restarts = (uint32_t)v;
     }
+    at = base + F_RUNAWAY;
+    if (lua_type(L, at) == LUA_TSTRING && strcmp(lua_tostring(L, at), "report") == 0) {
+        a->runaway = RUNAWAY_REPORT;
+    } else if (lua_type(L, at) == LUA_TSTRING && strcmp(lua_tostring(L, at), "stop") == 0) {
+        a->runaway = RUNAWAY_STOP;
+    } else if (!lua_isnil(L, at)) {
+        if (!take_whole(L, at, "runaway", 1, 1000000,
+                        "\"report\", \"stop\" or a count of stalls >= 1", &v, err, errlen))
+            return false;
+        a->runaway = (int)v;
+    }
     if (lua_type(L, base + F_JIT) == LUA_TBOOLEAN && !lua_toboolean(L, base + F_JIT))
         a->jit_off = true;
     a->supervised = lua_toboolean(L, base + F_SUPERVISED);
+    /* A sandboxed agent's children are sandboxed too: otherwise spawning
+     * one would be the way out. */
+    agent *spawner = agent_from_state(L);
+    if (lua_toboolean(L, base + F_SANDBOX) || (spawner && spawner->sandbox))
+        a->sandbox = a->jit_off = true;
+    /* Declared at spawn, so that a stop right after it (a supervisor
+     * whose next child fails to start) already knows. */
+    atomic_store_explicit(&a->traps_exit, lua_toboolean(L, base + F_TRAP_EXIT),
+                          memory_order_relaxed);
     if (!lua_isnil(L, base + F_ARGS)) {
         a->args = xfer_new();
         if (!a->args) {
@@ -199,7 +221,7 @@ static bool read_spec(lua_State *L, int base, int ms_idx, agent *a, char *err, s
     return true;
 }
 
-static void unref_agent(void *a) {
+static void release_agent(void *a) {
     agent_unref(a);
 }
 
@@ -232,12 +254,10 @@ agent *spawn_agent(lua_State *L, int idx, char *err, size_t errlen) {
         snprintf(err, errlen, "no memory for an agent");
         return NULL;
     }
-    /* read_spec may raise (encoding args): a is held meanwhile. */
-    agent *self = agent_from_state(L);
-    bool held = self && agent_hold(self, a, unref_agent);
+    /* Encoding args may raise (hold.h). */
+    hold_push(a, release_agent);
     bool ok = read_spec(L, base, ms_idx, a, err, errlen);
-    if (held)
-        agent_unhold(self, a);
+    hold_pop(a);
     lua_settop(L, base - 1);
     if (!ok || !agent_start(a, err, errlen)) {
         agent_unref(a);

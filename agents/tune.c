@@ -20,76 +20,56 @@
 
 #include "agent.h"
 #include "events.h"
+#include "facts.h"
 #include "host.h"
 #include "mail.h"
 #include "tune.h"
 
-typedef enum tk { TK_COUNT, TK_SECONDS, TK_BYTES } tk;
-
-typedef struct live_field {
-    const char *name;           /* profile field */
-    bool runtime;               /* owned by libms (else by the host) */
-    tk kind;
-} live_field;
-
-static const live_field live_fields[] = {
-    {"worker_threads", true, TK_COUNT},
-    {"max_blocking_threads", true, TK_COUNT},
-    {"thread_keep_alive", true, TK_SECONDS},
-    {"global_queue_interval", true, TK_COUNT},
-    {"budget", true, TK_COUNT},
-    {"park_spin_us", true, TK_COUNT},
-    {"agent_memory_limit", false, TK_BYTES},
-    {"jit_agent_limit", false, TK_COUNT},
-    {"mailbox_limit", false, TK_COUNT},
-};
-#define NLIVE (sizeof live_fields / sizeof live_fields[0])
-
-static const live_field *find_live(const char *name) {
-    for (size_t i = 0; i < NLIVE; i++)
-        if (strcmp(live_fields[i].name, name) == 0)
-            return &live_fields[i];
-    return NULL;
+/* The live fields and their kinds are the profile's (facts.c): a live
+ * field found by its profile name, or false. */
+static bool find_live(const char *name, profile_field *f) {
+    return profile_field_find(name, f) && f->live;
 }
 
 /* The text ms_config_set takes for a runtime field's value. */
-static void config_text(const live_field *f, double v, char *buf, size_t n) {
-    if (f->kind == TK_SECONDS)
+static void config_text(const profile_field *f, double v, char *buf, size_t n) {
+    if (f->kind == PF_DURATION)
         snprintf(buf, n, "%.0fms", v * 1000.0);
+    else if (f->kind == PF_BOOL)
+        snprintf(buf, n, "%s", v != 0 ? "true" : "false");
     else
         snprintf(buf, n, "%.0f", v);
 }
 
-static double runtime_value(const live_field *f, const ms_config *c) {
-    if (strcmp(f->name, "worker_threads") == 0)
-        return c->worker_threads;
-    if (strcmp(f->name, "max_blocking_threads") == 0)
-        return c->max_blocking_threads;
-    if (strcmp(f->name, "thread_keep_alive") == 0)
-        return c->thread_keep_alive_ms / 1000.0;
-    if (strcmp(f->name, "global_queue_interval") == 0)
-        return c->global_queue_interval;
-    if (strcmp(f->name, "park_spin_us") == 0)
-        return c->park_spin_us;
-    return c->budget;
+/* A runtime field's value in c, in the profile's units. */
+static double runtime_value(const profile_field *f, const ms_config *c) {
+    uint64_t v = 0;
+    ms_config_get(c, f->name, &v);
+    return f->kind == PF_DURATION ? v / 1000.0 : (double)v;
 }
 
-/* Under h->lock. */
-static double host_value(host *h, const live_field *f) {
+/* The host's live fields, by their owner here.  Under h->lock. */
+static double host_value(host *h, const profile_field *f) {
     if (strcmp(f->name, "agent_memory_limit") == 0)
         return (double)h->default_mem_limit;
     if (strcmp(f->name, "jit_agent_limit") == 0)
         return h->jit_agent_limit;
-    return (double)h->mailbox_limit;
+    if (strcmp(f->name, "mailbox_limit") == 0)
+        return (double)h->mailbox_limit;
+    if (strcmp(f->name, "runaway_stop_after") == 0)
+        return h->runaway;
+    return 0;
 }
 
-static void host_set(host *h, const live_field *f, double v) {
+static void host_set(host *h, const profile_field *f, double v) {
     pthread_mutex_lock(&h->lock);
     if (strcmp(f->name, "agent_memory_limit") == 0) {
         h->default_mem_limit = (size_t)v;
     } else if (strcmp(f->name, "jit_agent_limit") == 0) {
         h->jit_agent_limit = (uint32_t)v;
-    } else {
+    } else if (strcmp(f->name, "runaway_stop_after") == 0) {
+        h->runaway = (int)v; /* for agents spawned from now on */
+    } else if (strcmp(f->name, "mailbox_limit") == 0) {
         /* The default for new agents and the limit of every running one:
          * a lower limit refuses new sends until the mailbox drains below
          * it; nothing queued is dropped. */
@@ -100,8 +80,29 @@ static void host_set(host *h, const live_field *f, double v) {
     pthread_mutex_unlock(&h->lock);
 }
 
+int host_settings(host *h, const char **names, double *values, int max) {
+    profile_field f;
+    int n = 0;
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; n < max && profile_field_at(i, &f); i++) {
+        if (f.runtime || !f.live)
+            continue;
+        names[n] = f.name;
+        values[n++] = host_value(h, &f);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
+void host_setting_set(host *h, const char *name, double value) {
+    profile_field f;
+    if (profile_field_find(name, &f) && !f.runtime && f.live)
+        host_set(h, &f, value);
+}
+
 bool host_is_live_field(const char *name) {
-    return find_live(name) != NULL;
+    profile_field f;
+    return find_live(name, &f);
 }
 
 int host_tune(host *h, const tune_req *req, int n, const char *source, tune_change *out,
@@ -111,8 +112,8 @@ int host_tune(host *h, const tune_req *req, int n, const char *source, tune_chan
     ms_runtime_live_config(h->rt, &live);
     probe = live;
     for (int i = 0; i < n; i++) {
-        const live_field *f = find_live(req[i].name);
-        if (!f) {
+        profile_field field, *f = &field;
+        if (!find_live(req[i].name, f)) {
             snprintf(err, errlen, "field '%s' cannot change while the host runs (it takes a "
                                   "restart)", req[i].name);
             return MS_E_CONFIG_INVALID;
@@ -150,7 +151,8 @@ int host_tune(host *h, const tune_req *req, int n, const char *source, tune_chan
     /* Apply. */
     int changed = 0;
     for (int i = 0; i < n; i++) {
-        const live_field *f = find_live(req[i].name);
+        profile_field field, *f = &field;
+        find_live(req[i].name, f);
         double old;
         if (f->runtime) {
             old = runtime_value(f, &live);
@@ -191,34 +193,38 @@ int host_tune(host *h, const tune_req *req, int n, const char *source, tune_chan
 
 /* ---- ms._tune(settings, source) -> { {field, old, new}, ... } ---- */
 
+/* At most this many fields in one request (there are fewer live ones). */
+#define TUNE_MAX 64
+
 static int l_tune_apply(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     const char *source = luaL_optstring(L, 2, "ms.tune");
     host *h = host_get();
     if (!h)
         return luaL_error(L, "ms.tune: no runtime (use ms.run)");
-    tune_req req[NLIVE];
+    tune_req req[TUNE_MAX];
     int n = 0;
+    profile_field f;
     lua_pushnil(L);
     while (lua_next(L, 1)) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-        if (!k || !find_live(k) || !lua_isnumber(L, -1) || n == (int)NLIVE)
+        if (!k || !find_live(k, &f) || !lua_isnumber(L, -1) || n == TUNE_MAX)
             return luaL_error(L, "ms.tune: %s is not a live field with a number",
                               k ? k : luaL_typename(L, -2));
-        req[n].name = find_live(k)->name;
+        req[n].name = f.name; /* static: the tables' own string */
         req[n].value = lua_tonumber(L, -1);
         n++;
         lua_pop(L, 1);
     }
-    /* The order of the table above, so that a request is applied the same
-     * way every time (pairs() order is not). */
-    tune_req sorted[NLIVE];
+    /* In the order of the profile's fields, so that a request is applied
+     * the same way every time (pairs() order is not). */
+    tune_req sorted[TUNE_MAX];
     int ns = 0;
-    for (size_t i = 0; i < NLIVE; i++)
+    for (size_t i = 0; profile_field_at(i, &f); i++)
         for (int j = 0; j < n; j++)
-            if (req[j].name == live_fields[i].name)
+            if (strcmp(req[j].name, f.name) == 0)
                 sorted[ns++] = req[j];
-    tune_change out[NLIVE];
+    tune_change out[TUNE_MAX];
     char err[MS_ERROR_MESSAGE_MAX + 64];
     int changed = host_tune(h, sorted, ns, source, out, err, sizeof err);
     if (changed < 0)

@@ -27,6 +27,13 @@ typedef struct tune_change {
 int host_tune(host *h, const tune_req *req, int n, const char *source, tune_change *out,
               char *err, size_t errlen);
 bool host_is_live_field(const char *name);
+/* The host's own live settings now (the profile's live fields that are
+ * not libms's), names and values in profile order, at most max; returns
+ * how many.  Takes h->lock; the names are static. */
+int host_settings(host *h, const char **names, double *values, int max);
+/* Sets one of them (a profile value: bytes or a count); other names are
+ * ignored.  Takes h->lock. */
+void host_setting_set(host *h, const char *name, double value);
 /* Pushes the C function behind ms.tune (ms._tune). */
 void tune_push_primitive(lua_State *L);
 

@@ -415,6 +415,10 @@ const char *xfer_get_lstr(const xfer *x, size_t *len) {
     return x->buf + 5;
 }
 
+void xfer_put_bool(xfer *x, bool b) {
+    put_u8(x, b ? T_TRUE : T_FALSE);
+}
+
 void xfer_put_num(xfer *x, double d) {
     put_u8(x, T_NUM);
     put(x, &d, sizeof d);

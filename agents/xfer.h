@@ -39,7 +39,7 @@ bool xfer_encode(lua_State *L, int idx, xfer *x, const char *what, char *err, si
 /* Pushes the value; the handles' references move to the new userdata.
  * Allocates in L, so it can raise (memory error, a finalizer run by the
  * collector): call it protected (agent.c's poll is), with x held
- * (agent_hold) if it must not leak then.  Trusts nothing in x: a blob
+ * (hold.h) if it must not leak then.  Trusts nothing in x: a blob
  * that is not exactly one value as xfer_encode writes it raises
  * "malformed message at byte N of M: ...". */
 void xfer_decode(lua_State *L, xfer *x);
@@ -62,6 +62,7 @@ void xfer_put_lstr(xfer *x, const char *s, size_t n);
  * or NULL if it holds anything else.  Points into x. */
 const char *xfer_get_lstr(const xfer *x, size_t *len);
 void xfer_put_num(xfer *x, double d);
+void xfer_put_bool(xfer *x, bool b);
 void xfer_put_handle(xfer *x, xh_type type, void *ptr); /* takes a ref */
 
 #endif

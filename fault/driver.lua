@@ -37,6 +37,7 @@ end
 -- Runs one part of the tour; an error in it is recorded, and the tour
 -- goes on with the next part.
 local function part(name, fn)
+    io.stderr:write("driver: " .. name .. "\n") -- where a hung case hung
     local ok, err = pcall(fn)
     if not ok then
         failed[#failed + 1] = name .. ": " .. tostring(type(err) == "table" and err.message or err)

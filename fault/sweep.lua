@@ -171,13 +171,15 @@ local weights = { c = 0.6, lua = 0.4, uv = 0 }
 for kind, n in (opts.only or ""):gmatch("(%a+):(%d+)") do
     add(kind, tonumber(n))
 end
+local weight_sum = 0
+for _, kind in ipairs(kinds) do weight_sum = weight_sum + (weights[kind] or 0.5) end
 for _, kind in ipairs(opts.only and {} or kinds) do
     local total = counts[kind] or 0
     local last = math.ceil(total * 1.02) + 2 -- the order varies a little
     if opts.full or kind == "uv" or last <= 20 then
         for n = 1, last do add(kind, n) end
     else
-        local want = math.max(1, math.floor(opts.cases * (weights[kind] or 0.5)))
+        local want = math.max(1, math.floor(opts.cases * (weights[kind] or 0.5) / weight_sum))
         -- The first allocations (start-up) one by one, then strata.
         local first = math.min(last, math.floor(want / 5))
         for n = 1, first do add(kind, n) end

@@ -29,6 +29,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
+int luaopen_ms(lua_State *L); /* agents/lms.c: profile.lua asks it for the fields */
 
 #define MEMORY_CAP (256u << 20)
 #define STEPS 100000   /* instructions between two looks of the hook */
@@ -106,6 +107,11 @@ static void open_state(void) {
         abort();
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
     luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_ms);
+    lua_setfield(L, -2, "ms");
+    lua_pop(L, 2);
     if (luaL_loadbuffer(L, driver, sizeof driver - 1, "=fuzz_profile") != 0)
         abort();
     lua_pushstring(L, MS_ROOT);

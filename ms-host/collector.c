@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "collector.h"
+#include "facts.h"
 #include "host.h"
 #include "metrics_http.h"
 
@@ -159,11 +160,14 @@ int collector_start(host *h, const char *path, double interval_s, ms_error *err)
     pthread_mutex_unlock(&c->lock);
     if (busy)
         return ms_error_set(err, MS_E_INVALID_ARGUMENT, "the metrics collector is already running");
-    /* The profile checks the same range (lua/ms/profile.lua). */
-    if (!(interval_s >= 0.01 && interval_s <= 86400))
+    /* The profile field's range (agents/facts.c), which the profile checks
+     * too. */
+    profile_field range;
+    profile_field_find("metrics_interval", &range);
+    if (!(interval_s >= range.min && interval_s <= range.max))
         return ms_error_set(err, MS_E_CONFIG_INVALID,
-                            "metrics_interval = %g s is out of range (allowed 0.01..86400 s)",
-                            interval_s);
+                            "metrics_interval = %g s is out of range (allowed %g..%g s)",
+                            interval_s, range.min, range.max);
     /* "e": close-on-exec, so agents' child processes do not inherit it. */
     FILE *f = fopen(path, "ae");
     if (!f)

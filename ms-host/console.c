@@ -180,6 +180,15 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
         }
         if (c->out_sent == c->out_len)
             c->out_sent = c->out_len = 0;
+        /* A write the driver fails after it was queued (no memory for the
+         * request, a broken pipe) is told to the next flush: ask now, so
+         * that the connection ends rather than wait for a client that waits
+         * for us (found by the allocation-failure sweep). */
+        if (!c->session_done && c->out_len == 0) {
+            int frc;
+            if (ms_stream_flush(c->s, cx, &frc, &c->err) == MS_POLL_READY && frc != 0)
+                return conn_end(c);
+        }
         if (!c->session_done && c->out_len == 0) {
             void *v;
             int rc;

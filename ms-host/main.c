@@ -41,6 +41,7 @@
 #include "metrics_http.h"
 #include "repl_term.h"
 #include "spawn.h"
+#include "tune.h"
 
 #ifndef MS_LUA_DIR
 #define MS_LUA_DIR "lua"
@@ -194,7 +195,11 @@ static lua_State *new_state(void) {
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", MS_LUA_DIR, MS_LUA_DIR, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
     lua_pop(L, 1);
-    lua_pop(L, 1);
+    /* ms.profile takes its fields from the ms module (ms._profile_fields). */
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_ms);
+    lua_setfield(L, -2, "ms");
+    lua_pop(L, 2);
     return L;
 }
 
@@ -272,15 +277,19 @@ static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
     }
     lua_pop(L, 2);
     if (h) {
+        /* The host's own live settings (agents' limits), from the
+         * profile's values. */
+        const char *names[16];
+        double values[16];
+        int nsettings = host_settings(h, names, values, 16);
         lua_getfield(L, prof, "values");
-        lua_getfield(L, -1, "agent_memory_limit");
-        h->default_mem_limit = (size_t)lua_tonumber(L, -1);
-        lua_getfield(L, -2, "mailbox_limit");
-        h->mailbox_limit = (size_t)lua_tonumber(L, -1);
-        lua_getfield(L, -3, "jit_agent_limit");
-        if (lua_isnumber(L, -1))
-            h->jit_agent_limit = (uint32_t)lua_tonumber(L, -1);
-        lua_pop(L, 4);
+        for (int i = 0; i < nsettings; i++) {
+            lua_getfield(L, -1, names[i]);
+            if (lua_isnumber(L, -1))
+                host_setting_set(h, names[i], lua_tonumber(L, -1));
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
     }
     return true;
 }

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "facts.h"
 #include "host.h"
 #include "metrics_http.h"
 
@@ -179,119 +180,33 @@ static void sb_json_str(sbuf *b, const char *s) {
     sb_str(b, "\"");
 }
 
-/* ---- what the endpoint reports ---- */
+/* ---- what the endpoint reports ----
+ *
+ * Every series comes from a descriptor table: libms's metrics
+ * (ms_metric_descs) and the host's per-agent ones (agents/facts.c), so that the
+ * names, types and help here are the ones ms.metrics(), the JSON and the
+ * docs check use. */
 
-typedef enum vfmt { V_U64, V_U32, V_BOOL, V_NS_AS_S, V_MS_AS_S } vfmt;
+static const char *prom_type(ms_metric_type t) {
+    return t == MS_METRIC_COUNTER ? "counter" : t == MS_METRIC_HISTOGRAM ? "histogram" : "gauge";
+}
 
-typedef struct family {
-    const char *name, *type, *help;
-    size_t off;                 /* into ms_metrics or ms_worker_metrics */
-    vfmt fmt;
-} family;
-
-#define RT(field) offsetof(ms_metrics, field)
-#define WK(field) offsetof(ms_worker_metrics, field)
-
-static const family runtime_families[] = {
-    {"ms_uptime_seconds", "gauge", "Seconds since the runtime started.", RT(uptime_ns), V_NS_AS_S},
-    {"ms_workers", "gauge", "Worker threads started (active or retired by a resize).",
-     RT(workers), V_U32},
-    {"ms_active_workers", "gauge", "Workers currently active (ms.tune, stand-ins).",
-     RT(active_workers), V_U32},
-    {"ms_max_workers", "gauge", "Ceiling for the number of workers (max_worker_threads).",
-     RT(max_workers), V_U32},
-    {"ms_worker_resizes_total", "counter", "Changes of the number of active workers.",
-     RT(worker_resizes), V_U64},
-    {"ms_worker_replacements_total", "counter", "Stand-in workers brought in for stalled ones.",
-     RT(worker_replacements), V_U64},
-    {"ms_budget", "gauge", "Cooperative budget per poll (live value).", RT(budget), V_U32},
-    {"ms_global_queue_interval", "gauge", "Ticks between injection-queue checks (live value).",
-     RT(global_queue_interval), V_U32},
-    {"ms_park_spin_us", "gauge", "Microseconds a thread waits on the CPU before it sleeps (live value).",
-     RT(park_spin_us), V_U32},
-    {"ms_alive_tasks", "gauge", "Tasks spawned and not yet ended.", RT(alive_tasks), V_U64},
-    {"ms_injection_queue_depth", "gauge", "Tasks waiting in the injection queue.",
-     RT(injection_queue_depth), V_U64},
-    {"ms_blocking_queue_depth", "gauge", "Blocking jobs waiting for a thread.",
-     RT(blocking_queue_depth), V_U64},
-    {"ms_blocking_threads", "gauge", "Threads of the blocking pool.", RT(blocking_threads), V_U32},
-    {"ms_idle_blocking_threads", "gauge", "Blocking-pool threads waiting for a job.",
-     RT(idle_blocking_threads), V_U32},
-    {"ms_max_blocking_threads", "gauge", "Upper limit of the blocking pool.",
-     RT(max_blocking_threads), V_U32},
-    {"ms_timers_active", "gauge", "Timers waiting in the timer wheel.", RT(timers_active), V_U64},
-    {"ms_spawned_tasks_total", "counter", "Tasks spawned, from the workers and from outside.",
-     RT(spawned_tasks), V_U64},
-    {"ms_remote_spawned_tasks_total", "counter", "Tasks spawned from outside the workers.",
-     RT(remote_spawned_tasks), V_U64},
-    {"ms_failed_tasks_total", "counter", "Tasks that ended with an error.", RT(failed_tasks),
-     V_U64},
-    {"ms_cancelled_tasks_total", "counter", "Tasks ended by an abort or by shutdown.",
-     RT(cancelled_tasks), V_U64},
-    {"ms_blocking_jobs_total", "counter", "Jobs run on the blocking pool.",
-     RT(blocking_jobs_total), V_U64},
-    {"ms_timers_fired_total", "counter", "Timers the driver has fired.", RT(timers_fired), V_U64},
-    {"ms_stalls_total", "counter", "Polls reported as stuck (stall_threshold).", RT(stalls_total),
-     V_U64},
-};
-
-static const family worker_families[] = {
-    {"ms_worker_polls_total", "counter", "Task polls.", WK(poll_count), V_U64},
-    {"ms_worker_busy_seconds_total", "counter", "Seconds the worker was not parked.", WK(busy_ns),
-     V_NS_AS_S},
-    {"ms_worker_steals_total", "counter", "Tasks stolen from other workers.", WK(steal_count),
-     V_U64},
-    {"ms_worker_steal_operations_total", "counter", "Successful steal attempts.",
-     WK(steal_operations), V_U64},
-    {"ms_worker_parks_total", "counter", "Times the worker went to sleep.", WK(park_count), V_U64},
-    {"ms_worker_noop_unparks_total", "counter", "Wake-ups that found no work.", WK(noop_count),
-     V_U64},
-    {"ms_worker_forced_yields_total", "counter", "Polls cut short by the cooperative budget.",
-     WK(forced_yields), V_U64},
-    {"ms_worker_overflows_total", "counter", "Local queue overflows to the injection queue.",
-     WK(overflow_count), V_U64},
-    {"ms_worker_local_schedules_total", "counter", "Tasks scheduled on the worker's own queue.",
-     WK(local_schedule_count), V_U64},
-    {"ms_worker_spawned_tasks_total", "counter", "Tasks spawned from the worker.",
-     WK(spawned_tasks), V_U64},
-    {"ms_worker_local_queue_depth", "gauge", "Tasks in the worker's local queue.",
-     WK(local_queue_depth), V_U32},
-    {"ms_worker_local_queue_capacity", "gauge", "Slots of the worker's local queue.",
-     WK(local_queue_capacity), V_U32},
-    {"ms_worker_parked", "gauge", "1 while the worker is parked.", WK(parked), V_BOOL},
-    {"ms_worker_active", "gauge", "1 while the worker is active, 0 once a resize retired it.",
-     WK(active), V_BOOL},
-    {"ms_worker_stalled_seconds", "gauge", "Length of the worker's current stall, 0 if none.",
-     WK(stalled_ms), V_MS_AS_S},
-};
-
-static void sb_value(sbuf *b, const void *base, const family *f) {
-    const char *p = (const char *)base + f->off;
-    uint64_t u64;
-    uint32_t u32;
-    bool flag;
-    switch (f->fmt) {
-    case V_U64:
-        memcpy(&u64, p, sizeof u64);
-        sb_printf(b, "%llu", (unsigned long long)u64);
+/* Metric d of m (worker w, or MS_METRIC_TOTAL): times as exact decimal
+ * seconds, flags as 0 or 1, the rest as whole numbers. */
+static void sb_value(sbuf *b, const ms_metrics *m, const ms_metric_desc *d, uint32_t w) {
+    unsigned long long v = ms_metric_get(m, d, w);
+    switch (d->unit) {
+    case MS_UNIT_NS:
+        sb_printf(b, "%llu.%09llu", v / 1000000000u, v % 1000000000u);
         break;
-    case V_U32:
-        memcpy(&u32, p, sizeof u32);
-        sb_printf(b, "%u", u32);
+    case MS_UNIT_US:
+        sb_printf(b, "%llu.%06llu", v / 1000000u, v % 1000000u);
         break;
-    case V_BOOL:
-        memcpy(&flag, p, sizeof flag);
-        sb_str(b, flag ? "1" : "0");
+    case MS_UNIT_MS:
+        sb_printf(b, "%llu.%03llu", v / 1000u, v % 1000u);
         break;
-    case V_NS_AS_S:
-        memcpy(&u64, p, sizeof u64);
-        sb_printf(b, "%llu.%09llu", (unsigned long long)(u64 / 1000000000u),
-                  (unsigned long long)(u64 % 1000000000u));
-        break;
-    case V_MS_AS_S:
-        memcpy(&u64, p, sizeof u64);
-        sb_printf(b, "%llu.%03llu", (unsigned long long)(u64 / 1000u),
-                  (unsigned long long)(u64 % 1000u));
+    default:
+        sb_printf(b, "%llu", v);
         break;
     }
 }
@@ -305,7 +220,7 @@ typedef struct agent_row {
     uint64_t id;
     char name[64];
     const char *state;
-    uint64_t mailbox, received, memory, memory_limit, polls, restarts;
+    uint64_t v[AM_COUNT];       /* indexed by agent_metric */
 } agent_row;
 
 static int row_cmp(const void *x, const void *y) {
@@ -328,12 +243,12 @@ static agent_row *agent_rows(host *h, size_t *n) {
         memcpy(r->name, a->name, sizeof r->name);
         r->name[sizeof r->name - 1] = '\0';
         r->state = a->state <= AG_EXITED ? states[a->state] : "?";
-        r->mailbox = mbox_len(&a->mbox);
-        r->received = mbox_popped(&a->mbox);
-        r->memory = atomic_load_explicit(&a->mem_used, memory_order_relaxed);
-        r->memory_limit = a->mem_limit;
-        r->polls = atomic_load_explicit(&a->polls, memory_order_relaxed);
-        r->restarts = a->restarts;
+        r->v[AM_MAILBOX] = mbox_len(&a->mbox);
+        r->v[AM_RECEIVED] = mbox_popped(&a->mbox);
+        r->v[AM_MEMORY] = atomic_load_explicit(&a->mem_used, memory_order_relaxed);
+        r->v[AM_MEMORY_LIMIT] = a->mem_limit;
+        r->v[AM_POLLS] = atomic_load_explicit(&a->polls, memory_order_relaxed);
+        r->v[AM_RESTARTS] = a->restarts;
         pthread_mutex_unlock(&a->mlock);
     }
     pthread_mutex_unlock(&h->lock);
@@ -341,26 +256,6 @@ static agent_row *agent_rows(host *h, size_t *n) {
         qsort(rows, *n, sizeof *rows, row_cmp);
     return rows;
 }
-
-typedef struct agent_family {
-    const char *name, *type, *help;
-    size_t off;                 /* into agent_row, a uint64_t */
-} agent_family;
-
-static const agent_family agent_families[] = {
-    {"ms_agent_mailbox_depth", "gauge", "Messages waiting in the agent's mailbox.",
-     offsetof(agent_row, mailbox)},
-    {"ms_agent_memory_bytes", "gauge", "Bytes of the agent's Lua heap.",
-     offsetof(agent_row, memory)},
-    {"ms_agent_memory_limit_bytes", "gauge", "The agent's Lua heap limit, 0 if none.",
-     offsetof(agent_row, memory_limit)},
-    {"ms_agent_restarts", "gauge", "Times a supervisor restarted this agent's child slot.",
-     offsetof(agent_row, restarts)},
-    {"ms_agent_messages_received_total", "counter", "Messages the agent has received.",
-     offsetof(agent_row, received)},
-    {"ms_agent_polls_total", "counter", "Times the agent's task was polled.",
-     offsetof(agent_row, polls)},
-};
 
 /* A bucket bound, 2^i microseconds, as exact decimal seconds without
  * trailing zeros ("0.000001", "0.5", "8.388608"). */
@@ -376,68 +271,62 @@ static void sb_bound(sbuf *b, uint64_t ns) {
 
 /* One Prometheus histogram family over the workers: cumulative _bucket
  * series ending in le="+Inf" (which equals _count), then _sum and
- * _count.  off locates the ms_histogram in ms_worker_metrics. */
-static void render_histograms(sbuf *b, const ms_metrics *m, const char *name, const char *help,
-                              size_t off) {
-    sb_family(b, name, "histogram", help);
+ * _count. */
+static void render_histograms(sbuf *b, const ms_metrics *m, const ms_metric_desc *d) {
+    sb_family(b, d->prom, prom_type(d->type), d->help);
     for (uint32_t w = 0; w < m->workers; w++) {
-        const ms_histogram *hg = (const ms_histogram *)((const char *)&m->worker[w] + off);
+        const ms_histogram *hg = ms_metric_histogram(m, d, w);
         uint64_t cum = 0;
         for (uint32_t i = 0; i < MS_HIST_BUCKETS; i++) {
             cum += hg->buckets[i];
-            sb_printf(b, "%s_bucket{worker=\"%u\",le=\"", name, w);
+            sb_printf(b, "%s_bucket{worker=\"%u\",le=\"", d->prom, w);
             if (i + 1 < MS_HIST_BUCKETS)
                 sb_bound(b, ms_histogram_bound_ns(i));
             else
                 sb_str(b, "+Inf");
             sb_printf(b, "\"} %llu\n", (unsigned long long)cum);
         }
-        sb_printf(b, "%s_sum{worker=\"%u\"} %llu.%09llu\n", name, w,
+        sb_printf(b, "%s_sum{worker=\"%u\"} %llu.%09llu\n", d->prom, w,
                   (unsigned long long)(hg->sum_ns / 1000000000u),
                   (unsigned long long)(hg->sum_ns % 1000000000u));
-        sb_printf(b, "%s_count{worker=\"%u\"} %llu\n", name, w,
+        sb_printf(b, "%s_count{worker=\"%u\"} %llu\n", d->prom, w,
                   (unsigned long long)hg->count);
     }
 }
 
 static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *rows, size_t nrows) {
-    for (size_t i = 0; i < sizeof runtime_families / sizeof runtime_families[0]; i++) {
-        const family *f = &runtime_families[i];
-        sb_family(b, f->name, f->type, f->help);
-        sb_printf(b, "%s ", f->name);
-        sb_value(b, m, f);
-        sb_str(b, "\n");
-    }
-    for (size_t i = 0; i < sizeof worker_families / sizeof worker_families[0]; i++) {
-        const family *f = &worker_families[i];
-        sb_family(b, f->name, f->type, f->help);
+    size_t n;
+    const ms_metric_desc *d = ms_metric_descs(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (d[i].type == MS_METRIC_HISTOGRAM) {
+            if (m->histograms)
+                render_histograms(b, m, &d[i]);
+            continue;
+        }
+        sb_family(b, d[i].prom, prom_type(d[i].type), d[i].help);
+        if (d[i].scope == MS_METRIC_RUNTIME) {
+            sb_printf(b, "%s ", d[i].prom);
+            sb_value(b, m, &d[i], MS_METRIC_TOTAL);
+            sb_str(b, "\n");
+            continue;
+        }
         for (uint32_t w = 0; w < m->workers; w++) {
-            sb_printf(b, "%s{worker=\"%u\"} ", f->name, w);
-            sb_value(b, &m->worker[w], f);
+            sb_printf(b, "%s{worker=\"%u\"} ", d[i].prom, w);
+            sb_value(b, m, &d[i], w);
             sb_str(b, "\n");
         }
     }
-    if (m->histograms) {
-        render_histograms(b, m, "ms_worker_poll_duration_seconds",
-                          "Time each task poll took on the worker.",
-                          offsetof(ms_worker_metrics, poll_duration));
-        render_histograms(b, m, "ms_worker_schedule_delay_seconds",
-                          "Time from a task being scheduled (spawned, woken, yielded) to the "
-                          "worker starting to poll it.",
-                          offsetof(ms_worker_metrics, schedule_delay));
-    }
-    sb_family(b, "ms_agents", "gauge", "Agents in the host's registry.");
-    sb_printf(b, "ms_agents %zu\n", nrows);
-    for (size_t i = 0; i < sizeof agent_families / sizeof agent_families[0]; i++) {
-        const agent_family *f = &agent_families[i];
-        sb_family(b, f->name, f->type, f->help);
+    const host_metric_desc *all = &agents_metric_desc;
+    sb_family(b, all->prom, prom_type(all->type), all->help);
+    sb_printf(b, "%s %zu\n", all->prom, nrows);
+    for (size_t i = 0; i < AM_COUNT; i++) {
+        const host_metric_desc *f = &agent_metric_descs[i];
+        sb_family(b, f->prom, prom_type(f->type), f->help);
         for (size_t k = 0; k < nrows; k++) {
-            uint64_t v;
-            memcpy(&v, (const char *)&rows[k] + f->off, sizeof v);
-            sb_printf(b, "%s{agent=\"", f->name);
+            sb_printf(b, "%s{agent=\"", f->prom);
             sb_label(b, rows[k].name);
             sb_printf(b, "\",id=\"%llu\"} %llu\n", (unsigned long long)rows[k].id,
-                      (unsigned long long)v);
+                      (unsigned long long)rows[k].v[i]);
         }
     }
 }
@@ -457,12 +346,11 @@ static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, siz
         const agent_row *r = &rows[k];
         sb_printf(b, "%s{\"id\":%llu,\"name\":", k ? "," : "", (unsigned long long)r->id);
         sb_json_str(b, r->name);
-        sb_printf(b,
-                  ",\"state\":\"%s\",\"mailbox\":%llu,\"received\":%llu,\"memory\":%llu,"
-                  "\"memory_limit\":%llu,\"polls\":%llu,\"restarts\":%llu}",
-                  r->state, (unsigned long long)r->mailbox, (unsigned long long)r->received,
-                  (unsigned long long)r->memory, (unsigned long long)r->memory_limit,
-                  (unsigned long long)r->polls, (unsigned long long)r->restarts);
+        sb_printf(b, ",\"state\":\"%s\"", r->state);
+        for (size_t i = 0; i < AM_COUNT; i++)
+            sb_printf(b, ",\"%s\":%llu", agent_metric_descs[i].key,
+                      (unsigned long long)r->v[i]);
+        sb_str(b, "}");
     }
     sb_str(b, "]}\n");
 }

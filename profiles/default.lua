@@ -100,4 +100,10 @@ return {
     -- Mailboxes are unbounded by default, like Erlang's; bound them in
     -- profiles where a slow consumer must push back on its senders.
     mailbox_limit = 0,
+
+    -- An agent stuck in one poll past stall_threshold is reported, not
+    -- stopped: a long computation may be legitimate.  1 stops it at its
+    -- first stall (exit reason "runaway", which supervisors restart);
+    -- its own spawn option `runaway` overrides this.
+    runaway_stop_after = 0,
 }

@@ -52,6 +52,9 @@ end
 local function worker(args)
     local console = ms.agent.whereis("main")
     local restarts = ms.self():info().restarts
+    -- It handles { event = "shutdown" } itself: a worker that does not trap
+    -- exits is stopped at once by its supervisor (OTP's rule).
+    ms.trap_exit(true)
     console:send(("%s: started%s"):format(args.name,
         restarts > 0 and (" (restart #" .. restarts .. ")") or ""))
     if args.crash_after and restarts == 0 then
@@ -75,6 +78,7 @@ local function flaky(args)
         console:send("flaky: started, cannot reach its backend: crashing")
         error("flaky: backend unreachable", 0)
     end
+    ms.trap_exit(true) -- it shuts down cleanly on its supervisor's request
     console:send("flaky: started, backend reachable this time")
     while true do
         local m = ms.recv()

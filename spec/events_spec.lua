@@ -34,9 +34,9 @@ describe("ms.events", function()
     run(function()
       local slow = ms.events.subscribe("burst", 2)
       local before = ms.events.stats().dropped
-      local t0 = ms.now()
+      -- Without blocking: all 100 publishes return in this one task while
+      -- nobody reads (a blocking publish would wait here for ever).
       for i = 1, 100 do ms.events.publish("burst", i) end
-      assert.is_true(ms.now() - t0 < 1)
       assert.are.equal(98, ms.events.stats().dropped - before)
       assert.are.equal(1, slow:recv(1))
       assert.are.equal(2, slow:recv(1))

@@ -53,3 +53,26 @@ describe("found by the allocation-failure sweep", function()
         assert(n == 2, "expected two 'no reply' answers:\n" .. out .. err)
     end)
 end)
+
+describe("found by the allocation-failure sweep (after the merge of issue 21's signal mask)", function()
+    -- Runtime threads block SIGTERM, SIGINT, SIGCHLD... and a process an
+    -- agent started kept that mask (the shell passes it on to a pipeline):
+    -- `timeout` could neither stop its command nor see it end.
+    it("a process started from an agent can be stopped with SIGTERM", function()
+        local code, out, err = run([[
+            local ok, text = ms.blocking(function()
+                local p = io.popen("true | grep SigBlk /proc/self/status; "
+                    .. "true | timeout 1 sleep 60; echo status $?")
+                local t = p:read("*a")
+                p:close()
+                return t
+            end)
+            print("popen:", text)
+            print("execute:", os.execute("true | timeout -s INT 1 sleep 60"))
+        ]], 30)
+        assert_ended(0, code, out, err)
+        assert(out:find("SigBlk:\t0000000000000000", 1, true), "io.popen's mask: " .. out .. err)
+        assert(out:find("status 124", 1, true), "io.popen: " .. out .. err)
+        assert(out:find("execute:\t31744", 1, true), "os.execute: " .. out .. err)
+    end)
+end)

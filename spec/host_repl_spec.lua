@@ -4,6 +4,10 @@
 --
 -- Run from the repository root; MS_HOST names the binary:
 --   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/host_repl_spec.lua
+--
+-- spec-kind: subprocess (it drives the ms-host binary only and never loads
+-- the ms module, so CMakeLists.txt runs it in every build, the sanitizer
+-- builds' included, against that build's ms-host)
 local h = require "spec.support.helpers"
 local assert_contains = h.assert_contains
 

@@ -19,11 +19,12 @@
 -- stderr from a panic or a sanitizer.  The main agent raising the same
 -- error objects must end ms-host with status 1 and a message.
 --
--- Only the ms-host subprocess runs here (MS_HOST names it), so the
--- sanitizer builds run this spec against their instrumented ms-host.
---
---   MS_HOST=build/lua/ms-host busted --lua=luajit spec/hostile_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/hostile_spec.lua
 -- (MS_HOSTILE_SHOW=1 prints what every ms-host run wrote.)
+--
+-- spec-kind: subprocess (it drives the ms-host binary only and never loads
+-- the ms module, so CMakeLists.txt runs it in every build, the sanitizer
+-- builds' included, against that build's ms-host)
 local h = require "spec.support.helpers"
 
 local HOST, q, slurp = h.host, h.shell_quote, h.slurp

@@ -2,6 +2,10 @@
 -- agent's ms.on_shutdown handlers and exit 0; a deadline that passes exits
 -- 3; a second SIGINT exits 130 at once; ms.shutdown() does the same from
 -- Lua.  Each case starts a real ms-host and signals it from a shell.
+--
+-- spec-kind: subprocess (it drives the ms-host binary only and never loads
+-- the ms module, so CMakeLists.txt runs it in every build, the sanitizer
+-- builds' included, against that build's ms-host)
 
 local host = os.getenv("MS_HOST") or "build/ms-host/ms-host"
 
@@ -22,17 +26,20 @@ local function slurp(path)
 end
 
 -- Runs script under ms-host with extra args, waits until it printed
--- "ready", sends the signals (each after a short pause), and returns the
--- exit status and the combined output.
+-- "ready" (up to 20 s), sends the signals (each after a short pause), and
+-- returns the exit status and the combined output.  A host still running
+-- 60 s later is killed (status 137): a hang guard, not a timing check.
 local function run_and_signal(script, args, signals)
   local out = os.tmpname()
   local cmd = ([[
 "%s" run "%s" %s > "%s" 2>&1 &
 p=$!
-for i in $(seq 1 250); do grep -q ready "%s" && break; sleep 0.02; done
+( sleep 60; kill -KILL $p ) >/dev/null 2>&1 & guard=$!
+for i in $(seq 1 1000); do grep -q ready "%s" && break; sleep 0.02; done
 for s in %s; do kill -$s $p; sleep 0.3; done
 wait $p
 echo "exit=$?"
+kill $guard 2>/dev/null
 ]]):format(host, script, args or "", out, out, table.concat(signals, " "))
   local sh = io.popen("sh -c '" .. cmd:gsub("'", "'\\''") .. "'")
   local status = sh:read("*a")
@@ -88,6 +95,7 @@ describe("graceful shutdown", function()
   it("stops a supervision tree's children in reverse start order on SIGTERM", function()
     local tree = tmpfile([[
 local function child(args)
+  ms.trap_exit(true) -- it handles { event = "shutdown" } itself
   while true do
     local m = ms.recv()
     if type(m) == "table" and m.event == "shutdown" then
@@ -130,16 +138,23 @@ while true do ms.sleep(0.05) end
     write_profile('return { extends = "default", description = "t", mailbox_limit = 10 }')
     local s = tmpfile('print("ready"); io.stdout:flush(); while true do ms.sleep(0.02) end')
     local out = os.tmpname()
+    -- Each reload is waited for by its last line on stderr (up to 20 s),
+    -- not for a guessed time: the second profile must not replace the
+    -- first before the first reload has read it.
     local cmd = ([[
 "%s" run "%s" --profile "%s" > "%s" 2>&1 &
 p=$!
-for i in $(seq 1 250); do grep -q ready "%s" && break; sleep 0.02; done
+( sleep 60; kill -KILL $p ) >/dev/null 2>&1 & guard=$!
+for i in $(seq 1 1000); do grep -q ready "%s" && break; sleep 0.02; done
 printf 'return { extends = "default", description = "t", mailbox_limit = 50, budget = 64, event_interval = 7 }' > "%s"
-kill -HUP $p; sleep 0.5
+kill -HUP $p
+for i in $(seq 1 1000); do grep -q "event_interval = 7 needs a restart" "%s" && break; sleep 0.02; done
 printf 'return { extends = "default", description = "t", bogus = 1 }' > "%s"
-kill -HUP $p; sleep 0.5
+kill -HUP $p
+for i in $(seq 1 1000); do grep -q "profile not reloaded" "%s" && break; sleep 0.02; done
 kill -TERM $p; wait $p; echo "exit=$?"
-]]):format(host, s, prof, out, out, prof, prof)
+kill $guard 2>/dev/null
+]]):format(host, s, prof, out, out, prof, out, prof, out)
     local sh = io.popen("sh -c '" .. cmd:gsub("'", "'\\''") .. "'")
     local status = sh:read("*a")
     sh:close()

@@ -9,6 +9,10 @@
 --
 -- Run from the repository root:
 --   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/metrics_file_spec.lua
+--
+-- spec-kind: subprocess (it drives the ms-host binary only and never loads
+-- the ms module, so CMakeLists.txt runs it in every build, the sanitizer
+-- builds' included, against that build's ms-host)
 
 local json = require "spec.support.json"
 

@@ -8,8 +8,11 @@
 -- answer again after every bad request, and the host must end normally.
 --
 -- Run from the repository root:
---   LUA_CPATH="build/agents/?.so;;" MS_HOST=build/ms-host/ms-host \
---     busted --lua=luajit spec/metrics_http_spec.lua
+--   MS_HOST=build/ms-host/ms-host busted --lua=luajit spec/metrics_http_spec.lua
+--
+-- spec-kind: subprocess (it drives the ms-host binary only and never loads
+-- the ms module, so CMakeLists.txt runs it in every build, the sanitizer
+-- builds' included, against that build's ms-host)
 
 local h = require "spec.support.helpers"
 local HOST, shell_quote, slurp, write, contains, assert_contains =
@@ -231,7 +234,8 @@ describe("ms-host --metrics-listen", function()
         -- timeout ends the exchange.
         local elapsed = now() - started
         assert.are.equal(400, status, body)
-        assert.is_true(elapsed >= 4.5 and elapsed < 15, "took " .. elapsed .. " s")
+        -- never before the server's 5 s (raw() itself gives up at 20 s)
+        assert.is_true(elapsed >= 4.5, "took " .. elapsed .. " s")
         assert.are.equal(200, (fetch("/metrics")))
     end)
 

@@ -14,6 +14,29 @@ local run, assert_contains = h.run, h.assert_contains
 describe("a channel used by one agent only", function()
     it("keeps FIFO order across waiting senders on a full bounded channel", function()
         run(function()
+            local c = ms.channel(1)
+            assert.is_true(c:send(0))   -- full from here on
+            -- Five senders queue one after the other: each is known to be
+            -- waiting (it said so just before its send) before the next
+            -- starts.  They must be served in that order, not the reverse.
+            local tasks, waiting = {}, 0
+            for s = 1, 5 do
+                tasks[s] = ms.spawn(function()
+                    waiting = s
+                    assert.is_true(c:send(s))
+                end)
+                while waiting < s do ms.yield() end
+            end
+            local got = {}
+            for _ = 1, 6 do got[#got + 1] = c:recv(5) end
+            for _, t in ipairs(tasks) do assert.is_true((t:join(5))) end
+            assert.are.same({ 0, 1, 2, 3, 4, 5 }, got)
+            assert.are.equal(0, c:len())
+        end)
+    end)
+
+    it("keeps each of several senders' order and loses nothing", function()
+        run(function()
             local c = ms.channel(2)
             local tasks = {}
             for s = 1, 3 do
@@ -24,7 +47,7 @@ describe("a channel used by one agent only", function()
             ms.yield()
             ms.yield()
             local got = {}
-            for _ = 1, 15 do got[#got + 1] = c:recv() end
+            for _ = 1, 15 do got[#got + 1] = c:recv(5) end
             for _, t in ipairs(tasks) do assert.is_true((t:join(5))) end
             -- Each sender's values in its own order, none lost or doubled.
             local last, seen = {}, {}
@@ -35,7 +58,28 @@ describe("a channel used by one agent only", function()
                 assert.is_true(i > (last[s] or 0))
                 last[s] = i
             end
+            for s = 1, 3 do assert.are.equal(5, last[s]) end
             assert.are.equal(0, c:len())
+        end)
+    end)
+
+    it("keeps FIFO order across waiting receivers", function()
+        run(function()
+            local c = ms.channel(1)
+            local tasks, waiting = {}, 0
+            for r = 1, 4 do
+                tasks[r] = ms.spawn(function()
+                    waiting = r
+                    return c:recv(5)
+                end)
+                while waiting < r do ms.yield() end
+            end
+            for v = 1, 4 do assert.is_true(c:send(v * 10)) end
+            for r = 1, 4 do
+                local ok, v = tasks[r]:join(5)
+                assert.is_true(ok)
+                assert.are.equal(r * 10, v)
+            end
         end)
     end)
 

@@ -4,8 +4,9 @@
 -- Run from the repository root (LUA_CPATH must reach build/agents/ms.so):
 --   LUA_CPATH="build/agents/?.so;;" busted --lua=luajit spec/retry_spec.lua
 --
--- Timing checks use lenient bounds: they tell a sleep from no sleep, not
--- milliseconds apart.
+-- No check depends on how fast the machine is: what ms.retry sleeps is
+-- observed by wrapping ms.sleep (it looks ms.sleep up at each call), and
+-- the only check on elapsed time is a lower bound (a sleep is never short).
 
 local spec_dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec"
 package.path = spec_dir .. "/../lua/?.lua;lua/?.lua;" .. package.path
@@ -34,6 +35,24 @@ end
 
 -- A function that fails `failures` times (raising, or returning nil, err
 -- when `soft`), then returns "ok", n; counts its calls in calls.n.
+-- Runs fn with ms.sleep recording what it is asked to sleep; returns the
+-- list of durations and fn's results.
+local function recording_sleeps(fn)
+    local slept, real = {}, ms.sleep
+    ms.sleep = function(d, ...)
+        slept[#slept + 1] = d
+        return real(d, ...)
+    end
+    local res = { pcall(fn) }
+    ms.sleep = real
+    assert(res[1], tostring(res[2]))
+    return slept, unpack(res, 2)
+end
+
+local function near(a, b)
+    return math.abs(a - b) < 1e-9
+end
+
 local function flaky(failures, soft)
     local calls = { n = 0 }
     return function(...)
@@ -52,11 +71,12 @@ describe("ms.retry", function()
     it("returns the function's results at once when it succeeds", function()
         run(function()
             local fn, calls = flaky(0)
-            local t0 = ms.now()
-            local a, n, extra = ms.retry{ delay = 1 }(fn, "arg")
+            local slept, a, n, extra = recording_sleeps(function()
+                return ms.retry{ delay = 1 }(fn, "arg")
+            end)
             assert.are.same({ "ok", 1, "arg" }, { a, n, extra })
             assert.are.equal(1, calls.n)
-            assert.is_true(ms.now() - t0 < 0.5)
+            assert.are.same({}, slept)   -- not a single sleep
         end)
     end)
 
@@ -98,10 +118,16 @@ describe("ms.retry", function()
         run(function()
             local fn = flaky(3)
             local t0 = ms.now()
-            assert.are.equal("ok", (ms.retry{ max_attempts = 4, delay = 0.05, backoff = 2 }(fn)))
-            local took = ms.now() - t0            -- 0.05 + 0.1 + 0.2 = 0.35
-            assert.is_true(took >= 0.3, "took " .. took)
-            assert.is_true(took < 2, "took " .. took)
+            local slept, r = recording_sleeps(function()
+                return ms.retry{ max_attempts = 4, delay = 0.05, backoff = 2 }(fn)
+            end)
+            local took = ms.now() - t0
+            assert.are.equal("ok", r)
+            assert.are.equal(3, #slept)
+            assert.is_true(near(slept[1], 0.05) and near(slept[2], 0.1) and near(slept[3], 0.2),
+                "slept " .. table.concat(slept, ", "))
+            -- and really slept them: never less than asked (0.35 in all)
+            assert.is_true(took >= 0.35 - 1e-6, "took " .. took)
         end)
     end)
 
@@ -112,7 +138,9 @@ describe("ms.retry", function()
                 max_attempts = 4, delay = 0.02, backoff = 10, max_delay = 0.05,
                 on_retry = function(attempt, err, delay) seen[#seen + 1] = { attempt, err, delay } end,
             }
-            assert.is_nil((r(flaky(10))))
+            local slept, v = recording_sleeps(function() return r(flaky(10)) end)
+            assert.is_nil(v)
+            assert.are.same({ 0.02, 0.05, 0.05 }, slept)   -- what it reported, it slept
             assert.are.equal(3, #seen)
             assert.are.same({ 1, "failure 1", 0.02 }, seen[1])
             assert.are.same({ 2, "failure 2", 0.05 }, seen[2])
@@ -134,15 +162,45 @@ describe("ms.retry", function()
     end)
 
     it("spreads delays by jitter within its bounds", function()
-        for n = 1, 200 do
+        -- 2 +- 25 %: every delay in [1.5, 2.5], and they do spread over
+        -- both sides (with no jitter all would be 2; the chance that 400
+        -- uniform draws miss either outer fifth is 2 * 0.8^400).
+        local lo, hi = math.huge, -math.huge
+        for n = 1, 400 do
             local d = backoff.delay(1, 2, nil, 0.25, 2)
             assert.is_true(d >= 1.5 and d <= 2.5, "delay " .. d .. " at " .. n)
+            lo, hi = math.min(lo, d), math.max(hi, d)
         end
+        assert.is_true(lo < 1.7 and hi > 2.3, ("jitter spread only %.3f..%.3f"):format(lo, hi))
+        -- no jitter: exactly base * factor^(n - 1), uncapped without max
         assert.are.equal(8, backoff.delay(1, 2, nil, 0, 4))
-        for _ = 1, 50 do
+        assert.are.equal(512, backoff.delay(1, 2, nil, 0, 10))
+        -- with max: capped, exactly max without jitter
+        assert.are.equal(5, backoff.delay(1, 2, 5, 0, 10))
+        assert.are.equal(4, backoff.delay(1, 2, 5, 0, 3))
+        lo, hi = math.huge, -math.huge
+        for _ = 1, 400 do
             local capped = backoff.delay(1, 2, 5, 0.5, 10)   -- capped at 5, then spread down
             assert.is_true(capped >= 2.5 and capped <= 5, "capped delay " .. capped)
+            lo, hi = math.min(lo, capped), math.max(hi, capped)
         end
+        assert.is_true(lo < 3, "capped and jittered delays never went low: " .. lo)
+        assert.are.equal(5, hi)   -- half the draws land above max and are cut to it
+    end)
+
+    it("jitters the delays it sleeps", function()
+        run(function()
+            local slept = recording_sleeps(function()
+                return ms.retry{ max_attempts = 40, delay = 0.001, backoff = 1, jitter = 0.5 }(flaky(100))
+            end)
+            assert.are.equal(39, #slept)
+            local lo, hi = math.huge, -math.huge
+            for _, d in ipairs(slept) do
+                assert.is_true(d >= 0.0005 and d <= 0.0015, "delay " .. d)
+                lo, hi = math.min(lo, d), math.max(hi, d)
+            end
+            assert.is_true(hi - lo > 0.0002, "no spread: " .. lo .. ".." .. hi)
+        end)
     end)
 
     it("works inside an agent", function()
@@ -186,7 +244,7 @@ describe("ms.circuit_breaker", function()
 
     it("opens after failure_threshold consecutive failures and then refuses at once", function()
         run(function()
-            local cb = ms.circuit_breaker{ failure_threshold = 3, reset_timeout = 30 }
+            local cb = ms.circuit_breaker{ failure_threshold = 3, reset_timeout = 3600 }
             local fail = function() error("down", 0) end
             assert.are.same({ nil, "down" }, { cb:call(fail) })
             assert.are.same({ nil, "soft" }, { cb:call(function() return nil, "soft" end) })
@@ -199,7 +257,8 @@ describe("ms.circuit_breaker", function()
             local s = cb:stats()
             assert.are.equal(1, s.rejected)
             assert.are.equal(1, s.opened)
-            assert.is_true(cb:retry_in() > 25)
+            local wait = cb:retry_in()   -- about the reset_timeout, counting down
+            assert.is_true(wait <= 3600 and wait > 3000, "retry_in " .. wait)
         end)
     end)
 
@@ -250,11 +309,19 @@ describe("ms.circuit_breaker", function()
             local cb = ms.circuit_breaker{ failure_threshold = 1, reset_timeout = 0.05, half_open_max = 1 }
             cb:call(error)
             ms.sleep(0.1)
+            -- The trial stays in progress until the gate opens (not for a
+            -- while that a loaded machine could outlast).
+            local gate, in_trial = ms.channel(), false
             local slow = ms.spawn(function()
-                return cb:call(function() ms.sleep(0.2); return "trial" end)
+                return cb:call(function()
+                    in_trial = true
+                    gate:recv(10)
+                    return "trial"
+                end)
             end)
-            ms.sleep(0.05)
+            while not in_trial do ms.yield() end
             assert.are.same({ nil, "circuit open" }, { cb:call(function() return "second" end) })
+            gate:send(true)
             assert.are.same({ true, "trial" }, { slow:join(5) })
             assert.are.equal("closed", cb:state())
             assert.are.equal("again", (cb:call(function() return "again" end)))

@@ -107,10 +107,15 @@ describe("ms.tune", function()
       local gate = ms.channel()
       local sink = ms.agent.spawn{ args = { gate = gate }, fn = function(args)
         args.gate:recv()
+        -- Counts messages until the call that asks for the count (it comes
+        -- after all of them: one sender, in order).
         local n = 0
-        while ms.recv(0.2) do n = n + 1 end
-        local _, reply = ms.recv(5)
-        reply(n)
+        while true do
+          local m, reply = ms.recv(20)
+          if m == "count?" then return reply(n) end
+          assert(m ~= nil, "no call")
+          n = n + 1
+        end
       end }
       for i = 1, 5 do sink:send(i) end
       ms.tune{ mailbox_limit = 3 }
@@ -121,8 +126,7 @@ describe("ms.tune", function()
       ms.tune{ mailbox_limit = 0 }
       sink:send(6)
       gate:send(true)
-      ms.sleep(0.5)
-      assert.are.equal(6, sink:call("count?", 5))
+      assert.are.equal(6, sink:call("count?", 20))
     end)
   end)
 
@@ -177,6 +181,65 @@ describe("a semaphore's limit", function()
       sem:add_permits(2)
       assert.are.equal(3, sem:available())
     end)
+  end)
+end)
+
+describe("ms._tune, the primitive under ms.tune", function()
+  it("applies live fields by their names and returns each change", function()
+    run(function()
+      local before = ms.metrics()
+      local ev = ms.events.subscribe("ms.tuned")
+      local changes = ms._tune({ budget = 99, global_queue_interval = 31 }, "primitive")
+      -- in the order of the live-field table, not pairs() order
+      assert.are.same({ "global_queue_interval", "budget" }, { changes[1].field, changes[2].field })
+      local c = by_field(changes)
+      assert.are.same({ before.budget, 99 }, { c.budget.old, c.budget.new })
+      assert.are.same({ before.global_queue_interval, 31 },
+        { c.global_queue_interval.old, c.global_queue_interval.new })
+      assert.are.equal(99, ms.metrics().budget)
+      for _ = 1, 2 do   -- one event per field changed
+        assert.are.equal("primitive", assert(ev:recv(20)).source)
+      end
+      -- no source: "ms.tune"; nothing to change: no change reported
+      assert.are.same({}, ms._tune({ budget = 99 }))
+      assert.are.equal(1, #ms._tune({ budget = 98 }))
+      assert.are.equal("ms.tune", assert(ev:recv(20)).source)
+    end)
+  end)
+
+  it("refuses what is not a live field with a number, changing nothing", function()
+    run(function()
+      local budget = ms.metrics().budget
+      h.assert_contains(h.error_of(ms._tune, { enable_io = 1 }), "enable_io is not a live field")
+      h.assert_contains(h.error_of(ms._tune, { budget = "lots" }), "budget is not a live field with a number")
+      h.assert_contains(h.error_of(ms._tune, { [1] = 5 }), "number is not a live field")
+      h.assert_contains(h.error_of(ms._tune, "budget"), "table expected")
+      h.assert_contains(h.error_of(ms._tune, { budget = 0 }), "budget")
+      assert.are.equal(budget, ms.metrics().budget)
+    end)
+  end)
+
+  it("needs a runtime", function()
+    h.assert_contains(h.error_of(ms._tune, { budget = 5 }), "no runtime")
+  end)
+end)
+
+describe("ms.tuner.new", function()
+  it("is what calling ms.tuner does, and checks its options the same way", function()
+    run(function()
+      local runs = 0
+      local t = ms.tuner.new{ interval = 0.01, name = "by-new", fn = function() runs = runs + 1 end }
+      local deadline = ms.now() + 20
+      while runs < 2 and ms.now() < deadline do ms.sleep(0.01) end
+      t:stop()
+      assert.is_true(runs >= 2)
+      assert.are.equal("by-new", t.name)
+      assert.are.equal(getmetatable(t), getmetatable(ms.tuner{ interval = 1, fn = function() end }))
+    end)
+    h.assert_contains(h.error_of(ms.tuner.new, 5), "expected a table")
+    h.assert_contains(h.error_of(ms.tuner.new, { fn = print, intervall = 1 }), "unknown option 'intervall'")
+    h.assert_contains(h.error_of(ms.tuner.new, { interval = 1 }), "fn must be a function")
+    h.assert_contains(h.error_of(ms.tuner.new, { fn = print, interval = 0 }), "interval must be above 0")
   end)
 end)
 
@@ -310,18 +373,22 @@ error("the tuner script did not run")
   it("brings in a stand-in worker while the only worker is stuck in an agent", function()
     h.run(function()
       local ev = ms.events.subscribe("ms.worker.stalled")
-      ms.agent.spawn{ name = "spinner", fn = function()
-        local t = os.clock() + 0.6
-        while os.clock() < t do end
+      -- Stuck until stopped (jit = false lets agent:stop() end the loop),
+      -- not for a guessed time.
+      local spinner = ms.agent.spawn{ name = "spinner", jit = false, fn = function()
+        while true do end
       end }
-      local e = assert(ev:recv(5))
+      local e = assert(ev:recv(20))
       assert.are.equal("spinner", e.agent)
       assert.are.equal("true", e.replaced)
-      -- With its only worker stuck, this answer comes from the stand-in.
+      -- With its only worker stuck (no recovery yet), this answer comes
+      -- from the stand-in.
       local echo = ms.agent.spawn{ fn = function() local m, reply = ms.recv(); reply(m) end }
-      assert.are.equal("ping", echo:call("ping", 0.3))
+      assert.are.equal("ping", echo:call("ping", 20))
+      assert.are.same({ nil, "timeout" }, { ev:recv(0) })
       assert.is_true(ms.metrics().worker_replacements >= 1)
-      assert.are.equal("true", assert(ev:recv(5)).recovered)
+      spinner:stop("enough")
+      assert.are.equal("true", assert(ev:recv(20)).recovered)
     end, { worker_threads = "1", max_worker_threads = "2", stall_threshold = "100ms" })
   end)
 end)

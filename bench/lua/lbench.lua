@@ -272,6 +272,64 @@ local function agent_spawn()
 end
 
 -- ---------------------------------------------------------------------
+-- S: stopping agents (no peer; the targets of the "stop means stop" issue).
+-- ---------------------------------------------------------------------
+
+-- S1: a one_for_all supervisor restarts after a child crashes, while its
+-- sibling sleeps and does not trap exits (it is stopped at once).  One
+-- run: the crash until both children have started again.
+local s1_state
+local function s1()
+  if not s1_state then
+    local log = ms.channel(16)
+    local sup = assert(ms.supervisor{
+      strategy = "one_for_all", intensity = 1000000, period = 1,
+      children = {
+        { id = "crasher", start = { args = log, fn = function(log)
+            log:send("crasher") if ms.recv() == "crash" then error("crash", 0) end end } },
+        { id = "sleeper", start = { args = log, fn = function(log)
+            log:send("sleeper") while true do ms.sleep(10) end end } },
+      },
+    })
+    log:recv(10) log:recv(10)
+    s1_state = { sup = sup, log = log }
+  end
+  local crasher
+  for _, c in ipairs(s1_state.sup:which_children()) do
+    if c.id == "crasher" then crasher = c.agent end
+  end
+  crasher:send("crash")
+  for _ = 1, 2 do
+    if not s1_state.log:recv(10) then fail("S1: no restart") end
+  end
+end
+
+-- S2: a:stop() on an agent running a loop that never yields (interpreted):
+-- from the stop to its exit notice.  The spawn is not timed.
+local function s2_prepare()
+  local a = ms.agent.spawn{ jit = false, args = ms.self(), fn = function(main)
+    main:send("running") while true do end end }
+  ms.monitor(a)
+  if ms.recv(10) ~= "running" then fail("S2: did not start") end
+  return a
+end
+
+-- n timed stops (after one untimed), sorted, in microseconds.
+local function s2(n)
+  local v = {}
+  for i = 0, n do
+    local a = s2_prepare()
+    local t0 = now()
+    a:stop()
+    local m = ms.recv(10)
+    if type(m) ~= "table" or m.event ~= "exit" then fail("S2: no exit notice") end
+    if i > 0 then v[i] = (now() - t0) * 1e6 end
+  end
+  table.sort(v)
+  return v
+end
+
+-- ---------------------------------------------------------------------
 -- Where the A workloads run.  Erlang's bench runs each workload in an
 -- ordinary process, scheduled like the ones it spawns.  Our main agent is
 -- not like that: it is pinned to the main thread (Tokio's block_on), so
@@ -327,6 +385,9 @@ local WORKLOADS = {
   { "A2_ping_pong_cross_agent_10k_main", "A2m", function() time("A2_ping_pong_cross_agent_10k_main", 20, a2) end },
   { "A3_fan_in_4x250k_main", "A3m", function() time("A3_fan_in_4x250k_main", 5, a3) end },
   { "agent_spawn", "agent_spawn", agent_spawn },
+  { "S1_one_for_all_restart_sleeping_sibling", "S1",
+    function() time("S1_one_for_all_restart_sleeping_sibling", 50, s1) end },
+  { "S2_stop_busy_agent", "S2", function() report("S2_stop_busy_agent", s2(iters_override or 50)) end },
 }
 
 local args = { ... }

@@ -7,7 +7,9 @@
  * and recovery strategies, and runtime metrics.
  *
  * Conventions:
- *   - Every handle is opaque; every symbol carries the ms_ prefix.
+ *   - Every handle is opaque; every symbol carries the ms_ prefix, and
+ *     every function is marked MS_API: libms.so exports those and nothing
+ *     else.
  *   - Functions that can fail return 0 or a negative ms_err code and, when
  *     given an ms_error *, fill it with a human-readable message naming the
  *     value at fault.  Nothing in libms aborts on bad input.
@@ -38,6 +40,15 @@ extern "C" {
 #define MS_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define MS_PRINTF(f, a)
+#endif
+
+/* Marks the public API.  libms is built with hidden visibility by default,
+ * so that libms.so exports these declarations and nothing else (its
+ * internal cross-file functions stay inside the library). */
+#if defined(__GNUC__)
+#define MS_API __attribute__((visibility("default")))
+#else
+#define MS_API
 #endif
 
 /* ------------------------------------------------------------------------
@@ -126,22 +137,22 @@ typedef struct ms_error {
 } ms_error;
 
 /* "ConfigurationInvalid", "TaskFailed", ...; never NULL. */
-const char *ms_err_name(int code);
-ms_err_kind ms_err_kind_of(int code);
+MS_API const char *ms_err_name(int code);
+MS_API ms_err_kind ms_err_kind_of(int code);
 /* "Runtime", "Task", "Resource", "Io", "Usage", "Internal". */
-const char *ms_err_kind_name(ms_err_kind kind);
-ms_severity ms_err_severity(int code);
+MS_API const char *ms_err_kind_name(ms_err_kind kind);
+MS_API ms_severity ms_err_severity(int code);
 /* "low", "medium", "high", "critical". */
-const char *ms_severity_name(ms_severity s);
-ms_recovery ms_err_recovery(int code);
+MS_API const char *ms_severity_name(ms_severity s);
+MS_API ms_recovery ms_err_recovery(int code);
 /* "ignore", "retry", "restart", "escalate", "reload", "circuit_breaker",
  * "failover". */
-const char *ms_recovery_name(ms_recovery_kind kind);
+MS_API const char *ms_recovery_name(ms_recovery_kind kind);
 
 /* Sets err (if not NULL) to code and a formatted message; returns code, so
  * that `return ms_error_set(err, MS_E_..., "...")` reads naturally. */
-int ms_error_set(ms_error *err, int code, const char *fmt, ...) MS_PRINTF(3, 4);
-int ms_error_setv(ms_error *err, int code, const char *fmt, va_list ap);
+MS_API int ms_error_set(ms_error *err, int code, const char *fmt, ...) MS_PRINTF(3, 4);
+MS_API int ms_error_setv(ms_error *err, int code, const char *fmt, va_list ap);
 
 /* ------------------------------------------------------------------------
  * Configuration (the seed's RuntimeConfig plus the scheduler's knobs)
@@ -217,17 +228,17 @@ struct ms_stall {
 #define MS_MAX_INTERVAL 1000000u
 #define MS_MAX_DURATION_MS (7ull * 24 * 3600 * 1000) /* one week */
 
-/* Fills cfg with the defaults above. */
-void ms_config_default(ms_config *cfg);
+/* Fills cfg with the defaults (ms_config_field_desc.default_value). */
+MS_API void ms_config_default(ms_config *cfg);
 /* max_worker_threads with 0 resolved. */
-uint32_t ms_config_max_workers(const ms_config *cfg);
+MS_API uint32_t ms_config_max_workers(const ms_config *cfg);
 
 /* Checks every field, in struct order, then the rules between fields
  * (enable_all = true with enable_time or enable_io false is a
  * contradiction).  On the first problem returns MS_E_CONFIG_INVALID with a
  * message naming the field, the value and the allowed range; err is left
  * untouched on success.  NULL cfg: MS_E_INVALID_ARGUMENT. */
-int ms_config_validate(const ms_config *cfg, ms_error *err);
+MS_API int ms_config_validate(const ms_config *cfg, ms_error *err);
 
 /* Sets one field by name from text ("worker_threads", "4"), as profiles and
  * `--set key=value` do.  Durations are set either by their struct name
@@ -238,17 +249,62 @@ int ms_config_validate(const ms_config *cfg, ms_error *err);
  * left to ms_config_validate.  thread_name and the hooks cannot be set from
  * text.  Any problem is MS_E_CONFIG_INVALID naming the key and the value
  * (an unknown key suggests the nearest field); cfg is unchanged then. */
-int ms_config_set(ms_config *cfg, const char *key, const char *value, ms_error *err);
+MS_API int ms_config_set(ms_config *cfg, const char *key, const char *value, ms_error *err);
 
 /* The struct member a key names ("thread_keep_alive" and
  * "thread_keep_alive_ms" both give "thread_keep_alive_ms"), or NULL for an
  * unknown key. */
-const char *ms_config_field(const char *key);
+MS_API const char *ms_config_field(const char *key);
 
 /* Writes `name = value` lines describing cfg into buf, in a form
  * ms_config_set accepts back.  Returns the length the whole text needs
  * (like snprintf); MS_E_INVALID_ARGUMENT for a NULL cfg. */
-int ms_config_describe(const ms_config *cfg, char *buf, size_t size);
+MS_API int ms_config_describe(const ms_config *cfg, char *buf, size_t size);
+
+/* ---- The fields of ms_config, described ----
+ *
+ * Every field's name, kind, range, default and whether it is live is
+ * written once, in the core's table of fields (core/src/config.c); the
+ * functions above walk it, and so do the hosts (profiles, live tuning,
+ * their documentation checks) through the descriptions below. */
+
+typedef enum ms_config_kind {
+    MS_CONFIG_COUNT = 0,   /* uint32_t, a whole number */
+    MS_CONFIG_DURATION,    /* uint64_t milliseconds; the alias takes a unit */
+    MS_CONFIG_SIZE,        /* size_t bytes; K/M/G suffixes */
+    MS_CONFIG_BOOL,        /* bool */
+    MS_CONFIG_NAME,        /* const char *, owned by the caller: not settable from text */
+    MS_CONFIG_HOOK         /* a function or user pointer: not settable from text */
+} ms_config_kind;
+
+typedef struct ms_config_field_desc {
+    const char *name;          /* the struct member: "thread_keep_alive_ms" */
+    const char *alias;         /* MS_CONFIG_DURATION: the name that takes a unit
+                                  ("thread_keep_alive"); else NULL */
+    ms_config_kind kind;
+    uint64_t min, max;         /* allowed, inclusive, in the member's units
+                                  (milliseconds, bytes; MS_CONFIG_NAME: length);
+                                  0, 0 for hooks and booleans */
+    uint64_t default_value;    /* as ms_config_default sets it (worker_threads:
+                                  the CPUs online now); booleans 0 or 1 */
+    const char *default_text;  /* MS_CONFIG_NAME: the default string; else NULL */
+    bool live;                 /* ms_runtime_tune can change it */
+    const char *zero;          /* what 0 means when it is special ("off"), or NULL */
+    const char *help;          /* one line, no full stop */
+} ms_config_field_desc;
+
+/* The number of fields (hooks included). */
+MS_API size_t ms_config_field_count(void);
+/* Describes field i, 0 <= i < ms_config_field_count(), in struct order
+ * (the order of validation and of ms_config_describe).  0, or
+ * MS_E_INVALID_ARGUMENT past the end (out untouched). */
+MS_API int ms_config_field_at(size_t i, ms_config_field_desc *out);
+/* Describes the field key names (struct member or alias).  0, or
+ * MS_E_CONFIG_INVALID for an unknown key (out untouched). */
+MS_API int ms_config_field_find(const char *key, ms_config_field_desc *out);
+/* The value of a numeric or boolean field of cfg, in the member's units.
+ * 0, or MS_E_CONFIG_INVALID for an unknown key, a name or a hook. */
+MS_API int ms_config_get(const ms_config *cfg, const char *key, uint64_t *value);
 
 /* ------------------------------------------------------------------------
  * Runtime
@@ -259,7 +315,7 @@ typedef struct ms_runtime ms_runtime;
 /* Validates cfg (NULL means defaults), starts the workers and returns the
  * runtime.  Fails with MS_E_CONFIG_INVALID or MS_E_STARTUP_FAILED; nothing is
  * left running on failure. */
-int ms_runtime_new(const ms_config *cfg, ms_runtime **out, ms_error *err);
+MS_API int ms_runtime_new(const ms_config *cfg, ms_runtime **out, ms_error *err);
 
 typedef enum ms_shutdown_mode {
     /* Refuse new work, let tasks run to completion until the timeout, then
@@ -291,15 +347,15 @@ typedef struct ms_shutdown_report {
  * are left to finish on their own (report->abandoned_threads) and the
  * runtime's memory is then never freed.  Calling it again returns the
  * first result.  Must not be called from a runtime thread. */
-int ms_runtime_shutdown(ms_runtime *rt, ms_shutdown_mode mode, uint64_t timeout_ms,
-                        ms_shutdown_report *report);
+MS_API int ms_runtime_shutdown(ms_runtime *rt, ms_shutdown_mode mode, uint64_t timeout_ms,
+                               ms_shutdown_report *report);
 
 /* Shuts down (MS_SHUTDOWN_CANCEL, the config's shutdown_timeout) if that
  * was not done, and frees the runtime.  Task handles stay valid. */
-void ms_runtime_free(ms_runtime *rt);
+MS_API void ms_runtime_free(ms_runtime *rt);
 
 /* The configuration the runtime was built with (validated, resolved). */
-const ms_config *ms_runtime_config(const ms_runtime *rt);
+MS_API const ms_config *ms_runtime_config(const ms_runtime *rt);
 
 /* ------------------------------------------------------------------------
  * Live tuning
@@ -324,17 +380,17 @@ const ms_config *ms_runtime_config(const ms_runtime *rt);
  * ---------------------------------------------------------------------- */
 
 /* Sets one live-tunable field from text (as ms_config_set). */
-int ms_runtime_tune(ms_runtime *rt, const char *key, const char *value, ms_error *err);
+MS_API int ms_runtime_tune(ms_runtime *rt, const char *key, const char *value, ms_error *err);
 /* Whether key names a field ms_runtime_tune can change. */
-bool ms_config_is_live(const char *key);
+MS_API bool ms_config_is_live(const char *key);
 /* The configuration as it is now: the one the runtime was built with,
  * with the live-tunable fields at their current values. */
-void ms_runtime_live_config(ms_runtime *rt, ms_config *out);
+MS_API void ms_runtime_live_config(ms_runtime *rt, ms_config *out);
 /* The coop budget now (hosts that run their own inner scheduler use it). */
-uint32_t ms_runtime_budget(ms_runtime *rt);
+MS_API uint32_t ms_runtime_budget(ms_runtime *rt);
 
 /* The runtime whose worker or blocking thread calls this, else NULL. */
-ms_runtime *ms_runtime_current(void);
+MS_API ms_runtime *ms_runtime_current(void);
 
 /* ------------------------------------------------------------------------
  * Tasks, wakers and the poll context
@@ -372,76 +428,76 @@ struct ms_waker {
     void *data;
 };
 
-ms_waker ms_waker_clone(const ms_waker *w);
-void ms_waker_wake(ms_waker *w);            /* consumes *w; it becomes null */
-void ms_waker_wake_by_ref(const ms_waker *w);
-void ms_waker_drop(ms_waker *w);            /* consumes *w; it becomes null */
-bool ms_waker_is_null(const ms_waker *w);
-bool ms_waker_will_wake(const ms_waker *a, const ms_waker *b);
+MS_API ms_waker ms_waker_clone(const ms_waker *w);
+MS_API void ms_waker_wake(ms_waker *w);            /* consumes *w; it becomes null */
+MS_API void ms_waker_wake_by_ref(const ms_waker *w);
+MS_API void ms_waker_drop(ms_waker *w);            /* consumes *w; it becomes null */
+MS_API bool ms_waker_is_null(const ms_waker *w);
+MS_API bool ms_waker_will_wake(const ms_waker *a, const ms_waker *b);
 /* Replaces *slot with a clone of w unless it would wake the same thing. */
-void ms_waker_store(ms_waker *slot, const ms_waker *w);
+MS_API void ms_waker_store(ms_waker *slot, const ms_waker *w);
 
 /* The waker of the computation being polled (borrowed: clone to keep). */
-const ms_waker *ms_cx_waker(ms_cx *cx);
-ms_runtime *ms_cx_runtime(ms_cx *cx);
+MS_API const ms_waker *ms_cx_waker(ms_cx *cx);
+MS_API ms_runtime *ms_cx_runtime(ms_cx *cx);
 /* The running task, or NULL inside ms_block_on. */
-ms_task *ms_cx_task(ms_cx *cx);
+MS_API ms_task *ms_cx_task(ms_cx *cx);
 /* Sets what the task's join handle will return.  Owned by the caller. */
-void ms_cx_set_output(ms_cx *cx, void *output);
+MS_API void ms_cx_set_output(ms_cx *cx, void *output);
 /* Records a failure and returns MS_POLL_ERROR: `return ms_cx_fail(...)`. */
-ms_poll ms_cx_fail(ms_cx *cx, int code, const char *fmt, ...) MS_PRINTF(3, 4);
+MS_API ms_poll ms_cx_fail(ms_cx *cx, int code, const char *fmt, ...) MS_PRINTF(3, 4);
 /* Re-schedules the task behind the others and returns MS_POLL_PENDING. */
-ms_poll ms_cx_yield(ms_cx *cx);
+MS_API ms_poll ms_cx_yield(ms_cx *cx);
 
 /* Polls fn(cx', state) where cx' is cx with its waker replaced by *w (the
  * budget and any failure are shared with cx).  For hosts that multiplex
  * several waiting computations inside one task, each with its own waker,
  * so that a wake concerns only the computation it belongs to. */
-ms_poll ms_cx_poll_with_waker(ms_cx *cx, const ms_waker *w, ms_poll_fn fn, void *state);
+MS_API ms_poll ms_cx_poll_with_waker(ms_cx *cx, const ms_waker *w, ms_poll_fn fn, void *state);
 
 /* Cooperative budget: every operation that may loop without yielding
  * (joins, channel receives, ...) calls this first.  When the task has used
  * its budget for this poll it returns false, having arranged a re-poll and
  * counted a forced yield; the operation must then return pending. */
-bool ms_coop_proceed(ms_cx *cx);
+MS_API bool ms_coop_proceed(ms_cx *cx);
 
 /* Spawns a task.  From a worker thread of rt it goes to that worker's local
  * queue; from any other thread to the injection queue.  On success, if
  * handle is not NULL, *handle is a join handle to release with
  * ms_task_release; pass NULL to detach.  On failure (MS_E_SHUTTING_DOWN,
  * MS_E_NO_MEMORY) the state stays the caller's: drop is not called. */
-int ms_spawn(ms_runtime *rt, ms_poll_fn poll, void *state, ms_drop_fn drop,
-             ms_task **handle);
+MS_API int ms_spawn(ms_runtime *rt, ms_poll_fn poll, void *state, ms_drop_fn drop,
+                    ms_task **handle);
 
 /* Runs poll on the calling thread until it is ready, parking the thread
  * between wakes (Tokio's block_on).  Spawns inside go to the workers.
  * Returns 0 with *output set, the code passed to ms_cx_fail (err gets its
  * message), or MS_E_WRONG_THREAD on a runtime thread, MS_E_SHUTTING_DOWN. */
-int ms_block_on(ms_runtime *rt, ms_poll_fn poll, void *state, void **output,
-                ms_error *err);
+MS_API int ms_block_on(ms_runtime *rt, ms_poll_fn poll, void *state, void **output,
+                       ms_error *err);
 
 /* Waits on a plain thread for the task to end, up to timeout_ms (negative:
  * forever).  Returns 0 with *output, MS_E_TIMEOUT (the handle stays valid
  * and the task runs on), MS_E_TASK_FAILED (err names the failure),
  * MS_E_TASK_CANCELLED, or MS_E_WRONG_THREAD on a worker thread (which must
  * not block: use ms_task_poll_join). */
-int ms_task_join(ms_task *t, int64_t timeout_ms, void **output, ms_error *err);
+MS_API int ms_task_join(ms_task *t, int64_t timeout_ms, void **output, ms_error *err);
 
 /* Polls for the task's end from inside another task.  Ready: *result is
  * 0, MS_E_TASK_FAILED or MS_E_TASK_CANCELLED and *output/err are set as by
  * ms_task_join.  Pending: the caller's waker is registered. */
-ms_poll ms_task_poll_join(ms_task *t, ms_cx *cx, void **output, int *result,
-                          ms_error *err);
+MS_API ms_poll ms_task_poll_join(ms_task *t, ms_cx *cx, void **output, int *result,
+                                 ms_error *err);
 
 /* Requests cancellation.  A task not running is cancelled before its next
  * poll; a running one after its current poll.  No effect once it ended. */
-void ms_task_abort(ms_task *t);
+MS_API void ms_task_abort(ms_task *t);
 
-bool ms_task_is_finished(const ms_task *t);
-uint64_t ms_task_id(const ms_task *t);
+MS_API bool ms_task_is_finished(const ms_task *t);
+MS_API uint64_t ms_task_id(const ms_task *t);
 
 /* Drops the handle.  The task runs on (detached); its output is ignored. */
-void ms_task_release(ms_task *t);
+MS_API void ms_task_release(ms_task *t);
 
 /* ------------------------------------------------------------------------
  * Blocking pool
@@ -454,7 +510,7 @@ typedef void *(*ms_blocking_fn)(void *arg);
  * leave after thread_keep_alive idle; jobs queue in FIFO order.  The handle
  * works with ms_task_join and ms_task_poll_join; abort cancels a job that
  * has not started.  Callable from any thread. */
-int ms_spawn_blocking(ms_runtime *rt, ms_blocking_fn fn, void *arg, ms_task **handle);
+MS_API int ms_spawn_blocking(ms_runtime *rt, ms_blocking_fn fn, void *arg, ms_task **handle);
 
 /* ------------------------------------------------------------------------
  * Metrics
@@ -475,7 +531,7 @@ typedef struct ms_histogram {
 
 /* The upper bound of bucket i in nanoseconds (UINT64_MAX for the last
  * bucket and beyond). */
-uint64_t ms_histogram_bound_ns(uint32_t i);
+MS_API uint64_t ms_histogram_bound_ns(uint32_t i);
 
 typedef struct ms_worker_metrics {
     uint64_t park_count;            /* times the worker went to sleep */
@@ -536,18 +592,92 @@ typedef struct ms_metrics {
 
 /* A consistent-enough snapshot (each counter is read atomically; the set is
  * not one instant).  Free with ms_metrics_free.  NULL on allocation failure. */
-ms_metrics *ms_metrics_snapshot(ms_runtime *rt);
-void ms_metrics_free(ms_metrics *m);
+MS_API ms_metrics *ms_metrics_snapshot(ms_runtime *rt);
+MS_API void ms_metrics_free(ms_metrics *m);
 /* The snapshot as JSON ({"workers":..., "per_worker":[...]}); free with
  * ms_free.  NULL on allocation failure.  With histograms on, each worker
  * has "poll_duration" and "schedule_delay": {"le_ns": [bounds...],
  * "buckets": [per-bucket counts, the last one unbounded], "count", "sum_ns"}
  * (le_ns has one entry fewer than buckets). */
-char *ms_metrics_to_json(const ms_metrics *m, bool pretty);
-void ms_free(void *p);
+MS_API char *ms_metrics_to_json(const ms_metrics *m, bool pretty);
+MS_API void ms_free(void *p);
+
+/* ---- The metrics, described ----
+ *
+ * Every metric of a snapshot is described once, in the core's table
+ * (core/src/metrics.c): where it lives, its names, type, unit and help.
+ * ms_metrics_to_json walks it, and so do the hosts' exporters (ms-host's
+ * ms.metrics(), /metrics and /metrics.json) and the checks that keep
+ * docs/metrics.md in step with it.  Not described, because they are the
+ * shape of a snapshot rather than metrics: ms_metrics.histograms and the
+ * index of a worker. */
+
+typedef enum ms_metric_type {
+    MS_METRIC_GAUGE = 0,
+    MS_METRIC_COUNTER,      /* only grows; its Prometheus name ends in _total */
+    MS_METRIC_HISTOGRAM     /* an ms_histogram; present only with histograms on */
+} ms_metric_type;
+
+typedef enum ms_metric_scope {
+    MS_METRIC_RUNTIME = 0,  /* a member of ms_metrics */
+    MS_METRIC_WORKER        /* a member of ms_worker_metrics, one per worker */
+} ms_metric_scope;
+
+typedef enum ms_metric_value {
+    MS_METRIC_U64 = 0,
+    MS_METRIC_U32,
+    MS_METRIC_BOOL,
+    MS_METRIC_HIST          /* ms_histogram */
+} ms_metric_value;
+
+typedef enum ms_metric_unit {
+    MS_UNIT_NONE = 0,       /* a count, a size or a flag */
+    MS_UNIT_NS,             /* a time in nanoseconds */
+    MS_UNIT_US,             /* ... microseconds */
+    MS_UNIT_MS              /* ... milliseconds */
+} ms_metric_unit;
+
+typedef struct ms_metric_desc {
+    const char *key;        /* the struct member and the ms_metrics_to_json
+                               key, value as stored: "busy_ns" */
+    const char *name;       /* the name where times are given in seconds
+                               (ms-host's ms.metrics()): "busy"; equal to key
+                               where the value is given as stored */
+    const char *prom;       /* the Prometheus family, times in seconds:
+                               "ms_worker_busy_seconds_total" */
+    const char *help;       /* one line, ending with a full stop */
+    ms_metric_type type;
+    ms_metric_scope scope;
+    ms_metric_value value;
+    ms_metric_unit unit;
+    size_t offset;          /* of the member in ms_metrics or ms_worker_metrics */
+    /* MS_METRIC_WORKER: the offset of the ms_metrics member that holds its
+     * sum over the workers (same key), or MS_METRIC_NO_SUM. */
+    size_t sum_offset;
+} ms_metric_desc;
+
+#define MS_METRIC_NO_SUM ((size_t)-1)
+
+/* The table: *count entries, runtime metrics first, each scope in struct
+ * order.  Static; never NULL. */
+MS_API const ms_metric_desc *ms_metric_descs(size_t *count);
+
+/* Worker index meaning "the runtime's value" for ms_metric_get. */
+#define MS_METRIC_TOTAL UINT32_MAX
+
+/* The value of d in m as stored (booleans 0 or 1): a runtime metric's with
+ * worker = MS_METRIC_TOTAL; a worker metric's for worker < m->workers, or
+ * its sum over the workers with MS_METRIC_TOTAL (0 if it has none).  0 for
+ * histograms and workers out of range. */
+MS_API uint64_t ms_metric_get(const ms_metrics *m, const ms_metric_desc *d, uint32_t worker);
+/* A worker's histogram d, or NULL (not a histogram, no such worker). */
+MS_API const ms_histogram *ms_metric_histogram(const ms_metrics *m, const ms_metric_desc *d,
+                                               uint32_t worker);
+/* Nanoseconds in one unit (1 for MS_UNIT_NONE and MS_UNIT_NS). */
+MS_API uint64_t ms_metric_unit_ns(ms_metric_unit unit);
 
 /* Monotonic clock in nanoseconds. */
-uint64_t ms_now_ns(void);
+MS_API uint64_t ms_now_ns(void);
 
 /* ------------------------------------------------------------------------
  * The driver: time, I/O and signals on libuv
@@ -565,25 +695,25 @@ uint64_t ms_now_ns(void);
  * resolution (1 ms) plus scheduling delay.  Owned by one task at a time. */
 typedef struct ms_timer ms_timer;
 
-int ms_timer_new(ms_runtime *rt, ms_timer **out, ms_error *err);
+MS_API int ms_timer_new(ms_runtime *rt, ms_timer **out, ms_error *err);
 /* Arms (or re-arms) for an absolute deadline on the ms_now_ns clock. */
-void ms_timer_set_deadline(ms_timer *t, uint64_t deadline_ns);
+MS_API void ms_timer_set_deadline(ms_timer *t, uint64_t deadline_ns);
 /* Arms for now + ms. */
-void ms_timer_set_after(ms_timer *t, uint64_t ms);
-uint64_t ms_timer_deadline(const ms_timer *t);
+MS_API void ms_timer_set_after(ms_timer *t, uint64_t ms);
+MS_API uint64_t ms_timer_deadline(const ms_timer *t);
 /* Ready once the deadline has passed (an unarmed timer is never ready). */
-ms_poll ms_timer_poll(ms_timer *t, ms_cx *cx);
+MS_API ms_poll ms_timer_poll(ms_timer *t, ms_cx *cx);
 /* Disarms: the timer leaves the timer wheel at once. */
-void ms_timer_cancel(ms_timer *t);
+MS_API void ms_timer_cancel(ms_timer *t);
 /* Disarms and frees. */
-void ms_timer_free(ms_timer *t);
+MS_API void ms_timer_free(ms_timer *t);
 
 /* Polls fn(cx, state) under a deadline: returns fn's result while fn is
  * ready or failing; when fn is pending and the deadline has passed, sets
  * *timed_out and returns MS_POLL_READY.  The caller then cancels whatever
  * fn was waiting for (e.g. ms_sem_waiter_cancel). */
-ms_poll ms_timeout_poll(ms_timer *deadline, ms_cx *cx, ms_poll_fn fn, void *state,
-                        bool *timed_out);
+MS_API ms_poll ms_timeout_poll(ms_timer *deadline, ms_cx *cx, ms_poll_fn fn, void *state,
+                               bool *timed_out);
 
 /* What an interval does about ticks missed while nobody polled it. */
 typedef enum ms_missed_tick {
@@ -595,12 +725,12 @@ typedef enum ms_missed_tick {
 typedef struct ms_interval ms_interval;
 
 /* The first tick is at now + period_ms.  period_ms >= 1. */
-int ms_interval_new(ms_runtime *rt, uint64_t period_ms, ms_missed_tick policy,
-                    ms_interval **out, ms_error *err);
+MS_API int ms_interval_new(ms_runtime *rt, uint64_t period_ms, ms_missed_tick policy,
+                           ms_interval **out, ms_error *err);
 /* Ready at each tick; *skipped (if not NULL) gets the number of ticks the
  * SKIP policy dropped before this one. */
-ms_poll ms_interval_poll(ms_interval *iv, ms_cx *cx, uint64_t *skipped);
-void ms_interval_free(ms_interval *iv);
+MS_API ms_poll ms_interval_poll(ms_interval *iv, ms_cx *cx, uint64_t *skipped);
+MS_API void ms_interval_free(ms_interval *iv);
 
 /* ---- Signals ---- */
 
@@ -609,11 +739,11 @@ void ms_interval_free(ms_interval *iv);
  * signal's default action (e.g. terminating) is replaced by delivery. */
 typedef struct ms_signal ms_signal;
 
-int ms_signal_new(ms_runtime *rt, int signum, ms_signal **out, ms_error *err);
+MS_API int ms_signal_new(ms_runtime *rt, int signum, ms_signal **out, ms_error *err);
 /* Ready when the signal arrived since the last ready poll; *count (if not
  * NULL) gets how many deliveries that was. */
-ms_poll ms_signal_poll(ms_signal *s, ms_cx *cx, uint64_t *count);
-void ms_signal_free(ms_signal *s);
+MS_API ms_poll ms_signal_poll(ms_signal *s, ms_cx *cx, uint64_t *count);
+MS_API void ms_signal_free(ms_signal *s);
 
 /* ---- Streams: TCP and Unix domain sockets ---- */
 
@@ -622,44 +752,45 @@ typedef struct ms_stream ms_stream;
 typedef struct ms_connect ms_connect;
 
 /* Listens on host:port (port 0 picks a free port; see ms_listener_port). */
-int ms_tcp_listen(ms_runtime *rt, const char *host, uint16_t port, int backlog,
-                  ms_listener **out, ms_error *err);
+MS_API int ms_tcp_listen(ms_runtime *rt, const char *host, uint16_t port, int backlog,
+                         ms_listener **out, ms_error *err);
 /* Listens on a Unix domain socket path (created; an existing socket file
  * at path is an error, not silently replaced). */
-int ms_unix_listen(ms_runtime *rt, const char *path, int backlog, ms_listener **out,
-                   ms_error *err);
-uint16_t ms_listener_port(const ms_listener *l);
+MS_API int ms_unix_listen(ms_runtime *rt, const char *path, int backlog, ms_listener **out,
+                          ms_error *err);
+MS_API uint16_t ms_listener_port(const ms_listener *l);
 /* Ready with a new connection in *out, or with *rc < 0 on failure. */
-ms_poll ms_listener_accept(ms_listener *l, ms_cx *cx, ms_stream **out, int *rc, ms_error *err);
+MS_API ms_poll ms_listener_accept(ms_listener *l, ms_cx *cx, ms_stream **out, int *rc,
+                                  ms_error *err);
 /* Stops listening and frees; pending accepts end with MS_E_CLOSED. */
-void ms_listener_close(ms_listener *l);
+MS_API void ms_listener_close(ms_listener *l);
 
-int ms_tcp_connect(ms_runtime *rt, const char *host, uint16_t port, ms_connect **out,
-                   ms_error *err);
-int ms_unix_connect(ms_runtime *rt, const char *path, ms_connect **out, ms_error *err);
+MS_API int ms_tcp_connect(ms_runtime *rt, const char *host, uint16_t port, ms_connect **out,
+                          ms_error *err);
+MS_API int ms_unix_connect(ms_runtime *rt, const char *path, ms_connect **out, ms_error *err);
 /* Ready with the connected stream in *out, or *rc < 0 (refused, ...). */
-ms_poll ms_connect_poll(ms_connect *c, ms_cx *cx, ms_stream **out, int *rc, ms_error *err);
+MS_API ms_poll ms_connect_poll(ms_connect *c, ms_cx *cx, ms_stream **out, int *rc, ms_error *err);
 /* Frees the connect request; an unfinished connection is closed. */
-void ms_connect_free(ms_connect *c);
+MS_API void ms_connect_free(ms_connect *c);
 
 /* Reads up to cap bytes into buf.  Ready with *n > 0 bytes, *n == 0 at end
  * of stream, or *n < 0 an error code (err says which).  The driver reads
  * ahead at most MS_STREAM_READ_BUFFER bytes, then stops reading from the
  * socket until the task catches up: a slow reader holds back its peer
  * instead of growing the process. */
-ms_poll ms_stream_read(ms_stream *s, ms_cx *cx, void *buf, size_t cap, ssize_t *n,
-                       ms_error *err);
+MS_API ms_poll ms_stream_read(ms_stream *s, ms_cx *cx, void *buf, size_t cap, ssize_t *n,
+                              ms_error *err);
 /* Queues up to len bytes for writing.  Ready with *n bytes accepted
  * (>= 1), or *n < 0 on error.  Pending while MS_STREAM_WRITE_BUFFER bytes
  * are already waiting to be written: back-pressure. */
-ms_poll ms_stream_write(ms_stream *s, ms_cx *cx, const void *buf, size_t len, ssize_t *n,
-                        ms_error *err);
+MS_API ms_poll ms_stream_write(ms_stream *s, ms_cx *cx, const void *buf, size_t len, ssize_t *n,
+                               ms_error *err);
 /* Ready once everything queued was handed to the kernel; *rc 0 or error. */
-ms_poll ms_stream_flush(ms_stream *s, ms_cx *cx, int *rc, ms_error *err);
+MS_API ms_poll ms_stream_flush(ms_stream *s, ms_cx *cx, int *rc, ms_error *err);
 /* Flushes, then half-closes the write side; ready with *rc. */
-ms_poll ms_stream_shutdown(ms_stream *s, ms_cx *cx, int *rc, ms_error *err);
+MS_API ms_poll ms_stream_shutdown(ms_stream *s, ms_cx *cx, int *rc, ms_error *err);
 /* Closes at once (queued data is dropped) and frees. */
-void ms_stream_close(ms_stream *s);
+MS_API void ms_stream_close(ms_stream *s);
 
 #define MS_STREAM_READ_BUFFER (64 * 1024)
 #define MS_STREAM_WRITE_BUFFER (64 * 1024)
@@ -674,16 +805,16 @@ typedef struct ms_bytes {
 /* Reads a whole file on the blocking pool.  The job's join output is an
  * ms_bytes * (free with ms_free); a failure joins as MS_E_IO naming the
  * path and the reason. */
-int ms_fs_read_file(ms_runtime *rt, const char *path, ms_task **job);
+MS_API int ms_fs_read_file(ms_runtime *rt, const char *path, ms_task **job);
 /* Writes (creates or truncates) a file on the blocking pool; data is
  * copied first.  Output NULL; failure joins as MS_E_IO. */
-int ms_fs_write_file(ms_runtime *rt, const char *path, const void *data, size_t len,
-                     ms_task **job);
+MS_API int ms_fs_write_file(ms_runtime *rt, const char *path, const void *data, size_t len,
+                            ms_task **job);
 
 /* Inside a blocking job: records a failure for the job's join handle (the
  * job's return value is then ignored).  Outside a blocking job: no effect,
  * returns MS_E_WRONG_THREAD. */
-int ms_blocking_fail(int code, const char *fmt, ...) MS_PRINTF(2, 3);
+MS_API int ms_blocking_fail(int code, const char *fmt, ...) MS_PRINTF(2, 3);
 
 /* ------------------------------------------------------------------------
  * Synchronisation: semaphore, async mutex, notify, channel, oneshot, and
@@ -743,46 +874,46 @@ typedef struct ms_sem_waiter {
 
 /* 0 with *out; MS_E_INVALID_ARGUMENT (permits > MS_SEM_MAX_PERMITS),
  * MS_E_NO_MEMORY. */
-int ms_sem_new(uint64_t permits, ms_sem **out);
-ms_sem *ms_sem_ref(ms_sem *s);
-void ms_sem_unref(ms_sem *s);
+MS_API int ms_sem_new(uint64_t permits, ms_sem **out);
+MS_API ms_sem *ms_sem_ref(ms_sem *s);
+MS_API void ms_sem_unref(ms_sem *s);
 
 /* Prepares w to acquire n permits.  Only an idle node may be re-inited. */
-void ms_sem_waiter_init(ms_sem_waiter *w, uint64_t n);
+MS_API void ms_sem_waiter_init(ms_sem_waiter *w, uint64_t n);
 /* Acquires the node's n permits.  Ready with *rc = 0 (the caller holds
  * them now: give them back with ms_sem_release, or wrap them in an
  * ms_permit), MS_E_CLOSED, or MS_E_INVALID_ARGUMENT (n too large). */
-ms_poll ms_sem_acquire_poll(ms_sem *s, ms_sem_waiter *w, ms_cx *cx, int *rc);
+MS_API ms_poll ms_sem_acquire_poll(ms_sem *s, ms_sem_waiter *w, ms_cx *cx, int *rc);
 /* Withdraws w: permits already assigned to it go back to the semaphore
  * (to the next waiters first); if its acquire had completed but no poll
  * saw it yet, all n go back.  No effect on an idle node. */
-void ms_sem_waiter_cancel(ms_sem *s, ms_sem_waiter *w);
+MS_API void ms_sem_waiter_cancel(ms_sem *s, ms_sem_waiter *w);
 /* Takes n permits now: 0, MS_E_EXHAUSTED (too few available, or acquires
  * are queued: no barging), MS_E_CLOSED, MS_E_INVALID_ARGUMENT. */
-int ms_sem_try_acquire(ms_sem *s, uint64_t n);
+MS_API int ms_sem_try_acquire(ms_sem *s, uint64_t n);
 /* Gives back n permits the caller holds (same as add_permits). */
-void ms_sem_release(ms_sem *s, uint64_t n);
+MS_API void ms_sem_release(ms_sem *s, uint64_t n);
 /* Adds n permits; waiters are served first.  0, or MS_E_INVALID_ARGUMENT
  * when the available permits would exceed MS_SEM_MAX_PERMITS (nothing is
  * added then). */
-int ms_sem_add_permits(ms_sem *s, uint64_t n);
+MS_API int ms_sem_add_permits(ms_sem *s, uint64_t n);
 /* Removes up to n *available* permits for good (lowering the total) and
  * returns how many it removed: for live tuning.  Permits assigned to
  * waiters or held are not touched. */
-uint64_t ms_sem_forget(ms_sem *s, uint64_t n);
+MS_API uint64_t ms_sem_forget(ms_sem *s, uint64_t n);
 /* Lowers the total by n: available permits go at once (returned), and the
  * rest as holders give them back (*owed, if not NULL, is what is still
  * owed in all).  Nobody loses a permit they hold.  Live tuning's way to
  * lower a limit. */
-uint64_t ms_sem_reduce_permits(ms_sem *s, uint64_t n, uint64_t *owed);
+MS_API uint64_t ms_sem_reduce_permits(ms_sem *s, uint64_t n, uint64_t *owed);
 /* Permits still owed to earlier reductions. */
-uint64_t ms_sem_owed(const ms_sem *s);
-uint64_t ms_sem_available(const ms_sem *s);
+MS_API uint64_t ms_sem_owed(const ms_sem *s);
+MS_API uint64_t ms_sem_available(const ms_sem *s);
 /* Every queued acquire becomes ready with MS_E_CLOSED (what they had been
  * assigned returns to available); later acquires fail with MS_E_CLOSED.
  * Release and add_permits keep working; permits held stay valid. */
-void ms_sem_close(ms_sem *s);
-bool ms_sem_is_closed(const ms_sem *s);
+MS_API void ms_sem_close(ms_sem *s);
+MS_API bool ms_sem_is_closed(const ms_sem *s);
 
 /* Permits held as a value that releases them once, however many times
  * ms_permit_release is called (a binding's explicit release and its
@@ -793,12 +924,12 @@ typedef struct ms_permit {
 } ms_permit;
 
 /* Wraps n permits the caller holds on s; takes a reference to s. */
-void ms_permit_init(ms_permit *p, ms_sem *s, uint64_t n);
+MS_API void ms_permit_init(ms_permit *p, ms_sem *s, uint64_t n);
 /* Releases the permits and the reference; later calls do nothing. */
-void ms_permit_release(ms_permit *p);
+MS_API void ms_permit_release(ms_permit *p);
 /* Drops the reference without giving the permits back (the semaphore's
  * total shrinks by n); later calls do nothing. */
-void ms_permit_forget(ms_permit *p);
+MS_API void ms_permit_forget(ms_permit *p);
 
 /* ---- Async mutex ---- */
 
@@ -809,18 +940,18 @@ void ms_permit_forget(ms_permit *p);
 typedef struct ms_mutex ms_mutex;
 typedef ms_sem_waiter ms_mutex_waiter;
 
-int ms_mutex_new(ms_mutex **out);
-ms_mutex *ms_mutex_ref(ms_mutex *m);
-void ms_mutex_unref(ms_mutex *m);
-void ms_mutex_waiter_init(ms_mutex_waiter *w);
+MS_API int ms_mutex_new(ms_mutex **out);
+MS_API ms_mutex *ms_mutex_ref(ms_mutex *m);
+MS_API void ms_mutex_unref(ms_mutex *m);
+MS_API void ms_mutex_waiter_init(ms_mutex_waiter *w);
 /* Ready: the caller holds the lock. */
-ms_poll ms_mutex_lock_poll(ms_mutex *m, ms_mutex_waiter *w, ms_cx *cx);
+MS_API ms_poll ms_mutex_lock_poll(ms_mutex *m, ms_mutex_waiter *w, ms_cx *cx);
 /* Withdraws w; a lock granted to it but never seen passes to the next. */
-void ms_mutex_waiter_cancel(ms_mutex *m, ms_mutex_waiter *w);
+MS_API void ms_mutex_waiter_cancel(ms_mutex *m, ms_mutex_waiter *w);
 /* Locks if free and nobody waits. */
-bool ms_mutex_try_lock(ms_mutex *m);
-void ms_mutex_unlock(ms_mutex *m);
-bool ms_mutex_is_locked(ms_mutex *m);
+MS_API bool ms_mutex_try_lock(ms_mutex *m);
+MS_API void ms_mutex_unlock(ms_mutex *m);
+MS_API bool ms_mutex_is_locked(ms_mutex *m);
 
 /* ---- Notify ---- */
 
@@ -840,17 +971,17 @@ typedef struct ms_notify_waiter {
     uint32_t state;      /* private: atomic */
 } ms_notify_waiter;
 
-int ms_notify_new(ms_notify **out);
-ms_notify *ms_notify_ref(ms_notify *n);
-void ms_notify_unref(ms_notify *n);
+MS_API int ms_notify_new(ms_notify **out);
+MS_API ms_notify *ms_notify_ref(ms_notify *n);
+MS_API void ms_notify_unref(ms_notify *n);
 /* Prepares w for one wait; initialise it again before the next. */
-void ms_notify_waiter_init(ms_notify *n, ms_notify_waiter *w);
+MS_API void ms_notify_waiter_init(ms_notify *n, ms_notify_waiter *w);
 /* Ready once notified. */
-ms_poll ms_notify_poll(ms_notify *n, ms_notify_waiter *w, ms_cx *cx);
+MS_API ms_poll ms_notify_poll(ms_notify *n, ms_notify_waiter *w, ms_cx *cx);
 /* Withdraws w; a notify_one it received but did not see is passed on. */
-void ms_notify_waiter_cancel(ms_notify *n, ms_notify_waiter *w);
-void ms_notify_one(ms_notify *n);
-void ms_notify_all(ms_notify *n);
+MS_API void ms_notify_waiter_cancel(ms_notify *n, ms_notify_waiter *w);
+MS_API void ms_notify_one(ms_notify *n);
+MS_API void ms_notify_all(ms_notify *n);
 
 /* ---- Channel ---- */
 
@@ -872,35 +1003,35 @@ typedef struct ms_chan_waiter {
     uint32_t state;      /* private: atomic */
 } ms_chan_waiter;
 
-int ms_chan_new(size_t capacity, ms_drop_fn drop_value, ms_chan **out);
-ms_chan *ms_chan_ref(ms_chan *ch);
-void ms_chan_unref(ms_chan *ch);
-void ms_chan_waiter_init(ms_chan_waiter *w);
+MS_API int ms_chan_new(size_t capacity, ms_drop_fn drop_value, ms_chan **out);
+MS_API ms_chan *ms_chan_ref(ms_chan *ch);
+MS_API void ms_chan_unref(ms_chan *ch);
+MS_API void ms_chan_waiter_init(ms_chan_waiter *w);
 /* Sends value (pass the same value to every poll of one send).  Ready with
  * *rc = 0 (the channel owns the value now), MS_E_CLOSED or MS_E_NO_MEMORY
  * (the value stays the caller's).  Pending while the channel is full. */
-ms_poll ms_chan_send_poll(ms_chan *ch, ms_chan_waiter *w, void *value, ms_cx *cx, int *rc);
+MS_API ms_poll ms_chan_send_poll(ms_chan *ch, ms_chan_waiter *w, void *value, ms_cx *cx, int *rc);
 /* 0, MS_E_EXHAUSTED (full, or senders are waiting), MS_E_CLOSED,
  * MS_E_NO_MEMORY. */
-int ms_chan_try_send(ms_chan *ch, void *value);
+MS_API int ms_chan_try_send(ms_chan *ch, void *value);
 /* Ready with *rc = 0 and *value, or MS_E_CLOSED once the channel is
  * closed and drained.  Pending while empty. */
-ms_poll ms_chan_recv_poll(ms_chan *ch, ms_chan_waiter *w, ms_cx *cx, void **value, int *rc);
+MS_API ms_poll ms_chan_recv_poll(ms_chan *ch, ms_chan_waiter *w, ms_cx *cx, void **value, int *rc);
 /* 0 with *value, MS_E_EXHAUSTED (empty), MS_E_CLOSED (closed and
  * drained). */
-int ms_chan_try_recv(ms_chan *ch, void **value);
+MS_API int ms_chan_try_recv(ms_chan *ch, void **value);
 /* Withdraws w.  For a send: returns true if the value had already gone
  * into the channel (it is the channel's), false if it is still the
  * caller's.  For a receive: a value handed to w but not yet seen goes back
  * to the front of the channel (or to the next receiver); returns false. */
-bool ms_chan_waiter_cancel(ms_chan *ch, ms_chan_waiter *w);
-void ms_chan_close(ms_chan *ch);
-bool ms_chan_is_closed(ms_chan *ch);
+MS_API bool ms_chan_waiter_cancel(ms_chan *ch, ms_chan_waiter *w);
+MS_API void ms_chan_close(ms_chan *ch);
+MS_API bool ms_chan_is_closed(ms_chan *ch);
 /* Values queued now (a cancelled receive's put-back may briefly take a
  * bounded channel above its capacity). */
-size_t ms_chan_len(ms_chan *ch);
+MS_API size_t ms_chan_len(ms_chan *ch);
 /* As created; 0 = unbounded. */
-size_t ms_chan_capacity(const ms_chan *ch);
+MS_API size_t ms_chan_capacity(const ms_chan *ch);
 
 /* ---- Oneshot ---- */
 
@@ -910,21 +1041,21 @@ size_t ms_chan_capacity(const ms_chan *ch);
  * to drop_value (if not NULL). */
 typedef struct ms_oneshot ms_oneshot;
 
-int ms_oneshot_new(ms_drop_fn drop_value, ms_oneshot **out);
+MS_API int ms_oneshot_new(ms_drop_fn drop_value, ms_oneshot **out);
 /* Sender: 0, MS_E_CLOSED (the receiver side is closed; the value stays
  * the caller's), MS_E_INVALID_ARGUMENT (sent already). */
-int ms_oneshot_send(ms_oneshot *o, void *value);
+MS_API int ms_oneshot_send(ms_oneshot *o, void *value);
 /* Sender: true once the receiver side is closed. */
-bool ms_oneshot_is_closed(const ms_oneshot *o);
+MS_API bool ms_oneshot_is_closed(const ms_oneshot *o);
 /* Closes the sender side; a receiver waiting for a value that was never
  * sent becomes ready with MS_E_CLOSED. */
-void ms_oneshot_close_tx(ms_oneshot *o);
+MS_API void ms_oneshot_close_tx(ms_oneshot *o);
 /* Receiver: ready with *rc = 0 and *value, or MS_E_CLOSED (the sender
  * side closed without sending, or the value was received already). */
-ms_poll ms_oneshot_recv_poll(ms_oneshot *o, ms_cx *cx, void **value, int *rc);
+MS_API ms_poll ms_oneshot_recv_poll(ms_oneshot *o, ms_cx *cx, void **value, int *rc);
 /* Receiver: 0 with *value, MS_E_EXHAUSTED (nothing yet), MS_E_CLOSED. */
-int ms_oneshot_try_recv(ms_oneshot *o, void **value);
-void ms_oneshot_close_rx(ms_oneshot *o);
+MS_API int ms_oneshot_try_recv(ms_oneshot *o, void **value);
+MS_API void ms_oneshot_close_rx(ms_oneshot *o);
 
 /* ---- Task queue: a concurrency limiter with priorities ---- */
 
@@ -937,20 +1068,20 @@ void ms_oneshot_close_rx(ms_oneshot *o);
  * then leaves the queue) or release it as any other. */
 typedef struct ms_taskq ms_taskq;
 
-int ms_taskq_new(ms_runtime *rt, uint32_t max_concurrent, ms_taskq **out);
-ms_taskq *ms_taskq_ref(ms_taskq *q);
+MS_API int ms_taskq_new(ms_runtime *rt, uint32_t max_concurrent, ms_taskq **out);
+MS_API ms_taskq *ms_taskq_ref(ms_taskq *q);
 /* Tasks submitted keep the queue alive until they end. */
-void ms_taskq_unref(ms_taskq *q);
+MS_API void ms_taskq_unref(ms_taskq *q);
 /* Like ms_spawn, with a priority (higher runs first). */
-int ms_taskq_submit(ms_taskq *q, int priority, ms_poll_fn poll, void *state, ms_drop_fn drop,
-                    ms_task **handle);
+MS_API int ms_taskq_submit(ms_taskq *q, int priority, ms_poll_fn poll, void *state, ms_drop_fn drop,
+                           ms_task **handle);
 /* Live tuning: raising starts waiting tasks at once; lowering lets the
  * running ones finish.  max_concurrent >= 1. */
-int ms_taskq_set_max(ms_taskq *q, uint32_t max_concurrent);
-uint32_t ms_taskq_max(ms_taskq *q);
+MS_API int ms_taskq_set_max(ms_taskq *q, uint32_t max_concurrent);
+MS_API uint32_t ms_taskq_max(ms_taskq *q);
 /* Tasks holding a slot, and tasks waiting for one. */
-uint32_t ms_taskq_running(ms_taskq *q);
-size_t ms_taskq_queued(ms_taskq *q);
+MS_API uint32_t ms_taskq_running(ms_taskq *q);
+MS_API size_t ms_taskq_queued(ms_taskq *q);
 
 /* ---- Batches and fan-out / fan-in ---- */
 
@@ -967,20 +1098,20 @@ typedef struct ms_task_spec {
  * the started tasks aborted, and the error returned. */
 typedef struct ms_batch ms_batch;
 
-int ms_batch_spawn(ms_runtime *rt, ms_taskq *q, int priority, size_t n,
-                   const ms_task_spec *specs, ms_batch **out);
+MS_API int ms_batch_spawn(ms_runtime *rt, ms_taskq *q, int priority, size_t n,
+                          const ms_task_spec *specs, ms_batch **out);
 /* Joins every task, in order.  Ready with outputs[i] (n entries, may be
  * NULL) the output of task i (NULL for a failed one) and *rc 0 or the
  * failure of the lowest-numbered task that failed (err gets its message). */
-ms_poll ms_batch_poll_join(ms_batch *b, ms_cx *cx, void **outputs, int *rc, ms_error *err);
+MS_API ms_poll ms_batch_poll_join(ms_batch *b, ms_cx *cx, void **outputs, int *rc, ms_error *err);
 /* The same from a plain thread, up to timeout_ms (negative: forever):
  * MS_E_TIMEOUT leaves the batch joinable again later. */
-int ms_batch_join(ms_batch *b, int64_t timeout_ms, void **outputs, ms_error *err);
-size_t ms_batch_size(const ms_batch *b);
+MS_API int ms_batch_join(ms_batch *b, int64_t timeout_ms, void **outputs, ms_error *err);
+MS_API size_t ms_batch_size(const ms_batch *b);
 /* Aborts the tasks not joined yet. */
-void ms_batch_abort(ms_batch *b);
+MS_API void ms_batch_abort(ms_batch *b);
 /* Frees the batch; tasks not joined run on, detached. */
-void ms_batch_free(ms_batch *b);
+MS_API void ms_batch_free(ms_batch *b);
 
 /* What a fan-out task delivers: allocated, free it with ms_free. */
 typedef struct ms_fanout_result {
@@ -997,8 +1128,8 @@ typedef struct ms_fanout_result {
  * MS_E_CLOSED.  Results are pre-allocated: none is lost.  On failure, as
  * ms_batch_spawn: every state is dropped (started tasks aborted) and
  * *results is not set. */
-int ms_fanout_spawn(ms_runtime *rt, ms_taskq *q, int priority, size_t n,
-                    const ms_task_spec *specs, ms_chan **results);
+MS_API int ms_fanout_spawn(ms_runtime *rt, ms_taskq *q, int priority, size_t n,
+                           const ms_task_spec *specs, ms_chan **results);
 
 #ifdef __cplusplus
 }

@@ -3,9 +3,12 @@
  * from text, and describing a configuration.
  *
  * The fields of ms_config are described once, in config_fields below: name,
- * kind, where the field lives and its allowed range.  Validation, parsing
- * by name and describing all walk that table, so a field added to the
- * struct needs one row here and nothing else (plus its default).  Durations
+ * kind, where the field lives, its allowed range, its default, whether it
+ * is live (ms_runtime_tune) and a line of help.  Defaults, validation,
+ * parsing by name and describing all walk that table, and so do the hosts,
+ * through ms_config_field_at (ms-host's profiles and ms.tune take their
+ * fields from it), so a field added to the struct needs one row here and
+ * nothing else (plus, if live, its owner's code in tune.c).  Durations
  * have two names: the struct member ("shutdown_timeout_ms", a whole number
  * of milliseconds) and the user-facing alias without the suffix
  * ("shutdown_timeout", a number with a unit, seconds when bare), which is
@@ -30,7 +33,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define CFG_DEFAULT_STACK_SIZE ((size_t)2 << 20)
 #define CFG_NAME_MAX 8 /* "<name>-b65535" must fit Linux's 15 characters */
 
 /* PTHREAD_STACK_MIN may be a sysconf() call (glibc >= 2.34 with
@@ -44,66 +46,90 @@ static uint64_t cfg_stack_min(void) {
 #endif
 }
 
-enum field_kind {
-    FK_COUNT,    /* uint32_t, a whole number */
-    FK_DURATION, /* uint64_t milliseconds; the alias takes a unit */
-    FK_SIZE,     /* size_t bytes; K/M/G suffixes */
-    FK_BOOL,     /* bool */
-    FK_NAME,     /* const char *, owned by the caller: not settable */
-    FK_HOOK      /* a function or user pointer: not settable */
-};
-
 struct field {
     const char *name;  /* the struct member */
-    const char *alias; /* FK_DURATION: the name that takes a unit; else NULL */
-    enum field_kind kind;
+    const char *alias; /* MS_CONFIG_DURATION: the name that takes a unit; else NULL */
+    ms_config_kind kind;
     size_t offset;
-    uint64_t min, max; /* inclusive; FK_SIZE's min is cfg_stack_min() */
+    uint64_t min, max; /* inclusive; MS_CONFIG_SIZE's min is cfg_stack_min() */
+    uint64_t def;      /* the default; DEFAULT_CPUS: the CPUs online */
+    bool live;         /* ms_runtime_tune changes it (tune.c applies it) */
+    const char *zero;  /* what 0 means, when it means something special */
+    const char *help;
 };
 
-#define FIELD(member, alias, kind, min, max) \
-    {#member, alias, kind, offsetof(ms_config, member), min, max}
+#define DEFAULT_CPUS UINT64_MAX
+#define DEFAULT_THREAD_NAME "ms"
+#define DEFAULT_STACK_SIZE ((size_t)2 << 20)
 
-/* In struct order, which is also the order of validation and description. */
+#define FIELD(member, alias, kind, min, max, def, live, zero, help) \
+    {#member, alias, kind, offsetof(ms_config, member), min, max, def, live, zero, help}
+#define HOOK(member, help) FIELD(member, NULL, MS_CONFIG_HOOK, 0, 0, 0, false, NULL, help)
+
+/* Every field of ms_config, in struct order, which is also the order of
+ * validation and description.  The one place where a field's range,
+ * default and liveness are written. */
 static const struct field config_fields[] = {
-    FIELD(worker_threads, NULL, FK_COUNT, 1, MS_MAX_WORKERS),
-    FIELD(max_worker_threads, NULL, FK_COUNT, 0, MS_MAX_WORKERS),
-    FIELD(max_blocking_threads, NULL, FK_COUNT, 1, MS_MAX_BLOCKING_THREADS),
-    FIELD(thread_keep_alive_ms, "thread_keep_alive", FK_DURATION, 0, MS_MAX_DURATION_MS),
-    FIELD(thread_stack_size, NULL, FK_SIZE, 0, MS_MAX_STACK_SIZE),
-    FIELD(enable_all, NULL, FK_BOOL, 0, 1),
-    FIELD(enable_time, NULL, FK_BOOL, 0, 1),
-    FIELD(enable_io, NULL, FK_BOOL, 0, 1),
-    FIELD(global_queue_interval, NULL, FK_COUNT, 1, MS_MAX_INTERVAL),
-    FIELD(event_interval, NULL, FK_COUNT, 1, MS_MAX_INTERVAL),
-    FIELD(budget, NULL, FK_COUNT, 1, MS_MAX_BUDGET),
-    FIELD(park_spin_us, NULL, FK_COUNT, 0, MS_MAX_PARK_SPIN_US),
-    FIELD(shutdown_timeout_ms, "shutdown_timeout", FK_DURATION, 0, MS_MAX_DURATION_MS),
-    FIELD(stall_threshold_ms, "stall_threshold", FK_DURATION, 0, MS_MAX_DURATION_MS),
-    FIELD(replace_stalled_workers, NULL, FK_BOOL, 0, 1),
-    FIELD(metrics_histograms, NULL, FK_BOOL, 0, 1),
-    FIELD(thread_name, NULL, FK_NAME, 1, CFG_NAME_MAX),
-    FIELD(on_thread_start, NULL, FK_HOOK, 0, 0),
-    FIELD(on_thread_stop, NULL, FK_HOOK, 0, 0),
-    FIELD(hook_ud, NULL, FK_HOOK, 0, 0),
-    FIELD(on_stall, NULL, FK_HOOK, 0, 0),
-    FIELD(stall_ud, NULL, FK_HOOK, 0, 0),
+    FIELD(worker_threads, NULL, MS_CONFIG_COUNT, 1, MS_MAX_WORKERS, DEFAULT_CPUS, true, NULL,
+          "worker threads"),
+    FIELD(max_worker_threads, NULL, MS_CONFIG_COUNT, 0, MS_MAX_WORKERS, 0, false,
+          "auto: max(worker_threads, 4 per CPU)",
+          "ceiling for live resizing and stand-ins for stuck workers"),
+    FIELD(max_blocking_threads, NULL, MS_CONFIG_COUNT, 1, MS_MAX_BLOCKING_THREADS, 512, true,
+          NULL, "most threads the blocking pool may run at once"),
+    FIELD(thread_keep_alive_ms, "thread_keep_alive", MS_CONFIG_DURATION, 0, MS_MAX_DURATION_MS,
+          60000, true, NULL, "how long an idle blocking thread waits for work before it exits"),
+    FIELD(thread_stack_size, NULL, MS_CONFIG_SIZE, 0, MS_MAX_STACK_SIZE, DEFAULT_STACK_SIZE,
+          false, NULL, "stack of every runtime thread (at least PTHREAD_STACK_MIN)"),
+    FIELD(enable_all, NULL, MS_CONFIG_BOOL, 0, 1, true, false, NULL,
+          "enable every driver; true requires enable_time and enable_io"),
+    FIELD(enable_time, NULL, MS_CONFIG_BOOL, 0, 1, true, false, NULL,
+          "enable timers (sleep, timeout, interval)"),
+    FIELD(enable_io, NULL, MS_CONFIG_BOOL, 0, 1, true, false, NULL,
+          "enable the I/O driver (sockets, files, signals)"),
+    FIELD(global_queue_interval, NULL, MS_CONFIG_COUNT, 1, MS_MAX_INTERVAL, 61, true, NULL,
+          "worker ticks between looks at the shared injection queue"),
+    FIELD(event_interval, NULL, MS_CONFIG_COUNT, 1, MS_MAX_INTERVAL, 61, false, NULL,
+          "worker ticks between driver and maintenance checks"),
+    FIELD(budget, NULL, MS_CONFIG_COUNT, 1, MS_MAX_BUDGET, 128, true, NULL,
+          "cooperative operations a task may do per poll before it must yield"),
+    FIELD(park_spin_us, NULL, MS_CONFIG_COUNT, 0, MS_MAX_PARK_SPIN_US, 0, true, NULL,
+          "microseconds a thread that has just worked waits on the CPU for more before it "
+          "sleeps"),
+    FIELD(shutdown_timeout_ms, "shutdown_timeout", MS_CONFIG_DURATION, 0, MS_MAX_DURATION_MS,
+          30000, false, NULL,
+          "how long a graceful shutdown waits for tasks before cancelling them"),
+    FIELD(stall_threshold_ms, "stall_threshold", MS_CONFIG_DURATION, 0, MS_MAX_DURATION_MS,
+          2000, false, "off",
+          "a worker stuck in one poll this long is reported (health monitor); 0 = off"),
+    FIELD(replace_stalled_workers, NULL, MS_CONFIG_BOOL, 0, 1, true, false, NULL,
+          "bring in a stand-in worker (up to max_worker_threads) while one is stalled"),
+    FIELD(metrics_histograms, NULL, MS_CONFIG_BOOL, 0, 1, false, false, NULL,
+          "record per-worker histograms of poll duration and scheduling delay "
+          "(two clock reads per poll)"),
+    FIELD(thread_name, NULL, MS_CONFIG_NAME, 1, CFG_NAME_MAX, 0, false, NULL,
+          "prefix of the runtime's thread names: 1..8 characters of [A-Za-z0-9_.-]"),
+    HOOK(on_thread_start, "called on every runtime thread right after it starts"),
+    HOOK(on_thread_stop, "called on every runtime thread right before it exits"),
+    HOOK(hook_ud, "the user pointer passed to on_thread_start and on_thread_stop"),
+    HOOK(on_stall, "called on the health monitor's thread when a worker stalls and recovers"),
+    HOOK(stall_ud, "the user pointer passed to on_stall"),
 };
 
 #define CONFIG_FIELD_COUNT (sizeof config_fields / sizeof config_fields[0])
 
 static uint64_t field_min(const struct field *f) {
-    return f->kind == FK_SIZE ? cfg_stack_min() : f->min;
+    return f->kind == MS_CONFIG_SIZE ? cfg_stack_min() : f->min;
 }
 
-/* Numeric value of a FK_COUNT, FK_DURATION, FK_SIZE or FK_BOOL field. */
+/* Numeric value of a MS_CONFIG_COUNT, MS_CONFIG_DURATION, MS_CONFIG_SIZE or MS_CONFIG_BOOL field. */
 static uint64_t field_get(const ms_config *cfg, const struct field *f) {
     const char *p = (const char *)cfg + f->offset;
     switch (f->kind) {
-    case FK_COUNT: { uint32_t v; memcpy(&v, p, sizeof v); return v; }
-    case FK_DURATION: { uint64_t v; memcpy(&v, p, sizeof v); return v; }
-    case FK_SIZE: { size_t v; memcpy(&v, p, sizeof v); return v; }
-    case FK_BOOL: { bool v; memcpy(&v, p, sizeof v); return v; }
+    case MS_CONFIG_COUNT: { uint32_t v; memcpy(&v, p, sizeof v); return v; }
+    case MS_CONFIG_DURATION: { uint64_t v; memcpy(&v, p, sizeof v); return v; }
+    case MS_CONFIG_SIZE: { size_t v; memcpy(&v, p, sizeof v); return v; }
+    case MS_CONFIG_BOOL: { bool v; memcpy(&v, p, sizeof v); return v; }
     default: return 0;
     }
 }
@@ -112,10 +138,10 @@ static uint64_t field_get(const ms_config *cfg, const struct field *f) {
 static void field_put(ms_config *cfg, const struct field *f, uint64_t value) {
     char *p = (char *)cfg + f->offset;
     switch (f->kind) {
-    case FK_COUNT: { uint32_t v = (uint32_t)value; memcpy(p, &v, sizeof v); break; }
-    case FK_DURATION: { uint64_t v = value; memcpy(p, &v, sizeof v); break; }
-    case FK_SIZE: { size_t v = (size_t)value; memcpy(p, &v, sizeof v); break; }
-    case FK_BOOL: { bool v = value != 0; memcpy(p, &v, sizeof v); break; }
+    case MS_CONFIG_COUNT: { uint32_t v = (uint32_t)value; memcpy(p, &v, sizeof v); break; }
+    case MS_CONFIG_DURATION: { uint64_t v = value; memcpy(p, &v, sizeof v); break; }
+    case MS_CONFIG_SIZE: { size_t v = (size_t)value; memcpy(p, &v, sizeof v); break; }
+    case MS_CONFIG_BOOL: { bool v = value != 0; memcpy(p, &v, sizeof v); break; }
     default: break;
     }
 }
@@ -125,6 +151,10 @@ static bool hook_is_set(const ms_config *cfg, const struct field *f) {
         return cfg->on_thread_start != NULL;
     if (f->offset == offsetof(ms_config, on_thread_stop))
         return cfg->on_thread_stop != NULL;
+    if (f->offset == offsetof(ms_config, on_stall))
+        return cfg->on_stall != NULL;
+    if (f->offset == offsetof(ms_config, stall_ud))
+        return cfg->stall_ud != NULL;
     return cfg->hook_ud != NULL;
 }
 
@@ -137,37 +167,32 @@ static bool hook_is_set(const ms_config *cfg, const struct field *f) {
  * Defaults and validation
  * ---------------------------------------------------------------------- */
 
-void ms_config_default(ms_config *cfg) {
-    if (cfg == NULL)
-        return;
+static uint32_t online_cpus(void) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (cpus < 1)
         cpus = 1;
     if (cpus > MS_MAX_WORKERS)
         cpus = MS_MAX_WORKERS;
+    return (uint32_t)cpus;
+}
 
+static uint64_t field_default(const struct field *f) {
+    return f->def == DEFAULT_CPUS ? online_cpus() : f->def;
+}
+
+void ms_config_default(ms_config *cfg) {
+    if (cfg == NULL)
+        return;
     /* Field by field after a memset, so that padding is zero too and two
-     * default configs compare equal byte for byte. */
+     * default configs compare equal byte for byte.  Hooks stay NULL. */
     memset(cfg, 0, sizeof *cfg);
-    cfg->worker_threads = (uint32_t)cpus;
-    cfg->max_blocking_threads = 512;
-    cfg->thread_keep_alive_ms = 60000;
-    cfg->thread_stack_size = CFG_DEFAULT_STACK_SIZE;
-    cfg->enable_all = true;
-    cfg->enable_time = true;
-    cfg->enable_io = true;
-    cfg->global_queue_interval = 61;
-    cfg->event_interval = 61;
-    cfg->budget = 128;
-    cfg->park_spin_us = 0;
-    cfg->shutdown_timeout_ms = 30000;
-    cfg->stall_threshold_ms = 2000;
-    cfg->replace_stalled_workers = true;
-    cfg->metrics_histograms = false;
-    cfg->thread_name = "ms";
-    cfg->on_thread_start = NULL;
-    cfg->on_thread_stop = NULL;
-    cfg->hook_ud = NULL;
+    for (size_t i = 0; i < CONFIG_FIELD_COUNT; i++) {
+        const struct field *f = &config_fields[i];
+        if (f->kind == MS_CONFIG_NAME)
+            cfg->thread_name = DEFAULT_THREAD_NAME;
+        else if (f->kind != MS_CONFIG_HOOK)
+            field_put(cfg, f, field_default(f));
+    }
 }
 
 uint32_t ms_config_max_workers(const ms_config *cfg) {
@@ -208,20 +233,20 @@ int ms_config_validate(const ms_config *cfg, ms_error *err) {
     for (size_t i = 0; i < CONFIG_FIELD_COUNT; i++) {
         const struct field *f = &config_fields[i];
         switch (f->kind) {
-        case FK_COUNT:
-        case FK_DURATION:
-        case FK_SIZE: {
+        case MS_CONFIG_COUNT:
+        case MS_CONFIG_DURATION:
+        case MS_CONFIG_SIZE: {
             uint64_t v = field_get(cfg, f), lo = field_min(f);
             if (v < lo || v > f->max)
                 return ms_error_set(err, MS_E_CONFIG_INVALID,
                                     "%s = %" PRIu64 " is out of range (allowed %" PRIu64
                                     "..%" PRIu64 "%s)",
                                     f->name, v, lo, f->max,
-                                    f->kind == FK_SIZE ? " bytes"
-                                    : f->kind == FK_DURATION ? " ms" : "");
+                                    f->kind == MS_CONFIG_SIZE ? " bytes"
+                                    : f->kind == MS_CONFIG_DURATION ? " ms" : "");
             break;
         }
-        case FK_NAME:
+        case MS_CONFIG_NAME:
             if (cfg->thread_name == NULL)
                 return ms_error_set(err, MS_E_CONFIG_INVALID,
                                     "thread_name = NULL is invalid (allowed " NAME_RULE ")");
@@ -230,8 +255,8 @@ int ms_config_validate(const ms_config *cfg, ms_error *err) {
                                     "thread_name = " QUOTED " is invalid (allowed " NAME_RULE ")",
                                     QUOTE(cfg->thread_name));
             break;
-        case FK_BOOL:
-        case FK_HOOK:
+        case MS_CONFIG_BOOL:
+        case MS_CONFIG_HOOK:
             break;
         }
     }
@@ -396,14 +421,14 @@ static void format_duration(uint64_t ms, char *buf, size_t size) {
 
 /* The allowed range of f as text, in the units of the name it was set by. */
 static void format_range(const struct field *f, bool by_alias, char *buf, size_t size) {
-    if (f->kind == FK_DURATION && by_alias) {
+    if (f->kind == MS_CONFIG_DURATION && by_alias) {
         char lo[32], hi[32];
         format_duration(f->min, lo, sizeof lo);
         format_duration(f->max, hi, sizeof hi);
         snprintf(buf, size, "%s..%s", lo, hi);
     } else {
         snprintf(buf, size, "%" PRIu64 "..%" PRIu64 "%s", field_min(f), f->max,
-                 f->kind == FK_SIZE ? " bytes" : f->kind == FK_DURATION ? " ms" : "");
+                 f->kind == MS_CONFIG_SIZE ? " bytes" : f->kind == MS_CONFIG_DURATION ? " ms" : "");
     }
 }
 
@@ -456,6 +481,61 @@ const char *ms_config_field(const char *key) {
     bool by_alias;
     const struct field *f = key ? field_find(key, &by_alias) : NULL;
     return f ? f->name : NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Describing the fields
+ * ---------------------------------------------------------------------- */
+
+size_t ms_config_field_count(void) {
+    return CONFIG_FIELD_COUNT;
+}
+
+static void field_describe(const struct field *f, ms_config_field_desc *out) {
+    *out = (ms_config_field_desc){
+        .name = f->name,
+        .alias = f->alias,
+        .kind = f->kind,
+        .min = field_min(f),
+        .max = f->max,
+        .default_value = f->kind == MS_CONFIG_NAME ? 0 : field_default(f),
+        .default_text = f->kind == MS_CONFIG_NAME ? DEFAULT_THREAD_NAME : NULL,
+        .live = f->live,
+        .zero = f->zero,
+        .help = f->help,
+    };
+}
+
+int ms_config_field_at(size_t i, ms_config_field_desc *out) {
+    if (i >= CONFIG_FIELD_COUNT || out == NULL)
+        return MS_E_INVALID_ARGUMENT;
+    field_describe(&config_fields[i], out);
+    return 0;
+}
+
+int ms_config_field_find(const char *key, ms_config_field_desc *out) {
+    bool by_alias;
+    const struct field *f = key ? field_find(key, &by_alias) : NULL;
+    if (f == NULL || out == NULL)
+        return MS_E_CONFIG_INVALID;
+    field_describe(f, out);
+    return 0;
+}
+
+int ms_config_get(const ms_config *cfg, const char *key, uint64_t *value) {
+    bool by_alias;
+    const struct field *f = key ? field_find(key, &by_alias) : NULL;
+    if (cfg == NULL || f == NULL || value == NULL || f->kind == MS_CONFIG_NAME ||
+        f->kind == MS_CONFIG_HOOK)
+        return MS_E_CONFIG_INVALID;
+    *value = field_get(cfg, f);
+    return 0;
+}
+
+bool ms_config_is_live(const char *key) {
+    bool by_alias;
+    const struct field *f = key ? field_find(key, &by_alias) : NULL;
+    return f != NULL && f->live;
 }
 
 static int unknown_key(const char *key, ms_error *err) {
@@ -528,24 +608,24 @@ int ms_config_set(ms_config *cfg, const char *key, const char *value, ms_error *
     uint64_t v = 0;
     enum parse_status st = PARSE_OK;
     switch (f->kind) {
-    case FK_COUNT:
+    case MS_CONFIG_COUNT:
         st = parse_whole(value, &v);
         break;
-    case FK_DURATION:
+    case MS_CONFIG_DURATION:
         st = by_alias ? parse_duration(value, &v) : parse_whole(value, &v);
         break;
-    case FK_SIZE:
+    case MS_CONFIG_SIZE:
         st = parse_size(value, &v);
         break;
-    case FK_BOOL:
+    case MS_CONFIG_BOOL:
         st = parse_bool(value, &v);
         break;
-    case FK_NAME:
+    case MS_CONFIG_NAME:
         return ms_error_set(err, MS_E_CONFIG_INVALID,
                             "%s cannot be set from text: it is a string the caller owns; "
                             "assign cfg->%s directly",
                             key, f->name);
-    case FK_HOOK:
+    case MS_CONFIG_HOOK:
         return ms_error_set(err, MS_E_CONFIG_INVALID,
                             "%s cannot be set from text: it is a pointer; assign cfg->%s "
                             "directly",
@@ -554,7 +634,7 @@ int ms_config_set(ms_config *cfg, const char *key, const char *value, ms_error *
     if (st != PARSE_OK)
         return parse_error(key, value, f, by_alias, st, err);
 
-    if (f->kind != FK_BOOL && (v < field_min(f) || v > f->max)) {
+    if (f->kind != MS_CONFIG_BOOL && (v < field_min(f) || v > f->max)) {
         char range[96];
         format_range(f, by_alias, range, sizeof range);
         return ms_error_set(err, MS_E_CONFIG_INVALID,
@@ -605,26 +685,26 @@ int ms_config_describe(const ms_config *cfg, char *buf, size_t size) {
     for (size_t i = 0; i < CONFIG_FIELD_COUNT; i++) {
         const struct field *f = &config_fields[i];
         switch (f->kind) {
-        case FK_COUNT:
-        case FK_SIZE:
+        case MS_CONFIG_COUNT:
+        case MS_CONFIG_SIZE:
             out_printf(&o, "%s = %" PRIu64 "\n", f->name, field_get(cfg, f));
             break;
-        case FK_DURATION: {
+        case MS_CONFIG_DURATION: {
             char d[32];
             format_duration(field_get(cfg, f), d, sizeof d);
             out_printf(&o, "%s = %s\n", f->alias, d);
             break;
         }
-        case FK_BOOL:
+        case MS_CONFIG_BOOL:
             out_printf(&o, "%s = %s\n", f->name, field_get(cfg, f) ? "true" : "false");
             break;
-        case FK_NAME:
+        case MS_CONFIG_NAME:
             if (cfg->thread_name == NULL)
                 out_printf(&o, "%s = NULL\n", f->name);
             else
                 out_printf(&o, "%s = \"%s\"\n", f->name, cfg->thread_name);
             break;
-        case FK_HOOK:
+        case MS_CONFIG_HOOK:
             out_printf(&o, "%s = %s\n", f->name, hook_is_set(cfg, f) ? "set" : "none");
             break;
         }

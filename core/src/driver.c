@@ -194,6 +194,7 @@ int drv_init(driver *d, ms_runtime *rt, const ms_config *cfg, ms_error *err) {
 }
 
 static void *drv_main(void *arg) {
+    thr_unblock_signals();
     driver *d = arg;
     char name[32];
     snprintf(name, sizeof name, "%s-driver", d->rt->cfg.thread_name);

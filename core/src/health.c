@@ -51,6 +51,10 @@ static void check(health *h, uint64_t now_ms) {
             met_set(&m->stalled_ms, 0);
             continue;
         }
+        /* In one poll since the last look: a task it woke waits in its
+         * LIFO slot, where no other worker can steal it, for as long as the
+         * poll lasts; hand it over now rather than at the stall. */
+        sched_rescue_lifo(s, i);
         uint64_t stalled = now_ms - h->since_ms[i];
         if (stalled >= h->threshold_ms) {
             met_set(&m->stalled_ms, stalled);

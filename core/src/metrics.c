@@ -1,5 +1,7 @@
 /*
- * metrics.c - runtime metrics snapshots and their JSON rendering.
+ * metrics.c - runtime metrics snapshots, the table that describes every
+ * metric (names, type, unit, help; ms_metric_descs), and the JSON
+ * rendering, which walks that table.
  *
  * A snapshot reads every counter once with relaxed loads: each number is
  * exact for its own instant, and the set is close to one instant (a
@@ -124,6 +126,170 @@ void ms_metrics_free(ms_metrics *m) {
     free(m);
 }
 
+/* ------------------------------------------------------------------------
+ * The table of metrics
+ * ---------------------------------------------------------------------- */
+
+#define RT(member) offsetof(ms_metrics, member)
+#define WK(member) offsetof(ms_worker_metrics, member)
+
+#define RUNTIME(member, name, prom, type, value, unit, help) \
+    {#member, name, prom, help, type, MS_METRIC_RUNTIME, value, unit, RT(member), MS_METRIC_NO_SUM}
+#define WORKER(member, name, prom, type, value, unit, sum, help) \
+    {#member, name, prom, help, type, MS_METRIC_WORKER, value, unit, WK(member), sum}
+
+/* Every metric of a snapshot, once.  Runtime metrics first, then the
+ * workers', each in struct order. */
+static const ms_metric_desc metric_descs[] = {
+    RUNTIME(uptime_ns, "uptime", "ms_uptime_seconds", MS_METRIC_GAUGE, MS_METRIC_U64,
+            MS_UNIT_NS, "Seconds since the runtime started."),
+    RUNTIME(workers, "workers", "ms_workers", MS_METRIC_GAUGE, MS_METRIC_U32, MS_UNIT_NONE,
+            "Worker threads started (active or retired by a resize)."),
+    RUNTIME(active_workers, "active_workers", "ms_active_workers", MS_METRIC_GAUGE,
+            MS_METRIC_U32, MS_UNIT_NONE, "Workers currently active (live resizing, stand-ins)."),
+    RUNTIME(max_workers, "max_workers", "ms_max_workers", MS_METRIC_GAUGE, MS_METRIC_U32,
+            MS_UNIT_NONE, "Ceiling for the number of workers (max_worker_threads)."),
+    RUNTIME(worker_resizes, "worker_resizes", "ms_worker_resizes_total", MS_METRIC_COUNTER,
+            MS_METRIC_U64, MS_UNIT_NONE, "Changes of the number of active workers."),
+    RUNTIME(worker_replacements, "worker_replacements", "ms_worker_replacements_total",
+            MS_METRIC_COUNTER, MS_METRIC_U64, MS_UNIT_NONE,
+            "Stand-in workers brought in for stalled ones."),
+    RUNTIME(global_queue_interval, "global_queue_interval", "ms_global_queue_interval",
+            MS_METRIC_GAUGE, MS_METRIC_U32, MS_UNIT_NONE,
+            "Ticks between injection-queue checks (live value)."),
+    RUNTIME(budget, "budget", "ms_budget", MS_METRIC_GAUGE, MS_METRIC_U32, MS_UNIT_NONE,
+            "Cooperative budget per poll (live value)."),
+    RUNTIME(park_spin_us, "park_spin_us", "ms_park_spin_seconds", MS_METRIC_GAUGE,
+            MS_METRIC_U32, MS_UNIT_US,
+            "Seconds a thread waits on the CPU for more work before it sleeps (live value)."),
+    RUNTIME(thread_keep_alive_ms, "thread_keep_alive", "ms_thread_keep_alive_seconds",
+            MS_METRIC_GAUGE, MS_METRIC_U64, MS_UNIT_MS,
+            "Seconds an idle blocking thread waits for a job before it exits (live value)."),
+    RUNTIME(blocking_threads, "blocking_threads", "ms_blocking_threads", MS_METRIC_GAUGE,
+            MS_METRIC_U32, MS_UNIT_NONE, "Threads of the blocking pool."),
+    RUNTIME(idle_blocking_threads, "idle_blocking_threads", "ms_idle_blocking_threads",
+            MS_METRIC_GAUGE, MS_METRIC_U32, MS_UNIT_NONE,
+            "Blocking-pool threads waiting for a job."),
+    RUNTIME(max_blocking_threads, "max_blocking_threads", "ms_max_blocking_threads",
+            MS_METRIC_GAUGE, MS_METRIC_U32, MS_UNIT_NONE, "Upper limit of the blocking pool."),
+    RUNTIME(spawned_tasks, "spawned_tasks", "ms_spawned_tasks_total", MS_METRIC_COUNTER,
+            MS_METRIC_U64, MS_UNIT_NONE, "Tasks spawned, from the workers and from outside."),
+    RUNTIME(remote_spawned_tasks, "remote_spawned_tasks", "ms_remote_spawned_tasks_total",
+            MS_METRIC_COUNTER, MS_METRIC_U64, MS_UNIT_NONE,
+            "Tasks spawned from outside the workers."),
+    RUNTIME(alive_tasks, "alive_tasks", "ms_alive_tasks", MS_METRIC_GAUGE, MS_METRIC_U64,
+            MS_UNIT_NONE, "Tasks spawned and not yet ended."),
+    RUNTIME(failed_tasks, "failed_tasks", "ms_failed_tasks_total", MS_METRIC_COUNTER,
+            MS_METRIC_U64, MS_UNIT_NONE, "Tasks that ended with an error."),
+    RUNTIME(cancelled_tasks, "cancelled_tasks", "ms_cancelled_tasks_total", MS_METRIC_COUNTER,
+            MS_METRIC_U64, MS_UNIT_NONE, "Tasks ended by an abort or by shutdown."),
+    RUNTIME(injection_queue_depth, "injection_queue_depth", "ms_injection_queue_depth",
+            MS_METRIC_GAUGE, MS_METRIC_U64, MS_UNIT_NONE, "Tasks waiting in the injection queue."),
+    RUNTIME(blocking_queue_depth, "blocking_queue_depth", "ms_blocking_queue_depth",
+            MS_METRIC_GAUGE, MS_METRIC_U64, MS_UNIT_NONE, "Blocking jobs waiting for a thread."),
+    RUNTIME(blocking_jobs_total, "blocking_jobs_total", "ms_blocking_jobs_total",
+            MS_METRIC_COUNTER, MS_METRIC_U64, MS_UNIT_NONE, "Jobs run on the blocking pool."),
+    RUNTIME(stalls_total, "stalls_total", "ms_stalls_total", MS_METRIC_COUNTER, MS_METRIC_U64,
+            MS_UNIT_NONE, "Polls reported as stuck (stall_threshold)."),
+    RUNTIME(timers_active, "timers_active", "ms_timers_active", MS_METRIC_GAUGE, MS_METRIC_U64,
+            MS_UNIT_NONE, "Timers waiting in the timer wheel."),
+    RUNTIME(timers_fired, "timers_fired", "ms_timers_fired_total", MS_METRIC_COUNTER,
+            MS_METRIC_U64, MS_UNIT_NONE, "Timers the driver has fired."),
+
+    WORKER(park_count, "park_count", "ms_worker_parks_total", MS_METRIC_COUNTER, MS_METRIC_U64,
+           MS_UNIT_NONE, RT(park_count), "Times the worker went to sleep."),
+    WORKER(noop_count, "noop_count", "ms_worker_noop_unparks_total", MS_METRIC_COUNTER,
+           MS_METRIC_U64, MS_UNIT_NONE, RT(noop_count), "Wake-ups that found no work."),
+    WORKER(steal_count, "steal_count", "ms_worker_steals_total", MS_METRIC_COUNTER,
+           MS_METRIC_U64, MS_UNIT_NONE, RT(steal_count), "Tasks stolen from other workers."),
+    WORKER(steal_operations, "steal_operations", "ms_worker_steal_operations_total",
+           MS_METRIC_COUNTER, MS_METRIC_U64, MS_UNIT_NONE, RT(steal_operations),
+           "Successful steal attempts."),
+    WORKER(poll_count, "poll_count", "ms_worker_polls_total", MS_METRIC_COUNTER, MS_METRIC_U64,
+           MS_UNIT_NONE, RT(poll_count), "Task polls."),
+    WORKER(busy_ns, "busy", "ms_worker_busy_seconds_total", MS_METRIC_COUNTER, MS_METRIC_U64,
+           MS_UNIT_NS, RT(busy_ns), "Seconds the worker was not parked."),
+    WORKER(forced_yields, "forced_yields", "ms_worker_forced_yields_total", MS_METRIC_COUNTER,
+           MS_METRIC_U64, MS_UNIT_NONE, RT(forced_yields),
+           "Polls cut short by the cooperative budget."),
+    WORKER(overflow_count, "overflow_count", "ms_worker_overflows_total", MS_METRIC_COUNTER,
+           MS_METRIC_U64, MS_UNIT_NONE, RT(overflow_count),
+           "Local queue overflows to the injection queue."),
+    WORKER(local_schedule_count, "local_schedule_count", "ms_worker_local_schedules_total",
+           MS_METRIC_COUNTER, MS_METRIC_U64, MS_UNIT_NONE, RT(local_schedule_count),
+           "Tasks scheduled on the worker's own queue."),
+    WORKER(spawned_tasks, "spawned_tasks", "ms_worker_spawned_tasks_total", MS_METRIC_COUNTER,
+           MS_METRIC_U64, MS_UNIT_NONE, MS_METRIC_NO_SUM, "Tasks spawned from the worker."),
+    WORKER(local_queue_depth, "local_queue_depth", "ms_worker_local_queue_depth",
+           MS_METRIC_GAUGE, MS_METRIC_U32, MS_UNIT_NONE, RT(local_queue_depth),
+           "Tasks in the worker's local queue."),
+    WORKER(local_queue_capacity, "local_queue_capacity", "ms_worker_local_queue_capacity",
+           MS_METRIC_GAUGE, MS_METRIC_U32, MS_UNIT_NONE, MS_METRIC_NO_SUM,
+           "Slots of the worker's local queue."),
+    WORKER(parked, "parked", "ms_worker_parked", MS_METRIC_GAUGE, MS_METRIC_BOOL, MS_UNIT_NONE,
+           MS_METRIC_NO_SUM, "1 while the worker is parked."),
+    WORKER(active, "active", "ms_worker_active", MS_METRIC_GAUGE, MS_METRIC_BOOL, MS_UNIT_NONE,
+           MS_METRIC_NO_SUM, "1 while the worker is active, 0 once a resize retired it."),
+    WORKER(stalled_ms, "stalled", "ms_worker_stalled_seconds", MS_METRIC_GAUGE, MS_METRIC_U64,
+           MS_UNIT_MS, MS_METRIC_NO_SUM, "Length of the worker's current stall, 0 if none."),
+    WORKER(poll_duration, "poll_duration", "ms_worker_poll_duration_seconds",
+           MS_METRIC_HISTOGRAM, MS_METRIC_HIST, MS_UNIT_NS, MS_METRIC_NO_SUM,
+           "Time each task poll took on the worker."),
+    WORKER(schedule_delay, "schedule_delay", "ms_worker_schedule_delay_seconds",
+           MS_METRIC_HISTOGRAM, MS_METRIC_HIST, MS_UNIT_NS, MS_METRIC_NO_SUM,
+           "Time from a task being scheduled (spawned, woken, yielded) to the worker starting "
+           "to poll it."),
+};
+
+#define METRIC_COUNT (sizeof metric_descs / sizeof metric_descs[0])
+
+const ms_metric_desc *ms_metric_descs(size_t *count) {
+    if (count)
+        *count = METRIC_COUNT;
+    return metric_descs;
+}
+
+static uint64_t read_value(const void *base, size_t off, ms_metric_value value) {
+    const char *p = (const char *)base + off;
+    switch (value) {
+    case MS_METRIC_U64: { uint64_t v; memcpy(&v, p, sizeof v); return v; }
+    case MS_METRIC_U32: { uint32_t v; memcpy(&v, p, sizeof v); return v; }
+    case MS_METRIC_BOOL: { bool v; memcpy(&v, p, sizeof v); return v; }
+    default: return 0;
+    }
+}
+
+uint64_t ms_metric_get(const ms_metrics *m, const ms_metric_desc *d, uint32_t worker) {
+    if (!m || !d || d->value == MS_METRIC_HIST)
+        return 0;
+    if (d->scope == MS_METRIC_RUNTIME)
+        return worker == MS_METRIC_TOTAL ? read_value(m, d->offset, d->value) : 0;
+    if (worker == MS_METRIC_TOTAL) /* the sums are uint64_t */
+        return d->sum_offset == MS_METRIC_NO_SUM ? 0
+                                                 : read_value(m, d->sum_offset, MS_METRIC_U64);
+    return worker < m->workers ? read_value(&m->worker[worker], d->offset, d->value) : 0;
+}
+
+const ms_histogram *ms_metric_histogram(const ms_metrics *m, const ms_metric_desc *d,
+                                        uint32_t worker) {
+    if (!m || !d || d->value != MS_METRIC_HIST || d->scope != MS_METRIC_WORKER ||
+        worker >= m->workers)
+        return NULL;
+    return (const ms_histogram *)((const char *)&m->worker[worker] + d->offset);
+}
+
+uint64_t ms_metric_unit_ns(ms_metric_unit unit) {
+    switch (unit) {
+    case MS_UNIT_US: return 1000u;
+    case MS_UNIT_MS: return 1000000u;
+    default: return 1;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * JSON
+ * ---------------------------------------------------------------------- */
+
 /* cJSON numbers are doubles: exact up to 2^53, far beyond any counter's
  * reach in practice. */
 static void add_u64(cJSON *o, const char *k, uint64_t v) {
@@ -146,71 +312,40 @@ static cJSON *hist_json(const ms_histogram *h) {
     return o;
 }
 
+/* A metric's value into o under its key: as stored (booleans as JSON
+ * booleans); a histogram only when the snapshot has them. */
+static void add_metric(cJSON *o, const ms_metrics *m, const ms_metric_desc *d, uint32_t worker) {
+    if (d->value == MS_METRIC_HIST) {
+        if (m->histograms)
+            cJSON_AddItemToObject(o, d->key, hist_json(ms_metric_histogram(m, d, worker)));
+    } else if (d->value == MS_METRIC_BOOL) {
+        cJSON_AddBoolToObject(o, d->key, ms_metric_get(m, d, worker) != 0);
+    } else {
+        add_u64(o, d->key, ms_metric_get(m, d, worker));
+    }
+}
+
 char *ms_metrics_to_json(const ms_metrics *m, bool pretty) {
     cJSON *root = cJSON_CreateObject();
     if (!root)
         return NULL;
-    add_u64(root, "uptime_ns", m->uptime_ns);
-    add_u64(root, "workers", m->workers);
-    add_u64(root, "active_workers", m->active_workers);
-    add_u64(root, "max_workers", m->max_workers);
-    add_u64(root, "worker_resizes", m->worker_resizes);
-    add_u64(root, "worker_replacements", m->worker_replacements);
-    add_u64(root, "global_queue_interval", m->global_queue_interval);
-    add_u64(root, "budget", m->budget);
-    add_u64(root, "park_spin_us", m->park_spin_us);
-    add_u64(root, "thread_keep_alive_ms", m->thread_keep_alive_ms);
-    add_u64(root, "blocking_threads", m->blocking_threads);
-    add_u64(root, "idle_blocking_threads", m->idle_blocking_threads);
-    add_u64(root, "max_blocking_threads", m->max_blocking_threads);
-    add_u64(root, "spawned_tasks", m->spawned_tasks);
-    add_u64(root, "remote_spawned_tasks", m->remote_spawned_tasks);
-    add_u64(root, "alive_tasks", m->alive_tasks);
-    add_u64(root, "failed_tasks", m->failed_tasks);
-    add_u64(root, "cancelled_tasks", m->cancelled_tasks);
-    add_u64(root, "injection_queue_depth", m->injection_queue_depth);
-    add_u64(root, "blocking_queue_depth", m->blocking_queue_depth);
-    add_u64(root, "blocking_jobs_total", m->blocking_jobs_total);
-    add_u64(root, "stalls_total", m->stalls_total);
-    add_u64(root, "timers_active", m->timers_active);
-    add_u64(root, "timers_fired", m->timers_fired);
+    for (size_t i = 0; i < METRIC_COUNT; i++)
+        if (metric_descs[i].scope == MS_METRIC_RUNTIME)
+            add_metric(root, m, &metric_descs[i], MS_METRIC_TOTAL);
     cJSON_AddBoolToObject(root, "histograms", m->histograms);
-    add_u64(root, "park_count", m->park_count);
-    add_u64(root, "noop_count", m->noop_count);
-    add_u64(root, "steal_count", m->steal_count);
-    add_u64(root, "steal_operations", m->steal_operations);
-    add_u64(root, "poll_count", m->poll_count);
-    add_u64(root, "busy_ns", m->busy_ns);
-    add_u64(root, "forced_yields", m->forced_yields);
-    add_u64(root, "overflow_count", m->overflow_count);
-    add_u64(root, "local_schedule_count", m->local_schedule_count);
-    add_u64(root, "local_queue_depth", m->local_queue_depth);
+    for (size_t i = 0; i < METRIC_COUNT; i++)
+        if (metric_descs[i].scope == MS_METRIC_WORKER &&
+            metric_descs[i].sum_offset != MS_METRIC_NO_SUM)
+            add_metric(root, m, &metric_descs[i], MS_METRIC_TOTAL);
     cJSON *arr = cJSON_AddArrayToObject(root, "per_worker");
-    for (uint32_t i = 0; arr && i < m->workers; i++) {
-        const ms_worker_metrics *w = &m->worker[i];
+    for (uint32_t w = 0; arr && w < m->workers; w++) {
         cJSON *o = cJSON_CreateObject();
         if (!o)
             break;
-        add_u64(o, "index", i);
-        add_u64(o, "park_count", w->park_count);
-        add_u64(o, "noop_count", w->noop_count);
-        add_u64(o, "steal_count", w->steal_count);
-        add_u64(o, "steal_operations", w->steal_operations);
-        add_u64(o, "poll_count", w->poll_count);
-        add_u64(o, "busy_ns", w->busy_ns);
-        add_u64(o, "forced_yields", w->forced_yields);
-        add_u64(o, "overflow_count", w->overflow_count);
-        add_u64(o, "local_schedule_count", w->local_schedule_count);
-        add_u64(o, "spawned_tasks", w->spawned_tasks);
-        add_u64(o, "local_queue_depth", w->local_queue_depth);
-        add_u64(o, "local_queue_capacity", w->local_queue_capacity);
-        cJSON_AddBoolToObject(o, "parked", w->parked);
-        cJSON_AddBoolToObject(o, "active", w->active);
-        add_u64(o, "stalled_ms", w->stalled_ms);
-        if (m->histograms) {
-            cJSON_AddItemToObject(o, "poll_duration", hist_json(&w->poll_duration));
-            cJSON_AddItemToObject(o, "schedule_delay", hist_json(&w->schedule_delay));
-        }
+        add_u64(o, "index", w);
+        for (size_t i = 0; i < METRIC_COUNT; i++)
+            if (metric_descs[i].scope == MS_METRIC_WORKER)
+                add_metric(o, m, &metric_descs[i], w);
         cJSON_AddItemToArray(arr, o);
     }
     char *out = pretty ? cJSON_Print(root) : cJSON_PrintUnformatted(root);

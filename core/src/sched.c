@@ -143,8 +143,7 @@ static void schedule_local(sched_worker *w, ms_task *t, bool is_yield) {
         push_back(w, t);
         notify = true;
     } else {
-        ms_task *prev = w->lifo;
-        w->lifo = t;
+        ms_task *prev = atomic_exchange_explicit(&w->lifo, t, memory_order_acq_rel);
         notify = prev != NULL;
         if (prev)
             push_back(w, prev);
@@ -244,9 +243,14 @@ static void run_task(sched_worker *w, ms_task *t) {
     }
     uint32_t budget = atomic_load_explicit(&s->budget, memory_order_relaxed);
     task_run(t, w, budget);
-    for (int lifo_polls = 0; w->lifo; lifo_polls++) {
-        t = w->lifo;
-        w->lifo = NULL;
+    for (int lifo_polls = 0;; lifo_polls++) {
+        /* A relaxed look first: the slot is usually empty, and only a
+         * full one needs the exchange (the health monitor may take it). */
+        if (!atomic_load_explicit(&w->lifo, memory_order_relaxed))
+            break;
+        t = atomic_exchange_explicit(&w->lifo, NULL, memory_order_acquire);
+        if (!t)
+            break;
         if (lifo_polls >= SCHED_MAX_LIFO_POLLS) {
             /* This worker runs it soon; waking a sleeper to steal it would
              * cost a futex wake per few tasks of a spawn chain. */
@@ -316,8 +320,8 @@ static void park_worker(sched_worker *w) {
 static uint32_t hand_back(sched_worker *w) {
     sched *s = w->sched;
     uint32_t n = 0;
-    ms_task *head = NULL, *tail = NULL, *t = w->lifo;
-    w->lifo = NULL;
+    ms_task *head = NULL, *tail = NULL;
+    ms_task *t = atomic_exchange_explicit(&w->lifo, NULL, memory_order_acquire);
     if (!t)
         t = rq_pop(&w->queue);
     while (t) {
@@ -604,14 +608,26 @@ uint32_t sched_stop(sched *s, uint64_t deadline_ns) {
     return stuck;
 }
 
+bool sched_rescue_lifo(sched *s, uint32_t i) {
+    ms_task *t = atomic_exchange_explicit(&s->workers[i].lifo, NULL, memory_order_acquire);
+    if (!t)
+        return false;
+    if (!inj_push(&s->inject, t)) {
+        task_cancel_queued(t);
+        return true;
+    }
+    notify_parked(s);
+    return true;
+}
+
 uint64_t sched_cancel_queued(sched *s) {
     uint64_t n = 0;
     uint32_t started = sched_started(s);
     for (uint32_t i = 0; i < started; i++) {
         sched_worker *w = &s->workers[i];
-        if (w->lifo) {
-            task_cancel_queued(w->lifo);
-            w->lifo = NULL;
+        ms_task *lifo = atomic_exchange_explicit(&w->lifo, NULL, memory_order_acquire);
+        if (lifo) {
+            task_cancel_queued(lifo);
             n++;
         }
         ms_task *t;

@@ -33,8 +33,14 @@ typedef struct sched_worker {
     rq queue;                   /* see rq.h */
     park parker;                /* unparked by notifiers and shutdown */
 
+    /* The task to run next (the LIFO slot).  Filled and emptied by the
+     * owner; also emptied by the health monitor when the owner has been
+     * in one poll for a check interval (sched_rescue_lifo), so that a task
+     * woken by a poll that never ends is not stranded behind it.  Hence
+     * atomic: every take is an exchange. */
+    _Atomic(ms_task *) lifo;
+
     /* Owner-only fields. */
-    ms_task *lifo;
     uint32_t tick;
     uint64_t rng;
     bool searching;
@@ -93,6 +99,10 @@ int sched_resize(sched *s, uint32_t n, ms_error *err);
 /* The health monitor brings in (+1) or lets go of (-1) a stand-in for a
  * worker stuck in one poll.  Returns false if none could be added. */
 bool sched_replacement(sched *s, int delta);
+/* Health monitor: worker i has been in one poll since its last look.
+ * Moves the task in its LIFO slot, if any, to the injection queue and
+ * wakes a parked worker for it.  Returns whether there was one. */
+bool sched_rescue_lifo(sched *s, uint32_t i);
 uint32_t sched_active(sched *s);
 uint32_t sched_started(sched *s);
 /* Tells the workers to exit and joins them until deadline_ns.  Returns the

@@ -6,6 +6,7 @@
 #include "thread.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +18,38 @@ uint64_t ms_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The process's asynchronous signals (the ones a host handles: SIGINT,
+ * SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD) are blocked in
+ * every runtime thread but the driver, which handles them through libuv:
+ * the kernel then delivers them to a thread that waits in the driver's
+ * poll or in the application's own wait, never to a worker deep in a
+ * task.  (ThreadSanitizer, which defers a signal until its thread makes an
+ * intercepted call, otherwise held a SIGTERM for as long as a worker slept
+ * in a futex.)  Synchronous signals and SIGPROF (LuaJIT's profiler wants it
+ * in the thread that runs Lua) are left alone. */
+static void async_signals(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGQUIT);
+    sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGUSR2);
+    sigaddset(set, SIGCHLD);
+}
+
+void thr_unblock_signals(void) {
+    sigset_t set;
+    async_signals(&set);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
 static void *thr_main(void *arg) {
     thr_start st = *(thr_start *)arg;
     free(arg);
+    sigset_t set;
+    async_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     char osname[16];
     memcpy(osname, st.name, sizeof osname - 1);
     osname[sizeof osname - 1] = '\0';

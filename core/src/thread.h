@@ -28,4 +28,8 @@ int thr_spawn(const ms_config *cfg, const char *name, void *(*fn)(void *), void 
 
 void thr_stop_hook(const ms_config *cfg, const char *name);
 
+/* The driver thread takes back the signals every runtime thread starts
+ * with blocked (thread.c). */
+void thr_unblock_signals(void);
+
 #endif

@@ -131,13 +131,6 @@ ms_poll ms_timeout_poll(ms_timer *deadline, ms_cx *cx, ms_poll_fn fn, void *stat
 
 /* ---- interval ---- */
 
-struct ms_interval {
-    ms_timer *timer;
-    uint64_t period_ns;
-    ms_missed_tick policy;
-    uint64_t next_ns;           /* the tick being waited for */
-};
-
 int ms_interval_new(ms_runtime *rt, uint64_t period_ms, ms_missed_tick policy,
                     ms_interval **out, ms_error *err) {
     if (period_ms == 0 || period_ms > MS_MAX_DURATION_MS)

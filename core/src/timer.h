@@ -24,6 +24,15 @@ struct ms_timer {
     bool armed;
 };
 
+/* An interval is a timer re-armed at each tick (here so that tests can
+ * read the deadline it computed: ms_timer_deadline(iv->timer)). */
+struct ms_interval {
+    ms_timer *timer;
+    uint64_t period_ns;
+    ms_missed_tick policy;
+    uint64_t next_ns;           /* the tick being waited for */
+};
+
 /* Driver side, tlock held: marks the timer of e fired and hands back its
  * waker to wake after unlocking. */
 ms_waker tmr_fire_locked(whl_entry *e);

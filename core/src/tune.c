@@ -9,23 +9,26 @@
  * for its ceiling and keep-alive).  Nothing is changed when a value is
  * refused.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "runtime.h"
 
-static const char *const live_fields[] = {
-    "worker_threads", "max_blocking_threads", "thread_keep_alive_ms",
-    "global_queue_interval", "budget", "park_spin_us", NULL,
-};
-
-bool ms_config_is_live(const char *key) {
-    const char *field = ms_config_field(key);
-    if (!field)
-        return false;
-    for (int i = 0; live_fields[i]; i++)
-        if (strcmp(field, live_fields[i]) == 0)
-            return true;
-    return false;
+/* "worker_threads, ..., budget": the live fields, by the names users set
+ * them by, for the message that refuses another. */
+static void live_names(char *buf, size_t size) {
+    size_t len = 0;
+    buf[0] = '\0';
+    ms_config_field_desc d;
+    for (size_t i = 0; ms_config_field_at(i, &d) == 0; i++) {
+        if (!d.live)
+            continue;
+        int n = snprintf(buf + len, size - len, "%s%s", len ? ", " : "",
+                         d.alias ? d.alias : d.name);
+        if (n < 0 || (size_t)n >= size - len)
+            break;
+        len += (size_t)n;
+    }
 }
 
 uint32_t ms_runtime_budget(ms_runtime *rt) {
@@ -54,12 +57,14 @@ int ms_runtime_tune(ms_runtime *rt, const char *key, const char *value, ms_error
     int rc = ms_config_set(&next, key, value, err);
     if (rc != 0)
         return rc;
-    if (!ms_config_is_live(key))
+    if (!ms_config_is_live(key)) {
+        char live[160];
+        live_names(live, sizeof live);
         return ms_error_set(err, MS_E_CONFIG_INVALID,
-                            "%s cannot change while the runtime runs (live: worker_threads, "
-                            "max_blocking_threads, thread_keep_alive, global_queue_interval, "
-                            "budget, park_spin_us); it takes a restart",
-                            key);
+                            "%s cannot change while the runtime runs (live: %s); it takes a "
+                            "restart",
+                            key, live);
+    }
     if (atomic_load_explicit(&rt->closing, memory_order_acquire))
         return ms_error_set(err, MS_E_SHUTTING_DOWN, "the runtime is shutting down");
     const char *field = ms_config_field(key);

@@ -467,7 +467,7 @@ TEST(idle_threads_exit_after_keep_alive) {
     }
     uint64_t t0 = ms_now_ns();
     metrics_view v;
-    while ((v = blocking_metrics(rt)).threads != 0 && elapsed_ms(t0) < 5000)
+    while ((v = blocking_metrics(rt)).threads != 0 && elapsed_ms(t0) < 20000)
         sleep_ms(5);
     CHECK_INT_EQ(v.threads, 0);
     CHECK_INT_EQ(v.idle, 0);
@@ -501,7 +501,7 @@ TEST(idle_thread_is_counted_and_reused_for_the_next_job) {
 
     uint64_t t0 = ms_now_ns();
     metrics_view v;
-    while ((v = blocking_metrics(rt)).idle != 1 && elapsed_ms(t0) < 5000)
+    while ((v = blocking_metrics(rt)).idle != 1 && elapsed_ms(t0) < 20000)
         sleep_ms(1);
     CHECK_INT_EQ(v.idle, 1);
     CHECK_INT_EQ(v.threads, 1);
@@ -879,6 +879,96 @@ TEST(jobs_spawned_from_many_threads_all_complete) {
         wrong += (long)r;
     }
     CHECK_INT_EQ(wrong, 0);
+    ms_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------------
+ * ms_blocking_fail
+ * ---------------------------------------------------------------------- */
+
+typedef struct fail_job {
+    int code;
+    int calls;          /* how many times to call ms_blocking_fail */
+    int rc;             /* what the (last) call returned */
+    bool leak_output;   /* return a non-NULL output anyway */
+} fail_job;
+
+static void *failing_fn(void *arg) {
+    fail_job *j = arg;
+    for (int i = 1; i <= j->calls; i++)
+        j->rc = ms_blocking_fail(j->code, "attempt %d of %s", i, "the job");
+    return j->leak_output ? (void *)j : NULL;
+}
+
+static ms_poll blocking_fail_in_poll(ms_cx *cx, void *state) {
+    ms_cx_set_output(cx, (void *)(intptr_t)ms_blocking_fail(MS_E_IO, "from a worker"));
+    return MS_POLL_READY;
+}
+
+TEST(blocking_fail_fails_the_job_with_its_code_and_last_message) {
+    ms_config cfg = config_with(2, 1); /* one thread: every job on it */
+    ms_runtime *rt = start(&cfg);
+    CHECK(rt);
+    fail_job j = {.code = MS_E_IO, .calls = 2, .leak_output = true};
+    ms_task *t;
+    CHECK_INT_EQ(ms_spawn_blocking(rt, failing_fn, &j, &t), 0);
+    void *out = (void *)1;
+    ms_error err;
+    CHECK_INT_EQ(ms_task_join(t, 20000, &out, &err), MS_E_IO);
+    CHECK_INT_EQ(j.rc, 0);
+    CHECK(out == NULL); /* the job's return value is ignored */
+    CHECK_STR_CONTAINS(err.message, "attempt 2 of the job");
+    CHECK(strstr(err.message, "attempt 1") == NULL);
+    ms_task_release(t);
+
+    /* A code that is not an error code (0, positive) is a TaskFailed. */
+    fail_job k = {.code = 0, .calls = 1};
+    CHECK_INT_EQ(ms_spawn_blocking(rt, failing_fn, &k, &t), 0);
+    CHECK_INT_EQ(ms_task_join(t, 20000, NULL, &err), MS_E_TASK_FAILED);
+    CHECK_STR_CONTAINS(err.message, "attempt 1 of the job");
+    ms_task_release(t);
+    fail_job p = {.code = 5, .calls = 1};
+    CHECK_INT_EQ(ms_spawn_blocking(rt, failing_fn, &p, &t), 0);
+    CHECK_INT_EQ(ms_task_join(t, 20000, NULL, &err), MS_E_TASK_FAILED);
+    ms_task_release(t);
+
+    /* The failure belongs to that job only: the next job on the same
+     * thread succeeds with its output. */
+    CHECK_INT_EQ(ms_spawn_blocking(rt, add_one, (void *)(intptr_t)41, &t), 0);
+    CHECK_INT_EQ(ms_task_join(t, 20000, &out, &err), 0);
+    CHECK_INT_EQ((intptr_t)out, 42);
+    ms_task_release(t);
+
+    /* Any error code is kept as it is. */
+    fail_job q = {.code = MS_E_EXHAUSTED, .calls = 1};
+    CHECK_INT_EQ(ms_spawn_blocking(rt, failing_fn, &q, &t), 0);
+    CHECK_INT_EQ(ms_task_join(t, 20000, NULL, &err), MS_E_EXHAUSTED);
+    ms_task_release(t);
+    ms_runtime_free(rt);
+}
+
+TEST(blocking_fail_outside_a_blocking_job_is_wrong_thread_and_does_nothing) {
+    /* On a plain thread. */
+    CHECK_INT_EQ(ms_blocking_fail(MS_E_IO, "not in a job"), MS_E_WRONG_THREAD);
+    ms_config cfg = config_with(1, 1);
+    ms_runtime *rt = start(&cfg);
+    CHECK(rt);
+    /* On a worker, inside a task's poll: refused, and the task is not
+     * failed by it. */
+    ms_task *t;
+    CHECK_INT_EQ(ms_spawn(rt, blocking_fail_in_poll, NULL, NULL, &t), 0);
+    void *out = NULL;
+    CHECK_INT_EQ(ms_task_join(t, 20000, &out, NULL), 0);
+    CHECK_INT_EQ((intptr_t)out, MS_E_WRONG_THREAD);
+    ms_task_release(t);
+    /* Inside ms_block_on. */
+    CHECK_INT_EQ(ms_block_on(rt, blocking_fail_in_poll, NULL, &out, NULL), 0);
+    CHECK_INT_EQ((intptr_t)out, MS_E_WRONG_THREAD);
+    /* And a job after all that is unaffected. */
+    CHECK_INT_EQ(ms_spawn_blocking(rt, add_one, (void *)(intptr_t)1, &t), 0);
+    CHECK_INT_EQ(ms_task_join(t, 20000, &out, NULL), 0);
+    CHECK_INT_EQ((intptr_t)out, 2);
+    ms_task_release(t);
     ms_runtime_free(rt);
 }
 

@@ -628,4 +628,143 @@ TEST(describe_handles_null_config_without_crashing) {
     CHECK_STR_EQ(buf, "");
 }
 
+/* ------------------------------------------------------------------------
+ * The table of fields
+ * ---------------------------------------------------------------------- */
+
+TEST(every_field_is_described_once_in_struct_order) {
+    size_t n = ms_config_field_count();
+    CHECK_INT_EQ(n, 22);
+    ms_config_field_desc d, e;
+    for (size_t i = 0; i < n; i++) {
+        CHECK_INT_EQ(ms_config_field_at(i, &d), 0);
+        CHECK(d.name != NULL && d.help != NULL);
+        CHECK(strchr(d.help, '\n') == NULL);
+        CHECK(strcmp(ms_config_field(d.name), d.name) == 0);
+        CHECK((d.alias != NULL) == (d.kind == MS_CONFIG_DURATION));
+        if (d.alias)
+            CHECK(strcmp(ms_config_field(d.alias), d.name) == 0);
+        CHECK_INT_EQ(ms_config_field_find(d.alias ? d.alias : d.name, &e), 0);
+        CHECK_STR_EQ(e.name, d.name);
+        for (size_t j = 0; j < i; j++) {
+            CHECK_INT_EQ(ms_config_field_at(j, &e), 0);
+            CHECK(strcmp(e.name, d.name) != 0);
+        }
+    }
+    CHECK_INT_EQ(ms_config_field_at(n, &d), MS_E_INVALID_ARGUMENT);
+    CHECK_INT_EQ(ms_config_field_find("no_such_field", &d), MS_E_CONFIG_INVALID);
+    CHECK_INT_EQ(ms_config_field_find(NULL, &d), MS_E_CONFIG_INVALID);
+    CHECK_INT_EQ(ms_config_field_at(0, &d), 0);
+    CHECK_STR_EQ(d.name, "worker_threads");
+    CHECK_INT_EQ(ms_config_field_at(n - 1, &d), 0);
+    CHECK_STR_EQ(d.name, "stall_ud");
+}
+
+TEST(the_described_defaults_are_ms_config_default) {
+    ms_config cfg = defaults();
+    ms_config_field_desc d;
+    for (size_t i = 0; ms_config_field_at(i, &d) == 0; i++) {
+        uint64_t v = 0;
+        switch (d.kind) {
+        case MS_CONFIG_NAME:
+            CHECK_INT_EQ(ms_config_get(&cfg, d.name, &v), MS_E_CONFIG_INVALID);
+            CHECK_STR_EQ(d.default_text, cfg.thread_name);
+            break;
+        case MS_CONFIG_HOOK:
+            CHECK_INT_EQ(ms_config_get(&cfg, d.name, &v), MS_E_CONFIG_INVALID);
+            break;
+        default:
+            CHECK_INT_EQ(ms_config_get(&cfg, d.name, &v), 0);
+            CHECK_INT_EQ(v, d.default_value);
+            CHECK(d.default_text == NULL);
+            break;
+        }
+    }
+    CHECK_INT_EQ(ms_config_field_find("thread_keep_alive", &d), 0);
+    CHECK_INT_EQ(d.default_value, 60000);
+    CHECK_INT_EQ(ms_config_field_find("thread_stack_size", &d), 0);
+    CHECK_INT_EQ(d.min, STACK_MIN);
+}
+
+TEST(the_described_ranges_are_the_ones_set_and_validate_enforce) {
+    ms_config_field_desc d;
+    ms_error err;
+    char text[32];
+    for (size_t i = 0; ms_config_field_at(i, &d) == 0; i++) {
+        if (d.kind != MS_CONFIG_COUNT && d.kind != MS_CONFIG_DURATION &&
+            d.kind != MS_CONFIG_SIZE)
+            continue;
+        ms_config cfg = defaults();
+        if (strcmp(d.name, "worker_threads") == 0)
+            cfg.max_worker_threads = 0; /* the ceiling rule is not this test's */
+        uint64_t v;
+        snprintf(text, sizeof text, "%llu", (unsigned long long)d.min);
+        CHECK_INT_EQ(ms_config_set(&cfg, d.name, text, &err), 0);
+        CHECK_INT_EQ(ms_config_get(&cfg, d.name, &v), 0);
+        CHECK_INT_EQ(v, d.min);
+        snprintf(text, sizeof text, "%llu", (unsigned long long)d.max);
+        CHECK_INT_EQ(ms_config_set(&cfg, d.name, text, &err), 0);
+        CHECK_INT_EQ(ms_config_get(&cfg, d.name, &v), 0);
+        CHECK_INT_EQ(v, d.max);
+        snprintf(text, sizeof text, "%llu", (unsigned long long)d.max + 1);
+        CHECK(set_fails(&cfg, d.name, text, &err));
+        if (d.min > 0) {
+            snprintf(text, sizeof text, "%llu", (unsigned long long)d.min - 1);
+            CHECK(set_fails(&cfg, d.name, text, &err));
+        }
+    }
+}
+
+TEST(the_live_fields_are_the_described_ones) {
+    static const char *const live[] = {"worker_threads", "max_blocking_threads",
+                                       "thread_keep_alive_ms", "global_queue_interval",
+                                       "budget", "park_spin_us"};
+    ms_config_field_desc d;
+    size_t nlive = 0;
+    for (size_t i = 0; ms_config_field_at(i, &d) == 0; i++) {
+        CHECK(ms_config_is_live(d.name) == d.live);
+        if (d.alias)
+            CHECK(ms_config_is_live(d.alias) == d.live);
+        if (!d.live)
+            continue;
+        CHECK(nlive < sizeof live / sizeof live[0]);
+        CHECK_STR_EQ(d.name, live[nlive]);
+        nlive++;
+    }
+    CHECK_INT_EQ(nlive, sizeof live / sizeof live[0]);
+    CHECK(!ms_config_is_live(NULL));
+    CHECK(!ms_config_is_live("bogus"));
+}
+
+/* ms_config_field: the struct member a key names, by either name. */
+TEST(config_field_maps_both_names_to_the_struct_member) {
+    CHECK_STR_EQ(ms_config_field("worker_threads"), "worker_threads");
+    CHECK_STR_EQ(ms_config_field("thread_keep_alive"), "thread_keep_alive_ms");
+    CHECK_STR_EQ(ms_config_field("thread_keep_alive_ms"), "thread_keep_alive_ms");
+    CHECK_STR_EQ(ms_config_field("stall_threshold"), "stall_threshold_ms");
+    CHECK_STR_EQ(ms_config_field("shutdown_timeout"), "shutdown_timeout_ms");
+    CHECK_STR_EQ(ms_config_field("budget"), "budget");
+    /* fields that cannot be set from text still have a name */
+    CHECK_STR_EQ(ms_config_field("thread_name"), "thread_name");
+    /* unknown keys, near misses, odd input: NULL, never a guess */
+    CHECK(ms_config_field("worker_thread") == NULL);
+    CHECK(ms_config_field("WORKER_THREADS") == NULL);
+    CHECK(ms_config_field("") == NULL);
+    CHECK(ms_config_field(NULL) == NULL);
+    CHECK(ms_config_field("budget ") == NULL);
+    /* every key ms_config_set accepts has a field, and the field is a key
+     * ms_config_set accepts too */
+    static const char *keys[] = {"worker_threads", "max_worker_threads", "max_blocking_threads",
+                                 "thread_keep_alive", "thread_stack_size", "enable_all",
+                                 "enable_time", "enable_io", "global_queue_interval",
+                                 "event_interval", "budget", "park_spin_us",
+                                 "shutdown_timeout", "stall_threshold",
+                                 "replace_stalled_workers", "metrics_histograms"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *f = ms_config_field(keys[i]);
+        CHECK(f != NULL);
+        CHECK_STR_EQ(ms_config_field(f), f);
+    }
+}
+
 TEST_MAIN()

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <stdatomic.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "ms.h"
@@ -457,6 +458,105 @@ TEST(writing_to_a_peer_that_closed_fails_with_an_error_not_sigpipe) {
     ms_task_release(h);
     ms_stream_close(t.s);
     ms_listener_close(t.l);
+    stop_rt(rt);
+}
+
+/* ---- flush ---- */
+
+enum { FLUSH_BYTES = 300000 };
+static char flush_data[FLUSH_BYTES];
+
+typedef struct flusher {
+    ms_listener *l;
+    ms_stream *s;
+    int phase;
+    size_t sent;
+    int empty_flush_rc, flush_rc;
+    ms_poll empty_flush;
+} flusher;
+
+/* Accepts one connection; flushes with nothing queued (ready at once);
+ * writes FLUSH_BYTES; flushes; then closes the stream at once, which
+ * drops whatever is still queued: after a flush nothing is. */
+static ms_poll flusher_poll(ms_cx *cx, void *state) {
+    flusher *f = state;
+    int rc;
+    if (f->phase == 0) {
+        if (ms_listener_accept(f->l, cx, &f->s, &rc, NULL) == MS_POLL_PENDING)
+            return MS_POLL_PENDING;
+        if (rc != 0)
+            return ms_cx_fail(cx, rc, "accept");
+        f->empty_flush_rc = -1;
+        f->empty_flush = ms_stream_flush(f->s, cx, &f->empty_flush_rc, NULL);
+        f->phase = 1;
+    }
+    while (f->phase == 1 && f->sent < FLUSH_BYTES) {
+        ssize_t n;
+        if (ms_stream_write(f->s, cx, flush_data + f->sent, FLUSH_BYTES - f->sent, &n, NULL) ==
+            MS_POLL_PENDING)
+            return MS_POLL_PENDING;
+        if (n < 0)
+            return ms_cx_fail(cx, (int)n, "write");
+        f->sent += (size_t)n;
+    }
+    f->phase = 2;
+    ms_error err;
+    if (ms_stream_flush(f->s, cx, &f->flush_rc, &err) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    ms_stream_close(f->s);
+    f->s = NULL;
+    return MS_POLL_READY;
+}
+
+typedef struct drain {
+    ms_stream *s;
+    size_t got;
+    bool same;
+    ssize_t last;
+} drain;
+
+static ms_poll drain_poll(ms_cx *cx, void *state) {
+    drain *d = state;
+    char buf[16384];
+    for (;;) {
+        ssize_t n;
+        if (ms_stream_read(d->s, cx, buf, sizeof buf, &n, NULL) == MS_POLL_PENDING)
+            return MS_POLL_PENDING;
+        d->last = n;
+        if (n <= 0)
+            return MS_POLL_READY;
+        if (d->got + (size_t)n > FLUSH_BYTES || memcmp(buf, flush_data + d->got, (size_t)n) != 0)
+            d->same = false;
+        d->got += (size_t)n;
+    }
+}
+
+TEST(flush_waits_until_everything_queued_was_handed_to_the_kernel) {
+    for (size_t i = 0; i < FLUSH_BYTES; i++)
+        flush_data[i] = (char)(i * 7 + i / 251);
+    ms_runtime *rt = start_rt(2);
+    ms_error err;
+    flusher f = {0};
+    CHECK_INT_EQ(ms_tcp_listen(rt, "127.0.0.1", 0, 4, &f.l, &err), 0);
+    flood conn = {.port = ms_listener_port(f.l)};
+    ms_task *h;
+    CHECK_INT_EQ(ms_spawn(rt, flusher_poll, &f, NULL, &h), 0);
+    void *out;
+    CHECK_INT_EQ(ms_block_on(rt, connect_only_poll, &conn, &out, &err), 0);
+    drain d = {.s = out, .same = true};
+    /* Read everything, concurrently with the writes (the writer is held
+     * back by the 64 KiB write buffer until this reads). */
+    CHECK_INT_EQ(ms_block_on(rt, drain_poll, &d, NULL, NULL), 0);
+    CHECK_INT_EQ(ms_task_join(h, 20000, NULL, &err), 0);
+    ms_task_release(h);
+    CHECK_INT_EQ(f.empty_flush, MS_POLL_READY);
+    CHECK_INT_EQ(f.empty_flush_rc, 0);
+    CHECK_INT_EQ(f.flush_rc, 0);
+    CHECK_INT_EQ(d.last, 0); /* a clean end of stream */
+    CHECK_INT_EQ(d.got, FLUSH_BYTES);
+    CHECK(d.same);
+    ms_stream_close(d.s);
+    ms_listener_close(f.l);
     stop_rt(rt);
 }
 

@@ -580,28 +580,226 @@ static ms_poll busy_poll(ms_cx *cx, void *state) {
 typedef struct fan {
     _Atomic uint64_t *done;
     int n;
+    bool hold;                 /* keep the worker until the others ran */
+    bool all_ran_while_held;
 } fan;
 
+/* Spawns n tasks onto its own worker's queue (fewer than the queue holds,
+ * so nothing overflows), then keeps its worker until all but the one in
+ * the LIFO slot (which only this worker runs) have run: those can only
+ * have been stolen by the other worker.  Bounded at 20 s, a hang guard. */
 static ms_poll fan_poll(ms_cx *cx, void *state) {
     fan *f = state;
     for (int i = 0; i < f->n; i++)
         ms_spawn(ms_cx_runtime(cx), busy_poll, (void *)f->done, NULL, NULL);
+    if (!f->hold)
+        return MS_POLL_READY;
+    uint64_t give_up = ms_now_ns() + 20000000000ull;
+    while (atomic_load(f->done) < (uint64_t)f->n - 1 && ms_now_ns() < give_up)
+        usleep(100);
+    f->all_ran_while_held = atomic_load(f->done) >= (uint64_t)f->n - 1;
     return MS_POLL_READY;
 }
 
-TEST(work_spawned_on_one_worker_spreads_to_idle_workers) {
-    ms_runtime *rt = start(2);
+TEST(work_spawned_on_one_worker_is_stolen_by_an_idle_worker) {
+    ms_config cfg;
+    ms_config_default(&cfg);
+    cfg.worker_threads = 2;
+    cfg.stall_threshold_ms = 0; /* the fan holds its worker on purpose */
+    ms_runtime *rt = start_config(&cfg);
     _Atomic uint64_t done = 0;
-    fan f = {&done, 2000};
-    CHECK_INT_EQ(ms_spawn(rt, fan_poll, &f, NULL, NULL), 0);
+    fan f = {.done = &done, .n = 200, .hold = true};
+    ms_task *h;
+    CHECK_INT_EQ(ms_spawn(rt, fan_poll, &f, NULL, &h), 0);
+    CHECK_INT_EQ(ms_task_join(h, 60000, NULL, NULL), 0);
+    ms_task_release(h);
+    CHECK(f.all_ran_while_held);
+    wait_for(&done, 200);
+    CHECK_INT_EQ(atomic_load(&done), 200);
+    ms_metrics *m = ms_metrics_snapshot(rt);
+    /* 199 tasks ran while the fan held its worker, none through the
+     * injection queue (no overflow, nothing spawned from outside but the
+     * fan): the other worker stole them. */
+    CHECK_INT_EQ(m->overflow_count, 0);
+    CHECK(m->steal_operations > 0);
+    CHECK(m->steal_count >= 199);
+    ms_metrics_free(m);
+    stop(rt);
+}
+
+TEST(a_full_local_queue_overflows_to_the_injection_queue) {
+    /* The other half of the placement rule: far more spawns than the
+     * local queue holds, on one worker, move half of it out at a time. */
+    ms_runtime *rt = start(1);
+    _Atomic uint64_t done = 0;
+    fan f = {.done = &done, .n = 2000};
+    ms_task *h;
+    CHECK_INT_EQ(ms_spawn(rt, fan_poll, &f, NULL, &h), 0);
+    CHECK_INT_EQ(ms_task_join(h, 60000, NULL, NULL), 0);
+    ms_task_release(h);
     wait_for(&done, 2000);
     CHECK_INT_EQ(atomic_load(&done), 2000);
     ms_metrics *m = ms_metrics_snapshot(rt);
-    /* Both workers polled some of the fan-out: the idle one stole or
-     * pulled from the overflow. */
-    CHECK(m->worker[0].poll_count > 0 && m->worker[1].poll_count > 0);
-    CHECK(m->steal_operations > 0 || m->overflow_count > 0);
+    CHECK(m->overflow_count > 0);
+    CHECK_INT_EQ(m->steal_operations, 0);
     ms_metrics_free(m);
+    stop(rt);
+}
+
+/* ---- the poll context and wakers, directly ---- */
+
+typedef struct cx_probe {
+    ms_task *self;          /* ms_cx_task seen inside */
+    uint64_t self_id;
+    ms_runtime *rt;
+    bool cx_waker_wakes_self;
+} cx_probe;
+
+static ms_poll cx_probe_poll(ms_cx *cx, void *state) {
+    cx_probe *p = state;
+    p->self = ms_cx_task(cx);
+    p->self_id = p->self ? ms_task_id(p->self) : 0;
+    p->rt = ms_cx_runtime(cx);
+    /* Two borrows of the same context's waker wake the same task. */
+    ms_waker a = ms_waker_clone(ms_cx_waker(cx));
+    p->cx_waker_wakes_self = ms_waker_will_wake(&a, ms_cx_waker(cx));
+    ms_waker_drop(&a);
+    return MS_POLL_READY;
+}
+
+TEST(cx_task_is_the_running_task_and_null_inside_block_on) {
+    ms_runtime *rt = start(2);
+    cx_probe p = {0};
+    ms_task *h;
+    CHECK_INT_EQ(ms_spawn(rt, cx_probe_poll, &p, NULL, &h), 0);
+    CHECK_INT_EQ(ms_task_join(h, 20000, NULL, NULL), 0);
+    CHECK(p.self == h);
+    CHECK_INT_EQ(p.self_id, ms_task_id(h));
+    CHECK(p.rt == rt);
+    CHECK(p.cx_waker_wakes_self);
+    ms_task_release(h);
+    cx_probe q = {0};
+    q.self = (ms_task *)&q; /* overwritten with what ms_cx_task says */
+    CHECK_INT_EQ(ms_block_on(rt, cx_probe_poll, &q, NULL, NULL), 0);
+    CHECK(q.self == NULL);
+    CHECK(q.rt == rt);
+    CHECK(q.cx_waker_wakes_self);
+    stop(rt);
+}
+
+/* A waker over a counter, for the waker functions themselves. */
+typedef struct count_waker {
+    _Atomic int clones, drops, wakes, by_ref;
+} count_waker;
+
+static const ms_waker_vtable count_vt;
+static ms_waker count_clone(void *d) {
+    atomic_fetch_add(&((count_waker *)d)->clones, 1);
+    return (ms_waker){&count_vt, d};
+}
+static void count_wake(void *d) {
+    atomic_fetch_add(&((count_waker *)d)->wakes, 1);
+}
+static void count_wake_by_ref(void *d) {
+    atomic_fetch_add(&((count_waker *)d)->by_ref, 1);
+}
+static void count_drop(void *d) {
+    atomic_fetch_add(&((count_waker *)d)->drops, 1);
+}
+static const ms_waker_vtable count_vt = {count_clone, count_wake, count_wake_by_ref, count_drop};
+/* Same functions, another vtable: a different kind of waker. */
+static const ms_waker_vtable other_vt = {count_clone, count_wake, count_wake_by_ref, count_drop};
+
+TEST(waker_will_wake_compares_what_would_be_woken) {
+    count_waker a = {0}, b = {0};
+    ms_waker wa = {&count_vt, &a}, wa2 = {&count_vt, &a}, wb = {&count_vt, &b};
+    ms_waker wo = {&other_vt, &a}, null1 = {0}, null2 = {0};
+    CHECK(ms_waker_will_wake(&wa, &wa2));
+    CHECK(ms_waker_will_wake(&wa, &wa));
+    CHECK(!ms_waker_will_wake(&wa, &wb));
+    CHECK(!ms_waker_will_wake(&wa, &wo));   /* same data, another vtable */
+    CHECK(!ms_waker_will_wake(&wa, &null1));
+    CHECK(ms_waker_will_wake(&null1, &null2));
+    /* store: no clone when the slot already wakes the same thing... */
+    ms_waker slot = {0};
+    ms_waker_store(&slot, &wa);
+    CHECK_INT_EQ(atomic_load(&a.clones), 1);
+    ms_waker_store(&slot, &wa2);
+    CHECK_INT_EQ(atomic_load(&a.clones), 1);
+    CHECK_INT_EQ(atomic_load(&a.drops), 0);
+    /* ...else the old one is dropped and the new one cloned. */
+    ms_waker_store(&slot, &wb);
+    CHECK_INT_EQ(atomic_load(&a.drops), 1);
+    CHECK_INT_EQ(atomic_load(&b.clones), 1);
+    ms_waker_wake_by_ref(&slot);
+    CHECK_INT_EQ(atomic_load(&b.by_ref), 1);
+    CHECK(!ms_waker_is_null(&slot));
+    ms_waker_wake(&slot);
+    CHECK_INT_EQ(atomic_load(&b.wakes), 1);
+    CHECK(ms_waker_is_null(&slot));
+    /* Null wakers: every operation does nothing. */
+    ms_waker n = ms_waker_clone(&null1);
+    CHECK(ms_waker_is_null(&n));
+    ms_waker_wake_by_ref(&n);
+    ms_waker_wake(&n);
+    ms_waker_drop(&n);
+    CHECK_INT_EQ(atomic_load(&a.wakes) + atomic_load(&a.by_ref), 0);
+}
+
+typedef struct with_waker {
+    count_waker cw;
+    bool inner_saw_it;
+    uint32_t budget_spent_inside;
+    int step;
+} with_waker;
+
+static ms_poll inner_poll(ms_cx *cx, void *state) {
+    with_waker *w = state;
+    ms_waker mine = {&count_vt, &w->cw};
+    w->inner_saw_it = ms_waker_will_wake(ms_cx_waker(cx), &mine);
+    /* Wakes go to the given waker, not the task's. */
+    ms_waker_wake_by_ref(ms_cx_waker(cx));
+    /* Spend budget inside: the outer context sees it spent. */
+    for (w->budget_spent_inside = 0; ms_coop_proceed(cx); w->budget_spent_inside++)
+        ;
+    ms_cx_set_output(cx, (void *)(intptr_t)99);
+    if (w->step == 1)
+        return ms_cx_fail(cx, MS_E_EXHAUSTED, "inner failure %d", 7);
+    return MS_POLL_PENDING;
+}
+
+static ms_poll outer_poll(ms_cx *cx, void *state) {
+    with_waker *w = state;
+    ms_waker mine = {&count_vt, &w->cw};
+    ms_poll r = ms_cx_poll_with_waker(cx, &mine, inner_poll, w);
+    if (w->step == 0) {
+        /* The inner poll spent the budget: so has this one. */
+        if (ms_coop_proceed(cx))
+            return ms_cx_fail(cx, MS_E_INTERNAL, "the budget was not shared");
+        w->step = 1;
+        return r; /* pending; the forced yield re-polls the task */
+    }
+    return r; /* the inner failure, recorded in this task's context */
+}
+
+TEST(cx_poll_with_waker_swaps_the_waker_and_shares_budget_output_and_failure) {
+    ms_runtime *rt = start(1);
+    with_waker w = {0};
+    ms_task *h;
+    CHECK_INT_EQ(ms_spawn(rt, outer_poll, &w, NULL, &h), 0);
+    ms_error err;
+    CHECK_INT_EQ(ms_task_join(h, 20000, NULL, &err), MS_E_EXHAUSTED);
+    CHECK_STR_CONTAINS(err.message, "inner failure 7");
+    CHECK(w.inner_saw_it);
+    CHECK_INT_EQ(w.step, 1);
+    CHECK(w.budget_spent_inside <= ms_runtime_budget(rt));
+    /* Two inner polls, each with two wakes on the given waker (its own
+     * wake_by_ref and the re-poll that the spent budget arranges), and
+     * never a clone kept or a consuming wake. */
+    CHECK_INT_EQ(atomic_load(&w.cw.by_ref), 4);
+    CHECK_INT_EQ(atomic_load(&w.cw.wakes), 0);
+    CHECK_INT_EQ(atomic_load(&w.cw.clones), atomic_load(&w.cw.drops));
+    ms_task_release(h);
     stop(rt);
 }
 

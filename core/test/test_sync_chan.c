@@ -321,6 +321,64 @@ TEST(cancelling_a_send_tells_whether_the_value_went_in) {
     stop(rt);
 }
 
+/* Everything in one poll, so that nothing runs in between: a send waits
+ * on a full channel, a receive makes room and moves the waiting value in,
+ * and the sender cancels before any poll of its own saw that. */
+typedef struct moved_send {
+    ms_chan *ch;
+    ms_chan_waiter w;
+    ms_poll first;
+    bool cancelled_sent, cancelled_again, cancelled_waiting;
+    void *got1, *got2;
+    size_t len_after_cancel;
+} moved_send;
+
+static ms_poll moved_send_poll(ms_cx *cx, void *state) {
+    moved_send *m = state;
+    int rc = -1;
+    ms_chan_waiter_init(&m->w);
+    m->first = ms_chan_send_poll(m->ch, &m->w, V(2), cx, &rc); /* full: waits */
+    if (ms_chan_try_recv(m->ch, &m->got1) != 0) /* room: V(2) moves in */
+        return ms_cx_fail(cx, MS_E_INTERNAL, "try_recv");
+    m->cancelled_sent = ms_chan_waiter_cancel(m->ch, &m->w);
+    m->cancelled_again = ms_chan_waiter_cancel(m->ch, &m->w); /* idle now */
+    m->len_after_cancel = ms_chan_len(m->ch);
+    if (ms_chan_try_recv(m->ch, &m->got2) != 0)
+        return ms_cx_fail(cx, MS_E_INTERNAL, "the moved value is not in the channel");
+    /* And one still waiting when cancelled: not sent, never delivered. */
+    if (ms_chan_try_send(m->ch, V(3)) != 0)
+        return ms_cx_fail(cx, MS_E_INTERNAL, "try_send");
+    ms_chan_waiter_init(&m->w);
+    if (ms_chan_send_poll(m->ch, &m->w, V(4), cx, &rc) != MS_POLL_PENDING)
+        return ms_cx_fail(cx, MS_E_INTERNAL, "expected to wait");
+    m->cancelled_waiting = ms_chan_waiter_cancel(m->ch, &m->w);
+    return MS_POLL_READY;
+}
+
+TEST(cancelling_a_send_whose_value_went_in_says_so_and_the_value_stays_in) {
+    /* The Lua binding frees a cancelled send's value only when cancel
+     * answers false: a wrong false here is a double free there. */
+    ms_runtime *rt = start(1);
+    ms_chan *ch;
+    CHECK_INT_EQ(ms_chan_new(1, NULL, &ch), 0);
+    CHECK_INT_EQ(ms_chan_try_send(ch, V(1)), 0);
+    moved_send m = {.ch = ch};
+    CHECK_INT_EQ(ms_block_on(rt, moved_send_poll, &m, NULL, NULL), 0);
+    CHECK_INT_EQ(m.first, MS_POLL_PENDING);
+    CHECK_INT_EQ(I(m.got1), 1);
+    CHECK(m.cancelled_sent);
+    CHECK(!m.cancelled_again);
+    CHECK_INT_EQ(m.len_after_cancel, 1);
+    CHECK_INT_EQ(I(m.got2), 2);
+    CHECK(!m.cancelled_waiting);
+    void *v;
+    CHECK_INT_EQ(ms_chan_try_recv(ch, &v), 0);
+    CHECK_INT_EQ(I(v), 3);
+    CHECK_INT_EQ(ms_chan_try_recv(ch, &v), MS_E_EXHAUSTED); /* V(4) never went in */
+    ms_chan_unref(ch);
+    stop(rt);
+}
+
 /* ---- timeouts ---- */
 
 typedef struct timed_op {

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -246,14 +247,17 @@ TEST(a_large_acquire_is_not_starved_by_a_stream_of_small_ones) {
         CHECK_INT_EQ(big.rc, 0);
         ms_task_release(hb);
     }
+    /* The small ones kept going after the large acquires: many more rounds
+     * (waited for, up to 20 s, not timed). */
     uint64_t before = atomic_load(&rounds);
-    usleep(2000);
+    for (int i = 0; i < 40000 && atomic_load(&rounds) < before + 10 * SMALL; i++)
+        usleep(500);
+    CHECK(atomic_load(&rounds) >= before + 10 * SMALL);
     atomic_store(&stop_flag, 1);
     for (int i = 0; i < SMALL; i++) {
         CHECK_INT_EQ(ms_task_join(hc[i], 20000, NULL, NULL), 0);
         ms_task_release(hc[i]);
     }
-    CHECK(atomic_load(&rounds) >= before); /* the small ones kept going */
     CHECK_INT_EQ(ms_sem_available(s), PERMITS);
     ms_sem_unref(s);
     stop(rt);
@@ -372,6 +376,8 @@ typedef struct timed_acq {
     bool armed;
     int rc;
     bool timed_out;
+    uint64_t deadline_ns;   /* what the timer was armed for */
+    uint64_t ended_ns;      /* when the timeout was seen */
 } timed_acq;
 
 static ms_poll timed_acq_inner(ms_cx *cx, void *state) {
@@ -383,11 +389,14 @@ static ms_poll timed_acq_poll(ms_cx *cx, void *state) {
     timed_acq *t = state;
     if (!t->armed) {
         ms_timer_set_after(t->timer, t->after_ms);
+        t->deadline_ns = ms_timer_deadline(t->timer);
         t->armed = true;
     }
     ms_poll r = ms_timeout_poll(t->timer, cx, timed_acq_inner, t, &t->timed_out);
-    if (r == MS_POLL_READY && t->timed_out)
+    if (r == MS_POLL_READY && t->timed_out) {
+        t->ended_ns = ms_now_ns();
         ms_sem_waiter_cancel(t->sem, &t->w);
+    }
     return r;
 }
 
@@ -410,13 +419,16 @@ TEST(acquire_with_timeout_times_out_and_leaves_nothing_queued) {
     CHECK_INT_EQ(ms_task_join(h, 20000, NULL, NULL), 0);
     ms_task_release(h);
     CHECK(t.timed_out);
-    CHECK(ms_now_ns() - t0 >= 20 * 1000000ull);
+    /* Never before the deadline the timer computed (20 ms after a clock
+     * read that came after t0). */
+    CHECK(t.deadline_ns >= t0 + 20 * 1000000ull);
+    CHECK(t.ended_ns >= t.deadline_ns);
     /* The released permit is not assigned to a ghost waiter. */
     ms_sem_release(s, 1);
     CHECK_INT_EQ(ms_sem_available(s), 1);
     /* And one that is in time gets it. */
     CHECK_INT_EQ(ms_sem_try_acquire(s, 1), 0);
-    timed_acq u = {.sem = s, .after_ms = 5000, .timer = t.timer};
+    timed_acq u = {.sem = s, .after_ms = 60000, .timer = t.timer};
     ms_sem_waiter_init(&u.w, 1);
     CHECK_INT_EQ(ms_spawn(rt, timed_acq_poll, &u, timed_acq_drop, &h), 0);
     usleep(10000);
@@ -601,6 +613,28 @@ static ms_poll hammer_poll(ms_cx *cx, void *state) {
     return MS_POLL_READY;
 }
 
+/* Reads the semaphore until told to stop: available may never exceed the
+ * permits created (a double release, or a permit handed out twice, shows
+ * here even if the books balance again by the end). */
+typedef struct watcher {
+    ms_sem *sem;
+    uint64_t total;
+    _Atomic int stop;
+    uint64_t looks, max_seen;
+} watcher;
+
+static void *watch_thread(void *arg) {
+    watcher *w = arg;
+    while (!atomic_load(&w->stop) || w->looks == 0) {
+        uint64_t a = ms_sem_available(w->sem);
+        if (a > w->max_seen)
+            w->max_seen = a;
+        w->looks++;
+        sched_yield(); /* two cores: leave the hammering threads theirs */
+    }
+    return NULL;
+}
+
 static void *try_thread(void *arg) {
     hammer *h = arg;
     for (uint32_t i = 0; i < h->rounds; i++) {
@@ -621,6 +655,9 @@ TEST(contended_acquire_and_release_from_tasks_and_threads_lose_nothing) {
     hammer hs[TASKS], ts[THREADS];
     ms_task *ht[TASKS];
     pthread_t th[THREADS];
+    watcher wt = {.sem = s, .total = PERMITS};
+    pthread_t wth;
+    pthread_create(&wth, NULL, watch_thread, &wt);
     for (int i = 0; i < THREADS; i++) {
         ts[i] = (hammer){.sem = s, .rounds = rounds * 4, .n = 1 + (uint64_t)i};
         pthread_create(&th[i], NULL, try_thread, &ts[i]);
@@ -636,6 +673,10 @@ TEST(contended_acquire_and_release_from_tasks_and_threads_lose_nothing) {
     }
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
+    atomic_store(&wt.stop, 1);
+    pthread_join(wth, NULL);
+    CHECK(wt.looks > 0);
+    CHECK(wt.max_seen <= wt.total);
     CHECK_INT_EQ(ms_sem_available(s), PERMITS);
     ms_sem_unref(s);
     stop(rt);

@@ -29,7 +29,6 @@ local profile = {}
 local KIB = 1024
 local MIB = 1024 * KIB
 local GIB = 1024 * MIB
-local DAY = 24 * 3600
 
 -- The workload rules for worker_threads: threads per CPU, rounded up.
 local rules = {
@@ -40,132 +39,34 @@ local rules = {
 }
 profile.rules = rules
 
--- Every field a profile may set.  min/max are inclusive and match
--- core/src/config.c for the fields libms owns (config = true; durations are
--- in seconds here, milliseconds there).  For path kinds max is the longest
--- accepted path in bytes.  default is the built-in value used when no file
--- in the chain sets the field; for libms's fields it is ms_config_default's.
-local fields = {
-    worker_threads = {
-        kind = "workers", min = 1, max = 1024, config = true, default = "cpu_bound", live = true,
-        doc = "worker threads: a whole number or a workload rule "
-            .. "(cpu_bound, io_bound, mixed, latency_sensitive)",
-    },
-    max_worker_threads = {
-        kind = "count", min = 0, max = 1024, config = true, default = 0,
-        zero = "auto: max(worker_threads, 4 per CPU)",
-        doc = "ceiling for live resizing (ms.tune) and stand-ins for stuck workers",
-    },
-    max_blocking_threads = {
-        kind = "count", min = 1, max = 65536, config = true, default = 512, live = true,
-        doc = "most threads the blocking pool may run at once",
-    },
-    thread_keep_alive = {
-        kind = "duration", min = 0, max = 7 * DAY, config = true, default = 60, live = true,
-        doc = "how long an idle blocking thread waits for work before it exits",
-    },
-    thread_stack_size = {
-        kind = "size", min = 16384, max = GIB, config = true, default = 2 * MIB,
-        doc = "stack of every runtime thread (libms may raise the minimum to PTHREAD_STACK_MIN)",
-    },
-    enable_all = {
-        kind = "bool", config = true, default = true,
-        doc = "enable every driver; true requires enable_time and enable_io",
-    },
-    enable_time = {
-        kind = "bool", config = true, default = true,
-        doc = "enable timers (sleep, timeout, interval)",
-    },
-    enable_io = {
-        kind = "bool", config = true, default = true,
-        doc = "enable the I/O driver (sockets, files, signals)",
-    },
-    global_queue_interval = {
-        kind = "count", min = 1, max = 1000000, config = true, default = 61, live = true,
-        doc = "worker ticks between looks at the shared injection queue",
-    },
-    event_interval = {
-        kind = "count", min = 1, max = 1000000, config = true, default = 61,
-        doc = "worker ticks between driver and maintenance checks",
-    },
-    budget = {
-        kind = "count", min = 1, max = 1000000, config = true, default = 128, live = true,
-        doc = "cooperative operations a task may do per poll before it must yield",
-    },
-    park_spin_us = {
-        kind = "count", min = 0, max = 1000, config = true, default = 0, live = true,
-        doc = "microseconds a thread that has just worked waits on the CPU for more before it sleeps",
-    },
-    shutdown_timeout = {
-        kind = "duration", min = 0, max = 7 * DAY, config = true, default = 30,
-        doc = "how long a graceful shutdown waits for tasks before cancelling them",
-    },
-    stall_threshold = {
-        kind = "duration", min = 0, max = 7 * DAY, config = true, default = 2, zero = "off",
-        doc = "a worker stuck in one poll this long is reported (health monitor); 0 = off",
-    },
-    replace_stalled_workers = {
-        kind = "bool", config = true, default = true,
-        doc = "bring in a stand-in worker (up to max_worker_threads) while one is stalled",
-    },
-    metrics_histograms = {
-        kind = "bool", config = true, default = false,
-        doc = "record per-worker histograms of poll duration and scheduling delay "
-            .. "(two clock reads per poll)",
-    },
-    description = {
-        kind = "string", default = "",
-        doc = "what the profile is for, one line (every profile file must set it)",
-    },
-    metrics_listen = {
-        kind = "listen", default = false,
-        doc = "host:port of the metrics HTTP endpoint, or false for none",
-    },
-    metrics_file = {
-        kind = "path_or_false", max = 4095, default = false,
-        doc = "file to append a metrics snapshot to, one JSON line every metrics_interval "
-            .. "and a final one at exit, or false for none",
-    },
-    metrics_interval = {
-        kind = "duration", min = 0.01, max = DAY, default = 1,
-        doc = "time between the metrics collector's snapshots (with metrics_file)",
-    },
-    console = {
-        kind = "path_or_false", max = 107, default = false,
-        doc = "Unix socket path for `ms-host attach`, or false for none",
-    },
-    tuner = {
-        kind = "path_or_false", max = 4095, default = false,
-        relative_to_profile = true, must_exist = true,
-        doc = "Lua tuner script run beside the host, or false for none",
-    },
-    agent_memory_limit = {
-        kind = "size", min = 0, max = 1024 * GIB, default = 0, zero = "none", live = true,
-        doc = "default Lua heap limit of an agent, bytes; 0 = none",
-    },
-    jit_agent_limit = {
-        kind = "count", min = 0, max = 1000000, default = 2000, live = true,
-        zero = "JIT off for every agent",
-        doc = "agents allowed to JIT-compile before new ones run with the JIT off",
-    },
-    mailbox_limit = {
-        kind = "count", min = 0, max = 100000000, default = 0, zero = "unbounded", live = true,
-        doc = "messages an agent's mailbox may hold; 0 = unbounded",
-    },
-}
-profile.fields = fields
-
--- The order of describe and of to_config_pairs: the description, libms's
+-- Every field a profile may set, as the host describes it (agents/facts.c,
+-- which takes libms's fields from libms's own table, core/src/config.c):
+-- kind; min/max, inclusive (durations in seconds, sizes in bytes; for path
+-- kinds max is the longest accepted path in bytes); default, the built-in
+-- value used when no file in the chain sets the field; config, set for
+-- libms's fields; live, set for the fields ms.tune and SIGHUP may change;
+-- zero, what 0 means where it means something special; doc.  `order` is
+-- the order of describe and of to_config_pairs: the description, libms's
 -- fields in ms_config's order, then the host's.
-local order = {
-    "description",
-    "worker_threads", "max_worker_threads", "max_blocking_threads", "thread_keep_alive",
-    "thread_stack_size", "enable_all", "enable_time", "enable_io", "global_queue_interval",
-    "event_interval", "budget", "park_spin_us", "shutdown_timeout", "stall_threshold", "replace_stalled_workers",
-    "metrics_histograms", "metrics_listen", "metrics_file", "metrics_interval", "console",
-    "tuner",
-    "agent_memory_limit", "jit_agent_limit", "mailbox_limit",
-}
+local fields, order = {}, {}
+for i, f in ipairs(require("ms")._profile_fields()) do
+    fields[f.name] = f
+    order[i] = f.name
+end
+
+-- worker_threads also takes a workload rule, and by default the one that
+-- gives libms's own default (one worker per CPU).
+do
+    local names = {}
+    for name in pairs(rules) do
+        names[#names + 1] = name
+    end
+    table.sort(names)
+    local w = fields.worker_threads
+    w.kind, w.default = "workers", "cpu_bound"
+    w.doc = w.doc .. ": a whole number or a workload rule (" .. table.concat(names, ", ") .. ")"
+end
+profile.fields = fields
 profile.field_order = order
 
 -- ------------------------------------------------------------------------

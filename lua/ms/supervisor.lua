@@ -41,7 +41,7 @@ local CHILD_KEYS = {
 }
 local START_KEYS = {
     fn = true, file = true, module = true, args = true, name = true,
-    memory_limit = true, jit = true,
+    memory_limit = true, jit = true, runaway = true, trap_exit = true, sandbox = true,
 }
 local BACKOFF_KEYS = { min = true, max = true, jitter = true, factor = true, reset = true }
 local BREAKER_KEYS = { failure_threshold = true, reset_timeout = true }

@@ -196,6 +196,7 @@ local function spawn_agent(S, c)
     return ms.agent.spawn{
         fn = st.fn_code and load_fn(S, st.fn_code, c.id), file = st.file, module = st.module,
         name = st.name, args = st.args, memory_limit = st.memory_limit, jit = st.jit,
+        runaway = st.runaway, trap_exit = st.trap_exit, sandbox = st.sandbox,
         restarts = c.restarts, supervised = true,
     }
 end
@@ -238,9 +239,11 @@ local function start_child(S, c)
     return true
 end
 
--- Stops child c by its shutdown: "brutal_kill" stops it at once; a number
--- of seconds (or "infinity") sends { event = "shutdown" } and waits that
--- long for it to end, then stops it.
+-- Stops child c by its shutdown, as OTP does: a child that does not trap
+-- exits (ms.trap_exit, ms.on_shutdown) is stopped at once, whatever its
+-- shutdown; so is any child with "brutal_kill".  A trapping child with a
+-- number of seconds (or "infinity") is sent { event = "shutdown" } and
+-- given that long to end, then stopped.
 stop_agent = function(S, c, brutal)
     local a, id = c.agent, c.agent_id
     if not a then
@@ -248,7 +251,8 @@ stop_agent = function(S, c, brutal)
     end
     S.by_agent[id] = nil
     local exited = false
-    if brutal or c.shutdown == "brutal_kill" then
+    local info = a:info()
+    if brutal or c.shutdown == "brutal_kill" or not info.trap_exit then
         a:stop("shutdown")
     else
         a:send({ event = "shutdown", reason = "shutdown" })
@@ -341,8 +345,9 @@ end
 local schedule
 
 -- Starts the children with these ids again (those still waiting for it),
--- counting one restart against the intensity.
-local function perform_restart(S, ids)
+-- counting one restart against the intensity.  `delay`: the seconds the
+-- restart was scheduled to wait (reported in the restarted event).
+local function perform_restart(S, ids, delay)
     local due = {}
     for _, id in ipairs(ids) do
         local c = S.by_id[id]
@@ -363,7 +368,8 @@ local function perform_restart(S, ids)
         c.restarts = c.restarts + 1
         local ok, err = start_child(S, c)
         if ok then
-            emit(S, "restarted", { id = c.id, agent = c.agent, restarts = c.restarts })
+            emit(S, "restarted", { id = c.id, agent = c.agent, restarts = c.restarts,
+                delay = delay or 0 })
         else
             -- A failed start is a failure like any other: try again (after
             -- the backoff); the intensity ends a loop of them.
@@ -375,7 +381,7 @@ local function perform_restart(S, ids)
 end
 
 schedule = function(S, ids, delay)
-    S.timers[#S.timers + 1] = { at = ms.now() + delay, ids = ids }
+    S.timers[#S.timers + 1] = { at = ms.now() + delay, ids = ids, delay = delay }
 end
 
 -- Restarts a group of children: those of `ids` that run are stopped (in
@@ -421,7 +427,7 @@ local function restart_group(S, ids, delay, trigger)
     if delay > 0 then
         schedule(S, order, delay)
     else
-        perform_restart(S, order)
+        perform_restart(S, order, 0)
     end
 end
 
@@ -431,7 +437,7 @@ local function run_due_timers(S)
         local t = S.timers[i]
         if t.at <= ms.now() then
             table.remove(S.timers, i)
-            perform_restart(S, t.ids)
+            perform_restart(S, t.ids, t.delay)
         else
             i = i + 1
         end
@@ -726,7 +732,7 @@ function handlers.restart_child(S, id)
     if not ok then
         return nil, ("child %s failed to start: %s"):format(tostring(c.id), serr)
     end
-    emit(S, "restarted", { id = c.id, agent = c.agent, restarts = c.restarts })
+    emit(S, "restarted", { id = c.id, agent = c.agent, restarts = c.restarts, delay = 0 })
     return c.agent
 end
 
@@ -836,20 +842,37 @@ local function start_all(S)
     return true
 end
 
--- A supervisor that could not start stops what it started, tells whoever
--- started it (the await_start call) and exits with reason "error".
-local function fail_start(S, err)
-    stop_all(S)
+-- The await_start call of whoever started this supervisor (ms.supervisor,
+-- or a parent supervisor's start_child), which it sends right after the
+-- spawn: it is read before any child starts, so that a child crashing
+-- past the intensity at once cannot end this supervisor before its
+-- starter hears it has started (OTP's start_link returns ok after init,
+-- whatever follows).  Other messages are put aside.  -> the reply handle,
+-- or nil if none came within START_CALL_WAIT.
+local function await_starter(S)
     local deadline = ms.now() + START_CALL_WAIT
-    while ms.now() < deadline do
-        local msg, from = next_message(S, deadline - ms.now())
+    while true do
+        local left = deadline - ms.now()
+        if left <= 0 then
+            return nil
+        end
+        local msg, from = ms.recv(left)
         if msg == nil and from == "timeout" then
-            break
+            return nil
         end
         if type(msg) == "table" and msg[KEY] == "await_start" then
-            pcall(from, { ok = false, err = err })
-            break
+            return from
         end
+        defer(S, msg, from)
+    end
+end
+
+-- A supervisor that could not start stops what it started, tells whoever
+-- started it and exits with reason "error".
+local function fail_start(S, err, starter)
+    stop_all(S)
+    if starter then
+        pcall(starter, { ok = false, err = err })
     end
     error(err, 0)
 end
@@ -866,9 +889,13 @@ local function main(spec)
         S.done = true
         stop_all(S)
     end)
+    local starter = await_starter(S)
     local ok, err = start_all(S)
     if not ok then
-        fail_start(S, err)
+        fail_start(S, err, starter)
+    end
+    if starter then
+        on_call(S, { [KEY] = "await_start" }, starter)
     end
     while not S.done do
         run_due_timers(S)

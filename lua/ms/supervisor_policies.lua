@@ -39,6 +39,7 @@ M.recovery = {
     error = "restart",
     oom = "restart",
     killed = "restart",
+    runaway = "restart", -- stopped by the health monitor (runaway policy)
 }
 
 local function is_normal(reason)

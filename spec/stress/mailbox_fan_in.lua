@@ -95,9 +95,17 @@ do
   ms.yield()
   ms.agent.spawn { fn = relay, args = { c = c, out = out, n = 4 } }
   local want = { { 1 }, 2, "3", 4 }
+  local function same(a, b)
+    if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+    for k, x in pairs(a) do if not same(x, b[k]) then return false end end
+    for k in pairs(b) do if a[k] == nil then return false end end
+    return true
+  end
   for i = 1, 4 do
     local v = out:recv(10)
-    assert(type(v) == type(want[i]), "shared order " .. i)
+    assert(same(v, want[i]), ("shared order %d: got %s, want %s"):format(
+      i, type(v) == "table" and "{" .. tostring(v[1]) .. "}" or tostring(v),
+      type(want[i]) == "table" and "{" .. tostring(want[i][1]) .. "}" or tostring(want[i])))
   end
   assert(blocked:join(10))
   local r = ms.channel()

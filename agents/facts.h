@@ -1,0 +1,92 @@
+/*
+ * facts.h - the host's descriptor tables: every field a profile may set,
+ * and the host's own metrics.
+ *
+ * One list per fact.  libms describes its configuration fields
+ * (ms_config_field_at) and its metrics (ms_metric_descs); facts.c adds
+ * what the host alone knows - its own profile fields (limits of agents,
+ * the metrics endpoint and file, the console, the tuner) and its per-agent
+ * metrics - and puts both together in the order users see them.  The
+ * profile checker (lua/ms/profile.lua, through ms._profile_fields), live
+ * tuning (tune.c, ms.tune), the host's settings (host.c, ms.metrics()),
+ * ms-host's start-up, its metrics collector and endpoint (/metrics,
+ * /metrics.json), and the checks that keep the docs in step
+ * (spec/facts_spec.lua, through ms._metric_descs) all walk these tables
+ * instead of keeping lists of their own.
+ */
+#ifndef MS_AGENTS_FACTS_H
+#define MS_AGENTS_FACTS_H
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ms.h"
+
+/* ---- profile fields ---- */
+
+typedef enum pf_kind {
+    PF_COUNT,    /* a whole number */
+    PF_DURATION, /* seconds */
+    PF_SIZE,     /* bytes */
+    PF_BOOL,
+    PF_STRING,
+    PF_LISTEN,   /* "host:port" or false */
+    PF_PATH      /* a path or false */
+} pf_kind;
+
+typedef struct profile_field {
+    const char *name;          /* as a profile names it (durations without _ms) */
+    pf_kind kind;
+    double min, max;           /* allowed, inclusive, in seconds or bytes;
+                                  PF_PATH: max is the longest path in bytes */
+    double def;                /* the default: a number, or 0/1 for PF_BOOL;
+                                  false for PF_LISTEN and PF_PATH */
+    const char *def_text;      /* PF_STRING: the default; else NULL */
+    bool runtime;              /* libms's field (ms_config_set takes it by name) */
+    bool live;                 /* ms.tune and SIGHUP may change it */
+    bool relative_to_profile;  /* PF_PATH: relative to the profile's directory */
+    bool must_exist;           /* PF_PATH: must name a readable file */
+    const char *zero;          /* what 0 means, when it means something special */
+    const char *help;          /* one line */
+} profile_field;
+
+/* Every profile field in the order users see them (profile.describe,
+ * ms.tune's order of applying): the description, libms's settable fields
+ * in ms_config's order, then the host's.  Field i into *out; false past
+ * the end. */
+bool profile_field_at(size_t i, profile_field *out);
+/* The field a profile calls name; false for none. */
+bool profile_field_find(const char *name, profile_field *out);
+
+/* ---- the host's metrics ---- */
+
+/* The per-agent metrics, indexing agent_metric_descs and the values an
+ * exporter copies out of the registry. */
+typedef enum agent_metric {
+    AM_MAILBOX,
+    AM_RECEIVED,
+    AM_MEMORY,
+    AM_MEMORY_LIMIT,
+    AM_POLLS,
+    AM_RESTARTS,
+    AM_COUNT
+} agent_metric;
+
+typedef struct host_metric_desc {
+    const char *key;           /* the member in /metrics.json's "agents" entries */
+    const char *prom;          /* the Prometheus family */
+    ms_metric_type type;
+    const char *help;          /* one line, ending with a full stop */
+} host_metric_desc;
+
+/* Indexed by agent_metric; labelled {agent="NAME",id="N"} in /metrics. */
+extern const host_metric_desc agent_metric_descs[AM_COUNT];
+/* The number of agents in the registry (no labels). */
+extern const host_metric_desc agents_metric_desc;
+
+/* Sets ms._profile_fields and ms._metric_descs in the table at the top of
+ * L (the ms module). */
+void facts_register(lua_State *L);
+
+#endif
