@@ -12,9 +12,9 @@
 #include "lifecycle.h"
 #include "tune.h"
 
-/* Atomic: threads the runtime starts before the host exists (the health
- * monitor's stall reports, lifecycle_on_stall) read it (acquire) while
- * host_init publishes it (release). */
+/* The process's host.  Set by the thread that opens it, read by any
+ * thread, the health monitor's included, which can report a stall before
+ * host_init has returned (the runtime starts first): hence atomic. */
 static _Atomic(host *) g_host;
 
 host *host_get(void) {
@@ -22,9 +22,9 @@ host *host_get(void) {
 }
 
 host *host_init(ms_runtime *rt, bool own) {
-    host *had = atomic_load_explicit(&g_host, memory_order_acquire);
-    if (had)
-        return had;
+    host *existing = host_get();
+    if (existing)
+        return existing;
     host *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;

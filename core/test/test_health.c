@@ -28,6 +28,7 @@ typedef struct log {
     _Atomic uint64_t task_id, stalled_ms, recovered_ms;
     _Atomic uint32_t worker;
     _Atomic int replaced;
+    _Atomic uint64_t reported[8]; /* the task ids of the first reports */
 } log_t;
 
 static void on_stall(void *ud, const ms_stall *s) {
@@ -40,7 +41,9 @@ static void on_stall(void *ud, const ms_stall *s) {
         atomic_store(&l->stalled_ms, s->stalled_ms);
         atomic_store(&l->worker, s->worker);
         atomic_store(&l->replaced, s->replaced);
-        atomic_fetch_add(&l->stalls, 1);
+        int k = atomic_fetch_add(&l->stalls, 1);
+        if (k < 8)
+            atomic_store(&l->reported[k], s->task_id);
     }
 }
 
@@ -195,7 +198,9 @@ TEST(busy_but_progressing_workers_are_not_reported) {
     ms_config cfg;
     ms_config_default(&cfg);
     cfg.worker_threads = 3;
-    cfg.stall_threshold_ms = 300;
+    /* Long, so that only a worker really stuck is reported: a busy one
+     * would have to be descheduled inside one 2 ms poll for a second. */
+    cfg.stall_threshold_ms = 1000;
     cfg.replace_stalled_workers = false;
     cfg.on_stall = on_stall;
     cfg.stall_ud = &l;
@@ -227,14 +232,25 @@ TEST(busy_but_progressing_workers_are_not_reported) {
     CHECK(seen >= 2 * cfg.stall_threshold_ms);
     atomic_store(&stop_flag, 1);
     atomic_store(&s.release, 1);
+    uint64_t pid[2];
     for (int i = 0; i < 2; i++) {
         CHECK_INT_EQ(ms_task_join(hp[i], 20000, NULL, NULL), 0);
+        pid[i] = ms_task_id(hp[i]);
         ms_task_release(hp[i]);
     }
     CHECK_INT_EQ(ms_task_join(hs, 20000, NULL, NULL), 0);
     ms_task_release(hs);
     ms_runtime_shutdown(rt, MS_SHUTDOWN_DRAIN, 10000, NULL);
-    CHECK_INT_EQ(atomic_load(&l.stalls), 1);
+    int n = atomic_load(&l.stalls);
+    for (int i = 0; i < n && i < 8; i++)
+        if (atomic_load(&l.reported[i]) != atomic_load(&s.id))
+            TEST_FAIL_AT(__FILE__, __LINE__, "report %d: task %llu (%s), not the stuck one", i,
+                         (unsigned long long)atomic_load(&l.reported[i]),
+                         atomic_load(&l.reported[i]) == pid[0] ||
+                                 atomic_load(&l.reported[i]) == pid[1]
+                             ? "a progressing one"
+                             : "another");
+    CHECK_INT_EQ(n, 1);
     ms_metrics *m = ms_metrics_snapshot(rt);
     CHECK_INT_EQ(m->stalls_total, 1);
     ms_metrics_free(m);
