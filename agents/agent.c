@@ -19,6 +19,7 @@
 #include <lauxlib.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +51,10 @@ static void agent_free(agent *a) {
      * drains every message, unread ones included. */
     for (mlink *l; (l = mbox_pop(&a->mbox));)
         msg_free((msg *)l);
-    for (uint32_t i = 0; i < a->nmonitors; i++)
-        agent_unref(a->monitors[i]);
+    for (uint32_t i = 0; i < a->nmonitors; i++) {
+        agent_unref(a->monitors[i].watcher);
+        msg_free(a->monitors[i].notice);
+    }
     free(a->monitors);
     for (uint32_t i = 0; i < a->nlinks; i++)
         agent_unref(a->links[i]);
@@ -379,6 +382,24 @@ static bool start_in_state(agent *a) {
 
 /* ---- exit ---- */
 
+/* The messages an agent never read go at its exit, not with its last
+ * reference (a handle may keep the agent for long): a caller waiting on a
+ * reply slot that one of them holds then hears at once that no answer
+ * will come.  unread counts the pushes accepted before the close (the
+ * messages tasks hold are not in the mailbox and go with them); one may
+ * still be linking its message, so wait for it (a few instructions). */
+static void drop_unread(agent *a, size_t unread) {
+    while (unread > 0) {
+        mlink *l = mbox_pop_unread(&a->mbox);
+        if (!l) {
+            sched_yield();
+            continue;
+        }
+        msg_free((msg *)l);
+        unread--;
+    }
+}
+
 /* Records the agent's end and tells its monitors.  L is still open. */
 static void agent_exit_ex(agent *a, const char *reason, int code, const char *message,
                           const char *traceback, bool at_shutdown) {
@@ -395,9 +416,10 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
     a->exit_code = code;
     a->exit_message = message ? strdup(message) : NULL;
     a->exit_traceback = traceback ? strdup(traceback) : NULL;
-    size_t unread = mbox_close(&a->mbox) + held;
+    size_t in_mbox = mbox_close(&a->mbox);
+    size_t unread = in_mbox + held;
     a->unread_at_exit = unread;
-    agent **mons = a->monitors;
+    agent_monitor *mons = a->monitors;
     uint32_t nmons = a->nmonitors;
     a->monitors = NULL;
     a->nmonitors = a->mcap = 0;
@@ -422,11 +444,12 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
                 a->name, (unsigned long long)a->id, reason, unread, unread == 1 ? "" : "s");
     }
     for (uint32_t i = 0; i < nmons; i++) {
-        mail_send_exit_notice(a, mons[i]);
-        agent_unref(mons[i]);
+        mail_send_exit_notice(a, mons[i].watcher, mons[i].notice);
+        agent_unref(mons[i].watcher);
     }
     free(mons);
     mail_exit_links(a, reason);
+    drop_unread(a, in_mbox);
 }
 
 void agent_exit(agent *a, const char *reason, int code, const char *message,
@@ -449,7 +472,7 @@ static void agent_teardown(agent *a) {
      * rather than with the agent: a message can hold a reference to the
      * agent itself (a send to self, a call's reply slot), and would keep
      * it alive for ever. */
-    for (mlink *l; (l = mbox_pop(&a->mbox));)
+    for (mlink *l; (l = mbox_pop_unread(&a->mbox));)
         msg_free((msg *)l);
     if (a->L && a->all && lua_cpcall(a->Lp, teardown_in_state, a) != 0) {
         /* A raise while aborting (a finalizer): what is left of the tasks

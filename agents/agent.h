@@ -33,6 +33,14 @@
 
 typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;
 
+/* A watcher (a reference) and the message its exit notice will travel
+ * in, allocated when it started watching, so that an exit is always told
+ * even when memory has run out by then (mail_add_monitor). */
+typedef struct agent_monitor {
+    agent *watcher;
+    msg *notice;
+} agent_monitor;
+
 /* What the health monitor does with an agent stuck in one poll past
  * stall_threshold (agent.runaway): report it, stop it, or (a count N > 0)
  * stop it at its Nth stall. */
@@ -135,7 +143,7 @@ struct agent {
     /* Under mlock: */
     pthread_mutex_t mlock;
     agent_state state;
-    agent **monitors;           /* refs; told when this agent exits */
+    agent_monitor *monitors;    /* told when this agent exits (mail.c) */
     uint32_t nmonitors, mcap;
     agent **links;              /* refs; linked both ways (mail.c) */
     uint32_t nlinks, lcap;

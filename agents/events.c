@@ -123,6 +123,10 @@ void events_publish_host(const char *topic, const char *const *keys, const char 
         else
             xfer_put_num(x, nums[i]);
     }
+    if (x->failed) { /* out of memory: the event is lost, as a full queue would lose it */
+        xfer_free(x);
+        return;
+    }
     bus_publish(topic, x);
 }
 

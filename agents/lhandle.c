@@ -115,6 +115,16 @@ void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
     }
 }
 
+lhandle *lh_new(lua_State *L, xh_type type) {
+    lhandle *h = lua_newuserdata(L, sizeof *h);
+    h->type = type;
+    h->ptr = NULL;
+    h->lc = NULL;
+    lms_push_mt(L, handle_mt(type));
+    lua_setmetatable(L, -2);
+    return h;
+}
+
 void lh_push_agent(lua_State *L, agent *a) {
     agent_ref(a);
     lh_push_handle(L, XH_AGENT, a);

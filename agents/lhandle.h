@@ -27,7 +27,14 @@ agent *lh_check_agent(lua_State *L, int idx);
  * handle: its raw field `agent`). */
 agent *lh_check_agent_like(lua_State *L, int idx);
 lhandle *lh_check(lua_State *L, int idx, xh_type type);
-void lh_push_handle(lua_State *L, xh_type type, void *ptr); /* takes over a ref */
+/* Takes over a reference to ptr, also when it raises (a memory error):
+ * the reference is then released (hold.h). */
+void lh_push_handle(lua_State *L, xh_type type, void *ptr);
+/* Pushes a handle of type with no object yet: for an object that must not
+ * exist before its handle does (a spawned agent, which would run on
+ * unknown to its spawner if making the handle raised).  The caller stores
+ * its reference in ->ptr, which cannot raise. */
+lhandle *lh_new(lua_State *L, xh_type type);
 void *lh_to_handle(lua_State *L, int idx, xh_type *type);   /* NULL if not one */
 void lh_ref_handle(xh_type type, void *ptr);
 void lh_unref_handle(xh_type type, void *ptr);

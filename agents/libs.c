@@ -4,6 +4,8 @@
 #include <lauxlib.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 
 #include "agent.h"
@@ -94,6 +96,47 @@ static void sandbox_base(lua_State *L) {
     lua_setfield(L, LUA_GLOBALSINDEX, "dofile");
 }
 
+/* ---- processes started from an agent ----
+ *
+ * A child process gets the signal mask of the thread that starts it (fork
+ * and posix_spawn alike), and an agent runs on a runtime thread, which
+ * blocks the host's asynchronous signals (core/src/thread.c: SIGINT,
+ * SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD).  A child started
+ * with them blocked cannot be stopped with SIGTERM or SIGINT and never sees
+ * SIGCHLD: `timeout 5 cmd` run by io.popen waited for ever (found by the
+ * allocation-failure sweep).  So os.execute and io.popen run with those
+ * signals unblocked in their thread for the call. */
+static int with_process_signals(lua_State *L) {
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    sigaddset(&set, SIGCHLD);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    pthread_sigmask(SIG_UNBLOCK, &set, &old);
+    int rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return lua_error(L);
+    return lua_gettop(L);
+}
+
+/* The library table at the top: its field name runs with_process_signals. */
+static void wrap_process_starter(lua_State *L, const char *name) {
+    lua_getfield(L, -1, name);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushcclosure(L, with_process_signals, 1);
+    lua_setfield(L, -2, name);
+}
+
 /* Opens a standard library the way luaL_openlibs does (its name as the
  * argument: it sets the global and package.loaded), and pushes it; for a
  * sandboxed agent, a library it may not have is nil. */
@@ -108,6 +151,8 @@ static void open_lazy_lib(lua_State *L, const luaL_Reg *lib) {
     lua_getfield(L, LUA_GLOBALSINDEX, lib->name);
     if (lib->func == luaopen_os && in_sandbox(L))
         sandbox_prune_os(L);
+    if (lua_istable(L, -1) && (lib->func == luaopen_os || lib->func == luaopen_io))
+        wrap_process_starter(L, lib->func == luaopen_os ? "execute" : "popen");
     /* Opening jit switched the compiler on: settle it for this agent now
      * (an agent that asks for jit early has the JIT early). */
     if (lib->func == luaopen_jit) {

@@ -25,11 +25,16 @@
 /* ---- agents ---- */
 
 static int l_agent_spawn(lua_State *L) {
+    lua_settop(L, 1);
+    /* The handle before the agent: made after, a memory error would leave
+     * the agent running, unknown to its spawner (a supervisor's child
+     * nobody would stop). */
+    lhandle *h = lh_new(L, XH_AGENT);
     char err[512];
     agent *a = spawn_agent(L, 1, err, sizeof err);
     if (!a)
         return luaL_error(L, "ms.agent.spawn: %s", err);
-    lh_push_handle(L, XH_AGENT, a); /* the creation reference */
+    h->ptr = a; /* the creation reference */
     return 1;
 }
 
@@ -170,7 +175,8 @@ static int l_monitor(lua_State *L) {
     agent *self = agent_from_state(L);
     if (!self)
         return luaL_error(L, "ms.monitor: no agent runs in this Lua state");
-    mail_add_monitor(target, self);
+    if (!mail_add_monitor(target, self))
+        return luaL_error(L, "ms.monitor: out of memory");
     return 0;
 }
 
@@ -237,18 +243,24 @@ static int l_whereis(lua_State *L) {
     return 1;
 }
 
-/* reply(value): answers an agent:call. */
+/* reply(value): answers an agent:call.  Out of memory, the caller is
+ * answered "no reply" at once (it would otherwise wait until the reply
+ * handle is collected) and the replier gets the error. */
 static int r_call(lua_State *L) {
     lhandle *h = lh_check(L, 1, XH_REPLY);
     xfer *body = xfer_new();
     char err[300];
-    if (!body)
+    if (!body) {
+        reply_fill(h->ptr, NULL);
         return luaL_error(L, "reply: out of memory");
+    }
     lua_settop(L, 2);
     hold_push(body, release_xfer);
     bool encoded = xfer_encode(L, 2, body, "reply", err, sizeof err);
     hold_pop(body);
     if (!encoded) {
+        if (body->failed)
+            reply_fill(h->ptr, NULL);
         xfer_free(body);
         return luaL_error(L, "reply: %s", err);
     }

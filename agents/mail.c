@@ -18,6 +18,7 @@
 #include "xfer.h"
 
 static xfer *exit_notice(agent *target, bool link);
+static void put_notice(xfer *x, agent *target, bool full, bool link);
 
 msg *msg_new(void) {
     msg *m = malloc(sizeof *m);
@@ -32,10 +33,9 @@ msg *msg_new(void) {
 }
 
 void msg_free(msg *m) {
-    if (m->body == &m->own_body)
-        xfer_clear(m->body);
-    else
+    if (m->body != &m->own_body)
         xfer_free(m->body);
+    xfer_clear(&m->own_body); /* it may hold reserved room (exit notices) */
     if (m->sender)
         agent_unref(m->sender);
     if (m->reply)
@@ -105,31 +105,47 @@ ltask *mail_receiver(agent *a) {
     return atomic_load_explicit(&a->receiver, memory_order_relaxed);
 }
 
-void mail_add_monitor(agent *target, agent *watcher) {
+/* A short notice (no message, no traceback) fits in this: the table, its
+ * five keys, a name of at most AGENT_NAME_MAX bytes, a reason of at most
+ * 15, a number and one handle take 167 bytes. */
+#define NOTICE_SHORT_BYTES 256
+
+bool mail_add_monitor(agent *target, agent *watcher) {
+    msg *notice = msg_new();
+    if (!notice || !xfer_reserve(notice->body, NOTICE_SHORT_BYTES, 1)) {
+        if (notice)
+            msg_free(notice);
+        return false;
+    }
     pthread_mutex_lock(&target->mlock);
     bool exited = target->state == AG_EXITED;
     if (!exited && target->nmonitors == target->mcap) {
         uint32_t cap = target->mcap ? target->mcap * 2 : 4;
-        agent **m = realloc(target->monitors, cap * sizeof *m);
-        if (m) {
-            target->monitors = m;
-            target->mcap = cap;
+        agent_monitor *m = realloc(target->monitors, cap * sizeof *m);
+        if (!m) {
+            pthread_mutex_unlock(&target->mlock);
+            msg_free(notice);
+            return false;
         }
+        target->monitors = m;
+        target->mcap = cap;
     }
-    if (!exited && target->nmonitors < target->mcap) {
+    if (!exited) {
         agent_ref(watcher);
-        target->monitors[target->nmonitors++] = watcher;
+        target->monitors[target->nmonitors++] = (agent_monitor){watcher, notice};
     }
     pthread_mutex_unlock(&target->mlock);
     if (exited) {
         /* Already gone: the watcher hears about it at once. */
-        mail_send_exit_notice(target, watcher);
+        mail_send_exit_notice(target, watcher, notice);
     }
+    return true;
 }
 
 /* Puts { event = "exit", agent = <target>, name, reason, message,
- * traceback, unread = n } in the watcher's mailbox.  Built without a Lua
- * state (mail_exit_notice), so it works whichever thread the exit is on. */
+ * traceback, unread = n } in the watcher's mailbox (with link = true for a
+ * link's notice).  Built without a Lua state (exit_notice), so it works
+ * whichever thread the exit is on. */
 static void send_notice(agent *target, agent *watcher, bool link) {
     xfer *x = exit_notice(target, link);
     if (!x)
@@ -145,8 +161,25 @@ static void send_notice(agent *target, agent *watcher, bool link) {
         msg_free(m);
 }
 
-void mail_send_exit_notice(agent *target, agent *watcher) {
-    send_notice(target, watcher, false);
+/* A monitor's notice travels in m, reserved when the watch began: without
+ * memory for the full notice a short one goes in m's own reserved room, so
+ * an exit is never lost to memory. */
+void mail_send_exit_notice(agent *target, agent *watcher, msg *m) {
+    xfer *full = exit_notice(target, false);
+    if (full) {
+        m->body = full;
+    } else {
+        pthread_mutex_lock(&target->mlock);
+        put_notice(m->body, target, false, false);
+        pthread_mutex_unlock(&target->mlock);
+        if (m->body->failed) { /* cannot happen: the room was reserved */
+            msg_free(m);
+            return;
+        }
+    }
+    char err[128];
+    if (mail_deliver(watcher, m, err, sizeof err) != 0)
+        msg_free(m);
 }
 
 /* ---- links ----
@@ -255,14 +288,11 @@ xfer *mail_exit_notice(agent *target) {
     return exit_notice(target, false);
 }
 
-static xfer *exit_notice(agent *target, bool link) {
-    xfer *x = xfer_new();
-    if (!x)
-        return NULL;
-    pthread_mutex_lock(&target->mlock);
-    uint32_t pairs = 5 + (target->exit_message ? 1 : 0) + (target->exit_traceback ? 1 : 0) +
-                     (link ? 1 : 0);
-    xfer_put_table(x, pairs);
+/* The notice into x, under target's mlock; full: with the exit's message
+ * and traceback. */
+static void put_notice(xfer *x, agent *target, bool full, bool link) {
+    bool with_msg = full && target->exit_message, tb = full && target->exit_traceback;
+    xfer_put_table(x, 5 + (with_msg ? 1 : 0) + (tb ? 1 : 0) + (link ? 1 : 0));
     if (link) {
         xfer_put_str(x, "link");
         xfer_put_bool(x, true);
@@ -277,14 +307,27 @@ static xfer *exit_notice(agent *target, bool link) {
     xfer_put_str(x, target->exit_reason);
     xfer_put_str(x, "unread");
     xfer_put_num(x, (double)target->unread_at_exit);
-    if (target->exit_message) {
+    if (with_msg) {
         xfer_put_str(x, "message");
         xfer_put_str(x, target->exit_message);
     }
-    if (target->exit_traceback) {
+    if (tb) {
         xfer_put_str(x, "traceback");
         xfer_put_str(x, target->exit_traceback);
     }
+}
+
+/* The full notice in a blob of its own; NULL without memory. */
+static xfer *exit_notice(agent *target, bool link) {
+    xfer *x = xfer_new();
+    if (!x)
+        return NULL;
+    pthread_mutex_lock(&target->mlock);
+    put_notice(x, target, true, link);
     pthread_mutex_unlock(&target->mlock);
+    if (x->failed) {
+        xfer_free(x);
+        return NULL;
+    }
     return x;
 }

@@ -38,10 +38,14 @@ void mail_unwait(agent *a, ltask *lt);
 /* The registered receiver, or NULL (agent's thread; a snapshot). */
 ltask *mail_receiver(agent *a);
 void mail_set_limit(agent *a, size_t limit);
-/* watcher hears of target's exit (at once if target has exited). */
-void mail_add_monitor(agent *target, agent *watcher);
-/* Puts target's exit notice in watcher's mailbox. */
-void mail_send_exit_notice(agent *target, agent *watcher);
+/* watcher hears of target's exit (at once if target has exited).  The
+ * notice's message is allocated now; false without memory (the caller
+ * says so: a watch that cannot be kept must not look as if it were). */
+bool mail_add_monitor(agent *target, agent *watcher);
+/* Puts target's exit notice in watcher's mailbox, in notice (reserved by
+ * mail_add_monitor; taken over).  Without memory for the full notice,
+ * a short one without message and traceback goes, in the room reserved. */
+void mail_send_exit_notice(agent *target, agent *watcher, msg *notice);
 /* Links self and other both ways (see mail.c); if other has exited, self
  * hears of it at once. */
 void mail_link(agent *self, agent *other);

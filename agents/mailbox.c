@@ -53,7 +53,7 @@ int mbox_push(mailbox *mb, mlink *l, size_t limit) {
     return MBOX_OK;
 }
 
-mlink *mbox_pop(mailbox *mb) {
+static mlink *pop(mailbox *mb, bool received) {
     mlink *h = mb->head;
     mlink *next = atomic_load_explicit(&h->next, memory_order_acquire);
     if (h == &mb->stub) {
@@ -75,9 +75,19 @@ mlink *mbox_pop(mailbox *mb) {
     }
     mb->head = next;
     atomic_fetch_sub_explicit(&mb->count, 1, memory_order_release);
-    atomic_store_explicit(&mb->popped, atomic_load_explicit(&mb->popped, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    if (received)
+        atomic_store_explicit(&mb->popped,
+                              atomic_load_explicit(&mb->popped, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
     return h;
+}
+
+mlink *mbox_pop(mailbox *mb) {
+    return pop(mb, true);
+}
+
+mlink *mbox_pop_unread(mailbox *mb) {
+    return pop(mb, false);
 }
 
 size_t mbox_len(mailbox *mb) {

@@ -44,6 +44,9 @@ int mbox_push(mailbox *mb, mlink *l, size_t limit);
  * the producer then sees a registered receiver (mbox_push's caller's job,
  * after a seq_cst fence, see mail_deliver). */
 mlink *mbox_pop(mailbox *mb);
+/* mbox_pop for the owner emptying a closed mailbox: the link is not
+ * counted as received (mbox_popped). */
+mlink *mbox_pop_unread(mailbox *mb);
 /* Links accepted and not yet popped (any thread; a snapshot). */
 size_t mbox_len(mailbox *mb);
 uint64_t mbox_popped(mailbox *mb);

@@ -290,12 +290,14 @@ int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort)
         return op_return_fast(L, lt, task_handle_push_outcome(L, handle_idx));
     if (!set_deadline(L, lt, timeout))
         return 0;
+    /* What may raise (memory) comes before the reference is taken. */
+    lua_pushvalue(L, handle_idx);
+    int handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     ltask_ref(target);
     lt->op.u.join.target = target;
     lt->op.u.join.registered = false;
     lt->op.u.join.abort = abort;
-    lua_pushvalue(L, handle_idx);
-    lt->op.u.join.handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lt->op.u.join.handle_ref = handle_ref;
     return suspend(L, lt, join_poll, join_cancel);
 }
 
@@ -394,6 +396,16 @@ int op_recv(lua_State *L, ltask *lt, double timeout) {
 static ms_poll call_poll(ltask *lt, ms_cx *cx) {
     reply_slot *r = lt->op.u.call.slot;
     pthread_mutex_lock(&r->lock);
+    if (r->filled && !r->body) {
+        r->caller_gone = true;
+        pthread_mutex_unlock(&r->lock);
+        lua_pushnil(lt->co);
+        lua_pushliteral(lt->co, "no reply: the answer could not be built (out of memory)");
+        lt->nres = 2;
+        reply_unref(r);
+        lt->op.u.call.slot = NULL;
+        return MS_POLL_READY;
+    }
     if (r->filled) {
         xfer *body = r->body;
         r->body = NULL;
@@ -433,8 +445,13 @@ static void call_cancel(ltask *lt) {
     lt->op.u.call.slot = NULL;
 }
 
+/* Once the message is delivered nothing may fail before the task waits
+ * (the callee would answer a slot nobody holds, and the slot would leak):
+ * the deadline comes first. */
 int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout) {
     char err[300];
+    if (!set_deadline(L, lt, timeout))
+        return 0;
     msg *m = msg_new();
     reply_slot *r = reply_new();
     if (!m || !r) {
@@ -442,6 +459,7 @@ int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout)
             msg_free(m);
         if (r)
             reply_unref(r);
+        op_reset_light(lt);
         return luaL_error(L, "call: out of memory");
     }
     /* Encoding may raise (it can convert a key in place): held. */
@@ -453,6 +471,7 @@ int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout)
     if (!encoded) {
         msg_free(m);
         reply_unref(r);
+        op_reset_light(lt);
         return luaL_error(L, "call: %s", err);
     }
     reply_ref(r); /* the message's */
@@ -463,13 +482,12 @@ int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout)
     if (rc != 0) {
         msg_free(m); /* drops the message's reply and sender references */
         reply_unref(r);
+        op_reset_light(lt);
         lua_pushnil(L);
         lerr_push(L, rc, err, NULL);
         return 2;
     }
     lt->op.u.call.slot = r;
-    if (!set_deadline(L, lt, timeout))
-        return 0;
     return suspend(L, lt, call_poll, call_cancel);
 }
 

@@ -94,7 +94,9 @@ int op_chan_recv(lua_State *L, ltask *lt, ms_chan *ch, double timeout);
 reply_slot *reply_new(void);
 void reply_ref(reply_slot *r);
 void reply_unref(reply_slot *r);
-/* Fills the slot once; false if already filled or abandoned. */
+/* Fills the slot once; false if already filled or abandoned.  body NULL:
+ * the answer could not be built (out of memory); the caller gets nil and
+ * "no reply: ..." at once instead of waiting for the handle to go. */
 bool reply_fill(reply_slot *r, xfer *body);
 
 #endif

@@ -38,6 +38,7 @@ void xfer_init(xfer *x) {
     x->cap = XFER_INLINE;
     x->handles = NULL;
     x->nhandles = x->hcap = 0;
+    x->failed = false;
 }
 
 xfer *xfer_new(void) {
@@ -45,6 +46,26 @@ xfer *xfer_new(void) {
     if (x)
         xfer_init(x);
     return x;
+}
+
+bool xfer_reserve(xfer *x, size_t bytes, uint32_t handles) {
+    if (bytes > x->cap) {
+        char *b = x->buf == x->inline_buf ? malloc(bytes) : realloc(x->buf, bytes);
+        if (!b)
+            return false;
+        if (x->buf == x->inline_buf)
+            memcpy(b, x->buf, x->len);
+        x->buf = b;
+        x->cap = bytes;
+    }
+    if (handles > x->hcap) {
+        xhandle *h = realloc(x->handles, handles * sizeof *h);
+        if (!h)
+            return false;
+        x->handles = h;
+        x->hcap = handles;
+    }
+    return true;
 }
 
 void xfer_clear(xfer *x) {
@@ -59,6 +80,7 @@ void xfer_clear(xfer *x) {
     x->cap = XFER_INLINE;
     x->handles = NULL;
     x->nhandles = x->hcap = 0;
+    x->failed = false;
 }
 
 void xfer_free(xfer *x) {
@@ -69,6 +91,8 @@ void xfer_free(xfer *x) {
 }
 
 static bool put(xfer *x, const void *p, size_t n) {
+    if (x->failed)
+        return false;
     if (x->len + n > x->cap) {
         size_t cap = x->cap * 2;
         while (cap < x->len + n)
@@ -81,8 +105,10 @@ static bool put(xfer *x, const void *p, size_t n) {
         } else {
             b = realloc(x->buf, cap);
         }
-        if (!b)
+        if (!b) {
+            x->failed = true; /* later puts write nothing: no torn blob */
             return false;
+        }
         x->buf = b;
         x->cap = cap;
     }
@@ -212,8 +238,10 @@ static bool enc_value(enc *e, int idx) {
         if (x->nhandles == x->hcap) {
             uint32_t cap = x->hcap ? x->hcap * 2 : 4;
             xhandle *h = realloc(x->handles, cap * sizeof *h);
-            if (!h)
+            if (!h) {
+                x->failed = true;
                 return fail(e, "%s: out of memory%s", "");
+            }
             x->handles = h;
             x->hcap = cap;
         }
@@ -235,7 +263,9 @@ bool xfer_encode(lua_State *L, int idx, xfer *x, const char *what, char *err, si
     enc e = {.L = L, .x = x, .err = err, .errlen = errlen, .root = what};
     int abs = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
     if (!enc_value(&e, abs)) {
+        bool oom = x->failed;
         xfer_clear(x);
+        x->failed = oom; /* the caller may tell memory from a bad value */
         return false;
     }
     return true;
@@ -243,22 +273,50 @@ bool xfer_encode(lua_State *L, int idx, xfer *x, const char *what, char *err, si
 
 /* ---- decoding ---- */
 
+/* The decoder trusts nothing in the bytes: a blob comes from our encoder
+ * today, but the format will travel between hosts, and a fuzzer feeds it
+ * arbitrary bytes (fuzz/fuzz_xfer.c).  Every read is bounds-checked,
+ * tables nest at most XFER_MAX_DEPTH deep (as the encoder allows), keys
+ * are what the encoder accepts (strings, numbers that are not NaN,
+ * booleans), each handle is taken once, and the value must end exactly at
+ * the end of the blob.  Anything else raises "malformed message ...". */
+
 typedef struct dec {
     lua_State *L;
     xfer *x;
     size_t pos;
+    int depth;
 } dec;
+
+static void malformed(dec *d, const char *what, unsigned long long n) {
+    char text[160];
+    snprintf(text, sizeof text, "malformed message at byte %zu of %zu: %s %llu", d->pos,
+             d->x->len, what, n);
+    luaL_error(d->L, "%s", text);
+}
+
+static const char *take(dec *d, size_t n) {
+    if (d->x->len - d->pos < n)
+        malformed(d, "truncated: bytes wanted", n);
+    const char *p = d->x->buf + d->pos;
+    d->pos += n;
+    return p;
+}
 
 static uint32_t get_u32(dec *d) {
     uint32_t v;
-    memcpy(&v, d->x->buf + d->pos, 4);
-    d->pos += 4;
+    memcpy(&v, take(d, 4), 4);
     return v;
 }
 
-static void dec_value(dec *d) {
+static void dec_value(dec *d, bool key) {
     lua_State *L = d->L;
-    uint8_t tag = (uint8_t)d->x->buf[d->pos++];
+    size_t at = d->pos;
+    uint8_t tag = (uint8_t)*take(d, 1);
+    if (key && tag != T_FALSE && tag != T_TRUE && tag != T_NUM && tag != T_STR) {
+        d->pos = at;
+        malformed(d, "a table key of tag", tag);
+    }
     switch (tag) {
     case T_NIL:
         lua_pushnil(L);
@@ -271,38 +329,50 @@ static void dec_value(dec *d) {
         break;
     case T_NUM: {
         double v;
-        memcpy(&v, d->x->buf + d->pos, sizeof v);
-        d->pos += sizeof v;
+        memcpy(&v, take(d, sizeof v), sizeof v);
+        if (key && v != v) {
+            d->pos = at;
+            malformed(d, "a NaN table key, tag", tag);
+        }
         lua_pushnumber(L, v);
         break;
     }
     case T_STR: {
         uint32_t n = get_u32(d);
-        lua_pushlstring(L, d->x->buf + d->pos, n);
-        d->pos += n;
+        const char *p = take(d, n);
+        lua_pushlstring(L, p, n);
         break;
     }
     case T_TABLE: {
         uint32_t n = get_u32(d);
-        lua_checkstack(L, 4);
+        if (++d->depth > XFER_MAX_DEPTH)
+            malformed(d, "tables nested deeper than", XFER_MAX_DEPTH);
+        /* A pair takes at least two bytes. */
+        if (n > (d->x->len - d->pos) / 2)
+            malformed(d, "truncated: table pairs", n);
+        luaL_checkstack(L, 4, "decoding a message");
         lua_createtable(L, 0, (int)(n < 1024 ? n : 1024));
         for (uint32_t i = 0; i < n; i++) {
-            dec_value(d);
-            dec_value(d);
+            dec_value(d, true);
+            dec_value(d, false);
             lua_rawset(L, -3);
         }
+        d->depth--;
         break;
     }
     case T_HANDLE: {
         uint32_t i = get_u32(d);
+        if (i >= d->x->nhandles || !d->x->handles[i].ptr)
+            malformed(d, "no such handle (or taken twice):", i);
         xhandle *h = &d->x->handles[i];
-        lh_push_handle(L, h->type, h->ptr); /* the reference moves */
-        h->ptr = NULL;
+        void *ptr = h->ptr;
+        h->ptr = NULL; /* the reference moves: lh_push_handle takes it */
+        lh_push_handle(L, h->type, ptr);
         break;
     }
     default:
-        lua_pushnil(L);
-        break;
+        d->pos = at;
+        malformed(d, "unknown tag", tag);
     }
 }
 
@@ -311,8 +381,10 @@ void xfer_decode(lua_State *L, xfer *x) {
         lua_pushnil(L);
         return;
     }
-    dec d = {L, x, 0};
-    dec_value(&d);
+    dec d = {L, x, 0, 0};
+    dec_value(&d, false);
+    if (d.pos != x->len)
+        malformed(&d, "bytes after the value:", x->len - d.pos);
 }
 
 /* ---- building by hand ---- */
@@ -353,11 +425,15 @@ void xfer_put_num(xfer *x, double d) {
 }
 
 void xfer_put_handle(xfer *x, xh_type type, void *ptr) {
+    if (x->failed)
+        return;
     if (x->nhandles == x->hcap) {
         uint32_t cap = x->hcap ? x->hcap * 2 : 4;
         xhandle *h = realloc(x->handles, cap * sizeof *h);
-        if (!h)
+        if (!h) {
+            x->failed = true;
             return;
+        }
         x->handles = h;
         x->hcap = cap;
     }

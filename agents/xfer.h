@@ -28,23 +28,33 @@ struct xfer {
     size_t len, cap;
     xhandle *handles;
     uint32_t nhandles, hcap;
+    bool failed;                /* a xfer_put_* ran out of memory: see xfer_put_table */
     char inline_buf[XFER_INLINE]; /* most messages fit: no second malloc */
 };
 
 /* Copies the value at idx into x.  On failure returns false with a message
- * in err naming the path of the offending value ("args.cb is a function"). */
+ * in err naming the path of the offending value ("args.cb is a function"),
+ * and x emptied; x->failed then tells that memory ran out. */
 bool xfer_encode(lua_State *L, int idx, xfer *x, const char *what, char *err, size_t errlen);
 /* Pushes the value; the handles' references move to the new userdata.
  * Allocates in L, so it can raise (memory error, a finalizer run by the
- * collector): call it protected (agent.c's poll is). */
+ * collector): call it protected (agent.c's poll is), with x held
+ * (hold.h) if it must not leak then.  Trusts nothing in x: a blob
+ * that is not exactly one value as xfer_encode writes it raises
+ * "malformed message at byte N of M: ...". */
 void xfer_decode(lua_State *L, xfer *x);
 /* Frees the buffer and releases handles not taken by a decode. */
 void xfer_clear(xfer *x);
 xfer *xfer_new(void);
+/* Room for bytes of encoding and handles handles in the empty x, so that
+ * puts within it allocate nothing; false without memory. */
+bool xfer_reserve(xfer *x, size_t bytes, uint32_t handles);
 void xfer_init(xfer *x);
 void xfer_free(xfer *x);
 /* Building a blob by hand (no Lua state): a table of n pairs, then keys
- * and values. */
+ * and values.  A put that runs out of memory sets x->failed and every
+ * later put does nothing, so a builder checks x->failed once at the end
+ * (a failed blob must not be sent: it is torn). */
 void xfer_put_table(xfer *x, uint32_t pairs);
 void xfer_put_str(xfer *x, const char *s);
 void xfer_put_lstr(xfer *x, const char *s, size_t n);

@@ -215,6 +215,9 @@ static parse_result parse_line(con_conn *c, xfer **line) {
         return c->rlen >= CON_HEADER_MAX ? PARSE_BAD : PARSE_NEED_MORE;
     if (c->rlen < 5 || memcmp(c->in, "line ", 5) != 0)
         return PARSE_BAD;
+    /* Digits only: strtoul alone would take "+5", " 5" and "-0". */
+    if (c->in[5] < '0' || c->in[5] > '9')
+        return PARSE_BAD;
     char *end;
     unsigned long n = strtoul(c->in + 5, &end, 10);
     if (end == c->in + 5 || end != nl || n > CON_MAX_LINE)
@@ -226,6 +229,10 @@ static parse_result parse_line(con_conn *c, xfer **line) {
     if (!x)
         return PARSE_BAD;
     xfer_put_lstr(x, c->in + head, n);
+    if (x->failed) {
+        xfer_free(x);
+        return PARSE_BAD;
+    }
     memmove(c->in, c->in + head + n, c->rlen - head - n);
     c->rlen -= head + n;
     *line = x;
@@ -316,6 +323,15 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
         if (c->out_sent == c->out_len) {
             c->out_sent = c->out_len = 0;
             c->write_since = 0;
+        }
+        /* A write the driver fails after it was queued (no memory for the
+         * request, a broken pipe) is told to the next flush: ask now, so
+         * that the connection ends rather than wait for a client that waits
+         * for us (found by the allocation-failure sweep). */
+        if (!c->session_done && c->out_len == 0) {
+            int frc;
+            if (ms_stream_flush(c->s, cx, &frc, &c->err) == MS_POLL_READY && frc != 0)
+                return conn_end(c);
         }
         if (!c->session_done && c->out_len == 0) {
             void *v;
@@ -442,7 +458,7 @@ static bool announce(con_server *srv, con_conn *c, uint64_t id) {
     xfer_put_str(m->body, "outbox");
     xfer_put_handle(m->body, XH_CHAN, c->outbox);
     char err[200];
-    if (mail_deliver(srv->dispatcher, m, err, sizeof err) != 0) {
+    if (m->body->failed || mail_deliver(srv->dispatcher, m, err, sizeof err) != 0) {
         msg_free(m);
         return false;
     }

@@ -210,11 +210,23 @@ local function start_child(S, c)
         c.status = "stopped"
         return nil, tostring(a)
     end
-    ms.monitor(a)
-    local id = a:id()
-    c.agent, c.agent_id, c.status, c.started_at = a, id, "running", ms.now()
-    S.by_agent[id] = c
-    guard_add(S, a)
+    -- Until the child is watched, recorded and known to the guard, a
+    -- failure here (out of memory) stops it at once: left running, nobody
+    -- would stop it (the host leaves supervised agents to their
+    -- supervisor), and a graceful shutdown would wait for it.
+    local adopted, why = pcall(function()
+        ms.monitor(a)
+        local id = a:id()
+        c.agent, c.agent_id, c.status, c.started_at = a, id, "running", ms.now()
+        S.by_agent[id] = c
+        guard_add(S, a)
+    end)
+    if not adopted then
+        a:stop("its supervisor could not take it on")
+        if c.agent_id then S.by_agent[c.agent_id] = nil end
+        c.agent, c.agent_id, c.status = nil, nil, "stopped"
+        return nil, tostring(why)
+    end
     if c.start.supervisor_spec then
         -- A nested supervisor has started when it has started its children.
         local r, err = a:call({ [KEY] = "await_start" })

@@ -1,0 +1,404 @@
+-- fault/driver.lua: the script of the allocation-failure sweep
+-- (fault/sweep.lua runs it once per refused allocation, under
+-- ms-host-fault; see docs/testing.md).  It touches every ms.* function,
+-- every handle method, a supervision tree, the console (through
+-- `ms-host attach`), the metrics endpoint and file, and ends with a
+-- graceful ms.shutdown.
+--
+--   ms-host-fault run fault/driver.lua --workers 2 --console SOCK \
+--       --metrics-file FILE --metrics-listen 127.0.0.1:PORT -- ATTACH_BIN PORT SOCK
+--
+-- Without an injected failure (MS_FAULT unset) every check must hold: the
+-- script prints "driver: ok", or raises with the list of failed checks.
+-- With one, a failed check is expected (an operation returns its error,
+-- an agent ends with reason "oom"); the script prints what failed and
+-- ends normally, and fault/sweep.lua judges the process: it must end by
+-- itself, with status 0 or 1 (1 with a message), without a crash, a
+-- panic, a sanitizer report or a leak.
+--
+-- Agent functions capture no upvalues (the host refuses them): what they
+-- need comes in args.
+
+local attach_bin, port, sock, child_file = ...
+local injected = os.getenv("MS_FAULT") ~= nil
+-- How long to wait for an answer that should come at once.  Without a
+-- fault it is a hang guard only (docs/testing.md: events, not durations),
+-- so it is generous; with one the answer often never comes, and the waits
+-- of one run must stay well inside fault/sweep.lua's limit.
+WAIT = injected and 2 or 20
+local failed = {}
+
+local function check(ok, what)
+    if not ok then
+        failed[#failed + 1] = what
+    end
+    return ok
+end
+
+-- Runs one part of the tour; an error in it is recorded, and the tour
+-- goes on with the next part.
+local function part(name, fn)
+    io.stderr:write("driver: " .. name .. "\n") -- where a hung case hung
+    local ok, err = pcall(fn)
+    if not ok then
+        failed[#failed + 1] = name .. ": " .. tostring(type(err) == "table" and err.message or err)
+    end
+end
+
+-- ---------------------------------------------------------------------
+-- Tasks and time
+
+part("tasks", function()
+    local t = ms.spawn(function(a, b) ms.yield() return a + b end, 1, 2)
+    local ok, v = t:join(WAIT)
+    check(ok and v == 3, "join returns the task's results")
+    check(t:status() == "done", "status of a finished task")
+    local s = ms.spawn(function() ms.sleep(10) end)
+    check(s:status() == "ready" or s:status() == "waiting", "status of a new task")
+    s:abort()
+    check(s:status() == "aborted", "abort")
+    local f = ms.spawn(function() error({ code = 7 }) end)
+    local fok = f:join(WAIT)
+    check(fok == nil, "join of a failed task")
+    local t0 = ms.now()
+    ms.sleep(0.002)
+    check(ms.now() > t0, "ms.now advances")
+    check(ms.timeout(0.001, function() ms.sleep(5) end) == nil, "timeout expires")
+    local tok, tv = ms.timeout(5, function() return "in time" end)
+    check(tok and tv == "in time", "timeout in time")
+    local n = 0
+    for _ in ms.interval(0.001) do
+        n = n + 1
+        if n == 3 then break end
+    end
+    check(n == 3, "interval ticks")
+    for _ in ms.interval(0.001, "skip") do break end
+    local bok, bv = ms.blocking(function(x) return x * 2 end, 21)
+    check(bok and bv == 42, "blocking returns its results")
+    check(ms.blocking(function() error("blocked and failed") end) == nil, "blocking failure")
+    check(ms.timeout(0.001, function() ms.spawn(function() end):join() end) ~= false,
+          "nested join")
+end)
+
+-- ---------------------------------------------------------------------
+-- Agents and messages
+
+-- Calls carry { op = ... }; anything else is a plain message.
+local function echo(args)
+    while true do
+        local m, from = ms.recv()
+        if m == "stop" then return "bye" end
+        if type(m) == "table" and m.event == "shutdown" then return end
+        local op = type(m) == "table" and m.op
+        if op == "sem" then
+            local p = m.sem:acquire(1, args.wait)
+            from(p and p:count() or -1)
+            if p then p:release() end
+        elseif op == "chan" then
+            m.chan:send(args.tag .. ":" .. tostring(m.v))
+            from(m.chan:len())
+        elseif op == "echo" then
+            from({ echoed = m, by = ms.self():name() })
+        end -- op == "drop": the reply handle is dropped without an answer
+    end
+end
+
+part("agents", function()
+    local a = ms.agent.spawn{ name = "fault.echo", fn = echo, args = { tag = "echo", wait = WAIT } }
+    check(a:name() == "fault.echo" and a:id() > 0, "name and id")
+    check(ms.agent.whereis("fault.echo") == a or ms.agent.whereis("fault.echo") ~= nil,
+          "whereis")
+    local r = a:call({ op = "echo", 1, "two", { three = true }, [4.5] = false }, WAIT)
+    check(type(r) == "table" and r.echoed and r.echoed[2] == "two", "call and reply")
+    check(a:call({ op = "drop" }, 0.01) == nil, "a dropped reply handle")
+    a:call({ op = "echo" }, 0.000001) -- the reply comes after the caller gave up
+    local sem = ms.semaphore(2)
+    check(a:call({ op = "sem", sem = sem }, WAIT) == 1, "a semaphore in a message")
+    local ch = ms.channel(4)
+    check(a:call({ op = "chan", chan = ch, v = 9 }, WAIT) == 1, "a channel in a message")
+    check(ch:recv(WAIT) == "echo:9", "a value through the shared channel")
+    check(not pcall(a.send, a, { f = function() end }), "a function is refused")
+    check(a:send("hello"), "send")
+    check(a:send({ self = ms.self(), deep = { { { { "x" } } } } }), "send handles")
+    local info = a:info()
+    check(type(info) == "table" and info.name == "fault.echo", "info")
+    local seen = false
+    for _, row in ipairs(ms.agents()) do
+        if row.name == "fault.echo" then seen = true end
+    end
+    check(seen, "ms.agents lists it")
+    ms.monitor(a)
+    check(a:send("stop"), "send stop")
+    local note = ms.recv(WAIT)
+    check(type(note) == "table" and note.event == "exit" and note.reason == "normal",
+          "exit notice")
+    check(a:send("late") == nil, "send to an exited agent")
+
+    -- One from a file, with args and the main script's argument style.
+    if child_file then
+        local b = ms.agent.spawn{ file = child_file, args = { n = 5 } }
+        ms.monitor(b)
+        local m = ms.recv(WAIT)
+        check(type(m) == "table" and m.event == "exit", "file agent ends")
+    end
+
+    check(ms.self():name() == "main", "ms.self")
+end)
+
+-- Agents that fail: with an error object, out of their memory limit, and
+-- stopped in a loop (interpreted, so the stop interrupts it).  The loop
+-- is stopped whatever else fails here: left running, it would hold the
+-- graceful shutdown at the end until its deadline.
+part("failing agents", function()
+    local loop = ms.agent.spawn{ jit = false, fn = function() while true do end end }
+    local ok, err = pcall(function()
+        ms.monitor(loop)
+        local bad = ms.agent.spawn{ fn = function()
+            error(setmetatable({ message = "bad" }, {}))
+        end }
+        ms.monitor(bad)
+        local oom = ms.agent.spawn{ memory_limit = 256 * 1024, fn = function()
+            local t = {}
+            for i = 1, 1e7 do t[i] = ("y"):rep(100) .. i end
+        end }
+        ms.monitor(oom)
+        -- (The loop sends nothing: a task it woke would wait in its
+        -- worker's LIFO slot, which no other worker takes while it loops.)
+        ms.sleep(0.02)
+        loop:stop("enough")
+        local reasons, waiting = {}, 3
+        local deadline = ms.now() + 3 * WAIT
+        while waiting > 0 and ms.now() < deadline do
+            local m = ms.recv(WAIT)
+            if type(m) == "table" and m.event == "exit" then
+                reasons[m.name] = m.reason
+                waiting = waiting - 1
+            end
+        end
+        check(reasons[bad:name()] == "error", "error exit")
+        check(reasons[oom:name()] == "oom", "oom exit")
+        check(reasons[loop:name()] == "killed", "stopped in a loop")
+    end)
+    loop:stop("enough")
+    assert(ok, err)
+end)
+
+-- ---------------------------------------------------------------------
+-- Semaphores and channels
+
+part("sync", function()
+    local s = ms.semaphore(3)
+    local p = s:acquire(2, WAIT)
+    check(p and p:count() == 2, "acquire")
+    check(s:available() == 1, "available")
+    local q = s:try_acquire(1)
+    check(q ~= nil, "try_acquire")
+    check(s:try_acquire(1) == nil, "try_acquire when none is left")
+    p:release()
+    q:release()
+    s:add_permits(2)
+    s:forget(1)
+    if s.reduce_permits then s:reduce_permits(1) end
+    local waiter = ms.spawn(function(sem) return sem:acquire(100, WAIT) end, s)
+    ms.yield()
+    s:close()
+    check(waiter:join(WAIT) ~= nil, "a waiter on a closed semaphore")
+
+    local c = ms.channel(2) -- local to this agent
+    check(c:send("a", 1) and c:try_send("b"), "local channel send")
+    check(not c:try_send("c"), "local channel full")
+    check(c:len() == 2, "len")
+    check(c:recv(1) == "a" and c:try_recv() == "b", "local channel recv")
+    check(c:recv(0.001) == nil, "recv times out")
+    local u = ms.channel()
+    local reader = ms.spawn(function(ch)
+        local got = {}
+        while true do
+            local v = ch:recv(WAIT)
+            if v == nil then return got end
+            got[#got + 1] = v
+        end
+    end, u)
+    for i = 1, 20 do u:send({ i = i }) end
+    u:close()
+    local rok, got = reader:join(WAIT)
+    check(rok and #got == 20, "local channel with a reader task")
+    check(u:send(1) == nil, "send on a closed channel")
+
+    -- A channel shared with another agent while it holds values.
+    local sh = ms.channel(8)
+    sh:send("before")
+    local peer = ms.agent.spawn{ fn = function(args)
+        local v = args.ch:recv(args.wait)
+        args.ch:send("peer saw " .. tostring(v))
+        ms.sleep(0.01)
+    end, args = { ch = sh, wait = WAIT } }
+    ms.sleep(0.02)
+    check(sh:recv(WAIT) == "peer saw before", "a shared channel")
+    ms.monitor(peer)
+    ms.recv(WAIT)
+    sh:close()
+end)
+
+-- ---------------------------------------------------------------------
+-- Events, metrics, tuning
+
+part("events", function()
+    local sub = ms.events.subscribe("fault.topic", 8)
+    local all = ms.events.subscribe("*", 2)
+    ms.events.publish("fault.topic", { n = 1, s = "x" })
+    local e = sub:recv(1)
+    check(e ~= nil, "an event arrives")
+    check(type(ms.events.stats()) == "table", "events.stats")
+    sub:close()
+    all:close()
+end)
+
+part("metrics", function()
+    local m = ms.metrics()
+    check(type(m) == "table" and m.workers and m.agents, "ms.metrics")
+    local h = ms.metrics_history()
+    check(h == nil or type(h) == "table", "ms.metrics_history")
+end)
+
+part("tune", function()
+    local changes = ms.tune{ budget = 100 }
+    check(type(changes) == "table", "ms.tune")
+    ms.tune{ budget = 128 }
+    check(not pcall(ms.tune, { worker_threads = 0 }), "ms.tune refuses a bad value")
+    local runs = 0
+    local tuner = ms.tuner{ interval = 0.005, fn = function(now, prev, t)
+        runs = runs + 1
+        if t:rate("spawned_tasks") < 0 then return { budget = 127 }, "never" end
+    end }
+    local deadline = ms.now() + 5
+    repeat ms.sleep(0.01) until runs > 0 or ms.now() > deadline
+    tuner:stop()
+    check(runs > 0, "ms.tuner runs")
+end)
+
+-- ---------------------------------------------------------------------
+-- Supervision, retry, circuit breaker
+
+local function worker(args)
+    while true do
+        local m, from = ms.recv()
+        if type(m) == "table" and m.event == "shutdown" then return end
+        if m == "crash" then error("asked to crash", 0) end
+        if type(from) == "userdata" then from("ok") end
+    end
+end
+
+part("supervisor", function()
+    local sup, err = ms.supervisor{
+        name = "fault.sup", strategy = "one_for_one", intensity = 10, period = 5,
+        backoff = { min = 0.001, max = 0.01 },
+        children = {
+            { id = "w1", start = { fn = worker, name = "fault.w1" }, shutdown = 1 },
+            { id = "w2", start = { fn = worker }, shutdown = "brutal_kill" },
+            { id = "sub", start = {
+                strategy = "simple_one_for_one",
+                children = { { id = "dyn", start = { fn = worker }, restart = "transient" } },
+            } },
+        },
+    }
+    if not check(sup ~= nil, "supervisor started: " .. tostring(err)) then return end
+    local w1 = ms.agent.whereis("fault.w1")
+    if w1 then w1:send("crash") end
+    ms.sleep(0.02)
+    local kids = sup:which_children()
+    check(type(kids) == "table" and #kids == 3, "which_children")
+    check(type(sup:count_children()) == "table", "count_children")
+    local extra = sup:start_child({ id = "w3", start = { fn = worker } })
+    check(extra ~= nil, "start_child")
+    check(sup:terminate_child("w3") ~= nil, "terminate_child")
+    check(sup:restart_child("w3") ~= nil, "restart_child")
+    sup:terminate_child("w3")
+    check(sup:delete_child("w3") ~= nil, "delete_child")
+    for _, k in ipairs(kids or {}) do
+        if k.id == "sub" and k.agent then
+            local nested = ms.supervisor.attach(k.agent, 2)
+            if nested then
+                local d = nested:start_child({ x = 1 })
+                check(d ~= nil, "a dynamic child")
+            end
+        end
+    end
+    check(type(sup:stats()) == "table", "stats")
+    sup:stop()
+end)
+
+part("retry and breaker", function()
+    local tries = 0
+    local v = ms.retry{ max_attempts = 3, delay = 0.001 }(function()
+        tries = tries + 1
+        if tries < 2 then return nil, "not yet" end
+        return "done"
+    end)
+    check(v == "done", "ms.retry")
+    local cb = ms.circuit_breaker{ failure_threshold = 1, reset_timeout = 0.01 }
+    cb:call(function() error("fails") end)
+    check(cb:state() == "open", "the breaker opens")
+    check(type(cb:stats()) == "table" and cb:retry_in() ~= nil, "breaker stats")
+    cb:reset()
+end)
+
+-- ---------------------------------------------------------------------
+-- The console (ms-host attach) and the metrics endpoint, from the
+-- blocking pool: each is a client process of this host.
+
+local function shell(cmd)
+    local ok, out = ms.blocking(function(c)
+        local p = io.popen(c)
+        local text = p:read("*a")
+        p:close()
+        return text
+    end, cmd)
+    return ok and out or ""
+end
+
+if attach_bin and sock then
+    part("console", function()
+        local out = shell(("printf 'return 1+1\\nfunction f()\\nreturn 2 end\\nms.self():name()\\n' "
+            .. "| timeout 5 %q attach %q 2>&1"):format(attach_bin, sock))
+        check(out:find("2", 1, true) ~= nil, "console answers: " .. out)
+    end)
+end
+
+if port then
+    part("metrics endpoint", function()
+        local function get(request)
+            return shell(("timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/%s && "
+                .. "printf \"%s\" >&3 && cat <&3' 2>&1"):format(port, request))
+        end
+        -- printf's escapes: \r\n in the text reach the server as CR LF.
+        check(get([[GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n]]):find("ms_workers", 1, true),
+              "GET /metrics")
+        check(get([[GET /metrics.json HTTP/1.0\r\n\r\n]]):find('"agents"', 1, true),
+              "GET /metrics.json")
+        check(get([[BREW /pot HTTP/1.1\r\n\r\n]]):find("405", 1, true), "405")
+        check(get([[nonsense\r\n\r\n]]):find("400", 1, true), "400")
+    end)
+end
+
+-- ---------------------------------------------------------------------
+-- The end: what failed, then a graceful shutdown with a handler and a
+-- few agents still running.
+
+for i = 1, 3 do
+    ms.agent.spawn{ fn = function() ms.on_shutdown(function() ms.sleep(0.001) end) ms.recv() end }
+end
+local handled = false
+ms.on_shutdown(function() handled = true end)
+
+if #failed > 0 then
+    print("driver: " .. #failed .. " failed:")
+    for _, f in ipairs(failed) do print("  " .. f) end
+    if not injected then
+        error("checks failed without an injected fault (see above)", 0)
+    end
+else
+    print("driver: ok")
+end
+io.stdout:flush()
+ms.shutdown(10)
