@@ -184,17 +184,23 @@ describe("ms-host console", function()
         wait_listening(name)
         -- Two clients connected at the same time, each setting its own x.
         -- Each waits (inside its session) until it sees the other's session
-        -- too (main, the dispatcher and two sessions), then stays a second
-        -- so that the other sees it as well.
-        local wait_both = "seen = 0 for i = 1, 600 do seen = math.max(seen, #agents()) "
-            .. "if seen >= 4 then break end ms.sleep(0.05) end ms.sleep(1)"
-        local function bg(tag, value)
+        -- too (main, the dispatcher and two sessions), says so in a file,
+        -- and stays until the other has said so too (each wait up to 30 s,
+        -- a hang guard), so that both see both however slow the machine.
+        local function wait_both(tag, other)
+            return ("seen = 0 for i = 1, 600 do seen = math.max(seen, #agents()) "
+                .. "if seen >= 4 then break end ms.sleep(0.05) end "
+                .. "io.open(%q, \"w\"):close() "
+                .. "for i = 1, 600 do local f = io.open(%q) if f then f:close() break end "
+                .. "ms.sleep(0.05) end"):format(dir .. "/" .. tag .. ".saw", dir .. "/" .. other .. ".saw")
+        end
+        local function bg(tag, other, value)
             os.execute(("((echo 'x = %d'; echo %s; echo 'x'; echo 'seen') | HOME=%s "
                 .. "timeout 60 %s attach %s >%s/%s.out 2>&1; echo $? >%s/%s.code) &")
-                :format(value, q(wait_both), q(dir), q(HOST), q(sock), dir, tag, dir, tag))
+                :format(value, q(wait_both(tag, other)), q(dir), q(HOST), q(sock), dir, tag, dir, tag))
         end
-        bg("c1", 111)
-        bg("c2", 222)
+        bg("c1", "c2", 111)
+        bg("c2", "c1", 222)
         wait_for("both consoles", function()
             return slurp(dir .. "/c1.code") and slurp(dir .. "/c2.code")
         end)
@@ -215,8 +221,14 @@ describe("ms-host console", function()
         -- The request sleeps 1 s; the client is killed after 0.3 s.
         os.execute(("{ (echo 'ms.sleep(1)'; sleep 5) | timeout -s KILL 0.3 %s attach %s "
             .. ">/dev/null 2>&1; } 2>/dev/null"):format(q(HOST), q(sock)))
-        sleep(1.2) -- the session finishes its request and finds no client
-        local code2, out2, err2 = attach("agents()\n'still here'\n")
+        -- The session finishes its request and finds no client: wait for
+        -- that (up to 20 s, a hang guard), asking a new session each time.
+        local code2, out2, err2
+        for _ = 1, 100 do
+            code2, out2, err2 = attach("agents()\n'still here'\n")
+            if code2 ~= 0 or not out2:find("console%-1\"") then break end
+            sleep(0.2)
+        end
         assert.are.equal(0, code2, err2)
         assert_contains(out2, '"still here"')
         -- The killed client's session ended: only main, the dispatcher and

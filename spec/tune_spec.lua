@@ -224,6 +224,40 @@ describe("ms._tune, the primitive under ms.tune", function()
   end)
 end)
 
+describe("ms._profile_fields, the table ms.profile checks against", function()
+  it("describes each field once, with a kind, and a default within its range", function()
+    local fields, seen, config = ms._profile_fields(), {}, 0
+    assert.is_true(#fields > 10)
+    local kinds = { count = true, duration = true, size = true, bool = true, string = true,
+                    listen = true, path_or_false = true, path = true }
+    for _, f in ipairs(fields) do
+      assert.are.equal("string", type(f.name))
+      assert.is_nil(seen[f.name], "twice: " .. f.name)
+      seen[f.name] = true
+      assert.is_true(kinds[f.kind] ~= nil, f.name .. ": kind " .. tostring(f.kind))
+      if f.kind == "count" or f.kind == "duration" or f.kind == "size" then
+        assert.is_true(f.min <= f.default and f.default <= f.max,
+          ("%s: %s not in %s..%s"):format(f.name, f.default, f.min, f.max))
+      end
+      if f.config then config = config + 1 end
+      -- a fresh table per call: changing one changes no other caller's
+      f.name = "changed"
+    end
+    assert.is_true(config > 10)
+    assert.are_not.equal("changed", ms._profile_fields()[1].name)
+    -- the live ones are exactly the fields ms.tune accepts
+    local live = {}
+    for _, f in ipairs(ms._profile_fields()) do
+      if f.live then live[#live + 1] = f.name end
+    end
+    table.sort(live)
+    local accepted = {}
+    for _, name in ipairs(require("ms.profile").live_fields) do accepted[#accepted + 1] = name end
+    table.sort(accepted)
+    assert.are.same(accepted, live)
+  end)
+end)
+
 describe("ms.tuner.new", function()
   it("is what calling ms.tuner does, and checks its options the same way", function()
     run(function()
