@@ -419,6 +419,7 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
     size_t in_mbox = mbox_close(&a->mbox);
     size_t unread = in_mbox + held;
     a->unread_at_exit = unread;
+    a->received_at_exit = mbox_popped(&a->mbox) - held;
     agent_monitor *mons = a->monitors;
     uint32_t nmons = a->nmonitors;
     a->monitors = NULL;
@@ -760,7 +761,10 @@ void agent_get_info(agent *a, agent_info *out) {
     memcpy(out->name, a->name, sizeof out->name);
     out->state = a->state;
     out->mailbox = mbox_len(&a->mbox);
-    out->received = mbox_popped(&a->mbox);
+    /* While it runs, the count of messages taken may include one a task
+     * is about to get; at its exit, exactly those its code got, so that
+     * accepted = received + unread. */
+    out->received = a->state == AG_EXITED ? a->received_at_exit : mbox_popped(&a->mbox);
     out->memory = atomic_load_explicit(&a->mem_used, memory_order_relaxed);
     out->memory_limit = a->mem_limit;
     out->polls = atomic_load_explicit(&a->polls, memory_order_relaxed);

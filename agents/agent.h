@@ -156,6 +156,7 @@ struct agent {
     char *exit_traceback;
     int exit_code;              /* ms_err code */
     size_t unread_at_exit;      /* messages accepted and never received */
+    uint64_t received_at_exit;  /* messages its code got (taken, less held) */
     /* Agent thread only: messages taken from the mailbox for a task that
      * was aborted before its code saw them (ltask.c); part of unread. */
     size_t unread_dropped;

@@ -194,13 +194,6 @@ static void readable_cb(uv_poll_t *h, int status, int events) {
         listener_wake(l);
         return;
     }
-    if (status == 0 && server->accepted_fd != -1) {
-        /* The connection libuv accepted for us was not taken (no memory
-         * for the stream): close it, or libuv keeps it and stops
-         * listening until an accept that never comes. */
-        close(server->accepted_fd);
-        server->accepted_fd = -1;
-    }
     pthread_mutex_lock(&l->lock);
     size_t room = LISTEN_QUEUE_MAX > l->queued ? LISTEN_QUEUE_MAX - l->queued : 0;
     pthread_mutex_unlock(&l->lock);

@@ -631,20 +631,25 @@ local function run_limited(chunk, name_shown)
     if ok_jit and type(jit) == "table" and jit.off then
         jit.off(chunk, true)
     end
-    local old_hook, old_mask, old_count = debug.gethook()
+    -- A hook already set is the host's (an agent being stopped, a
+    -- sandbox's budget: C hooks, which Lua cannot save and set back) or
+    -- the caller's: it stays, and bounds the chunk by itself.
+    if debug.gethook() ~= nil then
+        return pcall(chunk)
+    end
     local left = INSTRUCTION_LIMIT / HOOK_EVERY
-    debug.sethook(function()
+    local function limit()
         left = left - 1
         if left <= 0 then
             debug.sethook()
             error(string.format("%s: did not finish within %d Lua instructions (a profile is "
                 .. "data: does it loop forever?)", name_shown, INSTRUCTION_LIMIT), 0)
         end
-    end, "", HOOK_EVERY)
+    end
+    debug.sethook(limit, "", HOOK_EVERY)
     local ok, result = pcall(chunk)
-    if old_hook ~= nil then
-        debug.sethook(old_hook, old_mask, old_count)
-    else
+    -- Cleared only if still ours: a stop may have set its own meanwhile.
+    if debug.gethook() == limit then
         debug.sethook()
     end
     return ok, result
