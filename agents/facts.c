@@ -1,11 +1,13 @@
 /*
  * facts.c - the host's descriptor tables (see facts.h): the profile fields
  * only the host has, libms's fields seen as a profile sees them, the
- * host's metrics, and their Lua view for lua/ms/profile.lua and the specs.
+ * host's metrics, and their Lua view for lua/ms/profile.lua and the specs
+ * (with the working directory, which profile.lua names files by).
  */
 #include <limits.h>
 #include <string.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -255,7 +257,21 @@ static int l_metric_descs(lua_State *L) {
     return 1;
 }
 
+/* ms._cwd() -> the working directory (getcwd(3)), or nil: profile.lua
+ * names files relative to it.  Here rather than through the FFI, whose
+ * first load in a state (lj_ctype_init) leaks what it allocated when an
+ * allocation fails part way (found by the allocation-failure sweep). */
+static int l_cwd(lua_State *L) {
+    char buf[PATH_MAX];
+    if (!getcwd(buf, sizeof buf))
+        return 0;
+    lua_pushstring(L, buf);
+    return 1;
+}
+
 void facts_register(lua_State *L) {
+    lua_pushcfunction(L, l_cwd);
+    lua_setfield(L, -2, "_cwd");
     lua_pushcfunction(L, l_profile_fields);
     lua_setfield(L, -2, "_profile_fields");
     lua_pushcfunction(L, l_metric_descs);

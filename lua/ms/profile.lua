@@ -112,18 +112,12 @@ local function join(dir, p)
     return normalize(dir .. "/" .. p)
 end
 
--- The working directory: getcwd(3) through the FFI where there is one (the
--- host), else $PWD; nil when neither is available, and paths then stay
--- relative.
+-- The working directory: getcwd(3) through the ms module (ms._cwd), else
+-- $PWD; nil when neither is available, and paths then stay relative.
 local function current_dir()
-    local ok, ffi = pcall(require, "ffi")
-    if ok then
-        pcall(ffi.cdef, "char *getcwd(char *buf, size_t size);")
-        local buf = ffi.new("char[?]", 4096)
-        local got, p = pcall(function() return ffi.C.getcwd(buf, 4096) end)
-        if got and p ~= nil then
-            return ffi.string(p)
-        end
+    local dir = require("ms")._cwd()
+    if dir ~= nil then
+        return dir
     end
     local pwd = os.getenv("PWD")
     if pwd ~= nil and is_absolute(pwd) then
@@ -1056,10 +1050,15 @@ function profile.describe(resolved)
             value_width = math.max(value_width, #texts[name])
         end
     end
+    -- Padded by hand: string.format's widths stop at 99, and a value
+    -- (a listen address, say) may be longer.
+    local function pad(s, width)
+        return s .. string.rep(" ", width - #s)
+    end
     for _, name in ipairs(order) do
         local width = name == "description" and 0 or value_width
-        lines[#lines + 1] = string.format("  %-" .. name_width .. "s = %-" .. width
-            .. "s  from %s", name, texts[name], resolved.source[name])
+        lines[#lines + 1] = string.format("  %s = %s  from %s", pad(name, name_width),
+            pad(texts[name], width), resolved.source[name])
     end
     return table.concat(lines, "\n") .. "\n"
 end
