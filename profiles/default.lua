@@ -48,15 +48,6 @@ return {
     -- task cannot hold a worker for long, and yields stay rare.
     budget = 128,
 
-    -- Threads sleep as soon as they run out of work.  A few microseconds of
-    -- waiting on the CPU first (park_spin_us = 20) makes exchanges between
-    -- the main agent and other agents 5 to 10 times faster, but makes a
-    -- thread that feeds work from outside (the main agent spawning into an
-    -- idle pool) up to 2 times slower, because each task is then handed
-    -- over on its own instead of in a batch, and it costs up to that much
-    -- CPU per wake-up.  docs/scheduler.md has the figures.
-    park_spin_us = 0,
-
     -- A graceful shutdown waits 30 s for tasks before it cancels them: what
     -- service managers commonly allow (systemd's default stop timeout is 90 s,
     -- Kubernetes' grace period 30 s).

@@ -224,9 +224,9 @@ end
         assert.are.equal(0, code, err)
     end)
 
-    -- Fault: ms_park_spin_us was served but missing from docs/metrics.md
-    -- (main has since renamed it ms_park_spin_seconds); any family served
-    -- and not documented fails here.
+    -- Fault: a gauge (ms_park_spin_us, since removed) was served but
+    -- missing from docs/metrics.md; any family served and not documented
+    -- fails here.
     it("documents every metric family /metrics serves", function()
         local script = write(dir .. "/s.lua",
             'print("ready") io.stdout:flush() while true do ms.sleep(0.02) end\n')

@@ -508,7 +508,7 @@ describe("ms.profile", function()
                 "worker_threads=8", "max_worker_threads=0", "max_blocking_threads=512",
                 "thread_keep_alive=250ms", "thread_stack_size=2097152", "enable_all=false",
                 "enable_time=true", "enable_io=false", "global_queue_interval=61",
-                "event_interval=61", "budget=128", "park_spin_us=0", "shutdown_timeout=30s",
+                "event_interval=61", "budget=128", "shutdown_timeout=30s",
                 "stall_threshold=2s",
                 "replace_stalled_workers=true",
                 "metrics_histograms=false",

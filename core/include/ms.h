@@ -174,14 +174,6 @@ typedef struct ms_config {
     uint32_t global_queue_interval; /* ticks between injection-queue checks, default 61 */
     uint32_t event_interval;        /* ticks between driver/maintenance checks, default 61 */
     uint32_t budget;                /* coop budget per task poll, default 128 */
-    uint32_t park_spin_us;          /* before it sleeps, a worker that has just
-                                       run something (and a thread in
-                                       ms_block_on) waits this long on the CPU
-                                       for more: what comes that soon is taken
-                                       without a sleeping thread's wake-up
-                                       latency, at the cost of that much CPU
-                                       per sleep.  0 = sleep at once (the
-                                       default); 0..1000 */
     uint64_t shutdown_timeout_ms;   /* default 30000 */
     uint64_t stall_threshold_ms;    /* a worker stuck in one poll this long is
                                        reported (on_stall, metrics); 0 = off;
@@ -224,7 +216,6 @@ struct ms_stall {
 #define MS_MAX_BLOCKING_THREADS 65536
 #define MS_MAX_STACK_SIZE ((size_t)1 << 30)
 #define MS_MAX_BUDGET 1000000u
-#define MS_MAX_PARK_SPIN_US 1000u
 #define MS_MAX_INTERVAL 1000000u
 #define MS_MAX_DURATION_MS (7ull * 24 * 3600 * 1000) /* one week */
 
@@ -372,7 +363,7 @@ MS_API const ms_config *ms_runtime_config(const ms_runtime *rt);
  *                          wait; a lower one lets the surplus leave after
  *                          their current job.
  *   thread_keep_alive      applies to threads already idle.
- *   global_queue_interval, budget, park_spin_us
+ *   global_queue_interval, budget
  *                          from the workers' next tick, poll or sleep.
  *
  * Any other field is refused (MS_E_CONFIG_INVALID naming it: it needs a
@@ -566,7 +557,6 @@ typedef struct ms_metrics {
     uint64_t worker_replacements;   /* stand-ins brought in for stalled workers */
     uint32_t global_queue_interval; /* live values of the tunable knobs */
     uint32_t budget;
-    uint32_t park_spin_us;
     uint64_t thread_keep_alive_ms;
     uint32_t blocking_threads;
     uint32_t idle_blocking_threads;

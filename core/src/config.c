@@ -93,9 +93,6 @@ static const struct field config_fields[] = {
           "worker ticks between driver and maintenance checks"),
     FIELD(budget, NULL, MS_CONFIG_COUNT, 1, MS_MAX_BUDGET, 128, true, NULL,
           "cooperative operations a task may do per poll before it must yield"),
-    FIELD(park_spin_us, NULL, MS_CONFIG_COUNT, 0, MS_MAX_PARK_SPIN_US, 0, true, NULL,
-          "microseconds a thread that has just worked waits on the CPU for more before it "
-          "sleeps"),
     FIELD(shutdown_timeout_ms, "shutdown_timeout", MS_CONFIG_DURATION, 0, MS_MAX_DURATION_MS,
           30000, false, NULL,
           "how long a graceful shutdown waits for tasks before cancelling them"),

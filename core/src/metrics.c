@@ -67,7 +67,6 @@ ms_metrics *ms_metrics_snapshot(ms_runtime *rt) {
         atomic_load_explicit(&rt->health.replacements_total, memory_order_relaxed);
     m->global_queue_interval = atomic_load_explicit(&s->global_queue_interval, memory_order_relaxed);
     m->budget = atomic_load_explicit(&s->budget, memory_order_relaxed);
-    m->park_spin_us = atomic_load_explicit(&s->park_spin_us, memory_order_relaxed);
     blk_limits(&rt->blocking, &m->max_blocking_threads, &m->thread_keep_alive_ms);
     m->blocking_threads = atomic_load_explicit(&rt->blocking.threads_gauge, memory_order_relaxed);
     m->idle_blocking_threads = atomic_load_explicit(&rt->blocking.idle_gauge, memory_order_relaxed);
@@ -161,9 +160,6 @@ static const ms_metric_desc metric_descs[] = {
             "Ticks between injection-queue checks (live value)."),
     RUNTIME(budget, "budget", "ms_budget", MS_METRIC_GAUGE, MS_METRIC_U32, MS_UNIT_NONE,
             "Cooperative budget per poll (live value)."),
-    RUNTIME(park_spin_us, "park_spin_us", "ms_park_spin_seconds", MS_METRIC_GAUGE,
-            MS_METRIC_U32, MS_UNIT_US,
-            "Seconds a thread waits on the CPU for more work before it sleeps (live value)."),
     RUNTIME(thread_keep_alive_ms, "thread_keep_alive", "ms_thread_keep_alive_seconds",
             MS_METRIC_GAUGE, MS_METRIC_U64, MS_UNIT_MS,
             "Seconds an idle blocking thread waits for a job before it exits (live value)."),

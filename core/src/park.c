@@ -32,34 +32,9 @@ void park_init(park *p) {
     atomic_init(&p->state, PARK_EMPTY);
 }
 
-/* Waits up to spin_ns for a token without sleeping (the state stays
- * EMPTY, so an unpark meanwhile costs its caller no syscall either). */
-static bool spin_for_token(park *p, uint64_t spin_ns) {
-    uint64_t until = ms_now_ns() + spin_ns;
-    for (unsigned i = 1;; i++) {
-        /* Acquire: what the unparker wrote before its unpark is seen. */
-        if (atomic_load_explicit(&p->state, memory_order_acquire) == PARK_NOTIFIED) {
-            /* Only unparkers write meanwhile, and only NOTIFIED. */
-            atomic_store(&p->state, PARK_EMPTY);
-            return true;
-        }
-        if ((i & 31) == 0 && ms_now_ns() >= until)
-            return false;
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-    }
-}
-
 bool park_wait(park *p, int64_t timeout_ns) {
-    return park_wait_spin(p, timeout_ns, 0);
-}
-
-bool park_wait_spin(park *p, int64_t timeout_ns, uint64_t spin_ns) {
     uint32_t expect = PARK_NOTIFIED;
     if (atomic_compare_exchange_strong(&p->state, &expect, PARK_EMPTY))
-        return true;
-    if (spin_ns && (timeout_ns < 0 || (uint64_t)timeout_ns > spin_ns) && spin_for_token(p, spin_ns))
         return true;
     expect = PARK_EMPTY;
     if (!atomic_compare_exchange_strong(&p->state, &expect, PARK_PARKED)) {

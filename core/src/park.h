@@ -30,10 +30,6 @@ void park_init(park *p);
 /* Sleeps until a token is available (or timeout_ns passes, when >= 0).
  * Returns true if a token was consumed, false on timeout. */
 bool park_wait(park *p, int64_t timeout_ns);
-/* The same, but first waits up to spin_ns on the CPU for the token: a
- * wake-up that comes that soon costs neither side a syscall, nor the
- * sleeper the latency of being scheduled back in. */
-bool park_wait_spin(park *p, int64_t timeout_ns, uint64_t spin_ns);
 /* Deposits the token and wakes the parked thread, if any.  Returns true
  * if the thread was actually asleep. */
 bool park_unpark(park *p);

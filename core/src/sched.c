@@ -263,10 +263,6 @@ static void run_task(sched_worker *w, ms_task *t) {
 
 /* ---- parking ---- */
 
-static uint64_t park_spin_ns(sched *s) {
-    return (uint64_t)atomic_load_explicit(&s->park_spin_us, memory_order_relaxed) * 1000u;
-}
-
 static void park_worker(sched_worker *w) {
     sched *s = w->sched;
     uint64_t now = ms_now_ns();
@@ -276,12 +272,6 @@ static void park_worker(sched_worker *w) {
         met_add(&w->m.noops, 1);
     met_add(&w->m.parks, 1);
 
-    /* Only a worker that did something since it woke spins before it
-     * sleeps: it is likely part of an exchange that goes on (a reply is
-     * coming), while one woken for nothing would only take a CPU from
-     * those that are. */
-    bool productive = w->polls_at_wake == UINT64_MAX || met_get(&w->m.polls) != w->polls_at_wake;
-    uint64_t spin_ns = productive ? park_spin_ns(s) : 0;
     bool was_searching = w->searching;
     w->searching = false;
     if (idle_to_parked(&s->idle, w->index, was_searching) && work_pending(s))
@@ -292,8 +282,7 @@ static void park_worker(sched_worker *w) {
             idle_unregister(&s->idle, w->index);
             break;
         }
-        park_wait_spin(&w->parker, -1, spin_ns);
-        spin_ns = 0;
+        park_wait(&w->parker, -1);
         if (atomic_load_explicit(&s->stopping, memory_order_acquire)) {
             idle_unregister(&s->idle, w->index);
             break;
@@ -434,7 +423,6 @@ int sched_init(sched *s, ms_runtime *rt, const ms_config *cfg, ms_error *err) {
     s->target = cfg->worker_threads;
     atomic_init(&s->global_queue_interval, cfg->global_queue_interval);
     atomic_init(&s->budget, cfg->budget);
-    atomic_init(&s->park_spin_us, cfg->park_spin_us);
     atomic_init(&s->nstarted, 0);
     atomic_init(&s->nactive, cfg->worker_threads);
     atomic_init(&s->resizes, 0);
@@ -711,6 +699,6 @@ int ms_block_on(ms_runtime *rt, ms_poll_fn poll, void *state, void **output, ms_
             ms_waker_drop(&cx.waker);
             return code;
         }
-        park_wait_spin(p, -1, park_spin_ns(&rt->sched));
+        park_wait(p, -1);
     }
 }

@@ -68,7 +68,6 @@ typedef struct sched {
      * by the workers with relaxed loads once per tick or poll; a worker
      * may use the old value for a few more tasks, which is harmless. */
     _Atomic uint32_t global_queue_interval, budget;
-    _Atomic uint32_t park_spin_us; /* live (ms_runtime_tune); read at each sleep */
     /* Threads started so far: indexes below it have a thread.  Only
      * grows; written under resize_lock with release stores, read anywhere
      * with acquire loads (it bounds loops over the workers). */

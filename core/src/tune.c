@@ -44,7 +44,6 @@ void ms_runtime_live_config(ms_runtime *rt, ms_config *out) {
     out->global_queue_interval = atomic_load_explicit(&s->global_queue_interval,
                                                       memory_order_relaxed);
     out->budget = atomic_load_explicit(&s->budget, memory_order_relaxed);
-    out->park_spin_us = atomic_load_explicit(&s->park_spin_us, memory_order_relaxed);
     blk_limits(&rt->blocking, &out->max_blocking_threads, &out->thread_keep_alive_ms);
 }
 
@@ -75,8 +74,6 @@ int ms_runtime_tune(ms_runtime *rt, const char *key, const char *value, ms_error
     if (strcmp(field, "global_queue_interval") == 0)
         atomic_store_explicit(&rt->sched.global_queue_interval, next.global_queue_interval,
                               memory_order_relaxed);
-    else if (strcmp(field, "park_spin_us") == 0)
-        atomic_store_explicit(&rt->sched.park_spin_us, next.park_spin_us, memory_order_relaxed);
     else
         atomic_store_explicit(&rt->sched.budget, next.budget, memory_order_relaxed);
     return 0;

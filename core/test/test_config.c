@@ -553,7 +553,6 @@ TEST(describe_lists_every_field_one_per_line) {
                       "global_queue_interval = 61\n"
                       "event_interval = 61\n"
                       "budget = 128\n"
-                      "park_spin_us = 0\n"
                       "shutdown_timeout = 30s\n"
                       "stall_threshold = 2s\n"
                       "replace_stalled_workers = true\n"
@@ -634,7 +633,7 @@ TEST(describe_handles_null_config_without_crashing) {
 
 TEST(every_field_is_described_once_in_struct_order) {
     size_t n = ms_config_field_count();
-    CHECK_INT_EQ(n, 22);
+    CHECK_INT_EQ(n, 21);
     ms_config_field_desc d, e;
     for (size_t i = 0; i < n; i++) {
         CHECK_INT_EQ(ms_config_field_at(i, &d), 0);
@@ -718,7 +717,7 @@ TEST(the_described_ranges_are_the_ones_set_and_validate_enforce) {
 TEST(the_live_fields_are_the_described_ones) {
     static const char *const live[] = {"worker_threads", "max_blocking_threads",
                                        "thread_keep_alive_ms", "global_queue_interval",
-                                       "budget", "park_spin_us"};
+                                       "budget"};
     ms_config_field_desc d;
     size_t nlive = 0;
     for (size_t i = 0; ms_config_field_at(i, &d) == 0; i++) {
@@ -757,7 +756,7 @@ TEST(config_field_maps_both_names_to_the_struct_member) {
     static const char *keys[] = {"worker_threads", "max_worker_threads", "max_blocking_threads",
                                  "thread_keep_alive", "thread_stack_size", "enable_all",
                                  "enable_time", "enable_io", "global_queue_interval",
-                                 "event_interval", "budget", "park_spin_us",
+                                 "event_interval", "budget",
                                  "shutdown_timeout", "stall_threshold",
                                  "replace_stalled_workers", "metrics_histograms"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {

@@ -21,7 +21,6 @@
 --   thread_keep_alive       also for threads already idle.
 --   global_queue_interval, budget
 --                           from each worker's next tick.
---   park_spin_us            from each thread's next sleep.
 --   mailbox_limit           new agents and every running one; a mailbox
 --                           above the new limit keeps what it holds and
 --                           refuses sends until it drains below.
