@@ -20,8 +20,9 @@
 --   * this main agent: the ledger.  It monitors every consumer
 --     incarnation, ends it all from the script (no signal), and checks:
 --       - for every incarnation: accepted = received + unread, exactly
---         (received: the host's count of messages the incarnation took from
---         its mailbox, a:info().received; unread: its exit notice);
+--         (received: the host's count of the messages the incarnation's
+--         code got, a:info().received once it has exited; unread: its exit
+--         notice, which counts a message a task held but never saw);
 --       - the consumer's own count (incremented right after ms.recv)
 --         equals received, or is one short when the incarnation was ended
 --         from outside between the two (a stop interrupts any instruction);
