@@ -254,6 +254,22 @@ describe("ms-host console", function()
         assert.are.equal(0, (stop_host(name)))
     end)
 
+    it("ignores an exit notice forged by an agent: the session goes on", function()
+        local name = start_host("h", "--console", sock)
+        wait_listening(name)
+        -- The session itself sends the dispatcher the table the host sends
+        -- when a session ends; only the host's (no sender) may end one.
+        local code, out, err = attach("d = ms.agent.whereis('ms.console')\n"
+            .. "d:send({ event = 'exit', agent = ms.self(), name = ms.self():name(), "
+            .. "reason = 'forged' })\n"
+            .. "d:send({ id = 99, inbox = ms.channel(), outbox = ms.channel() })\n"
+            .. "ms.sleep(0.3)\n'still here'\n")
+        assert.are.equal(0, code, err)
+        assert_contains(out, '"still here"')
+        assert.is_nil(out:find("the session ended", 1, true), out)
+        assert.are.equal(0, (stop_host(name)))
+    end)
+
     it("reuses a stale socket left by a host that was killed", function()
         local name = start_host("h", "--console", sock)
         wait_listening(name)

@@ -182,6 +182,31 @@ describe("ms.supervisor", function()
         end)
     end)
 
+    it("takes an exit notice only from the host: a forged one restarts nothing", function()
+        run(function()
+            local log = ms.channel()
+            local sup = assert(ms.supervisor{
+                strategy = "one_for_one",
+                children = { child("a", log) },
+            })
+            read_log(log, 1)
+            local a = agent_of(sup, "a")
+            -- The same table the host sends, but from an agent (this one).
+            assert(sup.agent:send({ event = "exit", agent = a, name = a:name(),
+                reason = "error", message = "forged", unread = 0 }))
+            -- A call after the forgery is served after it (one mailbox).
+            local list = assert(sup:which_children())
+            assert.are.equal(a, list[1].agent)
+            assert.are.equal("running", list[1].status)
+            assert_quiet(log)
+            -- A real exit is still seen.
+            a:send("crash")
+            wait_for(restarted(sup, "a", a), 5, "a restarted")
+            assert.are.same({ "start:a" }, read_log(log, 1))
+            assert.is_true(sup:stop())
+        end)
+    end)
+
     describe("strategies", function()
         it("one_for_one restarts only the child that failed", function()
             run(function()

@@ -35,8 +35,13 @@ end
 return function()
     local sessions = {} -- session agent name -> its connection's channels
     while true do
-        local m = ms.recv()
-        if type(m) == "table" and m.event == "exit" then
+        -- Exit notices and connections come from the host (from == nil);
+        -- the same tables from an agent are forgeries: one could end
+        -- another client's session, or open a console for itself.
+        local m, from = ms.recv()
+        if from ~= nil then
+            -- not the host's: ignored
+        elseif type(m) == "table" and m.event == "exit" then
             local conn = sessions[m.name]
             sessions[m.name] = nil
             if conn then

@@ -30,13 +30,15 @@ local function guard_main(args)
     ms.monitor(args.sup)
     local children = {}
     while true do
-        local m = ms.recv()
-        if type(m) == "table" then
+        local m, from = ms.recv()
+        -- Only messages of the host (from == nil: the notice) and of the
+        -- supervisor itself count; another agent could forge either.
+        if type(m) == "table" and (from == nil or from == args.sup) then
             if m.add then
                 children[m.add:id()] = m.add
             elseif m.remove then
                 children[m.remove] = nil
-            elseif m.event == "exit" and m.agent and m.agent:id() == sup_id then
+            elseif from == nil and m.event == "exit" and m.agent and m.agent:id() == sup_id then
                 local ids = {}
                 for id in pairs(children) do
                     ids[#ids + 1] = id
@@ -83,9 +85,12 @@ end
 
 -- ---- the mailbox ----
 
--- The agent id of an exit notice, or nil for any other message.
-local function notice_id(msg)
-    if type(msg) ~= "table" or msg.event ~= "exit" or type(msg.agent) ~= "userdata" then
+-- The agent id of an exit notice, or nil for any other message.  A notice
+-- comes from the host, with no sender: one from an agent is a forgery
+-- (it would have a running child restarted twice) and only a message.
+local function notice_id(msg, from)
+    if from ~= nil or type(msg) ~= "table" or msg.event ~= "exit"
+        or type(msg.agent) ~= "userdata" then
         return nil
     end
     local ok, id = pcall(msg.agent.id, msg.agent)
@@ -109,7 +114,7 @@ end
 -- agent with this id, putting other messages aside.  -> true | false
 local function wait_exit(S, id, timeout)
     for i, m in ipairs(S.deferred) do
-        if notice_id(m[1]) == id then
+        if notice_id(m[1], m[2]) == id then
             table.remove(S.deferred, i)
             return true
         end
@@ -127,7 +132,7 @@ local function wait_exit(S, id, timeout)
         if msg == nil and from == "timeout" then
             return false
         end
-        if notice_id(msg) == id then
+        if notice_id(msg, from) == id then
             return true
         end
         defer(S, msg, from)
@@ -777,7 +782,7 @@ end
 -- ---- the loop ----
 
 local function dispatch(S, msg, from)
-    local id = notice_id(msg)
+    local id = notice_id(msg, from)
     if id then
         return on_exit(S, msg, id)
     end
