@@ -105,11 +105,15 @@ struct ms_listener {
     ms_waker waker;             /* under lock */
 };
 
+/* The accepted streams nobody took are closed by op_lclose on the loop;
+ * if the loop finished first (the driver's stop closed every handle,
+ * without a callback), they are still queued, and their memory is freed
+ * here. */
 static void listener_free_memory(ms_listener *l) {
     ms_stream *s = l->first;
     while (s) {
         ms_stream *next = s->next_accepted;
-        stream_close_now(s);
+        stream_free_memory(s);
         s = next;
     }
     if (l->fd >= 0)
@@ -275,6 +279,20 @@ static void op_open(driver *d, drv_op *op) {
 
 static void op_lclose(driver *d, drv_op *op) {
     ms_listener *l = container(op, ms_listener, op_close);
+    /* The streams accepted and not taken are closed now, through the loop
+     * (their close callbacks free them): later, the driver's stop may have
+     * closed their handles without a callback, and their memory could then
+     * be neither freed (libuv may still hold it) nor reached. */
+    pthread_mutex_lock(&l->lock);
+    ms_stream *s = l->first;
+    l->first = l->last = NULL;
+    l->queued = 0;
+    pthread_mutex_unlock(&l->lock);
+    while (s) {
+        ms_stream *next = s->next_accepted;
+        stream_close_now(s);
+        s = next;
+    }
     l->closing = 1; /* held until both closes are under way */
     if (l->poll_live && !uv_is_closing((uv_handle_t *)&l->poll)) {
         l->closing++;
