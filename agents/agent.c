@@ -186,7 +186,7 @@ void agent_stop_as(agent *a, const char *exit_reason, const char *reason) {
      * a state being closed.  Only for a state of the agent's own: ms.run's
      * main agent shares its global state (and so its hook) with the
      * caller. */
-    if (a->own_state && a->L && !a->state_closing && a->state == AG_RUNNING)
+    if (!a->state_closing && a->own_state && a->L && a->state == AG_RUNNING)
         lua_sethook(a->L, stop_hook, LUA_MASKCOUNT, 1000);
     pthread_mutex_unlock(&a->mlock);
     atomic_store_explicit(&a->stop_requested, true, memory_order_release);
@@ -288,8 +288,12 @@ static bool open_state(agent *a) {
     lua_State *L = lua_newstate(agent_alloc, a);
     if (!L)
         return false;
+    /* Under mlock: agent_stop_as reads L and own_state from another
+     * thread to install its hook (TSan, the supervisor spec in-process). */
+    pthread_mutex_lock(&a->mlock);
     a->L = a->Lp = L;
     a->own_state = true;
+    pthread_mutex_unlock(&a->mlock);
     lua_atpanic(L, agent_panic);
     /* The JIT is decided later (agent_jit_decide): past jit_agent_limit
      * agents with the JIT on, new ones interpret, because every state that
@@ -492,7 +496,9 @@ static void agent_teardown(agent *a) {
         a->state_closing = true;
         pthread_mutex_unlock(&a->mlock);
         lua_close(a->L);
+        pthread_mutex_lock(&a->mlock);
         a->L = a->Lp = NULL;
+        pthread_mutex_unlock(&a->mlock);
     }
     if (a->jit_counted) {
         atomic_fetch_sub(&a->h->jit_agents, 1);

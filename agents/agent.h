@@ -56,7 +56,9 @@ struct agent {
     char name[AGENT_NAME_MAX + 1]; /* immutable once registered */
     host *h;                    /* immutable */
 
-    /* The thread polling the agent's task only: */
+    /* The thread polling the agent's task only, except that L and
+     * own_state are set and cleared under mlock, where agent_stop_as reads
+     * them (to hook a running state): */
     lua_State *L;
     bool own_state;             /* we created L (not ms.run's caller's) */
     /* Where the protected poll runs: L for an agent's own state; for

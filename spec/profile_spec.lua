@@ -608,7 +608,16 @@ describe("ms.profile", function()
             local code = "package.path = " .. string.format("%q", root .. "/lua/?.lua;")
                 .. " .. package.path; local p = require('ms.profile');"
                 .. " io.write(table.concat(p.list(), ','), ';', #p.search_path)"
+            -- In a sanitizer build the module needs its runtime preloaded,
+            -- and the commands the child runs (profile.list's ls) must not
+            -- get it.
+            local preload = os.getenv("MS_SANITIZER_RUNTIME") or ""
+            if preload ~= "" then
+                code = "local ffi = require('ffi') ffi.cdef('int unsetenv(const char *)')"
+                    .. " ffi.C.unsetenv('LD_PRELOAD') " .. code
+            end
             local cmd = "MS_PROFILE_PATH=" .. shell_quote(dir .. ":" .. other)
+                .. (preload ~= "" and " LD_PRELOAD=" .. shell_quote(preload) or "")
                 .. " luajit -e " .. shell_quote(code)
             write(dir, "first.lua", "return { description = 'x' }\n")
             local pipe = assert(io.popen(cmd))
