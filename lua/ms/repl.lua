@@ -429,6 +429,24 @@ function repl.top_text(prev)
     return table.concat(lines, "\n") .. "\n", polls
 end
 
+-- The live task dump as text (ms.tasks with format = "text"): filter is
+-- ms.tasks's ({ agent = NAME, state = STATE, ... }) or an agent's name.
+function repl.tasks_text(filter)
+    local f = {}
+    if type(filter) == "string" then
+        f.agent = filter
+    elseif type(filter) == "table" then
+        for k, v in pairs(filter) do f[k] = v end
+    elseif filter ~= nil then
+        error("tasks(): expected a filter table ({ agent = NAME, state = STATE }) or an "
+            .. "agent's name, not a " .. type(filter), 2)
+    end
+    f.format = "text"
+    local text, err = ms_module().tasks(f)
+    if not text then error("tasks(): " .. safe_tostring(err), 2) end
+    return text
+end
+
 -- ms.tune{...} when this build has it.
 function repl.tune(settings)
     local ms = ms_module()
@@ -464,6 +482,7 @@ local function new_env(write, opts)
     env.workers = function() return repl.workers() end
     env.tune = function(settings) return repl.tune(settings) end
     env.top = opts.top or function() write(repl.top_text()) end
+    env.tasks = function(filter) write(repl.tasks_text(filter)) end
     local has_ms, ms = pcall(require, "ms")
     if has_ms then env.ms = ms end
     env._G = env
@@ -482,7 +501,7 @@ end
 
 function repl.banner()
     return string.format("ms-host REPL (%s) - helpers: metrics() agents() workers() top() "
-        .. "tune{...}; Ctrl-D exits", jit and jit.version or _VERSION)
+        .. "tasks() tune{...}; Ctrl-D exits", jit and jit.version or _VERSION)
 end
 
 -- ---- the terminal (ms-host repl) ----
