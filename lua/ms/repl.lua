@@ -389,8 +389,10 @@ local function pad(s, n)
     return s .. string.rep(" ", n - #s)
 end
 
--- One screen of top: workers, queues and the busiest agents (by polls
--- since the previous screen when prev is given, else in total).
+-- One screen of top: workers, queues and the busiest agents, by the CPU
+-- time their polls took since the previous screen when prev is given (a
+-- table { [id] = cpu seconds } that the previous call returned), else in
+-- total.
 function repl.top_text(prev)
     local m = ms_module().metrics()
     local lines = {}
@@ -407,26 +409,27 @@ function repl.top_text(prev)
             w.busy, w.local_queue_depth, safe_tostring(w.parked), w.stalled,
             w.active == false and "  (retired)" or "")
     end
-    local polls = {}
+    local cpu = {}
     local rows = {}
     for _, a in ipairs(m.agents) do
-        polls[a.id] = a.polls
-        local d = a.polls - ((prev and prev[a.id]) or 0)
-        rows[#rows + 1] = { a = a, d = d }
+        local used = a.cpu or 0
+        cpu[a.id] = used
+        rows[#rows + 1] = { a = a, d = used - ((prev and prev[a.id]) or 0) }
     end
     table.sort(rows, function(x, y)
         if x.d ~= y.d then return x.d > y.d end
         return x.a.id < y.a.id
     end)
     lines[#lines + 1] = ""
-    lines[#lines + 1] = prev and "agents by polls in the last second" or "agents by polls"
+    lines[#lines + 1] = prev and "agents by CPU in the last second" or "agents by CPU"
     lines[#lines + 1] = "    id  name                      status    mailbox     memory      polls"
+        .. "    cpu(s)"
     for i = 1, math.min(#rows, 10) do
         local a = rows[i].a
-        lines[#lines + 1] = string.format("%6d  %s  %s %8d %10d %10d", a.id, pad(a.name, 24),
-            pad(a.state, 8), a.mailbox, a.memory, rows[i].d)
+        lines[#lines + 1] = string.format("%6d  %s  %s %8d %10d %10d %9.3f", a.id,
+            pad(a.name, 24), pad(a.state, 8), a.mailbox, a.memory, a.polls, rows[i].d)
     end
-    return table.concat(lines, "\n") .. "\n", polls
+    return table.concat(lines, "\n") .. "\n", cpu
 end
 
 -- The live task dump as text (ms.tasks with format = "text"): filter is
