@@ -97,6 +97,7 @@ static void push_task(lua_State *L, const tasks_dump *d, const tasks_task *t) {
 static void push_dump(lua_State *L, const tasks_dump *d) {
     lua_createtable(L, 0, 5);
     set_num(L, "took", d->took_seconds);
+    set_num(L, "max_answer", d->max_answer_seconds);
     set_num(L, "long_wait", d->long_wait);
     lua_pushboolean(L, !d->oom);
     lua_setfield(L, -2, "complete");

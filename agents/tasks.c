@@ -187,6 +187,7 @@ static void fill_slot(agent *a, struct tasks_slot *s) {
         if (!t->traceback)
             out->no_traceback++;
     }
+    out->answer_seconds = (double)(ms_now_ns() - start) / 1e9;
 }
 
 void tasks_answer(agent *a) {
@@ -395,6 +396,9 @@ tasks_dump *tasks_collect(host *h, const tasks_filter *filter) {
     free(slots);
     d->nagents = n;
     qsort(d->agents, d->nagents, sizeof *d->agents, agent_cmp);
+    for (size_t i = 0; i < d->nagents; i++)
+        if (d->agents[i].answer_seconds > d->max_answer_seconds)
+            d->max_answer_seconds = d->agents[i].answer_seconds;
     find_cycles(d);
     if (filter && filter->state)
         apply_state_filter(d, filter->state);
@@ -635,8 +639,9 @@ static void json_str(tbuf *b, const char *s) {
 
 char *tasks_render_json(const tasks_dump *d) {
     tbuf b = {0};
-    tb_printf(&b, "{\"took\":%.6f,\"long_wait\":%g,\"complete\":%s,\"cycles\":[", d->took_seconds,
-              d->long_wait, d->oom ? "false" : "true");
+    tb_printf(&b, "{\"took\":%.6f,\"max_answer\":%.6f,\"long_wait\":%g,\"complete\":%s,",
+              d->took_seconds, d->max_answer_seconds, d->long_wait, d->oom ? "false" : "true");
+    tb_printf(&b, "\"cycles\":[");
     for (size_t c = 0; c < d->ncycles; c++) {
         tb_printf(&b, "%s[", c ? "," : "");
         for (size_t k = 0; k < d->cycle_len[c]; k++) {

@@ -49,6 +49,7 @@ typedef struct tasks_agent {
     size_t ntasks;              /* tasks it has (all listed unless truncated) */
     tasks_task *tasks;          /* ntasks rows, or NULL */
     size_t no_traceback;        /* rows whose traceback was skipped (time budget) */
+    double answer_seconds;      /* TA_READ: the time its answer took in its poll */
 } tasks_agent;
 
 typedef struct tasks_dump {
@@ -60,6 +61,7 @@ typedef struct tasks_dump {
     uint64_t **cycles;
     size_t *cycle_len;
     double took_seconds;        /* from the request to the last answer */
+    double max_answer_seconds;  /* the longest time one agent spent answering */
     double long_wait;           /* the threshold used for long_wait */
     bool oom;                   /* something could not be allocated: partial */
 } tasks_dump;
