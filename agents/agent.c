@@ -34,6 +34,7 @@
 #include "mail.h"
 #include "ops.h"
 #include "registry.h"
+#include "profiler.h"
 #include "smalloc.h"
 #include "tasks.h"
 #include "xfer.h"
@@ -469,6 +470,8 @@ static int teardown_in_state(lua_State *L) {
  * the state (if ours). */
 static void agent_teardown(agent *a) {
     a->tearing_down = true;
+    if (a->L)
+        profiler_on_exit(a); /* before the state closes */
     /* The mailbox is closed (agent_exit): what is left in it is counted as
      * unread and freed now, on the agent's thread (its one consumer),
      * rather than with the agent: a message can hold a reference to the
@@ -598,8 +601,10 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
         if (!begin_graceful_stop(a))
             return exit_now(a, "shutdown", 0, NULL);
     }
-    /* A task dump's request: answered here, between two resumes. */
+    /* A task dump's request, a profile to start or stop: here, between
+     * two resumes. */
     tasks_answer(a);
+    profiler_poll(a);
     if (!a->jit_decided && a->own_state &&
         atomic_load_explicit(&a->polls, memory_order_relaxed) >= JIT_AFTER_POLLS)
         agent_jit_decide(a);

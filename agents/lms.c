@@ -195,6 +195,7 @@ int luaopen_ms(lua_State *L) {
     tune_push_primitive(L);
     lua_setfield(L, -2, "_tune");
     facts_register(L);
+    lms_tasks_register(L);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, ms_lazy_index);
     lua_setfield(L, -2, "__index");

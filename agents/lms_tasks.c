@@ -1,12 +1,14 @@
 /*
  * lms_tasks.c - ms.tasks([filter]): the live task dump (tasks.c) from
- * Lua, as a table, text or JSON.
+ * Lua, as a table, text or JSON; and ms.profiler.run{ agent =, seconds = }:
+ * a sampling profile of one agent (profiler.c) as folded stacks.
  *
- * The dump waits for the agents' answers, so it is collected on the
- * blocking pool, never on a worker; the calling task waits for it as an
- * operation of its own kind ("tasks dump"), which is also how the dump
- * shows the caller.  The dump's C rows are held (hold.h) while the Lua
- * values are built, since building them allocates and may raise.
+ * Both wait for agents to answer at their poll boundaries, so they run on
+ * the blocking pool, never on a worker; the calling task waits for the
+ * job as an operation of its own kind ("tasks dump", "profile"), which is
+ * also how a dump shows the caller.  The dump's C rows are held (hold.h)
+ * while the Lua values are built, since building them allocates and may
+ * raise.
  */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -18,9 +20,10 @@
 #include "lms_tasks.h"
 #include "ltask.h"
 #include "ops.h"
+#include "profiler.h"
 #include "tasks.h"
 
-enum { FMT_TABLE, FMT_TEXT, FMT_JSON };
+enum { FMT_TABLE, FMT_TEXT, FMT_JSON, FMT_PROFILE };
 
 /* Shared by the job and the waiting task: whoever lets go last frees. */
 typedef struct dump_box {
@@ -29,12 +32,16 @@ typedef struct dump_box {
     tasks_filter f;
     char agent[AGENT_NAME_MAX + 1];
     char state[16];
-    tasks_dump *d;              /* the job's result */
+    tasks_dump *d;              /* the dump job's result */
+    double seconds;             /* the profile's */
+    char *folded;               /* the profile job's result, or NULL with err */
+    char err[256];
 } dump_box;
 
 static void box_unref(dump_box *b) {
     if (atomic_fetch_sub(&b->refs, 1) == 1) {
         tasks_free(b->d);
+        free(b->folded);
         free(b);
     }
 }
@@ -42,6 +49,13 @@ static void box_unref(dump_box *b) {
 static void *dump_job(void *arg) {
     dump_box *b = arg;
     b->d = tasks_collect(b->h, &b->f);
+    box_unref(b);
+    return NULL;
+}
+
+static void *profile_job(void *arg) {
+    dump_box *b = arg;
+    b->folded = profiler_run(b->h, b->agent, b->seconds, b->err, sizeof b->err);
     box_unref(b);
     return NULL;
 }
@@ -149,6 +163,10 @@ static void release_text(void *s) {
     free(s);
 }
 
+static void release_box(void *b) {
+    box_unref(b);
+}
+
 /* Pushes the dump in the format asked for onto co and frees it. */
 static int push_result(lua_State *co, tasks_dump *d, int format) {
     if (!d) {
@@ -186,10 +204,26 @@ static ms_poll dump_poll(ltask *lt, ms_cx *cx) {
         return MS_POLL_PENDING;
     ms_task_release(o->job);
     o->job = NULL;
-    tasks_dump *d = o->box->d;
-    o->box->d = NULL;
-    box_unref(o->box);
+    dump_box *b = o->box;
     o->box = NULL;
+    if (o->format == FMT_PROFILE) {
+        /* The box is held while the string is made (it may raise). */
+        hold_push(b, release_box);
+        if (b->folded) {
+            lua_pushstring(lt->co, b->folded);
+            lt->nres = 1;
+        } else {
+            lua_pushnil(lt->co);
+            lua_pushfstring(lt->co, "ms.profiler.run: %s", b->err);
+            lt->nres = 2;
+        }
+        hold_pop(b);
+        box_unref(b);
+        return MS_POLL_READY;
+    }
+    tasks_dump *d = b->d;
+    b->d = NULL;
+    box_unref(b);
     lt->nres = push_result(lt->co, d, o->format);
     return MS_POLL_READY;
 }
@@ -302,7 +336,72 @@ static int l_tasks(lua_State *L) {
     return op_suspend(L, lt, dump_poll, dump_cancel, 0);
 }
 
+static const lop_kind profile_kind = {"profile", NULL};
+
+/* ms.profiler.run{ agent = NAME, seconds = S } -> folded stacks | nil, err */
+static int l_profile_run(lua_State *L) {
+    ltask *lt = ltask_current(L, "ms.profiler.run");
+    agent *a = lt->a;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    dump_box tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.seconds = 5;
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        if (strcmp(k, "agent") == 0) {
+            size_t len = 0;
+            const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+            if (!v || len == 0 || len > AGENT_NAME_MAX)
+                return luaL_error(L, "ms.profiler.run: agent must be an agent's name (a "
+                                     "string of 1 to %d bytes)", AGENT_NAME_MAX);
+            memcpy(tmp.agent, v, len + 1);
+        } else if (strcmp(k, "seconds") == 0) {
+            double v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+            if (!(v > 0 && v <= PROFILER_MAX_SECONDS))
+                return luaL_error(L, "ms.profiler.run: seconds must be a number in (0, %d]",
+                                  (int)PROFILER_MAX_SECONDS);
+            tmp.seconds = v;
+        } else {
+            return luaL_error(L, "ms.profiler.run: unknown field '%s' (agent, seconds)", k);
+        }
+        lua_pop(L, 1);
+    }
+    if (!tmp.agent[0])
+        return luaL_error(L, "ms.profiler.run: agent is required (the name of the agent to "
+                             "profile)");
+    if (strcmp(tmp.agent, a->name) == 0)
+        return luaL_error(L, "ms.profiler.run: an agent cannot profile itself (it waits for "
+                             "the profile; run it from another agent)");
+    dump_box *b = malloc(sizeof *b);
+    if (!b)
+        return luaL_error(L, "ms.profiler.run: out of memory");
+    *b = tmp;
+    b->h = a->h;
+    atomic_init(&b->refs, 2);
+    dump_op *o = (dump_op *)lt->op.store;
+    o->box = b;
+    o->format = FMT_PROFILE;
+    o->job = NULL;
+    if (ms_spawn_blocking(a->h->rt, profile_job, b, &o->job) != 0) {
+        free(b);
+        o->box = NULL;
+        lua_pushnil(L);
+        lua_pushliteral(L, "ms.profiler.run: the blocking pool refused the job (shutting down)");
+        return 2;
+    }
+    lt->op.kind = &profile_kind;
+    return op_suspend(L, lt, dump_poll, dump_cancel, 0);
+}
+
 const luaL_Reg lms_tasks_functions[] = {
     {"tasks", l_tasks},
     {NULL, NULL},
 };
+
+void lms_tasks_register(lua_State *L) {
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_profile_run);
+    lua_setfield(L, -2, "run");
+    lua_setfield(L, -2, "profiler");
+}

@@ -8,6 +8,9 @@
  *                       the live task dump (agents/tasks.c) as text or JSON,
  *                       taken on the blocking pool while the connection
  *                       waits for it (PH_JOB)
+ *   GET /debug/profile?agent=NAME&seconds=S
+ *                       a sampling profile of one agent (agents/profiler.c)
+ *                       as folded stacks, the same way
  *
  * One task accepts; each connection is a task of its own that reads one
  * request into a bounded buffer, answers it and closes (Connection: close).
@@ -42,6 +45,7 @@
 #include "facts.h"
 #include "host.h"
 #include "metrics_http.h"
+#include "profiler.h"
 #include "tasks.h"
 
 #define MH_MAX_REQUEST 8192          /* request line + headers, bytes */
@@ -442,7 +446,10 @@ typedef struct dump_job {
     char agent[AGENT_NAME_MAX + 1];
     char state[16];
     bool json, head;
-    char *text;                 /* the job's result; NULL without memory */
+    bool profile;               /* /debug/profile: a profile of agent, not a dump */
+    double seconds;
+    char *text;                 /* the job's result; NULL: see err */
+    char err[256];
 } dump_job;
 
 static void dump_job_unref(dump_job *j) {
@@ -454,6 +461,11 @@ static void dump_job_unref(dump_job *j) {
 
 static void *dump_job_run(void *arg) {
     dump_job *j = arg;
+    if (j->profile) {
+        j->text = profiler_run(j->h, j->agent, j->seconds, j->err, sizeof j->err);
+        dump_job_unref(j);
+        return NULL;
+    }
     tasks_dump *d = tasks_collect(j->h, &j->f);
     j->text = d ? (j->json ? tasks_render_json(d) : tasks_render_text(d)) : NULL;
     tasks_free(d);
@@ -538,6 +550,7 @@ static const char *reason_phrase(int status) {
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
     case 503: return "Service Unavailable";
     default: return "Internal Server Error";
     }
@@ -656,6 +669,59 @@ static bool query_value(const char *v, size_t len, char *out, size_t cap) {
     return true;
 }
 
+/* /debug/profile?agent=NAME&seconds=S: starts the profile's job. */
+static void start_profile(mh_conn *c, bool head, const char *q, size_t qlen) {
+    dump_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        respond_text(c, 500, "out of memory\n");
+        return;
+    }
+    atomic_init(&j->refs, 2);
+    j->h = c->srv->h;
+    j->head = head;
+    j->profile = true;
+    j->seconds = 5;
+    const char *bad = NULL;
+    while (q && qlen > 0 && !bad) {
+        const char *amp = memchr(q, '&', qlen);
+        size_t len = amp ? (size_t)(amp - q) : qlen;
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len;
+        const char *v = eq ? eq + 1 : q + len;
+        size_t vlen = eq ? len - klen - 1 : 0;
+        char num[32];
+        char *end = NULL;
+        if (klen == 5 && memcmp(q, "agent", 5) == 0) {
+            if (!query_value(v, vlen, j->agent, sizeof j->agent) || !j->agent[0])
+                bad = "agent must be a name of 1 to 63 bytes";
+        } else if (klen == 7 && memcmp(q, "seconds", 7) == 0) {
+            if (!query_value(v, vlen, num, sizeof num) ||
+                !((j->seconds = strtod(num, &end)) > 0 && j->seconds <= PROFILER_MAX_SECONDS) ||
+                *end)
+                bad = "seconds must be a number in (0, 300]";
+        } else if (klen > 0) {
+            bad = "/debug/profile takes agent=NAME and seconds=S";
+        }
+        q += len + (amp ? 1 : 0);
+        qlen -= len + (amp ? 1 : 0);
+    }
+    if (!bad && !j->agent[0])
+        bad = "agent=NAME is required";
+    if (bad) {
+        free(j);
+        char text[160];
+        snprintf(text, sizeof text, "bad request: %s\n", bad);
+        respond_text(c, 400, text);
+        return;
+    }
+    if (ms_spawn_blocking(j->h->rt, dump_job_run, j, &c->job_task) != 0) {
+        free(j);
+        respond_text(c, 503, "the host is shutting down\n");
+        return;
+    }
+    c->job = j;
+}
+
 /* /debug/tasks[.json]?agent=NAME&state=STATE: starts the dump's job. */
 static void start_dump(mh_conn *c, bool json, bool head, const char *q, size_t qlen) {
     dump_job *j = calloc(1, sizeof *j);
@@ -712,11 +778,18 @@ static void start_dump(mh_conn *c, bool json, bool head, const char *q, size_t q
 static void finish_dump(mh_conn *c) {
     dump_job *j = c->job;
     sbuf body = {0};
-    if (j->text)
+    int status = 200;
+    if (j->text) {
         sb_str(&body, j->text);
-    else
+    } else if (j->profile) {
+        /* No such agent: 404; the profiler busy or the agent busy: 409. */
+        status = strstr(j->err, "no agent is named") ? 404 : 409;
+        sb_printf(&body, "%s\n", j->err);
+    } else {
         body.oom = true;
-    respond(c, 200, j->json ? "application/json" : "text/plain; charset=utf-8", &body, j->head);
+    }
+    respond(c, status, j->json ? "application/json" : "text/plain; charset=utf-8", &body,
+            j->head);
     ms_task_release(c->job_task);
     c->job_task = NULL;
     c->job = NULL;
@@ -748,10 +821,14 @@ static void answer(mh_conn *c) {
         start_dump(c, dump_json, head, query, qlen);
         return;
     }
+    if (plen == 14 && memcmp(path, "/debug/profile", 14) == 0) {
+        start_profile(c, head, query, qlen);
+        return;
+    }
     if (!prom && !json) {
         sbuf body = {0};
-        sb_str(&body, "not found: the routes are /metrics, /metrics.json, /debug/tasks and "
-                      "/debug/tasks.json\n");
+        sb_str(&body, "not found: the routes are /metrics, /metrics.json, /debug/tasks, "
+                      "/debug/tasks.json and /debug/profile\n");
         respond(c, 404, "text/plain; charset=utf-8", &body, head);
         return;
     }
@@ -888,7 +965,11 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
                     pthread_mutex_lock(&srv->lock);
                     c->reading = false;
                     pthread_mutex_unlock(&srv->lock);
-                    ms_timer_set_after(c->deadline, MH_RESPONSE_TIMEOUT_MS);
+                    /* A profile takes its seconds, then the usual bound. */
+                    uint64_t ms = MH_RESPONSE_TIMEOUT_MS;
+                    if (c->job->profile)
+                        ms += (uint64_t)(c->job->seconds * 1000);
+                    ms_timer_set_after(c->deadline, ms);
                 } else {
                     start_writing(c);
                 }
