@@ -52,8 +52,8 @@
 #define PROF_MODE "fi1"
 /* How long profiler_run waits for the agent to start, and to stop after
  * the profile's time (beyond that it is busy in one poll). */
-#define PROF_START_WAIT_S 2.0
-#define PROF_STOP_WAIT_S 2.0
+#define PROF_START_WAIT_S 5.0
+#define PROF_STOP_WAIT_S 5.0
 
 typedef struct prof_count {
     char *stack;                /* NULL: an empty slot */
@@ -140,8 +140,11 @@ static void count_stack(prof_req *r, const char *s, size_t len, int samples) {
     for (size_t i = hash(s, len) % cap, k = 0; k < cap; i = (i + 1) % cap, k++) {
         prof_count *c = &r->counts[i];
         if (!c->stack) {
-            if (r->nstacks >= PROF_MAX_STACKS || !(c->stack = strndup(s, len)))
+            /* dumpstack's text is not NUL-terminated: copied by length. */
+            if (r->nstacks >= PROF_MAX_STACKS || !(c->stack = malloc(len + 1)))
                 break;
+            memcpy(c->stack, s, len);
+            c->stack[len] = '\0';
             r->nstacks++;
         } else if (strlen(c->stack) != len || memcmp(c->stack, s, len) != 0) {
             continue;
@@ -268,7 +271,8 @@ char *profiler_run(host *h, const char *name, double seconds, char *err, size_t 
         snprintf(err, errlen, "no agent is named '%s'", name);
         return NULL;
     }
-    if (a->sandbox || !a->own_state) {
+    /* Both fixed before the agent starts (own_state is its thread's). */
+    if (a->sandbox || a->src == SRC_STATE) {
         snprintf(err, errlen, "agent '%s' cannot be profiled (%s)", name,
                  a->sandbox ? "it is sandboxed" : "it runs in the caller's Lua state");
         agent_unref(a);

@@ -14,6 +14,13 @@ local HOST, q, slurp = h.host, h.shell_quote, h.slurp
 local SCALE = tonumber(os.getenv("MS_TEST_SCALE") or "") or 1
 local LIMIT = SCALE < 1 and 120 or 60
 
+-- ThreadSanitizer delivers a signal only when its thread next makes a call
+-- it intercepts: SIGPROF then lands at the agent's yields, never inside
+-- JIT-compiled hot code, so its profiles are skewed to the yielding frame.
+-- Under it the profile must still work (folded lines, samples counted), but
+-- where the samples fall is not checked.
+local TSAN = os.getenv("TSAN_OPTIONS") ~= nil
+
 local FATAL = { "PANIC", "unprotected", "AddressSanitizer", "ThreadSanitizer",
     "LeakSanitizer", "runtime error" }
 
@@ -44,7 +51,7 @@ ms.agent.spawn{ name = "worker", fn = function()
     end
     local function cold() return 1 end
     while true do
-        hot_spot(20000)
+        hot_spot(60000)
         cold()
         ms.yield()
     end
@@ -57,6 +64,7 @@ describe("ms.profiler.run", function()
         local code, out, err = run(WORKER .. [[
 local folded = assert(ms.profiler.run{ agent = "worker", seconds = 1 })
 print("HEAVIEST " .. folded:match("^[^\n]*"))
+print("ANY " .. tostring(folded:find("hot_spot", 1, true) ~= nil))
 local total = 0
 for line in folded:gmatch("[^\n]+") do
     local stack, n = line:match("^(.-) (%d+)$")
@@ -68,7 +76,9 @@ os.exit(0)
 ]])
         assert.are.equal(0, code, out .. err)
         local heaviest = out:match("HEAVIEST ([^\n]*)")
-        assert(heaviest and heaviest:find("hot_spot", 1, true), out)
+        if not TSAN then
+            assert(heaviest and heaviest:find("hot_spot", 1, true), out)
+        end
         assert(tonumber(out:match("SAMPLES (%d+)")) > 0, out)
     end)
 
@@ -151,7 +161,7 @@ end
             local resp = get("/debug/profile?agent=worker&seconds=1")
             h.assert_contains(resp, "HTTP/1.1 200 OK")
             local body = resp:match("\r\n\r\n(.*)$")
-            assert(body:match("^[^\n]*"):find("hot_spot", 1, true), body)
+            assert(TSAN or body:match("^[^\n]*"):find("hot_spot", 1, true), body)
             h.assert_contains(get("/debug/profile?agent=nobody"), "404 Not Found")
             h.assert_contains(get("/debug/profile?agent=worker&seconds=0"), "400 Bad Request")
             h.assert_contains(get("/debug/profile"), "agent=NAME is required")

@@ -328,7 +328,8 @@ print(("CROWD %%d tasks, %%d with a traceback, %%d without"):format(#a.tasks, wi
     a.no_traceback or 0))
 local text = ms.tasks{ format = "text", agent = "crowd" }
 print("TEXT " .. #text)
-os.exit(0)
+-- A plain return, not os.exit: os.exit while an agent holds thousands of
+-- tasks leaks one block of its state in main as well (LeakSanitizer).
 ]]):format(n))
         assert.are.equal(0, code, out .. err)
         local tasks, with_tb, without = out:match("CROWD (%d+) tasks, (%d+) with a traceback, (%d+) without")
