@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "cpuclock.h"
 #include "events.h"
 #include "hold.h"
 #include "host.h"
@@ -84,6 +85,7 @@ void agent_unref(agent *a) {
 }
 
 agent *agent_new(host *h) {
+    cpuclock_init();
     agent *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
@@ -727,18 +729,18 @@ static ms_poll poll_agent(ms_cx *cx, agent *a) {
     return finish_poll(cx, a);
 }
 
-/* The poll, timed: one clock read at each end (ms_now_ns, a vDSO call)
+/* The poll, timed: one read of the cheap clock at each end (cpuclock.h)
  * gives the agent's CPU figure and lets the task dump tell an agent busy
  * in one poll from an idle one. */
 ms_poll agent_poll(ms_cx *cx, void *state) {
     agent *a = state;
     atomic_fetch_add_explicit(&a->polls, 1, memory_order_relaxed);
-    uint64_t t0 = ms_now_ns();
+    uint64_t t0 = cpuclock_ticks() | 1; /* never 0: 0 means "between polls" */
     atomic_store_explicit(&a->poll_since, t0, memory_order_relaxed);
     ms_poll p = poll_agent(cx, a);
-    uint64_t t1 = ms_now_ns();
+    uint64_t t1 = cpuclock_ticks();
     atomic_store_explicit(&a->poll_since, 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&a->cpu_ns, t1 - t0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->cpu_ticks, t1 > t0 ? t1 - t0 : 0, memory_order_relaxed);
     return p;
 }
 
@@ -781,10 +783,10 @@ bool agent_start(agent *a, char *err, size_t errlen) {
 /* ---- rows for a:info(), ms.agents() and the metrics ---- */
 
 uint64_t agent_cpu_ns(agent *a) {
-    uint64_t done = atomic_load_explicit(&a->cpu_ns, memory_order_relaxed);
+    uint64_t done = atomic_load_explicit(&a->cpu_ticks, memory_order_relaxed);
     uint64_t since = atomic_load_explicit(&a->poll_since, memory_order_relaxed);
-    uint64_t now = since ? ms_now_ns() : 0;
-    return done + (since && now > since ? now - since : 0);
+    uint64_t now = since ? cpuclock_ticks() : 0;
+    return cpuclock_ns(done + (since && now > since ? now - since : 0));
 }
 
 void agent_get_info(agent *a, agent_info *out) {

@@ -91,11 +91,12 @@ struct agent {
     bool enforce_limit;
     _Atomic bool oom;           /* the allocator refused memory */
     _Atomic uint64_t polls;
-    /* Time spent in the agent's polls, summed (ns), and the ms_now_ns at
-     * which the poll running now began (0 between polls).  Written by the
-     * thread polling the agent at a poll's start and end; read by anyone
-     * (relaxed: figures, and the task dump's "busy for" hint). */
-    _Atomic uint64_t cpu_ns;
+    /* Time spent in the agent's polls, summed, and the time at which the
+     * poll running now began (0 between polls), both in cpuclock ticks
+     * (cpuclock.h).  Written by the thread polling the agent at a poll's
+     * start and end; read by anyone (relaxed: figures, and the task dump's
+     * "busy for" hint). */
+    _Atomic uint64_t cpu_ticks;
     _Atomic uint64_t poll_since;
     /* The task dump asking this agent for its rows (tasks.c): stored by
      * the dump's collector, taken (exchange) by the agent at its next

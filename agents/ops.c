@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "cpuclock.h"
 #include "hold.h"
 #include "host.h"
 #include "lerr.h"
@@ -167,7 +168,7 @@ void op_cancel(ltask *lt) {
 
 static uint64_t wait_start(ltask *lt) {
     uint64_t t = atomic_load_explicit(&lt->a->poll_since, memory_order_relaxed);
-    return t ? t : ms_now_ns();
+    return t ? t : cpuclock_ticks();
 }
 
 static int suspend(lua_State *L, ltask *lt, const lop_kind *kind, lop_poll_fn poll,
@@ -175,14 +176,14 @@ static int suspend(lua_State *L, ltask *lt, const lop_kind *kind, lop_poll_fn po
     lt->op.poll = poll;
     lt->op.cancel = cancel;
     lt->op.kind = kind;
-    lt->op.since_ns = wait_start(lt);
+    lt->op.since = wait_start(lt);
     return lua_yield(L, 0);
 }
 
 int op_suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel, int nvals) {
     lt->op.poll = poll;
     lt->op.cancel = cancel;
-    lt->op.since_ns = wait_start(lt);
+    lt->op.since = wait_start(lt);
     return lua_yield(L, nvals);
 }
 

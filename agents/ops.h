@@ -50,10 +50,10 @@ struct lop {
     lop_poll_fn poll;           /* NULL: no operation (a plain yield) */
     lop_cancel_fn cancel;
     /* What it waits on (NULL: shown as "an operation"), and since when
-     * (the start of the agent's poll in which the wait began: no extra
-     * clock read).  Set with the poll function. */
+     * (the start of the agent's poll in which the wait began, in cpuclock
+     * ticks: no extra clock read).  Set with the poll function. */
     const lop_kind *kind;
-    uint64_t since_ns;
+    uint64_t since;
     ms_timer *deadline;         /* optional timeout */
     bool timed_out;
     /* Completed only by a call on the agent's own thread, never by a

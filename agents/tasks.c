@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "cpuclock.h"
 #include "host.h"
 #include "ltask.h"
 #include "mailbox.h"
@@ -134,6 +135,7 @@ static char *traceback_of(lua_State *co) {
     return buf;
 }
 
+/* now: cpuclock ticks. */
 static void describe_task(ltask *lt, tasks_task *t, uint64_t now, double long_wait) {
     t->id = lt->id;
     t->is_main = lt->is_main;
@@ -151,8 +153,8 @@ static void describe_task(ltask *lt, tasks_task *t, uint64_t now, double long_wa
         t->what[sizeof t->what - 1] = '\0';
         t->agent_id = d.agent_id;
     }
-    if (lt->op.since_ns && now > lt->op.since_ns)
-        t->wait_seconds = (double)(now - lt->op.since_ns) / 1e9;
+    if (lt->op.since && now > lt->op.since)
+        t->wait_seconds = (double)cpuclock_ns(now - lt->op.since) / 1e9;
     t->long_wait = t->wait_seconds >= long_wait;
 }
 
@@ -169,13 +171,13 @@ static void fill_slot(agent *a, struct tasks_slot *s) {
         out->ntasks = 0;
         return;
     }
-    uint64_t start = ms_now_ns(), now = start;
+    uint64_t start = ms_now_ns(), now = start, ticks = cpuclock_ticks();
     size_t i = 0;
     bool budget_left = true;
     /* a->all is newest first: the rows go oldest first. */
     for (ltask *lt = a->all; lt; lt = lt->next_all, i++) {
         tasks_task *t = &out->tasks[n - 1 - i];
-        describe_task(lt, t, start, s->req->long_wait);
+        describe_task(lt, t, ticks, s->req->long_wait);
         if (budget_left && lt->co && lt->status != LT_RUNNING) {
             t->traceback = traceback_of(lt->co);
             /* The clock every 16 tasks: cheap, and bounds the overshoot. */
@@ -228,13 +230,14 @@ const char *tasks_agent_name(const tasks_dump *d, uint64_t id) {
 }
 
 /* What C knows of an agent that did not answer. */
-static void not_read(tasks_agent *out, agent *a, uint64_t now) {
+static void not_read(tasks_agent *out, agent *a) {
     uint64_t since = atomic_load_explicit(&a->poll_since, memory_order_relaxed);
+    uint64_t now = cpuclock_ticks();
     if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire)) {
         out->state = TA_BLOCKING;
     } else if (since) {
         out->state = TA_BUSY;
-        out->busy_seconds = now > since ? (double)(now - since) / 1e9 : 0;
+        out->busy_seconds = now > since ? (double)cpuclock_ns(now - since) / 1e9 : 0;
     } else {
         out->state = TA_NO_ANSWER;
     }
@@ -275,11 +278,10 @@ static void ask_and_wait(tasks_dump *d, agent **asked, struct tasks_slot *slots,
     }
     pthread_mutex_unlock(&req->lock);
     /* Take back the slots nobody took; wait for those being written. */
-    uint64_t now = ms_now_ns();
     for (size_t i = 0; i < n; i++) {
         struct tasks_slot *s = atomic_exchange(&asked[i]->dump_slot, NULL);
         if (s) {
-            not_read(s->out, asked[i], now);
+            not_read(s->out, asked[i]);
             pthread_mutex_lock(&req->lock);
             s->done = true;
             req->pending--;
