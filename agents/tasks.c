@@ -548,6 +548,26 @@ static void tb_printf(tbuf *b, const char *fmt, ...) {
     }
 }
 
+static void tb_add(tbuf *b, const char *s, size_t n) {
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
 static char *tb_take(tbuf *b) {
     if (b->oom || !b->p) {
         free(b->p);
@@ -612,7 +632,9 @@ char *tasks_render_text(const tasks_dump *d) {
                 while (*p) {
                     const char *nl = strchr(p, '\n');
                     size_t len = nl ? (size_t)(nl - p) : strlen(p);
-                    tb_printf(&b, "      %.*s\n", (int)len, p);
+                    tb_add(&b, "      ", 6);
+                    tb_add(&b, p, len);
+                    tb_add(&b, "\n", 1);
                     p += len + (nl ? 1 : 0);
                 }
             }
@@ -626,15 +648,50 @@ char *tasks_render_text(const tasks_dump *d) {
     return tb_take(&b);
 }
 
+/* The length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+    size_t len = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    /* Overlong three-byte forms, surrogates, and past U+10FFFF. */
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) ||
+        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return len;
+}
+
+/* A JSON string; bytes that are not UTF-8 (a name, a file name) become
+ * U+FFFD, so the document stays valid. */
 static void json_str(tbuf *b, const char *s) {
     tb_printf(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            tb_printf(b, "\\%c", *p);
-        else if (*p < 0x20)
-            tb_printf(b, "\\u%04x", *p);
-        else
-            tb_printf(b, "%c", *p);
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t run = i;
+        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
+            run++;
+        tb_add(b, s + i, run - i); /* plain ASCII as it is */
+        i = run;
+        if (i == n)
+            break;
+        unsigned char ch = p[i];
+        if (ch == '"' || ch == '\\') {
+            tb_printf(b, "\\%c", ch);
+            i++;
+        } else if (ch < 0x20) {
+            tb_printf(b, "\\u%04x", ch);
+            i++;
+        } else {
+            size_t len = utf8_seq(p + i, n - i);
+            if (len)
+                tb_add(b, s + i, len);
+            else
+                tb_printf(b, "\\ufffd");
+            i += len ? len : 1;
+        }
     }
     tb_printf(b, "\"");
 }
