@@ -144,6 +144,10 @@ static void push_dump(lua_State *L, const tasks_dump *d) {
             set_num(L, "busy_for", a->busy_seconds);
         if (a->no_traceback)
             set_num(L, "no_traceback", (double)a->no_traceback);
+        if (a->truncated) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "truncated");
+        }
         lua_createtable(L, (int)a->ntasks, 0);
         for (size_t j = 0; j < a->ntasks; j++) {
             push_task(L, d, &a->tasks[j]);

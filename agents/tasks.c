@@ -51,8 +51,10 @@
 #include "ops.h"
 #include "tasks.h"
 
-/* The time one agent may spend on tracebacks for one dump. */
+/* The time one agent may spend on tracebacks for one dump, and on
+ * listing its tasks at all (the rest are left out, said so). */
 #define TASKS_AGENT_BUDGET_NS 5000000u
+#define TASKS_AGENT_LIST_NS 8000000u
 /* Frames and bytes of one traceback. */
 #define TB_FRAMES 24
 #define TB_BYTES 2048
@@ -159,35 +161,63 @@ static void describe_task(ltask *lt, tasks_task *t, uint64_t now, double long_wa
 }
 
 /* Fills s->out from a's tasks: on a's thread, between resumes. */
+/* One more row in out (grown by doubling); NULL without memory. */
+static tasks_task *add_row(tasks_agent *out, size_t *cap) {
+    if (out->ntasks == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        tasks_task *rows = realloc(out->tasks, ncap * sizeof *rows);
+        if (!rows)
+            return NULL;
+        out->tasks = rows;
+        *cap = ncap;
+    }
+    tasks_task *t = &out->tasks[out->ntasks++];
+    memset(t, 0, sizeof *t);
+    return t;
+}
+
+static void add_task(tasks_agent *out, size_t *cap, ltask *lt, uint64_t ticks, double long_wait,
+                     bool with_traceback) {
+    tasks_task *t = add_row(out, cap);
+    if (!t)
+        return;
+    describe_task(lt, t, ticks, long_wait);
+    if (with_traceback && lt->co && lt->status != LT_RUNNING)
+        t->traceback = traceback_of(lt->co);
+    if (!t->traceback)
+        out->no_traceback++;
+}
+
+/* Fills s->out from a's tasks: on a's thread, between resumes.  Bounded
+ * in time, whatever the number of tasks: tracebacks stop after
+ * TASKS_AGENT_BUDGET_NS, and the listing after TASKS_AGENT_LIST_NS (the
+ * newest tasks are listed first; the main task always is). */
 static void fill_slot(agent *a, struct tasks_slot *s) {
     tasks_agent *out = s->out;
-    size_t n = 0;
-    for (ltask *lt = a->all; lt; lt = lt->next_all)
-        n++;
     out->state = TA_READ;
-    out->ntasks = n;
-    out->tasks = n ? calloc(n, sizeof *out->tasks) : NULL;
-    if (n && !out->tasks) {
-        out->ntasks = 0;
-        return;
-    }
-    uint64_t start = ms_now_ns(), now = start, ticks = cpuclock_ticks();
-    size_t i = 0;
-    bool budget_left = true;
-    /* a->all is newest first: the rows go oldest first. */
+    uint64_t start = ms_now_ns(), ticks = cpuclock_ticks();
+    size_t cap = 0, i = 0;
+    bool tracebacks = true, main_listed = false;
     for (ltask *lt = a->all; lt; lt = lt->next_all, i++) {
-        tasks_task *t = &out->tasks[n - 1 - i];
-        describe_task(lt, t, ticks, s->req->long_wait);
-        if (budget_left && lt->co && lt->status != LT_RUNNING) {
-            t->traceback = traceback_of(lt->co);
-            /* The clock every 16 tasks: cheap, and bounds the overshoot. */
-            if ((i & 15) == 15) {
-                now = ms_now_ns();
-                budget_left = now - start < TASKS_AGENT_BUDGET_NS;
+        /* The clock every 16 tasks: cheap, and bounds the overshoot. */
+        if ((i & 15) == 15) {
+            uint64_t spent = ms_now_ns() - start;
+            tracebacks = spent < TASKS_AGENT_BUDGET_NS;
+            if (spent >= TASKS_AGENT_LIST_NS) {
+                out->truncated = true;
+                break;
             }
         }
-        if (!t->traceback)
-            out->no_traceback++;
+        main_listed = main_listed || lt == a->main;
+        add_task(out, &cap, lt, ticks, s->req->long_wait, tracebacks);
+    }
+    if (out->truncated && a->main && !main_listed)
+        add_task(out, &cap, a->main, ticks, s->req->long_wait, true);
+    /* a->all is newest first: the rows go oldest first. */
+    for (size_t lo = 0, hi = out->ntasks; hi > lo + 1; lo++, hi--) {
+        tasks_task tmp = out->tasks[lo];
+        out->tasks[lo] = out->tasks[hi - 1];
+        out->tasks[hi - 1] = tmp;
     }
     out->answer_seconds = (double)(ms_now_ns() - start) / 1e9;
 }
@@ -642,6 +672,9 @@ char *tasks_render_text(const tasks_dump *d) {
         if (a->no_traceback && a->state == TA_READ)
             tb_printf(&b, "  (%zu tasks without a traceback: the agent's time for the dump "
                           "was spent)\n", a->no_traceback);
+        if (a->truncated)
+            tb_printf(&b, "  (more tasks not listed: the agent's time for the dump was "
+                          "spent; the newest and the main task are listed)\n");
     }
     if (d->oom)
         tb_printf(&b, "\n(incomplete: out of memory)\n");
@@ -723,6 +756,8 @@ char *tasks_render_json(const tasks_dump *d) {
                   a->cpu_seconds);
         if (a->state == TA_BUSY)
             tb_printf(&b, ",\"busy_for\":%.6f", a->busy_seconds);
+        if (a->truncated)
+            tb_printf(&b, ",\"truncated\":true");
         tb_printf(&b, ",\"tasks\":[");
         for (size_t j = 0; j < a->ntasks; j++) {
             const tasks_task *t = &a->tasks[j];

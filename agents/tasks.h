@@ -46,9 +46,10 @@ typedef struct tasks_agent {
     uint32_t restarts;
     double cpu_seconds;
     double busy_seconds;        /* TA_BUSY: how long its current poll has run */
-    size_t ntasks;              /* tasks it has (all listed unless truncated) */
+    size_t ntasks;              /* tasks listed (all it has unless truncated) */
     tasks_task *tasks;          /* ntasks rows, or NULL */
     size_t no_traceback;        /* rows whose traceback was skipped (time budget) */
+    bool truncated;             /* more tasks than it had time to list */
     double answer_seconds;      /* TA_READ: the time its answer took in its poll */
 } tasks_agent;
 
