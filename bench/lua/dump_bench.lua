@@ -45,19 +45,18 @@ local function waiter()
     ms.recv()
 end
 
-local crowd
+-- Grows the crowd of waiting agents to n, and waits until each has its
+-- three tasks waiting.
+local crowd = {}
 local function spawn_crowd(n)
-    if crowd then return end
-    crowd = {}
-    for k = 1, n do
+    for k = #crowd + 1, n do
         crowd[k] = ms.agent.spawn{ name = "w" .. k, fn = waiter }
     end
-    -- Until every one of them has its three tasks waiting.
     for _ = 1, 600 do
         local d = ms.tasks{ state = "waiting" }
         local ready = 0
         for _, a in ipairs(d.agents) do
-            if #a.tasks == 3 then ready = ready + 1 end
+            if a.name:match("^w%d+$") and #a.tasks == 3 then ready = ready + 1 end
         end
         if ready >= n then return end
         ms.sleep(0.1)
