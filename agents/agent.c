@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "cpuclock.h"
 #include "events.h"
 #include "hold.h"
 #include "host.h"
@@ -34,7 +35,9 @@
 #include "mail.h"
 #include "ops.h"
 #include "registry.h"
+#include "profiler.h"
 #include "smalloc.h"
+#include "tasks.h"
 #include "xfer.h"
 
 /* Polls after which an agent counts as long-lived and may JIT-compile. */
@@ -82,6 +85,7 @@ void agent_unref(agent *a) {
 }
 
 agent *agent_new(host *h) {
+    cpuclock_init();
     agent *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
@@ -472,6 +476,8 @@ static int teardown_in_state(lua_State *L) {
  * the state (if ours). */
 static void agent_teardown(agent *a) {
     a->tearing_down = true;
+    if (a->L)
+        profiler_on_exit(a); /* before the state closes */
     /* The mailbox is closed (agent_exit): what is left in it is counted as
      * unread and freed now, on the agent's thread (its one consumer),
      * rather than with the agent: a message can hold a reference to the
@@ -543,6 +549,7 @@ static bool begin_graceful_stop(agent *a) {
 }
 
 static ms_poll finish_poll(ms_cx *cx, agent *a) {
+    tasks_answer_exited(a);
     int code = a->exit_code;
     char reason[16];
     snprintf(reason, sizeof reason, "%s", a->exit_reason);
@@ -602,6 +609,10 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
         if (!begin_graceful_stop(a))
             return exit_now(a, "shutdown", 0, NULL);
     }
+    /* A task dump's request, a profile to start or stop: here, between
+     * two resumes. */
+    tasks_answer(a);
+    profiler_poll(a);
     if (!a->jit_decided && a->own_state &&
         atomic_load_explicit(&a->polls, memory_order_relaxed) >= JIT_AFTER_POLLS)
         agent_jit_decide(a);
@@ -681,13 +692,13 @@ static poll_step poll_raised(agent *a, int rc) {
     return STEP_FINISH;
 }
 
-ms_poll agent_poll(ms_cx *cx, void *state) {
-    agent *a = state;
-    atomic_fetch_add_explicit(&a->polls, 1, memory_order_relaxed);
+static ms_poll poll_agent(ms_cx *cx, agent *a) {
     if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire))
         return MS_POLL_PENDING; /* a blocking job owns the state */
-    if (ms_waker_is_null(&a->self_waker))
+    if (ms_waker_is_null(&a->self_waker)) {
         a->self_waker = ms_waker_clone(ms_cx_waker(cx));
+        atomic_store(&a->waker_ready, true);
+    }
     if (!a->Lp && !open_state(a)) {
         a->started = true;
         agent_exit(a, "oom", MS_E_NO_MEMORY, "cannot create a Lua state for the agent", NULL);
@@ -724,8 +735,24 @@ ms_poll agent_poll(ms_cx *cx, void *state) {
     return finish_poll(cx, a);
 }
 
+/* The poll, timed: one read of the cheap clock at each end (cpuclock.h)
+ * gives the agent's CPU figure and lets the task dump tell an agent busy
+ * in one poll from an idle one. */
+ms_poll agent_poll(ms_cx *cx, void *state) {
+    agent *a = state;
+    atomic_fetch_add_explicit(&a->polls, 1, memory_order_relaxed);
+    uint64_t t0 = cpuclock_ticks() | 1; /* never 0: 0 means "between polls" */
+    atomic_store_explicit(&a->poll_since, t0, memory_order_relaxed);
+    ms_poll p = poll_agent(cx, a);
+    uint64_t t1 = cpuclock_ticks();
+    atomic_store_explicit(&a->poll_since, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->cpu_ticks, t1 > t0 ? t1 - t0 : 0, memory_order_relaxed);
+    return p;
+}
+
 static void agent_task_drop(void *state) {
     agent *a = state;
+    tasks_answer_exited(a);
     /* A cancelled agent (runtime shutdown) never ran its finish. */
     if (a->state != AG_EXITED && !atomic_load(&a->blocking_busy)) {
         agent_exit_ex(a, "killed", MS_E_TASK_CANCELLED, "the runtime shut down", NULL, true);
@@ -761,6 +788,13 @@ bool agent_start(agent *a, char *err, size_t errlen) {
 
 /* ---- rows for a:info(), ms.agents() and the metrics ---- */
 
+uint64_t agent_cpu_ns(agent *a) {
+    uint64_t done = atomic_load_explicit(&a->cpu_ticks, memory_order_relaxed);
+    uint64_t since = atomic_load_explicit(&a->poll_since, memory_order_relaxed);
+    uint64_t now = since ? cpuclock_ticks() : 0;
+    return cpuclock_ns(done + (since && now > since ? now - since : 0));
+}
+
 void agent_get_info(agent *a, agent_info *out) {
     pthread_mutex_lock(&a->mlock);
     out->id = a->id;
@@ -774,6 +808,7 @@ void agent_get_info(agent *a, agent_info *out) {
     out->memory = atomic_load_explicit(&a->mem_used, memory_order_relaxed);
     out->memory_limit = a->mem_limit;
     out->polls = atomic_load_explicit(&a->polls, memory_order_relaxed);
+    out->cpu_ns = agent_cpu_ns(a);
     out->restarts = a->restarts;
     out->traps_exit = atomic_load_explicit(&a->traps_exit, memory_order_relaxed);
     memcpy(out->exit_reason, a->exit_reason, sizeof out->exit_reason);

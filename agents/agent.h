@@ -93,11 +93,25 @@ struct agent {
     bool enforce_limit;
     _Atomic bool oom;           /* the allocator refused memory */
     _Atomic uint64_t polls;
+    /* Time spent in the agent's polls, summed, and the time at which the
+     * poll running now began (0 between polls), both in cpuclock ticks
+     * (cpuclock.h).  Written by the thread polling the agent at a poll's
+     * start and end; read by anyone (relaxed: figures, and the task dump's
+     * "busy for" hint). */
+    _Atomic uint64_t cpu_ticks;
+    _Atomic uint64_t poll_since;
+    /* The task dump asking this agent for its rows (tasks.c): stored by
+     * the dump's collector, taken (exchange) by the agent at its next
+     * poll or by the collector when it gives up waiting. */
+    _Atomic(struct tasks_slot *) dump_slot;
 
     /* The agent task and its waker (set before any operation registers,
      * never dropped before the agent is freed). */
     ms_task *task;
     ms_waker self_waker;
+    /* self_waker is set (the first poll stores it, then this, seq_cst):
+     * the task dump wakes the agent only then (tasks.c). */
+    _Atomic bool waker_ready;
     _Atomic(ltask *) woken;     /* Treiber stack of woken ltasks */
     _Atomic bool blocking_busy; /* a blocking job holds L */
     _Atomic bool stop_requested;
@@ -178,11 +192,14 @@ typedef struct agent_info {
     size_t mailbox, received, memory, memory_limit;
     bool traps_exit;
     uint64_t polls;
+    uint64_t cpu_ns;            /* time in its polls, summed */
     uint32_t restarts;
     char exit_reason[16];
 } agent_info;
 
 void agent_get_info(agent *a, agent_info *out);
+/* a's time in polls, summed, the poll running now included (any thread). */
+uint64_t agent_cpu_ns(agent *a);
 /* Every live agent's row, in a malloc'd array (*rows, *n); false without
  * memory. */
 bool agent_list_info(host *h, agent_info **rows, size_t *n);

@@ -130,10 +130,12 @@ const host_metric_desc agent_metric_descs[AM_COUNT] = {
                   "Times the agent's task was polled."},
     [AM_RESTARTS] = {"restarts", "ms_agent_restarts", MS_METRIC_GAUGE,
                      "Times a supervisor restarted this agent's child slot."},
+    [AM_CPU] = {"cpu", "ms_agent_cpu_seconds_total", MS_METRIC_COUNTER,
+                "Time the agent's polls took on the workers, summed.", MS_UNIT_NS},
 };
 
 const host_metric_desc agents_metric_desc = {"agents", "ms_agents", MS_METRIC_GAUGE,
-                                             "Agents in the host's registry."};
+                                             "Agents in the host's registry.", MS_UNIT_NONE};
 
 /* ---- the Lua view ---- */
 
@@ -224,6 +226,7 @@ static void push_host_metric(lua_State *L, const host_metric_desc *d, const char
     set_str(L, "prom", d->prom);
     set_str(L, "type", type_name(d->type));
     set_str(L, "scope", scope);
+    set_str(L, "unit", d->unit == MS_UNIT_NS ? "ns" : NULL);
     set_str(L, "help", d->help);
 }
 

@@ -71,6 +71,7 @@ typedef enum agent_metric {
     AM_MEMORY_LIMIT,
     AM_POLLS,
     AM_RESTARTS,
+    AM_CPU,
     AM_COUNT
 } agent_metric;
 
@@ -79,6 +80,7 @@ typedef struct host_metric_desc {
     const char *prom;          /* the Prometheus family */
     ms_metric_type type;
     const char *help;          /* one line, ending with a full stop */
+    ms_metric_unit unit;       /* a time: stored in ns, shown in seconds */
 } host_metric_desc;
 
 /* Indexed by agent_metric; labelled {agent="NAME",id="N"} in /metrics. */

@@ -164,6 +164,14 @@ static void wait_cancel(ltask *lt) {
     }
 }
 
+static void wait_describe(const ltask *lt, lop_desc *d) {
+    const lwait *w = (const lwait *)lt->op.store;
+    snprintf(d->what, sizeof d->what, "%p (local)", (void *)w->lc);
+}
+
+static const lop_kind lchan_send_kind = {"channel send", wait_describe};
+static const lop_kind lchan_recv_kind = {"channel receive", wait_describe};
+
 static int wait_on(lua_State *L, ltask *lt, lchan *lc, lwait_list *l, double timeout,
                    int nvals) {
     op_set_deadline(L, lt, timeout); /* may raise: before anything is linked */
@@ -177,6 +185,7 @@ static int wait_on(lua_State *L, ltask *lt, lchan *lc, lwait_list *l, double tim
     /* Only this agent's own code completes the wait; a poll is needed
      * only to arm the deadline's timer. */
     lt->op.parked = !lt->op.deadline;
+    lt->op.kind = w->sending ? &lchan_send_kind : &lchan_recv_kind;
     return op_suspend(L, lt, wait_poll, wait_cancel, nvals);
 }
 

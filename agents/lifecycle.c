@@ -14,6 +14,8 @@
  * agent stuck in a loop cannot be interrupted), the process exits at once
  * with 3.  A second SIGINT exits at once with 130.
  *
+ * SIGUSR1 writes the live task dump (tasks.c) to stderr.
+ *
  * The watcher is one C task polling the signal watchers and the deadline
  * timer; everything it does to agents goes through flags and wakes.
  */
@@ -30,10 +32,11 @@
 #include "host.h"
 #include "lifecycle.h"
 #include "lms.h"
+#include "tasks.h"
 #include "tune.h"
 
 typedef struct lifecycle {
-    ms_signal *sigint, *sigterm, *sighup;
+    ms_signal *sigint, *sigterm, *sighup, *sigusr1;
     ms_timer *deadline;
     bool deadline_armed;
     bool killed;                /* the deadline passed: agents were killed */
@@ -98,6 +101,23 @@ static void *reload_job(void *arg) {
     return NULL;
 }
 
+/* SIGUSR1: the task dump, written to stderr in one write.  The dump
+ * waits for the agents' answers: the blocking pool's work. */
+static void *dump_job(void *arg) {
+    (void)arg;
+    tasks_dump *d = tasks_collect(host_get(), NULL);
+    char *text = d ? tasks_render_text(d) : NULL;
+    tasks_free(d);
+    if (!text) {
+        fprintf(stderr, "ms-host: SIGUSR1: out of memory for the task dump\n");
+        return NULL;
+    }
+    fprintf(stderr, "ms-host: SIGUSR1: task dump\n%s", text);
+    fflush(stderr);
+    free(text);
+    return NULL;
+}
+
 static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
     lifecycle *l = state;
     host *h = host_get();
@@ -123,6 +143,10 @@ static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
          * pool's work, not a worker's. */
         if (ms_spawn_blocking(h->rt, reload_job, NULL, NULL) != 0)
             fprintf(stderr, "ms-host: SIGHUP: cannot reload now (shutting down)\n");
+    }
+    if (l->sigusr1 && ms_signal_poll(l->sigusr1, cx, &n) == MS_POLL_READY) {
+        if (ms_spawn_blocking(h->rt, dump_job, NULL, NULL) != 0)
+            fprintf(stderr, "ms-host: SIGUSR1: cannot dump the tasks now (shutting down)\n");
     }
     pthread_mutex_lock(&h->lock);
     bool stopping = h->phase == HOST_STOPPING;
@@ -158,8 +182,9 @@ static void lifecycle_drop(void *state) {
     ms_signal_free(l->sigint);
     ms_signal_free(l->sigterm);
     ms_signal_free(l->sighup);
+    ms_signal_free(l->sigusr1);
     ms_timer_free(l->deadline);
-    l->sigint = l->sigterm = l->sighup = NULL;
+    l->sigint = l->sigterm = l->sighup = l->sigusr1 = NULL;
     l->deadline = NULL;
 }
 
@@ -172,6 +197,8 @@ int lifecycle_start(ms_error *err) {
         rc = ms_signal_new(h->rt, SIGTERM, &l->sigterm, err);
     if (rc == 0 && h->profile_name)
         rc = ms_signal_new(h->rt, SIGHUP, &l->sighup, err);
+    if (rc == 0)
+        rc = ms_signal_new(h->rt, SIGUSR1, &l->sigusr1, err);
     if (rc == 0)
         rc = ms_timer_new(h->rt, &l->deadline, err);
     if (rc == 0)
@@ -191,6 +218,7 @@ int lifecycle_start(ms_error *err) {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     return 0;
 }

@@ -20,6 +20,7 @@
 #include "lms_agent.h"
 #include "lms_metrics.h"
 #include "lms_run.h"
+#include "lms_tasks.h"
 #include "lms_sync.h"
 #include "lms_task.h"
 #include "tune.h"
@@ -175,7 +176,8 @@ void *lms_check_udata(lua_State *L, int idx, lms_mt which) {
 
 int luaopen_ms(lua_State *L) {
     static const luaL_Reg *const parts[] = {lms_task_functions, lms_agent_functions,
-                                            lms_sync_functions, lms_run_functions};
+                                            lms_sync_functions, lms_run_functions,
+                                            lms_tasks_functions};
     /* Sized for the functions, agent, events, metrics, version, _tune, the
      * descriptor primitives and the lazily loaded Lua modules
      * (ms_lazy_index): no rehash while it fills. */
@@ -193,6 +195,7 @@ int luaopen_ms(lua_State *L) {
     tune_push_primitive(L);
     lua_setfield(L, -2, "_tune");
     facts_register(L);
+    lms_tasks_register(L);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, ms_lazy_index);
     lua_setfield(L, -2, "__index");

@@ -96,7 +96,7 @@ static int a_stop(lua_State *L) {
 /* Pushes an agent's row (a:info(), ms.agents(), ms.metrics().agents)
  * from a snapshot: nothing is built in Lua while a lock is held. */
 static void push_info(lua_State *L, const agent_info *in) {
-    lua_createtable(L, 0, 10);
+    lua_createtable(L, 0, 11);
     lua_pushnumber(L, (double)in->id);
     lua_setfield(L, -2, "id");
     lua_pushstring(L, in->name);
@@ -116,6 +116,8 @@ static void push_info(lua_State *L, const agent_info *in) {
     lua_setfield(L, -2, "polls");
     lua_pushnumber(L, (double)in->restarts);
     lua_setfield(L, -2, "restarts");
+    lua_pushnumber(L, (double)in->cpu_ns / 1e9);
+    lua_setfield(L, -2, "cpu");
     lua_pushboolean(L, in->traps_exit);
     lua_setfield(L, -2, "trap_exit");
     if (in->state == AG_EXITED) {

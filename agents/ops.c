@@ -9,10 +9,12 @@
  * cancelled and the coroutine gets nil, "timeout".
  */
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent.h"
+#include "cpuclock.h"
 #include "hold.h"
 #include "host.h"
 #include "lerr.h"
@@ -104,6 +106,7 @@ void op_reset_light(ltask *lt) {
         ms_timer_free(lt->op.deadline);
     lt->op.poll = NULL;
     lt->op.cancel = NULL;
+    lt->op.kind = NULL;
     lt->op.deadline = NULL;
     lt->op.timed_out = false;
     lt->op.parked = false;
@@ -163,15 +166,24 @@ void op_cancel(ltask *lt) {
     op_clear(lt);
 }
 
-static int suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel) {
+static uint64_t wait_start(ltask *lt) {
+    uint64_t t = atomic_load_explicit(&lt->a->poll_since, memory_order_relaxed);
+    return t ? t : cpuclock_ticks();
+}
+
+static int suspend(lua_State *L, ltask *lt, const lop_kind *kind, lop_poll_fn poll,
+                   lop_cancel_fn cancel) {
     lt->op.poll = poll;
     lt->op.cancel = cancel;
+    lt->op.kind = kind;
+    lt->op.since = wait_start(lt);
     return lua_yield(L, 0);
 }
 
 int op_suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel, int nvals) {
     lt->op.poll = poll;
     lt->op.cancel = cancel;
+    lt->op.since = wait_start(lt);
     return lua_yield(L, nvals);
 }
 
@@ -218,12 +230,20 @@ static void sleep_cancel(ltask *lt) {
     lt->op.u.sleep.t = NULL;
 }
 
+static void sleep_describe(const ltask *lt, lop_desc *d) {
+    uint64_t until = lt->op.u.sleep.until_ns, now = ms_now_ns();
+    snprintf(d->what, sizeof d->what, "%.3f s left", until > now ? (until - now) / 1e9 : 0.0);
+}
+
+static const lop_kind sleep_kind = {"sleep", sleep_describe};
+
 int op_sleep(lua_State *L, ltask *lt, double seconds) {
     ms_error err;
     if (ms_timer_new(lt->a->h->rt, &lt->op.u.sleep.t, &err) != 0)
         return luaL_error(L, "ms.sleep: %s", err.message);
-    ms_timer_set_deadline(lt->op.u.sleep.t, ms_now_ns() + (uint64_t)(seconds * 1e9));
-    return suspend(L, lt, sleep_poll, sleep_cancel);
+    lt->op.u.sleep.until_ns = ms_now_ns() + (uint64_t)(seconds * 1e9);
+    ms_timer_set_deadline(lt->op.u.sleep.t, lt->op.u.sleep.until_ns);
+    return suspend(L, lt, &sleep_kind, sleep_poll, sleep_cancel);
 }
 
 /* ---- join ---- */
@@ -280,6 +300,15 @@ static void join_cancel(ltask *lt) {
     join_release(lt);
 }
 
+static void join_describe(const ltask *lt, lop_desc *d) {
+    const ltask *t = lt->op.u.join.target;
+    if (t)
+        snprintf(d->what, sizeof d->what, "task %llu%s", (unsigned long long)t->id,
+                 lt->op.u.join.abort ? " (ms.timeout)" : "");
+}
+
+static const lop_kind join_kind = {"join", join_describe};
+
 int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort) {
     task_handle *h = lua_touserdata(L, handle_idx);
     ltask *target = h->lt;
@@ -298,7 +327,7 @@ int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort)
     lt->op.u.join.registered = false;
     lt->op.u.join.abort = abort;
     lt->op.u.join.handle_ref = handle_ref;
-    return suspend(L, lt, join_poll, join_cancel);
+    return suspend(L, lt, &join_kind, join_poll, join_cancel);
 }
 
 /* ---- receive ---- */
@@ -369,6 +398,8 @@ static void recv_cancel(ltask *lt) {
     mail_unwait(lt->a, lt);
 }
 
+static const lop_kind recv_kind = {"receive", NULL};
+
 int op_recv(lua_State *L, ltask *lt, double timeout) {
     agent *a = lt->a;
     ltask *r = mail_receiver(a);
@@ -388,7 +419,7 @@ int op_recv(lua_State *L, ltask *lt, double timeout) {
     }
     if (!set_deadline(L, lt, timeout))
         return 0;
-    return suspend(L, lt, recv_poll, recv_cancel);
+    return suspend(L, lt, &recv_kind, recv_poll, recv_cancel);
 }
 
 /* ---- call ---- */
@@ -445,6 +476,13 @@ static void call_cancel(ltask *lt) {
     lt->op.u.call.slot = NULL;
 }
 
+/* The dump puts the target's name in (it has every agent's row). */
+static void call_describe(const ltask *lt, lop_desc *d) {
+    d->agent_id = lt->op.u.call.target_id;
+}
+
+static const lop_kind call_kind = {"call", call_describe};
+
 /* Once the message is delivered nothing may fail before the task waits
  * (the callee would answer a slot nobody holds, and the slot would leak):
  * the deadline comes first. */
@@ -488,7 +526,8 @@ int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout)
         return 2;
     }
     lt->op.u.call.slot = r;
-    return suspend(L, lt, call_poll, call_cancel);
+    lt->op.u.call.target_id = target->id;
+    return suspend(L, lt, &call_kind, call_poll, call_cancel);
 }
 
 /* ---- blocking ---- */
@@ -575,6 +614,13 @@ static void blocking_cancel(ltask *lt) {
     }
 }
 
+static void blocking_describe(const ltask *lt, lop_desc *d) {
+    snprintf(d->what, sizeof d->what, "%s", lt->op.u.blocking.job ? "ms.blocking job running"
+                                                                  : "ms.blocking job queued");
+}
+
+static const lop_kind blocking_kind = {"blocking", blocking_describe};
+
 int op_blocking(lua_State *L, ltask *lt, int nargs) {
     /* fn and its args are the top nargs + 1 values of L. */
     lua_State *bco = lua_newthread(L);
@@ -583,7 +629,7 @@ int op_blocking(lua_State *L, ltask *lt, int nargs) {
     lt->op.u.blocking.co = bco;
     lt->op.u.blocking.nargs = nargs;
     lt->op.u.blocking.job = NULL;
-    return suspend(L, lt, blocking_poll, blocking_cancel);
+    return suspend(L, lt, &blocking_kind, blocking_poll, blocking_cancel);
 }
 
 /* ---- intervals ---- */
@@ -604,6 +650,8 @@ static void interval_cancel(ltask *lt) {
         lt->op.u.interval.iv->waiter = NULL;
 }
 
+static const lop_kind interval_kind = {"interval", NULL};
+
 int op_interval_next(lua_State *L, ltask *lt, lint *iv) {
     /* An interval has one timer and so wakes one waiter: a second task
      * would wait forever, so it is refused instead. */
@@ -612,7 +660,7 @@ int op_interval_next(lua_State *L, ltask *lt, lint *iv) {
                              "give each task its own ms.interval");
     iv->waiter = lt;
     lt->op.u.interval.iv = iv;
-    return suspend(L, lt, interval_poll, interval_cancel);
+    return suspend(L, lt, &interval_kind, interval_poll, interval_cancel);
 }
 
 /* ---- semaphores ---- */
@@ -653,6 +701,14 @@ static void sem_cancel(ltask *lt) {
     }
 }
 
+static void sem_describe(const ltask *lt, lop_desc *d) {
+    const sem_op *o = (const sem_op *)lt->op.store;
+    snprintf(d->what, sizeof d->what, "%p, %llu permit%s wanted", (void *)o->sem,
+             (unsigned long long)o->n, o->n == 1 ? "" : "s");
+}
+
+static const lop_kind sem_kind = {"semaphore", sem_describe};
+
 int op_sem_acquire(lua_State *L, ltask *lt, ms_sem *s, uint64_t n, double timeout) {
     sem_op *o = (sem_op *)lt->op.store;
     if (!set_deadline(L, lt, timeout))
@@ -660,7 +716,7 @@ int op_sem_acquire(lua_State *L, ltask *lt, ms_sem *s, uint64_t n, double timeou
     o->sem = ms_sem_ref(s);
     o->n = n;
     ms_sem_waiter_init(&o->w, n);
-    return suspend(L, lt, sem_poll, sem_cancel);
+    return suspend(L, lt, &sem_kind, sem_poll, sem_cancel);
 }
 
 /* ---- channels: values travel as xfer blobs ---- */
@@ -672,6 +728,14 @@ typedef struct chan_op {
 } chan_op;
 
 _Static_assert(sizeof(chan_op) <= sizeof(((lop *)0)->store), "chan_op fits the op store");
+
+static void chan_describe(const ltask *lt, lop_desc *d) {
+    const chan_op *o = (const chan_op *)lt->op.store;
+    snprintf(d->what, sizeof d->what, "%p", (void *)o->ch);
+}
+
+static const lop_kind chan_send_kind = {"channel send", chan_describe};
+static const lop_kind chan_recv_kind = {"channel receive", chan_describe};
 
 static ms_poll chan_send_poll(ltask *lt, ms_cx *cx) {
     chan_op *o = (chan_op *)lt->op.store;
@@ -713,7 +777,7 @@ int op_chan_send(lua_State *L, ltask *lt, ms_chan *ch, xfer *value, double timeo
     o->ch = ms_chan_ref(ch);
     o->value = value;
     ms_chan_waiter_init(&o->w);
-    return suspend(L, lt, chan_send_poll, chan_send_cancel);
+    return suspend(L, lt, &chan_send_kind, chan_send_poll, chan_send_cancel);
 }
 
 void op_chan_send_adopt(ltask *lt, ms_chan *ch, xfer *v) {
@@ -723,6 +787,7 @@ void op_chan_send_adopt(ltask *lt, ms_chan *ch, xfer *v) {
     ms_chan_waiter_init(&o->w);
     lt->op.poll = chan_send_poll;
     lt->op.cancel = chan_send_cancel;
+    lt->op.kind = &chan_send_kind;
     lt->op.parked = false;
 }
 
@@ -736,6 +801,7 @@ void op_chan_recv_adopt(ltask *lt, ms_chan *ch) {
     ms_chan_waiter_init(&o->w);
     lt->op.poll = chan_recv_poll;
     lt->op.cancel = chan_recv_cancel;
+    lt->op.kind = &chan_recv_kind;
     lt->op.parked = false;
 }
 
@@ -774,5 +840,5 @@ int op_chan_recv(lua_State *L, ltask *lt, ms_chan *ch, double timeout) {
     o->ch = ms_chan_ref(ch);
     o->value = NULL;
     ms_chan_waiter_init(&o->w);
-    return suspend(L, lt, chan_recv_poll, chan_recv_cancel);
+    return suspend(L, lt, &chan_recv_kind, chan_recv_poll, chan_recv_cancel);
 }

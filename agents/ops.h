@@ -28,21 +28,44 @@ struct lint {
 typedef ms_poll (*lop_poll_fn)(ltask *lt, ms_cx *cx);
 typedef void (*lop_cancel_fn)(ltask *lt);
 
+/* What a waiting task waits on, as the task dump (tasks.c) shows it. */
+typedef struct lop_desc {
+    char what[112];             /* "agent db (#12)", "channel 0x7f.. (send)" */
+    uint64_t agent_id;          /* the agent it waits for (a call), else 0 */
+} lop_desc;
+
+/* An operation's kind: every operation that suspends a task names one in
+ * lop.kind (a static descriptor beside its poll function), so that a new
+ * operation describes itself without the dump knowing it.  describe runs
+ * on the agent's thread during a dump, with the task suspended on the
+ * operation; it reads the op's fields and writes d (what is already 0);
+ * it must not call Lua or take a lock that the operation's wakers hold
+ * for long.  NULL describe: the name alone. */
+typedef struct lop_kind {
+    const char *name;           /* "receive", "call", "sleep", ... */
+    void (*describe)(const ltask *lt, lop_desc *d);
+} lop_kind;
+
 struct lop {
     lop_poll_fn poll;           /* NULL: no operation (a plain yield) */
     lop_cancel_fn cancel;
+    /* What it waits on (NULL: shown as "an operation"), and since when
+     * (the start of the agent's poll in which the wait began, in cpuclock
+     * ticks: no extra clock read).  Set with the poll function. */
+    const lop_kind *kind;
+    uint64_t since;
     ms_timer *deadline;         /* optional timeout */
     bool timed_out;
     /* Completed only by a call on the agent's own thread, never by a
      * wake: the poll right after the yield is skipped (lchan.c). */
     bool parked;
     union {
-        struct { ms_timer *t; } sleep;
+        struct { ms_timer *t; uint64_t until_ns; } sleep;
         /* handle_ref anchors the target's handle, where the outcome
          * will be; abort: ms.timeout's join, which aborts on cancel. */
         struct { ltask *target; int handle_ref; bool registered, abort; } join;
         struct { int dummy; } recv;
-        struct { reply_slot *slot; } call;
+        struct { reply_slot *slot; uint64_t target_id; } call;
         struct { ms_task *job; lua_State *co; int co_ref; int nargs; } blocking;
         struct { lint *iv; } interval;
         void *any[6];
@@ -71,7 +94,8 @@ void op_reset_light(ltask *lt);
 /* Arms lt's operation deadline (timeout < 0: none); raises on failure. */
 void op_set_deadline(lua_State *L, ltask *lt, double timeout);
 /* Records poll/cancel as lt's operation and yields the top nvals values
- * of L (they stay on the suspended coroutine's stack). */
+ * of L (they stay on the suspended coroutine's stack).  Set lt->op.kind
+ * first, so that a dump can say what the task waits on. */
 int op_suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel, int nvals);
 /* Yields with the top n values of L as the results of an operation that
  * is already complete: the task goes to the back of the run queue. */

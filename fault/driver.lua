@@ -261,6 +261,23 @@ part("metrics", function()
     check(h == nil or type(h) == "table", "ms.metrics_history")
 end)
 
+part("task dump", function()
+    -- Agents in waits for the dump to describe; the profiler is left out
+    -- (each profile takes its seconds, and the sweep runs this once per
+    -- allocation).
+    local db = ms.agent.spawn{ name = "dump-db", fn = function() ms.recv() end }
+    local t = ms.spawn(function() ms.sleep(10) end)
+    ms.yield()
+    local d = ms.tasks()
+    check(type(d) == "table" and type(d.agents) == "table", "ms.tasks")
+    local text = ms.tasks{ format = "text", agent = "dump-db" }
+    check(type(text) == "string", "ms.tasks as text")
+    local json = ms.tasks{ format = "json", state = "waiting" }
+    check(type(json) == "string", "ms.tasks as JSON")
+    t:abort()
+    db:stop()
+end)
+
 part("tune", function()
     local changes = ms.tune{ budget = 100 }
     check(type(changes) == "table", "ms.tune")

@@ -4,6 +4,13 @@
  *
  *   GET /metrics        Prometheus text exposition format 0.0.4
  *   GET /metrics.json   ms_metrics_to_json plus an "agents" array
+ *   GET /debug/tasks[.json][?agent=NAME&state=STATE]
+ *                       the live task dump (agents/tasks.c) as text or JSON,
+ *                       taken on the blocking pool while the connection
+ *                       waits for it (PH_JOB)
+ *   GET /debug/profile?agent=NAME&seconds=S
+ *                       a sampling profile of one agent (agents/profiler.c)
+ *                       as folded stacks, the same way
  *
  * One task accepts; each connection is a task of its own that reads one
  * request into a bounded buffer, answers it and closes (Connection: close).
@@ -38,6 +45,8 @@
 #include "facts.h"
 #include "host.h"
 #include "metrics_http.h"
+#include "profiler.h"
+#include "tasks.h"
 
 #define MH_MAX_REQUEST 8192          /* request line + headers, bytes */
 #define MH_MAX_CONNS 64              /* connections served at once */
@@ -218,6 +227,15 @@ static void sb_value(sbuf *b, const ms_metrics *m, const ms_metric_desc *d, uint
     }
 }
 
+/* A host metric's value: a time (stored in ns) in exact decimal seconds. */
+static void sb_host_value(sbuf *b, const host_metric_desc *f, uint64_t v) {
+    if (f->unit == MS_UNIT_NS)
+        sb_printf(b, "%llu.%09llu", (unsigned long long)(v / 1000000000u),
+                  (unsigned long long)(v % 1000000000u));
+    else
+        sb_printf(b, "%llu", (unsigned long long)v);
+}
+
 static void sb_family(sbuf *b, const char *name, const char *type, const char *help) {
     sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -256,6 +274,7 @@ static agent_row *agent_rows(host *h, size_t *n) {
         r->v[AM_MEMORY_LIMIT] = a->mem_limit;
         r->v[AM_POLLS] = atomic_load_explicit(&a->polls, memory_order_relaxed);
         r->v[AM_RESTARTS] = a->restarts;
+        r->v[AM_CPU] = agent_cpu_ns(a);
         pthread_mutex_unlock(&a->mlock);
     }
     pthread_mutex_unlock(&h->lock);
@@ -332,8 +351,9 @@ static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *row
         for (size_t k = 0; k < nrows; k++) {
             sb_printf(b, "%s{agent=\"", f->prom);
             sb_label(b, rows[k].name);
-            sb_printf(b, "\",id=\"%llu\"} %llu\n", (unsigned long long)rows[k].id,
-                      (unsigned long long)rows[k].v[i]);
+            sb_printf(b, "\",id=\"%llu\"} ", (unsigned long long)rows[k].id);
+            sb_host_value(b, f, rows[k].v[i]);
+            sb_str(b, "\n");
         }
     }
 }
@@ -354,9 +374,10 @@ static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, siz
         sb_printf(b, "%s{\"id\":%llu,\"name\":", k ? "," : "", (unsigned long long)r->id);
         sb_json_str(b, r->name);
         sb_printf(b, ",\"state\":\"%s\"", r->state);
-        for (size_t i = 0; i < AM_COUNT; i++)
-            sb_printf(b, ",\"%s\":%llu", agent_metric_descs[i].key,
-                      (unsigned long long)r->v[i]);
+        for (size_t i = 0; i < AM_COUNT; i++) {
+            sb_printf(b, ",\"%s\":", agent_metric_descs[i].key);
+            sb_host_value(b, &agent_metric_descs[i], r->v[i]);
+        }
         sb_str(b, "}");
     }
     sb_str(b, "]}\n");
@@ -412,7 +433,45 @@ static void server_unref(mh_server *srv) {
     }
 }
 
-typedef enum conn_phase { PH_READ, PH_WRITE, PH_FLUSH, PH_SHUTDOWN, PH_LINGER } conn_phase;
+typedef enum conn_phase { PH_READ, PH_JOB, PH_WRITE, PH_FLUSH, PH_SHUTDOWN, PH_LINGER } conn_phase;
+
+/* A /debug/tasks request: the dump waits for the agents' answers, so it
+ * is taken on the blocking pool while the connection's task waits for it
+ * (PH_JOB).  Shared by the job and the connection: whoever lets go last
+ * frees. */
+typedef struct dump_job {
+    _Atomic int refs;
+    host *h;
+    tasks_filter f;
+    char agent[AGENT_NAME_MAX + 1];
+    char state[16];
+    bool json, head;
+    bool profile;               /* /debug/profile: a profile of agent, not a dump */
+    double seconds;
+    char *text;                 /* the job's result; NULL: see err */
+    char err[256];
+} dump_job;
+
+static void dump_job_unref(dump_job *j) {
+    if (atomic_fetch_sub(&j->refs, 1) == 1) {
+        free(j->text);
+        free(j);
+    }
+}
+
+static void *dump_job_run(void *arg) {
+    dump_job *j = arg;
+    if (j->profile) {
+        j->text = profiler_run(j->h, j->agent, j->seconds, j->err, sizeof j->err);
+        dump_job_unref(j);
+        return NULL;
+    }
+    tasks_dump *d = tasks_collect(j->h, &j->f);
+    j->text = d ? (j->json ? tasks_render_json(d) : tasks_render_text(d)) : NULL;
+    tasks_free(d);
+    dump_job_unref(j);
+    return NULL;
+}
 
 struct mh_conn {
     mh_server *srv;
@@ -432,6 +491,8 @@ struct mh_conn {
     char *out;                  /* the response, headers and body */
     size_t out_len, out_sent;
     bool out_static;            /* out is a string literal */
+    dump_job *job;              /* PH_JOB: the dump being taken, a reference */
+    ms_task *job_task;
     size_t lingered;
     ms_error err;
     char req[MH_MAX_REQUEST];
@@ -489,6 +550,8 @@ static const char *reason_phrase(int status) {
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 503: return "Service Unavailable";
     default: return "Internal Server Error";
     }
 }
@@ -534,7 +597,7 @@ static bool is_tchar(unsigned char ch) {
  * line end): false if malformed; else method and path (the target without
  * its query) point into line. */
 static bool parse_request_line(char *line, size_t len, char **method, size_t *mlen, char **path,
-                               size_t *plen) {
+                               size_t *plen, char **query, size_t *qlen) {
     char *sp1 = memchr(line, ' ', len);
     if (!sp1 || sp1 == line || sp1 - line > 32)
         return false;
@@ -556,6 +619,8 @@ static bool parse_request_line(char *line, size_t len, char **method, size_t *ml
     *path = target;
     char *q = memchr(target, '?', (size_t)(sp2 - target));
     *plen = (size_t)((q ? q : sp2) - target);
+    *query = q ? q + 1 : NULL;
+    *qlen = q ? (size_t)(sp2 - q - 1) : 0;
     return true;
 }
 
@@ -576,13 +641,169 @@ static bool valid_header(const char *line, size_t len) {
     return true;
 }
 
+/* Decodes %XX and + in a query value of len bytes into out (size cap);
+ * false if it does not fit or is malformed. */
+static bool query_value(const char *v, size_t len, char *out, size_t cap) {
+    size_t k = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = v[i];
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%') {
+            unsigned x;
+            char hex[3] = {0};
+            if (i + 2 >= len)
+                return false;
+            hex[0] = v[i + 1];
+            hex[1] = v[i + 2];
+            if (sscanf(hex, "%2x", &x) != 1 || x == 0)
+                return false;
+            ch = (char)x;
+            i += 2;
+        }
+        if (k + 1 >= cap)
+            return false;
+        out[k++] = ch;
+    }
+    out[k] = '\0';
+    return true;
+}
+
+/* /debug/profile?agent=NAME&seconds=S: starts the profile's job. */
+static void start_profile(mh_conn *c, bool head, const char *q, size_t qlen) {
+    dump_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        respond_text(c, 500, "out of memory\n");
+        return;
+    }
+    atomic_init(&j->refs, 2);
+    j->h = c->srv->h;
+    j->head = head;
+    j->profile = true;
+    j->seconds = 5;
+    const char *bad = NULL;
+    while (q && qlen > 0 && !bad) {
+        const char *amp = memchr(q, '&', qlen);
+        size_t len = amp ? (size_t)(amp - q) : qlen;
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len;
+        const char *v = eq ? eq + 1 : q + len;
+        size_t vlen = eq ? len - klen - 1 : 0;
+        char num[32];
+        char *end = NULL;
+        if (klen == 5 && memcmp(q, "agent", 5) == 0) {
+            if (!query_value(v, vlen, j->agent, sizeof j->agent) || !j->agent[0])
+                bad = "agent must be a name of 1 to 63 bytes";
+        } else if (klen == 7 && memcmp(q, "seconds", 7) == 0) {
+            if (!query_value(v, vlen, num, sizeof num) ||
+                !((j->seconds = strtod(num, &end)) > 0 && j->seconds <= PROFILER_MAX_SECONDS) ||
+                *end)
+                bad = "seconds must be a number in (0, 300]";
+        } else if (klen > 0) {
+            bad = "/debug/profile takes agent=NAME and seconds=S";
+        }
+        q += len + (amp ? 1 : 0);
+        qlen -= len + (amp ? 1 : 0);
+    }
+    if (!bad && !j->agent[0])
+        bad = "agent=NAME is required";
+    if (bad) {
+        free(j);
+        char text[160];
+        snprintf(text, sizeof text, "bad request: %s\n", bad);
+        respond_text(c, 400, text);
+        return;
+    }
+    if (ms_spawn_blocking(j->h->rt, dump_job_run, j, &c->job_task) != 0) {
+        free(j);
+        respond_text(c, 503, "the host is shutting down\n");
+        return;
+    }
+    c->job = j;
+}
+
+/* /debug/tasks[.json]?agent=NAME&state=STATE: starts the dump's job. */
+static void start_dump(mh_conn *c, bool json, bool head, const char *q, size_t qlen) {
+    dump_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        respond_text(c, 500, "out of memory\n");
+        return;
+    }
+    atomic_init(&j->refs, 2);
+    j->h = c->srv->h;
+    j->json = json;
+    j->head = head;
+    while (q && qlen > 0) {
+        const char *amp = memchr(q, '&', qlen);
+        size_t len = amp ? (size_t)(amp - q) : qlen;
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len;
+        const char *v = eq ? eq + 1 : q + len;
+        size_t vlen = eq ? len - klen - 1 : 0;
+        bool ok = true;
+        if (klen == 5 && memcmp(q, "agent", 5) == 0) {
+            ok = query_value(v, vlen, j->agent, sizeof j->agent);
+            j->f.agent = j->agent;
+        } else if (klen == 5 && memcmp(q, "state", 5) == 0) {
+            ok = query_value(v, vlen, j->state, sizeof j->state) &&
+                 (!strcmp(j->state, "running") || !strcmp(j->state, "ready") ||
+                  !strcmp(j->state, "waiting") || !strcmp(j->state, "idle") ||
+                  !strcmp(j->state, "busy") || !strcmp(j->state, "blocking") ||
+                  !strcmp(j->state, "exited"));
+            j->f.state = j->state;
+        } else if (klen > 0) {
+            free(j);
+            respond_text(c, 400, "bad request: /debug/tasks takes agent=NAME and state=STATE\n");
+            return;
+        }
+        if (!ok) {
+            free(j);
+            respond_text(c, 400, "bad request: agent must be a name of at most 63 bytes, state "
+                                 "one of running, ready, waiting, idle, busy, blocking, "
+                                 "exited\n");
+            return;
+        }
+        q += len + (amp ? 1 : 0);
+        qlen -= len + (amp ? 1 : 0);
+    }
+    if (ms_spawn_blocking(j->h->rt, dump_job_run, j, &c->job_task) != 0) {
+        free(j);
+        respond_text(c, 503, "the host is shutting down\n");
+        return;
+    }
+    c->job = j;
+}
+
+/* The dump's job has ended: its text is the response. */
+static void finish_dump(mh_conn *c) {
+    dump_job *j = c->job;
+    sbuf body = {0};
+    int status = 200;
+    if (j->text) {
+        sb_str(&body, j->text);
+    } else if (j->profile) {
+        /* No such agent: 404; the profiler busy or the agent busy: 409. */
+        status = strstr(j->err, "no agent is named") ? 404 : 409;
+        sb_printf(&body, "%s\n", j->err);
+    } else {
+        body.oom = true;
+    }
+    respond(c, status, j->json ? "application/json" : "text/plain; charset=utf-8", &body,
+            j->head);
+    ms_task_release(c->job_task);
+    c->job_task = NULL;
+    c->job = NULL;
+    dump_job_unref(j);
+}
+
 /* Builds the answer to the complete request in c->req. */
 static void answer(mh_conn *c) {
-    char *line = c->req, *method = NULL, *path = NULL;
-    size_t len = c->line_end - 1, mlen = 0, plen = 0;
+    char *line = c->req, *method = NULL, *path = NULL, *query = NULL;
+    size_t len = c->line_end - 1, mlen = 0, plen = 0, qlen = 0;
     if (len > 0 && line[len - 1] == '\r')
         len--;
-    if (!parse_request_line(line, len, &method, &mlen, &path, &plen)) { /* checked already */
+    if (!parse_request_line(line, len, &method, &mlen, &path, &plen, &query, &qlen)) {
+        /* checked already */
         respond_text(c, 400, "bad request\n");
         return;
     }
@@ -594,9 +815,20 @@ static void answer(mh_conn *c) {
         respond_text(c, 405, "method not allowed: use GET\n");
         return;
     }
+    bool dump_text = plen == 12 && memcmp(path, "/debug/tasks", 12) == 0;
+    bool dump_json = plen == 17 && memcmp(path, "/debug/tasks.json", 17) == 0;
+    if (dump_text || dump_json) {
+        start_dump(c, dump_json, head, query, qlen);
+        return;
+    }
+    if (plen == 14 && memcmp(path, "/debug/profile", 14) == 0) {
+        start_profile(c, head, query, qlen);
+        return;
+    }
     if (!prom && !json) {
         sbuf body = {0};
-        sb_str(&body, "not found: the routes are /metrics and /metrics.json\n");
+        sb_str(&body, "not found: the routes are /metrics, /metrics.json, /debug/tasks, "
+                      "/debug/tasks.json and /debug/profile\n");
         respond(c, 404, "text/plain; charset=utf-8", &body, head);
         return;
     }
@@ -632,8 +864,9 @@ static bool examine(mh_conn *c) {
         size_t len = c->line_end - 1, mlen, plen;
         if (len > 0 && c->req[len - 1] == '\r')
             len--;
-        char *method, *path;
-        if (!parse_request_line(c->req, len, &method, &mlen, &path, &plen)) {
+        char *method, *path, *query;
+        size_t qlen;
+        if (!parse_request_line(c->req, len, &method, &mlen, &path, &plen, &query, &qlen)) {
             respond_text(c, 400,
                          "bad request: expected a request line \"METHOD /path HTTP/1.1\"\n");
             return true;
@@ -726,10 +959,31 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
                 break;
             }
             c->rlen += (size_t)n;
-            if (examine(c))
-                start_writing(c);
-            else
+            if (examine(c)) {
+                if (c->job) {
+                    c->phase = PH_JOB;
+                    pthread_mutex_lock(&srv->lock);
+                    c->reading = false;
+                    pthread_mutex_unlock(&srv->lock);
+                    /* A profile takes its seconds, then the usual bound. */
+                    uint64_t ms = MH_RESPONSE_TIMEOUT_MS;
+                    if (c->job->profile)
+                        ms += (uint64_t)(c->job->seconds * 1000);
+                    ms_timer_set_after(c->deadline, ms);
+                } else {
+                    start_writing(c);
+                }
+            } else {
                 set_read_deadline(c);
+            }
+            break;
+        }
+        case PH_JOB: {
+            int result;
+            if (ms_task_poll_join(c->job_task, cx, NULL, &result, NULL) == MS_POLL_PENDING)
+                return expired(c, cx) ? MS_POLL_READY : MS_POLL_PENDING;
+            finish_dump(c);
+            start_writing(c);
             break;
         }
         case PH_WRITE:
@@ -788,6 +1042,10 @@ static void conn_drop(void *state) {
     pthread_mutex_unlock(&c->srv->lock);
     ms_timer_free(c->deadline);
     ms_stream_close(c->s);
+    if (c->job) {
+        ms_task_release(c->job_task);
+        dump_job_unref(c->job);
+    }
     if (!c->out_static)
         free(c->out);
     mh_server *srv = c->srv;

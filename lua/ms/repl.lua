@@ -389,8 +389,10 @@ local function pad(s, n)
     return s .. string.rep(" ", n - #s)
 end
 
--- One screen of top: workers, queues and the busiest agents (by polls
--- since the previous screen when prev is given, else in total).
+-- One screen of top: workers, queues and the busiest agents, by the CPU
+-- time their polls took since the previous screen when prev is given (a
+-- table { [id] = cpu seconds } that the previous call returned), else in
+-- total.
 function repl.top_text(prev)
     local m = ms_module().metrics()
     local lines = {}
@@ -407,26 +409,45 @@ function repl.top_text(prev)
             w.busy, w.local_queue_depth, safe_tostring(w.parked), w.stalled,
             w.active == false and "  (retired)" or "")
     end
-    local polls = {}
+    local cpu = {}
     local rows = {}
     for _, a in ipairs(m.agents) do
-        polls[a.id] = a.polls
-        local d = a.polls - ((prev and prev[a.id]) or 0)
-        rows[#rows + 1] = { a = a, d = d }
+        local used = a.cpu or 0
+        cpu[a.id] = used
+        rows[#rows + 1] = { a = a, d = used - ((prev and prev[a.id]) or 0) }
     end
     table.sort(rows, function(x, y)
         if x.d ~= y.d then return x.d > y.d end
         return x.a.id < y.a.id
     end)
     lines[#lines + 1] = ""
-    lines[#lines + 1] = prev and "agents by polls in the last second" or "agents by polls"
+    lines[#lines + 1] = prev and "agents by CPU in the last second" or "agents by CPU"
     lines[#lines + 1] = "    id  name                      status    mailbox     memory      polls"
+        .. "    cpu(s)"
     for i = 1, math.min(#rows, 10) do
         local a = rows[i].a
-        lines[#lines + 1] = string.format("%6d  %s  %s %8d %10d %10d", a.id, pad(a.name, 24),
-            pad(a.state, 8), a.mailbox, a.memory, rows[i].d)
+        lines[#lines + 1] = string.format("%6d  %s  %s %8d %10d %10d %9.3f", a.id,
+            pad(a.name, 24), pad(a.state, 8), a.mailbox, a.memory, a.polls, rows[i].d)
     end
-    return table.concat(lines, "\n") .. "\n", polls
+    return table.concat(lines, "\n") .. "\n", cpu
+end
+
+-- The live task dump as text (ms.tasks with format = "text"): filter is
+-- ms.tasks's ({ agent = NAME, state = STATE, ... }) or an agent's name.
+function repl.tasks_text(filter)
+    local f = {}
+    if type(filter) == "string" then
+        f.agent = filter
+    elseif type(filter) == "table" then
+        for k, v in pairs(filter) do f[k] = v end
+    elseif filter ~= nil then
+        error("tasks(): expected a filter table ({ agent = NAME, state = STATE }) or an "
+            .. "agent's name, not a " .. type(filter), 2)
+    end
+    f.format = "text"
+    local text, err = ms_module().tasks(f)
+    if not text then error("tasks(): " .. safe_tostring(err), 2) end
+    return text
 end
 
 -- ms.tune{...} when this build has it.
@@ -464,6 +485,7 @@ local function new_env(write, opts)
     env.workers = function() return repl.workers() end
     env.tune = function(settings) return repl.tune(settings) end
     env.top = opts.top or function() write(repl.top_text()) end
+    env.tasks = function(filter) write(repl.tasks_text(filter)) end
     local has_ms, ms = pcall(require, "ms")
     if has_ms then env.ms = ms end
     env._G = env
@@ -482,7 +504,7 @@ end
 
 function repl.banner()
     return string.format("ms-host REPL (%s) - helpers: metrics() agents() workers() top() "
-        .. "tune{...}; Ctrl-D exits", jit and jit.version or _VERSION)
+        .. "tasks() tune{...}; Ctrl-D exits", jit and jit.version or _VERSION)
 end
 
 -- ---- the terminal (ms-host repl) ----
