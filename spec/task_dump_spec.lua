@@ -308,7 +308,7 @@ os.exit(0)
     end)
 
     it("an agent with a huge number of tasks is listed within the time budget", function()
-        local n = math.max(2000, math.floor(100000 * SCALE))
+        local n = math.max(2000, math.floor(50000 * SCALE))
         local code, out, err = run(PRELUDE .. ([[
 local N = %d
 ms.agent.spawn{ name = "crowd", args = { N }, fn = function(args)
