@@ -37,6 +37,8 @@ static const profile_field host_fields[] = {
      .help = "time between the metrics collector's snapshots (with metrics_file)"},
     {.name = "console", .kind = PF_PATH, .max = CONSOLE_PATH_MAX,
      .help = "Unix socket path for `ms-host attach`, or false for none"},
+    {.name = "tasks_dump_file", .kind = PF_PATH, .max = PATH_MAX - 1,
+     .help = "file SIGUSR1 appends the live task dump to, or false for stderr"},
     {.name = "tuner", .kind = PF_PATH, .max = PATH_MAX - 1, .relative_to_profile = true,
      .must_exist = true, .help = "Lua tuner script run beside the host, or false for none"},
     {.name = "agent_memory_limit", .kind = PF_SIZE, .max = 1024 * GIB, .live = true,

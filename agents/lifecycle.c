@@ -19,12 +19,14 @@
  * The watcher is one C task polling the signal watchers and the deadline
  * timer; everything it does to agents goes through flags and wakes.
  */
+#include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -101,8 +103,17 @@ static void *reload_job(void *arg) {
     return NULL;
 }
 
-/* SIGUSR1: the task dump, written to stderr in one write.  The dump
- * waits for the agents' answers: the blocking pool's work. */
+/* Where SIGUSR1's dump goes: a file (appended to) or NULL for stderr.
+ * Set once by ms-host before it runs the script; read by the dump's jobs. */
+static _Atomic(char *) dump_file;
+
+void lifecycle_set_dump_file(const char *path) {
+    char *copy = path ? strdup(path) : NULL;
+    free(atomic_exchange(&dump_file, copy));
+}
+
+/* SIGUSR1: the task dump, to stderr or the profile's tasks_dump_file.  The
+ * dump waits for the agents' answers: the blocking pool's work. */
 static void *dump_job(void *arg) {
     (void)arg;
     tasks_dump *d = tasks_collect(host_get(), NULL);
@@ -112,8 +123,26 @@ static void *dump_job(void *arg) {
         fprintf(stderr, "ms-host: SIGUSR1: out of memory for the task dump\n");
         return NULL;
     }
-    fprintf(stderr, "ms-host: SIGUSR1: task dump\n%s", text);
-    fflush(stderr);
+    const char *path = atomic_load(&dump_file);
+    FILE *f = path ? fopen(path, "a") : NULL;
+    if (path && !f)
+        fprintf(stderr, "ms-host: SIGUSR1: cannot open tasks_dump_file %s (%s): the dump goes "
+                        "to stderr\n", path, strerror(errno));
+    time_t now = time(NULL);
+    struct tm tm;
+    char stamp[32] = "";
+    if (gmtime_r(&now, &tm))
+        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(f ? f : stderr, "ms-host: SIGUSR1: task dump at %s\n%s", stamp, text);
+    if (f) {
+        if (fclose(f) != 0)
+            fprintf(stderr, "ms-host: SIGUSR1: writing tasks_dump_file %s failed (%s)\n", path,
+                    strerror(errno));
+        else
+            fprintf(stderr, "ms-host: SIGUSR1: task dump appended to %s\n", path);
+    } else {
+        fflush(stderr);
+    }
     free(text);
     return NULL;
 }

@@ -171,11 +171,10 @@ static uint64_t wait_start(ltask *lt) {
     return t ? t : cpuclock_ticks();
 }
 
-static int suspend(lua_State *L, ltask *lt, const lop_kind *kind, lop_poll_fn poll,
-                   lop_cancel_fn cancel) {
+/* The caller has set lt->op.kind (what a dump says the task waits on). */
+static int suspend(lua_State *L, ltask *lt, lop_poll_fn poll, lop_cancel_fn cancel) {
     lt->op.poll = poll;
     lt->op.cancel = cancel;
-    lt->op.kind = kind;
     lt->op.since = wait_start(lt);
     return lua_yield(L, 0);
 }
@@ -243,7 +242,8 @@ int op_sleep(lua_State *L, ltask *lt, double seconds) {
         return luaL_error(L, "ms.sleep: %s", err.message);
     lt->op.u.sleep.until_ns = ms_now_ns() + (uint64_t)(seconds * 1e9);
     ms_timer_set_deadline(lt->op.u.sleep.t, lt->op.u.sleep.until_ns);
-    return suspend(L, lt, &sleep_kind, sleep_poll, sleep_cancel);
+    lt->op.kind = &sleep_kind;
+    return suspend(L, lt, sleep_poll, sleep_cancel);
 }
 
 /* ---- join ---- */
@@ -327,7 +327,8 @@ int op_join(lua_State *L, ltask *lt, int handle_idx, double timeout, bool abort)
     lt->op.u.join.registered = false;
     lt->op.u.join.abort = abort;
     lt->op.u.join.handle_ref = handle_ref;
-    return suspend(L, lt, &join_kind, join_poll, join_cancel);
+    lt->op.kind = &join_kind;
+    return suspend(L, lt, join_poll, join_cancel);
 }
 
 /* ---- receive ---- */
@@ -419,7 +420,8 @@ int op_recv(lua_State *L, ltask *lt, double timeout) {
     }
     if (!set_deadline(L, lt, timeout))
         return 0;
-    return suspend(L, lt, &recv_kind, recv_poll, recv_cancel);
+    lt->op.kind = &recv_kind;
+    return suspend(L, lt, recv_poll, recv_cancel);
 }
 
 /* ---- call ---- */
@@ -527,7 +529,8 @@ int op_call(lua_State *L, ltask *lt, agent *target, int msg_idx, double timeout)
     }
     lt->op.u.call.slot = r;
     lt->op.u.call.target_id = target->id;
-    return suspend(L, lt, &call_kind, call_poll, call_cancel);
+    lt->op.kind = &call_kind;
+    return suspend(L, lt, call_poll, call_cancel);
 }
 
 /* ---- blocking ---- */
@@ -629,7 +632,8 @@ int op_blocking(lua_State *L, ltask *lt, int nargs) {
     lt->op.u.blocking.co = bco;
     lt->op.u.blocking.nargs = nargs;
     lt->op.u.blocking.job = NULL;
-    return suspend(L, lt, &blocking_kind, blocking_poll, blocking_cancel);
+    lt->op.kind = &blocking_kind;
+    return suspend(L, lt, blocking_poll, blocking_cancel);
 }
 
 /* ---- intervals ---- */
@@ -660,7 +664,8 @@ int op_interval_next(lua_State *L, ltask *lt, lint *iv) {
                              "give each task its own ms.interval");
     iv->waiter = lt;
     lt->op.u.interval.iv = iv;
-    return suspend(L, lt, &interval_kind, interval_poll, interval_cancel);
+    lt->op.kind = &interval_kind;
+    return suspend(L, lt, interval_poll, interval_cancel);
 }
 
 /* ---- semaphores ---- */
@@ -716,7 +721,8 @@ int op_sem_acquire(lua_State *L, ltask *lt, ms_sem *s, uint64_t n, double timeou
     o->sem = ms_sem_ref(s);
     o->n = n;
     ms_sem_waiter_init(&o->w, n);
-    return suspend(L, lt, &sem_kind, sem_poll, sem_cancel);
+    lt->op.kind = &sem_kind;
+    return suspend(L, lt, sem_poll, sem_cancel);
 }
 
 /* ---- channels: values travel as xfer blobs ---- */
@@ -777,7 +783,8 @@ int op_chan_send(lua_State *L, ltask *lt, ms_chan *ch, xfer *value, double timeo
     o->ch = ms_chan_ref(ch);
     o->value = value;
     ms_chan_waiter_init(&o->w);
-    return suspend(L, lt, &chan_send_kind, chan_send_poll, chan_send_cancel);
+    lt->op.kind = &chan_send_kind;
+    return suspend(L, lt, chan_send_poll, chan_send_cancel);
 }
 
 void op_chan_send_adopt(ltask *lt, ms_chan *ch, xfer *v) {
@@ -840,5 +847,6 @@ int op_chan_recv(lua_State *L, ltask *lt, ms_chan *ch, double timeout) {
     o->ch = ms_chan_ref(ch);
     o->value = NULL;
     ms_chan_waiter_init(&o->w);
-    return suspend(L, lt, &chan_recv_kind, chan_recv_poll, chan_recv_cancel);
+    lt->op.kind = &chan_recv_kind;
+    return suspend(L, lt, chan_recv_poll, chan_recv_cancel);
 }

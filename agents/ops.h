@@ -35,8 +35,9 @@ typedef struct lop_desc {
 } lop_desc;
 
 /* An operation's kind: every operation that suspends a task names one in
- * lop.kind (a static descriptor beside its poll function), so that a new
- * operation describes itself without the dump knowing it.  describe runs
+ * lop.kind (a static descriptor beside its poll function, set just before
+ * it suspends), so that a new operation describes itself without the dump
+ * knowing it.  describe runs
  * on the agent's thread during a dump, with the task suspended on the
  * operation; it reads the op's fields and writes d (what is already 0);
  * it must not call Lua or take a lock that the operation's wakers hold

@@ -423,6 +423,9 @@ static bool start_services(lua_State *L, host *h) {
         }
         agent_unref(ta);
     }
+    char *dump_file = profile_string(L, "tasks_dump_file");
+    lifecycle_set_dump_file(dump_file);
+    free(dump_file);
     char *console = profile_string(L, "console");
     rc = console ? console_start(h, console, &err) : 0;
     free(console);

@@ -79,6 +79,10 @@ return {
     console = false,
     tuner = false,
 
+    -- SIGUSR1 writes the live task dump to stderr; a path appends it to
+    -- that file instead (docs/observability.md).
+    tasks_dump_file = false,
+
     -- Agents are unlimited by default; agent_system sets a limit.
     agent_memory_limit = 0,
 

@@ -308,7 +308,7 @@ os.exit(0)
     end)
 
     it("an agent with a huge number of tasks is listed within the time budget", function()
-        local n = math.max(2000, math.floor(100000 * SCALE))
+        local n = math.max(2000, math.floor(50000 * SCALE))
         local code, out, err = run(PRELUDE .. ([[
 local N = %d
 ms.agent.spawn{ name = "crowd", args = { N }, fn = function(args)
@@ -397,6 +397,38 @@ end
             h.assert_contains(err, "agent db (#")
         end)
         bg.stop()
+        assert(ok, e)
+    end)
+
+    it("SIGUSR1 appends the dump to the profile's tasks_dump_file", function()
+        local file = os.tmpname()
+        os.remove(file)
+        local bg = h.background_host([[
+ms.agent.spawn{ name = "db", fn = function() ms.recv() end }
+print("ready")
+io.stdout:flush()
+for _ = 1, 1200 do
+    local f = io.open(arg[1])
+    if f then f:close() return end
+    ms.sleep(0.05)
+end
+]], "--workers 2 --set tasks_dump_file=" .. q(file))
+        local ok, e = pcall(function()
+            local text = ""
+            for _ = 1, 200 do
+                if not text:find("waiting on receive", 1, true) then
+                    os.execute("pkill -USR1 -P " .. bg.pid)
+                    os.execute("sleep 0.1")
+                end
+                text = slurp(file)
+                if text:find("waiting on receive", 1, true) then break end
+            end
+            h.assert_contains(text, "ms-host: SIGUSR1: task dump at ")
+            h.assert_contains(text, "agent db (#")
+            h.assert_contains(bg.err(), "task dump appended to " .. file)
+        end)
+        bg.stop()
+        os.remove(file)
         assert(ok, e)
     end)
 
