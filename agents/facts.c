@@ -45,6 +45,9 @@ static const profile_field host_fields[] = {
      .help = "agents allowed to JIT-compile before new ones run with the JIT off"},
     {.name = "mailbox_limit", .kind = PF_COUNT, .max = 100000000, .live = true,
      .zero = "unbounded", .help = "messages an agent's mailbox may hold; 0 = unbounded"},
+    {.name = "agent_open_files", .kind = PF_COUNT, .max = 1000000, .def = 1024, .live = true,
+     .zero = "unbounded",
+     .help = "files an agent may hold open at once through ms.fs.open; 0 = unbounded"},
     {.name = "runaway_stop_after", .kind = PF_COUNT, .max = 1000000, .live = true,
      .zero = "report only",
      .help = "stop an agent at its Nth stall past stall_threshold (exit reason runaway); "
