@@ -30,6 +30,7 @@
 #include "host.h"
 #include "lifecycle.h"
 #include "lms.h"
+#include "paths.h"
 #include "tune.h"
 
 typedef struct lifecycle {
@@ -266,10 +267,6 @@ void lifecycle_on_stall(void *ud, const ms_stall *st) {
 
 /* ---- SIGHUP: reload ---- */
 
-#ifndef MS_LUA_DIR
-#define MS_LUA_DIR "lua"
-#endif
-
 /* The host's own fields that only take effect at start: neither libms's
  * (ms_config, compared field by field below) nor live.  As "name=value",
  * from the profile the host started with; written once before the signal
@@ -348,7 +345,7 @@ void lifecycle_reload_profile(void) {
     }
     luaL_openlibs(L);
     lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", MS_LUA_DIR, MS_LUA_DIR);
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", paths_lua_dir(), paths_lua_dir());
     lua_setfield(L, -2, "path");
     /* ms.profile takes its fields from the ms module (ms._profile_fields). */
     lua_getfield(L, -1, "preload");
