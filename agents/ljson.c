@@ -126,7 +126,14 @@ typedef struct jenc {
     const void *open[LJSON_MAX_DEPTH + 1]; /* the tables on the path, for cycles */
 } jenc;
 
-static bool fail(jenc *e, const char *fmt, const char *detail) {
+/* The encoder recurses once per level of nesting (up to LJSON_MAX_DEPTH
+ * on a worker's stack, which a profile may make 1 MiB): whatever needs a
+ * buffer lives in a function of its own, kept out of the recursive
+ * frames. */
+#define COLD __attribute__((noinline, cold))
+#define LEAF __attribute__((noinline))
+
+COLD static bool fail(jenc *e, const char *fmt, const char *detail) {
     path_render(e->steps, e->depth, e->path, sizeof e->path);
     char what[240];
     snprintf(what, sizeof what, fmt, detail);
@@ -166,7 +173,7 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
     return len;
 }
 
-static bool put_string(jenc *e, const char *s, size_t len) {
+LEAF static bool put_string(jenc *e, const char *s, size_t len) {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *u = (const unsigned char *)s;
     jb_char(&e->b, '"');
@@ -217,7 +224,7 @@ static bool put_string(jenc *e, const char *s, size_t len) {
     return true;
 }
 
-static bool put_number(jenc *e, double x) {
+LEAF static bool put_number(jenc *e, double x) {
     if (x != x)
         return fail(e, "%s cannot be encoded (JSON has no NaN or infinity)", "NaN");
     if (isinf(x))
@@ -245,6 +252,20 @@ static bool put_number(jenc *e, double x) {
 
 static bool enc_value(jenc *e, int idx);
 
+COLD static bool fail_key(jenc *e, double k) {
+    char key[40];
+    snprintf(key, sizeof key, "%.14g", k);
+    return fail(e, "a table with the key %s (JSON arrays are indexed 1..n, object keys are "
+                   "strings)", key);
+}
+
+COLD static bool fail_sparse(jenc *e, size_t nnum, double maxi) {
+    char detail[96];
+    snprintf(detail, sizeof detail, "%zu values, highest index %.0f", nnum, maxi);
+    return fail(e, "a sparse array (%s); JSON arrays have no holes: fill them with "
+                   "ms.json.null", detail);
+}
+
 /* What kind of table the one at idx is: 'a' an array of n, 'o' an object
  * of n members (n == 0: empty), or 0 after a failure. */
 static char classify(jenc *e, int idx, size_t *n) {
@@ -259,11 +280,8 @@ static char classify(jenc *e, int idx, size_t *n) {
         } else if (kt == LUA_TNUMBER) {
             double k = lua_tonumber(L, -2);
             if (!(k == floor(k) && k >= 1 && k <= 9007199254740992.0)) {
-                char key[40];
-                snprintf(key, sizeof key, "%.14g", k);
                 lua_pop(L, 2);
-                return fail(e, "a table with the key %s (JSON arrays are indexed 1..n, object "
-                               "keys are strings)", key), 0;
+                return fail_key(e, k), 0;
             }
             nnum++;
             if (k > maxi)
@@ -278,12 +296,8 @@ static char classify(jenc *e, int idx, size_t *n) {
     if (nstr && nnum)
         return fail(e, "a table with both string and number keys (%s)",
                     "JSON has arrays or objects, not both in one"), 0;
-    if (nnum && (double)nnum != maxi) {
-        char detail[96];
-        snprintf(detail, sizeof detail, "%zu values, highest index %.0f", nnum, maxi);
-        return fail(e, "a sparse array (%s); JSON arrays have no holes: fill them with "
-                       "ms.json.null", detail), 0;
-    }
+    if (nnum && (double)nnum != maxi)
+        return fail_sparse(e, nnum, maxi), 0;
     *n = nstr + nnum;
     return nnum ? 'a' : 'o';
 }

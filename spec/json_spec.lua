@@ -93,6 +93,16 @@ print("PASS")
 ]=]
     end)
 
+    it("encodes and decodes 1000 levels on the 1 MiB worker stacks of agent_system", function()
+        pass([=[
+local function nest(n) local t = {} local cur = t for _ = 2, n do cur[1] = {} cur = cur[1] end return t end
+local text = assert(json.encode(nest(1000)))
+assert(#json.encode(assert(json.decode(text))) == 2000)
+refused("nesting deeper than 1000 levels", nil, json.encode(nest(1001)))
+print("PASS")
+]=], { args = "--profile agent_system" })
+    end)
+
     it("never runs a hostile value's metamethods", function()
         pass [=[
 local ran = false
