@@ -7,7 +7,7 @@
 #   LIBDIR/lua/5.1/ms.so                 require "ms" from plain LuaJIT
 #   include/ms.h
 #   share/ms-host/{lua,profiles,scripts} what ms-host finds beside itself (agents/paths.c)
-#   share/doc/ms-host/                   README.md and docs/
+#   share/doc/ms-host/                   README.md and docs/; share/man/man1/ms-host.1.gz
 #
 # An installed ms-host finds its Lua modules (and through ms.profile the
 # profiles) relative to its own executable, so the tree may be moved.
@@ -17,35 +17,67 @@ set(MS_DATADIR ${CMAKE_INSTALL_DATADIR}/ms-host)
 set(MS_LUA_CMODDIR ${CMAKE_INSTALL_LIBDIR}/lua/5.1 CACHE STRING
     "where the ms module for plain LuaJIT goes (a directory on LuaJIT's package.cpath)")
 
-install(TARGETS ms-host RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS ms-host RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT host)
 install(TARGETS ms_shared ms_static EXPORT msTargets
-        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT lib NAMELINK_COMPONENT dev
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(FILES ${PROJECT_SOURCE_DIR}/core/include/ms.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(TARGETS ms_lua_module LIBRARY DESTINATION ${MS_LUA_CMODDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/core/include/ms.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+        COMPONENT dev)
+install(TARGETS ms_lua_module LIBRARY DESTINATION ${MS_LUA_CMODDIR} COMPONENT lua)
 
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/lua/ DESTINATION ${MS_DATADIR}/lua
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/lua/ DESTINATION ${MS_DATADIR}/lua COMPONENT host
         FILES_MATCHING PATTERN "*.lua")
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/profiles/ DESTINATION ${MS_DATADIR}/profiles)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/profiles/ DESTINATION ${MS_DATADIR}/profiles
+        COMPONENT host)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/scripts/ DESTINATION ${MS_DATADIR}/scripts
-        FILES_MATCHING PATTERN "*.lua")
-install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
+        COMPONENT host FILES_MATCHING PATTERN "*.lua")
+install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT host)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs
+        COMPONENT host PATTERN "*.1" EXCLUDE)
+# The man page, compressed as Debian wants it (-n: no time stamp inside).
+add_custom_command(OUTPUT ${PROJECT_BINARY_DIR}/ms-host.1.gz
+  COMMAND gzip -n -9 -c ${PROJECT_SOURCE_DIR}/docs/ms-host.1 > ${PROJECT_BINARY_DIR}/ms-host.1.gz
+  DEPENDS ${PROJECT_SOURCE_DIR}/docs/ms-host.1)
+add_custom_target(ms_man_page ALL DEPENDS ${PROJECT_BINARY_DIR}/ms-host.1.gz)
+install(FILES ${PROJECT_BINARY_DIR}/ms-host.1.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man1
+        COMPONENT host)
+# Every package's copyright and changelog, as Debian's policy wants them.
+foreach(pkg ms-host libms0 libms-dev lua-ms)
+  if(pkg STREQUAL "ms-host")
+    set(component host)
+  elseif(pkg STREQUAL "libms0")
+    set(component lib)
+  elseif(pkg STREQUAL "libms-dev")
+    set(component dev)
+  else()
+    set(component lua)
+  endif()
+  install(FILES ${PROJECT_SOURCE_DIR}/cmake/debian/copyright
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/${pkg} COMPONENT ${component})
+  install(FILES ${PROJECT_BINARY_DIR}/changelog.Debian.gz
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/${pkg} COMPONENT ${component})
+endforeach()
+add_custom_command(OUTPUT ${PROJECT_BINARY_DIR}/changelog.Debian.gz
+  COMMAND gzip -n -9 -c ${PROJECT_SOURCE_DIR}/cmake/debian/changelog
+          > ${PROJECT_BINARY_DIR}/changelog.Debian.gz
+  DEPENDS ${PROJECT_SOURCE_DIR}/cmake/debian/changelog)
+add_custom_target(ms_deb_changelog ALL DEPENDS ${PROJECT_BINARY_DIR}/changelog.Debian.gz)
 
 # pkg-config: the shared library by default; --static adds what libms.a needs.
 file(RELATIVE_PATH MS_PC_TO_PREFIX /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
 configure_file(${PROJECT_SOURCE_DIR}/cmake/libms.pc.in ${PROJECT_BINARY_DIR}/libms.pc @ONLY)
-install(FILES ${PROJECT_BINARY_DIR}/libms.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+install(FILES ${PROJECT_BINARY_DIR}/libms.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig
+        COMPONENT dev)
 
 # The CMake package.
-install(EXPORT msTargets NAMESPACE ms:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ms)
+install(EXPORT msTargets NAMESPACE ms:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ms COMPONENT dev)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/msConfig.cmake.in
   ${PROJECT_BINARY_DIR}/msConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ms)
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/msConfigVersion.cmake
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/msConfig.cmake ${PROJECT_BINARY_DIR}/msConfigVersion.cmake
-        DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ms)
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ms COMPONENT dev)
 
 # The installed tree, used from elsewhere: installs into a temporary
 # prefix and checks it from another directory (tools/install_check.sh).
