@@ -31,11 +31,13 @@
 #include "lifecycle.h"
 #include "lms.h"
 #include "paths.h"
+#include "sdnotify.h"
 #include "tune.h"
 
 typedef struct lifecycle {
     ms_signal *sigint, *sigterm, *sighup;
     ms_timer *deadline;
+    ms_timer *watchdog;         /* WATCHDOG=1 pings (sdnotify.h), or NULL */
     bool deadline_armed;
     bool killed;                /* the deadline passed: agents were killed */
     uint64_t started_ns;
@@ -57,6 +59,7 @@ void lifecycle_begin_shutdown(const char *reason, double timeout) {
                                        : ms_runtime_config(h->rt)->shutdown_timeout_ms / 1000.0;
     snprintf(h->shutdown_reason, sizeof h->shutdown_reason, "%s", reason);
     h->shutdown_started_ns = ms_now_ns();
+    sdnotify_stopping();
     /* Supervised agents are left to their supervisors, which stop them in
      * reverse start order from their own on_shutdown handlers; everyone
      * else is asked directly.  The deadline still covers them all. */
@@ -95,7 +98,14 @@ static void kill_all(host *h) {
 
 static void *reload_job(void *arg) {
     (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    char state[80];
+    snprintf(state, sizeof state, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    sdnotify_send(state);
     lifecycle_reload_profile();
+    sdnotify_send("READY=1");
     return NULL;
 }
 
@@ -124,6 +134,13 @@ static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
          * pool's work, not a worker's. */
         if (ms_spawn_blocking(h->rt, reload_job, NULL, NULL) != 0)
             fprintf(stderr, "ms-host: SIGHUP: cannot reload now (shutting down)\n");
+    }
+    /* The service manager's watchdog is fed by this task, so only while
+     * workers run tasks, and only while no worker is reported stuck. */
+    while (l->watchdog && ms_timer_poll(l->watchdog, cx) == MS_POLL_READY) {
+        if (sdnotify_workers_progress())
+            sdnotify_send("WATCHDOG=1");
+        ms_timer_set_after(l->watchdog, sdnotify_watchdog_ms());
     }
     pthread_mutex_lock(&h->lock);
     bool stopping = h->phase == HOST_STOPPING;
@@ -160,8 +177,10 @@ static void lifecycle_drop(void *state) {
     ms_signal_free(l->sigterm);
     ms_signal_free(l->sighup);
     ms_timer_free(l->deadline);
+    if (l->watchdog)
+        ms_timer_free(l->watchdog);
     l->sigint = l->sigterm = l->sighup = NULL;
-    l->deadline = NULL;
+    l->deadline = l->watchdog = NULL;
 }
 
 int lifecycle_start(ms_error *err) {
@@ -175,6 +194,11 @@ int lifecycle_start(ms_error *err) {
         rc = ms_signal_new(h->rt, SIGHUP, &l->sighup, err);
     if (rc == 0)
         rc = ms_timer_new(h->rt, &l->deadline, err);
+    if (rc == 0 && sdnotify_watchdog_ms() > 0) {
+        rc = ms_timer_new(h->rt, &l->watchdog, err);
+        if (rc == 0)
+            ms_timer_set_after(l->watchdog, sdnotify_watchdog_ms());
+    }
     if (rc == 0)
         rc = ms_spawn(h->rt, lifecycle_poll, l, lifecycle_drop, NULL);
     if (rc != 0) {
@@ -213,6 +237,7 @@ static bool runaway_ends(agent *a, uint32_t stalls) {
  * the worker, applies its runaway policy, says so on stderr and publishes
  * ms.worker.stalled. */
 void lifecycle_on_stall(void *ud, const ms_stall *st) {
+    sdnotify_worker_stalled(!st->recovered);
     host *h = host_get();
     char name[64] = "(not an agent)";
     agent *found = NULL;

@@ -8,6 +8,7 @@
 #   include/ms.h
 #   share/ms-host/{lua,profiles,scripts} what ms-host finds beside itself (agents/paths.c)
 #   share/doc/ms-host/                   README.md and docs/; share/man/man1/ms-host.1.gz
+#   lib/systemd/system/ms-host@.service  (/lib/systemd/system with the prefix /usr)
 #
 # An installed ms-host finds its Lua modules (and through ms.profile the
 # profiles) relative to its own executable, so the tree may be moved.
@@ -63,6 +64,18 @@ add_custom_command(OUTPUT ${PROJECT_BINARY_DIR}/changelog.Debian.gz
           > ${PROJECT_BINARY_DIR}/changelog.Debian.gz
   DEPENDS ${PROJECT_SOURCE_DIR}/cmake/debian/changelog)
 add_custom_target(ms_deb_changelog ALL DEPENDS ${PROJECT_BINARY_DIR}/changelog.Debian.gz)
+
+# systemd: a template unit, ms-host@NAME.service (Type=notify, agents/sdnotify.c).
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  set(MS_SYSTEMD_DEFAULT /lib/systemd/system)
+else()
+  set(MS_SYSTEMD_DEFAULT lib/systemd/system)
+endif()
+set(MS_SYSTEMD_UNIT_DIR ${MS_SYSTEMD_DEFAULT} CACHE STRING "where ms-host@.service goes")
+configure_file(${PROJECT_SOURCE_DIR}/cmake/ms-host@.service.in
+               ${PROJECT_BINARY_DIR}/ms-host@.service @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/ms-host@.service DESTINATION ${MS_SYSTEMD_UNIT_DIR}
+        COMPONENT host)
 
 # pkg-config: the shared library by default; --static adds what libms.a needs.
 file(RELATIVE_PATH MS_PC_TO_PREFIX /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)

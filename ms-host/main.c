@@ -41,6 +41,7 @@
 #include "metrics_http.h"
 #include "paths.h"
 #include "repl_term.h"
+#include "sdnotify.h"
 #include "spawn.h"
 #include "tune.h"
 
@@ -497,7 +498,10 @@ static int cmd_run(const opts *o) {
         host_shutdown();
         return 1;
     }
+    /* systemd (Type=notify): the main agent is running. */
+    sdnotify_send("READY=1");
     int rc = agent_join(a, &err);
+    sdnotify_stopping();
     int status = 0;
     pthread_mutex_lock(&h->lock);
     bool stopped = h->phase == HOST_STOPPING;
@@ -541,5 +545,6 @@ int main(int argc, char **argv) {
         return cmd_profiles(&o);
     if (!strcmp(o.cmd, "attach"))
         return attach_main(o.file);
+    sdnotify_init(); /* before any thread: it reads the environment */
     return cmd_run(&o);
 }
