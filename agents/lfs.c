@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "facts.h"
 #include "fsjob.h"
 #include "hold.h"
 #include "host.h"
@@ -613,20 +614,12 @@ void lfs_push_module(lua_State *L) {
 }
 
 void lfs_push_metrics(lua_State *L) {
-    fs_counters c;
-    fsjob_counters(&c);
-    lua_createtable(L, 0, 6);
-#define COUNTER(k)                       \
-    do {                                 \
-        lua_pushnumber(L, (double)c.k);  \
-        lua_setfield(L, -2, #k);         \
-    } while (0)
-    COUNTER(open);
-    COUNTER(opened);
-    COUNTER(bytes_read);
-    COUNTER(bytes_written);
-    COUNTER(jobs);
-    COUNTER(discarded);
-#undef COUNTER
+    uint64_t v[FM_COUNT];
+    file_metric_values(v);
+    lua_createtable(L, 0, FM_COUNT);
+    for (int i = 0; i < FM_COUNT; i++) {
+        lua_pushnumber(L, (double)v[i]);
+        lua_setfield(L, -2, file_metric_descs[i].key);
+    }
     lua_setfield(L, -2, "files");
 }
