@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 
 #include "facts.h"
+#include "fsjob.h"
 
 #define KIB 1024.0
 #define GIB (KIB * KIB * KIB)
@@ -49,6 +50,9 @@ static const profile_field host_fields[] = {
      .help = "agents allowed to JIT-compile before new ones run with the JIT off"},
     {.name = "mailbox_limit", .kind = PF_COUNT, .max = 100000000, .live = true,
      .zero = "unbounded", .help = "messages an agent's mailbox may hold; 0 = unbounded"},
+    {.name = "agent_open_files", .kind = PF_COUNT, .max = 1000000, .def = 1024, .live = true,
+     .zero = "unbounded",
+     .help = "files an agent may hold open at once through ms.fs.open; 0 = unbounded"},
     {.name = "runaway_stop_after", .kind = PF_COUNT, .max = 1000000, .live = true,
      .zero = "report only",
      .help = "stop an agent at its Nth stall past stall_threshold (exit reason runaway); "
@@ -138,6 +142,32 @@ const host_metric_desc agent_metric_descs[AM_COUNT] = {
 
 const host_metric_desc agents_metric_desc = {"agents", "ms_agents", MS_METRIC_GAUGE,
                                              "Agents in the host's registry.", MS_UNIT_NONE};
+
+const host_metric_desc file_metric_descs[FM_COUNT] = {
+    [FM_OPEN] = {"open", "ms_files_open", MS_METRIC_GAUGE,
+                 "File handles open through ms.fs, all agents."},
+    [FM_OPENED] = {"opened", "ms_files_opened_total", MS_METRIC_COUNTER,
+                   "File handles opened through ms.fs since start."},
+    [FM_BYTES_READ] = {"bytes_read", "ms_file_read_bytes_total", MS_METRIC_COUNTER,
+                       "Bytes read from files by ms.fs."},
+    [FM_BYTES_WRITTEN] = {"bytes_written", "ms_file_written_bytes_total", MS_METRIC_COUNTER,
+                          "Bytes written to files by ms.fs."},
+    [FM_JOBS] = {"jobs", "ms_file_jobs_total", MS_METRIC_COUNTER,
+                 "File calls of ms.fs run on the blocking pool."},
+    [FM_DISCARDED] = {"discarded", "ms_file_discarded_total", MS_METRIC_COUNTER,
+                      "File call results thrown away because their task was stopped."},
+};
+
+void file_metric_values(uint64_t out[FM_COUNT]) {
+    fs_counters c;
+    fsjob_counters(&c);
+    out[FM_OPEN] = c.open;
+    out[FM_OPENED] = c.opened;
+    out[FM_BYTES_READ] = c.bytes_read;
+    out[FM_BYTES_WRITTEN] = c.bytes_written;
+    out[FM_JOBS] = c.jobs;
+    out[FM_DISCARDED] = c.discarded;
+}
 
 /* ---- the Lua view ---- */
 
@@ -240,7 +270,7 @@ static int l_metric_descs(lua_State *L) {
     static const char *const units[] = {NULL, "ns", "us", "ms"};
     size_t n;
     const ms_metric_desc *d = ms_metric_descs(&n);
-    lua_createtable(L, (int)(n + AM_COUNT + 1), 0);
+    lua_createtable(L, (int)(n + AM_COUNT + FM_COUNT + 1), 0);
     int k = 0;
     for (size_t i = 0; i < n; i++) {
         lua_createtable(L, 0, 7);
@@ -257,6 +287,10 @@ static int l_metric_descs(lua_State *L) {
     lua_rawseti(L, -2, ++k);
     for (int i = 0; i < AM_COUNT; i++) {
         push_host_metric(L, &agent_metric_descs[i], "agent");
+        lua_rawseti(L, -2, ++k);
+    }
+    for (int i = 0; i < FM_COUNT; i++) {
+        push_host_metric(L, &file_metric_descs[i], "host");
         lua_rawseti(L, -2, ++k);
     }
     return 1;

@@ -20,6 +20,7 @@
 #include <lua.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ms.h"
 
@@ -87,6 +88,22 @@ typedef struct host_metric_desc {
 extern const host_metric_desc agent_metric_descs[AM_COUNT];
 /* The number of agents in the registry (no labels). */
 extern const host_metric_desc agents_metric_desc;
+
+/* ms.fs's counters (fsjob.h), host-wide, no labels: ms.metrics().files
+ * by key, /metrics by prom. */
+typedef enum file_metric {
+    FM_OPEN,
+    FM_OPENED,
+    FM_BYTES_READ,
+    FM_BYTES_WRITTEN,
+    FM_JOBS,
+    FM_DISCARDED,
+    FM_COUNT
+} file_metric;
+
+extern const host_metric_desc file_metric_descs[FM_COUNT];
+/* The counters' values now, indexed by file_metric. */
+void file_metric_values(uint64_t out[FM_COUNT]);
 
 /* Sets ms._profile_fields and ms._metric_descs in the table at the top of
  * L (the ms module). */

@@ -8,6 +8,7 @@
 
 #include "events.h"
 #include "facts.h"
+#include "fsjob.h"
 #include "host.h"
 #include "lifecycle.h"
 #include "ops.h"
@@ -130,6 +131,9 @@ int host_shutdown(void) {
             return rc;
         }
         ms_runtime_free(h->rt);
+        /* No thread is left: file jobs the shutdown cancelled before they
+         * ran never let go of their requests. */
+        fsjob_reap_all();
     }
     uint64_t stopped = atomic_load(&h->stopped_at_shutdown);
     uint64_t unread = atomic_load(&h->unread_at_shutdown);

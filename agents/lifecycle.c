@@ -35,11 +35,14 @@
 #include "lifecycle.h"
 #include "lms.h"
 #include "tasks.h"
+#include "paths.h"
+#include "sdnotify.h"
 #include "tune.h"
 
 typedef struct lifecycle {
     ms_signal *sigint, *sigterm, *sighup, *sigusr1;
     ms_timer *deadline;
+    ms_timer *watchdog;         /* WATCHDOG=1 pings (sdnotify.h), or NULL */
     bool deadline_armed;
     bool killed;                /* the deadline passed: agents were killed */
     uint64_t started_ns;
@@ -61,6 +64,7 @@ void lifecycle_begin_shutdown(const char *reason, double timeout) {
                                        : ms_runtime_config(h->rt)->shutdown_timeout_ms / 1000.0;
     snprintf(h->shutdown_reason, sizeof h->shutdown_reason, "%s", reason);
     h->shutdown_started_ns = ms_now_ns();
+    sdnotify_stopping();
     /* Supervised agents are left to their supervisors, which stop them in
      * reverse start order from their own on_shutdown handlers; everyone
      * else is asked directly.  The deadline still covers them all. */
@@ -99,7 +103,14 @@ static void kill_all(host *h) {
 
 static void *reload_job(void *arg) {
     (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    char state[80];
+    snprintf(state, sizeof state, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    sdnotify_send(state);
     lifecycle_reload_profile();
+    sdnotify_send("READY=1");
     return NULL;
 }
 
@@ -177,6 +188,13 @@ static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
         if (ms_spawn_blocking(h->rt, dump_job, NULL, NULL) != 0)
             fprintf(stderr, "ms-host: SIGUSR1: cannot dump the tasks now (shutting down)\n");
     }
+    /* The service manager's watchdog is fed by this task, so only while
+     * workers run tasks, and only while no worker is reported stuck. */
+    while (l->watchdog && ms_timer_poll(l->watchdog, cx) == MS_POLL_READY) {
+        if (sdnotify_workers_progress())
+            sdnotify_send("WATCHDOG=1");
+        ms_timer_set_after(l->watchdog, sdnotify_watchdog_ms());
+    }
     pthread_mutex_lock(&h->lock);
     bool stopping = h->phase == HOST_STOPPING;
     double timeout = h->shutdown_timeout;
@@ -213,8 +231,10 @@ static void lifecycle_drop(void *state) {
     ms_signal_free(l->sighup);
     ms_signal_free(l->sigusr1);
     ms_timer_free(l->deadline);
+    if (l->watchdog)
+        ms_timer_free(l->watchdog);
     l->sigint = l->sigterm = l->sighup = l->sigusr1 = NULL;
-    l->deadline = NULL;
+    l->deadline = l->watchdog = NULL;
 }
 
 int lifecycle_start(ms_error *err) {
@@ -230,6 +250,11 @@ int lifecycle_start(ms_error *err) {
         rc = ms_signal_new(h->rt, SIGUSR1, &l->sigusr1, err);
     if (rc == 0)
         rc = ms_timer_new(h->rt, &l->deadline, err);
+    if (rc == 0 && sdnotify_watchdog_ms() > 0) {
+        rc = ms_timer_new(h->rt, &l->watchdog, err);
+        if (rc == 0)
+            ms_timer_set_after(l->watchdog, sdnotify_watchdog_ms());
+    }
     if (rc == 0)
         rc = ms_spawn(h->rt, lifecycle_poll, l, lifecycle_drop, NULL);
     if (rc != 0) {
@@ -269,6 +294,7 @@ static bool runaway_ends(agent *a, uint32_t stalls) {
  * the worker, applies its runaway policy, says so on stderr and publishes
  * ms.worker.stalled. */
 void lifecycle_on_stall(void *ud, const ms_stall *st) {
+    sdnotify_worker_stalled(!st->recovered);
     host *h = host_get();
     char name[64] = "(not an agent)";
     agent *found = NULL;
@@ -322,10 +348,6 @@ void lifecycle_on_stall(void *ud, const ms_stall *st) {
 }
 
 /* ---- SIGHUP: reload ---- */
-
-#ifndef MS_LUA_DIR
-#define MS_LUA_DIR "lua"
-#endif
 
 /* The host's own fields that only take effect at start: neither libms's
  * (ms_config, compared field by field below) nor live.  As "name=value",
@@ -405,7 +427,7 @@ void lifecycle_reload_profile(void) {
     }
     luaL_openlibs(L);
     lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", MS_LUA_DIR, MS_LUA_DIR);
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", paths_lua_dir(), paths_lua_dir());
     lua_setfield(L, -2, "path");
     /* ms.profile takes its fields from the ms module (ms._profile_fields). */
     lua_getfield(L, -1, "preload");

@@ -15,7 +15,9 @@
 
 #include "events.h"
 #include "facts.h"
+#include "lfs.h"
 #include "lhandle.h"
+#include "ljson.h"
 #include "lms.h"
 #include "lms_agent.h"
 #include "lms_metrics.h"
@@ -64,6 +66,18 @@ static int ms_lazy_index(lua_State *L) {
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
+    /* ms.fs and ms.json are C, built on first use (most agents use
+     * neither). */
+    if (strcmp(k, "fs") == 0 || strcmp(k, "json") == 0) {
+        if (k[0] == 'f')
+            lfs_push_module(L);
+        else
+            ljson_push_module(L);
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, 1);
+        return 1;
+    }
     for (int i = 0; lazy[i]; i++) {
         if (strcmp(k, lazy[i]) != 0)
             continue;

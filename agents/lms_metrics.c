@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "host.h"
+#include "lfs.h"
 #include "lms_agent.h"
 #include "lms_metrics.h"
 #include "tune.h"
@@ -122,6 +123,7 @@ static int l_metrics(lua_State *L) {
         SETNUM(names[i], values[i]);
     lms_push_agents(L);
     lua_setfield(L, -2, "agents");
+    lfs_push_metrics(L);
     lua_getfield(L, lua_upvalueindex(1), "stats");
     lua_call(L, 0, 1);
     lua_setfield(L, -2, "events");

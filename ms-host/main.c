@@ -39,13 +39,11 @@
 #include "lifecycle.h"
 #include "lms.h"
 #include "metrics_http.h"
+#include "paths.h"
 #include "repl_term.h"
+#include "sdnotify.h"
 #include "spawn.h"
 #include "tune.h"
-
-#ifndef MS_LUA_DIR
-#define MS_LUA_DIR "lua"
-#endif
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -192,7 +190,8 @@ static lua_State *new_state(void) {
     luaL_openlibs(L);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", MS_LUA_DIR, MS_LUA_DIR, lua_tostring(L, -1));
+    const char *lua_dir = paths_lua_dir();
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", lua_dir, lua_dir, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
     lua_pop(L, 1);
     /* ms.profile takes its fields from the ms module (ms._profile_fields). */
@@ -502,7 +501,10 @@ static int cmd_run(const opts *o) {
         host_shutdown();
         return 1;
     }
+    /* systemd (Type=notify): the main agent is running. */
+    sdnotify_send("READY=1");
     int rc = agent_join(a, &err);
+    sdnotify_stopping();
     int status = 0;
     pthread_mutex_lock(&h->lock);
     bool stopped = h->phase == HOST_STOPPING;
@@ -546,5 +548,6 @@ int main(int argc, char **argv) {
         return cmd_profiles(&o);
     if (!strcmp(o.cmd, "attach"))
         return attach_main(o.file);
+    sdnotify_init(); /* before any thread: it reads the environment */
     return cmd_run(&o);
 }

@@ -356,6 +356,13 @@ static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *row
             sb_str(b, "\n");
         }
     }
+    uint64_t files[FM_COUNT];
+    file_metric_values(files);
+    for (size_t i = 0; i < FM_COUNT; i++) {
+        const host_metric_desc *f = &file_metric_descs[i];
+        sb_family(b, f->prom, prom_type(f->type), f->help);
+        sb_printf(b, "%s %llu\n", f->prom, (unsigned long long)files[i]);
+    }
 }
 
 static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, size_t nrows) {
@@ -380,7 +387,13 @@ static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, siz
         }
         sb_str(b, "}");
     }
-    sb_str(b, "]}\n");
+    uint64_t files[FM_COUNT];
+    file_metric_values(files);
+    sb_str(b, "],\"files\":{");
+    for (size_t i = 0; i < FM_COUNT; i++)
+        sb_printf(b, "%s\"%s\":%llu", i ? "," : "", file_metric_descs[i].key,
+                  (unsigned long long)files[i]);
+    sb_str(b, "}}\n");
 }
 
 char *metrics_json_line(host *h, const ms_metrics *m, const char *prefix) {

@@ -101,4 +101,10 @@ return {
     -- first stall (exit reason "runaway", which supervisors restart);
     -- its own spawn option `runaway` overrides this.
     runaway_stop_after = 0,
+
+    -- 1024 files open at once per agent through ms.fs.open (docs/files.md),
+    -- the usual soft `ulimit -n`: an agent that leaks handles gets a clear
+    -- error naming this field long before the process runs out of
+    -- descriptors for everyone.
+    agent_open_files = 1024,
 }

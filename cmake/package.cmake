@@ -1,0 +1,54 @@
+# Debian packages (issue 19), built by `./dev package` with CPack from a
+# tree configured for the prefix /usr (so that LIBDIR is multiarch):
+#
+#   ms-host     bin/ms-host, share/ms-host, the man page, the docs
+#   libms0      libms.so.0 (the SONAME's package, as Debian's policy wants)
+#   libms-dev   ms.h, libms.a, libms.so, libms.pc, the CMake package
+#   lua-ms      the ms module for plain LuaJIT (lib/ARCH/lua/5.1/ms.so)
+#
+# Depends come from dpkg-shlibdeps (the libraries the binaries link) plus
+# the packages' own relations written here.
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME ms-host)
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_VENDOR "ms-host")
+set(CPACK_PACKAGE_CONTACT "ms-host maintainers <ms-host@example.org>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Lua-scriptable runtime host for agents")
+set(CPACK_STRIP_FILES ON)
+set(CPACK_DEB_COMPONENT_INSTALL ON)
+set(CPACK_COMPONENTS_ALL host lib dev lua)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
+set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://example.org/ms-host")
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+
+set(CPACK_DEBIAN_HOST_PACKAGE_NAME ms-host)
+set(CPACK_DEBIAN_HOST_PACKAGE_SECTION interpreters)
+set(CPACK_COMPONENT_HOST_DESCRIPTION "Lua-scriptable runtime host for agents
+ ms-host runs Lua scripts as agents: isolated LuaJIT states scheduled on a
+ work-stealing executor, exchanging messages, with supervision, live
+ tuning, metrics and a console.")
+
+set(CPACK_DEBIAN_LIB_PACKAGE_NAME libms0)
+set(CPACK_DEBIAN_LIB_PACKAGE_SECTION libs)
+set(CPACK_COMPONENT_LIB_DESCRIPTION "ms-host's runtime library
+ libms is a multi-threaded async runtime in C: a work-stealing executor, a
+ blocking pool, timers and I/O on libuv, semaphores and channels, and
+ runtime metrics.")
+
+set(CPACK_DEBIAN_DEV_PACKAGE_NAME libms-dev)
+set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
+set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
+    "libms0 (= ${PROJECT_VERSION}), libuv1-dev, libcjson-dev, pkg-config")
+set(CPACK_COMPONENT_DEV_DESCRIPTION "ms-host's runtime library (development files)
+ The header ms.h, the static library, the pkg-config file libms.pc and the
+ CMake package ms (find_package(ms), target ms::ms).")
+
+set(CPACK_DEBIAN_LUA_PACKAGE_NAME lua-ms)
+set(CPACK_DEBIAN_LUA_PACKAGE_SECTION interpreters)
+set(CPACK_DEBIAN_LUA_PACKAGE_DEPENDS "luajit, ms-host (= ${PROJECT_VERSION})")
+set(CPACK_COMPONENT_LUA_DESCRIPTION "ms-host's agents runtime as a module for LuaJIT
+ require \"ms\" from plain LuaJIT; ms.run(fn) runs fn as the main agent.")
+
+include(CPack)
