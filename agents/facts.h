@@ -71,6 +71,7 @@ typedef enum agent_metric {
     AM_MEMORY_LIMIT,
     AM_POLLS,
     AM_RESTARTS,
+    AM_IO_HANDLES,
     AM_COUNT
 } agent_metric;
 
@@ -85,6 +86,24 @@ typedef struct host_metric_desc {
 extern const host_metric_desc agent_metric_descs[AM_COUNT];
 /* The number of agents in the registry (no labels). */
 extern const host_metric_desc agents_metric_desc;
+
+/* The host's I/O figures (sockets, processes; iohandle.c, lms_net.c),
+ * indexing io_metric_descs and host.io. */
+typedef enum io_metric {
+    IM_SOCKETS_OPEN,
+    IM_PROCESSES_OPEN,
+    IM_BYTES_READ,
+    IM_BYTES_WRITTEN,
+    IM_ACCEPTED,
+    IM_CONNECT_FAILURES,
+    IM_PROCESSES_SPAWNED,
+    IM_REFUSED,
+    IM_COUNT
+} io_metric;
+
+/* Indexed by io_metric; no labels in /metrics, `io` in ms.metrics() and
+ * /metrics.json. */
+extern const host_metric_desc io_metric_descs[IM_COUNT];
 
 /* Sets ms._profile_fields and ms._metric_descs in the table at the top of
  * L (the ms module). */

@@ -19,6 +19,7 @@
 #include "lms.h"
 #include "lms_agent.h"
 #include "lms_metrics.h"
+#include "lms_net.h"
 #include "lms_run.h"
 #include "lms_sync.h"
 #include "lms_task.h"
@@ -56,13 +57,21 @@ static int err_tostring(lua_State *L) {
 
 /* ms's __index: ms.supervisor, ms.retry, ms.circuit_breaker, ms.tune and
  * ms.tuner are the Lua modules ms.<name> (lua/ms/<name>.lua), loaded on first use
- * and then kept in the ms table. */
+ * and then kept in the ms table; ms.net is built in C the same way. */
 static int ms_lazy_index(lua_State *L) {
     static const char *const lazy[] = {"supervisor", "retry", "circuit_breaker", "tune",
                                        "tuner", NULL};
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
+    if (strcmp(k, "net") == 0) {
+        /* ms.net (lms_net.c): built in C on first use, then kept. */
+        lms_net_push_module(L);
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, 1);
+        return 1;
+    }
     for (int i = 0; lazy[i]; i++) {
         if (strcmp(k, lazy[i]) != 0)
             continue;
@@ -143,6 +152,8 @@ static const struct {
     [LMS_MT_TASK] = {"ms.task", lms_build_task_mt},
     [LMS_MT_FAILED_TASK] = {"ms.task.failed", lms_build_failed_task_mt},
     [LMS_MT_ERROR] = {"ms.error", lms_build_error_mt},
+    [LMS_MT_SOCKET] = {"ms.socket", lms_build_socket_mt},
+    [LMS_MT_LISTENER] = {"ms.listener", lms_build_listener_mt},
 };
 
 void lms_push_mt(lua_State *L, lms_mt which) {

@@ -116,6 +116,8 @@ static void push_info(lua_State *L, const agent_info *in) {
     lua_setfield(L, -2, "polls");
     lua_pushnumber(L, (double)in->restarts);
     lua_setfield(L, -2, "restarts");
+    lua_pushnumber(L, (double)in->io_handles);
+    lua_setfield(L, -2, "io_handles");
     lua_pushboolean(L, in->traps_exit);
     lua_setfield(L, -2, "trap_exit");
     if (in->state == AG_EXITED) {

@@ -22,6 +22,8 @@ opts="-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$arti
 [ -f "$here/$target.dict" ] && opts="$opts -dict=$here/$target.dict"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}:halt_on_error=1"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}:halt_on_error=1"
+# A target whose kept Lua state LeakSanitizer misreads has suppressions.
+[ -f "$here/$target.lsan" ] && export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$here/$target.lsan"
 
 if [ -d "$here/regress/$target" ] && [ -n "$(ls -A "$here/regress/$target")" ]; then
     echo "== $target: the regression inputs"

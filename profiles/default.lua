@@ -106,4 +106,12 @@ return {
     -- first stall (exit reason "runaway", which supervisors restart);
     -- its own spawn option `runaway` overrides this.
     runaway_stop_after = 0,
+
+    -- Sockets, listeners and processes one agent may hold open: far more
+    -- than a well-behaved agent needs, and a quarter of a typical
+    -- descriptor limit (ulimit -n 16384), so that one leaking agent meets
+    -- a clear error before the whole host meets EMFILE.  The host-wide
+    -- limit is the OS's own unless set.
+    agent_io_limit = 4096,
+    host_io_limit = 0,
 }

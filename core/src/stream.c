@@ -14,6 +14,7 @@
 int stream_uv_error(ms_error *err, int uverr, const char *what) {
     int code = uverr == UV_ENOMEM || uverr == UV_ENOBUFS ? MS_E_NO_MEMORY
              : uverr == UV_ECANCELED                     ? MS_E_CLOSED
+             : uverr == UV_EMFILE || uverr == UV_ENFILE  ? MS_E_EXHAUSTED
                                                          : MS_E_IO;
     return ms_error_set(err, code, "%s: %s (%s)", what, uv_strerror(uverr), uv_err_name(uverr));
 }
@@ -213,6 +214,7 @@ ms_stream *stream_new(driver *d) {
         return NULL;
     }
     s->d = d;
+    s->fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     s->op_read.fn = op_read;
     s->op_flush.fn = op_flush;
@@ -344,6 +346,10 @@ ms_poll ms_stream_shutdown(ms_stream *s, ms_cx *cx, int *rc, ms_error *err) {
         return MS_POLL_READY;
     }
     return MS_POLL_PENDING;
+}
+
+int ms_stream_fd(const ms_stream *s) {
+    return s->fd;
 }
 
 void ms_stream_close(ms_stream *s) {
