@@ -20,6 +20,7 @@
 #include "lms_agent.h"
 #include "lms_metrics.h"
 #include "lms_net.h"
+#include "lms_process.h"
 #include "lms_run.h"
 #include "lms_sync.h"
 #include "lms_task.h"
@@ -64,9 +65,13 @@ static int ms_lazy_index(lua_State *L) {
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
-    if (strcmp(k, "net") == 0) {
-        /* ms.net (lms_net.c): built in C on first use, then kept. */
-        lms_net_push_module(L);
+    if (strcmp(k, "net") == 0 || strcmp(k, "process") == 0) {
+        /* ms.net (lms_net.c) and ms.process (lms_process.c): built in C
+         * on first use, then kept. */
+        if (k[0] == 'n')
+            lms_net_push_module(L);
+        else
+            lms_process_push_module(L);
         lua_pushvalue(L, 2);
         lua_pushvalue(L, -2);
         lua_rawset(L, 1);
@@ -154,6 +159,7 @@ static const struct {
     [LMS_MT_ERROR] = {"ms.error", lms_build_error_mt},
     [LMS_MT_SOCKET] = {"ms.socket", lms_build_socket_mt},
     [LMS_MT_LISTENER] = {"ms.listener", lms_build_listener_mt},
+    [LMS_MT_PROCESS] = {"ms.process", lms_build_process_mt},
 };
 
 void lms_push_mt(lua_State *L, lms_mt which) {
