@@ -160,6 +160,7 @@ static const struct {
     [LMS_MT_SOCKET] = {"ms.socket", lms_build_socket_mt},
     [LMS_MT_LISTENER] = {"ms.listener", lms_build_listener_mt},
     [LMS_MT_PROCESS] = {"ms.process", lms_build_process_mt},
+    [LMS_MT_UDP] = {"ms.udp", lms_build_udp_mt},
 };
 
 void lms_push_mt(lua_State *L, lms_mt which) {

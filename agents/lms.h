@@ -23,6 +23,7 @@ typedef enum lms_mt {
     LMS_MT_SOCKET,
     LMS_MT_LISTENER,
     LMS_MT_PROCESS,
+    LMS_MT_UDP,
     LMS_MT_COUNT
 } lms_mt;
 

@@ -62,9 +62,11 @@ struct lsock {
     ioh io;                     /* on the owner's list (iohandle.h) */
     _Atomic uint32_t refs;      /* the userdata, a blob in flight, waiting operations */
     bool listener, is_pipe;     /* immutable */
+    bool udp;                   /* immutable: a datagram socket (u) */
     /* Owner's thread (see the file comment): */
     ms_stream *s;               /* NULL for a listener, or once closed */
     ms_listener *l;             /* NULL for a stream, or once closed */
+    ms_udp *u;                  /* a datagram socket, NULL once closed */
     bool closed;
     lsock_ud *ud;               /* the owning handle, NULL in flight */
     ltask *reader, *writer;     /* the tasks waiting on it */
@@ -124,8 +126,11 @@ static void close_os(lsock *ls) {
         ms_stream_close(ls->s);
     if (ls->l)
         ms_listener_close(ls->l);
+    if (ls->u)
+        ms_udp_close(ls->u);
     ls->s = NULL;
     ls->l = NULL;
+    ls->u = NULL;
     if (ls->unlink_path)
         unlink(ls->unlink_path);
     free(ls->unlink_path);
@@ -179,7 +184,7 @@ void lsock_push(lua_State *L, lsock *ls) {
     u->h.ptr = NULL;
     u->h.lc = NULL;
     u->gone = GONE_NONE;
-    lms_push_mt(L, ls->listener ? LMS_MT_LISTENER : LMS_MT_SOCKET);
+    lms_push_mt(L, ls->udp ? LMS_MT_UDP : ls->listener ? LMS_MT_LISTENER : LMS_MT_SOCKET);
     lua_setmetatable(L, -2);
     u->h.ptr = ls;
     ls->ud = u;
@@ -230,7 +235,7 @@ void lsock_push_received(lua_State *L, lsock *ls) {
         u->h.ptr = NULL;
         u->h.lc = NULL;
         u->gone = GONE_TAKEN;
-        lms_push_mt(L, ls->listener ? LMS_MT_LISTENER : LMS_MT_SOCKET);
+        lms_push_mt(L, ls->udp ? LMS_MT_UDP : ls->listener ? LMS_MT_LISTENER : LMS_MT_SOCKET);
         lua_setmetatable(L, -2);
         hold_pop(ls);
         lsock_unref(ls);
@@ -705,7 +710,7 @@ static int push_sockaddr(lua_State *L, const struct sockaddr_storage *ss, sockle
 static int fd_of(lsock *ls) {
     if (ls->closed)
         return -1;
-    return ls->listener ? ms_listener_fd(ls->l) : ms_stream_fd(ls->s);
+    return ls->udp ? ms_udp_fd(ls->u) : ls->listener ? ms_listener_fd(ls->l) : ms_stream_fd(ls->s);
 }
 
 static int address(lua_State *L, lsock *ls, bool peer) {
@@ -790,7 +795,7 @@ static int sock_is_closed(lua_State *L) {
 static int sock_tostring(lua_State *L) {
     lsock_ud *u = lua_touserdata(L, 1);
     lsock *ls = u ? u->h.ptr : NULL;
-    lua_pushfstring(L, "%s (%s)", ls && ls->listener ? "ms.listener" : "ms.socket",
+    lua_pushfstring(L, "%s (%s)", !ls ? "ms.socket" : ls->udp ? "ms.udp" : ls->listener ? "ms.listener" : "ms.socket",
                     !ls ? "handed over" : ls->closed ? "closed" : "open");
     return 1;
 }
@@ -1253,6 +1258,141 @@ static int net_resolve(lua_State *L) {
     return op_suspend(L, lt, resolve_poll, resolve_cancel, 0);
 }
 
+/* ---- datagrams ---- */
+
+#define UDP_MAX 65536
+
+static ms_poll udp_recv_poll(ltask *lt, ms_cx *cx) {
+    net_op *o = op_of(lt);
+    lsock *ls = o->ls;
+    lua_State *co = lt->co;
+    if (ls->closed)
+        return ready(lt, push_closed(co));
+    if (!ls->buf) {
+        if (!(ls->buf = malloc(UDP_MAX)))
+            return ready(lt, push_error(co, MS_E_NO_MEMORY, "recv: out of memory"));
+        ls->bcap = UDP_MAX;
+    }
+    ssize_t n;
+    struct sockaddr_storage from;
+    ms_error e;
+    if (ms_udp_recv(ls->u, cx, ls->buf, ls->bcap, &n, &from, &e) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    if (n < 0)
+        return ready(lt, push_error(co, (int)n, e.message));
+    count(IM_BYTES_READ, (uint64_t)n);
+    lua_pushlstring(co, ls->buf, (size_t)n);
+    return ready(lt, 1 + push_sockaddr(co, &from, sizeof from));
+}
+
+static lsock *check_udp(lua_State *L) {
+    return check_ud(L, 1, LMS_MT_UDP)->h.ptr;
+}
+
+/* u:recv([timeout]) -> data, host, port | nil, "timeout" | nil, "closed" | nil, err */
+static int udp_recv(lua_State *L) {
+    lsock *ls = check_udp(L);
+    double timeout = lms_opt_timeout(L, 2);
+    ltask *lt = ltask_current(L, "udp:recv");
+    if (ls->reader && ls->reader != lt)
+        return luaL_error(L, "udp:recv: another task of this agent is already receiving");
+    if (ls->closed)
+        return push_closed(L);
+    net_op *o = op_of(lt);
+    memset(o, 0, sizeof *o);
+    o->ref = LUA_NOREF;
+    o->ls = ls;
+    return run_op(L, lt, udp_recv_poll, net_cancel, timeout);
+}
+
+/* u:send(data, address) -> true | nil, err (never waits: UDP may drop) */
+static int udp_send(lua_State *L) {
+    lsock *ls = check_udp(L);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_argerror(L, 2, "data must be a string");
+    size_t len;
+    const char *data = lua_tolstring(L, 2, &len);
+    if (len > UDP_MAX - 1)
+        return luaL_argerror(L, 2, "a datagram is at most 65535 bytes");
+    net_addr addr;
+    check_address(L, 3, &addr);
+    if (addr.is_pipe)
+        return luaL_argerror(L, 3, "a UDP address is host:port");
+    if (ls->closed)
+        return push_closed(L);
+    ms_error e;
+    int rc = ms_udp_send(ls->u, data, len, addr.host, addr.port, &e);
+    if (rc != 0)
+        return push_error(L, rc, e.message);
+    count(IM_BYTES_WRITTEN, len);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int udp_local_address(lua_State *L) {
+    return address(L, check_udp(L), false);
+}
+
+static int udp_close(lua_State *L) {
+    lsock_ud *u = lms_check_udata(L, 1, LMS_MT_UDP);
+    if (u->h.ptr)
+        close_os(u->h.ptr);
+    return 0;
+}
+
+static int udp_is_closed(lua_State *L) {
+    lsock_ud *u = lms_check_udata(L, 1, LMS_MT_UDP);
+    lua_pushboolean(L, !u->h.ptr || ((lsock *)u->h.ptr)->closed);
+    return 1;
+}
+
+/* ms.net.udp([address]) -> udp socket | nil, err; bound to address
+ * (default "0.0.0.0:0": any interface, a free port). */
+static int net_udp(lua_State *L) {
+    net_addr addr;
+    if (lua_isnoneornil(L, 1)) {
+        memset(&addr, 0, sizeof addr);
+        strcpy(addr.host, "0.0.0.0");
+    } else {
+        check_address(L, 1, &addr);
+        if (addr.is_pipe)
+            return luaL_argerror(L, 1, "a UDP address is host:port");
+    }
+    host *h = the_host();
+    if (!h)
+        return luaL_error(L, "ms.net.udp: no host runs in this Lua state");
+    char err[256];
+    lsock *ls = lsock_new(agent_from_state(L), err, sizeof err);
+    if (!ls)
+        return push_error(L, MS_E_EXHAUSTED, err);
+    ls->udp = true;
+    ms_error e;
+    const char *bind_to = strcmp(addr.host, "*") == 0 ? "0.0.0.0" : addr.host;
+    int rc = ms_udp_open(h->rt, bind_to, addr.port, &ls->u, &e);
+    if (rc != 0) {
+        ls->u = NULL;
+        lsock_unref(ls);
+        return push_error(L, rc, e.message);
+    }
+    lsock_push(L, ls);
+    return 1;
+}
+
+void lms_build_udp_mt(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        {"recv", udp_recv},
+        {"send", udp_send},
+        {"close", udp_close},
+        {"closed", udp_is_closed},
+        {"local_address", udp_local_address},
+        {NULL, NULL},
+    };
+    lms_new_handle_mt(L, "ms.udp", NULL, 5, sock_tostring, NULL);
+    lua_pushcfunction(L, sock_gc);
+    lua_setfield(L, -2, "__gc");
+    lms_add_checked_methods(L, methods);
+}
+
 /* ---- the module and metatables ---- */
 
 void lms_build_socket_mt(lua_State *L) {
@@ -1294,6 +1434,7 @@ void lms_net_push_module(lua_State *L) {
         {"connect", net_connect},
         {"listen", net_listen},
         {"resolve", net_resolve},
+        {"udp", net_udp},
         {NULL, NULL},
     };
     lua_createtable(L, 0, 4);

@@ -19,6 +19,7 @@ void lms_net_push_module(lua_State *L);
 /* The socket metatables' builders (lms.c's table of metatables). */
 void lms_build_socket_mt(lua_State *L);
 void lms_build_listener_mt(lua_State *L);
+void lms_build_udp_mt(lua_State *L);
 
 /* A socket, connected stream or listener, taking over stream (or
  * listener) with one reference for the new userdata; counted as a's

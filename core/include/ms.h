@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -800,6 +801,28 @@ MS_API void ms_stream_close(ms_stream *s);
  * setsockopt (TCP_NODELAY, SO_KEEPALIVE) from any thread; the stream owns
  * it: never read, write or close it. */
 MS_API int ms_stream_fd(const ms_stream *s);
+
+/* ---- Datagrams: UDP ---- */
+
+/* A UDP socket: the task receives and sends with non-blocking system
+ * calls on its own thread; the driver only watches for readability
+ * while a receive waits, so a datagram is copied once, into the
+ * caller's buffer. */
+typedef struct ms_udp ms_udp;
+
+/* Binds host:port (numeric host or localhost; port 0 picks one). */
+MS_API int ms_udp_open(ms_runtime *rt, const char *host, uint16_t port, ms_udp **out,
+                       ms_error *err);
+/* Ready with one datagram: *n bytes (cut to cap, a longer one is
+ * truncated) and its sender in *from; or *n < 0 on error. */
+MS_API ms_poll ms_udp_recv(ms_udp *u, ms_cx *cx, void *buf, size_t cap, ssize_t *n,
+                           struct sockaddr_storage *from, ms_error *err);
+/* Sends one datagram to host:port (numeric) now; MS_E_EXHAUSTED when the
+ * kernel's buffer is full (EAGAIN: UDP may drop; try later). */
+MS_API int ms_udp_send(ms_udp *u, const void *buf, size_t len, const char *host, uint16_t port,
+                       ms_error *err);
+MS_API int ms_udp_fd(const ms_udp *u);
+MS_API void ms_udp_close(ms_udp *u);
 
 /* ---- Name resolution: getaddrinfo on the driver loop ---- */
 
