@@ -504,7 +504,11 @@ static ms_poll read_poll(ltask *lt, ms_cx *cx) {
         int n = try_answer(ls, o, co);
         if (n)
             return ready(lt, n);
-        if (!make_room(ls, mode_limit(o))) {
+        /* Unanswered with the limit's worth buffered: a line that long
+         * (or a stream that long for "a") is refused here, exactly at
+         * the limit, whatever sizes the reads came in. */
+        bool over = o->mode != RD_N && o->mode != RD_SOME && ls->blen >= mode_limit(o);
+        if (over || !make_room(ls, mode_limit(o))) {
             char text[160];
             if (o->mode == RD_LINE || o->mode == RD_LINE_KEEP)
                 snprintf(text, sizeof text, "read: a line longer than %d bytes", READ_LINE_MAX);
