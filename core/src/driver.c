@@ -97,6 +97,10 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
         process_close_at_stop(h); /* one nobody owns any more is freed */
         return;
     }
+    if ((h->type == UV_TCP || h->type == UV_NAMED_PIPE) && !uv_is_closing(h)) {
+        stream_close_at_stop(h); /* its owner may let go later */
+        return;
+    }
     if (!uv_is_closing(h))
         uv_close(h, NULL);
 }

@@ -193,7 +193,28 @@ static void close_cb(uv_handle_t *h) {
     stream_free_memory(h->data);
 }
 
+static void walk_close_cb(uv_handle_t *h) {
+    ms_stream *s = h->data;
+    s->walk_done = true;
+    if (s->release)
+        stream_free_memory(s);
+}
+
+void stream_close_at_stop(uv_handle_t *h) {
+    ms_stream *s = h->data;
+    s->walk_closed = true;
+    uv_close(h, walk_close_cb);
+}
+
 void stream_close_now(ms_stream *s) {
+    if (s->walk_closed) {
+        /* The stop's walk closed it: free once that close is done. */
+        if (s->walk_done)
+            stream_free_memory(s);
+        else
+            s->release = true;
+        return;
+    }
     if (s->handle_live && !uv_is_closing((uv_handle_t *)&s->h))
         uv_close((uv_handle_t *)&s->h, close_cb);
     else if (!s->handle_live)
@@ -357,6 +378,6 @@ void ms_stream_close(ms_stream *s) {
         return;
     if (!drv_submit(s->d, &s->op_close)) {
         drv_wait_finished(s->d);
-        stream_free_memory(s);
+        stream_close_now(s); /* the loop has ended: this frees */
     }
 }
