@@ -28,6 +28,7 @@
 #include "cpuclock.h"
 #include "events.h"
 #include "hold.h"
+#include "iohandle.h"
 #include "host.h"
 #include "lerr.h"
 #include "libs.h"
@@ -497,6 +498,9 @@ static void agent_teardown(agent *a) {
         }
     }
     ltask_drop_woken(a);
+    /* What it still holds open (sockets, processes) closes now, also for
+     * ms.run's agent, whose state is not closed here. */
+    ioh_close_all(a);
     if (a->own_state && a->L) {
         pthread_mutex_lock(&a->mlock);
         a->state_closing = true;
@@ -810,6 +814,7 @@ void agent_get_info(agent *a, agent_info *out) {
     out->polls = atomic_load_explicit(&a->polls, memory_order_relaxed);
     out->cpu_ns = agent_cpu_ns(a);
     out->restarts = a->restarts;
+    out->io_handles = atomic_load_explicit(&a->io_count, memory_order_relaxed);
     out->traps_exit = atomic_load_explicit(&a->traps_exit, memory_order_relaxed);
     memcpy(out->exit_reason, a->exit_reason, sizeof out->exit_reason);
     pthread_mutex_unlock(&a->mlock);

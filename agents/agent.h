@@ -177,6 +177,11 @@ struct agent {
      * was aborted before its code saw them (ltask.c); part of unread. */
     size_t unread_dropped;
 
+    /* Open OS handles (iohandle.c): the list is the agent thread's; the
+     * count is written there and read by metrics (relaxed). */
+    ioh *io_handles;
+    _Atomic uint32_t io_count;
+
     /* The host registry (registry.c), under the host lock. */
     agent *next_reg, *prev_reg;
     agent *next_name;           /* its chain in the table of names */
@@ -194,6 +199,7 @@ typedef struct agent_info {
     uint64_t polls;
     uint64_t cpu_ns;            /* time in its polls, summed */
     uint32_t restarts;
+    uint32_t io_handles;        /* open OS handles (iohandle.h) */
     char exit_reason[16];
 } agent_info;
 

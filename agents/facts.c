@@ -53,6 +53,12 @@ static const profile_field host_fields[] = {
     {.name = "agent_open_files", .kind = PF_COUNT, .max = 1000000, .def = 1024, .live = true,
      .zero = "unbounded",
      .help = "files an agent may hold open at once through ms.fs.open; 0 = unbounded"},
+    {.name = "agent_io_limit", .kind = PF_COUNT, .max = 10000000, .def = 4096, .live = true,
+     .zero = "none",
+     .help = "OS handles (sockets, listeners, processes) one agent may hold open; 0 = none"},
+    {.name = "host_io_limit", .kind = PF_COUNT, .max = 100000000, .live = true,
+     .zero = "none beyond the OS's descriptor limit",
+     .help = "OS handles all agents together may hold open; 0 = none"},
     {.name = "runaway_stop_after", .kind = PF_COUNT, .max = 1000000, .live = true,
      .zero = "report only",
      .help = "stop an agent at its Nth stall past stall_threshold (exit reason runaway); "
@@ -138,6 +144,28 @@ const host_metric_desc agent_metric_descs[AM_COUNT] = {
                      "Times a supervisor restarted this agent's child slot."},
     [AM_CPU] = {"cpu", "ms_agent_cpu_seconds_total", MS_METRIC_COUNTER,
                 "Time the agent's polls took on the workers, summed.", MS_UNIT_NS},
+    [AM_IO_HANDLES] = {"io_handles", "ms_agent_io_handles", MS_METRIC_GAUGE,
+                       "OS handles (sockets, listeners, processes) the agent holds open."},
+};
+
+const host_metric_desc io_metric_descs[IM_COUNT] = {
+    [IM_SOCKETS_OPEN] = {"sockets_open", "ms_io_sockets_open", MS_METRIC_GAUGE,
+                         "Sockets and listeners agents hold open (or in flight between them)."},
+    [IM_PROCESSES_OPEN] = {"processes_open", "ms_io_processes_open", MS_METRIC_GAUGE,
+                           "Subprocess handles agents hold (running or not yet waited for)."},
+    [IM_BYTES_READ] = {"bytes_read", "ms_io_read_bytes_total", MS_METRIC_COUNTER,
+                       "Bytes agents read from sockets and pipes."},
+    [IM_BYTES_WRITTEN] = {"bytes_written", "ms_io_written_bytes_total", MS_METRIC_COUNTER,
+                          "Bytes agents queued for writing to sockets and pipes."},
+    [IM_ACCEPTED] = {"accepted", "ms_io_accepted_total", MS_METRIC_COUNTER,
+                     "Connections agents accepted."},
+    [IM_CONNECT_FAILURES] = {"connect_failures", "ms_io_connect_failures_total",
+                             MS_METRIC_COUNTER,
+                             "Connects that failed (refused, unknown host, timed out)."},
+    [IM_PROCESSES_SPAWNED] = {"processes_spawned", "ms_io_processes_spawned_total",
+                              MS_METRIC_COUNTER, "Subprocesses agents started."},
+    [IM_REFUSED] = {"limit_refusals", "ms_io_limit_refusals_total", MS_METRIC_COUNTER,
+                    "Handles refused by agent_io_limit or host_io_limit."},
 };
 
 const host_metric_desc agents_metric_desc = {"agents", "ms_agents", MS_METRIC_GAUGE,
@@ -270,7 +298,7 @@ static int l_metric_descs(lua_State *L) {
     static const char *const units[] = {NULL, "ns", "us", "ms"};
     size_t n;
     const ms_metric_desc *d = ms_metric_descs(&n);
-    lua_createtable(L, (int)(n + AM_COUNT + FM_COUNT + 1), 0);
+    lua_createtable(L, (int)(n + AM_COUNT + FM_COUNT + IM_COUNT + 1), 0);
     int k = 0;
     for (size_t i = 0; i < n; i++) {
         lua_createtable(L, 0, 7);
@@ -291,6 +319,10 @@ static int l_metric_descs(lua_State *L) {
     }
     for (int i = 0; i < FM_COUNT; i++) {
         push_host_metric(L, &file_metric_descs[i], "host");
+        lua_rawseti(L, -2, ++k);
+    }
+    for (int i = 0; i < IM_COUNT; i++) {
+        push_host_metric(L, &io_metric_descs[i], "io");
         lua_rawseti(L, -2, ++k);
     }
     return 1;

@@ -73,6 +73,7 @@ typedef enum agent_metric {
     AM_POLLS,
     AM_RESTARTS,
     AM_CPU,
+    AM_IO_HANDLES,
     AM_COUNT
 } agent_metric;
 
@@ -104,6 +105,23 @@ typedef enum file_metric {
 extern const host_metric_desc file_metric_descs[FM_COUNT];
 /* The counters' values now, indexed by file_metric. */
 void file_metric_values(uint64_t out[FM_COUNT]);
+/* The host's I/O figures (sockets, processes; iohandle.c, lms_net.c),
+ * indexing io_metric_descs and host.io. */
+typedef enum io_metric {
+    IM_SOCKETS_OPEN,
+    IM_PROCESSES_OPEN,
+    IM_BYTES_READ,
+    IM_BYTES_WRITTEN,
+    IM_ACCEPTED,
+    IM_CONNECT_FAILURES,
+    IM_PROCESSES_SPAWNED,
+    IM_REFUSED,
+    IM_COUNT
+} io_metric;
+
+/* Indexed by io_metric; no labels in /metrics, `io` in ms.metrics() and
+ * /metrics.json. */
+extern const host_metric_desc io_metric_descs[IM_COUNT];
 
 /* Sets ms._profile_fields and ms._metric_descs in the table at the top of
  * L (the ms module). */

@@ -15,5 +15,7 @@ typedef struct reply_slot reply_slot; /* ops.c (opaque) */
 typedef struct msg msg;               /* mail.h */
 typedef struct xfer xfer;             /* xfer.h */
 typedef struct lchan lchan;           /* lchan.c (opaque) */
+typedef struct ioh ioh;               /* iohandle.h */
+typedef struct lsock lsock;           /* lms_net.c (opaque) */
 
 #endif

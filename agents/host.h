@@ -18,6 +18,7 @@
 
 #include <lauxlib.h>
 
+#include "facts.h"
 #include "fwd.h"
 #include "ms.h"
 
@@ -42,6 +43,12 @@ struct host {
     /* The agents' default runaway policy (agent.h): the profile's
      * runaway_stop_after, 0 (report) or a count.  Under lock. */
     int runaway;
+    /* Open OS handles (iohandle.c): limits (0 = none; written by ms.tune
+     * under lock, read relaxed by anyone), the open count, and the I/O
+     * metrics indexed by io_metric (facts.h); relaxed counters. */
+    _Atomic uint32_t agent_io_limit, host_io_limit;
+    _Atomic uint64_t io_open;
+    _Atomic uint64_t io[IM_COUNT];
     _Atomic uint64_t tune_changes; /* settings changed by ms.tune or SIGHUP */
     _Atomic uint32_t jit_agents;
     char *lua_path, *lua_cpath; /* package paths for new agent states */

@@ -12,6 +12,7 @@
 #include "lchan.h"
 #include "lhandle.h"
 #include "lms.h"
+#include "lms_net.h"
 #include "ops.h"
 
 static lms_mt handle_mt(xh_type t) {
@@ -20,6 +21,7 @@ static lms_mt handle_mt(xh_type t) {
     case XH_SEM: return LMS_MT_SEMAPHORE;
     case XH_CHAN: return LMS_MT_CHANNEL;
     case XH_REPLY: return LMS_MT_REPLY;
+    case XH_SOCK: return LMS_MT_SOCKET;
     }
     return LMS_MT_AGENT;
 }
@@ -31,6 +33,7 @@ void lh_ref_handle(xh_type type, void *ptr) {
     case XH_REPLY: reply_ref(ptr); break;
     case XH_SEM: ms_sem_ref(ptr); break;
     case XH_CHAN: ms_chan_ref(ptr); break;
+    case XH_SOCK: lsock_ref(ptr); break;
     }
 }
 
@@ -40,6 +43,7 @@ void lh_unref_handle(xh_type type, void *ptr) {
     case XH_REPLY: reply_unref(ptr); break;
     case XH_SEM: ms_sem_unref(ptr); break;
     case XH_CHAN: ms_chan_unref(ptr); break;
+    case XH_SOCK: lsock_unref(ptr); break;
     }
 }
 
@@ -87,6 +91,10 @@ static void release_chan(void *p) {
 }
 
 void lh_push_handle(lua_State *L, xh_type type, void *ptr) {
+    if (type == XH_SOCK) {
+        lsock_push_received(L, ptr); /* it moves to this agent */
+        return;
+    }
     static void (*const release[])(void *) = {
         [XH_AGENT] = release_agent, [XH_REPLY] = release_reply, [XH_SEM] = release_sem,
         [XH_CHAN] = release_chan};
@@ -182,8 +190,16 @@ int lh_gc(lua_State *L) {
     return 0;
 }
 
+void lh_after_export(xfer *x) {
+    for (uint32_t i = 0; i < x->nhandles; i++)
+        if (x->handles[i].type == XH_SOCK && x->handles[i].ptr)
+            lsock_exported(x->handles[i].ptr);
+}
+
 bool lh_before_export(lua_State *L, int idx, char *err, size_t errlen) {
     lhandle *h = lua_touserdata(L, idx);
+    if (h && h->type == XH_SOCK)
+        return lsock_can_export(L, idx, err, errlen);
     if (h && h->type == XH_CHAN && lchan_is_local(h->lc))
         return lchan_share(L, idx, h->lc, h->ptr, err, errlen);
     return true;

@@ -41,6 +41,9 @@ void lh_unref_handle(xh_type type, void *ptr);
 /* xfer_encode is about to copy the handle at idx out of this state: a
  * local channel becomes shared (lchan_share).  false + err on failure. */
 bool lh_before_export(lua_State *L, int idx, char *err, size_t errlen);
+/* xfer_encode succeeded: the sockets in x move out of this agent (their
+ * handles here die; lms_net.c). */
+void lh_after_export(xfer *x);
 /* The metamethods every handle metatable has: __gc and __eq. */
 int lh_gc(lua_State *L);
 int lh_eq(lua_State *L);

@@ -21,6 +21,8 @@
 #include "lms.h"
 #include "lms_agent.h"
 #include "lms_metrics.h"
+#include "lms_net.h"
+#include "lms_process.h"
 #include "lms_run.h"
 #include "lms_tasks.h"
 #include "lms_sync.h"
@@ -59,20 +61,26 @@ static int err_tostring(lua_State *L) {
 
 /* ms's __index: ms.supervisor, ms.retry, ms.circuit_breaker, ms.tune and
  * ms.tuner are the Lua modules ms.<name> (lua/ms/<name>.lua), loaded on first use
- * and then kept in the ms table. */
+ * and then kept in the ms table; ms.net is built in C the same way. */
 static int ms_lazy_index(lua_State *L) {
     static const char *const lazy[] = {"supervisor", "retry", "circuit_breaker", "tune",
                                        "tuner", NULL};
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
-    /* ms.fs and ms.json are C, built on first use (most agents use
-     * neither). */
-    if (strcmp(k, "fs") == 0 || strcmp(k, "json") == 0) {
+    /* ms.fs, ms.json (lfs.c, ljson.c), ms.net (lms_net.c) and ms.process
+     * (lms_process.c) are C, built on first use (most agents use none of
+     * them), then kept. */
+    if (strcmp(k, "fs") == 0 || strcmp(k, "json") == 0 || strcmp(k, "net") == 0 ||
+        strcmp(k, "process") == 0) {
         if (k[0] == 'f')
             lfs_push_module(L);
-        else
+        else if (k[0] == 'j')
             ljson_push_module(L);
+        else if (k[0] == 'n')
+            lms_net_push_module(L);
+        else
+            lms_process_push_module(L);
         lua_pushvalue(L, 2);
         lua_pushvalue(L, -2);
         lua_rawset(L, 1);
@@ -158,6 +166,10 @@ static const struct {
     [LMS_MT_TASK] = {"ms.task", lms_build_task_mt},
     [LMS_MT_FAILED_TASK] = {"ms.task.failed", lms_build_failed_task_mt},
     [LMS_MT_ERROR] = {"ms.error", lms_build_error_mt},
+    [LMS_MT_SOCKET] = {"ms.socket", lms_build_socket_mt},
+    [LMS_MT_LISTENER] = {"ms.listener", lms_build_listener_mt},
+    [LMS_MT_PROCESS] = {"ms.process", lms_build_process_mt},
+    [LMS_MT_UDP] = {"ms.udp", lms_build_udp_mt},
 };
 
 void lms_push_mt(lua_State *L, lms_mt which) {

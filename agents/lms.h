@@ -20,6 +20,10 @@ typedef enum lms_mt {
     LMS_MT_TASK,
     LMS_MT_FAILED_TASK,
     LMS_MT_ERROR,
+    LMS_MT_SOCKET,
+    LMS_MT_LISTENER,
+    LMS_MT_PROCESS,
+    LMS_MT_UDP,
     LMS_MT_COUNT
 } lms_mt;
 

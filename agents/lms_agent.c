@@ -118,6 +118,8 @@ static void push_info(lua_State *L, const agent_info *in) {
     lua_setfield(L, -2, "restarts");
     lua_pushnumber(L, (double)in->cpu_ns / 1e9);
     lua_setfield(L, -2, "cpu");
+    lua_pushnumber(L, (double)in->io_handles);
+    lua_setfield(L, -2, "io_handles");
     lua_pushboolean(L, in->traps_exit);
     lua_setfield(L, -2, "trap_exit");
     if (in->state == AG_EXITED) {

@@ -124,6 +124,14 @@ static int l_metrics(lua_State *L) {
     lms_push_agents(L);
     lua_setfield(L, -2, "agents");
     lfs_push_metrics(L);
+    /* The host's I/O figures (facts.h's io_metric_descs). */
+    h = host_get();
+    lua_createtable(L, 0, IM_COUNT + 1);
+    for (int i = 0; h && i < IM_COUNT; i++) {
+        lua_pushnumber(L, (double)atomic_load_explicit(&h->io[i], memory_order_relaxed));
+        lua_setfield(L, -2, io_metric_descs[i].key);
+    }
+    lua_setfield(L, -2, "io");
     lua_getfield(L, lua_upvalueindex(1), "stats");
     lua_call(L, 0, 1);
     lua_setfield(L, -2, "events");

@@ -547,7 +547,16 @@ static void *blocking_job(void *arg) {
      * 2: failed, 3: yielded. */
     lt->op.u.any[4] = (void *)(intptr_t)(rc == 0 ? 1 : rc == LUA_YIELD ? 3 : 2);
     hold_release_all(); /* what a raise in fn left (hold.h) */
-    atomic_store_explicit(&lt->a->blocking_busy, false, memory_order_release);
+    agent *a = lt->a;
+    agent_ref(a); /* once not busy, the agent may end at any moment */
+    atomic_store_explicit(&a->blocking_busy, false, memory_order_release);
+    /* A wake of this task while the job ran (a waker an earlier operation
+     * left registered, firing late) found the agent busy: agent_poll
+     * returned at once and left the task on the woken stack, marked
+     * notified, so the join's own wake below finds it already notified
+     * and wakes nobody.  Waking the agent itself drains that stack. */
+    ms_waker_wake_by_ref(&a->self_waker);
+    agent_unref(a);
     return NULL;
 }
 

@@ -60,6 +60,10 @@ static double host_value(host *h, const profile_field *f) {
         return h->runaway;
     if (strcmp(f->name, "agent_open_files") == 0)
         return (double)h->agent_open_files;
+    if (strcmp(f->name, "agent_io_limit") == 0)
+        return atomic_load(&h->agent_io_limit);
+    if (strcmp(f->name, "host_io_limit") == 0)
+        return atomic_load(&h->host_io_limit);
     return 0;
 }
 
@@ -75,6 +79,11 @@ static void host_set(host *h, const profile_field *f, double v) {
         h->agent_open_files = (size_t)v;
     } else if (strcmp(f->name, "runaway_stop_after") == 0) {
         h->runaway = (int)v; /* for agents spawned from now on */
+    } else if (strcmp(f->name, "agent_io_limit") == 0) {
+        /* Checked at each open: handles already open stay open. */
+        atomic_store(&h->agent_io_limit, (uint32_t)v);
+    } else if (strcmp(f->name, "host_io_limit") == 0) {
+        atomic_store(&h->host_io_limit, (uint32_t)v);
     } else if (strcmp(f->name, "mailbox_limit") == 0) {
         /* The default for new agents and the limit of every running one:
          * a lower limit refuses new sends until the mailbox drains below

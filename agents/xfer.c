@@ -235,6 +235,16 @@ static bool enc_value(enc *e, int idx) {
             break;
         if (type == XH_CHAN && !lh_before_export(L, idx, e->err, e->errlen))
             return false;
+        if (type == XH_SOCK) {
+            /* A socket moves: it must be this agent's and idle, and in
+             * the message once (two receivers cannot both own it). */
+            char why[160];
+            if (!lh_before_export(L, idx, why, sizeof why))
+                return fail(e, "%s cannot be sent: %s", why);
+            for (uint32_t i = 0; i < x->nhandles; i++)
+                if (x->handles[i].ptr == ptr)
+                    return fail(e, "%s is a socket already in this message%s", "");
+        }
         if (x->nhandles == x->hcap) {
             uint32_t cap = x->hcap ? x->hcap * 2 : 4;
             xhandle *h = realloc(x->handles, cap * sizeof *h);
@@ -255,7 +265,7 @@ static bool enc_value(enc *e, int idx) {
     }
     return fail(e,
                 "%s is a %s, which cannot be sent to another agent (send data, or a semaphore, "
-                "channel or agent handle)",
+                "channel, agent, socket or listener handle)",
                 luaL_typename(L, idx));
 }
 
@@ -268,6 +278,7 @@ bool xfer_encode(lua_State *L, int idx, xfer *x, const char *what, char *err, si
         x->failed = oom; /* the caller may tell memory from a bad value */
         return false;
     }
+    lh_after_export(x);
     return true;
 }
 

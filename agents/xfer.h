@@ -14,7 +14,9 @@
 
 #include "fwd.h"
 
-typedef enum xh_type { XH_AGENT = 1, XH_SEM, XH_CHAN, XH_REPLY } xh_type;
+/* XH_SOCK: a socket or listener (lms_net.c) that moves to the receiver:
+ * a successful encode kills the sender's handle (lh_after_export). */
+typedef enum xh_type { XH_AGENT = 1, XH_SEM, XH_CHAN, XH_REPLY, XH_SOCK } xh_type;
 
 typedef struct xhandle {
     xh_type type;

@@ -361,6 +361,59 @@ part("retry and breaker", function()
 end)
 
 -- ---------------------------------------------------------------------
+-- Sockets and processes (docs/io.md): a connection echoed through a
+-- handler agent it was handed to, a datagram, a name, a refused connect,
+-- a child process with a pipe.
+
+local function net_handler()
+    local conn = ms.recv(WAIT)
+    if not conn then return end
+    local line = conn:read("L", WAIT)
+    if line then conn:write(line, WAIT) end
+    conn:close()
+end
+
+part("sockets", function()
+    local l, err = ms.net.listen("127.0.0.1:0")
+    if not check(l ~= nil, "listen: " .. tostring(err)) then return end
+    local _, lport = l:local_address()
+    local handler = ms.agent.spawn{ fn = net_handler }
+    local acceptor = ms.spawn(function()
+        local c = l:accept(WAIT)
+        if c then handler:send(c) end
+    end)
+    local c = ms.net.connect("127.0.0.1:" .. lport, WAIT)
+    if check(c ~= nil, "connect") then
+        c:write("line\n", WAIT)
+        check(c:read("l", WAIT) == "line", "echo through a handed-over socket")
+        check(c:read("a", WAIT) == "", "the handler closed it")
+        c:close()
+    end
+    acceptor:join(WAIT)
+    l:close()
+    check(ms.net.connect("127.0.0.1:1", WAIT) == nil, "a refused connect is a value")
+    check(type(ms.net.resolve("localhost", WAIT)) == "table", "resolve")
+    local u, v = ms.net.udp("127.0.0.1:0"), ms.net.udp("127.0.0.1:0")
+    if check(u ~= nil and v ~= nil, "udp") then
+        local _, uport = u:local_address()
+        v:send("d", "127.0.0.1:" .. uport)
+        check(u:recv(WAIT) == "d", "a datagram")
+        u:close() v:close()
+    end
+end)
+
+part("processes", function()
+    local p, err = ms.process.spawn{ "cat", stdin = "pipe" }
+    if not check(p ~= nil, "spawn: " .. tostring(err)) then return end
+    p.stdin:write("x", WAIT)
+    p.stdin:shutdown(WAIT)
+    check(p.stdout:read("a", WAIT) == "x", "a child's output")
+    check(p:wait(WAIT) == 0, "its exit code")
+    p:close()
+    check(ms.process.spawn{ "/no/such/program" } == nil, "a missing program is a value")
+end)
+
+-- ---------------------------------------------------------------------
 -- The console (ms-host attach) and the metrics endpoint, from the
 -- blocking pool: each is a client process of this host.
 

@@ -275,6 +275,7 @@ static agent_row *agent_rows(host *h, size_t *n) {
         r->v[AM_POLLS] = atomic_load_explicit(&a->polls, memory_order_relaxed);
         r->v[AM_RESTARTS] = a->restarts;
         r->v[AM_CPU] = agent_cpu_ns(a);
+        r->v[AM_IO_HANDLES] = atomic_load_explicit(&a->io_count, memory_order_relaxed);
         pthread_mutex_unlock(&a->mlock);
     }
     pthread_mutex_unlock(&h->lock);
@@ -345,6 +346,13 @@ static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *row
     const host_metric_desc *all = &agents_metric_desc;
     sb_family(b, all->prom, prom_type(all->type), all->help);
     sb_printf(b, "%s %zu\n", all->prom, nrows);
+    host *h = host_get();
+    for (size_t i = 0; h && i < IM_COUNT; i++) {
+        const host_metric_desc *f = &io_metric_descs[i];
+        sb_family(b, f->prom, prom_type(f->type), f->help);
+        sb_printf(b, "%s %llu\n", f->prom,
+                  (unsigned long long)atomic_load_explicit(&h->io[i], memory_order_relaxed));
+    }
     for (size_t i = 0; i < AM_COUNT; i++) {
         const host_metric_desc *f = &agent_metric_descs[i];
         sb_family(b, f->prom, prom_type(f->type), f->help);
@@ -375,6 +383,13 @@ static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, siz
     }
     sb_add(b, core, len - 1);
     ms_free(core);
+    host *h = host_get();
+    sb_str(b, ",\"io\":{");
+    for (size_t i = 0; i < IM_COUNT; i++)
+        sb_printf(b, "%s\"%s\":%llu", i ? "," : "", io_metric_descs[i].key,
+                  h ? (unsigned long long)atomic_load_explicit(&h->io[i], memory_order_relaxed)
+                    : 0ULL);
+    sb_str(b, "}");
     sb_str(b, ",\"agents\":[");
     for (size_t k = 0; k < nrows; k++) {
         const agent_row *r = &rows[k];

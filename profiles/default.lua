@@ -107,4 +107,12 @@ return {
     -- error naming this field long before the process runs out of
     -- descriptors for everyone.
     agent_open_files = 1024,
+
+    -- Sockets, listeners and processes one agent may hold open: far more
+    -- than a well-behaved agent needs, and a quarter of a typical
+    -- descriptor limit (ulimit -n 16384), so that one leaking agent meets
+    -- a clear error before the whole host meets EMFILE.  The host-wide
+    -- limit is the OS's own unless set.
+    agent_io_limit = 4096,
+    host_io_limit = 0,
 }

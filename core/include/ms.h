@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -751,6 +752,9 @@ MS_API int ms_tcp_listen(ms_runtime *rt, const char *host, uint16_t port, int ba
 MS_API int ms_unix_listen(ms_runtime *rt, const char *path, int backlog, ms_listener **out,
                           ms_error *err);
 MS_API uint16_t ms_listener_port(const ms_listener *l);
+/* The listening socket's descriptor, for getsockname; the listener owns
+ * it (never close it, read or accept on it). */
+MS_API int ms_listener_fd(const ms_listener *l);
 /* Ready with a new connection in *out, or with *rc < 0 on failure. */
 MS_API ms_poll ms_listener_accept(ms_listener *l, ms_cx *cx, ms_stream **out, int *rc,
                                   ms_error *err);
@@ -783,9 +787,96 @@ MS_API ms_poll ms_stream_flush(ms_stream *s, ms_cx *cx, int *rc, ms_error *err);
 MS_API ms_poll ms_stream_shutdown(ms_stream *s, ms_cx *cx, int *rc, ms_error *err);
 /* Closes at once (queued data is dropped) and frees. */
 MS_API void ms_stream_close(ms_stream *s);
+/* The connected socket's descriptor, for getsockname, getpeername and
+ * setsockopt (TCP_NODELAY, SO_KEEPALIVE) from any thread; the stream owns
+ * it: never read, write or close it. */
+MS_API int ms_stream_fd(const ms_stream *s);
+
+/* ---- Datagrams: UDP ---- */
+
+/* A UDP socket: the task receives and sends with non-blocking system
+ * calls on its own thread; the driver only watches for readability
+ * while a receive waits, so a datagram is copied once, into the
+ * caller's buffer. */
+typedef struct ms_udp ms_udp;
+
+/* Binds host:port (numeric host or localhost; port 0 picks one). */
+MS_API int ms_udp_open(ms_runtime *rt, const char *host, uint16_t port, ms_udp **out,
+                       ms_error *err);
+/* Ready with one datagram: *n bytes (cut to cap, a longer one is
+ * truncated) and its sender in *from; or *n < 0 on error. */
+MS_API ms_poll ms_udp_recv(ms_udp *u, ms_cx *cx, void *buf, size_t cap, ssize_t *n,
+                           struct sockaddr_storage *from, ms_error *err);
+/* Sends one datagram to host:port (numeric) now; MS_E_EXHAUSTED when the
+ * kernel's buffer is full (EAGAIN: UDP may drop; try later). */
+MS_API int ms_udp_send(ms_udp *u, const void *buf, size_t len, const char *host, uint16_t port,
+                       ms_error *err);
+MS_API int ms_udp_fd(const ms_udp *u);
+MS_API void ms_udp_close(ms_udp *u);
+
+/* ---- Name resolution: getaddrinfo on the driver loop ---- */
+
+typedef struct ms_resolve ms_resolve;
+
+/* Starts resolving host (a name or a numeric address) to addresses for a
+ * stream socket; libuv runs getaddrinfo on its thread pool, so no worker
+ * blocks.  family: 0 (any), 4 or 6. */
+MS_API int ms_resolve_start(ms_runtime *rt, const char *host, int family, ms_resolve **out,
+                            ms_error *err);
+/* Ready with *rc 0 (at least one address) or < 0: an unknown name is
+ * MS_E_IO with "unknown host" in err. */
+MS_API ms_poll ms_resolve_poll(ms_resolve *r, ms_cx *cx, int *rc, ms_error *err);
+/* After a ready poll with rc 0: how many addresses, and address i as
+ * numeric text ("127.0.0.1", "::1") in buf (at least 46 bytes). */
+MS_API size_t ms_resolve_count(const ms_resolve *r);
+MS_API int ms_resolve_address(const ms_resolve *r, size_t i, char *buf, size_t len);
+/* Frees; an unfinished lookup is cancelled (or its result dropped). */
+MS_API void ms_resolve_free(ms_resolve *r);
 
 #define MS_STREAM_READ_BUFFER (64 * 1024)
 #define MS_STREAM_WRITE_BUFFER (64 * 1024)
+
+/* ---- Subprocesses: uv_spawn on the driver loop ---- */
+
+typedef struct ms_process ms_process;
+
+/* What a child's stdin, stdout or stderr is. */
+typedef enum ms_stdio {
+    MS_STDIO_NULL = 0,    /* /dev/null */
+    MS_STDIO_PIPE = 1,    /* a pipe to us, as an ms_stream (ms_process_take_stream) */
+    MS_STDIO_INHERIT = 2  /* the host's own descriptor */
+} ms_stdio;
+
+typedef struct ms_process_opts {
+    const char *file;     /* the program; searched in PATH when it has no '/' */
+    char *const *args;    /* argv, NULL-terminated; args[0] is the program's name */
+    char *const *env;     /* "K=V", NULL-terminated; NULL: the host's environment */
+    const char *cwd;      /* NULL: the host's working directory */
+    ms_stdio stdio[3];
+    bool kill_on_free;    /* ms_process_free of a running child sends SIGKILL */
+} ms_process_opts;
+
+/* Starts a child (the options are copied).  libuv spawns it on the
+ * driver thread and reaps it there (its SIGCHLD handling), so no zombie
+ * is left: a child whose handle is freed while it runs is reaped when it
+ * exits (killed first with kill_on_free). */
+MS_API int ms_process_spawn(ms_runtime *rt, const ms_process_opts *o, ms_process **out,
+                            ms_error *err);
+/* Ready once the child started (*rc 0, *pid set) or could not (*rc < 0:
+ * a program that does not exist is MS_E_IO naming it). */
+MS_API ms_poll ms_process_poll_started(ms_process *p, ms_cx *cx, int *rc, int *pid,
+                                       ms_error *err);
+/* After it started: the pipe for descriptor i (0, 1, 2) if MS_STDIO_PIPE,
+ * handed over once (the caller then owns and closes it); else NULL. */
+MS_API ms_stream *ms_process_take_stream(ms_process *p, int i);
+/* Ready once the child exited: *status its exit status, *signal the
+ * signal that ended it (0 if none). */
+MS_API ms_poll ms_process_poll_exit(ms_process *p, ms_cx *cx, int64_t *status, int *signal);
+/* Sends signum to the child if it has not been reaped yet (on the driver
+ * thread, so a reaped child's reused pid is never signalled). */
+MS_API void ms_process_kill(ms_process *p, int signum);
+/* Lets go: pipes not taken are closed; the child is reaped when it exits. */
+MS_API void ms_process_free(ms_process *p);
 
 /* ---- Files: on the blocking pool, as Tokio does ---- */
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stream.h"
 #include "runtime.h"
 #include "thread.h"
 #include "timer.h"
@@ -92,6 +93,14 @@ static void drv_tick_cb(uv_timer_t *t) {
 /* ---- submissions ---- */
 
 static void close_walk_cb(uv_handle_t *h, void *arg) {
+    if (h->type == UV_PROCESS && !uv_is_closing(h)) {
+        process_close_at_stop(h); /* one nobody owns any more is freed */
+        return;
+    }
+    if ((h->type == UV_TCP || h->type == UV_NAMED_PIPE) && !uv_is_closing(h)) {
+        stream_close_at_stop(h); /* its owner may let go later */
+        return;
+    }
     if (!uv_is_closing(h))
         uv_close(h, NULL);
 }

@@ -186,6 +186,7 @@ static ms_stream *adopt(ms_listener *l, int fd) {
     }
     if (!l->is_pipe)
         uv_tcp_nodelay(&s->h.tcp, 1);
+    s->fd = fd;
     stream_start_reading(s);
     return s;
 }
@@ -342,7 +343,8 @@ int ms_tcp_listen(ms_runtime *rt, const char *host, uint16_t port, int backlog,
         return rc;
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return ms_error_set(err, MS_E_IO, "socket: %s", strerror(errno));
+        return ms_error_set(err, errno == EMFILE || errno == ENFILE ? MS_E_EXHAUSTED : MS_E_IO,
+                            "socket: %s", strerror(errno));
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
@@ -372,7 +374,8 @@ int ms_unix_listen(ms_runtime *rt, const char *path, int backlog, ms_listener **
         return rc;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return ms_error_set(err, MS_E_IO, "socket: %s", strerror(errno));
+        return ms_error_set(err, errno == EMFILE || errno == ENFILE ? MS_E_EXHAUSTED : MS_E_IO,
+                            "socket: %s", strerror(errno));
     if (bind(fd, (struct sockaddr *)&un, sizeof un) != 0 ||
         listen(fd, backlog > 0 ? backlog : SOMAXCONN) != 0) {
         int e = errno;
@@ -380,6 +383,10 @@ int ms_unix_listen(ms_runtime *rt, const char *path, int backlog, ms_listener **
         return ms_error_set(err, MS_E_IO, "cannot listen on %s: %s", path, strerror(e));
     }
     return listen_fd(rt, fd, true, 0, out, err);
+}
+
+int ms_listener_fd(const ms_listener *l) {
+    return l->fd;
 }
 
 uint16_t ms_listener_port(const ms_listener *l) {
@@ -455,6 +462,9 @@ static void connect_cb(uv_connect_t *req, int status) {
     ms_connect *c = req->data;
     ms_stream *failed = NULL;
     if (status == 0) {
+        uv_os_fd_t fd = -1;
+        uv_fileno((uv_handle_t *)&c->stream->h, &fd);
+        c->stream->fd = fd; /* published by c->lock below */
         stream_start_reading(c->stream);
     } else {
         /* A failed connection's handle is useless: close it here. */

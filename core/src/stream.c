@@ -14,6 +14,7 @@
 int stream_uv_error(ms_error *err, int uverr, const char *what) {
     int code = uverr == UV_ENOMEM || uverr == UV_ENOBUFS ? MS_E_NO_MEMORY
              : uverr == UV_ECANCELED                     ? MS_E_CLOSED
+             : uverr == UV_EMFILE || uverr == UV_ENFILE  ? MS_E_EXHAUSTED
                                                          : MS_E_IO;
     return ms_error_set(err, code, "%s: %s (%s)", what, uv_strerror(uverr), uv_err_name(uverr));
 }
@@ -192,7 +193,28 @@ static void close_cb(uv_handle_t *h) {
     stream_free_memory(h->data);
 }
 
+static void walk_close_cb(uv_handle_t *h) {
+    ms_stream *s = h->data;
+    s->walk_done = true;
+    if (s->release)
+        stream_free_memory(s);
+}
+
+void stream_close_at_stop(uv_handle_t *h) {
+    ms_stream *s = h->data;
+    s->walk_closed = true;
+    uv_close(h, walk_close_cb);
+}
+
 void stream_close_now(ms_stream *s) {
+    if (s->walk_closed) {
+        /* The stop's walk closed it: free once that close is done. */
+        if (s->walk_done)
+            stream_free_memory(s);
+        else
+            s->release = true;
+        return;
+    }
     if (s->handle_live && !uv_is_closing((uv_handle_t *)&s->h))
         uv_close((uv_handle_t *)&s->h, close_cb);
     else if (!s->handle_live)
@@ -213,6 +235,7 @@ ms_stream *stream_new(driver *d) {
         return NULL;
     }
     s->d = d;
+    s->fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     s->op_read.fn = op_read;
     s->op_flush.fn = op_flush;
@@ -346,11 +369,15 @@ ms_poll ms_stream_shutdown(ms_stream *s, ms_cx *cx, int *rc, ms_error *err) {
     return MS_POLL_PENDING;
 }
 
+int ms_stream_fd(const ms_stream *s) {
+    return s->fd;
+}
+
 void ms_stream_close(ms_stream *s) {
     if (!s)
         return;
     if (!drv_submit(s->d, &s->op_close)) {
         drv_wait_finished(s->d);
-        stream_free_memory(s);
+        stream_close_now(s); /* the loop has ended: this frees */
     }
 }

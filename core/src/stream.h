@@ -36,6 +36,17 @@ struct ms_stream {
         uv_pipe_t pipe;
     } h;                        /* driver thread only */
     bool handle_live;           /* driver thread only */
+    /* The driver's stop closed the handle (its walk, stream_close_at_stop)
+     * while the stream still had an owner somewhere; walk_done: that close
+     * completed; release: the owner let go meanwhile (stream_close_now),
+     * so the close callback frees.  Driver thread, or after the driver
+     * finished. */
+    bool walk_closed, walk_done, release;
+    /* The socket's descriptor once open, -1 before: written by the driver
+     * before the stream is handed to a task (under the listener's or the
+     * connect request's lock), immutable after.  Tasks use it for
+     * getsockname/getpeername/setsockopt only, never to read or write. */
+    int fd;
     bool reading;               /* driver thread only */
     drv_op op_read, op_flush, op_shutdown, op_close;
     struct ms_stream *next_accepted; /* listener lock */
@@ -62,10 +73,20 @@ struct ms_stream {
 ms_stream *stream_new(driver *d);
 /* Driver thread: starts reading ahead. */
 void stream_start_reading(ms_stream *s);
-/* Driver thread: closes the handle; the memory goes in the close callback. */
+/* Driver thread (or after the driver finished): closes the handle; the
+ * memory goes in the close callback, or now if the driver's stop already
+ * closed it. */
 void stream_close_now(ms_stream *s);
+/* Driver thread, at its stop: closes a stream's handle whose owner may
+ * still let go of it later (stream_close_now then frees). */
+void stream_close_at_stop(uv_handle_t *h);
 /* Frees a stream whose handle was never initialised. */
 void stream_free_memory(ms_stream *s);
+
+/* Driver thread, at its stop (process.c): closes a child's handle, and
+ * frees the process if its owner has already let go (it was waiting for
+ * the child's exit to close it). */
+void process_close_at_stop(uv_handle_t *h);
 
 /* Maps a libuv error to an ms_err code and sets err's message. */
 int stream_uv_error(ms_error *err, int uverr, const char *what);

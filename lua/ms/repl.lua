@@ -420,6 +420,14 @@ function repl.top_text(prev)
         if x.d ~= y.d then return x.d > y.d end
         return x.a.id < y.a.id
     end)
+    local io = m.io
+    if io then
+        lines[#lines + 1] = string.format(
+            "io: sockets %d  processes %d  read %d B  written %d B  accepted %d  "
+                .. "connect failures %d  spawned %d",
+            io.sockets_open, io.processes_open, io.bytes_read, io.bytes_written, io.accepted,
+            io.connect_failures, io.processes_spawned)
+    end
     lines[#lines + 1] = ""
     lines[#lines + 1] = prev and "agents by CPU in the last second" or "agents by CPU"
     lines[#lines + 1] = "    id  name                      status    mailbox     memory      polls"
