@@ -45,6 +45,16 @@ static const profile_field host_fields[] = {
      .help = "agents allowed to JIT-compile before new ones run with the JIT off"},
     {.name = "mailbox_limit", .kind = PF_COUNT, .max = 100000000, .live = true,
      .zero = "unbounded", .help = "messages an agent's mailbox may hold; 0 = unbounded"},
+    {.name = "cluster", .kind = PF_STRING, .def_text = "",
+     .help = "NATS URL of the cluster to join at start (nats://host:port), or \"\" for none "
+             "(docs/cluster.md)"},
+    {.name = "cluster_heartbeat", .kind = PF_DURATION, .min = 0.01, .max = 10, .def = 0.1,
+     .help = "time between this host's heartbeats to the cluster"},
+    {.name = "cluster_loss_after", .kind = PF_DURATION, .min = 0.05, .max = 600, .def = 1,
+     .help = "silence after which another host is declared lost (its agents exit "
+             "\"noconnection\"), and after which a host cut off from the broker fences itself"},
+    {.name = "cluster_broker_grace", .kind = PF_DURATION, .min = 0, .max = 600, .def = 5,
+     .help = "after this host reconnects to the broker, nobody is declared lost for this long"},
     {.name = "runaway_stop_after", .kind = PF_COUNT, .max = 1000000, .live = true,
      .zero = "report only",
      .help = "stop an agent at its Nth stall past stall_threshold (exit reason runaway); "

@@ -18,6 +18,7 @@
 #include "lhandle.h"
 #include "lms.h"
 #include "lms_agent.h"
+#include "lms_cluster.h"
 #include "lms_metrics.h"
 #include "lms_run.h"
 #include "lms_sync.h"
@@ -193,6 +194,7 @@ int luaopen_ms(lua_State *L) {
     tune_push_primitive(L);
     lua_setfield(L, -2, "_tune");
     facts_register(L);
+    lms_cluster_register(L, lua_gettop(L)); /* ms.cluster (lms_cluster.c) */
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, ms_lazy_index);
     lua_setfield(L, -2, "__index");

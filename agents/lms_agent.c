@@ -15,6 +15,7 @@
 #include "lhandle.h"
 #include "lms.h"
 #include "lms_agent.h"
+#include "lms_cluster.h"
 #include "ltask.h"
 #include "mail.h"
 #include "ops.h"
@@ -235,10 +236,8 @@ static int l_agents(lua_State *L) {
 
 static int l_whereis(lua_State *L) {
     agent *a = registry_whereis(luaL_checkstring(L, 1));
-    if (!a) {
-        lua_pushnil(L);
-        return 1;
-    }
+    if (!a) /* lms_cluster.c: the other hosts of the cluster, if any */
+        return lms_cluster_whereis(L, lua_tostring(L, 1));
     lh_push_handle(L, XH_AGENT, a);
     return 1;
 }
