@@ -106,4 +106,14 @@ return {
     -- first stall (exit reason "runaway", which supervisors restart);
     -- its own spawn option `runaway` overrides this.
     runaway_stop_after = 0,
+
+    -- No cluster unless asked (--cluster URL): a host alone pays nothing.
+    -- Heartbeats every 100 ms; another host silent for a second is
+    -- declared lost (and a host cut off that long fences itself); after
+    -- a broker outage of our own, nobody is declared lost for 5 s while
+    -- the others reconnect (docs/cluster.md).
+    cluster = "",
+    cluster_heartbeat = 0.1,
+    cluster_loss_after = 1,
+    cluster_broker_grace = 5,
 }

@@ -154,7 +154,8 @@ describe("the metric descriptors", function()
         -- and the host's own figures.
         local extra = { histograms = true, per_worker = true, agents = true, events = true,
                         tune_changes = true, mailbox_limit = true, agent_memory_limit = true,
-                        jit_agent_limit = true, runaway_stop_after = true }
+                        jit_agent_limit = true, runaway_stop_after = true,
+                        cluster = true } -- docs/cluster.md
         for k in pairs(m) do
             assert(want_top[k] or extra[k], "ms.metrics()." .. k .. " is not described")
         end

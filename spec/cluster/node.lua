@@ -1,8 +1,10 @@
--- spec/cluster/node.lua: one host of the cluster spec (spec/cluster_spec.lua)
--- and of scripts/cluster/.  Registers an agent "echo-<tag>" that answers
--- calls with { echo = msg, host = its host's id } and forwards sends to
--- the main agent, which prints them; then prints READY and runs until it
--- is stopped.  ms-host run spec/cluster/node.lua --cluster URL -- TAG
+-- spec/cluster/node.lua: one host of the cluster spec (spec/cluster_spec.lua).
+--   ms-host run spec/cluster/node.lua --cluster URL -- TAG
+-- Registers "echo-TAG", which answers calls ({ call = true, ... }) with
+-- { echo = msg, host = its host's id, stats = ms.metrics().cluster } and
+-- passes sends on to the main agent, which prints "GOT text"; and
+-- "victim-TAG" and "idle-TAG", which only wait.  Prints "READY id" and
+-- runs until it is stopped or killed.
 local tag = ... or "a"
 io.stdout:setvbuf("line")
 local main = ms.self()
@@ -12,17 +14,19 @@ ms.agent.spawn{
   fn = function(args)
     while true do
       local m, from = ms.recv()
-      if type(from) == "function" or (type(from) == "userdata" and m and m.call) then
-        from({ echo = m, host = ms.cluster.id() })
-      elseif m and m.call == nil then
+      if type(m) == "table" and m.call then
+        from({ echo = m, host = ms.cluster.id(), stats = ms.metrics().cluster })
+      elseif type(m) == "table" then
         args.main:send({ got = m })
       end
-      if m and m.stop then return end
     end
   end,
 }
+for _, name in ipairs({ "victim-" .. tag, "idle-" .. tag }) do
+  ms.agent.spawn{ name = name, fn = function() while true do ms.recv() end end }
+end
 print("READY " .. tostring(ms.cluster.id()))
 while true do
   local m = ms.recv()
-  if m and m.got then print("GOT " .. tostring(m.got.text)) end
+  if type(m) == "table" and m.got then print("GOT " .. tostring(m.got.text)) end
 end
