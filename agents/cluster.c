@@ -40,6 +40,7 @@
 #include "mail.h"
 #include "ops.h"
 #include "registry.h"
+#include "spawn.h"
 #include "xfer.h"
 
 #ifndef MS_BUILD_ID
@@ -74,6 +75,8 @@ struct cluster_lookup {
     /* Under the cluster lock: */
     bool done;
     agent *found;               /* a reference until taken */
+    char error[240];            /* a spawn's refusal, or "" */
+    uint64_t timeout_ns;        /* immutable */
     uint32_t answers, expected;
     ms_waker waker;
     cluster_lookup *next;
@@ -134,6 +137,17 @@ bool cluster_id_parse(const char *s, uint64_t *id) {
         return false;
     *id = v;
     return true;
+}
+
+const char *cluster_build_id(void) {
+    /* MS_CLUSTER_BUILD_ID stands for another build in the cluster spec
+     * (the refusal of fn = between builds); read once, before any agent. */
+    static const char *id;
+    if (!id) {
+        const char *e = getenv("MS_CLUSTER_BUILD_ID");
+        id = e && *e ? e : MS_BUILD_ID;
+    }
+    return id;
 }
 
 bool cluster_on(void) {
@@ -541,7 +555,8 @@ static void reject(const char *subject, const char *why) {
                 subject, n + 1, why);
 }
 
-static void lookup_answer(uint64_t ref, agent *found);
+static void lookup_answer(uint64_t ref, agent *found, const char *error);
+static void spawn_here(const wire_header *h, xfer *req);
 
 static bool peer_is_lost(uint64_t id) {
     pthread_mutex_lock(&C.lock);
@@ -744,10 +759,19 @@ static void on_envelope(const char *subject, const char *data, int len) {
             found = m->body->handles[0].ptr;
             m->body->handles[0].ptr = NULL; /* the reference moves */
         }
-        lookup_answer(h.ref, found);
+        size_t n = 0;
+        const char *text = xfer_get_lstr(m->body, &n);
+        char error[240] = "";
+        if (text)
+            snprintf(error, sizeof error, "%.*s", (int)(n < 239 ? n : 239), text);
+        lookup_answer(h.ref, found, text ? error : NULL);
         msg_free(m);
         return;
     }
+    case WK_SPAWN:
+        spawn_here(&h, m->body);
+        msg_free(m);
+        return;
     default:
         msg_free(m);
         reject(subject, "a kind this host does not take here");
@@ -771,6 +795,8 @@ static void on_status(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
     if (nr && !strncmp(subj + base, ".nr.", 4)) {
         uint64_t ref = strtoull(subj + base + 4, NULL, 10);
         pending_call *c = take_call(ref);
+        if (!c)
+            lookup_answer(ref, NULL, "its host has no responders (gone)");
         if (c) {
             uint64_t host = c->host;
             fail_call(c);
@@ -831,7 +857,7 @@ static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm,
 static void send_heartbeat(wire_kind kind) {
     xfer x;
     xfer_init(&x);
-    xfer_put_str(&x, MS_BUILD_ID);
+    xfer_put_str(&x, cluster_build_id());
     wire_header h = {WIRE_VERSION, kind, C.self, 0, 0, 0};
     wbuf b = {0};
     char err[200];
@@ -899,7 +925,7 @@ static void *ticker_main(void *arg) {
         for (int i = 0; i < nl; i++)
             declare_lost(lose[i], "noconnection");
         /* Lookups that waited too long end with what they have. */
-        lookup_answer(0, NULL);
+        lookup_answer(0, NULL, NULL);
         usleep(20000);
     }
     return NULL;
@@ -950,9 +976,9 @@ static void lookup_unref(cluster_lookup *lk) {
     }
 }
 
-/* ref's answer (found: a reference, taken); ref 0: the ticker's sweep of
- * lookups past their second. */
-static void lookup_answer(uint64_t ref, agent *found) {
+/* ref's answer (found: a reference, taken; error: a spawn's refusal);
+ * ref 0: the ticker's sweep of lookups past their time. */
+static void lookup_answer(uint64_t ref, agent *found, const char *error) {
     uint64_t t = now_ns();
     cluster_lookup *done = NULL;
     pthread_mutex_lock(&C.lock);
@@ -965,8 +991,13 @@ static void lookup_answer(uint64_t ref, agent *found) {
                 lk->found = found;
                 found = NULL;
             }
+            if (error && !lk->error[0])
+                snprintf(lk->error, sizeof lk->error, "%s", error);
             finish = lk->found || lk->answers >= lk->expected;
-        } else if (!ref && t - lk->started_ns > 1000000000u) {
+        } else if (!ref && t - lk->started_ns > lk->timeout_ns) {
+            if (lk->timeout_ns > 1000000000u)
+                snprintf(lk->error, sizeof lk->error, "no answer in %.0f s",
+                         lk->timeout_ns / 1e9);
             finish = true;
         }
         if (finish) {
@@ -1001,6 +1032,7 @@ cluster_lookup *cluster_lookup_start(const char *name, char *err, size_t errlen)
     }
     atomic_init(&lk->refs, 2);
     lk->started_ns = now_ns();
+    lk->timeout_ns = 1000000000u;
     xfer x;
     xfer_init(&x);
     xfer_put_str(&x, name);
@@ -1033,11 +1065,13 @@ cluster_lookup *cluster_lookup_start(const char *name, char *err, size_t errlen)
     return lk;
 }
 
-ms_poll cluster_lookup_poll(cluster_lookup *lk, const ms_waker *w, agent **found) {
+ms_poll cluster_lookup_poll(cluster_lookup *lk, const ms_waker *w, agent **found, char *error,
+                            size_t errlen) {
     pthread_mutex_lock(&C.lock);
     if (lk->done) {
         *found = lk->found;
         lk->found = NULL;
+        snprintf(error, errlen, "%s", lk->error);
         pthread_mutex_unlock(&C.lock);
         return MS_POLL_READY;
     }
@@ -1049,6 +1083,227 @@ ms_poll cluster_lookup_poll(cluster_lookup *lk, const ms_waker *w, agent **found
 void cluster_lookup_release(cluster_lookup *lk) {
     if (lk)
         lookup_unref(lk);
+}
+
+/* ---- remote spawn ---- */
+
+cluster_lookup *cluster_spawn_start(uint64_t hid, xfer *req, char *err, size_t errlen) {
+    pthread_mutex_lock(&C.lock);
+    bool known = false;
+    for (peer *q = C.peers; q; q = q->next)
+        if (q->id == hid)
+            known = !q->lost;
+    pthread_mutex_unlock(&C.lock);
+    if (!known) {
+        snprintf(err, errlen, "host %016" PRIx64 " is not a live host of the cluster", hid);
+        xfer_free(req);
+        return NULL;
+    }
+    cluster_lookup *lk = calloc(1, sizeof *lk);
+    if (!lk) {
+        snprintf(err, errlen, "out of memory");
+        xfer_free(req);
+        return NULL;
+    }
+    atomic_init(&lk->refs, 2);
+    lk->started_ns = now_ns();
+    lk->timeout_ns = 10000000000u;
+    lk->expected = 1;
+    pthread_mutex_lock(&C.lock);
+    lk->ref = ++C.next_ref;
+    lk->next = C.lookups;
+    C.lookups = lk;
+    pthread_mutex_unlock(&C.lock);
+    wire_header h = {WIRE_VERSION, WK_SPAWN, C.self, 0, 0, lk->ref};
+    char reply[64];
+    snprintf(reply, sizeof reply, "%s.nr.%" PRIu64, C.subj_self, lk->ref);
+    if (!publish(hid, &h, req, reply, err, errlen)) {
+        lookup_answer(lk->ref, NULL, err); /* ends it: the caller reads err */
+        cluster_lookup_release(lk);
+        xfer_free(req);
+        return NULL;
+    }
+    xfer_free(req);
+    return lk;
+}
+
+/* The end of the value at *pos of a blob this host decoded (so valid):
+ * false if it is not (then nothing is trusted). */
+static bool blob_skip(const xfer *x, size_t *pos, int depth) {
+    if (*pos >= x->len || depth > XFER_MAX_DEPTH)
+        return false;
+    uint8_t tag = (uint8_t)x->buf[(*pos)++];
+    uint32_t n;
+    switch (tag) {
+    case XT_NIL: case XT_FALSE: case XT_TRUE:
+        return true;
+    case XT_NUM:
+        *pos += 8;
+        return *pos <= x->len;
+    case XT_HANDLE:
+        *pos += 4;
+        return *pos <= x->len;
+    case XT_STR:
+        if (x->len - *pos < 4)
+            return false;
+        memcpy(&n, x->buf + *pos, 4);
+        *pos += 4;
+        if (x->len - *pos < n)
+            return false;
+        *pos += n;
+        return true;
+    case XT_TABLE:
+        if (x->len - *pos < 4)
+            return false;
+        memcpy(&n, x->buf + *pos, 4);
+        *pos += 4;
+        for (uint32_t i = 0; i < 2 * n; i++)
+            if (!blob_skip(x, pos, depth + 1))
+                return false;
+        return true;
+    }
+    return false;
+}
+
+/* A string value at *pos (advanced past it), or NULL. */
+static const char *blob_str(const xfer *x, size_t *pos, uint32_t *len) {
+    if (*pos >= x->len || (uint8_t)x->buf[*pos] != XT_STR || x->len - *pos < 5)
+        return NULL;
+    memcpy(len, x->buf + *pos + 1, 4);
+    if (x->len - *pos - 5 < *len)
+        return NULL;
+    const char *s = x->buf + *pos + 5;
+    *pos += 5 + *len;
+    return s;
+}
+
+static void spawn_reply(const wire_header *h, agent *a, const char *error) {
+    xfer x;
+    xfer_init(&x);
+    if (a)
+        xfer_put_handle(&x, XH_AGENT, a);
+    else
+        xfer_put_str(&x, error);
+    wire_header r = {WIRE_VERSION, WK_FOUND, C.self, 0, 0, h->ref};
+    char err[300];
+    if (!x.failed)
+        publish(h->from_host, &r, &x, NULL, err, sizeof err);
+    xfer_clear(&x);
+}
+
+/* Another host asks us to start an agent: req is the table lms_cluster.c
+ * built ({ src, text, name?, build, args? }, strings but args).  Its
+ * args go to the new agent as they are (their handles with them). */
+static void spawn_here(const wire_header *h, xfer *req) {
+    char error[240] = "";
+    const char *src = NULL, *text = NULL, *name = NULL, *build = NULL;
+    uint32_t src_n = 0, text_n = 0, name_n = 0, build_n = 0;
+    size_t args_at = 0, args_end = 0;
+    size_t pos = 0;
+    uint32_t pairs = 0;
+    bool ok = req->len >= 5 && (uint8_t)req->buf[0] == XT_TABLE;
+    if (ok) {
+        memcpy(&pairs, req->buf + 1, 4);
+        pos = 5;
+    }
+    for (uint32_t i = 0; ok && i < pairs; i++) {
+        uint32_t kn;
+        const char *k = blob_str(req, &pos, &kn);
+        if (!k) {
+            ok = false;
+            break;
+        }
+#define KEY(s) (kn == sizeof(s) - 1 && !memcmp(k, s, kn))
+        if (KEY("args")) {
+            args_at = pos;
+            ok = blob_skip(req, &pos, 1);
+            args_end = pos;
+        } else if (KEY("src")) {
+            ok = (src = blob_str(req, &pos, &src_n)) != NULL;
+        } else if (KEY("text")) {
+            ok = (text = blob_str(req, &pos, &text_n)) != NULL;
+        } else if (KEY("name")) {
+            ok = (name = blob_str(req, &pos, &name_n)) != NULL;
+        } else if (KEY("build")) {
+            ok = (build = blob_str(req, &pos, &build_n)) != NULL;
+        } else {
+            ok = blob_skip(req, &pos, 1);
+        }
+#undef KEY
+    }
+    if (!ok || !src || !text || !build) {
+        count(&C.rejected, 1);
+        spawn_reply(h, NULL, "a malformed spawn request");
+        return;
+    }
+    spawn_spec s = {0};
+    if (src_n == 2 && !memcmp(src, "fn", 2)) {
+        /* Bytecode runs only on the build that wrote it. */
+        if (build_n != strlen(cluster_build_id()) ||
+            memcmp(build, cluster_build_id(), build_n) != 0) {
+            snprintf(error, sizeof error,
+                     "fn travels only between identical builds: the spawner's build is %.*s, "
+                     "host %016" PRIx64 "'s is %s (use module = or file =)",
+                     (int)(build_n < 64 ? build_n : 64), build, C.self, cluster_build_id());
+            spawn_reply(h, NULL, error);
+            return;
+        }
+        s.src = SRC_FN;
+    } else if (src_n == 4 && !memcmp(src, "file", 4)) {
+        s.src = SRC_FILE;
+    } else if (src_n == 6 && !memcmp(src, "module", 6)) {
+        s.src = SRC_MODULE;
+    } else {
+        spawn_reply(h, NULL, "a spawn request of an unknown kind");
+        return;
+    }
+    char *text_z = malloc(text_n + 1);
+    char name_z[AGENT_NAME_MAX + 1] = "";
+    if (name && name_n > AGENT_NAME_MAX) {
+        free(text_z);
+        spawn_reply(h, NULL, "name is longer than an agent name may be");
+        return;
+    }
+    if (name) {
+        memcpy(name_z, name, name_n);
+        name_z[name_n] = '\0';
+    }
+    xfer *args = NULL;
+    if (args_at) {
+        args = xfer_new();
+        if (args && xfer_reserve(args, args_end - args_at, req->nhandles)) {
+            memcpy(args->buf, req->buf + args_at, args_end - args_at);
+            args->len = args_end - args_at;
+            /* Only args holds handles (the rest are strings), at the same
+             * indices: the references move. */
+            for (uint32_t i = 0; i < req->nhandles; i++) {
+                args->handles[i] = req->handles[i];
+                req->handles[i].ptr = NULL;
+            }
+            args->nhandles = req->nhandles;
+        } else {
+            xfer_free(args);
+            args = NULL;
+        }
+    }
+    if (!text_z || (args_at && !args)) {
+        free(text_z);
+        xfer_free(args);
+        spawn_reply(h, NULL, "out of memory");
+        return;
+    }
+    memcpy(text_z, text, text_n);
+    text_z[text_n] = '\0';
+    s.text = text_z;
+    s.len = text_n;
+    s.name = name ? name_z : NULL;
+    s.args = args;
+    s.spawned_remotely = true;
+    agent *a = spawn_agent_spec(C.h, &s, error, sizeof error);
+    free(text_z);
+    spawn_reply(h, a, error);
+    if (a)
+        agent_unref(a);
 }
 
 /* ---- connection ---- */
@@ -1078,6 +1333,7 @@ int cluster_start(host *h, const cluster_config *cfg, ms_error *err) {
     }
     C.h = h;
     C.cfg = *cfg;
+    cluster_build_id(); /* read before any other thread asks */
     /* An id per incarnation: a restarted host is a new host. */
     do {
         if (getrandom(&C.self, sizeof C.self, 0) != sizeof C.self)
@@ -1199,7 +1455,7 @@ bool cluster_hosts(cluster_host_info **rows, size_t *n) {
         return false;
     }
     r[0] = (cluster_host_info){.id = C.self, .self = true};
-    snprintf(r[0].build, sizeof r[0].build, "%s", MS_BUILD_ID);
+    snprintf(r[0].build, sizeof r[0].build, "%s", cluster_build_id());
     size_t i = 1;
     for (peer *q = C.peers; q; q = q->next, i++) {
         r[i].id = q->id;

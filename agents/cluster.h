@@ -65,7 +65,14 @@ typedef struct cluster_lookup cluster_lookup;
 cluster_lookup *cluster_lookup_start(const char *name, char *err, size_t errlen);
 /* Ready: *found is the agent (a reference, or NULL for none).  Pending:
  * w is woken when it is ready. */
-ms_poll cluster_lookup_poll(cluster_lookup *lk, const ms_waker *w, agent **found);
+ms_poll cluster_lookup_poll(cluster_lookup *lk, const ms_waker *w, agent **found, char *error,
+                            size_t errlen);
+/* A remote spawn: req (taken over) is the request lms_cluster.c built;
+ * ended like a lookup, with the new agent or an error.  NULL with err
+ * set when it cannot be sent (an unknown or lost host). */
+cluster_lookup *cluster_spawn_start(uint64_t hid, xfer *req, char *err, size_t errlen);
+/* This build's id (MS_BUILD_ID): fn = travels only between equal ones. */
+const char *cluster_build_id(void);
 void cluster_lookup_release(cluster_lookup *lk);
 
 /* One row of ms.cluster.hosts(). */

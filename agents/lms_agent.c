@@ -27,6 +27,13 @@
 
 static int l_agent_spawn(lua_State *L) {
     lua_settop(L, 1);
+    if (lua_istable(L, 1)) { /* lms_cluster.c: a spawn on another host */
+        lua_getfield(L, 1, "host");
+        bool remote = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (remote)
+            return lms_cluster_spawn(L);
+    }
     /* The handle before the agent: made after, a memory error would leave
      * the agent running, unknown to its spawner (a supervisor's child
      * nobody would stop). */

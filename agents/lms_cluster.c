@@ -11,14 +11,17 @@
  */
 #include <lauxlib.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agent.h"
 #include "cluster.h"
 #include "hold.h"
+#include "lerr.h"
 #include "lhandle.h"
 #include "lms_cluster.h"
 #include "ltask.h"
 #include "ops.h"
+#include "spawn.h"
 
 static int l_id(lua_State *L) {
     if (!cluster_on()) {
@@ -103,20 +106,32 @@ static int l_stats(lua_State *L) {
     return 1;
 }
 
+static void release_xfer(void *x) {
+    xfer_free(x);
+}
+
 /* ---- whereis ---- */
 
 static ms_poll whereis_poll(ltask *lt, ms_cx *cx) {
     cluster_lookup *lk = lt->op.u.any[0];
     agent *found = NULL;
-    if (cluster_lookup_poll(lk, ms_cx_waker(cx), &found) == MS_POLL_PENDING)
+    char error[240];
+    if (cluster_lookup_poll(lk, ms_cx_waker(cx), &found, error, sizeof error) ==
+        MS_POLL_PENDING)
         return MS_POLL_PENDING;
     cluster_lookup_release(lk);
     lt->op.u.any[0] = NULL;
-    if (found)
-        lh_push_handle(lt->co, XH_AGENT, found); /* takes the reference */
-    else
-        lua_pushnil(lt->co);
     lt->nres = 1;
+    if (found) {
+        lh_push_handle(lt->co, XH_AGENT, found); /* takes the reference */
+    } else {
+        lua_pushnil(lt->co);
+        if (lt->op.u.any[1]) { /* a spawn: why not */
+            lerr_push(lt->co, MS_E_INVALID_ARGUMENT,
+                      error[0] ? error : "the host did not start the agent", NULL);
+            lt->nres = 2;
+        }
+    }
     return MS_POLL_READY;
 }
 
@@ -136,6 +151,123 @@ int lms_cluster_whereis(lua_State *L, const char *name) {
     if (!lk)
         return luaL_error(L, "%s", err);
     lt->op.u.any[0] = lk;
+    lt->op.u.any[1] = NULL;
+    return op_suspend(L, lt, whereis_poll, whereis_cancel, 0);
+}
+
+/* ---- remote spawn ---- */
+
+int lms_cluster_spawn(lua_State *L) {
+    static const char *const allowed[] = {"host", "fn", "file", "module", "name", "args", NULL};
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        bool ok = false;
+        if (lua_type(L, -2) == LUA_TSTRING)
+            for (int i = 0; allowed[i]; i++)
+                ok = ok || !strcmp(lua_tostring(L, -2), allowed[i]);
+        if (!ok) {
+            lua_pushvalue(L, -2);
+            return luaL_error(L,
+                              "ms.agent.spawn: a spawn on another host takes host, fn, file, "
+                              "module, name and args only, not %s",
+                              lua_tostring(L, -1) ? lua_tostring(L, -1) : "a non-string key");
+        }
+        lua_pop(L, 1);
+    }
+    if (!cluster_on())
+        return luaL_error(L, "ms.agent.spawn: host given, but this host is in no cluster "
+                             "(--cluster URL)");
+    lua_getfield(L, 1, "host");
+    uint64_t hid;
+    if (lua_type(L, -1) != LUA_TSTRING || !cluster_id_parse(lua_tostring(L, -1), &hid))
+        return luaL_error(L, "ms.agent.spawn: host must be a host id (16 hex digits, "
+                             "ms.cluster.hosts()), got %s",
+                          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                         : luaL_typename(L, -1));
+    if (hid == cluster_self()) {
+        /* This host: the ordinary spawn, of the table less host. */
+        lua_createtable(L, 0, 6);
+        lua_pushnil(L);
+        while (lua_next(L, 1)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+        lua_pushnil(L);
+        lua_setfield(L, -2, "host");
+        lhandle *h = lh_new(L, XH_AGENT);
+        char why[512];
+        agent *a = spawn_agent(L, lua_gettop(L) - 1, why, sizeof why);
+        if (!a)
+            return luaL_error(L, "ms.agent.spawn: %s", why);
+        h->ptr = a;
+        return 1;
+    }
+    ltask *lt = ltask_current(L, "ms.agent.spawn");
+    /* The request, as a table encoded here (path errors for args). */
+    lua_createtable(L, 0, 5);
+    int req = lua_gettop(L);
+    int nsrc = 0;
+    static const char *const srcs[] = {"fn", "file", "module"};
+    for (int i = 0; i < 3; i++) {
+        lua_getfield(L, 1, srcs[i]);
+        if (!lua_isnil(L, -1)) {
+            nsrc++;
+            lua_pushstring(L, srcs[i]);
+            lua_setfield(L, req, "src");
+            if (i == 0) {
+                if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1))
+                    return luaL_error(L, "ms.agent.spawn: fn must be a Lua function");
+                const char *up = lua_getupvalue(L, -1, 1);
+                if (up)
+                    return luaL_error(L, "ms.agent.spawn: fn captures upvalues (%s); an agent "
+                                         "on another host shares nothing: pass data in args",
+                                      *up ? up : "?");
+                lua_getglobal(L, "string");
+                lua_getfield(L, -1, "dump");
+                lua_pushvalue(L, -3);
+                lua_call(L, 1, 1);
+                lua_setfield(L, req, "text");
+                lua_pop(L, 1);
+            } else if (lua_type(L, -1) != LUA_TSTRING) {
+                return luaL_error(L, "ms.agent.spawn: %s must be a string", srcs[i]);
+            } else {
+                lua_pushvalue(L, -1);
+                lua_setfield(L, req, "text");
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (nsrc != 1)
+        return luaL_error(L, "ms.agent.spawn: give exactly one of fn, file or module (got %d)",
+                          nsrc);
+    lua_getfield(L, 1, "name");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "ms.agent.spawn: name must be a string");
+    lua_setfield(L, req, "name");
+    lua_getfield(L, 1, "args");
+    lua_setfield(L, req, "args");
+    lua_pushstring(L, cluster_build_id());
+    lua_setfield(L, req, "build");
+    xfer *x = xfer_new();
+    if (!x)
+        return luaL_error(L, "ms.agent.spawn: out of memory");
+    char err[300];
+    hold_push(x, release_xfer);
+    bool encoded = xfer_encode(L, req, x, "spawn", err, sizeof err);
+    hold_pop(x);
+    if (!encoded) {
+        xfer_free(x);
+        return luaL_error(L, "ms.agent.spawn: %s", err);
+    }
+    cluster_lookup *lk = cluster_spawn_start(hid, x, err, sizeof err);
+    if (!lk) {
+        lua_pushnil(L);
+        lerr_push(L, MS_E_INVALID_ARGUMENT, err, NULL);
+        return 2;
+    }
+    lt->op.u.any[0] = lk;
+    lt->op.u.any[1] = (void *)1;
     return op_suspend(L, lt, whereis_poll, whereis_cancel, 0);
 }
 

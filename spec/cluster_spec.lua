@@ -94,6 +94,31 @@ describe("a cluster of hosts", function()
         a.wait_exit(30)
     end)
 
+    it("spawns agents on another host (file =, fn = between identical builds only)", function()
+        local a = node("s")
+        local d = driver("spawn", "s")
+        assert.are.equal(0, d.wait_exit(60), d.out() .. d.err())
+        local out = d.out()
+        assert.is_truthy(out:match("SPAWNED ms%.agent%(%d+ remote%) nil"), out)
+        assert.is_truthy(contains(out, "CHILD hi true"), out)
+        assert.is_truthy(contains(out, "CHILDNAME true"), out)
+        assert.is_truthy(contains(out, "CHILDCALL true child-s"), out)
+        assert.is_truthy(contains(out, "CHILDEXIT killed"), out)
+        assert.is_truthy(contains(out, "FNSPAWN true"), out)
+        assert.is_truthy(contains(out, "NOHOST nil InvalidArgument: host 0123456789abcdef is not a live host"), out)
+        assert.is_truthy(contains(out, "BADFIELD false"), out)
+        assert.is_truthy(contains(out, "not memory_limit"), out)
+        -- Another build: fn = is refused, naming both builds.
+        local other = host(("run spec/cluster/driver.lua --workers 2 --cluster %s -- spawn s"):format(B.url),
+            { guard = 120, prefix = "export MS_CLUSTER_BUILD_ID=other-build;" })
+        assert.are.equal(0, other.wait_exit(60), other.out() .. other.err())
+        out = other.out()
+        assert.is_truthy(contains(out, "FNREFUSED InvalidArgument: fn travels only between identical builds: " ..
+            "the spawner's build is other-build, host " .. a.id .. "'s is "), out)
+        a.signal("TERM")
+        assert.are.equal(0, a.wait_exit(30), a.err())
+    end)
+
     it("tells every monitor of a killed host's agents 'noconnection', and calls fail at once", function()
         local rounds = tonumber(os.getenv("MS_CLUSTER_ROUNDS") or "3")
         local lat, fails = {}, {}

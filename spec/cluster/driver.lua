@@ -77,4 +77,33 @@ elseif scenario == "watch" then
   local r, err = handles[1]:call({ call = true }, 30)
   print(("AFTER %s %.1f %s"):format(tostring(r), (ms.now() - t0) * 1000, tostring(err)))
 end
+if scenario == "spawn" then
+  local echo = find("echo-" .. tag)
+  local there = assert(echo:call({ call = true }, 10)).host
+  local child, err = ms.agent.spawn{ host = there, file = "spec/cluster/child.lua",
+                                     name = "child-" .. tag,
+                                     args = { greeting = "hi", back = ms.self() } }
+  print("SPAWNED " .. tostring(child) .. " " .. tostring(err))
+  local m = ms.recv(10)
+  print("CHILD " .. tostring(m and m.hello) .. " " .. tostring(m and m.host == there))
+  print("CHILDNAME " .. tostring(ms.agent.whereis("child-" .. tag) == child))
+  local r = child:call({ call = true }, 10)
+  print("CHILDCALL " .. tostring(r and r.host == there) .. " " .. tostring(r and r.name))
+  ms.monitor(child)
+  child:stop()
+  m = ms.recv(10)
+  print("CHILDEXIT " .. tostring(m and m.reason))
+  local f, ferr = ms.agent.spawn{ host = there, args = { back = ms.self() },
+                                  fn = function(a) a.back:send({ fn_ran = ms.cluster.id() }) end }
+  if f then
+    m = ms.recv(10)
+    print("FNSPAWN " .. tostring(m and m.fn_ran == there))
+  else
+    print("FNREFUSED " .. tostring(ferr))
+  end
+  local none, nerr = ms.agent.spawn{ host = "0123456789abcdef", module = "x" }
+  print("NOHOST " .. tostring(none) .. " " .. tostring(nerr))
+  local ok, bad = pcall(ms.agent.spawn, { host = there, module = "x", memory_limit = 1 })
+  print("BADFIELD " .. tostring(ok) .. " " .. tostring(bad))
+end
 print("DONE")
