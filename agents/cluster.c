@@ -876,11 +876,19 @@ static void *ticker_main(void *arg) {
     uint64_t hb_ns = (uint64_t)(C.cfg.heartbeat * 1e9);
     uint64_t loss_ns = (uint64_t)(C.cfg.loss_after * 1e9);
     uint64_t grace_ns = (uint64_t)(C.cfg.broker_grace * 1e9);
-    uint64_t last_hb = 0;
+    uint64_t last_hb = 0, last_tick = now_ns();
     bool fenced = false;
     while (!atomic_load(&C.stopping)) {
         uint64_t t = now_ns();
         int conn = atomic_load(&C.conn);
+        if (t - last_tick > loss_ns) {
+            /* We ourselves were silent past the threshold (stopped,
+             * starved): the others have declared us lost by now. */
+            fprintf(stderr, "ms-host: cluster: this host was silent for %.1f s\n",
+                    (double)(t - last_tick) / 1e9);
+            fence();
+        }
+        last_tick = t;
         if (conn == 1 && t - last_hb >= hb_ns) {
             send_heartbeat(WK_HELLO);
             last_hb = t;

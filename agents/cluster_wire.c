@@ -348,8 +348,12 @@ static bool dec_val(wdec *d, bool key) {
             return false;
         uint64_t host = le64(q), id = le64(q + 8);
         agent *a = d->peer && d->peer->resolve ? d->peer->resolve(d->peer->ctx, host, id) : NULL;
-        if (!a)
-            return dfail(d, at, "an agent address that does not resolve, agent", id);
+        if (!a) {
+            char what[96];
+            snprintf(what, sizeof what, "an agent address that does not resolve, host %016llx agent",
+                     (unsigned long long)host);
+            return dfail(d, at, what, id);
+        }
         xfer_put_handle(d->x, XH_AGENT, a); /* takes its own reference */
         agent_unref(a);
         return true;

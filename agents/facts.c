@@ -50,7 +50,7 @@ static const profile_field host_fields[] = {
              "(docs/cluster.md)"},
     {.name = "cluster_heartbeat", .kind = PF_DURATION, .min = 0.01, .max = 10, .def = 0.1,
      .help = "time between this host's heartbeats to the cluster"},
-    {.name = "cluster_loss_after", .kind = PF_DURATION, .min = 0.05, .max = 600, .def = 1,
+    {.name = "cluster_loss_after", .kind = PF_DURATION, .min = 0.05, .max = 600, .def = 3,
      .help = "silence after which another host is declared lost (its agents exit "
              "\"noconnection\"), and after which a host cut off from the broker fences itself"},
     {.name = "cluster_broker_grace", .kind = PF_DURATION, .min = 0, .max = 600, .def = 5,

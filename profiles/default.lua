@@ -108,12 +108,14 @@ return {
     runaway_stop_after = 0,
 
     -- No cluster unless asked (--cluster URL): a host alone pays nothing.
-    -- Heartbeats every 100 ms; another host silent for a second is
-    -- declared lost (and a host cut off that long fences itself); after
+    -- Heartbeats every 100 ms.  A host that is gone is found at once (the
+    -- broker has no subscriber for it: a probe after 250 ms of silence);
+    -- one that is alive but silent for 3 s (hung, stopped) is declared
+    -- lost, and a host cut off from the broker that long fences itself; after
     -- a broker outage of our own, nobody is declared lost for 5 s while
     -- the others reconnect (docs/cluster.md).
     cluster = "",
     cluster_heartbeat = 0.1,
-    cluster_loss_after = 1,
+    cluster_loss_after = 3,
     cluster_broker_grace = 5,
 }

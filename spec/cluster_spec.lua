@@ -27,12 +27,12 @@ end
 local PUB = (os.getenv("MS_BUILD_DIR") or "build") .. "/agents/cluster_pub"
 
 -- The broker: nats-server on 127.0.0.1, port chosen by the server (-p -1)
--- and read from its ports file.
+-- and read from its ports file; start(port) restarts it on the same one.
 local broker = {}
-function broker.start()
+function broker.start(port)
     local dir = proc.new_dir()
-    proc.sh(("(nats-server -a 127.0.0.1 -p -1 --ports_file_dir %s -js -sd %s/js >%s/log 2>&1 & " ..
-             "echo $! >%s/pid)"):format(q(dir), q(dir), q(dir), q(dir)))
+    proc.sh(("(nats-server -a 127.0.0.1 -p %s --ports_file_dir %s -js -sd %s/js >%s/log 2>&1 & " ..
+             "echo $! >%s/pid)"):format(port or "-1", q(dir), q(dir), q(dir), q(dir)))
     local pid = tonumber(slurp(dir .. "/pid"):match("%d+"))
     local url
     assert(proc.wait_until(20, function()
@@ -56,15 +56,16 @@ local function host(args, opts)
     dirs[#dirs + 1] = dir
     return proc.start(dir, args, opts or { guard = 120 })
 end
-local function node(tag)
-    local p = host(("run spec/cluster/node.lua --workers 2 --cluster %s -- %s"):format(B.url, tag))
+local function node(tag, sets)
+    local p = host(("run spec/cluster/node.lua --workers 2 --cluster %s %s -- %s"):format(
+        B.url, sets or "", tag))
     assert(p.wait_out("READY", 30), "node " .. tag .. " did not start: " .. p.err())
     p.id = p.out():match("READY (%x+)")
     return p
 end
-local function driver(scenario, tag)
-    return host(("run spec/cluster/driver.lua --workers 2 --cluster %s -- %s %s"):format(
-        B.url, scenario, tag))
+local function driver(scenario, tag, sets, flag)
+    return host(("run spec/cluster/driver.lua --workers 2 --cluster %s %s -- %s %s %s"):format(
+        B.url, sets or "", scenario, tag, flag or ""))
 end
 
 setup(function() B = broker.start() end)
@@ -166,6 +167,44 @@ describe("a cluster of hosts", function()
             n = n + 1
         end
         assert.are.equal(3, n, out)
+        assert.are.equal(0, a.wait_exit(30), a.err())
+    end)
+
+    it("fences a host that was stopped past the threshold: its remote-spawned agents stop", function()
+        local sets = "--set cluster_loss_after=1"
+        local a = node("x", sets)
+        local d = driver("fence", "x", sets)
+        assert.is_truthy(d.wait_out("SPAWNED", 60), d.out() .. d.err())
+        a.signal("STOP")
+        -- Alive to the broker (its connection stays) but silent: lost.
+        assert.are.equal(0, d.wait_exit(60), d.out() .. d.err())
+        a.signal("CONT")
+        assert.is_truthy(contains(d.out(), "DOWN noconnection"), d.out())
+        -- Back, it sees its own silence and stops the child the other
+        -- side has already counted as gone: it never runs twice.
+        assert.is_truthy(a.wait_err("fenced 1 agent", 30), a.err())
+        a.signal("TERM")
+        assert.are.equal(0, a.wait_exit(30), a.err())
+    end)
+
+    it("declares nobody lost over a broker restart within the grace", function()
+        local a = node("r")
+        local flagdir = proc.new_dir()
+        dirs[#dirs + 1] = flagdir
+        local flag = flagdir .. "/restarted"
+        local d = driver("restart", "r", nil, flag)
+        assert.is_truthy(d.wait_out("WATCHING", 60), d.out() .. d.err())
+        local port = B.url:match(":(%d+)$")
+        broker.stop(B)
+        proc.sleep(0.5)
+        B = broker.start(port)
+        h.write_file(flag, "yes")
+        assert.are.equal(0, d.wait_exit(120), d.out() .. d.err())
+        local out = d.out()
+        assert.is_truthy(contains(out, "AFTER true nil"), out)
+        assert.is_truthy(contains(out, "NOTICE nil"), out)
+        assert.is_truthy(out:match("RECONNECTS [1-9]%d* LOST 0 connected"), out)
+        a.signal("TERM")
         assert.are.equal(0, a.wait_exit(30), a.err())
     end)
 

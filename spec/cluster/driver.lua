@@ -5,7 +5,13 @@
 --   watch   monitors TAG's agents, prints WATCHING, then calls echo-TAG
 --           until a call fails (CALLFAIL ms error) and prints each exit
 --           notice (DOWN reason wall-clock-seconds)
-local scenario, tag = ...
+--   spawn   remote spawns on TAG's host (file =, fn =, errors)
+--   fence   spawns a child on TAG's host, prints SPAWNED, and prints its
+--           exit notice (DOWN reason)
+--   restart monitors TAG's agents, prints WATCHING, waits for the file
+--           FLAG (the broker was restarted), then calls echo-TAG and says
+--           whether any monitor fired
+local scenario, tag, flag = ...
 io.stdout:setvbuf("line")
 local ffi = require "ffi"
 pcall(ffi.cdef, "typedef struct { long tv_sec, tv_usec; } ms_tv; int gettimeofday(ms_tv *, void *);")
@@ -105,5 +111,39 @@ if scenario == "spawn" then
   print("NOHOST " .. tostring(none) .. " " .. tostring(nerr))
   local ok, bad = pcall(ms.agent.spawn, { host = there, module = "x", memory_limit = 1 })
   print("BADFIELD " .. tostring(ok) .. " " .. tostring(bad))
+end
+if scenario == "fence" then
+  local echo = find("echo-" .. tag)
+  local there = assert(echo:call({ call = true }, 10)).host
+  local child = assert(ms.agent.spawn{ host = there, file = "spec/cluster/child.lua",
+                                       name = "fenced-" .. tag,
+                                       args = { greeting = "hi", back = ms.self() } })
+  assert(ms.recv(10))
+  ms.monitor(child)
+  assert(child:call({ call = true }, 10))
+  print("SPAWNED")
+  local m = ms.recv(60)
+  print("DOWN " .. tostring(m and m.reason))
+end
+if scenario == "restart" then
+  local handles = {}
+  for i, n in ipairs({ "echo-" .. tag, "victim-" .. tag, "idle-" .. tag }) do
+    handles[i] = find(n)
+    ms.monitor(handles[i])
+  end
+  assert(handles[1]:call({ call = true }, 10))
+  print("WATCHING")
+  while not io.open(flag) do ms.sleep(0.05) end
+  local r, err
+  for _ = 1, 100 do -- the host there may reconnect after us
+    r, err = handles[1]:call({ call = true }, 2)
+    if r then break end
+    ms.sleep(0.1)
+  end
+  print("AFTER " .. tostring(r ~= nil) .. " " .. tostring(err))
+  local m = ms.recv(0.5)
+  print("NOTICE " .. tostring(m and m.reason))
+  local s = ms.metrics().cluster
+  print("RECONNECTS " .. s.reconnects .. " LOST " .. s.hosts_lost .. " " .. s.state)
 end
 print("DONE")
