@@ -158,6 +158,12 @@ uint64_t cluster_self(void) {
     return cluster_on() ? C.self : 0;
 }
 
+/* Time from then to t, 0 if then is later: then may be written by another
+ * thread after t was read, and an unsigned difference would wrap. */
+static uint64_t elapsed(uint64_t t, uint64_t then) {
+    return then >= t ? 0 : t - then;
+}
+
 static void count(_Atomic uint64_t *c, uint64_t n) {
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
@@ -492,7 +498,7 @@ static peer *peer_get_locked(uint64_t id) {
 
 /* Host id is gone (reason "noconnection", or "shutdown" when it said
  * so): every proxy of it exits, every call to it fails.  Once. */
-static void declare_lost(uint64_t id, const char *reason) {
+static void declare_lost(uint64_t id, const char *reason, const char *why) {
     pthread_mutex_lock(&C.lock);
     peer *q = peer_get_locked(id);
     if (!q || q->lost) {
@@ -531,6 +537,8 @@ static void declare_lost(uint64_t id, const char *reason) {
     }
     pthread_mutex_unlock(&C.lock);
     count(&C.hosts_lost, 1);
+    fprintf(stderr, "ms-host: cluster: host %016" PRIx64 " %s (%s)\n", id,
+            strcmp(reason, "shutdown") ? "lost" : "left", why);
     while (failed) {
         pending_call *c = failed;
         failed = c->next;
@@ -805,14 +813,14 @@ static void on_status(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
             uint64_t since = atomic_load(&C.reconnected_ns);
             if (atomic_load(&C.conn) == 1 &&
                 now_ns() - since > (uint64_t)(C.cfg.broker_grace * 1e9))
-                declare_lost(host, "noconnection");
+                declare_lost(host, "noconnection", "a call found no responders");
         }
     } else if (nr && !strncmp(subj + base, ".np.", 4)) {
         uint64_t host;
         uint64_t since = atomic_load(&C.reconnected_ns);
         if (cluster_id_parse(subj + base + 4, &host) && atomic_load(&C.conn) == 1 &&
             now_ns() - since > (uint64_t)(C.cfg.broker_grace * 1e9))
-            declare_lost(host, "noconnection");
+            declare_lost(host, "noconnection", "a probe found no responders");
     }
     natsMsg_Destroy(nm);
 }
@@ -846,7 +854,7 @@ static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm,
         }
         pthread_mutex_unlock(&C.lock);
         if (h.kind == WK_BYE)
-            declare_lost(h.from_host, "shutdown");
+            declare_lost(h.from_host, "shutdown", "it said goodbye");
     }
     xfer_clear(&x);
     natsMsg_Destroy(nm);
@@ -895,13 +903,13 @@ static void *ticker_main(void *arg) {
         }
         if (conn == 1) {
             fenced = false;
-        } else if (!fenced && t - atomic_load(&C.disconnected_ns) > loss_ns) {
+        } else if (!fenced && elapsed(t, atomic_load(&C.disconnected_ns)) > loss_ns) {
             /* Cut off past the threshold: the others are declaring us
              * lost and may restart our supervised children elsewhere. */
             fence();
             fenced = true;
         }
-        bool quiet = conn != 1 || t - atomic_load(&C.reconnected_ns) < grace_ns;
+        bool quiet = conn != 1 || elapsed(t, atomic_load(&C.reconnected_ns)) < grace_ns;
         uint64_t probe[16], lose[16];
         int np = 0, nl = 0;
         pthread_mutex_lock(&C.lock);
@@ -913,7 +921,9 @@ static void *ticker_main(void *arg) {
                 q->probed_ns = 0;
                 continue;
             }
-            uint64_t silent = t - q->last_seen_ns;
+            /* t was read before the lock: a heartbeat may have landed
+             * since. */
+            uint64_t silent = elapsed(t, q->last_seen_ns);
             if (silent > loss_ns && nl < 16)
                 lose[nl++] = q->id;
             else if (silent > 2 * hb_ns + hb_ns / 2 && !q->probed_ns && np < 16) {
@@ -931,7 +941,7 @@ static void *ticker_main(void *arg) {
             natsConnection_PublishRequest(C.nc, subj, reply, "", 0);
         }
         for (int i = 0; i < nl; i++)
-            declare_lost(lose[i], "noconnection");
+            declare_lost(lose[i], "noconnection", "silent past cluster_loss_after");
         /* Lookups that waited too long end with what they have. */
         lookup_answer(0, NULL, NULL);
         usleep(20000);
@@ -1002,7 +1012,7 @@ static void lookup_answer(uint64_t ref, agent *found, const char *error) {
             if (error && !lk->error[0])
                 snprintf(lk->error, sizeof lk->error, "%s", error);
             finish = lk->found || lk->answers >= lk->expected;
-        } else if (!ref && t - lk->started_ns > lk->timeout_ns) {
+        } else if (!ref && elapsed(t, lk->started_ns) > lk->timeout_ns) {
             if (lk->timeout_ns > 1000000000u)
                 snprintf(lk->error, sizeof lk->error, "no answer in %.0f s",
                          lk->timeout_ns / 1e9);
@@ -1468,7 +1478,7 @@ bool cluster_hosts(cluster_host_info **rows, size_t *n) {
     for (peer *q = C.peers; q; q = q->next, i++) {
         r[i].id = q->id;
         r[i].lost = q->lost;
-        r[i].silent = (double)(t - q->last_seen_ns) / 1e9;
+        r[i].silent = (double)elapsed(t, q->last_seen_ns) / 1e9;
         memcpy(r[i].build, q->build, sizeof r[i].build);
     }
     pthread_mutex_unlock(&C.lock);
