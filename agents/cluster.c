@@ -1376,6 +1376,10 @@ int cluster_start(host *h, const cluster_config *cfg, ms_error *err) {
         s = natsOptions_SetPingInterval(o, 1000);
     if (s == NATS_OK)
         s = natsOptions_SetNoEcho(o, true);
+    /* Each publish goes out at once: nats.c's flusher otherwise waits a
+     * millisecond to batch, a millisecond on every hop of a call. */
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(o, true);
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(o, on_disconnected, NULL);
     if (s == NATS_OK)
@@ -1389,6 +1393,12 @@ int cluster_start(host *h, const cluster_config *cfg, ms_error *err) {
     snprintf(sub, sizeof sub, "%s.>", C.subj_self);
     if (s == NATS_OK)
         s = natsConnection_Subscribe(&C.sub_self, C.nc, C.subj_self, on_self, NULL);
+    /* No pending limit on the host's subject: nats.c would drop what
+     * exceeds it (65,536 messages by default), silently for the sender.
+     * The mailboxes behind it are unbounded too (mailbox_limit bounds
+     * them); memory is the limit, as for local senders. */
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(C.sub_self, -1, -1);
     if (s == NATS_OK)
         s = natsConnection_Subscribe(&C.sub_status, C.nc, sub, on_status, NULL);
     if (s == NATS_OK)
