@@ -62,7 +62,7 @@ typedef struct peer {
 
 /* A call of ours waiting for another host's answer.  Under lock. */
 typedef struct pending_call {
-    uint64_t ref, host;
+    uint64_t ref, hid;
     reply_slot *r;              /* the message's reference, moved here */
     uint64_t sent_ns;
     struct pending_call *next;
@@ -170,8 +170,8 @@ static void count(_Atomic uint64_t *c, uint64_t n) {
 
 /* ---- proxies ---- */
 
-static size_t proxy_bucket(uint64_t host, uint64_t id) {
-    uint64_t k = host * 0x9E3779B97F4A7C15ull ^ id * 0xC2B2AE3D27D4EB4Full;
+static size_t proxy_bucket(uint64_t hid, uint64_t id) {
+    uint64_t k = hid * 0x9E3779B97F4A7C15ull ^ id * 0xC2B2AE3D27D4EB4Full;
     return (size_t)(k >> 32) & (PROXY_BUCKETS - 1);
 }
 
@@ -188,9 +188,9 @@ static bool try_ref(agent *a) {
 }
 
 /* Under lock: the live proxy for (host, id), referenced, or NULL. */
-static agent *proxy_find_locked(uint64_t host, uint64_t id) {
-    for (agent *p = C.proxies[proxy_bucket(host, id)]; p; p = p->next_proxy)
-        if (p->remote_host == host && p->id == id && try_ref(p))
+static agent *proxy_find_locked(uint64_t hid, uint64_t id) {
+    for (agent *p = C.proxies[proxy_bucket(hid, id)]; p; p = p->next_proxy)
+        if (p->remote_host == hid && p->id == id && try_ref(p))
             return p;
     return NULL;
 }
@@ -198,29 +198,29 @@ static agent *proxy_find_locked(uint64_t host, uint64_t id) {
 /* The proxy for agent id of host (id 0: the host itself, the watcher
  * that carries exit notices there), made if need be; a reference, or
  * NULL without memory.  A proxy of a lost host is born exited. */
-static agent *proxy_get(uint64_t host, uint64_t id) {
+static agent *proxy_get(uint64_t hid, uint64_t id) {
     pthread_mutex_lock(&C.lock);
-    agent *p = proxy_find_locked(host, id);
+    agent *p = proxy_find_locked(hid, id);
     pthread_mutex_unlock(&C.lock);
     if (p)
         return p;
     agent *fresh = agent_new(C.h);
     if (!fresh)
         return NULL;
-    fresh->remote_host = host;
+    fresh->remote_host = hid;
     fresh->id = id;
     snprintf(fresh->name, sizeof fresh->name, "%s", id ? "remote" : "host");
     fresh->state = AG_RUNNING;
     bool lost = false;
     pthread_mutex_lock(&C.lock);
-    p = proxy_find_locked(host, id); /* another thread may have made it */
+    p = proxy_find_locked(hid, id); /* another thread may have made it */
     if (!p) {
-        size_t b = proxy_bucket(host, id);
+        size_t b = proxy_bucket(hid, id);
         fresh->next_proxy = C.proxies[b];
         C.proxies[b] = fresh;
         fresh->in_proxy_table = true;
         for (peer *q = C.peers; q; q = q->next)
-            if (q->id == host)
+            if (q->id == hid)
                 lost = q->lost;
         p = fresh;
         fresh = NULL;
@@ -272,15 +272,15 @@ static agent *local_agent(uint64_t id) {
 
 /* ---- the wire's view of agents ---- */
 
-static void addr_of(void *ctx, agent *a, uint64_t *host, uint64_t *id) {
+static void addr_of(void *ctx, agent *a, uint64_t *hid, uint64_t *id) {
     (void)ctx;
-    *host = a->remote_host ? a->remote_host : C.self;
+    *hid = a->remote_host ? a->remote_host : C.self;
     *id = a->id;
 }
 
-static agent *resolve(void *ctx, uint64_t host, uint64_t id) {
+static agent *resolve(void *ctx, uint64_t hid, uint64_t id) {
     (void)ctx;
-    if (host == C.self) {
+    if (hid == C.self) {
         agent *a = local_agent(id);
         if (a)
             return a;
@@ -288,18 +288,18 @@ static agent *resolve(void *ctx, uint64_t host, uint64_t id) {
          * stand-in tells the receiver what happened. */
         return NULL;
     }
-    if (host == 0 || id == 0)
+    if (hid == 0 || id == 0)
         return NULL; /* a forged address: no host 0, agent 0 is a host's watcher */
-    return proxy_get(host, id);
+    return proxy_get(hid, id);
 }
 
 static const wire_peer PEER = {addr_of, resolve, NULL};
 
 /* ---- publishing ---- */
 
-static void subject_of(uint64_t host, char *buf, size_t size) {
+static void subject_of(uint64_t hid, char *buf, size_t size) {
     char hex[17];
-    cluster_id_hex(host, hex);
+    cluster_id_hex(hid, hex);
     snprintf(buf, size, "ms.h.%s", hex);
 }
 
@@ -307,6 +307,10 @@ static void subject_of(uint64_t host, char *buf, size_t size) {
  * NULL).  false with err set. */
 static bool publish(uint64_t to_host, const wire_header *h, const xfer *x, const char *reply,
                     char *err, size_t errlen) {
+    if (!cluster_on()) {
+        snprintf(err, errlen, "cluster: this host has left the cluster");
+        return false;
+    }
     wbuf b = {0};
     if (!wire_encode(&b, h, x, &PEER, err, errlen)) {
         wbuf_free(&b);
@@ -374,7 +378,7 @@ static void fail_call(pending_call *c) {
 /* The callee's side of a remote call: the slot's answer (or its loss)
  * goes back to the calling host (ops.c's forward hook). */
 typedef struct call_back {
-    uint64_t host, ref;
+    uint64_t hid, ref;
 } call_back;
 
 static void forward_reply(void *ctx, xfer *body) {
@@ -382,16 +386,16 @@ static void forward_reply(void *ctx, xfer *body) {
     char err[300];
     wire_header h = {WIRE_VERSION, body ? WK_REPLY : WK_EXIT, C.self, 0, 0, cb->ref};
     if (body) {
-        if (!publish(cb->host, &h, body, NULL, err, sizeof err)) {
+        if (!publish(cb->hid, &h, body, NULL, err, sizeof err)) {
             /* The answer cannot travel (a channel in it): the caller is
              * told so rather than left to its timeout. */
-            publish_simple(cb->host, WK_EXIT, 0, 0, cb->ref, err);
+            publish_simple(cb->hid, WK_EXIT, 0, 0, cb->ref, err);
         } else {
             count(&C.replies, 1);
         }
         xfer_free(body);
     } else {
-        publish_simple(cb->host, WK_EXIT, 0, 0, cb->ref, "no reply");
+        publish_simple(cb->hid, WK_EXIT, 0, 0, cb->ref, "no reply");
     }
     free(cb);
 }
@@ -443,7 +447,7 @@ int cluster_deliver(agent *p, msg *m, char *err, size_t errlen) {
         pthread_mutex_lock(&C.lock);
         c->ref = ++C.next_ref;
         pthread_mutex_unlock(&C.lock);
-        c->host = p->remote_host;
+        c->hid = p->remote_host;
         c->r = NULL;
         h.ref = c->ref;
         snprintf(reply_subj, sizeof reply_subj, "%s.nr.%" PRIu64, C.subj_self, c->ref);
@@ -527,7 +531,7 @@ static void declare_lost(uint64_t id, const char *reason, const char *why) {
     pending_call *failed = NULL;
     for (pending_call **pp = &C.pending; *pp;) {
         pending_call *c = *pp;
-        if (c->host == id) {
+        if (c->hid == id) {
             *pp = c->next;
             c->next = failed;
             failed = c;
@@ -638,7 +642,7 @@ static void on_envelope(const char *subject, const char *data, int len) {
                 publish_simple(h.from_host, WK_EXIT, 0, 0, h.ref, "out of memory");
                 return;
             }
-            cb->host = h.from_host;
+            cb->hid = h.from_host;
             cb->ref = h.ref;
             reply_set_forward(r, forward_reply, cb);
             m->reply = r; /* the one reference: the slot's end is the reply's */
@@ -654,7 +658,7 @@ static void on_envelope(const char *subject, const char *data, int len) {
             msg_free(m); /* late: the caller timed out or its host gave up */
             return;
         }
-        if (c->host != h.from_host) {
+        if (c->hid != h.from_host) {
             /* Not the host we called: put it back, refuse the forgery. */
             pthread_mutex_lock(&C.lock);
             c->next = C.pending;
@@ -682,7 +686,7 @@ static void on_envelope(const char *subject, const char *data, int len) {
         if (h.ref) {
             /* A call of ours that will get no answer. */
             pending_call *c = take_call(h.ref);
-            if (c && c->host == h.from_host) {
+            if (c && c->hid == h.from_host) {
                 fail_call(c);
             } else if (c) {
                 /* Not the host we called: back on the table. */
@@ -698,7 +702,7 @@ static void on_envelope(const char *subject, const char *data, int len) {
             pthread_mutex_unlock(&C.lock);
             if (p) {
                 char r15[16];
-                snprintf(r15, sizeof r15, "%s", reason[0] ? reason : "normal");
+                snprintf(r15, sizeof r15, "%.15s", reason[0] ? reason : "normal");
                 proxy_exit(p, r15, NULL);
                 agent_unref(p);
             }
@@ -806,21 +810,21 @@ static void on_status(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
         if (!c)
             lookup_answer(ref, NULL, "its host has no responders (gone)");
         if (c) {
-            uint64_t host = c->host;
+            uint64_t hid = c->hid;
             fail_call(c);
             /* Nobody listens on its subject: gone, unless we are the
              * ones just back from a broker outage. */
             uint64_t since = atomic_load(&C.reconnected_ns);
             if (atomic_load(&C.conn) == 1 &&
                 now_ns() - since > (uint64_t)(C.cfg.broker_grace * 1e9))
-                declare_lost(host, "noconnection", "a call found no responders");
+                declare_lost(hid, "noconnection", "a call found no responders");
         }
     } else if (nr && !strncmp(subj + base, ".np.", 4)) {
-        uint64_t host;
+        uint64_t hid;
         uint64_t since = atomic_load(&C.reconnected_ns);
-        if (cluster_id_parse(subj + base + 4, &host) && atomic_load(&C.conn) == 1 &&
+        if (cluster_id_parse(subj + base + 4, &hid) && atomic_load(&C.conn) == 1 &&
             now_ns() - since > (uint64_t)(C.cfg.broker_grace * 1e9))
-            declare_lost(host, "noconnection", "a probe found no responders");
+            declare_lost(hid, "noconnection", "a probe found no responders");
     }
     natsMsg_Destroy(nm);
 }
@@ -884,14 +888,16 @@ static void *ticker_main(void *arg) {
     uint64_t hb_ns = (uint64_t)(C.cfg.heartbeat * 1e9);
     uint64_t loss_ns = (uint64_t)(C.cfg.loss_after * 1e9);
     uint64_t grace_ns = (uint64_t)(C.cfg.broker_grace * 1e9);
+    uint64_t fence_ns = loss_ns > 3 * hb_ns ? loss_ns - 2 * hb_ns : loss_ns / 2;
     uint64_t last_hb = 0, last_tick = now_ns();
     bool fenced = false;
     while (!atomic_load(&C.stopping)) {
         uint64_t t = now_ns();
         int conn = atomic_load(&C.conn);
-        if (t - last_tick > loss_ns) {
-            /* We ourselves were silent past the threshold (stopped,
-             * starved): the others have declared us lost by now. */
+        if (t - last_tick > fence_ns) {
+            /* We ourselves were silent about as long as the threshold
+             * (stopped, starved): our last heartbeat went out up to a
+             * beat before, so the others may have declared us lost. */
             fprintf(stderr, "ms-host: cluster: this host was silent for %.1f s\n",
                     (double)(t - last_tick) / 1e9);
             fence();
@@ -1435,22 +1441,27 @@ void cluster_stop(void) {
     send_heartbeat(WK_BYE);
     natsConnection_FlushTimeout(C.nc, 1000);
     atomic_store_explicit(&C.on, false, memory_order_release);
-    natsSubscription_Unsubscribe(C.sub_self);
-    natsSubscription_Unsubscribe(C.sub_status);
-    natsSubscription_Unsubscribe(C.sub_hb);
+    /* The callbacks use the host and the agents: a drain waits until the
+     * last one has returned. */
+    natsSubscription *subs[] = {C.sub_self, C.sub_status, C.sub_hb};
+    for (int i = 0; i < 3; i++)
+        natsSubscription_DrainTimeout(subs[i], 1000);
+    for (int i = 0; i < 3; i++)
+        natsSubscription_WaitForDrainCompletion(subs[i], 2000);
+    /* Closed, not destroyed: an agent still running may be publishing
+     * right now (a publish on a closed connection fails cleanly); the
+     * objects go with the process. */
     natsConnection_Close(C.nc);
-    natsSubscription_Destroy(C.sub_self);
-    natsSubscription_Destroy(C.sub_status);
-    natsSubscription_Destroy(C.sub_hb);
-    natsConnection_Destroy(C.nc);
-    C.nc = NULL;
     /* What is left: calls fail, lookups end, peers go. */
     pthread_mutex_lock(&C.lock);
     pending_call *calls = C.pending;
     C.pending = NULL;
     peer *peers = C.peers;
     C.peers = NULL;
+    for (cluster_lookup *lk = C.lookups; lk; lk = lk->next)
+        lk->timeout_ns = 0; /* the sweep below ends them */
     pthread_mutex_unlock(&C.lock);
+    lookup_answer(0, NULL, NULL);
     while (calls) {
         pending_call *c = calls;
         calls = c->next;
@@ -1461,8 +1472,6 @@ void cluster_stop(void) {
         peers = q->next;
         free(q);
     }
-    atomic_store(&C.stopping, false);
-    nats_Close();
 }
 
 /* ---- what ms.metrics and ms.cluster.hosts show ---- */

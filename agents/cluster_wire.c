@@ -207,10 +207,10 @@ static bool enc_val(wenc *e) {
         const xhandle *h = &e->x->handles[i];
         switch (h->type) {
         case XH_AGENT: {
-            uint64_t host = 0, id = 0;
-            e->peer->addr_of(e->peer->ctx, h->ptr, &host, &id);
+            uint64_t hid = 0, id = 0;
+            e->peer->addr_of(e->peer->ctx, h->ptr, &hid, &id);
             wput_u8(e->out, W_AGENT);
-            wput_u64(e->out, host);
+            wput_u64(e->out, hid);
             wput_u64(e->out, id);
             return true;
         }
@@ -346,12 +346,12 @@ static bool dec_val(wdec *d, bool key) {
     case W_AGENT: {
         if (!dtake(d, 16, &q))
             return false;
-        uint64_t host = le64(q), id = le64(q + 8);
-        agent *a = d->peer && d->peer->resolve ? d->peer->resolve(d->peer->ctx, host, id) : NULL;
+        uint64_t hid = le64(q), id = le64(q + 8);
+        agent *a = d->peer && d->peer->resolve ? d->peer->resolve(d->peer->ctx, hid, id) : NULL;
         if (!a) {
             char what[96];
             snprintf(what, sizeof what, "an agent address that does not resolve, host %016llx agent",
-                     (unsigned long long)host);
+                     (unsigned long long)hid);
             return dfail(d, at, what, id);
         }
         xfer_put_handle(d->x, XH_AGENT, a); /* takes its own reference */

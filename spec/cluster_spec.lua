@@ -178,6 +178,7 @@ describe("a cluster of hosts", function()
         a.signal("STOP")
         -- Alive to the broker (its connection stays) but silent: lost.
         assert.are.equal(0, d.wait_exit(60), d.out() .. d.err())
+        proc.sleep(0.5) -- stopped well past the threshold
         a.signal("CONT")
         assert.is_truthy(contains(d.out(), "DOWN noconnection"), d.out())
         -- Back, it sees its own silence and stops the child the other
