@@ -1420,6 +1420,7 @@ int cluster_start(host *h, const cluster_config *cfg, ms_error *err) {
         C.sub_self = C.sub_status = C.sub_hb = NULL;
         natsConnection_Destroy(C.nc);
         C.nc = NULL;
+        nats_Close(); /* its threads: nothing of nats.c stays behind */
         return MS_E_IO;
     }
     atomic_store(&C.conn, 1);
@@ -1449,8 +1450,8 @@ void cluster_stop(void) {
     for (int i = 0; i < 3; i++)
         natsSubscription_WaitForDrainCompletion(subs[i], 2000);
     /* Closed, not destroyed: an agent still running may be publishing
-     * right now (a publish on a closed connection fails cleanly); the
-     * objects go with the process. */
+     * right now (a publish on a closed connection fails cleanly);
+     * cluster_free destroys them once no agent is left. */
     natsConnection_Close(C.nc);
     /* What is left: calls fail, lookups end, peers go. */
     pthread_mutex_lock(&C.lock);
@@ -1472,6 +1473,18 @@ void cluster_stop(void) {
         peers = q->next;
         free(q);
     }
+}
+
+void cluster_free(void) {
+    if (!C.nc || cluster_on())
+        return;
+    natsSubscription_Destroy(C.sub_self);
+    natsSubscription_Destroy(C.sub_status);
+    natsSubscription_Destroy(C.sub_hb);
+    C.sub_self = C.sub_status = C.sub_hb = NULL;
+    natsConnection_Destroy(C.nc);
+    C.nc = NULL;
+    nats_Close();
 }
 
 /* ---- what ms.metrics and ms.cluster.hosts show ---- */

@@ -41,6 +41,10 @@ int cluster_start(host *h, const cluster_config *cfg, ms_error *err);
  * what they still watch), flushes and disconnects.  After every agent has
  * exited, before the runtime goes. */
 void cluster_stop(void);
+/* Frees the connection cluster_stop closed, and nats.c's threads, once
+ * nothing can publish any more (after host_shutdown).  Does nothing
+ * outside a cluster. */
+void cluster_free(void);
 /* True once cluster_start has succeeded (a relaxed load). */
 bool cluster_on(void);
 /* This host's id (0 when not in a cluster). */

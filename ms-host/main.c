@@ -567,6 +567,7 @@ static int cmd_run(const opts *o) {
     collector_finish(stopped ? h->shutdown_reason : rc != 0 ? "main agent failed" : "exit");
     if (host_shutdown() != 0 && status == 0)
         status = 3;
+    cluster_free(); /* no agent is left to publish */
     return status;
 }
 
