@@ -74,6 +74,35 @@ teardown(function()
     if B then broker.stop(B) end
 end)
 
+describe("a host and the cluster option", function()
+    it("costs nothing without it: no id, the stats off", function()
+        local dir = proc.new_dir()
+        dirs[#dirs + 1] = dir
+        local script = dir .. "/alone.lua"
+        h.write_file(script, [[
+local s = ms.metrics().cluster
+print(tostring(ms.cluster.id()) .. " " .. tostring(s.on) .. " " .. s.state .. " " .. #ms.cluster.hosts())
+print(tostring(ms.agent.whereis("nobody")))
+]])
+        local code, out, err = proc.run(dir, "run " .. q(script))
+        assert.are.equal(0, code, err)
+        assert.is_truthy(contains(out, "nil false off 0"), out)
+        assert.is_truthy(contains(out, "nil"), out)
+    end)
+
+    it("does not start when the broker cannot be reached, and says why", function()
+        local dir = proc.new_dir()
+        dirs[#dirs + 1] = dir
+        local script = dir .. "/never.lua"
+        h.write_file(script, "print('ran')\n")
+        -- Port 1 on loopback: nothing listens there.
+        local code, out, err = proc.run(dir, "run " .. q(script) .. " --cluster nats://127.0.0.1:1")
+        assert.are.equal(2, code, err)
+        assert.is_falsy(contains(out, "ran"), out)
+        assert.is_truthy(contains(err, "cluster nats://127.0.0.1:1: cannot join"), err)
+    end)
+end)
+
 describe("a cluster of hosts", function()
     it("finds, calls, sends to, stops and monitors another host's agents", function()
         local a = node("a")
