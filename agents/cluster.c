@@ -423,10 +423,8 @@ int cluster_deliver(agent *p, msg *m, char *err, size_t errlen) {
             pthread_mutex_lock(&t->mlock);
             char r[16];
             snprintf(r, sizeof r, "%s", t->exit_reason);
-            char *message = t->exit_message ? strdup(t->exit_message) : NULL;
             pthread_mutex_unlock(&t->mlock);
             publish_simple(p->remote_host, WK_EXIT, 0, t->id, 0, r);
-            free(message);
             break;
         }
         msg_free(m);
