@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "cluster.h"
 #include "cpuclock.h"
 #include "events.h"
 #include "hold.h"
@@ -51,6 +52,8 @@ void agent_ref(agent *a) {
 }
 
 static void agent_free(agent *a) {
+    if (a->remote_host) /* cluster.h: a proxy leaves the table first */
+        cluster_proxy_free(a);
     /* Nobody can push any more (pushers hold references), so this
      * drains every message, unread ones included. */
     for (mlink *l; (l = mbox_pop(&a->mbox));)
@@ -181,6 +184,10 @@ void agent_stop(agent *a, const char *reason) {
 }
 
 void agent_stop_as(agent *a, const char *exit_reason, const char *reason) {
+    if (a->remote_host) { /* cluster.h: a proxy's agent is stopped by its host */
+        cluster_stop_remote(a, reason ? reason : exit_reason);
+        return;
+    }
     pthread_mutex_lock(&a->mlock);
     if (a->state != AG_EXITED && !a->stop_reason) {
         a->stop_reason = strdup(reason ? reason : exit_reason);

@@ -186,6 +186,20 @@ struct agent {
     agent *next_reg, *prev_reg;
     agent *next_name;           /* its chain in the table of names */
     bool named;                 /* in the table of names */
+
+    /* ---- cluster (cluster.h) ---- */
+    /* Nonzero: a proxy for agent `id` of that host (id 0: the host
+     * itself, carrying exit notices there).  Immutable once made; a
+     * proxy never runs. */
+    uint64_t remote_host;
+    /* The cluster's table of proxies, under the cluster's lock. */
+    agent *next_proxy;
+    bool in_proxy_table;
+    _Atomic bool remote_exited;  /* the proxy's exit was told (once) */
+    /* Started by another host's ms.agent.spawn (its supervisor is
+     * there): fenced when this host is cut off.  Immutable. */
+    bool spawned_remotely;
+    /* ---- end cluster ---- */
 };
 
 /* A consistent copy of an agent's row for a:info(), ms.agents() and the

@@ -59,6 +59,16 @@ static const profile_field host_fields[] = {
     {.name = "host_io_limit", .kind = PF_COUNT, .max = 100000000, .live = true,
      .zero = "none beyond the OS's descriptor limit",
      .help = "OS handles all agents together may hold open; 0 = none"},
+    {.name = "cluster", .kind = PF_STRING, .def_text = "",
+     .help = "NATS URL of the cluster to join at start (nats://host:port), or \"\" for none "
+             "(docs/cluster.md)"},
+    {.name = "cluster_heartbeat", .kind = PF_DURATION, .min = 0.01, .max = 10, .def = 0.1,
+     .help = "time between this host's heartbeats to the cluster"},
+    {.name = "cluster_loss_after", .kind = PF_DURATION, .min = 0.05, .max = 600, .def = 3,
+     .help = "silence after which another host is declared lost (its agents exit "
+             "\"noconnection\"), and after which a host cut off from the broker fences itself"},
+    {.name = "cluster_broker_grace", .kind = PF_DURATION, .min = 0, .max = 600, .def = 5,
+     .help = "after this host reconnects to the broker, nobody is declared lost for this long"},
     {.name = "runaway_stop_after", .kind = PF_COUNT, .max = 1000000, .live = true,
      .zero = "report only",
      .help = "stop an agent at its Nth stall past stall_threshold (exit reason runaway); "

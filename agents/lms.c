@@ -20,6 +20,7 @@
 #include "ljson.h"
 #include "lms.h"
 #include "lms_agent.h"
+#include "lms_cluster.h"
 #include "lms_metrics.h"
 #include "lms_net.h"
 #include "lms_process.h"
@@ -222,6 +223,7 @@ int luaopen_ms(lua_State *L) {
     lua_setfield(L, -2, "_tune");
     facts_register(L);
     lms_tasks_register(L);
+    lms_cluster_register(L, lua_gettop(L)); /* ms.cluster (lms_cluster.c) */
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, ms_lazy_index);
     lua_setfield(L, -2, "__index");

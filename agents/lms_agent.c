@@ -15,6 +15,7 @@
 #include "lhandle.h"
 #include "lms.h"
 #include "lms_agent.h"
+#include "lms_cluster.h"
 #include "ltask.h"
 #include "mail.h"
 #include "ops.h"
@@ -26,6 +27,13 @@
 
 static int l_agent_spawn(lua_State *L) {
     lua_settop(L, 1);
+    if (lua_istable(L, 1)) { /* lms_cluster.c: a spawn on another host */
+        lua_getfield(L, 1, "host");
+        bool remote = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (remote)
+            return lms_cluster_spawn(L);
+    }
     /* The handle before the agent: made after, a memory error would leave
      * the agent running, unknown to its spawner (a supervisor's child
      * nobody would stop). */
@@ -239,10 +247,8 @@ static int l_agents(lua_State *L) {
 
 static int l_whereis(lua_State *L) {
     agent *a = registry_whereis(luaL_checkstring(L, 1));
-    if (!a) {
-        lua_pushnil(L);
-        return 1;
-    }
+    if (!a) /* lms_cluster.c: the other hosts of the cluster, if any */
+        return lms_cluster_whereis(L, lua_tostring(L, 1));
     lh_push_handle(L, XH_AGENT, a);
     return 1;
 }

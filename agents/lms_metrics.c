@@ -13,6 +13,7 @@
 #include "lfs.h"
 #include "lms_agent.h"
 #include "lms_metrics.h"
+#include "lms_cluster.h"
 #include "tune.h"
 
 /* ---- metrics ---- */
@@ -135,6 +136,8 @@ static int l_metrics(lua_State *L) {
     lua_getfield(L, lua_upvalueindex(1), "stats");
     lua_call(L, 0, 1);
     lua_setfield(L, -2, "events");
+    lms_cluster_push_stats(L); /* lms_cluster.c */
+    lua_setfield(L, -2, "cluster");
     return 1;
 }
 

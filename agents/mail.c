@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "cluster.h"
 #include "ltask.h"
 #include "mail.h"
 #include "ops.h"
@@ -48,6 +49,8 @@ void mail_set_limit(agent *a, size_t limit) {
 }
 
 int mail_deliver(agent *a, msg *m, char *err, size_t errlen) {
+    if (a->remote_host) /* cluster.h: an agent of another host */
+        return cluster_deliver(a, m, err, errlen);
     size_t limit = atomic_load_explicit(&a->mailbox_limit, memory_order_relaxed);
     int r = mbox_push(&a->mbox, &m->link, limit);
     if (r == MBOX_CLOSED) {
@@ -138,6 +141,8 @@ bool mail_add_monitor(agent *target, agent *watcher) {
     if (exited) {
         /* Already gone: the watcher hears about it at once. */
         mail_send_exit_notice(target, watcher, notice);
+    } else if (target->remote_host) {
+        cluster_watch(target); /* cluster.h: its host will tell us */
     }
     return true;
 }

@@ -34,7 +34,17 @@ struct reply_slot {
     bool filled, caller_gone;
     xfer *body;                 /* under lock */
     ms_waker waker;             /* under lock: the waiting caller */
+    /* cluster.c: the caller is on another host; the answer (or NULL: no
+     * answer will come) goes to forward, exactly once.  Set before the
+     * slot is shared. */
+    void (*forward)(void *ctx, xfer *body);
+    void *forward_ctx;
 };
+
+void reply_set_forward(reply_slot *r, void (*forward)(void *ctx, xfer *body), void *ctx) {
+    r->forward = forward;
+    r->forward_ctx = ctx;
+}
 
 reply_slot *reply_new(void) {
     reply_slot *r = calloc(1, sizeof *r);
@@ -59,7 +69,10 @@ void reply_unref(reply_slot *r) {
     pthread_mutex_lock(&r->lock);
     uint32_t prev = atomic_fetch_sub_explicit(&r->refs, 1, memory_order_relaxed);
     if (prev == 1) {
+        bool unanswered = r->forward && !r->filled;
         pthread_mutex_unlock(&r->lock);
+        if (unanswered) /* cluster.c: the remote caller hears "no reply" */
+            r->forward(r->forward_ctx, NULL);
         xfer_free(r->body);
         ms_waker_drop(&r->waker);
         pthread_mutex_destroy(&r->lock);
@@ -80,6 +93,11 @@ bool reply_fill(reply_slot *r, xfer *body) {
         return false;
     }
     r->filled = true;
+    if (r->forward) { /* cluster.c: the answer travels to the caller's host */
+        pthread_mutex_unlock(&r->lock);
+        r->forward(r->forward_ctx, body);
+        return true;
+    }
     r->body = body;
     ms_waker w = ms_waker_clone(&r->waker);
     pthread_mutex_unlock(&r->lock);

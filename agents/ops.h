@@ -123,5 +123,9 @@ void reply_unref(reply_slot *r);
  * the answer could not be built (out of memory); the caller gets nil and
  * "no reply: ..." at once instead of waiting for the handle to go. */
 bool reply_fill(reply_slot *r, xfer *body);
+/* cluster.c: a slot whose caller is on another host.  forward(ctx, body)
+ * runs once, with the answer (taken over) or NULL when none will come
+ * (the slot dropped unanswered); set before the slot is shared. */
+void reply_set_forward(reply_slot *r, void (*forward)(void *ctx, xfer *body), void *ctx);
 
 #endif

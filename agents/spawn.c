@@ -269,9 +269,12 @@ agent *spawn_agent(lua_State *L, int idx, char *err, size_t errlen) {
 agent *spawn_agent_spec(host *h, const spawn_spec *s, char *err, size_t errlen) {
     agent *a = agent_new(h);
     if (!a) {
+        xfer_free(s->args);
         snprintf(err, errlen, "no memory for an agent");
         return NULL;
     }
+    a->args = s->args;
+    a->spawned_remotely = s->spawned_remotely;
     a->src = s->src;
     a->src_len = s->len ? s->len : strlen(s->text);
     a->src_text = malloc(a->src_len + 1);

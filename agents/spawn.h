@@ -29,6 +29,11 @@ typedef struct spawn_spec {
     int argc;
     bool main;                  /* ms-host's main agent: no memory limit,
                                    the JIT from the start */
+    /* cluster.c: a spawn asked by another host.  args: the encoded args
+     * (taken over, also on failure), or NULL; spawned_remotely: its
+     * supervisor is there (fencing, cluster.h). */
+    xfer *args;
+    bool spawned_remotely;
 } spawn_spec;
 
 agent *spawn_agent_spec(host *h, const spawn_spec *s, char *err, size_t errlen);

@@ -28,9 +28,8 @@
 #include "ms.h"
 #include "xfer.h"
 
-enum { T_NIL, T_FALSE, T_TRUE, T_NUM, T_STR, T_TABLE, T_HANDLE };
-
-#define XFER_MAX_DEPTH 100
+enum { T_NIL = XT_NIL, T_FALSE = XT_FALSE, T_TRUE = XT_TRUE, T_NUM = XT_NUM, T_STR = XT_STR,
+       T_TABLE = XT_TABLE, T_HANDLE = XT_HANDLE }; /* xfer.h */
 
 void xfer_init(xfer *x) {
     x->buf = x->inline_buf;
@@ -428,6 +427,10 @@ const char *xfer_get_lstr(const xfer *x, size_t *len) {
 
 void xfer_put_bool(xfer *x, bool b) {
     put_u8(x, b ? T_TRUE : T_FALSE);
+}
+
+void xfer_put_nil(xfer *x) {
+    put_u8(x, T_NIL);
 }
 
 void xfer_put_num(xfer *x, double d) {

@@ -25,6 +25,11 @@ typedef struct xhandle {
 
 #define XFER_INLINE 96
 
+/* The blob's tags (xfer.c's format), named here for the cluster's wire
+ * encoder (cluster_wire.c), which reads blobs without a Lua state. */
+enum xfer_tag { XT_NIL, XT_FALSE, XT_TRUE, XT_NUM, XT_STR, XT_TABLE, XT_HANDLE };
+#define XFER_MAX_DEPTH 100
+
 struct xfer {
     char *buf;                  /* inline until a value outgrows it */
     size_t len, cap;
@@ -65,6 +70,7 @@ void xfer_put_lstr(xfer *x, const char *s, size_t n);
 const char *xfer_get_lstr(const xfer *x, size_t *len);
 void xfer_put_num(xfer *x, double d);
 void xfer_put_bool(xfer *x, bool b);
+void xfer_put_nil(xfer *x);
 void xfer_put_handle(xfer *x, xh_type type, void *ptr); /* takes a ref */
 
 #endif

@@ -32,6 +32,7 @@
 
 #include "agent.h"
 #include "attach.h"
+#include "cluster.h"
 #include "collector.h"
 #include "console.h"
 #include "host.h"
@@ -74,6 +75,8 @@ static void usage(FILE *out) {
             "                      line at exit (the profile's metrics_file)\n"
             "  --console PATH      serve `ms-host attach PATH` on a Unix socket (mode 0600;\n"
             "                      the profile's console)\n"
+            "  --cluster URL       join the cluster on the NATS broker at URL, e.g.\n"
+            "                      nats://127.0.0.1:4222 (the profile's cluster; docs/cluster.md)\n"
             "\n"
             "exit status: 0 the main agent ended (or a graceful shutdown completed), 1 it\n"
             "failed, 2 bad usage or configuration, 3 a shutdown hit its timeout, 130 a\n"
@@ -89,6 +92,7 @@ typedef struct opts {
     const char *workers;
     const char *metrics_listen;
     const char *metrics_file;
+    const char *cluster;        /* --cluster URL (the profile's cluster) */
     const char *console;
     char **args;
     int nargs;
@@ -143,7 +147,7 @@ static int parse(int argc, char **argv, opts *o) {
         const char *val = NULL;
         if (!strcmp(a, "--profile") || !strcmp(a, "--workers") || !strcmp(a, "--set") ||
             !strcmp(a, "--metrics-listen") || !strcmp(a, "--metrics-file") ||
-            !strcmp(a, "--console")) {
+            !strcmp(a, "--console") || !strcmp(a, "--cluster")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "ms-host: %s needs a value\n", a);
                 return 2;
@@ -151,7 +155,8 @@ static int parse(int argc, char **argv, opts *o) {
             val = argv[++i];
         } else if (!strncmp(a, "--profile=", 10) || !strncmp(a, "--workers=", 10) ||
                    !strncmp(a, "--set=", 6) || !strncmp(a, "--metrics-listen=", 17) ||
-                   !strncmp(a, "--metrics-file=", 15) || !strncmp(a, "--console=", 10)) {
+                   !strncmp(a, "--metrics-file=", 15) || !strncmp(a, "--console=", 10) ||
+                   !strncmp(a, "--cluster=", 10)) {
             val = strchr(a, '=') + 1;
         } else {
             fprintf(stderr, "ms-host: unknown option '%s' (see ms-host --help)\n", a);
@@ -167,6 +172,8 @@ static int parse(int argc, char **argv, opts *o) {
             o->metrics_file = val;
         else if (!strncmp(a, "--console", 9))
             o->console = val;
+        else if (!strncmp(a, "--cluster", 9))
+            o->cluster = val;
         else {
             if (!strchr(val, '=')) {
                 fprintf(stderr, "ms-host: --set takes KEY=VALUE, got '%s'\n", val);
@@ -243,6 +250,10 @@ static bool load_profile_quiet(lua_State *L, const opts *o, const char *name) {
     if (o->console) {
         lua_pushstring(L, o->console);
         lua_setfield(L, -2, "console");
+    }
+    if (o->cluster) {
+        lua_pushstring(L, o->cluster);
+        lua_setfield(L, -2, "cluster");
     }
     lua_setfield(L, -2, "overrides");
     bool ok = lua_pcall(L, 2, 1, 0) == 0;
@@ -422,6 +433,28 @@ static bool start_services(lua_State *L, host *h) {
         }
         agent_unref(ta);
     }
+    /* The cluster (docs/cluster.md) before the console: a host that
+     * cannot join the cluster it was told to does not start. */
+    char *cluster = profile_string(L, "cluster");
+    if (cluster && *cluster) {
+        lua_getfield(L, -1, "values");
+        cluster_config cc = {.url = cluster};
+        lua_getfield(L, -1, "cluster_heartbeat");
+        cc.heartbeat = lua_tonumber(L, -1);
+        lua_getfield(L, -2, "cluster_loss_after");
+        cc.loss_after = lua_tonumber(L, -1);
+        lua_getfield(L, -3, "cluster_broker_grace");
+        cc.broker_grace = lua_tonumber(L, -1);
+        lua_pop(L, 4);
+        rc = cluster_start(h, &cc, &err);
+        if (rc != 0) {
+            fprintf(stderr, "ms-host: %s\n", err.message);
+            free(cluster);
+            collector_finish("cluster failed");
+            return false;
+        }
+    }
+    free(cluster);
     char *dump_file = profile_string(L, "tasks_dump_file");
     lifecycle_set_dump_file(dump_file);
     free(dump_file);
@@ -531,11 +564,15 @@ static int cmd_run(const opts *o) {
         status = 1;
     }
     agent_unref(a);
+    /* The others hear we are going (cluster.h); agents still running
+     * are seen there as ended with reason "shutdown". */
+    cluster_stop();
     /* Every agent has ended: the metrics file's last line is the state
      * at exit.  The runtime must still exist for that snapshot. */
     collector_finish(stopped ? h->shutdown_reason : rc != 0 ? "main agent failed" : "exit");
     if (host_shutdown() != 0 && status == 0)
         status = 3;
+    cluster_free(); /* no agent is left to publish */
     return status;
 }
 

@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "cluster.h"
 #include "facts.h"
 #include "host.h"
 #include "metrics_http.h"
@@ -321,6 +322,60 @@ static void render_histograms(sbuf *b, const ms_metrics *m, const ms_metric_desc
     }
 }
 
+/* The cluster's families (docs/cluster.md), only on a host that joined
+ * one: a host alone serves what it always did. */
+static void render_cluster_prometheus(sbuf *b) {
+    cluster_stats s;
+    cluster_get_stats(&s);
+    if (!s.on)
+        return;
+    sb_family(b, "ms_cluster_connected", "gauge",
+              "1 while this host is connected to the cluster's broker, 0 while it reconnects.");
+    sb_printf(b, "ms_cluster_connected %d\n", !strcmp(s.state, "connected"));
+    static const struct {
+        const char *name, *help;
+        size_t off;
+        bool gauge;
+    } fams[] = {
+#define F(n, f, g, h) {"ms_cluster_" n, h, offsetof(cluster_stats, f), g}
+        F("sends_total", sends, false, "Messages sent to agents of other hosts."),
+        F("calls_total", calls, false, "Calls made to agents of other hosts."),
+        F("replies_total", replies, false, "Answers sent back to callers on other hosts."),
+        F("bytes_out_total", bytes_out, false, "Bytes this host published to the cluster."),
+        F("bytes_in_total", bytes_in, false, "Bytes this host received from the cluster."),
+        F("received_total", received, false, "Envelopes received from other hosts."),
+        F("rejected_total", rejected, false,
+          "Messages from the network refused (malformed, forged, from a lost host)."),
+        F("reconnects_total", reconnects, false, "Reconnections to the broker."),
+        F("hosts_known", hosts_known, true, "Other hosts heard of and not lost."),
+        F("hosts_lost_total", hosts_lost, false, "Hosts declared lost (or gone on shutdown)."),
+        F("calls_failed_total", calls_failed, false,
+          "Remote calls failed without an answer (host lost, no responders, no reply)."),
+        F("fenced_total", fenced, false,
+          "Agents this host stopped because it was cut off from the cluster."),
+#undef F
+    };
+    for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
+        sb_family(b, fams[i].name, fams[i].gauge ? "gauge" : "counter", fams[i].help);
+        sb_printf(b, "%s %llu\n", fams[i].name,
+                  (unsigned long long)*(const uint64_t *)((const char *)&s + fams[i].off));
+    }
+    sb_family(b, "ms_cluster_call_latency_seconds", "histogram",
+              "Round trip of remote calls, from the publish to the answer.");
+    uint64_t cum = 0;
+    for (int i = 0; i < CLUSTER_LAT_BUCKETS; i++) {
+        cum += s.call_latency[i];
+        if (i < CLUSTER_LAT_BUCKETS - 1)
+            sb_printf(b, "ms_cluster_call_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                      cluster_latency_bounds_us[i] / 1e6, (unsigned long long)cum);
+        else
+            sb_printf(b, "ms_cluster_call_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)cum);
+    }
+    sb_printf(b, "ms_cluster_call_latency_seconds_sum %g\n", s.call_latency_sum_us / 1e6);
+    sb_printf(b, "ms_cluster_call_latency_seconds_count %llu\n", (unsigned long long)cum);
+}
+
 static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *rows, size_t nrows) {
     size_t n;
     const ms_metric_desc *d = ms_metric_descs(&n);
@@ -371,6 +426,7 @@ static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *row
         sb_family(b, f->prom, prom_type(f->type), f->help);
         sb_printf(b, "%s %llu\n", f->prom, (unsigned long long)files[i]);
     }
+    render_cluster_prometheus(b);
 }
 
 static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, size_t nrows) {

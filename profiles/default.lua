@@ -115,4 +115,16 @@ return {
     -- limit is the OS's own unless set.
     agent_io_limit = 4096,
     host_io_limit = 0,
+
+    -- No cluster unless asked (--cluster URL): a host alone pays nothing.
+    -- Heartbeats every 100 ms.  A host that is gone is found at once (the
+    -- broker has no subscriber for it: a probe after 250 ms of silence);
+    -- one that is alive but silent for 3 s (hung, stopped) is declared
+    -- lost, and a host cut off from the broker that long fences itself; after
+    -- a broker outage of our own, nobody is declared lost for 5 s while
+    -- the others reconnect (docs/cluster.md).
+    cluster = "",
+    cluster_heartbeat = 0.1,
+    cluster_loss_after = 3,
+    cluster_broker_grace = 5,
 }

@@ -156,7 +156,8 @@ describe("the metric descriptors", function()
                         tune_changes = true, mailbox_limit = true, agent_memory_limit = true,
                         jit_agent_limit = true, runaway_stop_after = true,
                         agent_open_files = true, files = true,
-                        agent_io_limit = true, host_io_limit = true, io = true }
+                        agent_io_limit = true, host_io_limit = true, io = true,
+                        cluster = true } -- docs/cluster.md
         for k in pairs(m) do
             assert(want_top[k] or extra[k], "ms.metrics()." .. k .. " is not described")
         end

@@ -16,7 +16,7 @@
 -- fall back to _G and include the helpers below; inside an agent they may
 -- call anything in ms (they run in the agent's coroutine).
 --
--- The helpers (metrics, agents, workers, top, tune) read the live runtime
+-- The helpers (metrics, agents, workers, hosts, top, tune) read the live runtime
 -- through the ms module, so they need an agent; the pretty printer and the
 -- session work without one.
 local repl = {}
@@ -458,6 +458,18 @@ function repl.tasks_text(filter)
     return text
 end
 
+-- One row per host of the cluster (docs/cluster.md): id, this one or not,
+-- up or lost, seconds since last heard of, build; {} outside a cluster.
+function repl.hosts()
+    local rows = {}
+    for _, h in ipairs(ms_module().cluster.hosts()) do
+        rows[#rows + 1] = { id = h.id, self = h.self, state = h.lost and "lost" or "up",
+                            silent = h.self and 0 or math.floor(h.silent * 1000) / 1000,
+                            build = h.build }
+    end
+    return rows
+end
+
 -- ms.tune{...} when this build has it.
 function repl.tune(settings)
     local ms = ms_module()
@@ -491,6 +503,7 @@ local function new_env(write, opts)
     env.metrics = function() return repl.metrics() end
     env.agents = function() return repl.agents() end
     env.workers = function() return repl.workers() end
+    env.hosts = function() return repl.hosts() end
     env.tune = function(settings) return repl.tune(settings) end
     env.top = opts.top or function() write(repl.top_text()) end
     env.tasks = function(filter) write(repl.tasks_text(filter)) end
