@@ -496,7 +496,10 @@ static void agent_teardown(agent *a) {
         a->state_closing = true;
         pthread_mutex_unlock(&a->mlock);
         lua_close(a->L);
+        /* Under mlock: agent_stop_as reads L under it (to set a hook). */
+        pthread_mutex_lock(&a->mlock);
         a->L = a->Lp = NULL;
+        pthread_mutex_unlock(&a->mlock);
     }
     if (a->jit_counted) {
         atomic_fetch_sub(&a->h->jit_agents, 1);
