@@ -110,13 +110,19 @@ static void async_cb(uv_async_t *a) {
     pthread_mutex_lock(&d->lock);
     drv_op *op = d->head;
     d->head = d->tail = NULL;
-    for (drv_op *o = op; o; o = o->next)
-        o->queued = false;
     bool stopping = d->stopping;
     pthread_mutex_unlock(&d->lock);
+    /* Each op leaves the batch under the lock, just before it runs: until
+     * then it counts as queued, so a submit of it meanwhile (a task
+     * asking again for the same op) neither relinks it, which would cut
+     * this batch's chain, nor writes its next pointer while this thread
+     * reads it.  Such a submit is served by this run of the op. */
     while (op) {
+        pthread_mutex_lock(&d->lock);
         drv_op *next = op->next;
         op->next = NULL;
+        op->queued = false;
+        pthread_mutex_unlock(&d->lock);
         op->fn(d, op); /* may free the object op lives in */
         op = next;
     }
