@@ -30,10 +30,19 @@
 static const char *host;
 static char dir[64];
 static int sock = -1;
+static pid_t child = -1;        /* the ms-host running now, killed on a failure */
+
+static void die(void) {
+    if (child > 0) {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+    }
+    exit(1);
+}
 
 static void fail(const char *what) {
     fprintf(stderr, "notify_check: %s\n", what);
-    exit(1);
+    die();
 }
 
 /* The next datagram into buf, or 0 when none came within ms. */
@@ -54,7 +63,7 @@ static void expect(const char *want, int *watchdogs) {
     for (;;) {
         if (!next_message(buf, sizeof buf, GUARD_MS)) {
             fprintf(stderr, "notify_check: no %s within %d s\n", want, GUARD_MS / 1000);
-            exit(1);
+            die();
         }
         if (strcmp(buf, "WATCHDOG=1") == 0 && watchdogs)
             ++*watchdogs;
@@ -98,6 +107,7 @@ static pid_t start_with(const char *script, bool notify, const char *extra) {
             execl(host, host, "run", script, "--workers", "2", (char *)NULL);
         _exit(127);
     }
+    child = pid;
     return pid;
 }
 
@@ -105,6 +115,7 @@ static int finish(pid_t pid) {
     int status;
     if (waitpid(pid, &status, 0) != pid)
         fail("waitpid");
+    child = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -188,7 +199,7 @@ int main(int argc, char **argv) {
     }
     if (silent_pings) {
         fprintf(stderr, "notify_check: %d WATCHDOG=1 while a worker was stuck\n", silent_pings);
-        return 1;
+        die();
     }
     char marker[128];
     snprintf(marker, sizeof marker, "%s/release", dir);
