@@ -166,6 +166,11 @@ static bool read_to_end(fs_req *r, int fd, size_t size_hint) {
             errno = ENOMEM;
             return failed(r, "read", r->path);
         }
+        if (r->max_len && len > r->max_len) {
+            free(buf);
+            errno = EFBIG;
+            return failed(r, "read", r->path);
+        }
         if (len == cap) {
             char *grown = cap < ((size_t)1 << 62) ? realloc(buf, cap * 2) : NULL;
             if (!grown)
@@ -260,7 +265,13 @@ static void do_read_file(fs_req *r) {
         return;
     struct stat st;
     size_t hint = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? (size_t)st.st_size : 0;
-    read_to_end(r, fd, hint);
+    if (r->max_len && hint > r->max_len) {
+        close(fd);
+        errno = EFBIG;
+        failed(r, "read", r->path);
+        return;
+    }
+    read_to_end(r, fd, r->max_len && hint > r->max_len ? 0 : hint);
     close(fd);
 }
 

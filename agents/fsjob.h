@@ -63,6 +63,10 @@ struct fs_req {
     bool parents;               /* mkdir: make missing parents */
     fs_file *file;              /* read/write/seek/close: a reference */
     size_t n;                   /* read: at most n bytes */
+    /* read_file: refuse (EFBIG) a file longer than this, 0 = no limit:
+     * what the agent's memory limit leaves, so that a huge file is not
+     * read into C memory only to fail in Lua. */
+    size_t max_len;
     char *data;                 /* write, write_file: a copy, len bytes */
     size_t len;
     int64_t offset;             /* seek */

@@ -380,12 +380,23 @@ static int l_open(lua_State *L) {
     return start(L, lt, r, "ms.fs.open", NULL, 0);
 }
 
+/* What the agent's memory limit leaves, or 0 for no limit (and at least
+ * 1, so that a limit already reached refuses every non-empty file). */
+static size_t memory_left(agent *a) {
+    if (!a || a->mem_limit == 0)
+        return 0;
+    size_t used = atomic_load_explicit(&a->mem_used, memory_order_relaxed);
+    return a->mem_limit > used ? a->mem_limit - used : 1;
+}
+
 /* ms.fs.read_file(path) -> string | nil, err */
 static int l_read_file(lua_State *L) {
     check_allowed(L, "ms.fs.read_file");
     const char *path = check_path(L, 1);
     ltask *lt = ltask_current(L, "ms.fs.read_file");
-    return start(L, lt, new_req(L, FS_READ_FILE, path), "ms.fs.read_file", NULL, 0);
+    fs_req *r = new_req(L, FS_READ_FILE, path);
+    r->max_len = memory_left(lt->a);
+    return start(L, lt, r, "ms.fs.read_file", NULL, 0);
 }
 
 static unsigned opt_mode(lua_State *L, int idx, unsigned def) {
@@ -504,6 +515,11 @@ static int f_read(lua_State *L) {
     if (!(n >= 1 && n <= READ_MAX))
         luaL_argerror(L, 2, "n must be 1 to 64 MiB");
     ltask *lt = ltask_current(L, "file:read");
+    /* Half of what the memory limit leaves: the string itself needs
+     * that much again on its way into the state. */
+    size_t left = memory_left(lt->a) / 2;
+    if (left && n > (double)left)
+        n = (double)left; /* a short read, as at the end of a file */
     fs_req *r = file_req(L, h, FS_READ);
     r->n = (size_t)n;
     return start(L, lt, r, "file:read", h, 1);

@@ -360,6 +360,39 @@ part("retry and breaker", function()
     cb:reset()
 end)
 
+part("files and json", function()
+    -- Relative paths: each case runs in a directory of its own.
+    local dir = "fsdir"
+    check(ms.fs.mkdir(dir .. "/sub", { parents = true }) == true, "ms.fs.mkdir")
+    local text = ms.json.encode({ list = { 1, 2.5, ms.json.null }, name = "x" }, { sort_keys = true })
+    check(text and ms.fs.write_file(dir .. "/a.json", text) == true, "ms.json.encode, ms.fs.write_file")
+    local back = ms.fs.read_file(dir .. "/a.json")
+    local v = back and ms.json.decode(back)
+    check(type(v) == "table" and v.name == "x", "ms.fs.read_file, ms.json.decode")
+    check(select(2, ms.json.decode("[1,")) ~= nil, "ms.json.decode refuses bad text")
+    check(select(2, ms.json.encode({ f = print })) ~= nil, "ms.json.encode refuses a function")
+    local f = ms.fs.open(dir .. "/b", "w+")
+    if check(f ~= nil, "ms.fs.open") then
+        check(f:write("abc") == true, "file:write")
+        check(f:seek("set", 0) == 0, "file:seek")
+        check(f:read(2) == "ab", "file:read")
+        check(f:close() == true, "file:close")
+    end
+    check(type(ms.fs.stat(dir .. "/b")) == "table", "ms.fs.stat")
+    check(#(ms.fs.list(dir) or {}) == 3, "ms.fs.list")
+    check(ms.fs.rename(dir .. "/b", dir .. "/c") == true, "ms.fs.rename")
+    check(ms.fs.remove(dir .. "/c") == true, "ms.fs.remove")
+    check(select(2, ms.fs.read_file(dir .. "/none")) ~= nil, "ms.fs.read_file of nothing")
+    ms.fs.open(dir .. "/a.json") -- left open: closed when collected, or at the end
+    -- An agent stopped while its file jobs come and go.
+    local a = ms.agent.spawn{ fn = function()
+        local ms = require "ms"
+        while true do ms.fs.stat(".") end
+    end }
+    ms.sleep(0.01)
+    a:stop()
+end)
+
 -- ---------------------------------------------------------------------
 -- Sockets and processes (docs/io.md): a connection echoed through a
 -- handler agent it was handed to, a datagram, a name, a refused connect,

@@ -64,6 +64,28 @@ print("PASS")
 ]]
     end)
 
+    it("read_file refuses a file longer than the agent's memory limit leaves", function()
+        pass [[
+local big = string.rep("b", 8 * 1024 * 1024)
+assert(ms.fs.write_file(dir .. "/big", big))
+local a = ms.agent.spawn{ memory_limit = 4 * 1024 * 1024, args = { dir = dir }, fn = function(args)
+    local ms = require "ms"
+    local v, err = ms.fs.read_file(args.dir .. "/big")
+    assert(v == nil and err.errno == "EFBIG", tostring(err and err.message))
+    assert(err.message:find("cannot read " .. args.dir .. "/big: File too large", 1, true), err.message)
+    local f = assert(ms.fs.open(args.dir .. "/big"))
+    local part = assert(f:read(64 * 1024 * 1024))
+    assert(#part > 0 and #part < 4 * 1024 * 1024, "a short read: " .. #part)
+    f:close()
+end }
+ms.monitor(a)
+local notice = ms.recv(60)
+assert(notice.reason == "normal", notice.reason .. " " .. tostring(notice.message))
+assert(#assert(ms.fs.read_file(dir .. "/big")) == #big, "no limit in the main agent")
+print("PASS")
+]]
+    end)
+
     it("read_file of a missing file, of a directory; write_file into a missing directory", function()
         pass [[
 fails("ENOENT", "ms.fs.read_file: cannot open " .. dir .. "/nope: No such file or directory",
