@@ -43,7 +43,8 @@ add_custom_command(OUTPUT ${PROJECT_BINARY_DIR}/ms-host.1.gz
 add_custom_target(ms_man_page ALL DEPENDS ${PROJECT_BINARY_DIR}/ms-host.1.gz)
 install(FILES ${PROJECT_BINARY_DIR}/ms-host.1.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man1
         COMPONENT host)
-# Every package's copyright and changelog, as Debian's policy wants them.
+# Every package's copyright and changelog, as Debian's policy wants them
+# (changelog.gz: the packages are native, their version has no revision).
 foreach(pkg ms-host libms0 libms-dev lua-ms)
   if(pkg STREQUAL "ms-host")
     set(component host)
@@ -56,14 +57,14 @@ foreach(pkg ms-host libms0 libms-dev lua-ms)
   endif()
   install(FILES ${PROJECT_SOURCE_DIR}/cmake/debian/copyright
           DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/${pkg} COMPONENT ${component})
-  install(FILES ${PROJECT_BINARY_DIR}/changelog.Debian.gz
+  install(FILES ${PROJECT_BINARY_DIR}/changelog.gz
           DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/${pkg} COMPONENT ${component})
 endforeach()
-add_custom_command(OUTPUT ${PROJECT_BINARY_DIR}/changelog.Debian.gz
+add_custom_command(OUTPUT ${PROJECT_BINARY_DIR}/changelog.gz
   COMMAND gzip -n -9 -c ${PROJECT_SOURCE_DIR}/cmake/debian/changelog
-          > ${PROJECT_BINARY_DIR}/changelog.Debian.gz
+          > ${PROJECT_BINARY_DIR}/changelog.gz
   DEPENDS ${PROJECT_SOURCE_DIR}/cmake/debian/changelog)
-add_custom_target(ms_deb_changelog ALL DEPENDS ${PROJECT_BINARY_DIR}/changelog.Debian.gz)
+add_custom_target(ms_deb_changelog ALL DEPENDS ${PROJECT_BINARY_DIR}/changelog.gz)
 
 # systemd: a template unit, ms-host@NAME.service (Type=notify, agents/sdnotify.c).
 if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
