@@ -495,6 +495,10 @@ static void connect_cb(uv_connect_t *req, int status) {
 
 static void op_cstart(driver *d, drv_op *op) {
     ms_connect *c = container(op, ms_connect, op_start);
+    /* First: connect_cb finds c through it on every path, the failures
+     * below included (the allocation-failure sweep: a refused stream
+     * crashed here). */
+    c->req.data = c;
     ms_stream *s = stream_new(d);
     int rc = s ? 0 : UV_ENOMEM;
     if (s) {
@@ -503,7 +507,6 @@ static void op_cstart(driver *d, drv_op *op) {
             s->handle_live = true;
             s->h.stream.data = s;
             c->stream = s;
-            c->req.data = c;
             if (c->is_pipe) {
                 uv_pipe_connect(&c->req, &s->h.pipe, c->path, connect_cb);
                 return; /* uv_pipe_connect reports errors through the callback */
