@@ -54,6 +54,7 @@ typedef struct sm_cache {
     bool registered;
 } sm_cache;
 
+#ifndef SM_DISABLED
 static __thread sm_cache tl_cache;
 static pthread_key_t sm_key;
 static pthread_once_t sm_once = PTHREAD_ONCE_INIT;
@@ -73,6 +74,7 @@ static void sm_flush(void *p) {
 static void sm_make_key(void) {
     pthread_key_create(&sm_key, sm_flush);
 }
+#endif
 
 /* Class index of a size in 1..SM_MAX, and the size of its blocks. */
 static inline int sm_class(size_t size) {
