@@ -39,32 +39,12 @@
 #include <unistd.h>
 
 #include "runtime.h"
+#include "sockaddr.h"
 #include "stream.h"
 
 #define container(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 /* ---- addresses ---- */
-
-static int parse_host(const char *host, uint16_t port, struct sockaddr_storage *ss,
-                      ms_error *err) {
-    memset(ss, 0, sizeof *ss);
-    if (!host || strcmp(host, "localhost") == 0)
-        host = "127.0.0.1";
-    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons(port);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(port);
-        return 0;
-    }
-    return ms_error_set(err, MS_E_INVALID_ARGUMENT,
-                        "host \"%s\" is not a numeric IPv4/IPv6 address or localhost", host);
-}
 
 static int fill_unix(const char *path, struct sockaddr_un *un, ms_error *err) {
     memset(un, 0, sizeof *un);
@@ -338,7 +318,7 @@ int ms_tcp_listen(ms_runtime *rt, const char *host, uint16_t port, int backlog,
     if (!drv_of(rt, false, true, "a TCP listener", err))
         return MS_E_NOT_ENABLED;
     struct sockaddr_storage ss;
-    int rc = parse_host(host, port, &ss, err);
+    int rc = sockaddr_parse(host, port, &ss, NULL, err);
     if (rc != 0)
         return rc;
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -565,7 +545,7 @@ int ms_tcp_connect(ms_runtime *rt, const char *host, uint16_t port, ms_connect *
     ms_connect *c = calloc(1, sizeof *c);
     if (!c)
         return ms_error_set(err, MS_E_NO_MEMORY, "no memory for a connection");
-    int rc = parse_host(host, port, &c->addr, err);
+    int rc = sockaddr_parse(host, port, &c->addr, NULL, err);
     if (rc != 0) {
         free(c);
         return rc;

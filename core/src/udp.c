@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "runtime.h"
+#include "sockaddr.h"
 #include "stream.h"
 
 #define container(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -90,35 +91,12 @@ static void op_close(driver *d, drv_op *op) {
         udp_free_memory(u);
 }
 
-static int fill_addr(const char *host, uint16_t port, struct sockaddr_storage *ss,
-                     socklen_t *len, ms_error *err) {
-    memset(ss, 0, sizeof *ss);
-    if (!host || strcmp(host, "localhost") == 0)
-        host = "127.0.0.1";
-    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons(port);
-        *len = sizeof *in4;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(port);
-        *len = sizeof *in6;
-        return 0;
-    }
-    return ms_error_set(err, MS_E_INVALID_ARGUMENT,
-                        "host \"%s\" is not a numeric IPv4/IPv6 address or localhost", host);
-}
-
 int ms_udp_open(ms_runtime *rt, const char *host, uint16_t port, ms_udp **out, ms_error *err) {
     if (!drv_of(rt, false, true, "a UDP socket", err))
         return MS_E_NOT_ENABLED;
     struct sockaddr_storage ss;
     socklen_t len;
-    int rc = fill_addr(host, port, &ss, &len, err);
+    int rc = sockaddr_parse(host, port, &ss, &len, err);
     if (rc != 0)
         return rc;
     int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -198,7 +176,7 @@ int ms_udp_send(ms_udp *u, const void *buf, size_t len, const char *host, uint16
                 ms_error *err) {
     struct sockaddr_storage ss;
     socklen_t slen;
-    int rc = fill_addr(host, port, &ss, &slen, err);
+    int rc = sockaddr_parse(host, port, &ss, &slen, err);
     if (rc != 0)
         return rc;
     for (;;) {
