@@ -216,8 +216,11 @@ void profiler_poll(agent *a) {
         return;
     pthread_mutex_lock(&r->lock);
     bool started = r->started, stop = r->stop, done = r->done, abandoned = r->abandoned;
-    if (!started && !abandoned && !done)
+    if (!started && !abandoned && !done) {
         r->started = true;
+        /* profiler_run waits for this to time the profile from its start */
+        pthread_cond_broadcast(&r->cond);
+    }
     pthread_mutex_unlock(&r->lock);
     if (done || (!started && abandoned)) {
         /* nothing: ended, or profiler_run gave up before it started */
