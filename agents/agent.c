@@ -31,6 +31,7 @@
 #include "hold.h"
 #include "iohandle.h"
 #include "host.h"
+#include "hostlog.h"
 #include "lerr.h"
 #include "libs.h"
 #include "ltask.h"
@@ -286,8 +287,9 @@ void agent_jit_decide(agent *a) {
  * any protected call ends the process without a word. */
 static int agent_panic(lua_State *L) {
     agent *a = agent_from_state(L);
-    fprintf(stderr, "ms-host: agent %s: unprotected Lua error, the process must stop: %s\n",
-            a ? a->name : "?", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    hostlog(HOSTLOG_ERROR, "agent.panic", a ? a->id : 0, a ? a->name : NULL,
+            "agent %s: unprotected Lua error, the process must stop: %s", a ? a->name : "?",
+            lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
     return 0; /* LuaJIT then exits */
 }
 
@@ -457,8 +459,9 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
         atomic_fetch_add(&a->h->stopped_at_shutdown, 1);
         atomic_fetch_add(&a->h->unread_at_shutdown, unread);
     } else if (unread > 0) {
-        fprintf(stderr, "ms-host: agent %s (%llu) exited (%s) with %zu unread message%s\n",
-                a->name, (unsigned long long)a->id, reason, unread, unread == 1 ? "" : "s");
+        hostlog(HOSTLOG_WARNING, "agent.exit_unread", a->id, a->name,
+                "agent %s (%llu) exited (%s) with %zu unread message%s", a->name,
+                (unsigned long long)a->id, reason, unread, unread == 1 ? "" : "s");
     }
     for (uint32_t i = 0; i < nmons; i++) {
         mail_send_exit_notice(a, mons[i].watcher, mons[i].notice);
@@ -528,14 +531,26 @@ static void agent_teardown(agent *a) {
  * agent's ms.on_shutdown handlers; when it ends, the agent ends with
  * reason "shutdown".  Returns false when there are no handlers. */
 static const char shutdown_runner[] =
-    "local handlers, name = ...\n"
+    "local handlers, name, log = ...\n"
     "for i = 1, #handlers do\n"
     "  local ok, err = pcall(handlers[i])\n"
     "  if not ok then\n"
-    "    io.stderr:write(('ms-host: agent %s: on_shutdown handler %d failed: %s\\n')"
-    ":format(name, i, tostring(err)))\n"
+    "    local shown, text = pcall(tostring, err)\n"
+    "    log(('agent %s: on_shutdown handler %d failed: %s'):format(name, i, "
+    "shown and type(text) == 'string' and text or '(an error value whose __tostring fails)'))\n"
     "  end\n"
     "end\n";
+
+/* The runner's log: a host log line about the stopping agent (the
+ * agent's own ms global may be gone or replaced by its code). */
+static int shutdown_log(lua_State *L) {
+    agent *a = agent_from_state(L);
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    hostlog_write(HOSTLOG_ERROR, "agent.on_shutdown_failed", a ? a->id : 0, a ? a->name : NULL,
+                  text, len);
+    return 0;
+}
 
 static bool begin_graceful_stop(agent *a) {
     ltask_abort_all(a);
@@ -552,7 +567,8 @@ static bool begin_graceful_stop(agent *a) {
     }
     lua_insert(L, -2);
     lua_pushstring(L, a->name);
-    a->main = ltask_spawn(a, L, 2);
+    lua_pushcfunction(L, shutdown_log);
+    a->main = ltask_spawn(a, L, 3);
     if (!a->main)
         return false;
     a->main->is_main = true;

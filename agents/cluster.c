@@ -35,6 +35,7 @@
 #include "agent.h"
 #include "cluster.h"
 #include "cluster_wire.h"
+#include "hostlog.h"
 #include "host.h"
 #include "lhandle.h"
 #include "mail.h"
@@ -539,7 +540,9 @@ static void declare_lost(uint64_t id, const char *reason, const char *why) {
     }
     pthread_mutex_unlock(&C.lock);
     count(&C.hosts_lost, 1);
-    fprintf(stderr, "ms-host: cluster: host %016" PRIx64 " %s (%s)\n", id,
+    hostlog(strcmp(reason, "shutdown") ? HOSTLOG_WARNING : HOSTLOG_NOTICE,
+            strcmp(reason, "shutdown") ? "cluster.host_lost" : "cluster.host_left", 0, NULL,
+            "cluster: host %016" PRIx64 " %s (%s)", id,
             strcmp(reason, "shutdown") ? "lost" : "left", why);
     while (failed) {
         pending_call *c = failed;
@@ -561,8 +564,8 @@ static void declare_lost(uint64_t id, const char *reason, const char *why) {
 static void reject(const char *subject, const char *why) {
     uint64_t n = atomic_fetch_add_explicit(&C.rejected, 1, memory_order_relaxed);
     if (n < 10 || n % 1000 == 0)
-        fprintf(stderr, "ms-host: cluster: refused a message on %s (%" PRIu64 " so far): %s\n",
-                subject, n + 1, why);
+        hostlog(HOSTLOG_WARNING, "cluster.message_refused", 0, NULL,
+                "cluster: refused a message on %s (%" PRIu64 " so far): %s", subject, n + 1, why);
 }
 
 static void lookup_answer(uint64_t ref, agent *found, const char *error);
@@ -896,8 +899,8 @@ static void *ticker_main(void *arg) {
             /* We ourselves were silent about as long as the threshold
              * (stopped, starved): our last heartbeat went out up to a
              * beat before, so the others may have declared us lost. */
-            fprintf(stderr, "ms-host: cluster: this host was silent for %.1f s\n",
-                    (double)(t - last_tick) / 1e9);
+            hostlog(HOSTLOG_WARNING, "cluster.silent", 0, NULL,
+                    "cluster: this host was silent for %.1f s", (double)(t - last_tick) / 1e9);
             fence();
         }
         last_tick = t;
@@ -983,8 +986,8 @@ static void fence(void) {
     }
     free(list);
     if (n)
-        fprintf(stderr, "ms-host: cluster: cut off from the broker; fenced %zu agent%s\n", n,
-                n == 1 ? "" : "s");
+        hostlog(HOSTLOG_WARNING, "cluster.fenced", 0, NULL,
+                "cluster: cut off from the broker; fenced %zu agent%s", n, n == 1 ? "" : "s");
 }
 
 /* ---- lookups (whereis) ---- */

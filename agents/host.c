@@ -10,6 +10,7 @@
 #include "facts.h"
 #include "fsjob.h"
 #include "host.h"
+#include "hostlog.h"
 #include "lifecycle.h"
 #include "ops.h"
 #include "tune.h"
@@ -120,9 +121,9 @@ int host_shutdown(void) {
         rc = ms_runtime_shutdown(h->rt, MS_SHUTDOWN_CANCEL,
                                  ms_runtime_config(h->rt)->shutdown_timeout_ms, &rep);
         if (rep.abandoned_threads) {
-            fprintf(stderr,
-                    "ms-host: %u thread%s still running after %llu ms (an agent stuck in a "
-                    "loop?); exiting without waiting for them\n",
+            hostlog(HOSTLOG_WARNING, "shutdown.threads_abandoned", 0, NULL,
+                    "%u thread%s still running after %llu ms (an agent stuck in a "
+                    "loop?); exiting without waiting for them",
                     rep.abandoned_threads, rep.abandoned_threads == 1 ? " was" : "s were",
                     (unsigned long long)rep.elapsed_ms);
             /* A thread still runs an agent's poll, which reads the agent,
@@ -138,8 +139,8 @@ int host_shutdown(void) {
     uint64_t stopped = atomic_load(&h->stopped_at_shutdown);
     uint64_t unread = atomic_load(&h->unread_at_shutdown);
     if (unread > 0)
-        fprintf(stderr,
-                "ms-host: shutdown stopped %llu agent%s, leaving %llu message%s unread\n",
+        hostlog(HOSTLOG_NOTICE, "shutdown.unread", 0, NULL,
+                "shutdown stopped %llu agent%s, leaving %llu message%s unread",
                 (unsigned long long)stopped, stopped == 1 ? "" : "s", (unsigned long long)unread,
                 unread == 1 ? "" : "s");
     events_shutdown();

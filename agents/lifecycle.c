@@ -32,6 +32,7 @@
 #include "agent.h"
 #include "events.h"
 #include "host.h"
+#include "hostlog.h"
 #include "lifecycle.h"
 #include "lms.h"
 #include "tasks.h"
@@ -76,7 +77,8 @@ void lifecycle_begin_shutdown(const char *reason, double timeout) {
     }
     ms_waker w = ms_waker_clone(&h->lifecycle_waker);
     pthread_mutex_unlock(&h->lock);
-    fprintf(stderr, "ms-host: %s: shutting down (timeout %.3g s)\n", reason, h->shutdown_timeout);
+    hostlog(HOSTLOG_NOTICE, "shutdown.start", 0, NULL, "%s: shutting down (timeout %.3g s)", reason,
+            h->shutdown_timeout);
     const char *keys[] = {"phase", "reason", "timeout"};
     const char *strs[] = {"begin", reason, NULL};
     double nums[] = {0, 0, h->shutdown_timeout};
@@ -131,28 +133,31 @@ static void *dump_job(void *arg) {
     char *text = d ? tasks_render_text(d) : NULL;
     tasks_free(d);
     if (!text) {
-        fprintf(stderr, "ms-host: SIGUSR1: out of memory for the task dump\n");
+        hostlog(HOSTLOG_ERROR, "tasks.dump_failed", 0, NULL,
+                "SIGUSR1: out of memory for the task dump");
         return NULL;
     }
     const char *path = atomic_load(&dump_file);
     FILE *f = path ? fopen(path, "a") : NULL;
     if (path && !f)
-        fprintf(stderr, "ms-host: SIGUSR1: cannot open tasks_dump_file %s (%s): the dump goes "
-                        "to stderr\n", path, strerror(errno));
+        hostlog(HOSTLOG_WARNING, "tasks.dump_file_failed", 0, NULL,
+                "SIGUSR1: cannot open tasks_dump_file %s (%s): the dump goes to stderr", path,
+                strerror(errno));
     time_t now = time(NULL);
     struct tm tm;
     char stamp[32] = "";
     if (gmtime_r(&now, &tm))
         strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(f ? f : stderr, "ms-host: SIGUSR1: task dump at %s\n%s", stamp, text);
+    if (f)
+        fprintf(f, "ms-host: SIGUSR1: task dump at %s\n%s", stamp, text);
+    else
+        hostlog(HOSTLOG_INFO, "tasks.dump", 0, NULL, "SIGUSR1: task dump at %s\n%s", stamp, text);
     if (f) {
         if (fclose(f) != 0)
-            fprintf(stderr, "ms-host: SIGUSR1: writing tasks_dump_file %s failed (%s)\n", path,
-                    strerror(errno));
+            hostlog(HOSTLOG_WARNING, "tasks.dump_file_failed", 0, NULL,
+                    "SIGUSR1: writing tasks_dump_file %s failed (%s)", path, strerror(errno));
         else
-            fprintf(stderr, "ms-host: SIGUSR1: task dump appended to %s\n", path);
-    } else {
-        fflush(stderr);
+            hostlog(HOSTLOG_INFO, "tasks.dump", 0, NULL, "SIGUSR1: task dump appended to %s", path);
     }
     free(text);
     return NULL;
@@ -170,7 +175,7 @@ static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
         bool stopping = h->phase != HOST_RUNNING;
         pthread_mutex_unlock(&h->lock);
         if (stopping || n > 1) {
-            fprintf(stderr, "ms-host: second SIGINT: exiting now\n");
+            hostlog(HOSTLOG_WARNING, "shutdown.forced", 0, NULL, "second SIGINT: exiting now");
             flush_metrics(h, "second SIGINT");
             _exit(130);
         }
@@ -182,11 +187,13 @@ static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
         /* Reading the profile means file I/O and running Lua: the blocking
          * pool's work, not a worker's. */
         if (ms_spawn_blocking(h->rt, reload_job, NULL, NULL) != 0)
-            fprintf(stderr, "ms-host: SIGHUP: cannot reload now (shutting down)\n");
+            hostlog(HOSTLOG_WARNING, "reload.refused", 0, NULL,
+                    "SIGHUP: cannot reload now (shutting down)");
     }
     if (l->sigusr1 && ms_signal_poll(l->sigusr1, cx, &n) == MS_POLL_READY) {
         if (ms_spawn_blocking(h->rt, dump_job, NULL, NULL) != 0)
-            fprintf(stderr, "ms-host: SIGUSR1: cannot dump the tasks now (shutting down)\n");
+            hostlog(HOSTLOG_WARNING, "tasks.dump_failed", 0, NULL,
+                    "SIGUSR1: cannot dump the tasks now (shutting down)");
     }
     /* The service manager's watchdog is fed by this task, so only while
      * workers run tasks, and only while no worker is reported stuck. */
@@ -209,14 +216,15 @@ static ms_poll lifecycle_poll(ms_cx *cx, void *state) {
             if (!l->killed) {
                 l->killed = true;
                 atomic_store(&h->shutdown_timed_out, true);
-                fprintf(stderr, "ms-host: shutdown timed out after %.3g s: killing every agent\n",
-                        timeout);
+                hostlog(HOSTLOG_WARNING, "shutdown.timeout", 0, NULL,
+                        "shutdown timed out after %.3g s: killing every agent", timeout);
                 kill_all(h);
                 ms_timer_set_after(l->deadline, 1000);
                 return lifecycle_poll(cx, state);
             }
-            fprintf(stderr, "ms-host: agents did not stop within 1 s of being killed (one may be "
-                            "stuck in a loop): exiting now\n");
+            hostlog(HOSTLOG_ERROR, "shutdown.forced", 0, NULL,
+                    "agents did not stop within 1 s of being killed (one may be "
+                    "stuck in a loop): exiting now");
             flush_metrics(h, "shutdown timed out");
             _exit(3);
         }
@@ -330,12 +338,13 @@ void lifecycle_on_stall(void *ud, const ms_stall *st) {
     if (found)
         agent_unref(found);
     if (st->recovered)
-        fprintf(stderr, "ms-host: worker %u is free again after %.1f s in agent %s\n",
-                st->worker, st->stalled_ms / 1000.0, name);
+        hostlog(HOSTLOG_NOTICE, "worker.recovered", 0, NULL,
+                "worker %u is free again after %.1f s in agent %s", st->worker,
+                st->stalled_ms / 1000.0, name);
     else
-        fprintf(stderr,
-                "ms-host: worker %u has been in one poll of agent %s for %.1f s (an endless loop "
-                "or a blocking call?); %s%s\n",
+        hostlog(HOSTLOG_WARNING, "worker.stalled", 0, NULL,
+                "worker %u has been in one poll of agent %s for %.1f s (an endless loop "
+                "or a blocking call?); %s%s",
                 st->worker, name, st->stalled_ms / 1000.0,
                 st->replaced ? "a stand-in worker carries its load until it is free"
                              : "the other workers carry on",
@@ -422,7 +431,7 @@ void lifecycle_reload_profile(void) {
         return;
     lua_State *L = luaL_newstate();
     if (!L) {
-        fprintf(stderr, "ms-host: SIGHUP: out of memory\n");
+        hostlog(HOSTLOG_ERROR, "reload.failed", 0, NULL, "SIGHUP: out of memory");
         return;
     }
     luaL_openlibs(L);
@@ -452,8 +461,8 @@ void lifecycle_reload_profile(void) {
         ok = lua_pcall(L, 2, 1, 0) == 0;
     }
     if (!ok) {
-        fprintf(stderr, "ms-host: SIGHUP: profile not reloaded, the running settings stay: %s\n",
-                lua_tostring(L, -1));
+        hostlog(HOSTLOG_ERROR, "reload.failed", 0, NULL,
+                "SIGHUP: profile not reloaded, the running settings stay: %s", lua_tostring(L, -1));
         lua_close(L);
         return;
     }
@@ -486,11 +495,12 @@ void lifecycle_reload_profile(void) {
     char why[MS_ERROR_MESSAGE_MAX + 64];
     int applied = host_tune(h, req, n, "SIGHUP", out, why, sizeof why);
     if (applied < 0) {
-        fprintf(stderr, "ms-host: SIGHUP: live settings not changed: %s\n", why);
+        hostlog(HOSTLOG_ERROR, "reload.failed", 0, NULL, "SIGHUP: live settings not changed: %s",
+                why);
     } else {
         for (int i = 0; i < applied; i++)
-            fprintf(stderr, "ms-host: SIGHUP: %s %g -> %g\n", out[i].name, out[i].old_value,
-                    out[i].new_value);
+            hostlog(HOSTLOG_NOTICE, "reload.changed", 0, NULL, "SIGHUP: %s %g -> %g", out[i].name,
+                    out[i].old_value, out[i].new_value);
         changed += applied;
     }
 
@@ -510,8 +520,8 @@ void lifecycle_reload_profile(void) {
             const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
             if (k && v && !ms_config_is_live(k) && ms_config_set(&probe, k, v, &err) == 0 &&
                 memcmp(&probe, &now, sizeof probe) != 0) {
-                fprintf(stderr, "ms-host: SIGHUP: %s = %s needs a restart (not live-tunable)\n",
-                        k, v);
+                hostlog(HOSTLOG_WARNING, "reload.needs_restart", 0, NULL,
+                        "SIGHUP: %s = %s needs a restart (not live-tunable)", k, v);
                 changed++;
             }
             lua_pop(L, 3);
@@ -527,14 +537,16 @@ void lifecycle_reload_profile(void) {
             same = strcmp(fixed[i], fixed_at_start[k]) == 0;
         if (!same && nfixed_at_start > 0) {
             char *eq = strchr(fixed[i], '=');
-            fprintf(stderr, "ms-host: SIGHUP: %.*s = %s needs a restart (not live-tunable)\n",
-                    (int)(eq - fixed[i]), fixed[i], eq + 1);
+            hostlog(HOSTLOG_WARNING, "reload.needs_restart", 0, NULL,
+                    "SIGHUP: %.*s = %s needs a restart (not live-tunable)", (int)(eq - fixed[i]),
+                    fixed[i], eq + 1);
             changed++;
         }
         free(fixed[i]);
     }
     if (changed == 0)
-        fprintf(stderr, "ms-host: SIGHUP: profile %s reloaded, nothing changed\n", h->profile_name);
+        hostlog(HOSTLOG_NOTICE, "reload.unchanged", 0, NULL,
+                "SIGHUP: profile %s reloaded, nothing changed", h->profile_name);
     const char *keys[] = {"phase", "profile", "changes"};
     const char *strs[] = {"reload", h->profile_name, NULL};
     double nums[] = {0, 0, changed};

@@ -11,6 +11,7 @@
 #include "agent.h"
 #include "host.h"
 #include "hold.h"
+#include "hostlog.h"
 #include "lerr.h"
 #include "lhandle.h"
 #include "lms.h"
@@ -295,10 +296,36 @@ void lms_build_reply_mt(lua_State *L) {
     lms_new_handle_mt(L, "ms.reply", NULL, 0, NULL, r_call);
 }
 
+/* ms.log(level, event, message): one line of the host's log (hostlog.h,
+ * docs/logs.md) about the calling agent, in the host's format.  event is
+ * a name the reader can filter on: letters, digits, '.', '_', '-'. */
+static int l_log(lua_State *L) {
+    const char *lvname = luaL_checkstring(L, 1);
+    hostlog_level lv;
+    if (!hostlog_parse_level(lvname, &lv))
+        return luaL_argerror(L, 1, lua_pushfstring(L, "level must be error, warning, notice "
+                                                   "or info, got '%s'", lvname));
+    size_t elen;
+    const char *event = luaL_checklstring(L, 2, &elen);
+    bool ok = elen > 0 && elen <= 64;
+    for (size_t i = 0; ok && i < elen; i++) {
+        char c = event[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '.' || c == '_' || c == '-';
+    }
+    if (!ok)
+        return luaL_argerror(L, 2, "event must be 1 to 64 letters, digits, '.', '_' or '-'");
+    size_t len;
+    const char *message = luaL_checklstring(L, 3, &len);
+    agent *a = agent_from_state(L);
+    hostlog_write(lv, event, a ? a->id : 0, a ? a->name : NULL, message, len);
+    return 0;
+}
+
 const luaL_Reg lms_agent_functions[] = {
     {"recv", l_recv},     {"monitor", l_monitor}, {"self", l_self},
     {"agents", l_agents}, {"trap_exit", l_trap_exit}, {"link", l_link},
-    {"unlink", l_unlink},
+    {"unlink", l_unlink}, {"log", l_log},
     {NULL, NULL}};
 
 const luaL_Reg lms_agent_module[] = {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "hostlog.h"
 #include "host.h"
 #include "lms.h"
 #include "lms_task.h"
@@ -185,10 +186,17 @@ static int failed_task_gc(lua_State *L) {
     agent *a = agent_from_state(L);
     lua_getfenv(L, 1);
     lua_rawgeti(L, -1, 1);
-    lua_getfield(L, -1, "message");
-    fprintf(stderr, "ms-host: agent %s: task %llu failed and was never joined: %s\n",
-            a ? a->name : "?", (unsigned long long)h->id,
-            lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error)");
+    /* raw: a finalizer must not run the error value's metamethods */
+    if (lua_istable(L, -1)) {
+        lua_pushliteral(L, "message");
+        lua_rawget(L, -2);
+    } else {
+        lua_pushnil(L);
+    }
+    hostlog(HOSTLOG_WARNING, "task.unjoined_failure", a ? a->id : 0, a ? a->name : NULL,
+            "agent %s: task %llu failed and was never joined: %s", a ? a->name : "?",
+            (unsigned long long)h->id,
+            lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error)");
     return 0;
 }
 

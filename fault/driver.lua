@@ -360,6 +360,13 @@ part("retry and breaker", function()
     cb:reset()
 end)
 
+part("the host log", function()
+    -- longer than hostlog.c's stack buffer: the line is built on the heap,
+    -- or cut (and says so) when the heap refuses
+    check(pcall(ms.log, "info", "fault.long", ("x"):rep(5000)), "ms.log of a long line")
+    check(not pcall(ms.log, "loud", "fault.bad", "m"), "ms.log refuses a bad level")
+end)
+
 part("files and json", function()
     -- Relative paths: each case runs in a directory of its own.
     local dir = "fsdir"

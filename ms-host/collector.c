@@ -38,6 +38,7 @@
 #include "collector.h"
 #include "facts.h"
 #include "host.h"
+#include "hostlog.h"
 #include "metrics_http.h"
 
 typedef struct collector {
@@ -100,8 +101,9 @@ static void collect(collector *c, bool final, const char *why) {
         bool ok = fputs(line, c->f) >= 0 && fflush(c->f) == 0;
         if (!ok && !c->write_failed) {
             c->write_failed = true;
-            fprintf(stderr, "ms-host: metrics file %s: cannot write: %s (snapshots go on, "
-                            "unwritten)\n", c->path, strerror(errno));
+            hostlog(HOSTLOG_WARNING, "metrics_file.write_failed", 0, NULL,
+                    "metrics file %s: cannot write: %s (snapshots go on, unwritten)", c->path,
+                    strerror(errno));
         }
         c->seq++;
     }
@@ -252,7 +254,8 @@ void collector_finish(const char *why) {
     c->f = NULL;
     pthread_mutex_unlock(&c->lock);
     if (fclose(f) != 0)
-        fprintf(stderr, "ms-host: metrics file %s: cannot close: %s\n", c->path, strerror(errno));
+        hostlog(HOSTLOG_WARNING, "metrics_file.write_failed", 0, NULL,
+                "metrics file %s: cannot close: %s", c->path, strerror(errno));
     pthread_cond_destroy(&c->wake);
     free(c->path);
     c->path = NULL;

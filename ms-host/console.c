@@ -55,6 +55,7 @@
 #include "agent.h"
 #include "console.h"
 #include "host.h"
+#include "hostlog.h"
 #include "lhandle.h"
 #include "mail.h"
 #include "spawn.h"
@@ -672,6 +673,7 @@ int console_start(host *h, const char *path, ms_error *err) {
         return ms_error_set(err, rc, "console %s: cannot start its task: %s", path,
                             ms_err_name(rc));
     }
-    fprintf(stderr, "ms-host: console on %s (ms-host attach %s)\n", path, path);
+    hostlog(HOSTLOG_INFO, "console.listen", 0, NULL, "console on %s (ms-host attach %s)", path,
+            path);
     return 0;
 }

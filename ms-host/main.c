@@ -36,6 +36,7 @@
 #include "collector.h"
 #include "console.h"
 #include "host.h"
+#include "hostlog.h"
 #include "lerr.h"
 #include "lifecycle.h"
 #include "lms.h"
@@ -77,6 +78,10 @@ static void usage(FILE *out) {
             "                      the profile's console)\n"
             "  --cluster URL       join the cluster on the NATS broker at URL, e.g.\n"
             "                      nats://127.0.0.1:4222 (the profile's cluster; docs/cluster.md)\n"
+            "  --log-format text|json\n"
+            "                      the host's own stderr lines as text (default; with\n"
+            "                      syslog priorities under systemd) or one JSON object\n"
+            "                      per line (docs/logs.md)\n"
             "\n"
             "exit status: 0 the main agent ended (or a graceful shutdown completed), 1 it\n"
             "failed, 2 bad usage or configuration, 3 a shutdown hit its timeout, 130 a\n"
@@ -115,15 +120,14 @@ static int parse(int argc, char **argv, opts *o) {
     }
     if (strcmp(o->cmd, "run") != 0 && strcmp(o->cmd, "repl") != 0 &&
         strcmp(o->cmd, "attach") != 0 && strcmp(o->cmd, "profiles") != 0) {
-        fprintf(stderr,
-                "ms-host: unknown command '%s' (run, repl, attach, profiles, --help, --version)\n",
-                o->cmd);
+        hostlog(HOSTLOG_ERROR, "usage", 0, NULL,
+                "unknown command '%s' (run, repl, attach, profiles, --help, --version)", o->cmd);
         return 2;
     }
     int i = 2;
     if (!strcmp(o->cmd, "attach")) {
         if (argc != 3 || argv[2][0] == '-') {
-            fprintf(stderr, "ms-host attach: which socket? (ms-host attach PATH)\n");
+            hostlog(HOSTLOG_ERROR, "usage", 0, NULL, "attach: which socket? (ms-host attach PATH)");
             return 2;
         }
         o->file = argv[2];
@@ -131,7 +135,7 @@ static int parse(int argc, char **argv, opts *o) {
     }
     if (!strcmp(o->cmd, "run")) {
         if (argc < 3 || argv[2][0] == '-') {
-            fprintf(stderr, "ms-host run: which file? (ms-host run FILE.lua)\n");
+            hostlog(HOSTLOG_ERROR, "usage", 0, NULL, "run: which file? (ms-host run FILE.lua)");
             return 2;
         }
         o->file = argv[2];
@@ -147,19 +151,19 @@ static int parse(int argc, char **argv, opts *o) {
         const char *val = NULL;
         if (!strcmp(a, "--profile") || !strcmp(a, "--workers") || !strcmp(a, "--set") ||
             !strcmp(a, "--metrics-listen") || !strcmp(a, "--metrics-file") ||
-            !strcmp(a, "--console") || !strcmp(a, "--cluster")) {
+            !strcmp(a, "--console") || !strcmp(a, "--cluster") || !strcmp(a, "--log-format")) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "ms-host: %s needs a value\n", a);
+                hostlog(HOSTLOG_ERROR, "usage", 0, NULL, "%s needs a value", a);
                 return 2;
             }
             val = argv[++i];
         } else if (!strncmp(a, "--profile=", 10) || !strncmp(a, "--workers=", 10) ||
                    !strncmp(a, "--set=", 6) || !strncmp(a, "--metrics-listen=", 17) ||
                    !strncmp(a, "--metrics-file=", 15) || !strncmp(a, "--console=", 10) ||
-                   !strncmp(a, "--cluster=", 10)) {
+                   !strncmp(a, "--cluster=", 10) || !strncmp(a, "--log-format=", 13)) {
             val = strchr(a, '=') + 1;
         } else {
-            fprintf(stderr, "ms-host: unknown option '%s' (see ms-host --help)\n", a);
+            hostlog(HOSTLOG_ERROR, "usage", 0, NULL, "unknown option '%s' (see ms-host --help)", a);
             return 2;
         }
         if (!strncmp(a, "--profile", 9))
@@ -174,13 +178,21 @@ static int parse(int argc, char **argv, opts *o) {
             o->console = val;
         else if (!strncmp(a, "--cluster", 9))
             o->cluster = val;
-        else {
+        else if (!strncmp(a, "--log-format", 12)) {
+            hostlog_format f;
+            if (!hostlog_parse_format(val, &f)) {
+                hostlog(HOSTLOG_ERROR, "usage", 0, NULL,
+                        "--log-format takes text or json, got '%s'", val);
+                return 2;
+            }
+            hostlog_set_format(f);
+        } else {
             if (!strchr(val, '=')) {
-                fprintf(stderr, "ms-host: --set takes KEY=VALUE, got '%s'\n", val);
+                hostlog(HOSTLOG_ERROR, "usage", 0, NULL, "--set takes KEY=VALUE, got '%s'", val);
                 return 2;
             }
             if (o->nsets == 64) {
-                fprintf(stderr, "ms-host: too many --set options (at most 64)\n");
+                hostlog(HOSTLOG_ERROR, "usage", 0, NULL, "too many --set options (at most 64)");
                 return 2;
             }
             o->sets[o->nsets++] = val;
@@ -270,7 +282,7 @@ static bool load_profile_quiet(lua_State *L, const opts *o, const char *name) {
 static bool load_profile(lua_State *L, const opts *o, const char *name) {
     if (load_profile_quiet(L, o, name))
         return true;
-    fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
+    hostlog(HOSTLOG_ERROR, "config.invalid", 0, NULL, "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
     return false;
 }
@@ -285,7 +297,7 @@ static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
     lua_getfield(L, -1, "to_config_pairs");
     lua_pushvalue(L, prof);
     if (lua_pcall(L, 1, 1, 0) != 0) {
-        fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
+        hostlog(HOSTLOG_ERROR, "config.invalid", 0, NULL, "%s", lua_tostring(L, -1));
         return false;
     }
     int n = (int)lua_objlen(L, -1);
@@ -296,7 +308,8 @@ static bool apply_profile(lua_State *L, ms_config *cfg, host *h) {
         ms_error err;
         if (ms_config_set(cfg, lua_tostring(L, -2), lua_tostring(L, -1), &err) != 0) {
             lua_getfield(L, prof, "file");
-            fprintf(stderr, "ms-host: profile %s: %s\n", lua_tostring(L, -1), err.message);
+            hostlog(HOSTLOG_ERROR, "config.invalid", 0, NULL, "profile %s: %s", lua_tostring(L, -1),
+                    err.message);
             return false;
         }
         lua_pop(L, 3);
@@ -325,7 +338,7 @@ static int cmd_profiles(const opts *o) {
     lua_getglobal(L, "require");
     lua_pushliteral(L, "ms.profile");
     if (lua_pcall(L, 1, 1, 0) != 0) {
-        fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
+        hostlog(HOSTLOG_ERROR, "config.invalid", 0, NULL, "%s", lua_tostring(L, -1));
         return 2;
     }
     int mod = lua_gettop(L);
@@ -345,7 +358,7 @@ static int cmd_profiles(const opts *o) {
         if (!name || !load_profile_quiet(L, o, name)) {
             status = 2;
             if (name && !lua_equal(L, -1, last_err)) {
-                fprintf(stderr, "ms-host: %s\n", lua_tostring(L, -1));
+                hostlog(HOSTLOG_ERROR, "config.invalid", 0, NULL, "%s", lua_tostring(L, -1));
                 lua_replace(L, last_err);
             }
             lua_settop(L, top);
@@ -370,10 +383,9 @@ static int cmd_profiles(const opts *o) {
 /* The main agent's failure, from its exit record. */
 static void print_error(agent *a, const char *file) {
     pthread_mutex_lock(&a->mlock);
-    fprintf(stderr, "ms-host: %s failed: %s: %s\n", file, ms_err_name(a->exit_code),
-            a->exit_message ? a->exit_message : a->exit_reason);
-    if (a->exit_traceback)
-        fprintf(stderr, "%s\n", a->exit_traceback);
+    hostlog(HOSTLOG_ERROR, "main.failed", a->id, a->name, "%s failed: %s: %s%s%s", file,
+            ms_err_name(a->exit_code), a->exit_message ? a->exit_message : a->exit_reason,
+            a->exit_traceback ? "\n" : "", a->exit_traceback ? a->exit_traceback : "");
     pthread_mutex_unlock(&a->mlock);
 }
 
@@ -403,7 +415,7 @@ static bool start_services(lua_State *L, host *h) {
     int rc = listen ? metrics_http_start(h, listen, &err) : 0;
     free(listen);
     if (rc != 0) {
-        fprintf(stderr, "ms-host: %s\n", err.message);
+        hostlog(HOSTLOG_ERROR, "service.start_failed", 0, NULL, "%s", err.message);
         return false;
     }
     char *file = profile_string(L, "metrics_file");
@@ -414,7 +426,7 @@ static bool start_services(lua_State *L, host *h) {
     rc = file ? collector_start(h, file, interval, &err) : 0;
     free(file);
     if (rc != 0) {
-        fprintf(stderr, "ms-host: %s\n", err.message);
+        hostlog(HOSTLOG_ERROR, "service.start_failed", 0, NULL, "%s", err.message);
         return false;
     }
     /* The profile's tuner script: an agent of its own beside the main one,
@@ -425,7 +437,7 @@ static bool start_services(lua_State *L, host *h) {
         spawn_spec spec = {.src = SRC_FILE, .text = tuner, .name = "tuner"};
         agent *ta = spawn_agent_spec(h, &spec, why, sizeof why);
         if (!ta)
-            fprintf(stderr, "ms-host: tuner %s: %s\n", tuner, why);
+            hostlog(HOSTLOG_ERROR, "service.start_failed", 0, NULL, "tuner %s: %s", tuner, why);
         free(tuner);
         if (!ta) {
             collector_finish("tuner failed");
@@ -448,7 +460,7 @@ static bool start_services(lua_State *L, host *h) {
         lua_pop(L, 4);
         rc = cluster_start(h, &cc, &err);
         if (rc != 0) {
-            fprintf(stderr, "ms-host: %s\n", err.message);
+            hostlog(HOSTLOG_ERROR, "service.start_failed", 0, NULL, "%s", err.message);
             free(cluster);
             collector_finish("cluster failed");
             return false;
@@ -462,7 +474,7 @@ static bool start_services(lua_State *L, host *h) {
     rc = console ? console_start(h, console, &err) : 0;
     free(console);
     if (rc != 0) {
-        fprintf(stderr, "ms-host: %s\n", err.message);
+        hostlog(HOSTLOG_ERROR, "service.start_failed", 0, NULL, "%s", err.message);
         collector_finish("console failed");
         return false;
     }
@@ -476,7 +488,7 @@ static int cmd_run(const opts *o) {
      * the main one included, have theirs. */
     lua_State *L = new_state();
     if (!L) {
-        fprintf(stderr, "ms-host: cannot create a Lua state\n");
+        hostlog(HOSTLOG_ERROR, "host.start_failed", 0, NULL, "cannot create a Lua state");
         return 2;
     }
     if (!load_profile(L, o, o->profile ? o->profile : "default"))
@@ -492,7 +504,8 @@ static int cmd_run(const opts *o) {
     host *h = host_open(&cfg, lua_tostring(L, -2), lua_tostring(L, -1), &err);
     lua_pop(L, 3);
     if (!h) {
-        fprintf(stderr, "ms-host: %s: %s\n", ms_err_name(err.code), err.message);
+        hostlog(HOSTLOG_ERROR, "host.start_failed", 0, NULL, "%s: %s", ms_err_name(err.code),
+                err.message);
         return 2;
     }
     apply_profile(L, &cfg, h);
@@ -510,7 +523,8 @@ static int cmd_run(const opts *o) {
     }
     lifecycle_note_profile(L, lua_gettop(L)); /* for SIGHUP */
     if (cfg.enable_io && lifecycle_start(&err) != 0)
-        fprintf(stderr, "ms-host: no graceful shutdown on SIGINT/SIGTERM: %s\n", err.message);
+        hostlog(HOSTLOG_WARNING, "host.no_signals", 0, NULL,
+                "no graceful shutdown on SIGINT/SIGTERM: %s", err.message);
     bool started = start_services(L, h);
     lua_close(L);
     if (!started) {
@@ -529,7 +543,8 @@ static int cmd_run(const opts *o) {
                        .main = true};
     agent *a = spawn_agent_spec(h, &spec, why, sizeof why);
     if (!a) {
-        fprintf(stderr, "ms-host: %s: %s\n", repl ? "repl" : o->file, why);
+        hostlog(HOSTLOG_ERROR, "main.start_failed", 0, NULL, "%s: %s", repl ? "repl" : o->file,
+                why);
         collector_finish("main agent failed");
         host_shutdown();
         return 1;
@@ -556,8 +571,8 @@ static int cmd_run(const opts *o) {
             usleep(2000);
         }
         bool late = atomic_load(&h->shutdown_timed_out);
-        fprintf(stderr, "ms-host: shutdown %s after %.3f s\n", late ? "forced" : "complete",
-                (ms_now_ns() - since) / 1e9);
+        hostlog(HOSTLOG_NOTICE, "shutdown.end", 0, NULL, "shutdown %s after %.3f s",
+                late ? "forced" : "complete", (ms_now_ns() - since) / 1e9);
         status = late ? 3 : 0;
     } else if (rc != 0) {
         print_error(a, repl ? "repl" : o->file);
@@ -576,8 +591,24 @@ static int cmd_run(const opts *o) {
     return status;
 }
 
+/* --log-format before anything else is read, so that a usage error is
+ * already in the format asked for (parse() reports a bad value). */
+static void early_log_format(int argc, char **argv) {
+    for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        const char *val = NULL;
+        if (!strcmp(argv[i], "--log-format") && i + 1 < argc)
+            val = argv[i + 1];
+        else if (!strncmp(argv[i], "--log-format=", 13))
+            val = argv[i] + 13;
+        hostlog_format f;
+        if (val && hostlog_parse_format(val, &f))
+            hostlog_set_format(f);
+    }
+}
+
 int main(int argc, char **argv) {
     opts o;
+    early_log_format(argc, argv);
     int rc = parse(argc, argv, &o);
     if (rc != 0)
         return rc;

@@ -45,6 +45,7 @@
 #include "cluster.h"
 #include "facts.h"
 #include "host.h"
+#include "hostlog.h"
 #include "metrics_http.h"
 #include "profiler.h"
 #include "tasks.h"
@@ -1285,7 +1286,7 @@ int metrics_http_start(host *h, const char *addr, ms_error *err) {
         return ms_error_set(err, rc, "metrics endpoint %s: cannot start its task: %s", addr,
                             ms_err_name(rc));
     }
-    fprintf(stderr, "ms-host: metrics on http://%s%s%s:%u/metrics\n", v6 ? "[" : "", hostname,
-            v6 ? "]" : "", bound);
+    hostlog(HOSTLOG_INFO, "metrics.listen", 0, NULL, "metrics on http://%s%s%s:%u/metrics",
+            v6 ? "[" : "", hostname, v6 ? "]" : "", bound);
     return 0;
 }

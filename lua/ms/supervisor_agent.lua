@@ -73,8 +73,10 @@ local function emit(S, kind, data)
     if S.on_event then
         local ok, err = pcall(S.on_event, data)
         if not ok then
-            io.stderr:write(("ms-host: supervisor %s: on_event failed: %s\n"):format(
-                S.name, tostring(err)))
+            local shown, text = pcall(tostring, err)
+            ms.log("error", "supervisor.on_event_failed", ("supervisor %s: on_event failed: %s")
+                :format(S.name, shown and type(text) == "string" and text
+                    or "(an error value whose __tostring fails)"))
         end
     end
     local events = rawget(ms, "events")

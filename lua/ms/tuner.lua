@@ -4,7 +4,7 @@
 --       interval = 1,      -- seconds between runs (default 1)
 --       cooldown = 3,      -- seconds a field rests after a change (default 0)
 --       name = "workers",  -- for the trace and events (default "tuner")
---       log = true,        -- print each change to stderr (or a function(line))
+--       log = true,        -- each change as a host log line, event tuner.change (or a function(line))
 --       fn = function(now, prev, t)
 --           -- now, prev: ms.metrics() snapshots, each with .time (ms.now()).
 --           if t:rate("poll_count") < 1000 then
@@ -83,7 +83,7 @@ end
 
 function Tuner:_say(line)
     if self.log == true then
-        io.stderr:write(line, "\n")
+        ms.log("info", "tuner.change", line)
     elseif type(self.log) == "function" then
         self.log(line)
     end
@@ -147,7 +147,10 @@ local function run(self)
         if not ok then
             self.errors = self.errors + 1
             self.last_error = settings
-            io.stderr:write(string.format("ms.tuner: %s: %s\n", self.name, tostring(settings)))
+            local shown, text = pcall(tostring, settings)
+            ms.log("error", "tuner.failed", ("ms.tuner: %s: %s"):format(self.name,
+                shown and type(text) == "string" and text
+                    or "(an error value whose __tostring fails)"))
         end
         self.prev = now
     end
