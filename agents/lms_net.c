@@ -47,6 +47,7 @@
 #include "lms.h"
 #include "lms_net.h"
 #include "ltask.h"
+#include "netaddr.h"
 #include "ops.h"
 
 #define READ_CHUNK (16 * 1024)          /* room made before each read */
@@ -806,13 +807,6 @@ static int sock_tostring(lua_State *L) {
 
 /* ---- addresses given by the caller ---- */
 
-typedef struct net_addr {
-    bool is_pipe;
-    char host[256];
-    uint16_t port;
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-} net_addr;
-
 static int addr_error(lua_State *L, int idx, const char *why) {
     char text[256];
     snprintf(text, sizeof text, "%s (an address is \"host:port\", \"[ipv6]:port\", "
@@ -820,47 +814,21 @@ static int addr_error(lua_State *L, int idx, const char *why) {
     return luaL_argerror(L, idx, text);
 }
 
-static void set_path(lua_State *L, int idx, net_addr *out, const char *p, size_t n) {
-    if (n == 0)
-        addr_error(L, idx, "the Unix socket path is empty");
-    if (n >= sizeof out->path)
-        addr_error(L, idx, "the Unix socket path is too long (at most 107 bytes)");
-    if (memchr(p, '\0', n))
-        addr_error(L, idx, "the Unix socket path contains a NUL byte");
-    out->is_pipe = true;
-    memcpy(out->path, p, n);
-    out->path[n] = '\0';
-}
-
-static void set_port(lua_State *L, int idx, net_addr *out, double d) {
-    if (!(d >= 0 && d <= 65535) || d != (double)(int)d)
-        addr_error(L, idx, "the port must be a whole number from 0 to 65535");
-    out->port = (uint16_t)d;
-}
-
-static void set_host(lua_State *L, int idx, net_addr *out, const char *h, size_t n) {
-    if (n == 0)
-        addr_error(L, idx, "the host is empty");
-    if (n >= sizeof out->host)
-        addr_error(L, idx, "the host name is too long");
-    if (memchr(h, '\0', n))
-        addr_error(L, idx, "the host contains a NUL byte");
-    memcpy(out->host, h, n);
-    out->host[n] = '\0';
-}
-
 /* Reads an address without running any code of the value: strings by
- * lua_type, tables by raw reads. */
+ * lua_type, tables by raw reads; netaddr.c judges what they hold. */
 static void check_address(lua_State *L, int idx, net_addr *out) {
     memset(out, 0, sizeof *out);
+    const char *why = NULL;
     if (lua_type(L, idx) == LUA_TTABLE) {
         lua_pushliteral(L, "path");
         lua_rawget(L, idx);
         if (lua_type(L, -1) == LUA_TSTRING) {
             size_t n;
             const char *p = lua_tolstring(L, -1, &n);
-            set_path(L, idx, out, p, n);
+            why = netaddr_set_path(out, p, n);
             lua_pop(L, 1);
+            if (why)
+                addr_error(L, idx, why);
             return;
         }
         lua_pop(L, 1);
@@ -873,55 +841,24 @@ static void check_address(lua_State *L, int idx, net_addr *out) {
                                "string path");
         size_t n;
         const char *h = lua_tolstring(L, -2, &n);
-        set_host(L, idx, out, h, n);
-        set_port(L, idx, out, lua_tonumber(L, -1));
+        why = netaddr_set_host(out, h, n);
+        if (!why)
+            why = netaddr_set_port(out, lua_tonumber(L, -1));
         lua_pop(L, 2);
+        if (why)
+            addr_error(L, idx, why);
         return;
     }
     if (lua_type(L, idx) != LUA_TSTRING) {
-        char why[96];
-        snprintf(why, sizeof why, "got a %s", luaL_typename(L, idx));
-        addr_error(L, idx, why);
+        char text[96];
+        snprintf(text, sizeof text, "got a %s", luaL_typename(L, idx));
+        addr_error(L, idx, text);
     }
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
-    if (n > 5 && memcmp(s, "unix:", 5) == 0)
-        return set_path(L, idx, out, s + 5, n - 5);
-    if (n > 0 && (s[0] == '/' || s[0] == '.'))
-        return set_path(L, idx, out, s, n);
-    const char *colon;
-    const char *hostname = s;
-    size_t hlen;
-    if (s[0] == '[') {
-        const char *close = memchr(s, ']', n);
-        if (!close || close + 1 >= s + n || close[1] != ':')
-            addr_error(L, idx, "an IPv6 address needs the form [addr]:port");
-        hostname = s + 1;
-        hlen = (size_t)(close - hostname);
-        colon = close + 1;
-    } else {
-        colon = NULL;
-        for (const char *p = s + n; p > s; p--)
-            if (p[-1] == ':') {
-                colon = p - 1;
-                break;
-            }
-        if (!colon)
-            addr_error(L, idx, "no port (\":PORT\")");
-        hlen = (size_t)(colon - s);
-    }
-    set_host(L, idx, out, hostname, hlen);
-    char *end;
-    char digits[8];
-    size_t dn = (size_t)(s + n - colon - 1);
-    if (dn == 0 || dn >= sizeof digits)
-        addr_error(L, idx, "the port must be a whole number from 0 to 65535");
-    memcpy(digits, colon + 1, dn);
-    digits[dn] = '\0';
-    long port = strtol(digits, &end, 10);
-    if (*end || port < 0 || port > 65535)
-        addr_error(L, idx, "the port must be a whole number from 0 to 65535");
-    out->port = (uint16_t)port;
+    why = netaddr_parse(out, s, n);
+    if (why)
+        addr_error(L, idx, why);
 }
 
 static bool is_numeric(const char *name) {

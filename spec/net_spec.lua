@@ -204,7 +204,8 @@ local evil = setmetatable({}, {
     __len = function() error("len ran") end,
 })
 for _, bad in ipairs{ evil, 42, true, "nocolon", "host:99999", "host:x", "[::1", "unix:",
-                       { host = "h" }, { port = 1 }, { path = 7 } } do
+                       "::1:80", "host: 80", "host:+80", "host:-0", "a]b:80", "host\0x:80",
+                       { host = "h" }, { port = 1 }, { path = 7 }, { host = "[::1]", port = 1 } } do
     local ok, e = pcall(ms.net.connect, bad, 1)
     assert(not ok and tostring(e):find("address"), tostring(e))
     local ok2, e2 = pcall(ms.net.listen, bad)
