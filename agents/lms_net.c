@@ -704,7 +704,10 @@ static int push_sockaddr(lua_State *L, const struct sockaddr_storage *ss, sockle
     if (ss->ss_family == AF_UNIX) {
         const struct sockaddr_un *un = (const void *)ss;
         size_t off = offsetof(struct sockaddr_un, sun_path);
-        size_t n = len > off ? strnlen(un->sun_path, len - off) : 0;
+        size_t max = len > off ? (size_t)len - off : 0;
+        if (max > sizeof un->sun_path)
+            max = sizeof un->sun_path; /* the kernel's length may count past it */
+        size_t n = strnlen(un->sun_path, max);
         lua_pushlstring(L, un->sun_path, n);
         return 1;
     }
