@@ -38,7 +38,6 @@ struct host {
     /* Defaults for new agents: live-tunable (tune.c), under lock. */
     size_t default_mem_limit;
     size_t mailbox_limit;
-    size_t agent_open_files;    /* ms.fs handles per agent; 0 = unbounded */
     uint32_t jit_agent_limit;
     /* The agents' default runaway policy (agent.h): the profile's
      * runaway_stop_after, 0 (report) or a count.  Under lock. */

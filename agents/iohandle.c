@@ -44,7 +44,8 @@ bool ioh_open(agent *a, ioh *io, const ioh_kind *kind, char *err, size_t errlen)
     io->counted = true;
     if (h) {
         atomic_fetch_add_explicit(&h->io_open, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&h->io[kind->gauge], 1, memory_order_relaxed);
+        if (kind->gauge >= 0)
+            atomic_fetch_add_explicit(&h->io[kind->gauge], 1, memory_order_relaxed);
     }
     ioh_attach(a, io);
     return true;
@@ -86,7 +87,8 @@ void ioh_closed(ioh *io) {
     host *h = host_get();
     if (h) {
         atomic_fetch_sub_explicit(&h->io_open, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&h->io[io->kind->gauge], 1, memory_order_relaxed);
+        if (io->kind->gauge >= 0)
+            atomic_fetch_sub_explicit(&h->io[io->kind->gauge], 1, memory_order_relaxed);
     }
 }
 

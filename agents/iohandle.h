@@ -1,6 +1,6 @@
 /*
- * iohandle.h - the operating-system handles an agent holds open (sockets,
- * listeners, processes; files can join): how many, within which limits,
+ * iohandle.h - the operating-system handles an agent holds open (files,
+ * sockets, listeners, processes): how many, within which limits,
  * and closing whatever is left when the agent ends.
  *
  * Each kind of handle embeds an `ioh` in its C object and describes
@@ -31,8 +31,9 @@
 #include "fwd.h"
 
 typedef struct ioh_kind {
-    const char *name;           /* "socket", "listener", "process" */
-    int gauge;                  /* the io_metric (facts.h) counting the open ones */
+    const char *name;           /* "file", "socket", "listener", "process" */
+    int gauge;                  /* the io_metric (facts.h) counting the open ones, or -1
+                                 * (files: fsjob.c's FM_OPEN counts them) */
     /* Closes the OS object at its owner's end (owner's thread); must end
      * with ioh_closed(h). */
     void (*close)(ioh *h);

@@ -12,8 +12,9 @@
  * descriptor closes when the handle is closed, collected or its agent
  * ends, or, if a job still uses it then, when that job ends.  One job per
  * handle at a time (a second task using the same handle meanwhile gets an
- * error), so close never races a read.  Each agent may hold at most
- * agent_open_files handles (a live profile field, facts.c).
+ * error), so close never races a read.  Open handles count with the
+ * agent's sockets and processes against agent_io_limit and host_io_limit
+ * (iohandle.c), and whatever is still open closes at the agent's end.
  *
  * Errors of the operating system are values: nil and an error value
  * whose message names the call, the step, the path and the errno text
@@ -34,6 +35,7 @@
 #include "fsjob.h"
 #include "hold.h"
 #include "host.h"
+#include "iohandle.h"
 #include "lerr.h"
 #include "lfs.h"
 #include "ltask.h"
@@ -46,33 +48,29 @@
 
 /* A file handle's userdata.  Agent thread only. */
 typedef struct lfile {
+    ioh io;                     /* first: the handle from its ioh (close_at_end) */
     fs_file *f;                 /* NULL once closed */
     bool busy;                  /* a job on it is running */
 } lfile;
 
-/* The agent's count of open handles, a userdata in its registry.  Agent
- * thread only. */
-typedef struct lfs_count {
-    size_t open;
-} lfs_count;
-
-static const char count_key; /* its address keys the count in the registry */
-
-static lfs_count *agent_count(lua_State *L) {
-    lua_pushlightuserdata(L, (void *)&count_key);
-    lua_rawget(L, LUA_REGISTRYINDEX);
-    lfs_count *c = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    if (c)
-        return c;
-    c = lua_newuserdata(L, sizeof *c);
-    c->open = 0;
-    lua_pushlightuserdata(L, (void *)&count_key);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
-    return c;
+/* The handle's descriptor goes, and the handle is out of the counts.
+ * A job still using the file holds a reference of its own: the
+ * descriptor closes when that job ends. */
+static void release_handle(lfile *h) {
+    if (h->f) {
+        fsfile_unref(h->f);
+        h->f = NULL;
+    }
+    ioh_closed(&h->io);
 }
+
+/* The agent's end (ioh_close_all, before its state closes): the
+ * userdata is still there, and its finalizer finds it closed. */
+static void close_at_end(ioh *io) {
+    release_handle((lfile *)io);
+}
+
+static const ioh_kind file_kind = {"file", -1, close_at_end};
 
 /* The operation a waiting task has in its op store. */
 typedef struct fs_op {
@@ -181,57 +179,25 @@ static void push_stat(lua_State *L, const struct stat *st) {
 #undef FIELD
 }
 
-static void release_handle(lua_State *L, lfile *h) {
-    if (!h->f)
-        return;
-    fsfile_unref(h->f);
-    h->f = NULL;
-    lfs_count *c = agent_count(L);
-    if (c->open > 0)
-        c->open--;
-}
-
-static size_t open_files_limit(void) {
-    host *h = host_get();
-    if (!h)
-        return 0;
-    pthread_mutex_lock(&h->lock);
-    size_t limit = h->agent_open_files;
-    pthread_mutex_unlock(&h->lock);
-    return limit;
-}
-
-static bool over_limit(lua_State *L, const char *fname, size_t *limit) {
-    *limit = open_files_limit();
-    return *limit > 0 && agent_count(L)->open >= *limit;
-}
-
-static int push_limit_error(lua_State *L, const char *fname, size_t limit) {
-    agent *a = agent_from_state(L);
-    char message[200];
-    snprintf(message, sizeof message,
-             "%s: agent %s already has %zu files open, its limit (profile field "
-             "agent_open_files); close some first",
-             fname, a ? a->name : "?", limit);
-    return push_failure(L, MS_E_EXHAUSTED, message);
-}
-
 /* The open job's descriptor as a new handle. */
 static int push_opened(lua_State *L, fs_op *o, fs_req *r) {
-    size_t limit;
-    if (over_limit(L, o->fname, &limit))
-        return push_limit_error(L, o->fname, limit); /* r's descriptor goes with r */
     lfile *h = lua_newuserdata(L, sizeof *h);
-    h->f = NULL;
-    h->busy = false;
+    memset(h, 0, sizeof *h);
     push_file_mt(L);
     lua_setmetatable(L, -2);
+    char why[200];
+    if (!ioh_open(agent_from_state(L), &h->io, &file_kind, why, sizeof why)) {
+        char message[300];
+        snprintf(message, sizeof message, "%s: %s", o->fname, why);
+        return push_failure(L, MS_E_EXHAUSTED, message); /* r's descriptor goes with r */
+    }
     fs_file *f = fsfile_new(r->fd, r->path);
     r->fd = -1; /* taken (fsfile_new closes it when it fails) */
-    if (!f)
+    if (!f) {
+        ioh_closed(&h->io);
         return luaL_error(L, "%s: not enough memory", o->fname);
+    }
     h->f = f;
-    agent_count(L)->open++;
     return 1;
 }
 
@@ -371,9 +337,14 @@ static int l_open(lua_State *L) {
     const char *path = check_path(L, 1);
     int flags = parse_mode(L, 2, luaL_optstring(L, 2, "r"));
     ltask *lt = ltask_current(L, "ms.fs.open");
-    size_t limit;
-    if (over_limit(L, "ms.fs.open", &limit))
-        return push_limit_error(L, "ms.fs.open", limit);
+    /* Refused before the job when there is no room now (checked again
+     * when the descriptor comes back: another task may have opened one). */
+    char why[200];
+    if (!ioh_room(agent_from_state(L), why, sizeof why)) {
+        char message[300];
+        snprintf(message, sizeof message, "ms.fs.open: %s", why);
+        return push_failure(L, MS_E_EXHAUSTED, message);
+    }
     fs_req *r = new_req(L, FS_OPEN, path);
     r->flags = flags;
     r->mode = 0666; /* less the process's umask */
@@ -573,16 +544,14 @@ static int f_close(lua_State *L) {
      * from now on, whatever becomes of the job. */
     r->file = h->f;
     h->f = NULL;
-    lfs_count *c = agent_count(L);
-    if (c->open > 0)
-        c->open--;
+    ioh_closed(&h->io);
     return start(L, lt, r, "file:close", NULL, 0);
 }
 
 static int f_gc(lua_State *L) {
     lfile *h = lua_touserdata(L, 1);
     if (h)
-        release_handle(L, h);
+        release_handle(h);
     return 0;
 }
 

@@ -58,8 +58,6 @@ static double host_value(host *h, const profile_field *f) {
         return (double)h->mailbox_limit;
     if (strcmp(f->name, "runaway_stop_after") == 0)
         return h->runaway;
-    if (strcmp(f->name, "agent_open_files") == 0)
-        return (double)h->agent_open_files;
     if (strcmp(f->name, "agent_io_limit") == 0)
         return atomic_load(&h->agent_io_limit);
     if (strcmp(f->name, "host_io_limit") == 0)
@@ -73,10 +71,6 @@ static void host_set(host *h, const profile_field *f, double v) {
         h->default_mem_limit = (size_t)v;
     } else if (strcmp(f->name, "jit_agent_limit") == 0) {
         h->jit_agent_limit = (uint32_t)v;
-    } else if (strcmp(f->name, "agent_open_files") == 0) {
-        /* Checked at each open: an agent over a lowered limit keeps its
-         * files and opens no more until it is under it. */
-        h->agent_open_files = (size_t)v;
     } else if (strcmp(f->name, "runaway_stop_after") == 0) {
         h->runaway = (int)v; /* for agents spawned from now on */
     } else if (strcmp(f->name, "agent_io_limit") == 0) {

@@ -102,17 +102,12 @@ return {
     -- its own spawn option `runaway` overrides this.
     runaway_stop_after = 0,
 
-    -- 1024 files open at once per agent through ms.fs.open (docs/files.md),
-    -- the usual soft `ulimit -n`: an agent that leaks handles gets a clear
-    -- error naming this field long before the process runs out of
-    -- descriptors for everyone.
-    agent_open_files = 1024,
-
-    -- Sockets, listeners and processes one agent may hold open: far more
-    -- than a well-behaved agent needs, and a quarter of a typical
-    -- descriptor limit (ulimit -n 16384), so that one leaking agent meets
-    -- a clear error before the whole host meets EMFILE.  The host-wide
-    -- limit is the OS's own unless set.
+    -- Files, sockets, listeners and processes one agent may hold open (one
+    -- count for every kind of OS handle): far more than a well-behaved
+    -- agent needs, and a quarter of a typical descriptor limit (ulimit -n
+    -- 16384), so that one leaking agent meets a clear error naming this
+    -- field before the whole host meets EMFILE.  The host-wide limit is
+    -- the OS's own unless set.
     agent_io_limit = 4096,
     host_io_limit = 0,
 

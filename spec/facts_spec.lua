@@ -155,7 +155,7 @@ describe("the metric descriptors", function()
         local extra = { histograms = true, per_worker = true, agents = true, events = true,
                         tune_changes = true, mailbox_limit = true, agent_memory_limit = true,
                         jit_agent_limit = true, runaway_stop_after = true,
-                        agent_open_files = true, files = true,
+                        files = true,
                         agent_io_limit = true, host_io_limit = true, io = true,
                         cluster = true } -- docs/cluster.md
         for k in pairs(m) do

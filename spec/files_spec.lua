@@ -241,15 +241,31 @@ print("PASS")
 end)
 
 describe("ms.fs limits", function()
-    it("agent_open_files caps each agent's handles with an error naming the field", function()
+    it("agent_io_limit caps each agent's files and sockets together, naming the field", function()
         pass([[
 local f1 = assert(ms.fs.open(dir .. "/1", "w"))
-local f2 = assert(ms.fs.open(dir .. "/2", "w"))
+local l = assert(ms.net.listen("127.0.0.1:0"))
 local f3 = assert(ms.fs.open(dir .. "/3", "w"))
 local v, err = ms.fs.open(dir .. "/4", "w")
 assert(v == nil and err.code == "ResourceExhausted", tostring(err))
-assert(err.message:find("agent main already has 3 files open", 1, true), err.message)
-assert(err.message:find("agent_open_files", 1, true), err.message)
+assert(err.message:find("ms.fs.open: agent main holds 3 open I/O handles", 1, true), err.message)
+assert(err.message:find("agent_io_limit", 1, true), err.message)
+-- the other way round: the files count against a socket
+local s, serr = ms.net.listen("127.0.0.1:0")
+assert(s == nil and tostring(serr):find("agent_io_limit", 1, true), tostring(serr))
+-- a socket closed makes room for a file
+l:close()
+local f2 = assert(ms.fs.open(dir .. "/2", "w"))
+assert(f2:close())
+-- an agent that ends with files open closes them
+local before = ms.metrics().files.open
+local leaker = ms.agent.spawn{ args = { dir = dir }, fn = function(args)
+    local ms = require "ms"
+    _G.kept = { assert(ms.fs.open(args.dir .. "/l1", "w")), assert(ms.fs.open(args.dir .. "/l2", "w")) }
+end }
+ms.monitor(leaker)
+assert(ms.recv(60).reason == "normal")
+assert(ms.metrics().files.open == before, ms.metrics().files.open .. " " .. before)
 -- another agent has its own count
 local a = ms.agent.spawn{ args = { dir = dir }, fn = function(args)
     local ms = require "ms"
@@ -261,10 +277,10 @@ assert(ms.recv(60).reason == "normal")
 assert(f3:close())
 local f4 = assert(ms.fs.open(dir .. "/4", "w"))
 -- live: raising the limit lets more open at once
-ms.tune{ agent_open_files = 10 }
+ms.tune{ agent_io_limit = 10 }
 assert(ms.fs.open(dir .. "/5", "w"))
 print("PASS")
-]], { args = "--set agent_open_files=3" })
+]], { args = "--set agent_io_limit=3" })
     end)
 
     it("EMFILE from the system is an error value, and the agent goes on", function()
@@ -282,7 +298,7 @@ for _, f in ipairs(files) do assert(f:close()) end
 local again = assert(ms.fs.open(dir .. "/after", "w"))
 assert(again:close())
 print("PASS")
-]], { prefix = "ulimit -n 100;", args = "--set agent_open_files=0" })
+]], { prefix = "ulimit -n 100;", args = "--set agent_io_limit=0" })
     end)
 
     it("EACCES names the path", function()
