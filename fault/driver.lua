@@ -479,7 +479,7 @@ if port then
               "GET /metrics")
         check(get([[GET /metrics.json HTTP/1.0\r\n\r\n]]):find('"agents"', 1, true),
               "GET /metrics.json")
-        check(get([[BREW /pot HTTP/1.1\r\n\r\n]]):find("405", 1, true), "405")
+        check(get([[DELETE /metrics HTTP/1.1\r\n\r\n]]):find("405", 1, true), "405")
         check(get([[nonsense\r\n\r\n]]):find("400", 1, true), "400")
     end)
 end
