@@ -42,6 +42,7 @@
  */
 #define _GNU_SOURCE
 #include <lauxlib.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -87,6 +88,30 @@ void http_server_stats(http_stats *out) {
     for (int i = 0; i < HTTP_LAT_BUCKETS; i++)
         out->latency[i] = atomic_load_explicit(&g_latency[i], memory_order_relaxed);
     out->latency_sum_us = atomic_load_explicit(&g_latency_sum_us, memory_order_relaxed);
+}
+
+void http_server_push_metrics(lua_State *L) {
+    http_stats st;
+    http_server_stats(&st);
+    lua_createtable(L, 0, HTTP_M_COUNT + 1);
+    for (int i = 0; i < HTTP_M_COUNT; i++) {
+        lua_pushnumber(L, (lua_Number)st.v[i]);
+        lua_setfield(L, -2, http_metric_descs[i].key);
+    }
+    lua_createtable(L, 0, 3);
+    lua_createtable(L, HTTP_LAT_BUCKETS, 0);
+    lua_createtable(L, HTTP_LAT_BUCKETS, 0);
+    for (int i = 0; i < HTTP_LAT_BUCKETS; i++) {
+        lua_pushnumber(L, i < HTTP_LAT_BUCKETS - 1 ? http_latency_bounds_us[i] / 1e6 : HUGE_VAL);
+        lua_rawseti(L, -3, i + 1);
+        lua_pushnumber(L, (lua_Number)st.latency[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -3, "counts");
+    lua_setfield(L, -2, "bounds");
+    lua_pushnumber(L, st.latency_sum_us / 1e6);
+    lua_setfield(L, -2, "sum");
+    lua_setfield(L, -2, http_latency_metric_desc.key);
 }
 
 /* An answered request: its status class and its time from the first

@@ -14,28 +14,15 @@
 #include <lua.h>
 #include <stdint.h>
 
+#include "facts.h"
+
 /* Adds serve (and the server's private primitives, _server) to the
  * table at the top of L (ms.http, built by lms_http.c). */
 void lms_http_server_register(lua_State *L);
 
-/* The servers' metrics, host-wide (facts.c describes them; the
- * Prometheus and JSON exporters and ms.metrics() read them). */
-typedef enum http_metric {
-    HTTP_M_REQUESTS_1XX,
-    HTTP_M_REQUESTS_2XX,
-    HTTP_M_REQUESTS_3XX,
-    HTTP_M_REQUESTS_4XX,
-    HTTP_M_REQUESTS_5XX,
-    HTTP_M_CONNECTIONS_OPEN,
-    HTTP_M_CONNECTIONS_ACCEPTED,
-    HTTP_M_REJECTED_400,
-    HTTP_M_REJECTED_408,
-    HTTP_M_REJECTED_413,
-    HTTP_M_REJECTED_431,
-    HTTP_M_REJECTED_503,
-    HTTP_M_HANDLER_ERRORS,
-    HTTP_M_COUNT
-} http_metric;
+/* The servers' metrics are counted here, host-wide; facts.c describes
+ * them (http_metric_descs), the Prometheus and JSON exporters and
+ * ms.metrics().http read them. */
 
 /* The latency histogram's buckets: upper bounds in microseconds, the last
  * one +Inf. */
@@ -51,5 +38,8 @@ typedef struct http_stats {
 /* The counters now (relaxed reads: each value is exact, the set is not a
  * snapshot). */
 void http_server_stats(http_stats *out);
+/* Pushes ms.metrics().http: the counters by key, and latency = { bounds
+ * (seconds, the last one math.huge), counts (per bucket), sum (seconds) }. */
+void http_server_push_metrics(lua_State *L);
 
 #endif

@@ -49,6 +49,7 @@
 #include "facts.h"
 #include "host.h"
 #include "http_request.h"
+#include "lms_http_server.h"
 #include "metrics_http.h"
 #include "profiler.h"
 #include "tasks.h"
@@ -382,6 +383,33 @@ static void render_cluster_prometheus(sbuf *b) {
     sb_printf(b, "ms_cluster_call_latency_seconds_count %llu\n", (unsigned long long)cum);
 }
 
+/* ms.http.serve's families (facts.c's http_metric_descs), then its
+ * latency histogram. */
+static void render_http_prometheus(sbuf *b) {
+    http_stats st;
+    http_server_stats(&st);
+    for (size_t i = 0; i < HTTP_M_COUNT; i++) {
+        const host_metric_desc *f = &http_metric_descs[i];
+        sb_family(b, f->prom, prom_type(f->type), f->help);
+        sb_printf(b, "%s %llu\n", f->prom, (unsigned long long)st.v[i]);
+    }
+    const host_metric_desc *d = &http_latency_metric_desc;
+    sb_family(b, d->prom, prom_type(d->type), d->help);
+    uint64_t cum = 0;
+    for (int i = 0; i < HTTP_LAT_BUCKETS; i++) {
+        cum += st.latency[i];
+        if (i < HTTP_LAT_BUCKETS - 1)
+            sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", d->prom, http_latency_bounds_us[i] / 1e6,
+                      (unsigned long long)cum);
+        else
+            sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", d->prom, (unsigned long long)cum);
+    }
+    sb_printf(b, "%s_sum %llu.%06llu\n", d->prom,
+              (unsigned long long)(st.latency_sum_us / 1000000u),
+              (unsigned long long)(st.latency_sum_us % 1000000u));
+    sb_printf(b, "%s_count %llu\n", d->prom, (unsigned long long)cum);
+}
+
 static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *rows, size_t nrows) {
     size_t n;
     const ms_metric_desc *d = ms_metric_descs(&n);
@@ -432,6 +460,7 @@ static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *row
         sb_family(b, f->prom, prom_type(f->type), f->help);
         sb_printf(b, "%s %llu\n", f->prom, (unsigned long long)files[i]);
     }
+    render_http_prometheus(b);
     render_cluster_prometheus(b);
 }
 
@@ -470,6 +499,18 @@ static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, siz
     for (size_t i = 0; i < FM_COUNT; i++)
         sb_printf(b, "%s\"%s\":%llu", i ? "," : "", file_metric_descs[i].key,
                   (unsigned long long)files[i]);
+    http_stats st;
+    http_server_stats(&st);
+    sb_str(b, "},\"http\":{");
+    for (size_t i = 0; i < HTTP_M_COUNT; i++)
+        sb_printf(b, "\"%s\":%llu,", http_metric_descs[i].key, (unsigned long long)st.v[i]);
+    sb_printf(b, "\"%s\":{\"bounds_us\":[", http_latency_metric_desc.key);
+    for (int i = 0; i < HTTP_LAT_BUCKETS - 1; i++)
+        sb_printf(b, "%s%llu", i ? "," : "", (unsigned long long)http_latency_bounds_us[i]);
+    sb_str(b, "],\"counts\":[");
+    for (int i = 0; i < HTTP_LAT_BUCKETS; i++)
+        sb_printf(b, "%s%llu", i ? "," : "", (unsigned long long)st.latency[i]);
+    sb_printf(b, "],\"sum_us\":%llu}", (unsigned long long)st.latency_sum_us);
     sb_str(b, "}}\n");
 }
 

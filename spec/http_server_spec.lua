@@ -145,7 +145,7 @@ describe("ms.http.serve", function()
     end
 
     setup(function()
-        bg = h.background_host(SCRIPT, "--workers 2")
+        bg = h.background_host(SCRIPT, "--workers 2 --metrics-listen 127.0.0.1:0")
         dir = bg.dir
         main, quick, busy = bg.out():match("ready (%d+) (%d+) (%d+)")
         main, quick, busy = tonumber(main), tonumber(quick), tonumber(busy)
@@ -413,6 +413,36 @@ ms.sleep(3600)
         end
         sh("kill " .. slurp(edir .. "/pid"):match("%d+") .. " 2>/dev/null")
         assert.are.equal("fine", answer)
+    end)
+
+    it("counts requests by class, refusals, handler errors and latency in the metrics", function()
+        local m = curl(("http://127.0.0.1:%d/metrics.json"):format(bg.port))
+        local http = m:match('"http":(%b{})')
+        assert(http, "no http in /metrics.json: " .. m:sub(1, 200))
+        local function n(key)
+            return tonumber(http:match('"' .. key .. '":(%d+)'))
+        end
+        -- what the specs above did, at least
+        assert.is_true(n("requests_2xx") >= 20, http)
+        assert.is_true(n("rejected_400") >= 5, http)
+        assert.is_true(n("rejected_408") >= 2, http)
+        assert.is_true(n("rejected_413") >= 2, http)
+        assert.is_true(n("rejected_431") >= 2, http)
+        assert.is_true(n("rejected_503") >= 1, http)
+        assert.is_true(n("handler_errors") >= 6, http)
+        assert.is_true(n("connections_accepted") >= 20, http)
+        -- every answer written is in one class and one latency bucket
+        local classes = n("requests_1xx") + n("requests_2xx") + n("requests_3xx")
+            + n("requests_4xx") + n("requests_5xx")
+        local counted = 0
+        for c in http:match('"counts":%[([%d,]*)%]'):gmatch("%d+") do
+            counted = counted + tonumber(c)
+        end
+        assert.are.equal(classes, counted)
+        local prom = curl(("http://127.0.0.1:%d/metrics"):format(bg.port))
+        assert_contains(prom, "# TYPE ms_http_request_duration_seconds histogram")
+        assert_contains(prom, 'ms_http_request_duration_seconds_bucket{le="+Inf"} ' .. counted)
+        assert_contains(prom, "ms_http_rejected_503_total " .. n("rejected_503"))
     end)
 
     it("closes gracefully: a request in flight is answered, new connections refused", function()
