@@ -95,6 +95,10 @@ local quick = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1, handler 
     header_timeout = 0.5, body_timeout = 0.5, idle_timeout = 0.5, name = "quick" })
 local busy = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1, queue = 1,
     handler = handler, name = "busy" })
+-- The same port again: an error value, not a raise.
+local again, err = ms.http.serve{ listen = "127.0.0.1:" .. select(2, main:address()),
+    handler = handler }
+print(("second serve: %s %s"):format(tostring(again), type(err) == "table" and err.code or "?"))
 local _, p1 = main:address()
 local _, p2 = quick:address()
 local _, p3 = busy:address()
@@ -154,6 +158,10 @@ describe("ms.http.serve", function()
 
     teardown(function()
         if bg then bg.stop() end
+    end)
+
+    it("returns nil and an IoError when the port is taken", function()
+        assert_contains(bg.out(), "second serve: nil IoError")
     end)
 
     it("answers GET and POST from curl, with the handler's status, headers and body", function()
@@ -413,6 +421,58 @@ ms.sleep(3600)
         end
         sh("kill " .. slurp(edir .. "/pid"):match("%d+") .. " 2>/dev/null")
         assert.are.equal("fine", answer)
+    end)
+
+    it("finishes a request in flight when the host shuts down (SIGTERM)", function()
+        local sdir = dir .. "/sigterm"
+        sh("mkdir -p " .. q(sdir))
+        local script = write(sdir .. "/s.lua", ([[
+local srv = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1, handler = function(req)
+    local f = io.open(req.query .. "/inflight", "w")
+    f:close()
+    while true do
+        local r = io.open(req.query .. "/release")
+        if r then r:close() break end
+        ms.sleep(0.02)
+    end
+    return "finished"
+end })
+ms.on_shutdown(function() srv:close() end)
+local _, port = srv:address()
+print("port " .. port)
+io.stdout:flush()
+ms.sleep(3600)
+]]))
+        sh(("(sh -c 'echo $$ >%s; exec %s run %s' >%s 2>%s; echo $? >%s) & "):format(
+            q(sdir .. "/pid"), h.host, script, q(sdir .. "/out"), q(sdir .. "/err"),
+            q(sdir .. "/code")))
+        local port
+        for _ = 1, 400 do
+            port = tonumber(slurp(sdir .. "/out"):match("port (%d+)"))
+            if port then break end
+            sh("sleep 0.05")
+        end
+        assert(port, "the host did not start: " .. slurp(sdir .. "/err"))
+        local req = write(sdir .. "/req", ("GET /x?%s HTTP/1.1\r\nHost: x\r\n\r\n"):format(sdir))
+        sh(("%s %s send %d %s >%s 2>&1 &"):format(PY, PEER, port, q(req), q(sdir .. "/answer")))
+        for _ = 1, 400 do
+            if sh("test -e " .. q(sdir .. "/inflight")) then break end
+            sh("sleep 0.05")
+        end
+        local pid = slurp(sdir .. "/pid"):match("%d+")
+        sh("kill -TERM " .. pid)
+        for _ = 1, 400 do
+            if contains(slurp(sdir .. "/err"), "SIGTERM") then break end
+            sh("sleep 0.05")
+        end
+        write(sdir .. "/release", "")
+        for _ = 1, 400 do
+            if slurp(sdir .. "/code") ~= "" then break end
+            sh("sleep 0.05")
+        end
+        sh("kill -KILL " .. pid .. " 2>/dev/null") -- had it not ended (a failure)
+        assert_contains(slurp(sdir .. "/answer"), "200 8 finished")
+        assert.are.equal("0", slurp(sdir .. "/code"):match("%d+"), slurp(sdir .. "/err"))
     end)
 
     it("counts requests by class, refusals, handler errors and latency in the metrics", function()
