@@ -208,6 +208,9 @@ const host_metric_desc http_metric_descs[HTTP_M_COUNT] = {
                                MS_METRIC_COUNTER,
                                "HTTP requests answered 500 for their handler (it raised, "
                                "returned garbage or its agent ended)."},
+    [HTTP_M_TLS_HANDSHAKE_FAILURES] = {"tls_handshake_failures",
+                                       "ms_http_tls_handshake_failures_total", MS_METRIC_COUNTER,
+                                       "TLS handshakes ms.http.serve's connections failed."},
 };
 
 const host_metric_desc http_latency_metric_desc = {

@@ -140,6 +140,7 @@ typedef enum http_metric {
     HTTP_M_REJECTED_431,
     HTTP_M_REJECTED_503,
     HTTP_M_HANDLER_ERRORS,
+    HTTP_M_TLS_HANDSHAKE_FAILURES,
     HTTP_M_COUNT
 } http_metric;
 

@@ -56,6 +56,7 @@
 #include "hold.h"
 #include "host.h"
 #include "http_request.h"
+#include "http_tls.h"
 #include "lerr.h"
 #include "lms.h"
 #include "lms_http_server.h"
@@ -163,6 +164,7 @@ typedef struct hs_server {
     uint32_t busy;              /* connections inside a request */
     bool draining, closed;
     ms_waker accept_waker;
+    htls_ctx *tls;              /* immutable: NULL for plain HTTP */
     /* The accept task's own: */
     ms_listener *l;
     ms_stream *held;            /* accepted, waiting for room */
@@ -200,6 +202,12 @@ struct hs_conn {
     size_t out_sent, lingered;
     size_t rpos, rlen;
     ms_error err;
+    /* TLS (NULL for plain HTTP): the engine, its output being sent, and
+     * the raw bytes read for it (rbuf then holds decrypted ones). */
+    htls *tls;
+    char *tout, *traw;
+    size_t tout_len, tout_sent;
+    bool encrypted, notified;
     char rbuf[HS_READ_BUFFER];
 };
 
@@ -218,6 +226,7 @@ static void server_unref(hs_server *srv) {
         }
     pthread_mutex_unlock(&reg_lock);
     ms_waker_drop(&srv->accept_waker);
+    htls_ctx_free(srv->tls);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
 }
@@ -371,6 +380,47 @@ static bool expired(hs_conn *c, ms_cx *cx) {
 
 typedef enum read_step { RS_CLOSE, RS_PENDING, RS_AGAIN } read_step;
 
+/* Sends what the TLS engine has for the peer: RS_AGAIN once all is sent. */
+static read_step tls_send(hs_conn *c, ms_cx *cx) {
+    for (;;) {
+        if (c->tout_sent == c->tout_len) {
+            c->tout_len = c->tout_sent = 0;
+            if (!htls_has_output(c->tls))
+                return RS_AGAIN;
+            c->tout_len = htls_take_output(c->tls, c->tout, HS_READ_BUFFER);
+        }
+        ssize_t n;
+        if (ms_stream_write(c->s, cx, c->tout + c->tout_sent, c->tout_len - c->tout_sent, &n,
+                            &c->err) == MS_POLL_PENDING)
+            return expired(c, cx) ? RS_CLOSE : RS_PENDING;
+        if (n < 0)
+            return RS_CLOSE;
+        c->tout_sent += (size_t)n;
+    }
+}
+
+/* Decrypts what the engine can; RS_PENDING when it needs raw input. */
+static read_step tls_step(hs_conn *c, ms_cx *cx) {
+    read_step st = tls_send(c, cx);
+    if (st != RS_AGAIN)
+        return st;
+    const char *what = NULL;
+    int n = htls_read(c->tls, c->rbuf, sizeof c->rbuf, &what);
+    if (n > 0) {
+        c->rpos = 0;
+        c->rlen = (size_t)n;
+        return RS_AGAIN;
+    }
+    if (n == -1)
+        return RS_CLOSE; /* close_notify */
+    if (n == -2) {
+        if (!htls_established(c->tls))
+            stat_add(HTTP_M_TLS_HANDSHAKE_FAILURES, 1);
+        return RS_CLOSE;
+    }
+    return htls_has_output(c->tls) ? RS_AGAIN : RS_PENDING;
+}
+
 /* One step of reading a request: feed what is buffered, else read. */
 static read_step conn_read(hs_conn *c, ms_cx *cx, bool draining) {
     if (c->rpos < c->rlen) {
@@ -379,8 +429,14 @@ static read_step conn_read(hs_conn *c, ms_cx *cx, bool draining) {
     }
     if (draining && !hreq_started(&c->req))
         return RS_CLOSE;
+    if (c->tls) {
+        read_step st = tls_step(c, cx);
+        if (st != RS_PENDING || c->rpos < c->rlen)
+            return st;
+    }
+    char *into = c->tls ? c->traw : c->rbuf;
     ssize_t n;
-    if (ms_stream_read(c->s, cx, c->rbuf, sizeof c->rbuf, &n, &c->err) == MS_POLL_PENDING) {
+    if (ms_stream_read(c->s, cx, into, HS_READ_BUFFER, &n, &c->err) == MS_POLL_PENDING) {
         if (!expired(c, cx))
             return RS_PENDING;
         if (!hreq_started(&c->req))
@@ -391,6 +447,8 @@ static read_step conn_read(hs_conn *c, ms_cx *cx, bool draining) {
     }
     if (n <= 0)
         return RS_CLOSE; /* the client left (inside a request or not) */
+    if (c->tls)
+        return htls_put(c->tls, c->traw, (size_t)n) ? RS_AGAIN : RS_CLOSE;
     c->rpos = 0;
     c->rlen = (size_t)n;
     return RS_AGAIN;
@@ -427,6 +485,17 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
             break;
         }
         case CP_WRITE:
+            if (c->tls) {
+                if (!c->encrypted && !htls_write(c->tls, c->out, c->out_len))
+                    return MS_POLL_READY;
+                c->encrypted = true;
+                read_step st = tls_send(c, cx);
+                if (st != RS_AGAIN)
+                    return st == RS_PENDING ? MS_POLL_PENDING : MS_POLL_READY;
+                c->encrypted = false;
+                written(c);
+                break;
+            }
             while (c->out_sent < c->out_len) {
                 ssize_t n;
                 if (ms_stream_write(c->s, cx, c->out + c->out_sent, c->out_len - c->out_sent, &n,
@@ -440,6 +509,14 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
             break;
         case CP_FLUSH:
         case CP_SHUTDOWN: {
+            if (c->tls && c->phase == CP_FLUSH) {
+                if (!c->notified)
+                    htls_close_notify(c->tls);
+                c->notified = true;
+                read_step st = tls_send(c, cx);
+                if (st != RS_AGAIN)
+                    return st == RS_PENDING ? MS_POLL_PENDING : MS_POLL_READY;
+            }
             int rc;
             ms_poll p = c->phase == CP_FLUSH ? ms_stream_flush(c->s, cx, &rc, &c->err)
                                              : ms_stream_shutdown(c->s, cx, &rc, &c->err);
@@ -513,6 +590,11 @@ static void conn_drop(void *state) {
     c->deadline = NULL;
     ms_stream_close(c->s);
     c->s = NULL;
+    htls_free(c->tls);
+    c->tls = NULL;
+    free(c->tout);
+    free(c->traw);
+    c->tout = c->traw = NULL;
     stat_add(HTTP_M_CONNECTIONS_OPEN, -1);
     if (was_queued)
         conn_unref(c); /* the queue's reference */
@@ -533,6 +615,20 @@ static void conn_open(hs_server *srv, ms_runtime *rt, ms_stream *s) {
         ms_stream_close(s);
         free(c);
         return;
+    }
+    if (srv->tls) {
+        c->tls = htls_new(srv->tls);
+        c->tout = malloc(HS_READ_BUFFER);
+        c->traw = malloc(HS_READ_BUFFER);
+        if (!c->tls || !c->tout || !c->traw) {
+            htls_free(c->tls);
+            free(c->tout);
+            free(c->traw);
+            ms_timer_free(c->deadline);
+            ms_stream_close(s);
+            free(c);
+            return;
+        }
     }
     int one = 1;
     setsockopt(ms_stream_fd(s), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1254,12 +1350,33 @@ static int server_start(lua_State *L) {
     o.backlog = (int)opt_number(L, 1, "backlog", 511, 1, 65535, true);
     agent *a = ltask_current(L, "ms.http.serve")->a;
     ms_runtime *rt = a->h->rt;
+    htls_ctx *tls = NULL;
+    lua_getfield(L, 1, "tls");
+    if (!lua_isnil(L, -1)) {
+        if (!lua_istable(L, -1))
+            return luaL_error(L, "ms.http.serve: tls must be a table { cert = PATH, key = PATH }");
+        lua_getfield(L, -1, "cert");
+        lua_getfield(L, -2, "key");
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "ms.http.serve: tls.cert and tls.key must be paths (strings) of "
+                                 "PEM files");
+        char terr[400];
+        tls = htls_ctx_new(lua_tostring(L, -2), lua_tostring(L, -1), terr, sizeof terr);
+        if (!tls)
+            return luaL_error(L, "ms.http.serve: %s", terr);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
     hs_server *srv = calloc(1, sizeof *srv);
-    if (!srv)
+    if (!srv) {
+        htls_ctx_free(tls);
         return luaL_error(L, "ms.http.serve: no memory for a server");
+    }
+    srv->tls = tls;
     ms_error err;
     int rc = ms_tcp_listen(rt, hostname, (uint16_t)port, o.backlog, &srv->l, &err);
     if (rc != 0) {
+        htls_ctx_free(srv->tls);
         free(srv);
         lua_pushnil(L);
         lerr_push(L, rc, err.message, NULL);

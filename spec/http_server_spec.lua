@@ -95,6 +95,11 @@ local quick = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1, handler 
     header_timeout = 0.5, body_timeout = 0.5, idle_timeout = 0.5, name = "quick" })
 local busy = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1, queue = 1,
     handler = handler, name = "busy" })
+local secure = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1, handler = handler,
+    tls = { cert = CERT_DIR .. "/cert.pem", key = CERT_DIR .. "/key.pem" }, name = "secure" })
+local ok, bad = pcall(ms.http.serve, { listen = "127.0.0.1:0", handler = handler,
+    tls = { cert = CERT_DIR .. "/missing.pem", key = CERT_DIR .. "/key.pem" } })
+print("bad cert: " .. tostring(ok) .. " " .. tostring(bad))
 -- The same port again: an error value, not a raise.
 local again, err = ms.http.serve{ listen = "127.0.0.1:" .. select(2, main:address()),
     handler = handler }
@@ -102,7 +107,8 @@ print(("second serve: %s %s"):format(tostring(again), type(err) == "table" and e
 local _, p1 = main:address()
 local _, p2 = quick:address()
 local _, p3 = busy:address()
-print(("ready %d %d %d"):format(p1, p2, p3))
+local _, p4 = secure:address()
+print(("ready %d %d %d %d"):format(p1, p2, p3, p4))
 io.stdout:flush()
 -- The busy server's state, for the back-pressure spec.
 ms.spawn(function()
@@ -120,13 +126,14 @@ while not exists(stop) do
 end
 quick:close(1)
 busy:close(1)
+secure:close(1)
 print("closing")
 io.stdout:flush()
 print("closed " .. tostring(main:close(60)))
 ]==]
 
 describe("ms.http.serve", function()
-    local bg, main, quick, busy, dir
+    local bg, main, quick, busy, secure, dir, certs
 
     local function file(name, text)
         return write(dir .. "/" .. name, text)
@@ -149,15 +156,25 @@ describe("ms.http.serve", function()
     end
 
     setup(function()
-        bg = h.background_host(SCRIPT, "--workers 2 --metrics-listen 127.0.0.1:0")
+        -- A self-signed certificate for the TLS server, made by openssl.
+        certs = os.tmpname()
+        os.remove(certs)
+        assert(sh("mkdir " .. q(certs)))
+        assert(sh(("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 2 "
+            .. "-subj /CN=localhost >/dev/null 2>&1"):format(q(certs .. "/key.pem"),
+            q(certs .. "/cert.pem"))), "openssl could not make a certificate")
+        bg = h.background_host(('local CERT_DIR = %q\n'):format(certs) .. SCRIPT,
+            "--workers 2 --metrics-listen 127.0.0.1:0")
         dir = bg.dir
-        main, quick, busy = bg.out():match("ready (%d+) (%d+) (%d+)")
-        main, quick, busy = tonumber(main), tonumber(quick), tonumber(busy)
+        main, quick, busy, secure = bg.out():match("ready (%d+) (%d+) (%d+) (%d+)")
+        main, quick, busy, secure = tonumber(main), tonumber(quick), tonumber(busy),
+            tonumber(secure)
         assert(main, "no ports: " .. bg.out() .. bg.err())
     end)
 
     teardown(function()
         if bg then bg.stop() end
+        if certs then sh("rm -rf " .. q(certs)) end
     end)
 
     it("returns nil and an IoError when the port is taken", function()
@@ -475,6 +492,28 @@ ms.sleep(3600)
         assert.are.equal("0", slurp(sdir .. "/code"):match("%d+"), slurp(sdir .. "/err"))
     end)
 
+    it("serves HTTPS with a certificate and key; a failed handshake is counted", function()
+        local out = curl(("-k -i https://127.0.0.1:%d/hello"):format(secure))
+        assert_contains(out, "HTTP/1.1 200 OK")
+        assert_contains(out, '{"hello":"world"}')
+        -- keep-alive over TLS: curl reuses the connection
+        local err = run(("curl -skv --max-time 30 -d abc https://127.0.0.1:%d/echo "
+            .. "https://127.0.0.1:%d/hello 2>&1"):format(secure, secure))
+        assert_contains(err, "POST /echo 3 abc")
+        assert_contains(err, "Re-using existing connection")
+        -- verification against the certificate itself
+        out = curl(("--cacert %s --resolve localhost:%d:127.0.0.1 https://localhost:%d/hello")
+            :format(q(certs .. "/cert.pem"), secure, secure))
+        assert.are.equal('{"hello":"world"}', out)
+        -- plain HTTP to the TLS port: no answer, the connection closed
+        local got, closed = send(secure, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert.are.equal(0, #got)
+        assert.is_true(closed)
+        -- a certificate that cannot be read is named
+        assert_contains(bg.out(), "bad cert: false ms.http.serve: tls.cert: cannot use the "
+            .. "certificate " .. certs .. "/missing.pem")
+    end)
+
     it("counts requests by class, refusals, handler errors and latency in the metrics", function()
         local m = curl(("http://127.0.0.1:%d/metrics.json"):format(bg.port))
         local http = m:match('"http":(%b{})')
@@ -491,6 +530,7 @@ ms.sleep(3600)
         assert.is_true(n("rejected_503") >= 1, http)
         assert.is_true(n("handler_errors") >= 6, http)
         assert.is_true(n("connections_accepted") >= 20, http)
+        assert.is_true(n("tls_handshake_failures") >= 1, http)
         -- every answer written is in one class and one latency bucket
         local classes = n("requests_1xx") + n("requests_2xx") + n("requests_3xx")
             + n("requests_4xx") + n("requests_5xx")

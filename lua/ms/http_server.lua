@@ -7,7 +7,7 @@
 -- in-flight request answered 500) and makes the handle:
 --
 --   srv:address()          -> host, port (the real port when listen asked for 0)
---   srv:url()              -> "http://host:port"
+--   srv:url()              -> "http://host:port" ("https://..." with tls)
 --   srv:state()            -> { connections, busy, queued, draining, closed }
 --   srv:close([timeout])   -- graceful: no new connections, idle ones closed,
 --                          -- requests in flight answered (at most timeout
@@ -25,7 +25,7 @@ local OPTIONS = {
     name = true, memory_limit = true, max_header_bytes = true, max_headers = true,
     max_body = true, header_timeout = true, body_timeout = true, idle_timeout = true,
     write_timeout = true, queue = true, max_connections = true, backlog = true,
-    shutdown_timeout = true, intensity = true, period = true,
+    shutdown_timeout = true, intensity = true, period = true, tls = true,
 }
 
 -- Servers this agent serves: their handles stay alive (a collected handle
@@ -44,7 +44,7 @@ function Server:url()
     if host:find(":", 1, true) then
         host = "[" .. host .. "]"
     end
-    return ("http://%s:%d"):format(host, port)
+    return ("%s://%s:%d"):format(self._tls and "https" or "http", host, port)
 end
 
 function Server:state()
@@ -128,7 +128,11 @@ function M.serve(opts)
         error("ms.http.serve: shutdown_timeout must be a number of seconds >= 0", 2)
     end
     worker.shutdown_timeout = shutdown
-    local raw, err = ms.http._server.start(opts)
+    local ok, raw, err = pcall(ms.http._server.start, opts)
+    if not ok then
+        -- A bad option: blame the caller's line, not this file's.
+        error((tostring(raw):gsub("^[^:]*:%d+: ", "")), 2)
+    end
     if not raw then
         return nil, err
     end
@@ -154,8 +158,8 @@ function M.serve(opts)
         raw:close()
         return nil, serr
     end
-    local srv = setmetatable({ _raw = raw, supervisor = sup, _shutdown_timeout = shutdown },
-        Server)
+    local srv = setmetatable({ _raw = raw, supervisor = sup, _shutdown_timeout = shutdown,
+                               _tls = rawget(opts, "tls") ~= nil }, Server)
     live[srv] = true
     return srv
 end
