@@ -88,11 +88,18 @@ static bool known_method(const char *m, long len) {
 }
 
 static bool is_field(const char *p, long len, const char *name);
+static bool name_starts(const char *p, long nlen, const char *prefix) {
+    long n = (long)strlen(prefix);
+    return nlen >= n && strncasecmp(p, prefix, (size_t)n) == 0;
+}
+
 /* Fields whose value http-parser interprets (framing, upgrade): outside
- * the strict grammar. */
+ * the strict grammar.  By prefix: http-parser 2.9 takes a name that only
+ * begins with one of them ("Transfer-Encodinging") for that field. */
 static bool special_field(const char *p, long nlen) {
-    return is_field(p, nlen, "content-length") || is_field(p, nlen, "transfer-encoding") ||
-           is_field(p, nlen, "connection") || is_field(p, nlen, "upgrade");
+    return name_starts(p, nlen, "content-length") || name_starts(p, nlen, "transfer-encoding") ||
+           name_starts(p, nlen, "connection") || name_starts(p, nlen, "upgrade") ||
+           name_starts(p, nlen, "proxy-connection");
 }
 
 static bool method_prefix(const char *m, long len) {
@@ -217,9 +224,7 @@ static int model(const char *buf, size_t n, bool *head, size_t *end_at) {
         for (const char *q = colon + 1; q < p + hl; q++)
             if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
                 return MODEL_OUTSIDE;
-        long nlen = colon - p;
-        if (is_field(p, nlen, "content-length") || is_field(p, nlen, "transfer-encoding") ||
-            is_field(p, nlen, "connection") || is_field(p, nlen, "upgrade"))
+        if (special_field(p, colon - p))
             return MODEL_OUTSIDE;
         p = next;
     }
