@@ -15,7 +15,7 @@
 -- that raises answers 500 and is logged, a crashed agent is restarted by
 -- the pool's supervisor.  SIGINT or SIGTERM closes the server gracefully:
 -- requests in flight are answered first.  With --check the script asks
--- its own endpoints with curl and exits.
+-- its own endpoints (over ms.net) and exits.
 
 local address = arg[1] or "127.0.0.1:8080"
 local check = arg[2] == "--check"
@@ -70,27 +70,32 @@ if not check then
     end
 end
 
--- The self-test: ask every route with curl.
-local url = srv:url()
-local function curl(...)
-    local argv = { "curl", "-s", "--max-time", "20", ... }
-    argv.stdout = "pipe"
-    local p = assert(ms.process.spawn(argv))
-    local out = p.stdout:read("a") or ""
-    p:wait()
-    return out
+-- The self-test: ask every route over ms.net (an HTTP/1.1 client in a few
+-- lines: one request per connection, "Connection: close", the answer read
+-- to the end).
+local host, port = srv:address()
+local function request(method, path, body)
+    local c = assert(ms.net.connect(("%s:%d"):format(host, port), 20))
+    body = body or ""
+    assert(c:write(("%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
+        .. "Content-Length: %d\r\n\r\n%s"):format(method, path, host, #body, body), 20))
+    local answer = assert(c:read("a", 20))
+    c:close()
+    local status = tonumber(answer:match("^HTTP/1%.1 (%d%d%d) "))
+    return status, answer:match("\r\n\r\n(.*)$")
 end
-local function expect(got, want, what)
-    if got ~= want then
-        error(("%s: got %s, want %s"):format(what, got, want), 2)
+local function expect(what, want_status, want_body, status, body)
+    if status ~= want_status or (want_body and body ~= want_body) then
+        error(("%s: got %s %s, want %s %s"):format(what, tostring(status), tostring(body),
+            want_status, tostring(want_body)), 2)
     end
 end
-expect(curl(url .. "/hello"), '{"hello":"world"}', "GET /hello")
-expect(curl("-d", '{"a":[1,2]}', url .. "/echo"), '{"echo":{"a":[1,2]}}', "POST /echo")
-expect(curl("-o", "/dev/null", "-w", "%{http_code}", "-d", "{nope", url .. "/echo"), "400",
-    "POST /echo with bad JSON")
-expect(curl("-o", "/dev/null", "-w", "%{http_code}", url .. "/nope"), "404", "GET /nope")
-local who = ms.json.decode(curl(url .. "/whoami"))
-assert(type(who.agent) == "string" and who.restarts == 0, "GET /whoami: " .. tostring(who.agent))
+expect("GET /hello", 200, '{"hello":"world"}', request("GET", "/hello"))
+expect("POST /echo", 200, '{"echo":{"a":[1,2]}}', request("POST", "/echo", '{"a":[1,2]}'))
+expect("POST /echo with bad JSON", 400, nil, request("POST", "/echo", "{nope"))
+expect("GET /nope", 404, nil, request("GET", "/nope"))
+local status, body = request("GET", "/whoami")
+local who = ms.json.decode(body)
+assert(status == 200 and type(who.agent) == "string" and who.restarts == 0, "GET /whoami: " .. body)
 assert(srv:close(10), "the server did not close cleanly")
 print("http_service: all checks passed")
