@@ -176,6 +176,45 @@ const host_metric_desc io_metric_descs[IM_COUNT] = {
                     "Handles refused by agent_io_limit or host_io_limit."},
 };
 
+const host_metric_desc http_metric_descs[HTTP_M_COUNT] = {
+    [HTTP_M_REQUESTS_1XX] = {"requests_1xx", "ms_http_requests_1xx_total", MS_METRIC_COUNTER,
+                             "HTTP requests answered with a 1xx status by ms.http.serve."},
+    [HTTP_M_REQUESTS_2XX] = {"requests_2xx", "ms_http_requests_2xx_total", MS_METRIC_COUNTER,
+                             "HTTP requests answered with a 2xx status by ms.http.serve."},
+    [HTTP_M_REQUESTS_3XX] = {"requests_3xx", "ms_http_requests_3xx_total", MS_METRIC_COUNTER,
+                             "HTTP requests answered with a 3xx status by ms.http.serve."},
+    [HTTP_M_REQUESTS_4XX] = {"requests_4xx", "ms_http_requests_4xx_total", MS_METRIC_COUNTER,
+                             "HTTP requests answered with a 4xx status by ms.http.serve."},
+    [HTTP_M_REQUESTS_5XX] = {"requests_5xx", "ms_http_requests_5xx_total", MS_METRIC_COUNTER,
+                             "HTTP requests answered with a 5xx status by ms.http.serve."},
+    [HTTP_M_CONNECTIONS_OPEN] = {"connections_open", "ms_http_connections_open", MS_METRIC_GAUGE,
+                                 "HTTP connections ms.http.serve holds open."},
+    [HTTP_M_CONNECTIONS_ACCEPTED] = {"connections_accepted", "ms_http_connections_accepted_total",
+                                     MS_METRIC_COUNTER,
+                                     "HTTP connections ms.http.serve accepted."},
+    [HTTP_M_REJECTED_400] = {"rejected_400", "ms_http_rejected_400_total", MS_METRIC_COUNTER,
+                             "Malformed HTTP requests refused with 400."},
+    [HTTP_M_REJECTED_408] = {"rejected_408", "ms_http_rejected_408_total", MS_METRIC_COUNTER,
+                             "HTTP requests refused with 408: headers or body too slow."},
+    [HTTP_M_REJECTED_413] = {"rejected_413", "ms_http_rejected_413_total", MS_METRIC_COUNTER,
+                             "HTTP requests refused with 413: a body over max_body."},
+    [HTTP_M_REJECTED_431] = {"rejected_431", "ms_http_rejected_431_total", MS_METRIC_COUNTER,
+                             "HTTP requests refused with 431: headers over their limits."},
+    [HTTP_M_REJECTED_503] = {"rejected_503", "ms_http_rejected_503_total", MS_METRIC_COUNTER,
+                             "HTTP requests refused with 503: the queue was full."},
+    [HTTP_M_HANDLER_ERRORS] = {"handler_errors", "ms_http_handler_errors_total",
+                               MS_METRIC_COUNTER,
+                               "HTTP requests answered 500 for their handler (it raised, "
+                               "returned garbage or its agent ended)."},
+    [HTTP_M_TLS_HANDSHAKE_FAILURES] = {"tls_handshake_failures",
+                                       "ms_http_tls_handshake_failures_total", MS_METRIC_COUNTER,
+                                       "TLS handshakes ms.http.serve's connections failed."},
+};
+
+const host_metric_desc http_latency_metric_desc = {
+    "latency", "ms_http_request_duration_seconds", MS_METRIC_HISTOGRAM,
+    "Time from an HTTP request's first byte to its answer queued for writing.", MS_UNIT_NS};
+
 const host_metric_desc agents_metric_desc = {"agents", "ms_agents", MS_METRIC_GAUGE,
                                              "Agents in the host's registry.", MS_UNIT_NONE};
 
@@ -306,7 +345,7 @@ static int l_metric_descs(lua_State *L) {
     static const char *const units[] = {NULL, "ns", "us", "ms"};
     size_t n;
     const ms_metric_desc *d = ms_metric_descs(&n);
-    lua_createtable(L, (int)(n + AM_COUNT + FM_COUNT + IM_COUNT + 1), 0);
+    lua_createtable(L, (int)(n + AM_COUNT + FM_COUNT + IM_COUNT + HTTP_M_COUNT + 2), 0);
     int k = 0;
     for (size_t i = 0; i < n; i++) {
         lua_createtable(L, 0, 7);
@@ -333,6 +372,12 @@ static int l_metric_descs(lua_State *L) {
         push_host_metric(L, &io_metric_descs[i], "io");
         lua_rawseti(L, -2, ++k);
     }
+    for (int i = 0; i < HTTP_M_COUNT; i++) {
+        push_host_metric(L, &http_metric_descs[i], "http");
+        lua_rawseti(L, -2, ++k);
+    }
+    push_host_metric(L, &http_latency_metric_desc, "http");
+    lua_rawseti(L, -2, ++k);
     return 1;
 }
 

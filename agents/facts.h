@@ -123,6 +123,31 @@ typedef enum io_metric {
  * /metrics.json. */
 extern const host_metric_desc io_metric_descs[IM_COUNT];
 
+/* ms.http.serve's figures, host-wide (lms_http_server.c counts them:
+ * http_server_stats), indexing http_metric_descs; no labels in /metrics,
+ * `http` in ms.metrics() and /metrics.json. */
+typedef enum http_metric {
+    HTTP_M_REQUESTS_1XX,
+    HTTP_M_REQUESTS_2XX,
+    HTTP_M_REQUESTS_3XX,
+    HTTP_M_REQUESTS_4XX,
+    HTTP_M_REQUESTS_5XX,
+    HTTP_M_CONNECTIONS_OPEN,
+    HTTP_M_CONNECTIONS_ACCEPTED,
+    HTTP_M_REJECTED_400,
+    HTTP_M_REJECTED_408,
+    HTTP_M_REJECTED_413,
+    HTTP_M_REJECTED_431,
+    HTTP_M_REJECTED_503,
+    HTTP_M_HANDLER_ERRORS,
+    HTTP_M_TLS_HANDSHAKE_FAILURES,
+    HTTP_M_COUNT
+} http_metric;
+
+extern const host_metric_desc http_metric_descs[HTTP_M_COUNT];
+/* The requests' latency histogram (its buckets: lms_http_server.h). */
+extern const host_metric_desc http_latency_metric_desc;
+
 /* Sets ms._profile_fields and ms._metric_descs in the table at the top of
  * L (the ms module). */
 void facts_register(lua_State *L);

@@ -12,6 +12,7 @@
 #include "host.h"
 #include "lfs.h"
 #include "lms_agent.h"
+#include "lms_http_server.h"
 #include "lms_metrics.h"
 #include "lms_cluster.h"
 #include "tune.h"
@@ -133,6 +134,8 @@ static int l_metrics(lua_State *L) {
         lua_setfield(L, -2, io_metric_descs[i].key);
     }
     lua_setfield(L, -2, "io");
+    http_server_push_metrics(L); /* ms.http.serve's (lms_http_server.c) */
+    lua_setfield(L, -2, "http");
     lua_getfield(L, lua_upvalueindex(1), "stats");
     lua_call(L, 0, 1);
     lua_setfield(L, -2, "events");

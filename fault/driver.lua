@@ -1,7 +1,7 @@
 -- fault/driver.lua: the script of the allocation-failure sweep
 -- (fault/sweep.lua runs it once per refused allocation, under
 -- ms-host-fault; see docs/testing.md).  It touches every ms.* function,
--- every handle method, a supervision tree, the console (through
+-- every handle method, a supervision tree, an HTTP server, the console (through
 -- `ms-host attach`), the metrics endpoint and file, and ends with a
 -- graceful ms.shutdown.
 --
@@ -454,6 +454,36 @@ part("processes", function()
 end)
 
 -- ---------------------------------------------------------------------
+-- HTTP (docs/http.md): a server with a pool of one agent; a request with a
+-- body answered, one whose handler raises answered 500, a malformed one
+-- answered 400; then a graceful close.
+
+part("http", function()
+    local srv, err = ms.http.serve{ listen = "127.0.0.1:0", agents = 1, shutdown_timeout = WAIT,
+        handler = function(req)
+            if req.path == "/boom" then error("boom") end
+            return { status = 200, body = req.method .. " " .. req.body }
+        end }
+    if not check(srv ~= nil, "serve: " .. tostring(err)) then return end
+    local _, port = srv:address()
+    local function exchange(request)
+        local c = ms.net.connect("127.0.0.1:" .. port, WAIT)
+        if not c then return nil end
+        c:write(request, WAIT)
+        local got = c:read("a", WAIT)
+        c:close()
+        return got
+    end
+    local ok = exchange("POST /x HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")
+    check(ok and ok:find("^HTTP/1.1 200") and ok:find("POST abc", 1, true), "an HTTP answer")
+    local boom = exchange("GET /boom HTTP/1.1\r\nConnection: close\r\n\r\n")
+    check(boom and boom:find("^HTTP/1.1 500"), "a raising handler: 500")
+    local bad = exchange("garbage\r\n\r\n")
+    check(bad and bad:find("^HTTP/1.1 400"), "a malformed request: 400")
+    check(srv:close(WAIT), "a graceful close")
+end)
+
+-- ---------------------------------------------------------------------
 -- The console (ms-host attach) and the metrics endpoint, from the
 -- blocking pool: each is a client process of this host.
 
@@ -486,7 +516,7 @@ if port then
               "GET /metrics")
         check(get([[GET /metrics.json HTTP/1.0\r\n\r\n]]):find('"agents"', 1, true),
               "GET /metrics.json")
-        check(get([[BREW /pot HTTP/1.1\r\n\r\n]]):find("405", 1, true), "405")
+        check(get([[DELETE /metrics HTTP/1.1\r\n\r\n]]):find("405", 1, true), "405")
         check(get([[nonsense\r\n\r\n]]):find("400", 1, true), "400")
     end)
 end

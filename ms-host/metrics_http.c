@@ -15,8 +15,11 @@
  * One task accepts; each connection is a task of its own that reads one
  * request into a bounded buffer, answers it and closes (Connection: close).
  * HEAD is answered like GET without the body; other methods get 405, other
- * paths 404.  A malformed request line or header, a request whose line and
- * headers exceed MH_MAX_REQUEST bytes, or one that is not complete within
+ * paths 404.  Requests are read by the one HTTP request parser
+ * (web/http_request.h, on http-parser).  A request it refuses (malformed,
+ * a request line and headers over MH_MAX_REQUEST bytes, a body over
+ * MH_MAX_BODY, an HTTP version other than 1.x) gets 400 with its reason;
+ * so does one that is not complete within
  * MH_REQUEST_TIMEOUT_MS of the accept, or during which no byte arrives for
  * MH_IDLE_TIMEOUT_MS, gets 400; a connection that has sent nothing by then
  * is closed.  A response that the client does not read within
@@ -46,11 +49,15 @@
 #include "facts.h"
 #include "host.h"
 #include "hostlog.h"
+#include "http_request.h"
+#include "lms_http_server.h"
 #include "metrics_http.h"
 #include "profiler.h"
 #include "tasks.h"
 
 #define MH_MAX_REQUEST 8192          /* request line + headers, bytes */
+#define MH_MAX_BODY 8192             /* a request's body (read and ignored) */
+#define MH_READ_CHUNK 4096           /* bytes read at a time */
 #define MH_MAX_CONNS 64              /* connections served at once */
 #define MH_REQUEST_TIMEOUT_MS 5000   /* from accept to the end of the headers */
 #define MH_IDLE_TIMEOUT_MS 2000      /* between two bytes of the request */
@@ -377,6 +384,33 @@ static void render_cluster_prometheus(sbuf *b) {
     sb_printf(b, "ms_cluster_call_latency_seconds_count %llu\n", (unsigned long long)cum);
 }
 
+/* ms.http.serve's families (facts.c's http_metric_descs), then its
+ * latency histogram. */
+static void render_http_prometheus(sbuf *b) {
+    http_stats st;
+    http_server_stats(&st);
+    for (size_t i = 0; i < HTTP_M_COUNT; i++) {
+        const host_metric_desc *f = &http_metric_descs[i];
+        sb_family(b, f->prom, prom_type(f->type), f->help);
+        sb_printf(b, "%s %llu\n", f->prom, (unsigned long long)st.v[i]);
+    }
+    const host_metric_desc *d = &http_latency_metric_desc;
+    sb_family(b, d->prom, prom_type(d->type), d->help);
+    uint64_t cum = 0;
+    for (int i = 0; i < HTTP_LAT_BUCKETS; i++) {
+        cum += st.latency[i];
+        if (i < HTTP_LAT_BUCKETS - 1)
+            sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", d->prom, http_latency_bounds_us[i] / 1e6,
+                      (unsigned long long)cum);
+        else
+            sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", d->prom, (unsigned long long)cum);
+    }
+    sb_printf(b, "%s_sum %llu.%06llu\n", d->prom,
+              (unsigned long long)(st.latency_sum_us / 1000000u),
+              (unsigned long long)(st.latency_sum_us % 1000000u));
+    sb_printf(b, "%s_count %llu\n", d->prom, (unsigned long long)cum);
+}
+
 static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *rows, size_t nrows) {
     size_t n;
     const ms_metric_desc *d = ms_metric_descs(&n);
@@ -427,6 +461,7 @@ static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *row
         sb_family(b, f->prom, prom_type(f->type), f->help);
         sb_printf(b, "%s %llu\n", f->prom, (unsigned long long)files[i]);
     }
+    render_http_prometheus(b);
     render_cluster_prometheus(b);
 }
 
@@ -465,6 +500,18 @@ static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, siz
     for (size_t i = 0; i < FM_COUNT; i++)
         sb_printf(b, "%s\"%s\":%llu", i ? "," : "", file_metric_descs[i].key,
                   (unsigned long long)files[i]);
+    http_stats st;
+    http_server_stats(&st);
+    sb_str(b, "},\"http\":{");
+    for (size_t i = 0; i < HTTP_M_COUNT; i++)
+        sb_printf(b, "\"%s\":%llu,", http_metric_descs[i].key, (unsigned long long)st.v[i]);
+    sb_printf(b, "\"%s\":{\"bounds_us\":[", http_latency_metric_desc.key);
+    for (int i = 0; i < HTTP_LAT_BUCKETS - 1; i++)
+        sb_printf(b, "%s%llu", i ? "," : "", (unsigned long long)http_latency_bounds_us[i]);
+    sb_str(b, "],\"counts\":[");
+    for (int i = 0; i < HTTP_LAT_BUCKETS; i++)
+        sb_printf(b, "%s%llu", i ? "," : "", (unsigned long long)st.latency[i]);
+    sb_printf(b, "],\"sum_us\":%llu}", (unsigned long long)st.latency_sum_us);
     sb_str(b, "}}\n");
 }
 
@@ -570,9 +617,8 @@ struct mh_conn {
     ms_stream *s;
     ms_timer *deadline;
     conn_phase phase;
-    size_t rlen;                /* bytes in req */
-    size_t line_end;            /* end of the request line + 1, 0 until seen */
-    size_t hpos;                /* where the next header line starts */
+    size_t rlen;                /* bytes of the request read so far */
+    hreq parser;                /* the request (web/http_request.h) */
     char *out;                  /* the response, headers and body */
     size_t out_len, out_sent;
     bool out_static;            /* out is a string literal */
@@ -580,7 +626,7 @@ struct mh_conn {
     ms_task *job_task;
     size_t lingered;
     ms_error err;
-    char req[MH_MAX_REQUEST];
+    char req[MH_READ_CHUNK];    /* the last bytes read */
 };
 
 /* Under srv->lock. */
@@ -671,59 +717,6 @@ static void respond_text(mh_conn *c, int status, const char *text) {
     sbuf body = {0};
     sb_str(&body, text);
     respond(c, status, "text/plain; charset=utf-8", &body, false);
-}
-
-static bool is_tchar(unsigned char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-/* The request line "METHOD SP TARGET SP HTTP/1.x" at line (len bytes, no
- * line end): false if malformed; else method and path (the target without
- * its query) point into line. */
-static bool parse_request_line(char *line, size_t len, char **method, size_t *mlen, char **path,
-                               size_t *plen, char **query, size_t *qlen) {
-    char *sp1 = memchr(line, ' ', len);
-    if (!sp1 || sp1 == line || sp1 - line > 32)
-        return false;
-    char *target = sp1 + 1;
-    char *sp2 = memchr(target, ' ', len - (size_t)(target - line));
-    if (!sp2 || sp2 == target || *target != '/')
-        return false;
-    size_t vlen = len - (size_t)(sp2 + 1 - line);
-    if (vlen != 8 || (memcmp(sp2 + 1, "HTTP/1.1", 8) != 0 && memcmp(sp2 + 1, "HTTP/1.0", 8) != 0))
-        return false;
-    for (char *p = line; p < sp1; p++)
-        if (!is_tchar((unsigned char)*p))
-            return false;
-    for (char *p = target; p < sp2; p++)
-        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
-            return false;
-    *method = line;
-    *mlen = (size_t)(sp1 - line);
-    *path = target;
-    char *q = memchr(target, '?', (size_t)(sp2 - target));
-    *plen = (size_t)((q ? q : sp2) - target);
-    *query = q ? q + 1 : NULL;
-    *qlen = q ? (size_t)(sp2 - q - 1) : 0;
-    return true;
-}
-
-/* A header line (no line end): name ":" value, the name a token, the
- * value without control characters other than tab. */
-static bool valid_header(const char *line, size_t len) {
-    const char *colon = memchr(line, ':', len);
-    if (!colon || colon == line)
-        return false;
-    for (const char *p = line; p < colon; p++)
-        if (!is_tchar((unsigned char)*p))
-            return false;
-    for (const char *p = colon + 1; p < line + len; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-            return false;
-    }
-    return true;
 }
 
 /* Decodes %XX and + in a query value of len bytes into out (size cap);
@@ -881,17 +874,11 @@ static void finish_dump(mh_conn *c) {
     dump_job_unref(j);
 }
 
-/* Builds the answer to the complete request in c->req. */
+/* Builds the answer to the complete request in c->parser. */
 static void answer(mh_conn *c) {
-    char *line = c->req, *method = NULL, *path = NULL, *query = NULL;
-    size_t len = c->line_end - 1, mlen = 0, plen = 0, qlen = 0;
-    if (len > 0 && line[len - 1] == '\r')
-        len--;
-    if (!parse_request_line(line, len, &method, &mlen, &path, &plen, &query, &qlen)) {
-        /* checked already */
-        respond_text(c, 400, "bad request\n");
-        return;
-    }
+    const char *method = hreq_method(&c->parser), *path, *query;
+    size_t mlen = strlen(method), plen, qlen;
+    hreq_path(&c->parser, &path, &plen, &query, &qlen);
     bool head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
     bool get = mlen == 3 && memcmp(method, "GET", 3) == 0;
     bool prom = plen == 8 && memcmp(path, "/metrics", 8) == 0;
@@ -934,54 +921,26 @@ static void answer(mh_conn *c) {
             head);
 }
 
-/* Looks at what was read: returns true once c has a response (the
- * answer, or 400), false while more of the request is needed. */
-static bool examine(mh_conn *c) {
-    if (memchr(c->req, '\0', c->rlen)) {
-        respond_text(c, 400, "bad request: NUL byte in the request\n");
+/* Feeds the n bytes just read to the parser: returns true once c has a
+ * response (the answer, or 400 with the parser's reason), false while
+ * more of the request is needed.  Bytes after a complete request are
+ * ignored: the connection closes after its one answer. */
+static bool examine(mh_conn *c, const char *data, size_t n) {
+    size_t used;
+    c->rlen += n;
+    switch (hreq_feed(&c->parser, data, n, &used)) {
+    case HREQ_MORE:
+        return false;
+    case HREQ_DONE:
+        answer(c);
         return true;
+    case HREQ_ERROR:
+        break;
     }
-    if (!c->line_end) {
-        char *nl = memchr(c->req, '\n', c->rlen);
-        if (!nl)
-            goto need_more;
-        c->line_end = (size_t)(nl - c->req) + 1;
-        size_t len = c->line_end - 1, mlen, plen;
-        if (len > 0 && c->req[len - 1] == '\r')
-            len--;
-        char *method, *path, *query;
-        size_t qlen;
-        if (!parse_request_line(c->req, len, &method, &mlen, &path, &plen, &query, &qlen)) {
-            respond_text(c, 400,
-                         "bad request: expected a request line \"METHOD /path HTTP/1.1\"\n");
-            return true;
-        }
-        c->hpos = c->line_end;
-    }
-    for (;;) {
-        char *start = c->req + c->hpos;
-        char *nl = memchr(start, '\n', c->rlen - c->hpos);
-        if (!nl)
-            goto need_more;
-        size_t len = (size_t)(nl - start);
-        if (len > 0 && start[len - 1] == '\r')
-            len--;
-        c->hpos = (size_t)(nl - c->req) + 1;
-        if (len == 0) {
-            answer(c);
-            return true;
-        }
-        if (!valid_header(start, len)) {
-            respond_text(c, 400, "bad request: malformed header line\n");
-            return true;
-        }
-    }
-need_more:
-    if (c->rlen == MH_MAX_REQUEST) {
-        respond_text(c, 400, "bad request: request line and headers exceed 8192 bytes\n");
-        return true;
-    }
-    return false;
+    char text[200];
+    snprintf(text, sizeof text, "bad request: %s\n", hreq_error(&c->parser));
+    respond_text(c, 400, text);
+    return true;
 }
 
 /* The connection's deadline has passed (polled after another operation
@@ -1020,7 +979,7 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
         switch (c->phase) {
         case PH_READ: {
             ssize_t n;
-            if (ms_stream_read(c->s, cx, c->req + c->rlen, MH_MAX_REQUEST - c->rlen, &n, &c->err) ==
+            if (ms_stream_read(c->s, cx, c->req, sizeof c->req, &n, &c->err) ==
                 MS_POLL_PENDING) {
                 if (!expired(c, cx))
                     return MS_POLL_PENDING;
@@ -1043,8 +1002,7 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
                 start_writing(c);
                 break;
             }
-            c->rlen += (size_t)n;
-            if (examine(c)) {
+            if (examine(c, c->req, (size_t)n)) {
                 if (c->job) {
                     c->phase = PH_JOB;
                     pthread_mutex_lock(&srv->lock);
@@ -1127,6 +1085,7 @@ static void conn_drop(void *state) {
     pthread_mutex_unlock(&c->srv->lock);
     ms_timer_free(c->deadline);
     ms_stream_close(c->s);
+    hreq_free(&c->parser);
     if (c->job) {
         ms_task_release(c->job_task);
         dump_job_unref(c->job);
@@ -1167,6 +1126,7 @@ static void conn_open(mh_server *srv, ms_runtime *rt, ms_stream *s) {
         return;
     }
     memset(c, 0, offsetof(mh_conn, req));
+    hreq_init(&c->parser, &(hreq_limits){.header_bytes = MH_MAX_REQUEST, .body = MH_MAX_BODY});
     c->s = s;
     if (ms_timer_new(rt, &c->deadline, NULL) != 0) {
         ms_stream_close(s);

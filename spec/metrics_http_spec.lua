@@ -122,7 +122,7 @@ describe("ms-host --metrics-listen", function()
                 local name, kind = line:match("^# TYPE ([%a_:][%w_:]*) (%a+)$")
                 if name then
                     assert(types[name] == nil, "two TYPE lines for " .. name)
-                    assert(kind == "counter" or kind == "gauge", line)
+                    assert(kind == "counter" or kind == "gauge" or kind == "histogram", line)
                     types[name] = kind
                 else
                     assert(line:match("^# HELP [%a_:][%w_:]* .+$"), "odd comment: " .. line)
@@ -134,6 +134,12 @@ describe("ms-host --metrics-listen", function()
                 end
                 assert(name, "not a sample line: " .. line)
                 assert(tonumber(value), "not a number: " .. line)
+                -- A histogram's samples: _bucket, _sum and _count of its family.
+                local base = name:match("^(.*)_bucket$") or name:match("^(.*)_sum$")
+                    or name:match("^(.*)_count$")
+                if base and types[base] == "histogram" then
+                    name = base
+                end
                 assert(types[name], "no # TYPE before " .. line)
                 if types[name] == "counter" then
                     assert(name:match("_total$"), "a counter without _total: " .. name)

@@ -1,0 +1,150 @@
+/*
+ * http_tls.c - TLS engines for ms.http.serve (http_tls.h) on OpenSSL's
+ * memory BIOs: what the socket delivers goes into the read BIO, what the
+ * engine produces (handshake records, encrypted answers, close_notify)
+ * accumulates in the write BIO until the connection task sends it.
+ */
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "http_tls.h"
+
+struct htls_ctx {
+    SSL_CTX *ctx;
+};
+
+struct htls {
+    SSL *ssl;
+    BIO *rbio, *wbio;           /* owned by ssl */
+};
+
+static void reason(char *err, size_t errlen, const char *what, const char *path) {
+    unsigned long e = ERR_get_error();
+    char text[200] = "unknown reason";
+    if (e)
+        ERR_error_string_n(e, text, sizeof text);
+    ERR_clear_error();
+    snprintf(err, errlen, "%s %s: %s", what, path, text);
+}
+
+htls_ctx *htls_ctx_new(const char *cert, const char *key, char *err, size_t errlen) {
+    htls_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "no memory for a TLS context");
+        return NULL;
+    }
+    c->ctx = SSL_CTX_new(TLS_server_method());
+    if (!c->ctx) {
+        reason(err, errlen, "cannot make a TLS context", "");
+        free(c);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_use_certificate_chain_file(c->ctx, cert) != 1) {
+        reason(err, errlen, "tls.cert: cannot use the certificate", cert);
+    } else if (SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM) != 1) {
+        reason(err, errlen, "tls.key: cannot use the key", key);
+    } else if (SSL_CTX_check_private_key(c->ctx) != 1) {
+        reason(err, errlen, "tls.key: does not match the certificate", key);
+    } else {
+        return c;
+    }
+    SSL_CTX_free(c->ctx);
+    free(c);
+    return NULL;
+}
+
+void htls_ctx_free(htls_ctx *c) {
+    if (!c)
+        return;
+    SSL_CTX_free(c->ctx);
+    free(c);
+}
+
+htls *htls_new(htls_ctx *ctx) {
+    htls *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->ssl = SSL_new(ctx->ctx);
+    t->rbio = BIO_new(BIO_s_mem());
+    t->wbio = BIO_new(BIO_s_mem());
+    if (!t->ssl || !t->rbio || !t->wbio) {
+        SSL_free(t->ssl);
+        BIO_free(t->rbio);
+        BIO_free(t->wbio);
+        free(t);
+        ERR_clear_error();
+        return NULL;
+    }
+    /* An empty read BIO means "more input", not the end. */
+    BIO_set_mem_eof_return(t->rbio, -1);
+    SSL_set_bio(t->ssl, t->rbio, t->wbio);
+    SSL_set_accept_state(t->ssl);
+    return t;
+}
+
+void htls_free(htls *t) {
+    if (!t)
+        return;
+    SSL_free(t->ssl); /* and its BIOs */
+    free(t);
+}
+
+bool htls_put(htls *t, const char *data, size_t n) {
+    return BIO_write(t->rbio, data, (int)n) == (int)n;
+}
+
+int htls_read(htls *t, char *buf, size_t cap, const char **what) {
+    int n = SSL_read(t->ssl, buf, (int)cap);
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(t->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return 0;
+    case SSL_ERROR_ZERO_RETURN:
+        return -1;
+    default: {
+        unsigned long e = ERR_peek_error();
+        *what = e ? ERR_reason_error_string(e) : "protocol error";
+        if (!*what)
+            *what = "protocol error";
+        ERR_clear_error();
+        return -2;
+    }
+    }
+}
+
+bool htls_write(htls *t, const char *data, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+        int k = SSL_write(t->ssl, data + done, (int)(n - done > 1 << 30 ? 1 << 30 : n - done));
+        if (k <= 0) {
+            ERR_clear_error();
+            return false;
+        }
+        done += (size_t)k;
+    }
+    return true;
+}
+
+void htls_close_notify(htls *t) {
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+}
+
+size_t htls_take_output(htls *t, char *buf, size_t cap) {
+    int n = BIO_read(t->wbio, buf, (int)cap);
+    return n > 0 ? (size_t)n : 0;
+}
+
+bool htls_has_output(const htls *t) {
+    return BIO_ctrl_pending(t->wbio) > 0;
+}
+
+bool htls_established(const htls *t) {
+    return SSL_is_init_finished(t->ssl) == 1;
+}

@@ -1,0 +1,167 @@
+-- ms.http.serve (docs/http.md): an HTTP/1.1 server whose requests are
+-- answered by a supervised pool of agents.
+--
+-- The connections, the parser, the limits, the timeouts and the queue are
+-- C (agents/lms_http_server.c); this file checks the options, starts the
+-- pool under a supervisor (one_for_one: a crashed agent is restarted, its
+-- in-flight request answered 500) and makes the handle:
+--
+--   srv:address()          -> host, port (the real port when listen asked for 0)
+--   srv:url()              -> "http://host:port" ("https://..." with tls)
+--   srv:state()            -> { connections, busy, queued, draining, closed }
+--   srv:close([timeout])   -- graceful: no new connections, idle ones closed,
+--                          -- requests in flight answered (at most timeout
+--                          -- seconds, default shutdown_timeout), then the
+--                          -- pool stops;  srv:stop() is the same
+--   srv.supervisor         -- the pool's supervisor handle
+
+local ms = require "ms"
+local bytecode = require "ms.bytecode"
+
+local M = {}
+
+local OPTIONS = {
+    listen = true, handler = true, module = true, agents = true, concurrency = true,
+    name = true, memory_limit = true, max_header_bytes = true, max_headers = true,
+    max_body = true, header_timeout = true, body_timeout = true, idle_timeout = true,
+    write_timeout = true, queue = true, max_connections = true, backlog = true,
+    shutdown_timeout = true, intensity = true, period = true, tls = true,
+}
+
+-- Servers this agent serves: their handles stay alive (a collected handle
+-- would close its server) until closed.
+local live = {}
+
+local Server = {}
+Server.__index = Server
+
+function Server:address()
+    return self._raw:address()
+end
+
+function Server:url()
+    local host, port = self._raw:address()
+    if host:find(":", 1, true) then
+        host = "[" .. host .. "]"
+    end
+    return ("%s://%s:%d"):format(self._tls and "https" or "http", host, port)
+end
+
+function Server:state()
+    if self._closed then
+        return { connections = 0, busy = 0, queued = 0, draining = true, closed = true }
+    end
+    return self._raw:state()
+end
+
+function Server:close(timeout)
+    if self._closed then
+        return true
+    end
+    if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+        error("srv:close: timeout must be a number of seconds >= 0", 2)
+    end
+    timeout = timeout or self._shutdown_timeout
+    local raw = self._raw
+    raw:drain()
+    local deadline = ms.now() + timeout
+    local drained = false
+    while true do
+        local st = raw:state()
+        if st.busy == 0 and st.queued == 0 then
+            drained = true
+            break
+        end
+        if ms.now() >= deadline then
+            break
+        end
+        ms.sleep(0.005)
+    end
+    self._closed = true
+    live[self] = nil
+    -- The pool first (its agents see the drained server and return), then
+    -- whatever connection is left ends and any taker still waiting gets nil.
+    pcall(self.supervisor.stop, self.supervisor)
+    raw:close()
+    return drained
+end
+Server.stop = Server.close
+
+local function whole(name, v, min, max)
+    if type(v) ~= "number" or v ~= math.floor(v) or v < min or v > max then
+        error(("ms.http.serve: %s must be a whole number from %d to %d, got %s"):format(
+            name, min, max, tostring(v)), 3)
+    end
+    return v
+end
+
+function M.serve(opts)
+    if type(opts) ~= "table" then
+        error("ms.http.serve: expects a table of options, got " .. type(opts), 2)
+    end
+    for k in next, opts do
+        if not OPTIONS[k] then
+            error(("ms.http.serve: unknown option %s"):format(tostring(k)), 2)
+        end
+    end
+    local worker = { concurrency = 1 }
+    local handler, module = rawget(opts, "handler"), rawget(opts, "module")
+    if handler ~= nil then
+        local ok, t = pcall(bytecode.dump, handler, "ms.http.serve: handler")
+        if not ok then
+            error(t, 2)
+        end
+        worker.handler = t
+    elseif module ~= nil then
+        if type(module) ~= "string" then
+            error("ms.http.serve: module must be a module name (a string)", 2)
+        end
+        worker.module = module
+    else
+        error("ms.http.serve: handler (a function) or module (a module returning one) is "
+            .. "required", 2)
+    end
+    local agents = whole("agents", rawget(opts, "agents") or 2, 1, 1024)
+    worker.concurrency = whole("concurrency", rawget(opts, "concurrency") or 1, 1, 10000)
+    local shutdown = rawget(opts, "shutdown_timeout") or 30
+    if type(shutdown) ~= "number" or shutdown < 0 then
+        error("ms.http.serve: shutdown_timeout must be a number of seconds >= 0", 2)
+    end
+    worker.shutdown_timeout = shutdown
+    local ok, raw, err = pcall(ms.http._server.start, opts)
+    if not ok then
+        -- A bad option: blame the caller's line, not this file's.
+        error((tostring(raw):gsub("^[^:]*:%d+: ", "")), 2)
+    end
+    if not raw then
+        return nil, err
+    end
+    worker.server = raw:id()
+    local name = rawget(opts, "name") or ("http-" .. worker.server)
+    local children = {}
+    for i = 1, agents do
+        children[i] = {
+            id = name .. "-" .. i,
+            start = { module = "ms.http_worker", args = worker, trap_exit = true,
+                      memory_limit = rawget(opts, "memory_limit") },
+            restart = "transient",
+            shutdown = shutdown + 1,
+        }
+    end
+    local sup, serr = ms.supervisor{
+        name = name, strategy = "one_for_one",
+        intensity = rawget(opts, "intensity") or math.max(10, agents * 2),
+        period = rawget(opts, "period") or 5,
+        children = children,
+    }
+    if not sup then
+        raw:close()
+        return nil, serr
+    end
+    local srv = setmetatable({ _raw = raw, supervisor = sup, _shutdown_timeout = shutdown,
+                               _tls = rawget(opts, "tls") ~= nil }, Server)
+    live[srv] = true
+    return srv
+end
+
+return M
