@@ -157,10 +157,16 @@ describe("the metric descriptors", function()
                         jit_agent_limit = true, runaway_stop_after = true,
                         agent_open_files = true, files = true,
                         agent_io_limit = true, host_io_limit = true, io = true,
-                        cluster = true } -- docs/cluster.md
+                        jit = true, cluster = true } -- docs/cluster.md
         for k in pairs(m) do
             assert(want_top[k] or extra[k], "ms.metrics()." .. k .. " is not described")
         end
+        -- ms.metrics().jit has exactly the keys of the scope "jit" table.
+        local jit_keys = {}
+        for _, d in ipairs(descs) do
+            if d.scope == "jit" then jit_keys[d.key] = true end
+        end
+        assert_same_names(jit_keys, m.jit, "the jit descriptors", "ms.metrics().jit")
     end)
 end)
 
@@ -211,7 +217,9 @@ end
     local function described(with_histograms)
         local t = {}
         for _, d in ipairs(ms._metric_descs()) do
-            if with_histograms or d.type ~= "histogram" then
+            -- scope "jit" (ms.metrics().jit) is not rendered by
+            -- ms-host/metrics_http.c yet (docs/metrics.md says so).
+            if (with_histograms or d.type ~= "histogram") and d.scope ~= "jit" then
                 t[d.prom] = d.type
             end
         end
