@@ -47,7 +47,7 @@ static const profile_field host_fields[] = {
     {.name = "agent_memory_limit", .kind = PF_SIZE, .max = 1024 * GIB, .live = true,
      .nonzero_min = 16 * KIB, /* what an agent's state needs to start */
      .zero = "none", .help = "default Lua heap limit of an agent, bytes; 0 = none"},
-    {.name = "jit_agent_limit", .kind = PF_COUNT, .max = 1000000, .def = 2000, .live = true,
+    {.name = "jit_agent_limit", .kind = PF_COUNT, .max = 1000000, .def = 1000000, .live = true,
      .zero = "JIT off for every agent",
      .help = "upper bound on agents with the JIT on at once; within it, new agents get the "
              "JIT while the machine-code window has room"},

@@ -89,10 +89,9 @@ return {
     -- Each JIT-compiling agent takes 64 KB or more of the one machine-code
     -- window all LuaJIT states share; the host measures the window and
     -- gives the JIT to new agents while it has room (docs/host.md, "The JIT
-    -- and its window").  This bound stays at 2000 because every JIT state
-    -- also registers unwind tables that each Lua error searches linearly
-    -- (same section): past a few thousand JIT states errors get slow.
-    jit_agent_limit = 2000,
+    -- and its window"), so this bound is at its maximum: the operator may
+    -- lower it.
+    jit_agent_limit = 1000000,
 
     -- Mailboxes are unbounded by default, like Erlang's; bound them in
     -- profiles where a slow consumer must push back on its senders.
