@@ -247,42 +247,6 @@ static int load_main(lua_State *L) {
     return 1;
 }
 
-static int jit_on_refused(lua_State *L) {
-    return luaL_error(L, "jit.on: the JIT stays off in an agent with a memory_limit (see "
-                         "docs/host.md, \"Memory limits and the JIT\")");
-}
-
-void agent_jit_decide(agent *a) {
-    if (a->jit_decided || !a->own_state)
-        return;
-    a->jit_decided = true;
-    lua_getglobal(a->L, "jit"); /* opens the library (lazy_global) */
-    if (a->mem_limit && lua_istable(a->L, -1)) {
-        /* LuaJIT as Debian 12 ships it (2.1, 2022) cannot unwind a memory
-         * error raised in compiled code or on a trace exit: the process
-         * crashes in its unwinder (fixed upstream in 2023, commits
-         * 2d8300c1 and d5bbf9cd).  A limit makes such an error likely, so
-         * a limited agent interprets, and may not switch the JIT on. */
-        lua_pushcfunction(a->L, jit_on_refused);
-        lua_setfield(a->L, -2, "on");
-        lua_pop(a->L, 1);
-        luaJIT_setmode(a->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-        return;
-    }
-    lua_pop(a->L, 1);
-    host *h = a->h;
-    pthread_mutex_lock(&h->lock); /* ms.tune may change the limit */
-    uint32_t limit = h->jit_agent_limit;
-    pthread_mutex_unlock(&h->lock);
-    if (!a->jit_off && atomic_fetch_add(&h->jit_agents, 1) < limit) {
-        a->jit_counted = true;
-        return;
-    }
-    if (!a->jit_off)
-        atomic_fetch_sub(&h->jit_agents, 1);
-    luaJIT_setmode(a->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-}
-
 /* lua_newstate installs no panic handler: without one, an error outside
  * any protected call ends the process without a word. */
 static int agent_panic(lua_State *L) {
@@ -309,10 +273,10 @@ static bool open_state(agent *a) {
     a->own_state = true;
     pthread_mutex_unlock(&a->mlock);
     lua_atpanic(L, agent_panic);
-    /* The JIT is decided later (agent_jit_decide): past jit_agent_limit
-     * agents with the JIT on, new ones interpret, because every state that
-     * compiles takes room in LuaJIT's one machine-code window and a full
-     * window makes every agent slow. */
+    /* The JIT is decided later (agent_jit_decide, agent_jit.c): every
+     * state that compiles takes room in LuaJIT's one machine-code window,
+     * so new agents get it while the window has room (and within
+     * jit_agent_limit). */
     return true;
 }
 

@@ -141,6 +141,10 @@ struct agent {
     bool supervised;            /* immutable: its supervisor stops it at shutdown */
     bool jit_counted;           /* counted in host jit_agents */
     bool jit_decided;           /* agent thread: the JIT was switched on or off */
+    /* Agent thread (agent_jit.c's trace handler): a trace completed since
+     * the state's last flush, so it holds machine code; and the JIT was
+     * switched off because machine code could not be allocated. */
+    bool jit_mcode, jit_fell_back;
     uint8_t ms_upvals[8];       /* fn upvalues that held the ms module */
     int n_ms_upvals;
 
@@ -250,8 +254,9 @@ void agent_exit(agent *a, const char *reason, int code, const char *message,
  * the exit message. */
 void agent_stop(agent *a, const char *reason);
 void agent_stop_as(agent *a, const char *exit_reason, const char *reason);
-/* Switches the JIT on for a, within jit_agent_limit and unless it was
- * spawned with jit = false, or leaves it off.  Once per agent. */
+/* Switches the JIT on for a, within jit_agent_limit and while the
+ * machine-code window has room, unless it was spawned with jit = false or
+ * a memory limit, or leaves it off (agent_jit.c).  Once per agent. */
 void agent_jit_decide(agent *a);
 /* Waits on a plain thread (not a worker) for a started agent to end.
  * Returns 0, or its failure with err set from its exit record. */

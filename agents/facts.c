@@ -13,6 +13,8 @@
 
 #include "facts.h"
 #include "fsjob.h"
+#include "host.h"
+#include "jitwin.h"
 
 #define KIB 1024.0
 #define GIB (KIB * KIB * KIB)
@@ -45,9 +47,10 @@ static const profile_field host_fields[] = {
     {.name = "agent_memory_limit", .kind = PF_SIZE, .max = 1024 * GIB, .live = true,
      .nonzero_min = 16 * KIB, /* what an agent's state needs to start */
      .zero = "none", .help = "default Lua heap limit of an agent, bytes; 0 = none"},
-    {.name = "jit_agent_limit", .kind = PF_COUNT, .max = 1000000, .def = 2000, .live = true,
+    {.name = "jit_agent_limit", .kind = PF_COUNT, .max = 1000000, .def = 1000000, .live = true,
      .zero = "JIT off for every agent",
-     .help = "agents allowed to JIT-compile before new ones run with the JIT off"},
+     .help = "upper bound on agents with the JIT on at once; within it, new agents get the "
+             "JIT while the machine-code window has room"},
     {.name = "mailbox_limit", .kind = PF_COUNT, .max = 100000000, .live = true,
      .zero = "unbounded", .help = "messages an agent's mailbox may hold; 0 = unbounded"},
     {.name = "agent_io_limit", .kind = PF_COUNT, .max = 10000000, .def = 4096, .live = true,
@@ -244,6 +247,53 @@ void file_metric_values(uint64_t out[FM_COUNT]) {
     out[FM_DISCARDED] = c.discarded;
 }
 
+const host_metric_desc jit_metric_descs[JM_COUNT] = {
+    [JM_STATES] = {"states", "ms_jit_states", MS_METRIC_GAUGE,
+                   "Agent states with the JIT on."},
+    [JM_WINDOW_AREAS] = {"window_areas", "ms_jit_window_areas", MS_METRIC_GAUGE,
+                         "64 KB machine-code areas within LuaJIT's jump range of its VM."},
+    [JM_WINDOW_FREE] = {"window_free_areas", "ms_jit_window_free_areas", MS_METRIC_GAUGE,
+                        "Of those, the areas free at the last measurement."},
+    [JM_WINDOW_RESERVE] = {"window_reserve_areas", "ms_jit_window_reserve_areas",
+                           MS_METRIC_GAUGE,
+                           "Areas kept free: no state gets the JIT when only these are left."},
+    [JM_MAPPINGS] = {"mappings", "ms_jit_process_mappings", MS_METRIC_GAUGE,
+                     "Memory mappings of the process at the last measurement."},
+    [JM_MAX_MAPPINGS] = {"max_mappings", "ms_jit_process_mappings_limit", MS_METRIC_GAUGE,
+                         "The kernel's limit on them (vm.max_map_count)."},
+    [JM_GRANTED] = {"granted", "ms_jit_granted_total", MS_METRIC_COUNTER,
+                    "Agent states given the JIT."},
+    [JM_REFUSED] = {"refused", "ms_jit_window_refusals_total", MS_METRIC_COUNTER,
+                    "Agent states started with the JIT off because the window had no room."},
+    [JM_LIMITED] = {"limited", "ms_jit_limit_refusals_total", MS_METRIC_COUNTER,
+                    "Agent states started with the JIT off because of jit_agent_limit."},
+    [JM_FALLBACKS] = {"fallbacks", "ms_jit_fallbacks_total", MS_METRIC_COUNTER,
+                      "Agent states switched to the interpreter because LuaJIT could not "
+                      "allocate machine code for them."},
+    [JM_MEASUREMENTS] = {"measurements", "ms_jit_window_measurements_total",
+                         MS_METRIC_COUNTER, "Times the window was measured."},
+    [JM_MEASURE_TIME] = {"measure_time", "ms_jit_window_measure_duration_seconds",
+                         MS_METRIC_GAUGE, "What the last measurement of the window took.",
+                         MS_UNIT_NS},
+};
+
+void jit_metric_values(struct host *h, uint64_t out[JM_COUNT]) {
+    jitwin_stats w;
+    jitwin_get_stats(&w);
+    out[JM_STATES] = h ? atomic_load_explicit(&h->jit_agents, memory_order_relaxed) : 0;
+    out[JM_WINDOW_AREAS] = w.window_areas;
+    out[JM_WINDOW_FREE] = w.free_areas;
+    out[JM_WINDOW_RESERVE] = w.reserve_areas;
+    out[JM_MAPPINGS] = w.mappings;
+    out[JM_MAX_MAPPINGS] = w.max_mappings;
+    out[JM_GRANTED] = w.granted;
+    out[JM_REFUSED] = w.refused;
+    out[JM_LIMITED] = h ? atomic_load_explicit(&h->jit_limited, memory_order_relaxed) : 0;
+    out[JM_FALLBACKS] = w.fallbacks;
+    out[JM_MEASUREMENTS] = w.measurements;
+    out[JM_MEASURE_TIME] = w.measure_ns;
+}
+
 /* ---- the Lua view ---- */
 
 static const char *pf_kind_name(pf_kind k) {
@@ -339,13 +389,14 @@ static void push_host_metric(lua_State *L, const host_metric_desc *d, const char
 
 /* ms._metric_descs() -> { { key, name, prom, type, scope, unit, help },
  * ... }: libms's metrics (scope "runtime" or "worker"; unit "ns", "us",
- * "ms" or absent), then the host's ("host", "agent").  For the checks that
+ * "ms" or absent), then the host's ("host", "agent", "io", "jit").  For the checks that
  * keep docs/metrics.md and the exporters in step with the tables. */
 static int l_metric_descs(lua_State *L) {
     static const char *const units[] = {NULL, "ns", "us", "ms"};
     size_t n;
     const ms_metric_desc *d = ms_metric_descs(&n);
-    lua_createtable(L, (int)(n + AM_COUNT + FM_COUNT + IM_COUNT + HTTP_M_COUNT + 2), 0);
+    lua_createtable(L, (int)(n + AM_COUNT + FM_COUNT + IM_COUNT + HTTP_M_COUNT + JM_COUNT + 2),
+                    0);
     int k = 0;
     for (size_t i = 0; i < n; i++) {
         lua_createtable(L, 0, 7);
@@ -378,6 +429,10 @@ static int l_metric_descs(lua_State *L) {
     }
     push_host_metric(L, &http_latency_metric_desc, "http");
     lua_rawseti(L, -2, ++k);
+    for (int i = 0; i < JM_COUNT; i++) {
+        push_host_metric(L, &jit_metric_descs[i], "jit");
+        lua_rawseti(L, -2, ++k);
+    }
     return 1;
 }
 

@@ -148,6 +148,30 @@ extern const host_metric_desc http_metric_descs[HTTP_M_COUNT];
 /* The requests' latency histogram (its buckets: lms_http_server.h). */
 extern const host_metric_desc http_latency_metric_desc;
 
+/* The JIT and its machine-code window (agent_jit.c, jitwin.c), host-wide,
+ * no labels: ms.metrics().jit by key.  Not yet rendered by /metrics
+ * (ms-host/metrics_http.c; the facts spec leaves scope "jit" out there). */
+typedef enum jit_metric {
+    JM_STATES,
+    JM_WINDOW_AREAS,
+    JM_WINDOW_FREE,
+    JM_WINDOW_RESERVE,
+    JM_MAPPINGS,
+    JM_MAX_MAPPINGS,
+    JM_GRANTED,
+    JM_REFUSED,
+    JM_LIMITED,
+    JM_FALLBACKS,
+    JM_MEASUREMENTS,
+    JM_MEASURE_TIME,
+    JM_COUNT
+} jit_metric;
+
+extern const host_metric_desc jit_metric_descs[JM_COUNT];
+/* The values now, indexed by jit_metric (h may be NULL: no states). */
+struct host;
+void jit_metric_values(struct host *h, uint64_t out[JM_COUNT]);
+
 /* Sets ms._profile_fields and ms._metric_descs in the table at the top of
  * L (the ms module). */
 void facts_register(lua_State *L);

@@ -42,6 +42,7 @@ host *host_init(ms_runtime *rt, bool own) {
         if (!f.runtime && f.live)
             host_setting_set(h, f.name, f.def);
     atomic_init(&h->jit_agents, 0);
+    atomic_init(&h->jit_limited, 0);
     atomic_store_explicit(&g_host, h, memory_order_release);
     return h;
 }

@@ -49,7 +49,11 @@ struct host {
     _Atomic uint64_t io_open;
     _Atomic uint64_t io[IM_COUNT];
     _Atomic uint64_t tune_changes; /* settings changed by ms.tune or SIGHUP */
+    /* Agents whose state has the JIT on (agent_jit.c): counted up when
+     * one is given it, down when it falls back or closes; and agents
+     * refused it by jit_agent_limit.  Any worker, atomic. */
     _Atomic uint32_t jit_agents;
+    _Atomic uint64_t jit_limited;
     char *lua_path, *lua_cpath; /* package paths for new agent states */
     /* C modules new agents may require by name (package.preload), or
      * NULL: ms-host's ms.repl_term.  Immutable after start. */

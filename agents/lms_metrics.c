@@ -136,6 +136,17 @@ static int l_metrics(lua_State *L) {
     lua_setfield(L, -2, "io");
     http_server_push_metrics(L); /* ms.http.serve's (lms_http_server.c) */
     lua_setfield(L, -2, "http");
+    /* The JIT and its window (facts.h's jit_metric_descs). */
+    uint64_t jit[JM_COUNT];
+    jit_metric_values(h, jit);
+    lua_createtable(L, 0, JM_COUNT);
+    for (int i = 0; i < JM_COUNT; i++) {
+        /* Times in seconds, as the per-agent cpu. */
+        lua_pushnumber(L, jit_metric_descs[i].unit == MS_UNIT_NS ? (double)jit[i] / 1e9
+                                                                 : (double)jit[i]);
+        lua_setfield(L, -2, jit_metric_descs[i].key);
+    }
+    lua_setfield(L, -2, "jit");
     lua_getfield(L, lua_upvalueindex(1), "stats");
     lua_call(L, 0, 1);
     lua_setfield(L, -2, "events");

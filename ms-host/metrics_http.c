@@ -461,6 +461,15 @@ static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *row
         sb_family(b, f->prom, prom_type(f->type), f->help);
         sb_printf(b, "%s %llu\n", f->prom, (unsigned long long)files[i]);
     }
+    uint64_t jit[JM_COUNT];
+    jit_metric_values(h, jit);
+    for (size_t i = 0; i < JM_COUNT; i++) {
+        const host_metric_desc *f = &jit_metric_descs[i];
+        sb_family(b, f->prom, prom_type(f->type), f->help);
+        sb_printf(b, "%s ", f->prom);
+        sb_host_value(b, f, jit[i]);
+        sb_str(b, "\n");
+    }
     render_http_prometheus(b);
     render_cluster_prometheus(b);
 }
@@ -500,6 +509,13 @@ static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, siz
     for (size_t i = 0; i < FM_COUNT; i++)
         sb_printf(b, "%s\"%s\":%llu", i ? "," : "", file_metric_descs[i].key,
                   (unsigned long long)files[i]);
+    uint64_t jit[JM_COUNT];
+    jit_metric_values(h, jit);
+    sb_str(b, "},\"jit\":{");
+    for (size_t i = 0; i < JM_COUNT; i++) {
+        sb_printf(b, "%s\"%s\":", i ? "," : "", jit_metric_descs[i].key);
+        sb_host_value(b, &jit_metric_descs[i], jit[i]);
+    }
     http_stats st;
     http_server_stats(&st);
     sb_str(b, "},\"http\":{");

@@ -24,7 +24,7 @@ return {
     -- (back-pressure) rather than the host's memory growing without bound.
     mailbox_limit = 10000,
 
-    -- Keep the default 2000 JIT-compiling agents (see default.lua): a tenth
-    -- of LuaJIT's shared machine-code window.
-    jit_agent_limit = 2000,
+    -- As default.lua: the machine-code window decides (docs/host.md, "The
+    -- JIT and its window").
+    jit_agent_limit = 1000000,
 }

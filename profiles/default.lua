@@ -87,10 +87,11 @@ return {
     agent_memory_limit = 0,
 
     -- Each JIT-compiling agent takes 64 KB or more of the one machine-code
-    -- window all LuaJIT states share (about 20,000 of them fill it).  2000
-    -- compiled agents use a tenth of it; agents past that run interpreted,
-    -- which degrades gracefully instead of falling off the cliff.
-    jit_agent_limit = 2000,
+    -- window all LuaJIT states share; the host measures the window and
+    -- gives the JIT to new agents while it has room (docs/host.md, "The JIT
+    -- and its window"), so this bound is at its maximum: the operator may
+    -- lower it.
+    jit_agent_limit = 1000000,
 
     -- Mailboxes are unbounded by default, like Erlang's; bound them in
     -- profiles where a slow consumer must push back on its senders.

@@ -157,11 +157,17 @@ describe("the metric descriptors", function()
                         jit_agent_limit = true, runaway_stop_after = true,
                         files = true,
                         agent_io_limit = true, host_io_limit = true, io = true,
-                        cluster = true, -- docs/cluster.md
+                        jit = true, cluster = true, -- docs/cluster.md
                         http = true } -- docs/http.md
         for k in pairs(m) do
             assert(want_top[k] or extra[k], "ms.metrics()." .. k .. " is not described")
         end
+        -- ms.metrics().jit has exactly the keys of the scope "jit" table.
+        local jit_keys = {}
+        for _, d in ipairs(descs) do
+            if d.scope == "jit" then jit_keys[d.key] = true end
+        end
+        assert_same_names(jit_keys, m.jit, "the jit descriptors", "ms.metrics().jit")
     end)
 end)
 
