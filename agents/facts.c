@@ -176,6 +176,9 @@ const host_metric_desc io_metric_descs[IM_COUNT] = {
                               MS_METRIC_COUNTER, "Subprocesses agents started."},
     [IM_REFUSED] = {"limit_refusals", "ms_io_limit_refusals_total", MS_METRIC_COUNTER,
                     "Handles refused by agent_io_limit or host_io_limit."},
+    [IM_HTTP_STREAMS_OPEN] = {"http_streams_open", "ms_io_http_streams_open", MS_METRIC_GAUGE,
+                              "HTTP response streams agents hold open (ms.http.request "
+                              "with stream = true)."},
 };
 
 const host_metric_desc agents_metric_desc = {"agents", "ms_agents", MS_METRIC_GAUGE,
@@ -308,7 +311,7 @@ static int l_metric_descs(lua_State *L) {
     static const char *const units[] = {NULL, "ns", "us", "ms"};
     size_t n;
     const ms_metric_desc *d = ms_metric_descs(&n);
-    lua_createtable(L, (int)(n + AM_COUNT + FM_COUNT + IM_COUNT + 1), 0);
+    lua_createtable(L, (int)(n + AM_COUNT + FM_COUNT + IM_COUNT + HM_COUNT + 2), 0);
     int k = 0;
     for (size_t i = 0; i < n; i++) {
         lua_createtable(L, 0, 7);
@@ -335,6 +338,12 @@ static int l_metric_descs(lua_State *L) {
         push_host_metric(L, &io_metric_descs[i], "io");
         lua_rawseti(L, -2, ++k);
     }
+    for (int i = 0; i < HM_COUNT; i++) {
+        push_host_metric(L, &http_metric_descs[i], "http");
+        lua_rawseti(L, -2, ++k);
+    }
+    push_host_metric(L, &http_latency_desc, "http");
+    lua_rawseti(L, -2, ++k);
     return 1;
 }
 

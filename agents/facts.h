@@ -116,12 +116,48 @@ typedef enum io_metric {
     IM_CONNECT_FAILURES,
     IM_PROCESSES_SPAWNED,
     IM_REFUSED,
+    IM_HTTP_STREAMS_OPEN,
     IM_COUNT
 } io_metric;
 
 /* Indexed by io_metric; no labels in /metrics, `io` in ms.metrics() and
  * /metrics.json. */
 extern const host_metric_desc io_metric_descs[IM_COUNT];
+
+/* The HTTP client's figures (lms_http_client.c), host-wide, no labels:
+ * ms.metrics().http by key, /metrics by prom.  The responses by status
+ * class and the failures by what failed are counters the client counts
+ * when a request ends; the connections come from libms
+ * (ms_http_client_connections). */
+typedef enum http_metric {
+    HM_REQUESTS,
+    HM_RESPONSES_1XX,
+    HM_RESPONSES_2XX,
+    HM_RESPONSES_3XX,
+    HM_RESPONSES_4XX,
+    HM_RESPONSES_5XX,
+    HM_FAILED_DNS,
+    HM_FAILED_CONNECT,
+    HM_FAILED_TLS,
+    HM_FAILED_TIMEOUT,
+    HM_FAILED_TOO_LARGE,
+    HM_FAILED_PROTOCOL,
+    HM_FAILED_RECEIVE,
+    HM_FAILED_OTHER,
+    HM_CANCELLED,
+    HM_CONNECTIONS_OPEN,
+    HM_CONNECTIONS_OPENED,
+    HM_COUNT
+} http_metric;
+
+extern const host_metric_desc http_metric_descs[HM_COUNT];
+
+/* The request latency histogram: from ms.http.request to its answer
+ * (response or failure), in seconds; bucket i counts requests that took
+ * at most http_latency_bounds[i] (the last, +Inf, all). */
+#define HTTP_LATENCY_BUCKETS 14
+extern const double http_latency_bounds[HTTP_LATENCY_BUCKETS];
+extern const host_metric_desc http_latency_desc;
 
 /* Sets ms._profile_fields and ms._metric_descs in the table at the top of
  * L (the ms module). */

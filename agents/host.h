@@ -49,6 +49,12 @@ struct host {
     _Atomic uint32_t agent_io_limit, host_io_limit;
     _Atomic uint64_t io_open;
     _Atomic uint64_t io[IM_COUNT];
+    /* The HTTP client's figures (lms_http_client.c; facts.h): counters
+     * indexed by http_metric (the connection gauges are libms's), and the
+     * latency histogram's buckets (not cumulative) and sum; relaxed. */
+    _Atomic uint64_t http[HM_COUNT];
+    _Atomic uint64_t http_latency[HTTP_LATENCY_BUCKETS];
+    _Atomic uint64_t http_latency_sum_ns;
     _Atomic uint64_t tune_changes; /* settings changed by ms.tune or SIGHUP */
     _Atomic uint32_t jit_agents;
     char *lua_path, *lua_cpath; /* package paths for new agent states */

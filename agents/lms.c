@@ -22,6 +22,7 @@
 #include "lms_agent.h"
 #include "lms_cluster.h"
 #include "lms_metrics.h"
+#include "lms_http.h"
 #include "lms_net.h"
 #include "lms_process.h"
 #include "lms_run.h"
@@ -69,12 +70,14 @@ static int ms_lazy_index(lua_State *L) {
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
-    /* ms.fs, ms.json (lfs.c, ljson.c), ms.net (lms_net.c) and ms.process
-     * (lms_process.c) are C, built on first use (most agents use none of
+    /* ms.fs, ms.json (lfs.c, ljson.c), ms.net (lms_net.c), ms.process
+     * (lms_process.c) and ms.http (lms_http.c) are C, built on first use (most agents use none of
      * them), then kept. */
     if (strcmp(k, "fs") == 0 || strcmp(k, "json") == 0 || strcmp(k, "net") == 0 ||
-        strcmp(k, "process") == 0) {
-        if (k[0] == 'f')
+        strcmp(k, "process") == 0 || strcmp(k, "http") == 0) {
+        if (k[0] == 'h')
+            lms_http_push_module(L);
+        else if (k[0] == 'f')
             lfs_push_module(L);
         else if (k[0] == 'j')
             ljson_push_module(L);

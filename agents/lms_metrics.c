@@ -12,6 +12,7 @@
 #include "host.h"
 #include "lfs.h"
 #include "lms_agent.h"
+#include "lms_http_client.h"
 #include "lms_metrics.h"
 #include "lms_cluster.h"
 #include "tune.h"
@@ -133,6 +134,8 @@ static int l_metrics(lua_State *L) {
         lua_setfield(L, -2, io_metric_descs[i].key);
     }
     lua_setfield(L, -2, "io");
+    lms_http_push_metrics(L); /* lms_http_client.c */
+    lua_setfield(L, -2, "http");
     lua_getfield(L, lua_upvalueindex(1), "stats");
     lua_call(L, 0, 1);
     lua_setfield(L, -2, "events");

@@ -157,6 +157,7 @@ describe("the metric descriptors", function()
                         jit_agent_limit = true, runaway_stop_after = true,
                         agent_open_files = true, files = true,
                         agent_io_limit = true, host_io_limit = true, io = true,
+                        http = true, -- docs/http.md
                         cluster = true } -- docs/cluster.md
         for k in pairs(m) do
             assert(want_top[k] or extra[k], "ms.metrics()." .. k .. " is not described")
