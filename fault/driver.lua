@@ -435,6 +435,51 @@ part("sockets", function()
     end
 end)
 
+-- The HTTP client (docs/http.md): against a small server of this agent's
+-- own (a task per connection): a whole response, a stream, a request
+-- cancelled by ms.timeout while the server holds it, a refused port.
+part("http client", function()
+    local l, err = ms.net.listen("127.0.0.1:0")
+    if not check(l ~= nil, "listen: " .. tostring(err)) then return end
+    local _, lport = l:local_address()
+    local base = "http://127.0.0.1:" .. lport
+    local server = ms.spawn(function()
+        while true do
+            local c = l:accept(WAIT)
+            if not c then return end
+            ms.spawn(function()
+                local head = ""
+                while not head:find("\r\n\r\n", 1, true) do
+                    local got = c:read(nil, WAIT)
+                    if not got then c:close() return end
+                    head = head .. got
+                end
+                if head:find("GET /hang", 1, true) then
+                    c:read("a", WAIT) -- until the client goes
+                else
+                    c:write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n"
+                            .. "\r\nhello", WAIT)
+                end
+                c:close()
+            end)
+        end
+    end)
+    local status, headers, body = ms.http.request{ url = base .. "/a", timeout = WAIT }
+    check(status == 200 and body == "hello", "an http response: " .. tostring(headers))
+    local s, _, stream = ms.http.request{ url = base .. "/s", stream = true, timeout = WAIT }
+    if check(s == 200, "an http stream") then
+        check(stream:read(nil, WAIT) == "hello", "a stream's body")
+        stream:close()
+    end
+    check(ms.timeout(0.1, function()
+        return ms.http.request{ url = base .. "/hang", timeout = WAIT }
+    end) == nil, "a request cancelled by ms.timeout")
+    local none, e = ms.http.request{ url = "http://127.0.0.1:1/", timeout = WAIT }
+    check(none == nil and type(e) == "table", "a refused request is a value")
+    l:close()
+    server:join(WAIT)
+end)
+
 part("processes", function()
     local p, err = ms.process.spawn{ "cat", stdin = "pipe" }
     if not check(p ~= nil, "spawn: " .. tostring(err)) then return end

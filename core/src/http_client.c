@@ -66,6 +66,7 @@ struct httpc {
     uv_timer_t timer;           /* libcurl's timeout (on_timer) */
     ms_http_request *active;    /* requests in the multi handle */
     hsock *socks;               /* sockets being watched */
+    bool doomed;                /* some request in active is doomed */
 };
 
 /* A socket libcurl asked us to watch.  Driver thread only; freed in its
@@ -92,6 +93,7 @@ struct ms_http_request {
     int status_seen;            /* the latest status line's code */
     uint64_t total;             /* body bytes taken */
     bool too_large, no_memory;  /* why a callback refused */
+    bool doomed;                /* its socket could not be watched: end it (reap_doomed) */
     char errbuf[CURL_ERROR_SIZE];
 
     pthread_mutex_t lock;
@@ -370,6 +372,25 @@ static void collect_done(httpc *c) {
     }
 }
 
+/* Ends the requests whose sockets could not be watched (on_socket ran
+ * out of memory).  Not from on_socket itself: libcurl forbids removing a
+ * handle inside its callback, and a socket callback that returns -1
+ * kills the whole multi handle, every agent's requests with it. */
+static void reap_doomed(httpc *c) {
+    if (!c->doomed)
+        return;
+    c->doomed = false;
+    ms_http_request *r = c->active;
+    while (r) {
+        ms_http_request *next = r->next;
+        if (r->doomed) {
+            unlink_active(c, r);
+            finish(r, MS_HTTP_NO_MEMORY, "out of memory watching a connection");
+        }
+        r = next;
+    }
+}
+
 static void on_poll(uv_poll_t *p, int status, int events) {
     hsock *hs = p->data;
     httpc *c = hs->c;
@@ -385,6 +406,7 @@ static void on_poll(uv_poll_t *p, int status, int events) {
      * callback). */
     curl_multi_socket_action(c->multi, hs->fd, flags, &running);
     collect_done(c);
+    reap_doomed(c);
 }
 
 static void on_timeout(uv_timer_t *t) {
@@ -392,6 +414,7 @@ static void on_timeout(uv_timer_t *t) {
     int running;
     curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     collect_done(c);
+    reap_doomed(c);
 }
 
 /* libcurl wants its timeout in timeout_ms (-1: none).  Never call libcurl
@@ -426,7 +449,6 @@ static void hsock_close(hsock *hs) {
 static int on_socket(CURL *e, curl_socket_t s, int what, void *ud, void *sockp) {
     httpc *c = ud;
     hsock *hs = sockp;
-    (void)e;
     if (what == CURL_POLL_REMOVE) {
         if (hs) {
             curl_multi_assign(c->multi, s, NULL);
@@ -436,11 +458,14 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *ud, void *sockp) 
     }
     if (!hs) {
         hs = calloc(1, sizeof *hs);
-        if (!hs)
-            return -1; /* libcurl fails the transfers on this socket */
-        if (uv_poll_init_socket(&c->d->loop, &hs->poll, s) != 0) {
+        if (!hs || uv_poll_init_socket(&c->d->loop, &hs->poll, s) != 0) {
             free(hs);
-            return -1;
+            char *priv = NULL;
+            if (e && curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv) == CURLE_OK && priv) {
+                ((ms_http_request *)priv)->doomed = true;
+                c->doomed = true;
+            }
+            return 0; /* never -1: that would end every transfer of the host */
         }
         hs->poll.data = hs;
         hs->fd = s;
@@ -547,8 +572,10 @@ static void op_resume(driver *d, drv_op *op) {
     /* May deliver the kept bytes at once (on_body, which takes the lock:
      * not held here). */
     curl_easy_pause(r->easy, CURLPAUSE_CONT);
-    if (d->http)
+    if (d->http) {
         collect_done(d->http);
+        reap_doomed(d->http);
+    }
 }
 
 /* ---- starting (any thread) ---- */
