@@ -137,7 +137,7 @@ print("CLASSES OK")
         assert.is_truthy(out:find("CLASSES OK", 1, true), out)
     end)
 
-    it("returns redirects unless asked to follow them, then at most that many", function()
+    it("returns redirects unless asked to follow them, then at most that many; uses a proxy when given", function()
         local out = ok_run(script([[
 local status, headers = get("http://127.0.0.1:$PORT/redirect/2")
 assert(status == 302 and headers.location == "/redirect/1", status)
@@ -145,6 +145,11 @@ local status2, _, body = get("http://127.0.0.1:$PORT/redirect/2", { redirects = 
 assert(status2 == 200 and body == "landed", status2)
 local none, err = get("http://127.0.0.1:$PORT/redirect/3", { redirects = 1 })
 assert(none == nil and err.reason == "redirects", tostring(err))
+-- Through a proxy (this server answers as one); none unless asked.
+local s3, _, via = get("http://example.invalid/x", { proxy = "http://127.0.0.1:$PORT" })
+assert(s3 == 200 and via == "proxied http://example.invalid/x", tostring(via))
+local none2, err2 = get("http://example.invalid/x", { proxy = "http://127.0.0.1:1" })
+assert(none2 == nil and (err2.reason == "connect" or err2.reason == "proxy"), tostring(err2))
 print("REDIRECTS OK")
 ]], { PORT = web.port }))
         assert.is_truthy(out:find("REDIRECTS OK", 1, true), out)

@@ -21,6 +21,7 @@
 #   /conns            how many connections the server has accepted
 #   /flood/N          N bytes in 64 KiB writes; /progress says how many
 #                     were written so far (a slow reader holds it back)
+#   http://...        (an absolute URL: asked as a proxy) "proxied URL"
 import http.server
 import json
 import socket
@@ -52,7 +53,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parts = self.path.split("/")
-        if self.path == "/hello":
+        if self.path.startswith("http://"):
+            # asked as a forward proxy: say so instead of forwarding
+            self.send_body(200, ("proxied " + self.path).encode())
+        elif self.path == "/hello":
             self.send_body(200, b'{"hello":"world"}', "application/json")
         elif self.path == "/echo":
             doc = {"method": self.command, "path": self.path,
