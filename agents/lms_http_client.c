@@ -34,6 +34,7 @@
 #include "lerr.h"
 #include "lms.h"
 #include "lms_http_client.h"
+#include "lms_http_wsc.h"
 #include "ltask.h"
 #include "ops.h"
 
@@ -748,4 +749,14 @@ static int http_request(lua_State *L) {
 void lms_http_client_register(lua_State *L) {
     lua_pushcfunction(L, http_request);
     lua_setfield(L, -2, "request");
+    /* The WebSocket client: framing in C (lms_http_wsc.c), the socket and
+     * the handshake in Lua (lua/ms/websocket.lua), whose connect must be
+     * a Lua function: it waits, and a wait cannot cross a C call. */
+    lms_http_wsc_register(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ms.websocket");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "connect");
+    lua_setfield(L, -3, "websocket");
+    lua_pop(L, 1);
 }
