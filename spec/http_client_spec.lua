@@ -318,6 +318,64 @@ print("TLS OK")
         assert.is_truthy(out:find("TLS OK", 1, true), out)
     end)
 
+    it("multiplexes concurrent requests of several agents over one HTTP/2 connection (nginx)", function()
+        -- nginx (nginx-light, with its HTTP/2 module) on a port found free
+        -- just before, logging each request's connection number.
+        local port = tonumber(io.popen(PYTHON .. [[ -c "import socket; s=socket.socket(); ]]
+            .. [[s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"]]):read("*a"))
+        local conf = ([[
+daemon off;
+worker_processes 1;
+pid DIR/nginx.pid;
+error_log DIR/error.log;
+events { worker_connections 64; }
+http {
+  log_format conns '$connection $server_protocol';
+  client_body_temp_path DIR/tmp; proxy_temp_path DIR/tmp; fastcgi_temp_path DIR/tmp;
+  uwsgi_temp_path DIR/tmp; scgi_temp_path DIR/tmp;
+  server {
+    listen 127.0.0.1:PORT ssl http2;
+    ssl_certificate DIR/cert.pem; ssl_certificate_key DIR/key.pem;
+    access_log DIR/access.log conns;
+    location / { return 200 "ok"; }
+  }
+}
+]]):gsub("DIR", dir):gsub("PORT", tostring(port))
+        h.write_file(dir .. "/nginx.conf", conf)
+        proc.sh("mkdir -p " .. q(dir .. "/tmp"))
+        proc.sh(("(nginx -c %s/nginx.conf -p %s >%s/nginx.out 2>&1 & echo $! >%s/nginx.pid2)")
+            :format(q(dir), q(dir), q(dir), q(dir)))
+        local pid = tonumber(slurp(dir .. "/nginx.pid2"):match("%d+"))
+        peers[#peers + 1] = { pid = pid, dir = proc.new_dir() }
+        assert(proc.wait_until(30, function()
+            return slurp(dir .. "/nginx.pid"):match("%d+") ~= nil
+        end), "nginx did not start: " .. slurp(dir .. "/nginx.out") .. slurp(dir .. "/error.log"))
+        local out = ok_run(script([[
+local done = ms.channel(100)
+for _ = 1, 4 do
+    ms.agent.spawn{ fn = function(a)
+        for j = 1, 5 do
+            local status = ms.http.request{ url = "https://127.0.0.1:" .. a[1] .. "/r" .. j,
+                                            ca_file = a[3] }
+            a[2]:send(status)
+        end
+    end, args = { $PORT, done, "$DIR/cert.pem" } }
+end
+for _ = 1, 20 do assert(done:recv(60) == 200) end
+assert(ms.metrics().http.connections_opened == 1, ms.metrics().http.connections_opened)
+print("H2 OK")
+]], { PORT = port, DIR = dir }))
+        assert.is_truthy(out:find("H2 OK", 1, true), out)
+        local conns, n = {}, 0
+        for c, proto in slurp(dir .. "/access.log"):gmatch("(%d+) (%S+)") do
+            assert.are.equal("HTTP/2.0", proto)
+            conns[c] = true
+            n = n + 1
+        end
+        assert.are.equal(20, n)
+        assert.are.equal(1, #(function() local t = {} for c in pairs(conns) do t[#t + 1] = c end return t end)())
+    end)
+
     it("runs the example scripts/http_client.lua against an HTTPS service", function()
         local function example(args)
             local out, err = os.tmpname(), os.tmpname()
