@@ -179,6 +179,9 @@ const host_metric_desc io_metric_descs[IM_COUNT] = {
     [IM_HTTP_STREAMS_OPEN] = {"http_streams_open", "ms_io_http_streams_open", MS_METRIC_GAUGE,
                               "HTTP response streams agents hold open (ms.http.request "
                               "with stream = true)."},
+    [IM_HTTP_REQUESTS_OPEN] = {"http_requests_open", "ms_io_http_requests_open",
+                               MS_METRIC_GAUGE,
+                               "HTTP requests agents are waiting on (ms.http.request)."},
 };
 
 const host_metric_desc agents_metric_desc = {"agents", "ms_agents", MS_METRIC_GAUGE,

@@ -117,6 +117,7 @@ typedef enum io_metric {
     IM_PROCESSES_SPAWNED,
     IM_REFUSED,
     IM_HTTP_STREAMS_OPEN,
+    IM_HTTP_REQUESTS_OPEN,
     IM_COUNT
 } io_metric;
 

@@ -186,6 +186,10 @@ void lms_http_push_metrics(lua_State *L) {
 /* ---- the waiting operation ---- */
 
 typedef struct hreq_op {
+    /* The request is one of the agent's OS handles while it waits, so
+     * agent_io_limit and host_io_limit bound how many an agent (and the
+     * host) has in flight. */
+    ioh io;
     ms_http_request *req;       /* NULL once answered or cancelled */
     uint64_t start_ns;
     size_t max_size;            /* what was asked of libms */
@@ -202,6 +206,19 @@ static hreq_op *op_of(ltask *lt) {
 }
 
 static const lop_kind request_kind = {"http request", NULL};
+
+/* Only if the agent ends with the request still listed (its task's
+ * cancel normally took it off first). */
+static void request_close_io(ioh *io) {
+    hreq_op *o = (hreq_op *)io;
+    if (o->req) {
+        ms_http_request_free(o->req);
+        o->req = NULL;
+    }
+    ioh_closed(io);
+}
+
+static const ioh_kind request_io_kind = {"http request", IM_HTTP_REQUESTS_OPEN, request_close_io};
 
 static void release_request(void *p) {
     ms_http_request_free(p);
@@ -446,6 +463,7 @@ static ms_poll request_poll(ltask *lt, ms_cx *cx) {
     lua_State *co = lt->co;
     ms_http_request *r = o->req;
     o->req = NULL;
+    ioh_closed(&o->io);
     count_latency(ms_now_ns() - o->start_ns);
     hold_push(r, release_request); /* building the values may raise */
     if (rc != 0) {
@@ -517,6 +535,7 @@ static void request_cancel(ltask *lt) {
         count(HM_CANCELLED);
         ms_http_request_free(o->req); /* the driver takes it out of libcurl */
         o->req = NULL;
+        ioh_closed(&o->io);
     }
     unref_url(lt);
 }
@@ -724,6 +743,17 @@ static int http_request(lua_State *L) {
     lua_rawget(L, 1);
     int url_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* may raise: before the request */
     count(HM_REQUESTS);
+    char limit[256];
+    if (!ioh_room(a, limit, sizeof limit)) {
+        hreq_op *op = op_of(lt);
+        memset(op, 0, sizeof *op);
+        op->url_ref = url_ref;
+        snprintf(op->method, sizeof op->method, "%s", o.method);
+        count(HM_FAILED_OTHER);
+        int n = push_failure(L, op, MS_E_EXHAUSTED, "limit", limit);
+        luaL_unref(L, LUA_REGISTRYINDEX, url_ref);
+        return n;
+    }
     ms_http_request *r;
     ms_error e;
     int rc = ms_http_request_start(a->h->rt, &o, &r, &e);
@@ -738,6 +768,7 @@ static int http_request(lua_State *L) {
         return n;
     }
     op->req = r;
+    ioh_open(a, &op->io, &request_io_kind, limit, sizeof limit); /* room was checked */
     op->start_ns = ms_now_ns();
     op->max_size = (size_t)o.max_size;
     op->stream = o.stream;

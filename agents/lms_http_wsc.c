@@ -288,25 +288,40 @@ static int new_codec(lua_State *L) {
     return 1;
 }
 
-/* ms.http._ws_key() -> key, accept: a Sec-WebSocket-Key (16 random
- * bytes, base64) and the Sec-WebSocket-Accept a server must answer
- * (base64 of the SHA-1 of the key and the RFC 6455 GUID). */
-static int new_key(lua_State *L) {
-    unsigned char raw[16], key[32], digest[EVP_MAX_MD_SIZE], accept[64];
-    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
-        return luaL_error(L, "websocket: no random bytes for the key");
-    EVP_EncodeBlock(key, raw, sizeof raw);
-    char text[sizeof key + sizeof WS_GUID];
-    size_t n = strlen((char *)key);
+/* Pushes the Sec-WebSocket-Accept for key: base64 of the SHA-1 of the
+ * key and the RFC 6455 GUID. */
+static int push_accept(lua_State *L, const char *key, size_t n) {
+    unsigned char digest[EVP_MAX_MD_SIZE], accept[64];
+    char text[64 + sizeof WS_GUID];
+    if (n > 64)
+        return luaL_error(L, "websocket: a key is at most 64 bytes");
     memcpy(text, key, n);
     memcpy(text + n, WS_GUID, sizeof WS_GUID);
     unsigned int dlen = 0;
-    if (!EVP_Digest(text, strlen(text), digest, &dlen, EVP_sha1(), NULL))
+    if (!EVP_Digest(text, n + sizeof WS_GUID - 1, digest, &dlen, EVP_sha1(), NULL))
         return luaL_error(L, "websocket: SHA-1 failed");
     EVP_EncodeBlock(accept, digest, (int)dlen);
-    lua_pushstring(L, (char *)key);
     lua_pushstring(L, (char *)accept);
-    return 2;
+    return 1;
+}
+
+/* ms.http._ws_key() -> key, accept: a Sec-WebSocket-Key (16 random
+ * bytes, base64) and the Sec-WebSocket-Accept a server must answer. */
+static int new_key(lua_State *L) {
+    unsigned char raw[16], key[32];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+        return luaL_error(L, "websocket: no random bytes for the key");
+    EVP_EncodeBlock(key, raw, sizeof raw);
+    lua_pushstring(L, (char *)key);
+    return 1 + push_accept(L, (char *)key, strlen((char *)key));
+}
+
+/* ms.http._ws_accept(key) -> the Sec-WebSocket-Accept for key (for a
+ * server: the allocation-failure sweep's driver is one). */
+static int accept_of(lua_State *L) {
+    size_t n;
+    const char *key = luaL_checklstring(L, 1, &n);
+    return push_accept(L, key, n);
 }
 
 void lms_http_wsc_register(lua_State *L) {
@@ -314,4 +329,6 @@ void lms_http_wsc_register(lua_State *L) {
     lua_setfield(L, -2, "_ws_codec");
     lua_pushcfunction(L, new_key);
     lua_setfield(L, -2, "_ws_key");
+    lua_pushcfunction(L, accept_of);
+    lua_setfield(L, -2, "_ws_accept");
 }

@@ -8,7 +8,7 @@
 
 #include <lua.h>
 
-/* Adds _ws_codec and _ws_key to the table at the top of L. */
+/* Adds _ws_codec, _ws_key and _ws_accept to the table at the top of L. */
 void lms_http_wsc_register(lua_State *L);
 
 #endif

@@ -480,6 +480,50 @@ part("http client", function()
     server:join(WAIT)
 end)
 
+-- The WebSocket client (docs/http.md) against a one-message server of
+-- this agent's own, written out by hand: handshake, an echoed text
+-- frame, the close.
+part("websocket client", function()
+    local l, err = ms.net.listen("127.0.0.1:0")
+    if not check(l ~= nil, "listen: " .. tostring(err)) then return end
+    local _, lport = l:local_address()
+    local server = ms.spawn(function()
+        local c = l:accept(WAIT)
+        if not c then return end
+        local key
+        repeat
+            local line = c:read("l", WAIT)
+            if not line then c:close() return end
+            key = key or line:match("^Sec%-WebSocket%-Key: (%S+)")
+        until line == ""
+        c:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                .. "Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                .. ms.http._ws_accept(key or "") .. "\r\n\r\n", WAIT)
+        local head = c:read(2, WAIT) -- one short masked frame from the client
+        if not head then c:close() return end
+        local n = bit.band(head:byte(2), 0x7f)
+        local mask, data = c:read(4, WAIT), c:read(n, WAIT)
+        if mask and data then
+            local plain = {}
+            for i = 1, n do
+                plain[i] = string.char(bit.bxor(data:byte(i), mask:byte((i - 1) % 4 + 1)))
+            end
+            c:write(string.char(0x81, n) .. table.concat(plain), WAIT)
+        end
+        c:read(2, WAIT) -- the client's close (its payload follows)
+        c:write(string.char(0x88, 2, 0x03, 0xe8), WAIT) -- 1000
+        c:close()
+    end)
+    local ws, werr = ms.http.websocket("ws://127.0.0.1:" .. lport .. "/", { timeout = WAIT })
+    if check(ws ~= nil, "websocket: " .. tostring(werr)) then
+        check(ws:send("abc") == true, "a websocket send")
+        check(ws:receive(WAIT) == "abc", "a websocket echo")
+        ws:close(1000, "", WAIT)
+    end
+    server:join(WAIT)
+    l:close()
+end)
+
 part("processes", function()
     local p, err = ms.process.spawn{ "cat", stdin = "pipe" }
     if not check(p ~= nil, "spawn: " .. tostring(err)) then return end

@@ -440,6 +440,23 @@ print("TIMEOUT OK")
         assert.is_truthy(out:find("TIMEOUT OK", 1, true), out)
     end)
 
+    it("counts a waiting request against agent_io_limit", function()
+        local slow = start_peer("raw slow")
+        local out = ok_run(script([[
+local url = "http://127.0.0.1:$PORT/"
+local t1 = ms.spawn(function() return ms.http.request{ url = url, timeout = 0 } end)
+local t2 = ms.spawn(function() return ms.http.request{ url = url, timeout = 0 } end)
+eventually(function() return ms.metrics().io.http_requests_open == 2 end, "two waiting")
+local none, err = ms.http.request{ url = url }
+assert(none == nil and err.reason == "limit" and err.code == "ResourceExhausted", tostring(err))
+assert(err.message:find("agent_io_limit", 1, true), err.message)
+t1:abort() t2:abort()
+eventually(function() return ms.metrics().io.http_requests_open == 0 end, "cancelled")
+print("LIMIT OK")
+]], { PORT = slow.port }), "--set agent_io_limit=2")
+        assert.is_truthy(out:find("LIMIT OK", 1, true), out)
+    end)
+
     it("cancels the request of an agent stopped while it waits, closing its connection", function()
         local slow = start_peer("raw slow")
         local out = ok_run(script([[
