@@ -43,6 +43,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "http_client.h"
@@ -67,6 +68,13 @@ struct httpc {
     ms_http_request *active;    /* requests in the multi handle */
     hsock *socks;               /* sockets being watched */
     bool doomed;                /* some request in active is doomed */
+    /* The sockets libcurl opened and has not closed through on_close_socket,
+     * with their inode numbers: libcurl 7.88 closes some sockets without
+     * the callback (a transfer removed while connecting or waiting), so
+     * after a removal the ones no longer open are found and uncounted
+     * (sweep_sockets). */
+    struct tracked { int fd; ino_t ino; } *tracked;
+    size_t ntracked, cap_tracked;
 };
 
 /* A socket libcurl asked us to watch.  Driver thread only; freed in its
@@ -304,23 +312,61 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
     return len;
 }
 
+static void untrack(driver *d, httpc *c, size_t i) {
+    c->tracked[i] = c->tracked[--c->ntracked];
+    atomic_fetch_sub_explicit(&d->http_conns_open, 1, memory_order_relaxed);
+}
+
 /* Every socket libcurl opens: close-on-exec (a child process must not
- * inherit it) and counted. */
+ * inherit it) and counted (tracked, for sweep_sockets). */
 static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
     driver *d = ud;
+    httpc *c = d->http;
     (void)purpose;
+    if (c && c->ntracked == c->cap_tracked) {
+        size_t cap = c->cap_tracked ? c->cap_tracked * 2 : 16;
+        struct tracked *grown = realloc(c->tracked, cap * sizeof *grown);
+        if (!grown)
+            return CURL_SOCKET_BAD; /* the connect fails: "connect" */
+        c->tracked = grown;
+        c->cap_tracked = cap;
+    }
     int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
     if (fd < 0)
         return CURL_SOCKET_BAD;
-    atomic_fetch_add_explicit(&d->http_conns_open, 1, memory_order_relaxed);
+    struct stat st;
+    if (c && fstat(fd, &st) == 0) {
+        c->tracked[c->ntracked].fd = fd;
+        c->tracked[c->ntracked].ino = st.st_ino;
+        c->ntracked++;
+        atomic_fetch_add_explicit(&d->http_conns_open, 1, memory_order_relaxed);
+    }
     atomic_fetch_add_explicit(&d->http_conns_opened, 1, memory_order_relaxed);
     return fd;
 }
 
 static int on_close_socket(void *ud, curl_socket_t fd) {
     driver *d = ud;
-    atomic_fetch_sub_explicit(&d->http_conns_open, 1, memory_order_relaxed);
+    httpc *c = d->http;
+    for (size_t i = 0; c && i < c->ntracked; i++) {
+        if (c->tracked[i].fd == fd) {
+            untrack(d, c, i);
+            break;
+        }
+    }
     return close(fd);
+}
+
+/* Uncounts the tracked sockets that are no longer open (or whose number
+ * now belongs to another file: a different inode). */
+static void sweep_sockets(httpc *c) {
+    for (size_t i = 0; i < c->ntracked;) {
+        struct stat st;
+        if (fstat(c->tracked[i].fd, &st) != 0 || st.st_ino != c->tracked[i].ino)
+            untrack(c->d, c, i);
+        else
+            i++;
+    }
 }
 
 /* The exchange ended (taken out of the multi already). */
@@ -523,6 +569,9 @@ void httpc_stop(driver *d) {
     }
     curl_multi_cleanup(c->multi); /* closes the pooled connections */
     c->multi = NULL;
+    sweep_sockets(c);
+    free(c->tracked);
+    c->tracked = NULL;
     while (c->socks)
         hsock_close(c->socks);
     uv_close((uv_handle_t *)&c->timer, engine_closed_cb);
@@ -555,8 +604,10 @@ static void op_start(driver *d, drv_op *op) {
 
 static void op_free(driver *d, drv_op *op) {
     ms_http_request *r = container(op, ms_http_request, op_free);
-    if (r->in_multi)
+    if (r->in_multi) {
         unlink_active(d->http, r); /* cancels the transfer */
+        sweep_sockets(d->http);
+    }
     request_free_memory(r);
 }
 

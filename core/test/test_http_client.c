@@ -22,6 +22,7 @@
 
 static int peer_fd;
 static uint16_t peer_port;
+static char big_body[BIG];      /* filled before the peer's threads start */
 
 static void write_all(int fd, const char *p, size_t n) {
     while (n > 0) {
@@ -53,9 +54,7 @@ static void *peer_conn(void *arg) {
         snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
                  BIG);
         write_all(c, h, strlen(h));
-        static char body[BIG];
-        memset(body, 'b', sizeof body);
-        write_all(c, body, sizeof body);
+        write_all(c, big_body, sizeof big_body);
     } else { /* /hang: never answers; waits for the client to go */
         while (read(c, head, sizeof head) > 0) {
         }
@@ -79,6 +78,7 @@ static void *peer_main(void *arg) {
 static void start_peer(void) {
     if (peer_port)
         return;
+    memset(big_body, 'b', sizeof big_body);
     peer_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof sa;
