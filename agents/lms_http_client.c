@@ -777,6 +777,11 @@ static int http_request(lua_State *L) {
     return op_suspend(L, lt, request_poll, request_cancel, 0);
 }
 
+static int websocket_unavailable(lua_State *L) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    return lua_error(L);
+}
+
 void lms_http_client_register(lua_State *L) {
     lua_pushcfunction(L, http_request);
     lua_setfield(L, -2, "request");
@@ -786,8 +791,14 @@ void lms_http_client_register(lua_State *L) {
     lms_http_wsc_register(L);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "ms.websocket");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "connect");
-    lua_setfield(L, -3, "websocket");
-    lua_pop(L, 1);
+    if (lua_pcall(L, 1, 1, 0) == 0) {
+        lua_getfield(L, -1, "connect");
+        lua_setfield(L, -3, "websocket");
+        lua_pop(L, 1);
+        return;
+    }
+    /* Not found (plain LuaJIT without the ms Lua directory on its
+     * package.path): ms.http.request still works; websocket says why not. */
+    lua_pushcclosure(L, websocket_unavailable, 1);
+    lua_setfield(L, -2, "websocket");
 }
