@@ -200,11 +200,16 @@ function WS:receive(timeout)
             return nil, err
         end
         local ok, ferr = self.codec:feed(bytes)
-        flush(self, timeout) -- pongs, a close's answer
         if not ok then
+            -- wslay could not read the peer's bytes as frames: a
+            -- protocol error, which ends the connection with 1002
+            self.codec:queue("close", "protocol error", 1002)
+            flush(self, 1)
+            self.close_code, self.close_reason = 1002, "protocol error (" .. tostring(ferr) .. ")"
             finish(self)
-            return nil, ferr
+            return nil, "closed", self.close_code, self.close_reason
         end
+        flush(self, timeout) -- pongs, a close's answer
         local _, sent, want_read, queued, sent_code = self.codec:state()
         if not want_read and not queued then
             -- wslay gave up reading and sent a close: 1002 for a

@@ -6,6 +6,8 @@
 #   /close     closes at once with code 4001, reason "bye"
 #   /big/N     sends one text message of N bytes, then echoes
 #   /headers   sends the request's X-Test header as a text message
+#   /garbage   writes bytes that are no WebSocket frame (reserved bits and
+#              opcode set, a masked frame from a server), then waits
 import asyncio
 import sys
 
@@ -20,6 +22,10 @@ async def handler(ws, path=None):
             return
         if path.startswith("/big/"):
             await ws.send("b" * int(path.split("/")[2]))
+        if path == "/garbage":
+            ws.transport.write(b"\xff\xff" + b"\x00" * 64)
+            await asyncio.sleep(60)
+            return
         if path == "/headers":
             await ws.send(ws.request_headers.get("X-Test", "none"))
         async for message in ws:
