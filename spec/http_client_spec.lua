@@ -50,12 +50,15 @@ local function start_peer(args, script)
     return p
 end
 
+-- SIGTERM first: nginx's master then ends its workers (a SIGKILL would
+-- leave them running); SIGKILL if a peer is still there after 20 s.
 local function stop_peers()
     for _, p in ipairs(peers) do
-        proc.sh(("kill -KILL %d 2>/dev/null"):format(p.pid))
+        proc.sh(("kill -TERM %d 2>/dev/null"):format(p.pid))
         proc.wait_until(20, function()
             return not proc.sh(("kill -0 %d 2>/dev/null"):format(p.pid))
         end)
+        proc.sh(("kill -KILL %d 2>/dev/null"):format(p.pid))
         proc.sh("rm -rf " .. q(p.dir))
     end
     peers = {}
