@@ -177,6 +177,12 @@ const host_metric_desc io_metric_descs[IM_COUNT] = {
                               MS_METRIC_COUNTER, "Subprocesses agents started."},
     [IM_REFUSED] = {"limit_refusals", "ms_io_limit_refusals_total", MS_METRIC_COUNTER,
                     "Handles refused by agent_io_limit or host_io_limit."},
+    [IM_HTTP_STREAMS_OPEN] = {"http_streams_open", "ms_io_http_streams_open", MS_METRIC_GAUGE,
+                              "HTTP response streams agents hold open (ms.http.request "
+                              "with stream = true)."},
+    [IM_HTTP_REQUESTS_OPEN] = {"http_requests_open", "ms_io_http_requests_open",
+                               MS_METRIC_GAUGE,
+                               "HTTP requests agents are waiting on (ms.http.request)."},
 };
 
 const host_metric_desc http_metric_descs[HTTP_M_COUNT] = {
@@ -395,7 +401,8 @@ static int l_metric_descs(lua_State *L) {
     static const char *const units[] = {NULL, "ns", "us", "ms"};
     size_t n;
     const ms_metric_desc *d = ms_metric_descs(&n);
-    lua_createtable(L, (int)(n + AM_COUNT + FM_COUNT + IM_COUNT + HTTP_M_COUNT + JM_COUNT + 2),
+    lua_createtable(L, (int)(n + AM_COUNT + FM_COUNT + IM_COUNT + HTTP_M_COUNT + HCM_COUNT +
+                             JM_COUNT + 3),
                     0);
     int k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -433,6 +440,12 @@ static int l_metric_descs(lua_State *L) {
         push_host_metric(L, &jit_metric_descs[i], "jit");
         lua_rawseti(L, -2, ++k);
     }
+    for (int i = 0; i < HCM_COUNT; i++) {
+        push_host_metric(L, &http_client_metric_descs[i], "http_client");
+        lua_rawseti(L, -2, ++k);
+    }
+    push_host_metric(L, &http_client_latency_desc, "http_client");
+    lua_rawseti(L, -2, ++k);
     return 1;
 }
 

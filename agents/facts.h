@@ -116,6 +116,8 @@ typedef enum io_metric {
     IM_CONNECT_FAILURES,
     IM_PROCESSES_SPAWNED,
     IM_REFUSED,
+    IM_HTTP_STREAMS_OPEN,
+    IM_HTTP_REQUESTS_OPEN,
     IM_COUNT
 } io_metric;
 
@@ -171,6 +173,41 @@ extern const host_metric_desc jit_metric_descs[JM_COUNT];
 /* The values now, indexed by jit_metric (h may be NULL: no states). */
 struct host;
 void jit_metric_values(struct host *h, uint64_t out[JM_COUNT]);
+
+/* The HTTP client's figures (lms_http_client.c), host-wide, no labels:
+ * ms.metrics().http_client by key, /metrics by prom.  The responses by status
+ * class and the failures by what failed are counters the client counts
+ * when a request ends; the connections come from libms
+ * (ms_http_client_connections). */
+typedef enum http_client_metric {
+    HCM_REQUESTS,
+    HCM_RESPONSES_1XX,
+    HCM_RESPONSES_2XX,
+    HCM_RESPONSES_3XX,
+    HCM_RESPONSES_4XX,
+    HCM_RESPONSES_5XX,
+    HCM_FAILED_DNS,
+    HCM_FAILED_CONNECT,
+    HCM_FAILED_TLS,
+    HCM_FAILED_TIMEOUT,
+    HCM_FAILED_TOO_LARGE,
+    HCM_FAILED_PROTOCOL,
+    HCM_FAILED_RECEIVE,
+    HCM_FAILED_OTHER,
+    HCM_CANCELLED,
+    HCM_CONNECTIONS_OPEN,
+    HCM_CONNECTIONS_OPENED,
+    HCM_COUNT
+} http_client_metric;
+
+extern const host_metric_desc http_client_metric_descs[HCM_COUNT];
+
+/* The request latency histogram: from ms.http.request to its answer
+ * (response or failure), in seconds; bucket i counts requests that took
+ * at most http_client_latency_bounds[i] (the last, +Inf, all). */
+#define HTTP_CLIENT_LATENCY_BUCKETS 14
+extern const double http_client_latency_bounds[HTTP_CLIENT_LATENCY_BUCKETS];
+extern const host_metric_desc http_client_latency_desc;
 
 /* Sets ms._profile_fields and ms._metric_descs in the table at the top of
  * L (the ms module). */

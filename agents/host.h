@@ -48,6 +48,12 @@ struct host {
     _Atomic uint32_t agent_io_limit, host_io_limit;
     _Atomic uint64_t io_open;
     _Atomic uint64_t io[IM_COUNT];
+    /* The HTTP client's figures (lms_http_client.c; facts.h): counters
+     * indexed by http_client_metric (the connection gauges are libms's), and the
+     * latency histogram's buckets (not cumulative) and sum; relaxed. */
+    _Atomic uint64_t http_client[HCM_COUNT];
+    _Atomic uint64_t http_client_latency[HTTP_CLIENT_LATENCY_BUCKETS];
+    _Atomic uint64_t http_client_latency_sum_ns;
     _Atomic uint64_t tune_changes; /* settings changed by ms.tune or SIGHUP */
     /* Agents whose state has the JIT on (agent_jit.c): counted up when
      * one is given it, down when it falls back or closes; and agents

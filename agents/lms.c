@@ -70,19 +70,19 @@ static int ms_lazy_index(lua_State *L) {
     const char *k = lua_tostring(L, 2);
     if (!k)
         return 0;
-    /* ms.fs, ms.json (lfs.c, ljson.c), ms.net (lms_net.c) and ms.process
-     * (lms_process.c) are C, built on first use (most agents use none of
-     * them), then kept. */
+    /* ms.fs, ms.json (lfs.c, ljson.c), ms.net (lms_net.c), ms.process
+     * (lms_process.c) and ms.http (lms_http.c) are C, built on first use
+     * (most agents use none of them), then kept. */
     if (strcmp(k, "fs") == 0 || strcmp(k, "json") == 0 || strcmp(k, "net") == 0 ||
         strcmp(k, "process") == 0 || strcmp(k, "http") == 0) {
-        if (k[0] == 'f')
+        if (k[0] == 'h')
+            lms_http_push_module(L);
+        else if (k[0] == 'f')
             lfs_push_module(L);
         else if (k[0] == 'j')
             ljson_push_module(L);
         else if (k[0] == 'n')
             lms_net_push_module(L);
-        else if (k[0] == 'h')
-            lms_http_push_module(L); /* ms.http (lms_http.c) */
         else
             lms_process_push_module(L);
         lua_pushvalue(L, 2);

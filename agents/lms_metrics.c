@@ -13,6 +13,7 @@
 #include "lfs.h"
 #include "lms_agent.h"
 #include "lms_http_server.h"
+#include "lms_http_client.h"
 #include "lms_metrics.h"
 #include "lms_cluster.h"
 #include "tune.h"
@@ -147,6 +148,8 @@ static int l_metrics(lua_State *L) {
         lua_setfield(L, -2, jit_metric_descs[i].key);
     }
     lua_setfield(L, -2, "jit");
+    lms_http_push_metrics(L); /* the HTTP client's (lms_http_client.c) */
+    lua_setfield(L, -2, "http_client");
     lua_getfield(L, lua_upvalueindex(1), "stats");
     lua_call(L, 0, 1);
     lua_setfield(L, -2, "events");

@@ -42,7 +42,7 @@ runtime metrics.")
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libms-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libms0 (= ${PROJECT_VERSION}), libuv1-dev, libcjson-dev, pkg-config")
+    "libms0 (= ${PROJECT_VERSION}), libuv1-dev, libcjson-dev, libcurl4-openssl-dev, pkg-config")
 set(CPACK_DEBIAN_DEV_DESCRIPTION "ms-host's runtime library (development files)
 The header ms.h, the static library, the pkg-config file libms.pc and the
 CMake package ms (find_package(ms), target ms::ms).")

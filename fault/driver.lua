@@ -442,6 +442,95 @@ part("sockets", function()
     end
 end)
 
+-- The HTTP client (docs/http.md): against a small server of this agent's
+-- own (a task per connection): a whole response, a stream, a request
+-- cancelled by ms.timeout while the server holds it, a refused port.
+part("http client", function()
+    local l, err = ms.net.listen("127.0.0.1:0")
+    if not check(l ~= nil, "listen: " .. tostring(err)) then return end
+    local _, lport = l:local_address()
+    local base = "http://127.0.0.1:" .. lport
+    local server = ms.spawn(function()
+        while true do
+            local c = l:accept(WAIT)
+            if not c then return end
+            ms.spawn(function()
+                local head = ""
+                while not head:find("\r\n\r\n", 1, true) do
+                    local got = c:read(nil, WAIT)
+                    if not got then c:close() return end
+                    head = head .. got
+                end
+                if head:find("GET /hang", 1, true) then
+                    c:read("a", WAIT) -- until the client goes
+                else
+                    c:write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n"
+                            .. "\r\nhello", WAIT)
+                end
+                c:close()
+            end)
+        end
+    end)
+    local status, headers, body = ms.http.request{ url = base .. "/a", timeout = WAIT }
+    check(status == 200 and body == "hello", "an http response: " .. tostring(headers))
+    local s, _, stream = ms.http.request{ url = base .. "/s", stream = true, timeout = WAIT }
+    if check(s == 200, "an http stream") then
+        check(stream:read(nil, WAIT) == "hello", "a stream's body")
+        stream:close()
+    end
+    check(ms.timeout(0.1, function()
+        return ms.http.request{ url = base .. "/hang", timeout = WAIT }
+    end) == nil, "a request cancelled by ms.timeout")
+    local none, e = ms.http.request{ url = "http://127.0.0.1:1/", timeout = WAIT }
+    check(none == nil and type(e) == "table", "a refused request is a value")
+    l:close()
+    server:join(WAIT)
+end)
+
+-- The WebSocket client (docs/http.md) against a one-message server of
+-- this agent's own, written out by hand: handshake, an echoed text
+-- frame, the close.
+part("websocket client", function()
+    local l, err = ms.net.listen("127.0.0.1:0")
+    if not check(l ~= nil, "listen: " .. tostring(err)) then return end
+    local _, lport = l:local_address()
+    local server = ms.spawn(function()
+        local c = l:accept(WAIT)
+        if not c then return end
+        local key
+        repeat
+            local line = c:read("l", WAIT)
+            if not line then c:close() return end
+            key = key or line:match("^Sec%-WebSocket%-Key: (%S+)")
+        until line == ""
+        c:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                .. "Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                .. ms.http._ws_accept(key or "") .. "\r\n\r\n", WAIT)
+        local head = c:read(2, WAIT) -- one short masked frame from the client
+        if not head then c:close() return end
+        local n = bit.band(head:byte(2), 0x7f)
+        local mask, data = c:read(4, WAIT), c:read(n, WAIT)
+        if mask and data then
+            local plain = {}
+            for i = 1, n do
+                plain[i] = string.char(bit.bxor(data:byte(i), mask:byte((i - 1) % 4 + 1)))
+            end
+            c:write(string.char(0x81, n) .. table.concat(plain), WAIT)
+        end
+        c:read(2, WAIT) -- the client's close (its payload follows)
+        c:write(string.char(0x88, 2, 0x03, 0xe8), WAIT) -- 1000
+        c:close()
+    end)
+    local ws, werr = ms.http.websocket("ws://127.0.0.1:" .. lport .. "/", { timeout = WAIT })
+    if check(ws ~= nil, "websocket: " .. tostring(werr)) then
+        check(ws:send("abc") == true, "a websocket send")
+        check(ws:receive(WAIT) == "abc", "a websocket echo")
+        ws:close(1000, "", WAIT)
+    end
+    server:join(WAIT)
+    l:close()
+end)
+
 part("processes", function()
     local p, err = ms.process.spawn{ "cat", stdin = "pipe" }
     if not check(p ~= nil, "spawn: " .. tostring(err)) then return end

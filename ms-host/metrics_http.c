@@ -50,6 +50,7 @@
 #include "host.h"
 #include "hostlog.h"
 #include "http_request.h"
+#include "lms_http_client.h"
 #include "lms_http_server.h"
 #include "metrics_http.h"
 #include "profiler.h"
@@ -330,6 +331,36 @@ static void render_histograms(sbuf *b, const ms_metrics *m, const ms_metric_desc
     }
 }
 
+/* The HTTP client's families (docs/http.md): counters and gauges, then,
+ * with metrics_histograms on as for the other histograms, the latency
+ * histogram (cumulative buckets, +Inf equal to _count). */
+static void render_http_client_prometheus(sbuf *b, bool histograms) {
+    uint64_t v[HCM_COUNT], hb[HTTP_CLIENT_LATENCY_BUCKETS], sum_ns;
+    http_client_metric_values(v);
+    http_client_latency_values(hb, &sum_ns);
+    for (size_t i = 0; i < HCM_COUNT; i++) {
+        const host_metric_desc *f = &http_client_metric_descs[i];
+        sb_family(b, f->prom, prom_type(f->type), f->help);
+        sb_printf(b, "%s %llu\n", f->prom, (unsigned long long)v[i]);
+    }
+    if (!histograms)
+        return;
+    const host_metric_desc *d = &http_client_latency_desc;
+    sb_family(b, d->prom, prom_type(d->type), d->help);
+    uint64_t cum = 0;
+    for (int i = 0; i < HTTP_CLIENT_LATENCY_BUCKETS; i++) {
+        cum += hb[i];
+        if (i + 1 < HTTP_CLIENT_LATENCY_BUCKETS)
+            sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", d->prom, http_client_latency_bounds[i],
+                      (unsigned long long)cum);
+        else
+            sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", d->prom, (unsigned long long)cum);
+    }
+    sb_printf(b, "%s_sum %llu.%09llu\n", d->prom, (unsigned long long)(sum_ns / 1000000000u),
+              (unsigned long long)(sum_ns % 1000000000u));
+    sb_printf(b, "%s_count %llu\n", d->prom, (unsigned long long)cum);
+}
+
 /* The cluster's families (docs/cluster.md), only on a host that joined
  * one: a host alone serves what it always did. */
 static void render_cluster_prometheus(sbuf *b) {
@@ -471,6 +502,7 @@ static void render_prometheus(sbuf *b, const ms_metrics *m, const agent_row *row
         sb_str(b, "\n");
     }
     render_http_prometheus(b);
+    render_http_client_prometheus(b, m->histograms);
     render_cluster_prometheus(b);
 }
 
@@ -528,6 +560,24 @@ static void render_json(sbuf *b, const ms_metrics *m, const agent_row *rows, siz
     for (int i = 0; i < HTTP_LAT_BUCKETS; i++)
         sb_printf(b, "%s%llu", i ? "," : "", (unsigned long long)st.latency[i]);
     sb_printf(b, "],\"sum_us\":%llu}", (unsigned long long)st.latency_sum_us);
+    uint64_t http[HCM_COUNT], hb[HTTP_CLIENT_LATENCY_BUCKETS], sum_ns;
+    http_client_metric_values(http);
+    http_client_latency_values(hb, &sum_ns);
+    sb_str(b, "},\"http_client\":{");
+    for (size_t i = 0; i < HCM_COUNT; i++)
+        sb_printf(b, "\"%s\":%llu,", http_client_metric_descs[i].key, (unsigned long long)http[i]);
+    sb_printf(b, "\"%s\":{\"buckets\":[", http_client_latency_desc.key);
+    uint64_t cum = 0;
+    for (int i = 0; i < HTTP_CLIENT_LATENCY_BUCKETS; i++) {
+        cum += hb[i];
+        if (i + 1 < HTTP_CLIENT_LATENCY_BUCKETS)
+            sb_printf(b, "%s{\"le\":%g,\"count\":%llu}", i ? "," : "", http_client_latency_bounds[i],
+                      (unsigned long long)cum);
+        else
+            sb_printf(b, ",{\"le\":\"+Inf\",\"count\":%llu}", (unsigned long long)cum);
+    }
+    sb_printf(b, "],\"count\":%llu,\"sum\":%llu.%09llu}", (unsigned long long)cum,
+              (unsigned long long)(sum_ns / 1000000000u), (unsigned long long)(sum_ns % 1000000000u));
     sb_str(b, "}}\n");
 }
 

@@ -1,6 +1,6 @@
 -- http_service.lua: a small JSON API served by a supervised pool of agents
 -- (ms.http.serve, docs/http.md).
---   ms-host run scripts/http_service.lua -- 127.0.0.1:8080
+--   ms-host run scripts/http_service.lua -- 127.0.0.1:8080 [UPSTREAM_URL]
 --   ms-host run scripts/http_service.lua -- 127.0.0.1:0 --check   (a self-test)
 --
 --   GET  /hello     {"hello":"world"}
@@ -19,6 +19,9 @@
 
 local address = arg[1] or "127.0.0.1:8080"
 local check = arg[2] == "--check"
+-- The HTTPS endpoint the client agent polls (none in the self-test, which
+-- must not depend on the network).
+local upstream_url = not check and (arg[2] or "https://www.debian.org/") or nil
 
 local function handler(req)
     local json = ms.json
@@ -56,9 +59,36 @@ local srv = assert(ms.http.serve{ listen = address, handler = handler, agents = 
                                   name = "http_service" })
 io.stderr:write(("http_service: listening on %s\n"):format(srv:url()))
 
--- CLIENT: an agent calling an HTTPS endpoint with ms.http.request goes
--- here, registered as "upstream" and answering calls "last" with what it
--- fetched (ms.http.request is the client half of ms.http; see docs/http.md).
+-- The client agent: calls the upstream HTTPS endpoint with ms.http.request
+-- every 30 s (TLS verified against the system's CAs) and answers calls
+-- "last" with what it got: the status and the body's size, or the error's
+-- reason and message (no network is an answer too, not a crash).
+if upstream_url then
+    ms.agent.spawn{ name = "upstream", args = { url = upstream_url }, fn = function(args)
+        local last = { url = args.url, pending = true }
+        local function fetch()
+            local status, headers_or_err, body = ms.http.request{ url = args.url,
+                                                                   timeout = 10, redirects = 3 }
+            if status then
+                last = { url = args.url, status = status, bytes = #body, at = ms.now() }
+            else
+                local err = headers_or_err
+                last = { url = args.url, error = err.reason, message = err.message,
+                         at = ms.now() }
+            end
+        end
+        ms.spawn(function()
+            while true do
+                fetch()
+                ms.sleep(30)
+            end
+        end)
+        while true do
+            local msg, reply = ms.recv()
+            if msg == "last" and reply then reply(last) end
+        end
+    end }
+end
 
 ms.on_shutdown(function()
     srv:close()

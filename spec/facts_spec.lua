@@ -158,7 +158,7 @@ describe("the metric descriptors", function()
                         files = true,
                         agent_io_limit = true, host_io_limit = true, io = true,
                         jit = true, cluster = true, -- docs/cluster.md
-                        http = true } -- docs/http.md
+                        http = true, http_client = true } -- docs/http.md
         for k in pairs(m) do
             assert(want_top[k] or extra[k], "ms.metrics()." .. k .. " is not described")
         end

@@ -1,7 +1,7 @@
 -- Specs for ms.http.serve (docs/http.md): one ms-host runs three servers
 -- on free loopback ports (a main one, one with short timeouts, one with a
 -- pool of one agent and a queue of one), and the specs talk to them with
--- curl and with raw sockets (spec/support/http_peer.py on Debian's
+-- curl and with raw sockets (spec/support/http_clients.py on Debian's
 -- python3): GET and POST, keep-alive, pipelining, malformed and
 -- oversized requests, a slow client, handlers that raise, return garbage
 -- or hostile objects, a crashing handler agent, back-pressure (503), a
@@ -18,7 +18,7 @@ local q, slurp, write, contains, assert_contains =
     h.shell_quote, h.slurp, h.write_file, h.contains, h.assert_contains
 
 local PY = "/usr/bin/python3"
-local PEER = "spec/support/http_peer.py"
+local PEER = "spec/support/http_clients.py"
 
 local function sh(cmd)
     local r = os.execute(cmd)

@@ -878,6 +878,84 @@ MS_API void ms_process_kill(ms_process *p, int signum);
 /* Lets go: pipes not taken are closed; the child is reaped when it exits. */
 MS_API void ms_process_free(ms_process *p);
 
+/* ---- HTTP client: libcurl's multi interface on the driver loop ----
+ *
+ * One libcurl multi handle per runtime, driven by the driver thread's
+ * libuv loop, so every request shares one pool of connections
+ * (keep-alive reuse, HTTP/2 multiplexing when the server offers it).
+ * A request is started on any thread, polled by one task and freed by
+ * it; freeing an unfinished request cancels it.  docs/http.md. */
+
+typedef struct ms_http_request ms_http_request;
+
+/* What failed, when a request did not get a whole response. */
+typedef enum ms_http_failure {
+    MS_HTTP_OK = 0,
+    MS_HTTP_DNS,          /* the host name did not resolve */
+    MS_HTTP_CONNECT,      /* no connection (refused, unreachable) */
+    MS_HTTP_TLS,          /* the TLS handshake or the certificate check failed */
+    MS_HTTP_TIMEOUT,      /* timeout_ms or connect_timeout_ms passed */
+    MS_HTTP_TOO_LARGE,    /* the response body passed max_size */
+    MS_HTTP_PROTOCOL,     /* what came back was not HTTP */
+    MS_HTTP_SEND,         /* the connection failed while sending */
+    MS_HTTP_RECEIVE,      /* the connection broke before the response ended */
+    MS_HTTP_REDIRECTS,    /* more redirects than max_redirects */
+    MS_HTTP_PROXY,        /* the proxy failed or did not resolve */
+    MS_HTTP_URL,          /* a malformed URL or a scheme other than http(s) */
+    MS_HTTP_NO_MEMORY,    /* out of memory */
+    MS_HTTP_SHUTDOWN,     /* the runtime stopped first */
+    MS_HTTP_OTHER
+} ms_http_failure;
+
+typedef struct ms_http_opts {
+    const char *url;                /* http:// or https:// only */
+    const char *method;             /* NULL: "GET" */
+    const char *const *headers;     /* nheaders "Name: value" lines */
+    size_t nheaders;
+    const void *body;               /* copied; NULL: none */
+    size_t body_len;
+    uint64_t timeout_ms;            /* the whole exchange; 0: none */
+    uint64_t connect_timeout_ms;    /* 0: libcurl's (300 s) */
+    uint64_t max_size;              /* response body limit in bytes; 0: none */
+    uint32_t max_redirects;         /* 0: redirects are returned, not followed */
+    bool insecure;                  /* skip the certificate and host name checks */
+    const char *ca_file;            /* NULL: the system's CA store */
+    const char *proxy;              /* NULL: none (the environment is not read) */
+    bool stream;                    /* the body is read with ms_http_request_read */
+} ms_http_opts;
+
+/* Starts a request (everything in o is copied). */
+MS_API int ms_http_request_start(ms_runtime *rt, const ms_http_opts *o, ms_http_request **out,
+                                 ms_error *err);
+/* Ready when the exchange ended, or, for a stream, when the response's
+ * head arrived: *rc 0, or < 0 with err (ms_http_request_failure says
+ * what failed: a timeout is MS_E_TIMEOUT, too large MS_E_EXHAUSTED, a bad
+ * URL MS_E_INVALID_ARGUMENT, the others MS_E_IO). */
+MS_API ms_poll ms_http_request_poll(ms_http_request *r, ms_cx *cx, int *rc, ms_error *err);
+MS_API ms_http_failure ms_http_request_failure(const ms_http_request *r);
+/* "dns", "connect", "tls", "timeout", "too_large", "protocol", "send",
+ * "receive", "redirects", "proxy", "url", "no_memory", "shutdown",
+ * "other"; "ok" for MS_HTTP_OK. */
+MS_API const char *ms_http_failure_name(ms_http_failure f);
+/* After a ready poll with rc 0: the final response's status, and its
+ * header lines ("Name: value", each ended by one '\n', no status line). */
+MS_API int ms_http_request_status(const ms_http_request *r);
+MS_API const char *ms_http_request_headers(const ms_http_request *r, size_t *len);
+/* Not a stream, after a ready poll with rc 0: the whole body. */
+MS_API const char *ms_http_request_body(const ms_http_request *r, size_t *len);
+/* A stream: up to cap bytes of the body.  Ready with *n > 0, *n == 0 at
+ * its end, or *n < 0 (err; the failure as above).  At most
+ * MS_HTTP_STREAM_WINDOW bytes wait unread: then the transfer is paused
+ * until the reader catches up. */
+MS_API ms_poll ms_http_request_read(ms_http_request *r, ms_cx *cx, void *buf, size_t cap,
+                                    ssize_t *n, ms_error *err);
+/* Frees; an unfinished request is cancelled. */
+MS_API void ms_http_request_free(ms_http_request *r);
+/* Connections the client holds open now, and has opened in all. */
+MS_API void ms_http_client_connections(ms_runtime *rt, uint64_t *open, uint64_t *opened);
+
+#define MS_HTTP_STREAM_WINDOW (256 * 1024)
+
 /* ---- Files: on the blocking pool, as Tokio does ---- */
 
 typedef struct ms_bytes {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_client.h"
 #include "stream.h"
 #include "runtime.h"
 #include "thread.h"
@@ -129,6 +130,9 @@ static void async_cb(uv_async_t *a) {
     if (d->time)
         process_timers(d);
     if (stopping) {
+        /* The HTTP client first: its requests end with MS_HTTP_SHUTDOWN
+         * and its handles close with callbacks that free their memory. */
+        httpc_stop(d);
         /* Handles whose owners still live are closed here; their memory
          * stays with the owners, who free it after drv_wait_finished. */
         uv_walk(&d->loop, close_walk_cb, NULL);
@@ -207,6 +211,8 @@ int drv_init(driver *d, ms_runtime *rt, const ms_config *cfg, ms_error *err) {
     atomic_init(&d->timers_active, 0);
     atomic_init(&d->accept_errors, 0);
     atomic_init(&d->accept_pauses, 0);
+    atomic_init(&d->http_conns_open, 0);
+    atomic_init(&d->http_conns_opened, 0);
     return 0;
 }
 

@@ -62,6 +62,13 @@ struct driver {
     /* Listeners (listen.c): accepts that failed for want of descriptors
      * or memory, and the pauses that followed. */
     _Atomic uint64_t accept_errors, accept_pauses;
+
+    /* The HTTP client (http_client.c): its libcurl multi handle, created
+     * on the first request.  Driver thread only. */
+    struct httpc *http;
+    bool http_stopped;          /* driver thread only: httpc_stop ran */
+    /* Its connections open now and opened in all (any thread, relaxed). */
+    _Atomic uint64_t http_conns_open, http_conns_opened;
 };
 
 int drv_init(driver *d, ms_runtime *rt, const ms_config *cfg, ms_error *err);

@@ -1,22 +1,22 @@
 """Raw HTTP/1.1 clients for spec/http_server_spec.lua (run by Debian's
 /usr/bin/python3): each scenario prints lines the spec reads.
 
-    http_peer.py send PORT FILE [N]     FILE's bytes on one connection, then
+    http_clients.py send PORT FILE [N]     FILE's bytes on one connection, then
                                         N responses read (default 1):
                                         "STATUS LENGTH BODY" per response,
                                         then "closed" if the server closed
-    http_peer.py sequence PORT FILE...  one request per FILE on one
+    http_clients.py sequence PORT FILE...  one request per FILE on one
                                         connection, each answer read before
                                         the next request is sent
-    http_peer.py slowloris PORT N       a connection that sends half a
+    http_clients.py slowloris PORT N       a connection that sends half a
                                         request and stalls; meanwhile N
                                         requests on other connections;
                                         "fast STATUS" each, then "slow
                                         silent" if the stalled one got
                                         nothing meanwhile
-    http_peer.py hold PORT N            N connections opened and held until
+    http_clients.py hold PORT N            N connections opened and held until
                                         stdin closes ("held K" once open)
-    http_peer.py wait_refused PORT      until a connect is refused (20 s)
+    http_clients.py wait_refused PORT      until a connect is refused (20 s)
 
 Responses are framed by Content-Length (the server always sends one).
 """
