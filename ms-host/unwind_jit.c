@@ -150,16 +150,19 @@ static int cie_fde_encoding(const uint8_t *cie) {
     return -1;
 }
 
-static void link_range(const jit_range *proto) {
+/* false when the heap refused a node (the nodes linked so far stay:
+ * take() unlinks the whole table then). */
+static bool link_range(const jit_range *proto) {
     for (uintptr_t b = proto->lo >> BLOCK_SHIFT; b <= (proto->hi - 1) >> BLOCK_SHIFT; b++) {
         jit_range *r = malloc(sizeof *r);
         if (!r)
-            abort(); /* a table we cannot index could not be unwound */
+            return false;
         *r = *proto;
         size_t k = bucket_of(b);
         r->next = buckets[k];
         buckets[k] = r;
     }
+    return true;
 }
 
 /* Unlinks the nodes of proto's range that belong to its table; how many. */
@@ -203,16 +206,33 @@ static bool each_fde(const uint8_t *begin, size_t (*f)(const jit_range *), size_
     return true;
 }
 
+/* Whether a node could not be allocated while take() linked a table;
+ * under the lock, held exclusively. */
+static bool link_failed;
+
 static size_t link_one(const jit_range *r) {
-    link_range(r);
+    if (link_failed)
+        return 0;
+    if (!link_range(r)) {
+        link_failed = true;
+        return 0;
+    }
     return 1;
 }
 
-/* Indexes the table's FDEs; false when libgcc should have it instead. */
+/* Indexes the table's FDEs; false when libgcc should have it instead: a
+ * table this file does not read, or one it could not index for want of
+ * memory (unindexed again, so that a lookup never finds half of it). */
 static bool take(const void *begin) {
     size_t n = 0;
     pthread_rwlock_wrlock(&lock);
+    link_failed = false;
     bool ours = each_fde(begin, link_one, &n);
+    if (ours && link_failed) {
+        size_t undone = 0;
+        each_fde(begin, unlink_range, &undone);
+        ours = false;
+    }
     pthread_rwlock_unlock(&lock);
     return ours && n > 0;
 }
