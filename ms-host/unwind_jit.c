@@ -150,19 +150,27 @@ static int cie_fde_encoding(const uint8_t *cie) {
     return -1;
 }
 
-/* false when the heap refused a node (the nodes linked so far stay:
- * take() unlinks the whole table then). */
-static bool link_range(const jit_range *proto) {
+/* Nodes allocated for the table take() is linking, before it took the
+ * lock: nothing that allocates runs under the lock, because an allocation
+ * may unwind (a fault injector's backtrace, a profiler's) and the
+ * unwinder calls _Unwind_Find_FDE, which takes the lock.  Under the lock,
+ * held exclusively. */
+static jit_range *spare;
+
+/* The nodes proto's range needs: one per 64 KB block it overlaps. */
+static size_t count_range(const jit_range *proto) {
+    return (size_t)(((proto->hi - 1) >> BLOCK_SHIFT) - (proto->lo >> BLOCK_SHIFT) + 1);
+}
+
+static void link_range(const jit_range *proto) {
     for (uintptr_t b = proto->lo >> BLOCK_SHIFT; b <= (proto->hi - 1) >> BLOCK_SHIFT; b++) {
-        jit_range *r = malloc(sizeof *r);
-        if (!r)
-            return false;
+        jit_range *r = spare; /* counted before: never NULL here */
+        spare = r->next;
         *r = *proto;
         size_t k = bucket_of(b);
         r->next = buckets[k];
         buckets[k] = r;
     }
-    return true;
 }
 
 /* Unlinks the nodes of proto's range that belong to its table; how many. */
@@ -185,7 +193,7 @@ static size_t unlink_range(const jit_range *proto) {
 
 /* Calls f on every FDE of the table at begin that belongs to its first
  * CIE; false (f never called) when that CIE is not one this file reads.
- * The caller holds the lock exclusively. */
+ * It reads only the table; f may need the lock (link_one, unlink_range). */
 static bool each_fde(const uint8_t *begin, size_t (*f)(const jit_range *), size_t *count) {
     int enc = cie_fde_encoding(begin);
     if (enc < 0)
@@ -206,35 +214,38 @@ static bool each_fde(const uint8_t *begin, size_t (*f)(const jit_range *), size_
     return true;
 }
 
-/* Whether a node could not be allocated while take() linked a table;
- * under the lock, held exclusively. */
-static bool link_failed;
-
 static size_t link_one(const jit_range *r) {
-    if (link_failed)
-        return 0;
-    if (!link_range(r)) {
-        link_failed = true;
-        return 0;
-    }
+    link_range(r);
     return 1;
 }
 
 /* Indexes the table's FDEs; false when libgcc should have it instead: a
- * table this file does not read, or one it could not index for want of
- * memory (unindexed again, so that a lookup never finds half of it). */
+ * table this file does not read, or one whose nodes the heap refused. */
 static bool take(const void *begin) {
+    size_t need = 0;
+    if (!each_fde(begin, count_range, &need) || need == 0)
+        return false;
+    jit_range *mine = NULL;
+    for (size_t i = 0; i < need; i++) {
+        jit_range *r = malloc(sizeof *r);
+        if (!r) {
+            while (mine) {
+                jit_range *next = mine->next;
+                free(mine);
+                mine = next;
+            }
+            return false;
+        }
+        r->next = mine;
+        mine = r;
+    }
     size_t n = 0;
     pthread_rwlock_wrlock(&lock);
-    link_failed = false;
-    bool ours = each_fde(begin, link_one, &n);
-    if (ours && link_failed) {
-        size_t undone = 0;
-        each_fde(begin, unlink_range, &undone);
-        ours = false;
-    }
+    spare = mine;
+    each_fde(begin, link_one, &n);
+    spare = NULL;
     pthread_rwlock_unlock(&lock);
-    return ours && n > 0;
+    return n > 0;
 }
 
 /* Unindexes the table (its memory is still the caller's, unchanged);
@@ -267,7 +278,10 @@ API const void *_Unwind_Find_FDE(void *pc, struct dwarf_eh_bases *bases) {
     uintptr_t a = (uintptr_t)pc;
     const uint8_t *fde = NULL;
     uintptr_t lo = 0;
-    pthread_rwlock_rdlock(&lock);
+    /* Refused (this thread holds the lock to write: an unwind from inside
+     * take or drop): not one of ours, then, as far as this lookup goes. */
+    if (pthread_rwlock_rdlock(&lock) != 0)
+        goto others;
     for (jit_range *r = buckets[bucket_of(a >> BLOCK_SHIFT)]; r; r = r->next) {
         if (r->lo <= a && a < r->hi) {
             fde = r->fde;
@@ -282,6 +296,7 @@ API const void *_Unwind_Find_FDE(void *pc, struct dwarf_eh_bases *bases) {
         bases->func = (void *)lo;
         return fde;
     }
+others:
     pthread_once(&next_once, find_next);
     return next_find ? next_find(pc, bases) : NULL;
 }
