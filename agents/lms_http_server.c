@@ -293,6 +293,22 @@ static void set_busy(hs_conn *c, bool busy) {
     pthread_mutex_unlock(&c->srv->lock);
 }
 
+/* Takes the first waiting taker off the list, its waker into *w (woken
+ * by the caller once the lock is released); false when none waits.
+ * Under srv->lock. */
+static bool pop_taker(hs_server *srv, ms_waker *w) {
+    hs_taker *t = srv->takers;
+    if (!t)
+        return false;
+    srv->takers = t->next;
+    if (t->next)
+        t->next->prev = NULL;
+    t->linked = false;
+    *w = t->waker;
+    t->waker = (ms_waker){0};
+    return true;
+}
+
 /* Queues the complete request for an agent, or answers 503. */
 static void dispatch(hs_conn *c) {
     hs_server *srv = c->srv;
@@ -316,15 +332,7 @@ static void dispatch(hs_conn *c) {
     srv->qlast = c;
     srv->queued++;
     ms_waker w = {0};
-    hs_taker *t = srv->takers;
-    if (t) {
-        srv->takers = t->next;
-        if (t->next)
-            t->next->prev = NULL;
-        t->linked = false;
-        w = t->waker;
-        t->waker = (ms_waker){0};
-    }
+    pop_taker(srv, &w);
     pthread_mutex_unlock(&srv->lock);
     if (!ms_waker_is_null(&w))
         ms_waker_wake(&w);
@@ -736,17 +744,9 @@ static void close_queue(hs_server *srv) {
         ms_waker w = {0};
         pthread_mutex_lock(&srv->lock);
         srv->closed = true;
-        hs_taker *t = srv->takers;
-        if (t) {
-            srv->takers = t->next;
-            if (t->next)
-                t->next->prev = NULL;
-            t->linked = false;
-            w = t->waker;
-            t->waker = (ms_waker){0};
-        }
+        bool any = pop_taker(srv, &w);
         pthread_mutex_unlock(&srv->lock);
-        if (!t)
+        if (!any)
             return;
         ms_waker_wake(&w);
     }
