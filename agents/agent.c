@@ -37,6 +37,7 @@
 #include "ltask.h"
 #include "mail.h"
 #include "ops.h"
+#include "preempt.h"
 #include "registry.h"
 #include "profiler.h"
 #include "smalloc.h"
@@ -161,23 +162,46 @@ static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return p;
 }
 
-/* Installed by agent_stop on a running agent: every thousand VM
- * instructions of the interpreter it yields the running task out to the
+/* Installed by agent_stop on a running agent, with a count of 1: at the
+ * next interpreted instruction it yields the running task out to the
  * scheduler, which then ends the agent.  A yield, not an error: pcall does
  * not catch it (LuaJIT yields across pcall), so `while true do pcall(f)
  * end` stops too.  Where the code cannot yield (inside a C function: a
  * table.sort comparator, a metamethod called from C) it raises instead,
- * which leaves that C function, and fires from then on at every
- * instruction, to yield at the first one back in yieldable code.  Compiled code (a trace) calls no hooks: see docs/host.md,
- * "Stopping agents". */
+ * which leaves that C function, and fires again at every instruction, to
+ * yield at the first one back in yieldable code.  Compiled code (a trace)
+ * calls no hooks: preempt_interrupt makes it leave to the interpreter,
+ * where this fires (preempt.c; docs/host.md, "Stopping agents"). */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
+    agent *a = agent_from_state(L);
+    if (a && a->own_state)
+        preempt_clear(a->L);
     if (lua_isyieldable(L))
         lua_yield(L, 0);
-    /* From now on at every instruction, so that the first one back in
-     * yieldable code yields, before a loop re-enters the C function. */
-    lua_sethook(L, stop_hook, LUA_MASKCOUNT, 1);
     luaL_error(L, "agent stopped");
+}
+
+/* Under a->mlock: makes the running task of a state of the agent's own
+ * yield at its next instruction, compiled or not. */
+static void interrupt_locked(agent *a) {
+    /* lua_sethook may be called while the state runs (it is what Lua's own
+     * interpreter does from its SIGINT handler); mlock keeps it away from
+     * a state being closed.  Only for a state of the agent's own: ms.run's
+     * main agent shares its global state (and so its hook) with the
+     * caller. */
+    if (!a->state_closing && a->own_state && a->L && a->state == AG_RUNNING) {
+        lua_sethook(a->L, stop_hook, LUA_MASKCOUNT, 1);
+        preempt_interrupt(a->L); /* after the hook: the trace's exit meets it */
+    }
+}
+
+void agent_interrupt(agent *a) {
+    if (a->remote_host)
+        return;
+    pthread_mutex_lock(&a->mlock);
+    interrupt_locked(a);
+    pthread_mutex_unlock(&a->mlock);
 }
 
 void agent_stop(agent *a, const char *reason) {
@@ -194,13 +218,7 @@ void agent_stop_as(agent *a, const char *exit_reason, const char *reason) {
         a->stop_reason = strdup(reason ? reason : exit_reason);
         snprintf(a->stop_exit_reason, sizeof a->stop_exit_reason, "%s", exit_reason);
     }
-    /* lua_sethook may be called while the state runs (it is what Lua's own
-     * interpreter does from its SIGINT handler); mlock keeps it away from
-     * a state being closed.  Only for a state of the agent's own: ms.run's
-     * main agent shares its global state (and so its hook) with the
-     * caller. */
-    if (!a->state_closing && a->own_state && a->L && a->state == AG_RUNNING)
-        lua_sethook(a->L, stop_hook, LUA_MASKCOUNT, 1000);
+    interrupt_locked(a);
     pthread_mutex_unlock(&a->mlock);
     atomic_store_explicit(&a->stop_requested, true, memory_order_release);
     ms_waker_wake_by_ref(&a->self_waker);
@@ -479,6 +497,9 @@ static void agent_teardown(agent *a) {
         pthread_mutex_lock(&a->mlock);
         a->state_closing = true;
         pthread_mutex_unlock(&a->mlock);
+        /* A stop's request to leave compiled code may still be set (the
+         * agent was stopped while waiting): off before the finalizers. */
+        preempt_clear(a->L);
         lua_close(a->L);
         pthread_mutex_lock(&a->mlock);
         a->L = a->Lp = NULL;
@@ -632,6 +653,11 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
             /* Stopped while it ran (the stop hook yielded it out). */
             if (atomic_load_explicit(&a->stop_requested, memory_order_acquire))
                 return exit_stopped(a);
+            /* The host shuts down (agent_interrupt yielded it out): the
+             * next poll starts the agent's shutdown. */
+            if (!a->shutdown_started &&
+                atomic_load_explicit(&a->shutdown_requested, memory_order_acquire))
+                return STEP_YIELD;
             if (atomic_load_explicit(&a->blocking_busy, memory_order_acquire))
                 return STEP_PENDING;
             /* Coroutines woken meanwhile queue up now, behind the ready

@@ -253,11 +253,22 @@ void agent_exit(agent *a, const char *reason, int code, const char *message,
  * The exit reason is "killed" (agent_stop) or exit_reason, with reason as
  * the exit message. */
 void agent_stop(agent *a, const char *reason);
+/* Makes the agent's running task, if any, yield out of its poll at its
+ * next instruction, compiled code included (preempt.h), without stopping
+ * it: host shutdown, for agents that do not trap exits, so that the next
+ * poll ends them.  Any thread. */
+void agent_interrupt(agent *a);
 void agent_stop_as(agent *a, const char *exit_reason, const char *reason);
 /* Switches the JIT on for a, within jit_agent_limit and while the
  * machine-code window has room, unless it was spawned with jit = false or
  * a memory limit, or leaves it off (agent_jit.c).  Once per agent. */
 void agent_jit_decide(agent *a);
+
+/* package.preload["jit.profile"] in an agent's state (before and after
+ * jit opens, which registers LuaJIT's own loader): raises.  LuaJIT's
+ * profiler has one slot per process, which preempt.c holds so that
+ * compiled code can be stopped. */
+int agent_jit_profile_refused(lua_State *L);
 /* Waits on a plain thread (not a worker) for a started agent to end.
  * Returns 0, or its failure with err set from its exit record. */
 int agent_join(agent *a, ms_error *err);

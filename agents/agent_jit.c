@@ -37,6 +37,7 @@
 #include "agent.h"
 #include "host.h"
 #include "jitwin.h"
+#include "preempt.h"
 
 /* LuaJIT 2.1's trace error "failed to allocate mcode memory" (its place in
  * lj_traceerr.h, the same in Debian 12's and OpenResty's 2.1 builds;
@@ -173,12 +174,28 @@ static bool may_compile(agent *a) {
     return true;
 }
 
+int agent_jit_profile_refused(lua_State *L) {
+    return luaL_error(L, "jit.profile is not available in an agent: LuaJIT's profiler serves "
+                         "one VM per process and ms-host keeps it to stop compiled code; profile "
+                         "an agent with ms.profiler.run or GET /debug/profile (docs/observability.md)");
+}
+
 void agent_jit_decide(agent *a) {
     if (a->jit_decided || !a->own_state)
         return;
     a->jit_decided = true;
     lua_State *L = a->L;
     lua_getglobal(L, "jit"); /* opens the library (lazy_global): the JIT is on */
+    /* Before anything compiles (and whether or not the JIT stays on: an
+     * agent may switch it on later), so that every trace can be left
+     * when the agent is stopped. */
+    preempt_prepare(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "_PRELOAD");
+    if (lua_istable(L, -1)) {
+        lua_pushcfunction(L, agent_jit_profile_refused);
+        lua_setfield(L, -2, "jit.profile");
+    }
+    lua_pop(L, 1);
     if (a->mem_limit && lua_istable(L, -1)) {
         /* LuaJIT as Debian 12 ships it (2.1, 2022) cannot unwind a memory
          * error raised in compiled code or on a trace exit: the process

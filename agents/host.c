@@ -13,6 +13,7 @@
 #include "hostlog.h"
 #include "lifecycle.h"
 #include "ops.h"
+#include "preempt.h"
 #include "tune.h"
 
 /* The process's host.  Set by the thread that opens it, read by any
@@ -43,6 +44,9 @@ host *host_init(ms_runtime *rt, bool own) {
             host_setting_set(h, f.name, f.def);
     atomic_init(&h->jit_agents, 0);
     atomic_init(&h->jit_limited, 0);
+    /* Before the first agent state: LuaJIT's profiler slot and the probe
+     * that make compiled code stoppable (preempt.c). */
+    preempt_init();
     atomic_store_explicit(&g_host, h, memory_order_release);
     return h;
 }

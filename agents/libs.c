@@ -228,6 +228,8 @@ static void open_package(lua_State *L) {
     lua_setfield(L, -2, LUA_FFILIBNAME);
     lua_pushcfunction(L, open_ms);
     lua_setfield(L, -2, "ms");
+    lua_pushcfunction(L, agent_jit_profile_refused);
+    lua_setfield(L, -2, "jit.profile");
     lua_pop(L, 1);
     if (sandbox) {
         /* No C modules: no loadlib, no C searchers (the 3rd and 4th). */

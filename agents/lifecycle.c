@@ -73,6 +73,10 @@ void lifecycle_begin_shutdown(const char *reason, double timeout) {
         if (a->supervised)
             continue;
         atomic_store_explicit(&a->shutdown_requested, true, memory_order_release);
+        /* One that does not trap exits ends at its next poll: if it is in
+         * one that never yields, that poll ends now. */
+        if (!atomic_load_explicit(&a->traps_exit, memory_order_relaxed))
+            agent_interrupt(a);
         ms_waker_wake_by_ref(&a->self_waker);
     }
     ms_waker w = ms_waker_clone(&h->lifecycle_waker);
@@ -333,6 +337,14 @@ void lifecycle_on_stall(void *ud, const ms_stall *st) {
                      st->stalled_ms / 1000.0, stalls);
             agent_stop_as(found, "runaway", why);
             action = "; stopping it (runaway policy)";
+        } else if (atomic_load_explicit(&found->stop_requested, memory_order_acquire) ||
+                   (atomic_load_explicit(&found->shutdown_requested, memory_order_acquire) &&
+                    !atomic_load_explicit(&found->traps_exit, memory_order_relaxed))) {
+            /* Stopped already and still in its poll: its request to leave
+             * compiled code may have been lost to a write of LuaJIT's own
+             * (preempt.c), or it is in a C function; ask again. */
+            agent_interrupt(found);
+            action = "; it was stopped and has not ended yet";
         }
     }
     if (found)

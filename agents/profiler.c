@@ -44,12 +44,14 @@
 
 #include "agent.h"
 #include "host.h"
+#include "preempt.h"
 #include "profiler.h"
 #include "registry.h"
 
 #define PROF_MAX_STACKS 4096
-/* Sampling interval, in ms (LuaJIT's mode string). */
-#define PROF_MODE "fi1"
+/* LuaJIT's mode string: line mode, which agent states keep so that their
+ * compiled code can be stopped (preempt.c), and samples every 1 ms. */
+#define PROF_MODE "li1"
 /* How long profiler_run waits for the agent to start, and to stop after
  * the profile's time (beyond that it is busy in one poll). */
 #define PROF_START_WAIT_S 5.0
@@ -160,6 +162,14 @@ static void count_stack(prof_req *r, const char *s, size_t len, int samples) {
 static void on_sample(void *data, lua_State *L, int samples, int vmstate) {
     (void)vmstate;
     prof_req *r = data;
+    /* Another agent's state, left to the interpreter by a stop
+     * (preempt.c), can call back too: not this profile's to count, and
+     * dumpstack would write its text with that state's allocator into a
+     * buffer of this one's. */
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    if (ud != r->a)
+        return;
     size_t len = 0;
     /* Root first (negative depth), "file:function" frames joined by ";". */
     const char *s = luaJIT_profile_dumpstack(L, "pFZ;", -64, &len);
@@ -229,11 +239,11 @@ void profiler_poll(agent *a) {
          * r stays alive while it runs (active's reference). */
         r->counts = calloc(2 * PROF_MAX_STACKS, sizeof *r->counts);
         if (r->counts)
-            luaJIT_profile_start(a->L, PROF_MODE, on_sample, r);
+            preempt_profile_start(a->L, PROF_MODE, on_sample, r);
         else
             finish(r, "out of memory for the profile");
     } else if (stop) {
-        luaJIT_profile_stop(a->L);
+        preempt_profile_stop(a->L);
         finish(r, NULL);
     }
     req_unref(r);
@@ -247,7 +257,7 @@ void profiler_on_exit(agent *a) {
     bool running = r->started && !r->done;
     pthread_mutex_unlock(&r->lock);
     if (running) {
-        luaJIT_profile_stop(a->L);
+        preempt_profile_stop(a->L);
         finish(r, "the agent ended during the profile");
     }
     req_unref(r);

@@ -75,6 +75,132 @@ print("exit: " .. tostring(m and m.reason))
     end)
 end)
 
+-- Loops for the JIT to compile: each chunk returns spin(limit), which runs
+-- until limit (nil: for ever).  The agent runs spin(100000) first, so the
+-- loop that the stop meets is one it has compiled (the trace count it
+-- reports says so), then spin(nil).
+local compiled_loops = {
+    plain = [=[return function(limit) local x = 0 while x ~= limit do x = x + 1 end end]=],
+    calls = [=[local function f(a) return a * 2 % 7 end
+        return function(limit) local x, n = 0, 0 while n ~= limit do x = f(x) n = n + 1 end end]=],
+    tables = [=[return function(limit)
+        local t, i = {}, 0 while i ~= limit do i = i + 1 t[i % 100 + 1] = i end end]=],
+    pcall_inside = [=[return function(limit) local n = 0
+        while n ~= limit do
+            pcall(function() local y = 0 while y ~= 100 and n ~= limit do y = y + 1 n = n + 1 end end)
+        end end]=],
+    lines = [=[return function(limit)
+        local x, n = 0, 0
+        while n ~= limit do
+            x = x + 1
+            if x % 3 == 0 then x = x - 1 end
+            n = n + 1
+        end
+    end]=],
+    coroutine = [=[return function(limit)
+        coroutine.wrap(function() local x = 0 while x ~= limit do x = x + 1 end end)() end]=],
+    strings = [=[return function(limit)
+        local n, s = 0 while n ~= limit do s = string.format("%d", n % 10) n = n + 1 end end]=],
+    nested_for = [=[return function(limit)
+        local x = 0 for i = 1, limit or math.huge do for j = 1, 10 do x = x + j end end end]=],
+    metamethod = [=[local t = setmetatable({}, { __index = function(t, k) return k end })
+        return function(limit) local x, n = 0, 0 while n ~= limit do x = x + t[1] n = n + 1 end end]=],
+    allocating = [=[return function(limit)
+        local n = 0 while n ~= limit do local t = { n, n + 1 } n = n + 1 end end]=],
+}
+
+describe("a:stop() on compiled code", function()
+    it("ends loops the JIT compiled, one kind after another; their permits come back and calls are answered meanwhile", function()
+        local names = {}
+        for name in pairs(compiled_loops) do names[#names + 1] = name end
+        table.sort(names)
+        local lines = { "local loops = {" }
+        for _, name in ipairs(names) do
+            lines[#lines + 1] = ("  { %q, %q },"):format(name, compiled_loops[name])
+        end
+        lines[#lines + 1] = "}"
+        local out = ok_run(table.concat(lines, "\n") .. [[
+
+local sem = ms.semaphore(#loops)
+local echo = ms.agent.spawn{ fn = function() while true do local m, r = ms.recv() r(m) end end }
+for _, loop in ipairs(loops) do
+    local a = ms.agent.spawn{ name = loop[1], args = { src = loop[2], sem = sem, parent = ms.self() },
+        fn = function(args)
+            local permit = args.sem:acquire()
+            for i = 1, 40 do ms.sleep(0.001) end   -- past the polls before an agent compiles
+            local traces = 0
+            jit.attach(function(what) if what == "stop" then traces = traces + 1 end end, "trace")
+            local spin = assert(loadstring(args.src))()
+            spin(100000)
+            args.parent:send({ traces = traces, jit = jit.status() })
+            spin(nil)
+        end }
+    ms.monitor(a)
+    local m = assert(ms.recv(20), "no word from " .. loop[1])
+    ms.sleep(0.05)
+    local answer = echo:call("hi", 20)
+    a:stop("enough")
+    local e = ms.recv(20)
+    print(("%s: jit %s, compiled %s, call %s, exit %s %s"):format(loop[1], tostring(m.jit),
+        tostring(m.traces > 0), tostring(answer), tostring(e and e.reason), tostring(e and e.message)))
+end
+print("permits back: " .. tostring(sem:acquire(#loops, 20) ~= nil))
+]])
+        for _, name in ipairs(names) do
+            assert.matches(name .. ": jit true, compiled true, call hi, exit killed enough", out, 1, true)
+        end
+        assert.matches("permits back: true", out, 1, true)
+    end)
+
+    it("the runaway policy 'stop' ends a compiled loop at its first stall", function()
+        local rc, out, err = run([[
+local a = ms.agent.spawn{ runaway = "stop", fn = function()
+    for i = 1, 40 do ms.sleep(0.001) end
+    local function spin(limit) local x = 0 while x ~= limit do x = x + 1 end end
+    spin(100000)
+    spin(nil)
+end }
+ms.monitor(a)
+local m = ms.recv(30)
+print("exit: " .. tostring(m and m.reason))
+]], "--set stall_threshold=0.2")
+        assert(rc == 0, out .. err)
+        assert.matches("exit: runaway", out, 1, true)
+        assert.matches("stopping it (runaway policy)", err, 1, true)
+    end)
+
+    it("SIGTERM ends a host whose agent spins in compiled code", function()
+        local path = h.tmpfile([[
+ms.agent.spawn{ fn = function()
+    for i = 1, 40 do ms.sleep(0.001) end
+    local x = 0 while true do x = x + 1 end
+end }
+ms.sleep(0.5)
+print("spinning") io.stdout:flush()
+ms.recv()
+]], ".lua")
+        local out = os.tmpname()
+        local rc = os.execute(("(timeout -k 5 60 %s run %s --workers 2 >%s 2>&1 </dev/null & "
+            .. "p=$!; sleep 1.5; kill -TERM $p; wait $p)"):format(q(HOST), q(path), q(out)))
+        local o = h.slurp(out)
+        os.remove(path) os.remove(out)
+        assert(rc == 0, "ms-host exited " .. tostring(rc) .. ":\n" .. o)
+        assert.matches("spinning", o, 1, true)
+    end)
+
+    it("refuses jit.profile in an agent (ms-host keeps LuaJIT's one profiler)", function()
+        local out = ok_run([[
+local a = ms.agent.spawn{ fn = function()
+    local ok, err = pcall(require, "jit.profile")
+    print("jit.profile: " .. tostring(ok) .. " " .. tostring(err))
+end }
+ms.monitor(a) ms.recv(20)
+]])
+        assert.matches("jit.profile: false", out, 1, true)
+        assert.matches("jit.profile is not available in an agent", out, 1, true)
+    end)
+end)
+
 describe("an agent that never yields", function()
     it("does not strand an agent it woke on its own worker (1 worker, a stand-in takes over)", function()
         -- The woken main agent waits in the busy worker's LIFO slot; the
