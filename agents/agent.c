@@ -177,6 +177,20 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
     agent *a = agent_from_state(L);
     if (a && a->own_state)
         preempt_clear(a->L);
+    bool ending = !a || atomic_load_explicit(&a->stop_requested, memory_order_acquire) ||
+                  (!a->shutdown_started &&
+                   atomic_load_explicit(&a->shutdown_requested, memory_order_acquire));
+    if (!ending) {
+        /* A time slice (agent_interrupt while the host is starved): the
+         * task yields once, to the front of its agent's queue, and the
+         * agent's own hook is back. */
+        if (!lua_isyieldable(L) || !agent_running())
+            return; /* inside a C function: again at the next instruction */
+        libs_reset_hook(L);
+        a->sliced = true;
+        lua_yield(L, 0);
+        return;
+    }
     if (lua_isyieldable(L))
         lua_yield(L, 0);
     luaL_error(L, "agent stopped");
@@ -653,6 +667,14 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
             /* Stopped while it ran (the stop hook yielded it out). */
             if (atomic_load_explicit(&a->stop_requested, memory_order_acquire))
                 return exit_stopped(a);
+            /* Its time slice ended (agent_slice): first again at the next
+             * poll, before the agent's other tasks, so that they never run
+             * in the middle of its code; other agents run meanwhile. */
+            if (a->sliced) {
+                a->sliced = false;
+                atomic_fetch_add_explicit(&a->slices, 1, memory_order_relaxed);
+                return STEP_YIELD;
+            }
             /* The host shuts down (agent_interrupt yielded it out): the
              * next poll starts the agent's shutdown. */
             if (!a->shutdown_started &&

@@ -122,6 +122,11 @@ struct agent {
      * anyone (relaxed: a hint for whoever stops it). */
     _Atomic bool traps_exit;
     bool shutdown_started;      /* agent thread */
+    /* Its running task yielded for a time slice (agent.c's stop hook; the
+     * health monitor found every worker stalled while tasks waited):
+     * agent thread only, from the hook to the end of that resume. */
+    bool sliced;
+    _Atomic uint64_t slices;    /* time slices taken; its thread adds, anyone reads */
 
     /* Spawn spec, consumed at start (agent thread). */
     agent_src src;
@@ -256,7 +261,9 @@ void agent_stop(agent *a, const char *reason);
 /* Makes the agent's running task, if any, yield out of its poll at its
  * next instruction, compiled code included (preempt.h), without stopping
  * it: host shutdown, for agents that do not trap exits, so that the next
- * poll ends them.  Any thread. */
+ * poll ends them; and a time slice when every worker is stalled while
+ * tasks wait (lifecycle_on_starved), after which the task goes on first
+ * at the agent's next poll.  Any thread. */
 void agent_interrupt(agent *a);
 void agent_stop_as(agent *a, const char *exit_reason, const char *reason);
 /* Switches the JIT on for a, within jit_agent_limit and while the

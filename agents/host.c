@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent.h"
 #include "events.h"
 #include "facts.h"
 #include "fsjob.h"
@@ -53,6 +54,7 @@ host *host_init(ms_runtime *rt, bool own) {
 
 host *host_open(ms_config *cfg, const char *lua_path, const char *lua_cpath, ms_error *err) {
     cfg->on_stall = lifecycle_on_stall;
+    cfg->on_starved = lifecycle_on_starved;
     ms_runtime *rt;
     if (ms_runtime_new(cfg, &rt, err) != 0)
         return NULL;
@@ -120,6 +122,12 @@ int host_shutdown(void) {
         iv->tprev = iv->tnext = NULL;
     }
     h->intervals = NULL;
+    /* The runtime cancels the agents' tasks, but cannot cancel a poll: an
+     * agent still running code that never yields is stopped, as its
+     * task's drop would have (a proxy's remote agent is not ours to stop). */
+    for (agent *a = h->agents; a; a = a->next_reg)
+        if (!a->remote_host)
+            agent_stop_as(a, "killed", "the runtime shut down");
     pthread_mutex_unlock(&h->lock);
     if (h->own_rt) {
         ms_shutdown_report rep;

@@ -288,13 +288,20 @@ static void sandbox_hook(lua_State *L, lua_Debug *ar) {
         lua_yield(L, 0);
 }
 
+void libs_reset_hook(lua_State *L) {
+    if (in_sandbox(L))
+        lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, SANDBOX_SLICE);
+    else
+        lua_sethook(L, NULL, 0, 0);
+}
+
 void libs_open(lua_State *L) {
     lua_pushcfunction(L, luaopen_base);
     lua_pushstring(L, "");
     lua_call(L, 1, 0);
     if (in_sandbox(L)) {
         sandbox_base(L);
-        lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, SANDBOX_SLICE);
+        libs_reset_hook(L);
     }
     lua_pushvalue(L, LUA_GLOBALSINDEX);
     lua_createtable(L, 0, 1);

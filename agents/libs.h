@@ -12,4 +12,8 @@
  * package and ms. */
 void libs_open(lua_State *L);
 
+/* Puts back the hook an agent's state runs with: the sandbox's slices for
+ * a sandboxed agent, none otherwise (after a time slice, agent.c). */
+void libs_reset_hook(lua_State *L);
+
 #endif

@@ -302,6 +302,39 @@ static bool runaway_ends(agent *a, uint32_t stalls) {
     return policy == RUNAWAY_STOP || (policy > 0 && stalls >= (uint32_t)policy);
 }
 
+/* Called on the health monitor's thread at every look while every worker
+ * is stalled and tasks wait (ms_config.on_starved): the agent whose poll
+ * holds the worker yields (agent_interrupt), goes to the back of the
+ * worker's queue, and carries on at its next poll; what waited runs
+ * meanwhile (a signal's handling, the console, other agents). */
+void lifecycle_on_starved(void *ud, const ms_stall *st) {
+    (void)ud;
+    host *h = host_get();
+    if (!h)
+        return;
+    agent *found = NULL;
+    pthread_mutex_lock(&h->lock);
+    for (agent *a = h->agents; a; a = a->next_reg)
+        if (a->task && ms_task_id(a->task) == st->task_id) {
+            found = a;
+            agent_ref(found);
+            break;
+        }
+    pthread_mutex_unlock(&h->lock);
+    if (!found)
+        return;
+    agent_interrupt(found);
+    /* Said once per 10 s at most: the monitor asks at every look. */
+    static _Atomic uint64_t last_said_ms;
+    uint64_t now = ms_now_ns() / 1000000u, last = atomic_load(&last_said_ms);
+    if ((last == 0 || now - last >= 10000) && atomic_compare_exchange_strong(&last_said_ms, &last, now))
+        hostlog(HOSTLOG_WARNING, "worker.starved", found->id, found->name,
+                "every worker is stalled and tasks wait: agent %s (and any other agent "
+                "stalled with it) yields its worker for a turn; it carries on afterwards",
+                found->name);
+    agent_unref(found);
+}
+
 /* Called on the health monitor's thread: names the agent whose poll holds
  * the worker, applies its runaway policy, says so on stderr and publishes
  * ms.worker.stalled. */

@@ -17,6 +17,8 @@ void lifecycle_begin_shutdown(const char *reason, double timeout);
 int lifecycle_start(ms_error *err);
 /* ms_config.on_stall for hosts: names the agent, reports, publishes. */
 void lifecycle_on_stall(void *ud, const ms_stall *st);
+/* ms_config.on_starved for hosts: the stalled agent yields its worker. */
+void lifecycle_on_starved(void *ud, const ms_stall *st);
 /* SIGHUP: re-reads the profile; applies the live settings, names the ones
  * that need a restart.  Runs on the blocking pool. */
 void lifecycle_reload_profile(void);

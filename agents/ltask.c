@@ -102,6 +102,13 @@ static void runq_push(agent *a, ltask *lt) {
     a->runq_tail = lt;
 }
 
+static void runq_push_front(agent *a, ltask *lt) {
+    lt->next_run = a->runq_head;
+    a->runq_head = lt;
+    if (!a->runq_tail)
+        a->runq_tail = lt;
+}
+
 static ltask *runq_pop(agent *a) {
     ltask *lt = a->runq_head;
     if (lt) {
@@ -347,10 +354,16 @@ bool ltask_resume(agent *a, ltask *lt, ms_cx *cx) {
     if (rc == LUA_YIELD) {
         if (!lt->op.poll) {
             /* ms.yield, or a coroutine.yield at the top of a task: the
-             * yielded values are dropped and the task goes to the back. */
+             * yielded values are dropped and the task goes to the back.
+             * A time slice's yield (agent.c, stop_hook) goes to the
+             * front: the agent's other tasks never run in the middle of
+             * code that did not yield. */
             lua_settop(lt->co, 0);
             lt->status = LT_READY;
-            runq_push(a, lt);
+            if (a->sliced)
+                runq_push_front(a, lt);
+            else
+                runq_push(a, lt);
             return false;
         }
         lt->status = LT_WAITING;

@@ -188,6 +188,25 @@ ms.recv()
         assert.matches("spinning", o, 1, true)
     end)
 
+    it("more agents spinning in compiled code than workers: the others still run, and the host ends", function()
+        local rc, out, err = run([[
+for i = 1, 4 do
+    ms.agent.spawn{ fn = function()
+        for i = 1, 40 do ms.sleep(0.001) end
+        local x = 0 while true do x = x + 1 end
+    end }
+end
+for k = 1, 3 do
+    ms.sleep(0.5)
+    print("main tick " .. k) io.stdout:flush()
+end
+]], "--set max_worker_threads=2 --set stall_threshold=0.2")
+        assert(rc == 0, out .. err)
+        assert.matches("main tick 3", out, 1, true)
+        assert.matches("every worker is stalled and tasks wait", err, 1, true)
+        assert.not_matches("still running after", err, 1, true)
+    end)
+
     it("refuses jit.profile in an agent (ms-host keeps LuaJIT's one profiler)", function()
         local out = ok_run([[
 local a = ms.agent.spawn{ fn = function()

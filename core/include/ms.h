@@ -198,6 +198,12 @@ typedef struct ms_config {
     /* Called on the health monitor's thread when a worker has been in one
      * poll for stall_threshold_ms, and again when that poll ends. */
     void (*on_stall)(void *ud, const ms_stall *stall);
+    /* Called on the health monitor's thread, at every look, for each
+     * stalled worker while every active worker is stalled (stand-ins
+     * included) and tasks wait that none of them can run: the embedder may
+     * cut those polls short (ms-host preempts the agents, docs/host.md).
+     * NULL: nothing is done. */
+    void (*on_starved)(void *ud, const ms_stall *stall);
     void *stall_ud;
 } ms_config;
 

@@ -110,7 +110,9 @@ static const struct field config_fields[] = {
     HOOK(on_thread_stop, "called on every runtime thread right before it exits"),
     HOOK(hook_ud, "the user pointer passed to on_thread_start and on_thread_stop"),
     HOOK(on_stall, "called on the health monitor's thread when a worker stalls and recovers"),
-    HOOK(stall_ud, "the user pointer passed to on_stall"),
+    HOOK(on_starved, "called on the health monitor's thread while every worker is stalled and "
+                     "tasks wait, for each stalled worker"),
+    HOOK(stall_ud, "the user pointer passed to on_stall and on_starved"),
 };
 
 #define CONFIG_FIELD_COUNT (sizeof config_fields / sizeof config_fields[0])

@@ -27,6 +27,28 @@
 #include "runtime.h"
 #include "thread.h"
 
+/* Every active worker stalled (stand-ins included, none left to bring in)
+ * while tasks wait: nothing else runs until a stalled poll ends, so the
+ * embedder is asked, at every look, to cut those polls short. */
+static void relieve_starvation(health *h, uint64_t now_ms) {
+    sched *s = &h->rt->sched;
+    uint32_t active = sched_active(s), n = sched_started(s);
+    if (!h->rt->cfg.on_starved || active == 0)
+        return;
+    for (uint32_t i = 0; i < active && i < n; i++)
+        if (!h->reported[i])
+            return;
+    if (!sched_work_pending(s))
+        return;
+    for (uint32_t i = 0; i < active && i < n; i++) {
+        /* When the poll ends, what waits in the injection queue (a timer's
+         * or a signal's wake) goes first, ahead of the local queue. */
+        sched_prefer_inject(s, i);
+        ms_stall st = {i, h->last_task[i], now_ms - h->since_ms[i], false, h->replaced[i]};
+        h->rt->cfg.on_starved(h->rt->cfg.stall_ud, &st);
+    }
+}
+
 static void check(health *h, uint64_t now_ms) {
     sched *s = &h->rt->sched;
     uint32_t n = sched_started(s);
@@ -80,6 +102,7 @@ static void check(health *h, uint64_t now_ms) {
             }
         }
     }
+    relieve_starvation(h, now_ms);
 }
 
 static void *hlth_main(void *arg) {

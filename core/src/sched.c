@@ -107,6 +107,14 @@ static bool work_pending(sched *s) {
     return false;
 }
 
+bool sched_work_pending(sched *s) {
+    return work_pending(s);
+}
+
+void sched_prefer_inject(sched *s, uint32_t i) {
+    atomic_store_explicit(&s->workers[i].inject_first, true, memory_order_relaxed);
+}
+
 /* ---- placement ---- */
 
 static void inject_or_cancel(sched *s, ms_task *t) {
@@ -197,7 +205,9 @@ static ms_task *pull_inject(sched_worker *w) {
 static ms_task *next_task(sched_worker *w) {
     sched *s = w->sched;
     w->tick++;
-    if (w->tick % atomic_load_explicit(&s->global_queue_interval, memory_order_relaxed) == 0) {
+    if (w->tick % atomic_load_explicit(&s->global_queue_interval, memory_order_relaxed) == 0 ||
+        (atomic_load_explicit(&w->inject_first, memory_order_relaxed) &&
+         atomic_exchange_explicit(&w->inject_first, false, memory_order_relaxed))) {
         ms_task *t = inj_pop(&s->inject);
         if (t)
             return t;

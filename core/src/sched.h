@@ -39,6 +39,11 @@ typedef struct sched_worker {
      * woken by a poll that never ends is not stranded behind it.  Hence
      * atomic: every take is an exchange. */
     _Atomic(ms_task *) lifo;
+    /* Set by the health monitor when every worker is stalled and tasks
+     * wait (sched_prefer_inject): this worker's next pick takes from the
+     * injection queue first, where a timer's or a signal's wake lands.
+     * Exchanged by the worker (relaxed: a hint). */
+    _Atomic bool inject_first;
 
     /* Owner-only fields. */
     uint32_t tick;
@@ -102,6 +107,11 @@ bool sched_replacement(sched *s, int delta);
  * Moves the task in its LIFO slot, if any, to the injection queue and
  * wakes a parked worker for it.  Returns whether there was one. */
 bool sched_rescue_lifo(sched *s, uint32_t i);
+/* Whether tasks wait in the injection queue or a worker's queue (a
+ * snapshot; any thread). */
+bool sched_work_pending(sched *s);
+/* Worker i's next pick takes from the injection queue first (any thread). */
+void sched_prefer_inject(sched *s, uint32_t i);
 uint32_t sched_active(sched *s);
 uint32_t sched_started(sched *s);
 /* Tells the workers to exit and joins them until deadline_ns.  Returns the

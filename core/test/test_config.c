@@ -46,7 +46,8 @@ static bool same_config(const ms_config *a, const ms_config *b) {
            a->metrics_histograms == b->metrics_histograms &&
            a->thread_name == b->thread_name && a->on_thread_start == b->on_thread_start &&
            a->on_thread_stop == b->on_thread_stop && a->hook_ud == b->hook_ud &&
-           a->on_stall == b->on_stall && a->stall_ud == b->stall_ud;
+           a->on_stall == b->on_stall && a->on_starved == b->on_starved &&
+           a->stall_ud == b->stall_ud;
 }
 
 /* Validation of cfg fails with ConfigurationInvalid; err holds the message. */
@@ -562,6 +563,7 @@ TEST(describe_lists_every_field_one_per_line) {
                       "on_thread_stop = none\n"
                       "hook_ud = none\n"
                       "on_stall = none\n"
+                      "on_starved = none\n"
                       "stall_ud = none\n");
 }
 
@@ -614,7 +616,8 @@ TEST(describe_output_sets_back_to_the_same_config) {
         *eq = '\0';
         if (strcmp(line, "thread_name") == 0 || strcmp(line, "on_thread_start") == 0 ||
             strcmp(line, "on_thread_stop") == 0 || strcmp(line, "hook_ud") == 0 ||
-            strcmp(line, "on_stall") == 0 || strcmp(line, "stall_ud") == 0)
+            strcmp(line, "on_stall") == 0 || strcmp(line, "on_starved") == 0 ||
+            strcmp(line, "stall_ud") == 0)
             continue;
         CHECK_INT_EQ(ms_config_set(&copy, line, eq + 3, &err), 0);
     }
@@ -633,7 +636,7 @@ TEST(describe_handles_null_config_without_crashing) {
 
 TEST(every_field_is_described_once_in_struct_order) {
     size_t n = ms_config_field_count();
-    CHECK_INT_EQ(n, 21);
+    CHECK_INT_EQ(n, 22);
     ms_config_field_desc d, e;
     for (size_t i = 0; i < n; i++) {
         CHECK_INT_EQ(ms_config_field_at(i, &d), 0);

@@ -327,4 +327,49 @@ TEST(a_nonzero_threshold_starts_one_monitor_thread) {
     CHECK_INT_EQ(atomic_load(&n.health_threads), 1);
 }
 
+/* on_starved: the stalled poll is released by the callback, as ms-host's
+ * preemption would end it. */
+typedef struct starve_log {
+    _Atomic int calls;
+    _Atomic uint64_t task_id;
+    stuck *s;
+} starve_log;
+
+static void on_starved(void *ud, const ms_stall *st) {
+    starve_log *l = ud;
+    atomic_store(&l->task_id, st->task_id);
+    atomic_fetch_add(&l->calls, 1);
+    atomic_store(&l->s->release, 1);
+}
+
+TEST(every_worker_stalled_with_tasks_waiting_calls_on_starved_for_the_stalled_poll) {
+    ms_config cfg;
+    ms_config_default(&cfg);
+    cfg.worker_threads = 1;
+    cfg.max_worker_threads = 1; /* no stand-in: the only worker is stuck */
+    cfg.stall_threshold_ms = 40;
+    stuck s = {0};
+    starve_log l = {.s = &s};
+    cfg.on_starved = on_starved;
+    cfg.stall_ud = &l;
+    ms_runtime *rt;
+    CHECK_INT_EQ(ms_runtime_new(&cfg, &rt, NULL), 0);
+    ms_task *h;
+    CHECK_INT_EQ(ms_spawn(rt, stuck_poll, &s, NULL, &h), 0);
+    CHECK(wait_at_least(&s.entered, 1));
+    /* Stalled alone, nothing waiting: not starved. */
+    usleep(200000);
+    CHECK_INT_EQ(atomic_load(&l.calls), 0);
+    /* A task waits that no worker can run: starved, and the callback
+     * names the stalled poll; once it ends, the waiting task runs. */
+    _Atomic int ran = 0;
+    CHECK_INT_EQ(ms_spawn(rt, quick_poll, &ran, NULL, NULL), 0);
+    CHECK(wait_at_least(&ran, 1));
+    CHECK(atomic_load(&l.calls) >= 1);
+    CHECK_INT_EQ(atomic_load(&l.task_id), ms_task_id(h));
+    CHECK_INT_EQ(ms_task_join(h, 20000, NULL, NULL), 0);
+    ms_task_release(h);
+    ms_runtime_free(rt);
+}
+
 TEST_MAIN()
