@@ -43,7 +43,43 @@ local function load_handler(args)
         end
         return h
     end
+    if args.no_handler then
+        return function()
+            return { status = 404, body = "not found\n" }
+        end
+    end
     return require("ms.bytecode").load(args.handler, "=ms.http handler")
+end
+
+local function load_ws_handler(args)
+    if args.ws_module then
+        local h = require(args.ws_module)
+        if type(h) == "table" and type(rawget(h, "handler")) == "function" then
+            h = rawget(h, "handler")
+        end
+        if type(h) ~= "function" then
+            error(("ms.http.serve: module %s must return a websocket handler function (or a "
+                .. "table with one as handler), not a %s"):format(args.ws_module, type(h)), 0)
+        end
+        return h
+    end
+    if args.ws_handler then
+        return require("ms.bytecode").load(args.ws_handler, "=ms.http websocket handler")
+    end
+end
+
+-- One WebSocket connection, in its own coroutine of this agent: the
+-- handler runs protected; when it returns the connection closes with
+-- 1000 (unless it closed it), when it raises with 1011 (logged).
+local function run_websocket(ws_handler, ws, req)
+    local ok, err = xpcall(ws_handler, traceback, ws, req)
+    if ok then
+        ws:close(1000)
+    else
+        pcall(ms.log, "error", "http.websocket_handler_failed",
+            ("ms.http: websocket %s: handler error: %s"):format(tostring(req.target), describe(err)))
+        ws:close(1011, "internal error")
+    end
 end
 
 return function(args)
@@ -52,6 +88,7 @@ return function(args)
         return -- the server closed before this agent started
     end
     local handler = load_handler(args)
+    local ws_handler = load_ws_handler(args)
     local me = ms.self()
     local told = false
     local function loop()
@@ -60,12 +97,19 @@ return function(args)
             if not request then
                 break
             end
+            if req.websocket then
+                -- Each connection gets its own coroutine: it does not
+                -- hold this loop (nor a concurrency slot) while it lasts.
+                ms.spawn(run_websocket, ws_handler, request, req)
+                goto continue
+            end
             local ok, resp = xpcall(handler, traceback, req)
             if ok then
                 srv:respond(request, resp)
             else
                 srv:fail(request, resp)
             end
+            ::continue::
         end
         if not told then
             told = true
