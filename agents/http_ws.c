@@ -42,6 +42,10 @@ struct hws {
     bool task_gone;
     bool handle_gone;
     ms_waker task_waker, rx_waker, tx_waker;
+    /* Under park_lock: parked by ws:_park() for another agent to
+     * attach (ms.http._ws_attach); the list holds a reference. */
+    uint64_t park_id;           /* 0: not parked */
+    struct hws *park_next;
     /* The task's own: */
     wsf f;
     bool going_away;            /* 1001 queued */
@@ -49,6 +53,27 @@ struct hws {
     char agent_reason[124];     /* under lock until agent_close_done */
     size_t agent_reason_len;
 };
+
+static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
+static hws *parked;
+static uint64_t park_next_id = 1;
+
+/* Takes h (or, h NULL, the one parked as id) off the parked list: the
+ * list's reference is then the caller's.  NULL when it is not there. */
+static hws *unpark(hws *h, uint64_t id) {
+    pthread_mutex_lock(&park_lock);
+    hws *found = NULL;
+    for (hws **p = &parked; *p; p = &(*p)->park_next)
+        if (h ? *p == h : (*p)->park_id == id) {
+            found = *p;
+            *p = found->park_next;
+            found->park_next = NULL;
+            found->park_id = 0;
+            break;
+        }
+    pthread_mutex_unlock(&park_lock);
+    return found;
+}
 
 static void count(http_metric m, int64_t n) {
     http_server_stat_add(m, n);
@@ -263,6 +288,10 @@ void hws_end(hws *h) {
     ms_waker_drop(&h->task_waker);
     pthread_mutex_unlock(&h->lock);
     wake_agent(h);
+    /* Parked and never attached (the agent meant for it did not start):
+     * the list's reference goes with the connection. */
+    if (unpark(h, 0))
+        hws_unref(h);
     count(HTTP_M_WS_OPEN, -1);
     switch (code) {
     case 1000: case 1001: case 1005: count(HTTP_M_WS_CLOSED_NORMAL, 1); break;
@@ -637,6 +666,40 @@ static int ws_closed(lua_State *L) {
     return 1;
 }
 
+/* ws:_park() -> id: hands the connection over to the agent that will
+ * call ms.http._ws_attach(id); this object lets go of it (no close). */
+static int ws_park(lua_State *L) {
+    ws_ud *u = check_ws(L);
+    hws *h = u->h;
+    pthread_mutex_lock(&park_lock);
+    h->park_id = park_next_id++;
+    h->park_next = parked;
+    parked = h;
+    uint64_t id = h->park_id;
+    pthread_mutex_unlock(&park_lock);
+    u->h = NULL; /* its reference is the list's now */
+    lua_pushnumber(L, (lua_Number)id);
+    return 1;
+}
+
+/* ms.http._ws_attach(id) -> ws | nil (gone, or attached already) */
+static int ws_attach(lua_State *L) {
+    uint64_t id = (uint64_t)luaL_checknumber(L, 1);
+    /* The userdata first, so that a raise takes nothing off the list. */
+    ws_ud *u = lua_newuserdata(L, sizeof *u);
+    u->h = NULL;
+    u->closed = false;
+    luaL_getmetatable(L, WS_MT);
+    lua_setmetatable(L, -2);
+    hws *h = unpark(NULL, id);
+    if (!h) {
+        lua_pushnil(L);
+        return 1;
+    }
+    u->h = h; /* the list's reference */
+    return 1;
+}
+
 static int ws_tostring(lua_State *L) {
     ws_ud *u = luaL_checkudata(L, 1, WS_MT);
     lua_pushfstring(L, "ms.http.websocket (server side%s)", u->h ? "" : ", let go");
@@ -646,7 +709,8 @@ static int ws_tostring(lua_State *L) {
 void hws_register(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"send", ws_send},     {"receive", ws_receive}, {"ping", ws_ping},
-        {"close", ws_close},    {"closed", ws_closed},   {NULL, NULL}};
+        {"close", ws_close},    {"closed", ws_closed},   {"_park", ws_park},
+        {NULL, NULL}};
     if (luaL_newmetatable(L, WS_MT)) {
         lua_newtable(L);
         luaL_register(L, NULL, methods);
@@ -659,4 +723,6 @@ void hws_register(lua_State *L) {
         lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);
+    lua_pushcfunction(L, ws_attach);
+    lua_setfield(L, -2, "_ws_attach");
 }

@@ -29,7 +29,7 @@ local OPTIONS = {
 }
 
 local WS_OPTIONS = { handler = true, module = true, path = true, max_message = true,
-                     max_buffer = true }
+                     max_buffer = true, per_connection = true }
 
 -- websocket = function(ws, req) or { handler = | module =, path =,
 -- max_message =, max_buffer = }: checked here, the handler copied as
@@ -59,6 +59,12 @@ local function websocket_options(ws, worker)
         error("ms.http.serve: websocket.handler (a function(ws, req)) or websocket.module "
             .. "(a module name) is required", 3)
     end
+    local per = rawget(ws, "per_connection")
+    if per ~= nil and type(per) ~= "boolean" then
+        error("ms.http.serve: websocket.per_connection must be true (an agent per connection) "
+            .. "or false (the pool's agents, the default)", 3)
+    end
+    worker.ws_per_connection = per or nil
     local path = rawget(ws, "path")
     local paths = type(path) == "string" and { path } or path
     if paths ~= nil then
@@ -183,6 +189,7 @@ function M.serve(opts)
     end
     local agents = whole("agents", rawget(opts, "agents") or 2, 1, 1024)
     worker.concurrency = whole("concurrency", rawget(opts, "concurrency") or 1, 1, 10000)
+    worker.memory_limit = rawget(opts, "memory_limit")
     local shutdown = rawget(opts, "shutdown_timeout") or 30
     if type(shutdown) ~= "number" or shutdown < 0 then
         error("ms.http.serve: shutdown_timeout must be a number of seconds >= 0", 2)

@@ -12,6 +12,7 @@
 -- closed (srv:take() returns nil).
 
 local ms = require "ms"
+local ws_agent = require "ms.http_ws_agent"
 
 -- The error value's text, without trusting its metamethods.
 local function describe(e)
@@ -51,44 +52,13 @@ local function load_handler(args)
     return require("ms.bytecode").load(args.handler, "=ms.http handler")
 end
 
-local function load_ws_handler(args)
-    if args.ws_module then
-        local h = require(args.ws_module)
-        if type(h) == "table" and type(rawget(h, "handler")) == "function" then
-            h = rawget(h, "handler")
-        end
-        if type(h) ~= "function" then
-            error(("ms.http.serve: module %s must return a websocket handler function (or a "
-                .. "table with one as handler), not a %s"):format(args.ws_module, type(h)), 0)
-        end
-        return h
-    end
-    if args.ws_handler then
-        return require("ms.bytecode").load(args.ws_handler, "=ms.http websocket handler")
-    end
-end
-
--- One WebSocket connection, in its own coroutine of this agent: the
--- handler runs protected; when it returns the connection closes with
--- 1000 (unless it closed it), when it raises with 1011 (logged).
-local function run_websocket(ws_handler, ws, req)
-    local ok, err = xpcall(ws_handler, traceback, ws, req)
-    if ok then
-        ws:close(1000)
-    else
-        pcall(ms.log, "error", "http.websocket_handler_failed",
-            ("ms.http: websocket %s: handler error: %s"):format(tostring(req.target), describe(err)))
-        ws:close(1011, "internal error")
-    end
-end
-
 return function(args)
     local srv = ms.http._server.attach(args.server)
     if not srv then
         return -- the server closed before this agent started
     end
     local handler = load_handler(args)
-    local ws_handler = load_ws_handler(args)
+    local ws_handler = ws_agent.load(args)
     local me = ms.self()
     local told = false
     local function loop()
@@ -98,9 +68,26 @@ return function(args)
                 break
             end
             if req.websocket then
-                -- Each connection gets its own coroutine: it does not
-                -- hold this loop (nor a concurrency slot) while it lasts.
-                ms.spawn(run_websocket, ws_handler, request, req)
+                if args.ws_per_connection then
+                    -- An agent of its own: the connection is parked for
+                    -- it to attach; if it cannot start, the connection
+                    -- closes with 1011.
+                    local id = request:_park()
+                    local ok, a = pcall(ms.agent.spawn, {
+                        module = "ms.http_ws_agent",
+                        name = ("%s-ws-%d"):format(ms.self():name() or "http", id),
+                        memory_limit = args.memory_limit,
+                        args = { ws = id, req = req, ws_handler = args.ws_handler,
+                                 ws_module = args.ws_module } })
+                    if not ok or not a then
+                        local ws = ms.http._ws_attach(id)
+                        if ws then ws:close(1011, "no agent for the connection") end
+                    end
+                else
+                    -- Each connection gets its own coroutine: it does not
+                    -- hold this loop (nor a concurrency slot) while it lasts.
+                    ms.spawn(ws_agent.run, ws_handler, request, req)
+                end
                 goto continue
             end
             local ok, resp = xpcall(handler, traceback, req)
