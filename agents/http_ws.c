@@ -378,14 +378,9 @@ _Static_assert(sizeof(ws_op) <= sizeof(((lop *)0)->store), "ws_op fits the op st
 /* Pushes the oldest message (data, kind), or nil, "closed", code, reason
  * when none is left and the connection is over; 0 when it must wait.
  * Under no lock. */
-static int push_next(lua_State *L, hws *h) {
+wsf_msg *hws_pop_message(hws *h) {
     pthread_mutex_lock(&h->lock);
     wsf_msg *m = h->in_head;
-    bool closed = h->closed || h->task_gone;
-    uint16_t code = h->code;
-    char reason[sizeof h->reason];
-    size_t rlen = h->reason_len;
-    memcpy(reason, h->reason, rlen);
     ms_waker w = {0};
     if (m) {
         bool was_full = h->in_bytes >= h->max_buffer;
@@ -393,12 +388,27 @@ static int push_next(lua_State *L, hws *h) {
         if (!h->in_head)
             h->in_tail = NULL;
         h->in_bytes -= m->len + 1;
+        m->next = NULL;
         if (was_full && h->in_bytes < h->max_buffer)
             w = ms_waker_clone(&h->task_waker); /* the task may read again */
     }
     pthread_mutex_unlock(&h->lock);
     if (!ms_waker_is_null(&w))
         ms_waker_wake(&w);
+    return m;
+}
+
+static int push_next(lua_State *L, hws *h) {
+    /* Closed is read first: the messages that came before the close are
+     * in the inbox by then, so none is lost behind a "closed". */
+    pthread_mutex_lock(&h->lock);
+    bool closed = h->closed || h->task_gone;
+    uint16_t code = h->code;
+    char reason[sizeof h->reason];
+    size_t rlen = h->reason_len;
+    memcpy(reason, h->reason, rlen);
+    pthread_mutex_unlock(&h->lock);
+    wsf_msg *m = hws_pop_message(h);
     if (m) {
         hold_push(m, free);
         lua_pushlstring(L, m->data, m->len);

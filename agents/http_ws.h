@@ -52,6 +52,10 @@ bool hws_feed(hws *h, const char *p, size_t n);
 bool hws_finished(hws *h);
 /* A close frame was sent (the task then bounds the wait for the peer's). */
 bool hws_close_sent(hws *h);
+/* The oldest message received (free() it), or NULL; the agent's side
+ * of the inbox (ws:receive), and the fuzzer's (fuzz/fuzz_ws.c). */
+struct wsf_msg;
+struct wsf_msg *hws_pop_message(hws *h);
 /* The task ends: the agent's receive and send see "closed" (1006 when no
  * close was exchanged), the close is counted, the task's reference goes. */
 void hws_end(hws *h);

@@ -136,7 +136,8 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     m->opcode = arg->opcode;
     m->status = arg->status_code;
     m->len = len;
-    memcpy(m->data, p, len);
+    if (len) /* an empty message comes with msg NULL */
+        memcpy(m->data, p, len);
     m->data[len] = '\0';
     if (f->tail)
         f->tail->next = m;
