@@ -65,6 +65,21 @@ local function ws_handler(ws, req)
         ws:send("end")
         ws:receive(30)
         return
+    elseif req.path == "/deaf" then
+        -- reads nothing until the spec says so, then counts
+        while true do
+            local go = io.open(req.query .. "/deaf-go")
+            if go then go:close() break end
+            ms.sleep(0.05)
+        end
+        local n = 0
+        while true do
+            local data = ws:receive(60)
+            if data == "end" or not data then break end
+            n = n + 1
+        end
+        ws:send(tostring(n))
+        return
     elseif req.path == "/whoami" then
         ws:send(ms.self():name())
     elseif req.path == "/closer" then
@@ -80,7 +95,7 @@ local function ws_handler(ws, req)
     end
 end
 
-local PATHS = { "/echo", "/boom", "/boom-object", "/flood", "/whoami", "/closer" }
+local PATHS = { "/echo", "/boom", "/boom-object", "/flood", "/whoami", "/closer", "/deaf" }
 local pool = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 2, name = "wsp",
     handler = function(req) return "plain " .. req.path end,
     websocket = { path = PATHS, handler = ws_handler, max_message = 65536,
@@ -352,6 +367,26 @@ asyncio.run(m())]]):format(port))))
             return contains(o, "got") and o
         end)
         assert_contains(out, "got 2000 20000000")
+    end)
+
+    it("stops reading a client whose handler does not receive (back-pressure)", function()
+        local client, progress = dir .. "/deaf-client", dir .. "/deaf-progress"
+        os.remove(dir .. "/deaf-go")
+        sh(("(%s %s flood_in %s 2000 %s >%s 2>&1 &)"):format(PY, PEER,
+            q(("ws://127.0.0.1:%d/deaf?%s"):format(pool, dir)), q(progress), q(client)))
+        wait_for("the client to start sending", function() return tonumber(slurp(progress)) end)
+        sh("sleep 2")
+        -- the server holds max_buffer (64 KiB) in its inbox and reads no
+        -- more: the client's 20 MB stop in the kernel's buffers
+        local sent = tonumber(slurp(progress))
+        assert(sent < 2000, "the client sent all " .. sent .. " messages to a handler that "
+            .. "reads nothing")
+        write(dir .. "/deaf-go", "")
+        local out = wait_for("the count", function()
+            local o = slurp(client)
+            return contains(o, "count") and o
+        end)
+        assert_contains(out, "count 2000")
     end)
 
     it("speaks wss:// over the server's TLS", function()

@@ -11,6 +11,10 @@ spec reads.
                                       the server sends: "closed CODE"
     ws_clients.py flood URL PAUSE     reads nothing for PAUSE seconds, then
                                       counts what arrives: "got N BYTES"
+    ws_clients.py flood_in URL N FILE sends N messages of 10000 bytes (the
+                                      count so far in FILE every 20), then
+                                      "end"; prints the server's answer:
+                                      "count K"
     ws_clients.py raw PORT PATH CASE  a hand-made handshake, then hostile
                                       bytes (CASE below); prints what the
                                       server sent back: "close CODE", "text
@@ -102,6 +106,19 @@ async def flood(url, pause):
         except (websockets.ConnectionClosed, asyncio.TimeoutError):
             pass
         print("got", n, size)
+
+
+async def flood_in(url, n, progress):
+    async with connect(url) as ws:
+        chunk = "i" * 10000
+        for i in range(1, n + 1):
+            await ws.send(chunk)
+            if i % 20 == 0:
+                with open(progress + ".tmp", "w") as f:
+                    f.write(str(i))
+                os.replace(progress + ".tmp", progress)
+        await ws.send("end")
+        print("count", await asyncio.wait_for(ws.recv(), 60))
 
 
 def frame(opcode, payload, mask=True, fin=True, rsv=0):
@@ -261,6 +278,8 @@ def main():
         asyncio.run(hold(sys.argv[2]))
     elif cmd == "flood":
         asyncio.run(flood(sys.argv[2], float(sys.argv[3])))
+    elif cmd == "flood_in":
+        asyncio.run(flood_in(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
     elif cmd == "raw":
         raw(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "upgrade":
