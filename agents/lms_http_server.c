@@ -58,16 +58,21 @@
 #include "hostlog.h"
 #include "http_request.h"
 #include "http_tls.h"
+#include "http_ws.h"
 #include "lerr.h"
 #include "lms.h"
 #include "lms_http_server.h"
 #include "ltask.h"
 #include "ops.h"
+#include "ws_frames.h"
 
 #define HS_READ_BUFFER (16 * 1024)
 #define HS_LINGER_MS 1000
 #define HS_LINGER_BYTES (64 * 1024)
 #define HS_ACCEPT_PER_POLL 16
+/* After a WebSocket close frame is sent, how long the peer has to answer. */
+#define HS_WS_CLOSE_MS 5000
+#define HS_WS_MAX_PATHS 64
 #define SERVER_MT "ms.http.server"
 #define REQUEST_MT "ms.http.request"
 
@@ -82,6 +87,10 @@ static _Atomic uint64_t g_latency_sum_us;
 
 static void stat_add(http_metric m, int64_t n) {
     atomic_fetch_add_explicit(&g_stats[m], (uint64_t)n, memory_order_relaxed);
+}
+
+void http_server_stat_add(http_metric m, int64_t n) {
+    stat_add(m, n);
 }
 
 void http_server_stats(http_stats *out) {
@@ -137,6 +146,13 @@ typedef struct hs_opts {
     uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms, write_timeout_ms;
     uint32_t queue, max_connections;
     int backlog;
+    /* WebSocket (docs/http.md): off unless serve{} has websocket; no
+     * paths: every path whose request asks for the upgrade. */
+    bool ws_on;
+    uint32_t ws_npaths;
+    char *ws_paths[HS_WS_MAX_PATHS];
+    uint64_t ws_max_message;
+    size_t ws_max_buffer;
 } hs_opts;
 
 typedef struct hs_conn hs_conn;
@@ -173,7 +189,10 @@ typedef struct hs_server {
     struct hs_server *reg_next; /* under reg_lock */
 } hs_server;
 
-typedef enum conn_phase { CP_READ, CP_WAIT, CP_WRITE, CP_FLUSH, CP_SHUTDOWN, CP_LINGER } conn_phase;
+typedef enum conn_phase {
+    CP_READ, CP_WAIT, CP_WRITE, CP_FLUSH, CP_SHUTDOWN, CP_LINGER,
+    CP_WS /* upgraded: WebSocket frames both ways (http_ws.h) */
+} conn_phase;
 
 struct hs_conn {
     _Atomic uint32_t refs;      /* the task; the queue or the agent holding its request */
@@ -186,6 +205,7 @@ struct hs_conn {
     bool gone;                  /* the task ended */
     bool forced;                /* srv:force(): end now */
     bool busy;                  /* counted in srv->busy */
+    hws *ws;                    /* upgraded: set before queueing, cleared when the task ends */
     ms_waker waker;
     /* From take to answer the agent's, else the task's: */
     char *out;
@@ -209,6 +229,7 @@ struct hs_conn {
     char *tout, *traw;
     size_t tout_len, tout_sent;
     bool encrypted, notified;
+    bool ws_close_armed;        /* the close handshake's timer runs */
     char rbuf[HS_READ_BUFFER];
 };
 
@@ -228,6 +249,8 @@ static void server_unref(hs_server *srv) {
     pthread_mutex_unlock(&reg_lock);
     ms_waker_drop(&srv->accept_waker);
     htls_ctx_free(srv->tls);
+    for (uint32_t i = 0; i < srv->o.ws_npaths; i++)
+        free(srv->o.ws_paths[i]);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
 }
@@ -249,16 +272,17 @@ static const char *reason(int status) {
     return r && strcmp(r, "<unknown>") != 0 ? r : "Unknown";
 }
 
-/* A refusal of the task's own: a short text body, then close. */
-static void refuse(hs_conn *c, int status, const char *text) {
+/* A refusal of the task's own: a short text body, then close; extra:
+ * header lines (each ending in CRLF) or "". */
+static void refuse_with(hs_conn *c, int status, const char *extra, const char *text) {
     static const char oom[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
                               "Connection: close\r\n\r\n";
     free(c->out);
     c->out = NULL;
     int n = asprintf(&c->out,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-                     status, reason(status), strlen(text) + 1, text);
+                     "%sContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+                     status, reason(status), extra, strlen(text) + 1, text);
     if (n < 0) {
         c->out = strdup(oom);
         n = c->out ? (int)strlen(oom) : 0;
@@ -277,6 +301,10 @@ static void refuse(hs_conn *c, int status, const char *text) {
     case 503: stat_add(HTTP_M_REJECTED_503, 1); break;
     default: break;
     }
+}
+
+static void refuse(hs_conn *c, int status, const char *text) {
+    refuse_with(c, status, "", text);
 }
 
 /* ---- the connection task ---- */
@@ -309,8 +337,9 @@ static bool pop_taker(hs_server *srv, ms_waker *w) {
     return true;
 }
 
-/* Queues the complete request for an agent, or answers 503. */
-static void dispatch(hs_conn *c) {
+/* Queues the complete request (or upgraded connection, ws) for an
+ * agent; false when the queue is full (answered 503). */
+static bool dispatch_as(hs_conn *c, hws *ws) {
     hs_server *srv = c->srv;
     pthread_mutex_lock(&srv->lock);
     if (srv->queued >= srv->o.queue) {
@@ -319,8 +348,9 @@ static void dispatch(hs_conn *c) {
         char text[96];
         snprintf(text, sizeof text, "service unavailable: the queue of %u requests is full", q);
         refuse(c, 503, text);
-        return;
+        return false;
     }
+    c->ws = ws;
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
     c->answered = false;
     c->queued = true;
@@ -338,6 +368,107 @@ static void dispatch(hs_conn *c) {
         ms_waker_wake(&w);
     c->phase = CP_WAIT;
     ms_timer_cancel(c->deadline);
+    return true;
+}
+
+static void dispatch(hs_conn *c) {
+    dispatch_as(c, NULL);
+}
+
+/* Whether the comma-separated list v has the token tok (any case). */
+static bool has_token(const char *v, size_t vl, const char *tok) {
+    size_t tl = strlen(tok), i = 0;
+    while (i < vl) {
+        while (i < vl && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t j = i;
+        while (j < vl && v[j] != ',')
+            j++;
+        size_t e = j;
+        while (e > i && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - i == tl && strncasecmp(v + i, tok, tl) == 0)
+            return true;
+        i = j;
+    }
+    return false;
+}
+
+/* A Sec-WebSocket-Key: base64 of 16 bytes (24 characters, "==" last). */
+static bool ws_key_ok(const char *k, size_t n) {
+    if (n != 24 || k[22] != '=' || k[23] != '=')
+        return false;
+    for (size_t i = 0; i < 22; i++)
+        if (!((k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= 'a' && k[i] <= 'z') ||
+              (k[i] >= '0' && k[i] <= '9') || k[i] == '+' || k[i] == '/'))
+            return false;
+    return true;
+}
+
+static void ws_refuse(hs_conn *c, int status, const char *extra, const char *text) {
+    stat_add(HTTP_M_WS_REJECTED, 1);
+    refuse_with(c, status, extra, text);
+}
+
+/* A complete request on a WebSocket path: the upgrade (queued for an
+ * agent, the 101 first in the engine's output), or its refusal.  false:
+ * not a WebSocket request, the handler answers it. */
+static bool ws_upgrade(hs_conn *c) {
+    hs_server *srv = c->srv;
+    if (!srv->o.ws_on)
+        return false;
+    const char *path, *query;
+    size_t plen, qlen;
+    hreq_path(&c->req, &path, &plen, &query, &qlen);
+    bool on_path = srv->o.ws_npaths == 0;
+    for (uint32_t i = 0; i < srv->o.ws_npaths && !on_path; i++)
+        on_path = strlen(srv->o.ws_paths[i]) == plen && memcmp(srv->o.ws_paths[i], path, plen) == 0;
+    if (!on_path)
+        return false;
+    size_t ul, cl, vl, kl;
+    const char *up = hreq_header(&c->req, "upgrade", &ul);
+    if (!up || !has_token(up, ul, "websocket")) {
+        if (srv->o.ws_npaths == 0)
+            return false; /* every path: plain HTTP goes to the handler */
+        ws_refuse(c, 426, "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+                  "upgrade required: this path speaks WebSocket");
+        return true;
+    }
+    const char *conn = hreq_header(&c->req, "connection", &cl);
+    const char *ver = hreq_header(&c->req, "sec-websocket-version", &vl);
+    const char *key = hreq_header(&c->req, "sec-websocket-key", &kl);
+    if (strcmp(hreq_method(&c->req), "GET") != 0 || hreq_version_minor(&c->req) != 1) {
+        ws_refuse(c, 400, "", "bad request: a WebSocket upgrade is a GET over HTTP/1.1");
+        return true;
+    }
+    if (!conn || !has_token(conn, cl, "upgrade")) {
+        ws_refuse(c, 400, "", "bad request: a WebSocket upgrade needs \"Connection: Upgrade\"");
+        return true;
+    }
+    if (!ver || vl != 2 || memcmp(ver, "13", 2) != 0) {
+        ws_refuse(c, 426, "Sec-WebSocket-Version: 13\r\n",
+                  "upgrade required: this server speaks WebSocket version 13");
+        return true;
+    }
+    char accept[32];
+    if (!key || !ws_key_ok(key, kl) || !wsf_accept_of(key, kl, accept)) {
+        ws_refuse(c, 400, "", "bad request: Sec-WebSocket-Key must be 16 bytes in base64");
+        return true;
+    }
+    hws *h = hws_new(srv->o.ws_max_message, srv->o.ws_max_buffer, accept);
+    if (!h) {
+        refuse(c, 503, "service unavailable: no memory for the WebSocket connection");
+        return true;
+    }
+    if (!dispatch_as(c, h)) {
+        hws_unref(h);
+        return true;
+    }
+    stat_add(HTTP_M_WS_OPEN, 1);
+    stat_add(HTTP_M_WS_ACCEPTED, 1);
+    record(101, c->start_ns);
+    c->phase = CP_WS;
+    return true;
 }
 
 /* Feeds what is buffered: on to the queue, or a refusal, once the
@@ -358,7 +489,7 @@ static void feed(hs_conn *c) {
         c->in_body = true;
         ms_timer_set_after(c->deadline, c->srv->o.body_timeout_ms);
     }
-    if (st == HREQ_DONE)
+    if (st == HREQ_DONE && !ws_upgrade(c))
         dispatch(c);
     else if (st == HREQ_ERROR)
         refuse(c, hreq_error_status(&c->req), hreq_error(&c->req));
@@ -463,6 +594,90 @@ static read_step conn_read(hs_conn *c, ms_cx *cx, bool draining) {
     return RS_AGAIN;
 }
 
+/* An upgraded connection: the agent's messages out, the peer's frames
+ * in, until the close handshake is over (then CP_FLUSH closes).  RS_CLOSE:
+ * end now; RS_PENDING: wait; RS_AGAIN: the phase changed. */
+static read_step ws_step(hs_conn *c, ms_cx *cx, bool draining) {
+    hws *h = c->ws;
+    hws_task_waker(h, ms_cx_waker(cx));
+    for (;;) {
+        bool progress = false;
+        if (!hws_pump(h, draining))
+            return RS_CLOSE;
+        size_t n;
+        const char *out = hws_output(h, &n);
+        if (c->tls) {
+            /* Into the engine only once its last output is out: the
+             * engine's buffer stays bounded when the peer reads slowly. */
+            read_step st = tls_send(c, cx);
+            if (st == RS_CLOSE)
+                return RS_CLOSE;
+            if (n > 0 && st == RS_AGAIN) {
+                if (!htls_write(c->tls, out, n))
+                    return RS_CLOSE;
+                hws_written(h, n);
+                progress = true;
+                continue;
+            }
+        } else if (n > 0) {
+            ssize_t w;
+            if (ms_stream_write(c->s, cx, out, n, &w, &c->err) != MS_POLL_PENDING) {
+                if (w < 0)
+                    return RS_CLOSE;
+                hws_written(h, (size_t)w);
+                progress = true;
+            }
+        }
+        if (hws_close_sent(h) && !c->ws_close_armed) {
+            c->ws_close_armed = true;
+            ms_timer_set_after(c->deadline, HS_WS_CLOSE_MS);
+        }
+        if (hws_finished(h) && (!c->tls || (c->tout_sent == c->tout_len && !htls_has_output(c->tls)))) {
+            c->phase = CP_FLUSH; /* the server closes the TCP connection first (RFC 6455 7.1.1) */
+            ms_timer_set_after(c->deadline, c->srv->o.write_timeout_ms);
+            return RS_AGAIN;
+        }
+        if (hws_can_read(h)) {
+            if (c->rpos < c->rlen) {
+                if (!hws_feed(h, c->rbuf + c->rpos, c->rlen - c->rpos))
+                    return RS_CLOSE;
+                c->rpos = c->rlen = 0;
+                continue;
+            }
+            if (c->tls) {
+                const char *what = NULL;
+                int k = htls_read(c->tls, c->rbuf, sizeof c->rbuf, &what);
+                if (k > 0) {
+                    c->rpos = 0;
+                    c->rlen = (size_t)k;
+                    continue;
+                }
+                if (k == -1 || k == -2)
+                    return RS_CLOSE;
+            }
+            char *into = c->tls ? c->traw : c->rbuf;
+            ssize_t r;
+            if (ms_stream_read(c->s, cx, into, HS_READ_BUFFER, &r, &c->err) != MS_POLL_PENDING) {
+                if (r <= 0)
+                    return RS_CLOSE; /* the peer vanished: 1006 */
+                if (c->tls) {
+                    if (!htls_put(c->tls, c->traw, (size_t)r))
+                        return RS_CLOSE;
+                } else {
+                    c->rpos = 0;
+                    c->rlen = (size_t)r;
+                }
+                continue;
+            }
+        }
+        if (progress)
+            continue;
+        if (c->ws_close_armed && expired(c, cx))
+            return RS_CLOSE;
+        return RS_PENDING;
+    }
+}
+
 static ms_poll conn_poll(ms_cx *cx, void *state) {
     hs_conn *c = state;
     hs_server *srv = c->srv;
@@ -544,6 +759,14 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
             }
             break;
         }
+        case CP_WS: {
+            read_step st = ws_step(c, cx, draining);
+            if (st == RS_CLOSE)
+                return MS_POLL_READY;
+            if (st == RS_PENDING)
+                return MS_POLL_PENDING;
+            break;
+        }
         case CP_LINGER:
             while (c->lingered < HS_LINGER_BYTES) {
                 ssize_t n;
@@ -590,6 +813,8 @@ static void conn_drop(void *state) {
         srv->busy--;
     }
     c->gone = true;
+    hws *ws = c->ws;
+    c->ws = NULL;
     ms_waker_drop(&c->waker);
     ms_waker w = ms_waker_clone(&srv->accept_waker);
     pthread_mutex_unlock(&srv->lock);
@@ -605,6 +830,8 @@ static void conn_drop(void *state) {
     free(c->traw);
     c->tout = c->traw = NULL;
     stat_add(HTTP_M_CONNECTIONS_OPEN, -1);
+    if (ws)
+        hws_end(ws);
     if (was_queued)
         conn_unref(c); /* the queue's reference */
     conn_unref(c);
@@ -713,7 +940,7 @@ static void wake_all(hs_server *srv, bool force) {
                 w = ms_waker_clone(&c->waker);
                 break;
             }
-            if (!force && !c->forced && !ms_waker_is_null(&c->waker) && !c->busy) {
+            if (!force && !c->forced && !ms_waker_is_null(&c->waker) && (!c->busy || c->ws)) {
                 w = ms_waker_clone(&c->waker);
                 ms_waker_drop(&c->waker);
                 break;
@@ -821,6 +1048,14 @@ static void answer_500(hs_conn *c, const char *why) {
     answer(c, n < 0 ? NULL : out, n < 0 ? 0 : (size_t)n, 500, !hreq_keep_alive(&c->req));
 }
 
+static void release_conn(void *p) {
+    conn_unref(p);
+}
+
+static void release_ws(void *p) {
+    hws_unref(p);
+}
+
 static void release_request(void *p) {
     answer_500(p, "the request could not be handed to the handler (out of memory)");
 }
@@ -923,7 +1158,11 @@ static ms_poll take_poll(ltask *lt, ms_cx *cx) {
     pthread_mutex_lock(&srv->lock);
     hs_conn *c = srv->qfirst;
     bool closed = srv->closed;
+    hws *ws = NULL;
     if (c) {
+        ws = c->ws;
+        if (ws)
+            hws_ref(ws);
         srv->qfirst = c->qnext;
         if (!srv->qfirst)
             srv->qlast = NULL;
@@ -952,6 +1191,23 @@ static ms_poll take_poll(ltask *lt, ms_cx *cx) {
     if (!c) {
         lua_pushnil(co);
         lt->nres = 1;
+        return MS_POLL_READY;
+    }
+    if (ws) {
+        /* An upgraded connection: the handler gets a ws object (its
+         * reference) and the request; the queue's reference on the
+         * connection goes once the table is built. */
+        hold_push(c, release_conn);
+        hold_push(ws, release_ws);
+        hws_push(co, ws);
+        hold_pop(ws);
+        hws_unref(ws);
+        push_request_table(co, c);
+        lua_pushboolean(co, 1);
+        lua_setfield(co, -2, "websocket");
+        hold_pop(c);
+        conn_unref(c);
+        lt->nres = 2;
         return MS_POLL_READY;
     }
     /* The queue's reference goes to the userdata (held while Lua
@@ -1368,9 +1624,64 @@ static int server_start(lua_State *L) {
         lua_pop(L, 2);
     }
     lua_pop(L, 1);
+    o.ws_on = false;
+    o.ws_npaths = 0;
+    o.ws_max_message = 1 << 20;
+    o.ws_max_buffer = 1 << 20;
+    lua_getfield(L, 1, "websocket");
+    if (lua_istable(L, -1)) {
+        int w = lua_gettop(L);
+        o.ws_on = true;
+        o.ws_max_message = (uint64_t)opt_number(L, w, "max_message", 1 << 20, 1, 1ull << 31, true);
+        o.ws_max_buffer = (size_t)opt_number(L, w, "max_buffer", (double)o.ws_max_message, 1024,
+                                             1ull << 32, true);
+        lua_getfield(L, w, "path");
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_createtable(L, 1, 0);
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, -2, 1);
+            lua_replace(L, -2);
+        }
+        if (lua_istable(L, -1)) {
+            int t = lua_gettop(L);
+            for (int i = 1;; i++) {
+                lua_rawgeti(L, t, i);
+                if (lua_isnil(L, -1)) {
+                    lua_pop(L, 1);
+                    break;
+                }
+                size_t pl;
+                const char *pth = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &pl) : NULL;
+                if (!pth || pl == 0 || pth[0] != '/' || pl > 1024 || o.ws_npaths == HS_WS_MAX_PATHS) {
+                    for (uint32_t k = 0; k < o.ws_npaths; k++)
+                        free(o.ws_paths[k]);
+                    htls_ctx_free(tls);
+                    return luaL_error(L, "ms.http.serve: websocket.path must be a path starting "
+                                         "with / (or a list of at most %d)", HS_WS_MAX_PATHS);
+                }
+                o.ws_paths[o.ws_npaths] = strdup(pth);
+                if (!o.ws_paths[o.ws_npaths]) {
+                    for (uint32_t k = 0; k < o.ws_npaths; k++)
+                        free(o.ws_paths[k]);
+                    htls_ctx_free(tls);
+                    return luaL_error(L, "ms.http.serve: out of memory");
+                }
+                o.ws_npaths++;
+                lua_pop(L, 1);
+            }
+        } else if (!lua_isnil(L, -1)) {
+            htls_ctx_free(tls);
+                    return luaL_error(L, "ms.http.serve: websocket.path must be a path (a string) or a "
+                                 "list of paths");
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     hs_server *srv = calloc(1, sizeof *srv);
     if (!srv) {
         htls_ctx_free(tls);
+        for (uint32_t k = 0; k < o.ws_npaths; k++)
+            free(o.ws_paths[k]);
         return luaL_error(L, "ms.http.serve: no memory for a server");
     }
     srv->tls = tls;
@@ -1378,6 +1689,8 @@ static int server_start(lua_State *L) {
     int rc = ms_tcp_listen(rt, hostname, (uint16_t)port, o.backlog, &srv->l, &err);
     if (rc != 0) {
         htls_ctx_free(srv->tls);
+        for (uint32_t k = 0; k < o.ws_npaths; k++)
+            free(o.ws_paths[k]);
         free(srv);
         lua_pushnil(L);
         lerr_push(L, rc, err.message, NULL);
@@ -1428,6 +1741,7 @@ static void release_server(void *p) {
 }
 
 static void build_mts(lua_State *L) {
+    hws_register(L);
     static const luaL_Reg methods[] = {
         {"take", server_take},     {"respond", server_respond}, {"fail", server_fail},
         {"address", server_address}, {"id", server_id},         {"drain", server_drain},

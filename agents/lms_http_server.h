@@ -38,6 +38,8 @@ typedef struct http_stats {
 /* The counters now (relaxed reads: each value is exact, the set is not a
  * snapshot). */
 void http_server_stats(http_stats *out);
+/* Adds n to a counter (or gauge): http_ws.c counts the WebSocket ones. */
+void http_server_stat_add(http_metric m, int64_t n);
 /* Pushes ms.metrics().http: the counters by key, and latency = { bounds
  * (seconds, the last one math.huge), counts (per bucket), sum (seconds) }. */
 void http_server_push_metrics(lua_State *L);

@@ -18,144 +18,43 @@
 #define _GNU_SOURCE
 #include <lauxlib.h>
 #include <openssl/evp.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <wslay/wslay.h>
-
 #include "lms_http_wsc.h"
+#include "ws_frames.h"
 
 #define CODEC_MT "ms.ws_codec"
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-typedef struct wmsg {
-    struct wmsg *next;
-    uint8_t opcode;
-    uint16_t status;            /* a close's status code */
-    size_t len;
-    char data[];
-} wmsg;
-
+/* The engine (ws_frames.c); f.ctx NULL once freed. */
 typedef struct codec {
-    wslay_event_context_ptr ctx;    /* NULL once freed */
-    const char *in;             /* bytes being fed (during feed only) */
-    size_t in_len, in_off;
-    char *out;                  /* bytes wslay wrote, for the socket */
-    size_t out_len, out_cap;
-    wmsg *head, *tail;          /* messages received, oldest first */
-    bool failed;                /* out of memory in a callback */
+    wsf f;
 } codec;
-
-static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                       void *ud) {
-    codec *c = ud;
-    (void)flags;
-    size_t left = c->in_len - c->in_off;
-    if (left == 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    size_t k = left < len ? left : len;
-    memcpy(buf, c->in + c->in_off, k);
-    c->in_off += k;
-    return (ssize_t)k;
-}
-
-static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-                       void *ud) {
-    codec *c = ud;
-    (void)flags;
-    if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 4096;
-        while (cap < c->out_len + len)
-            cap *= 2;
-        char *grown = realloc(c->out, cap);
-        if (!grown) {
-            c->failed = true;
-            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-            return -1;
-        }
-        c->out = grown;
-        c->out_cap = cap;
-    }
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
-    return (ssize_t)len;
-}
-
-static int on_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *ud) {
-    (void)ctx;
-    (void)ud;
-    return getrandom(buf, len, 0) == (ssize_t)len ? 0 : -1;
-}
-
-static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                   void *ud) {
-    codec *c = ud;
-    (void)ctx;
-    if (arg->opcode == WSLAY_PING)
-        return; /* wslay queued the pong */
-    size_t len = arg->msg_length;
-    const uint8_t *p = arg->msg;
-    if (arg->opcode == WSLAY_CONNECTION_CLOSE && len >= 2) {
-        p += 2; /* the status code, given apart; the reason follows */
-        len -= 2;
-    } else if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
-        len = 0;
-    }
-    wmsg *m = malloc(sizeof *m + len + 1);
-    if (!m) {
-        c->failed = true;
-        return;
-    }
-    m->next = NULL;
-    m->opcode = arg->opcode;
-    m->status = arg->status_code;
-    m->len = len;
-    memcpy(m->data, p, len);
-    m->data[len] = '\0';
-    if (c->tail)
-        c->tail->next = m;
-    else
-        c->head = m;
-    c->tail = m;
-}
 
 static codec *check_codec(lua_State *L) {
     codec *c = luaL_checkudata(L, 1, CODEC_MT);
-    if (!c->ctx)
+    if (!c->f.ctx)
         luaL_error(L, "websocket codec: already freed");
     return c;
 }
 
 static int codec_free(lua_State *L) {
     codec *c = luaL_checkudata(L, 1, CODEC_MT);
-    if (c->ctx)
-        wslay_event_context_free(c->ctx);
-    c->ctx = NULL;
-    while (c->head) {
-        wmsg *m = c->head;
-        c->head = m->next;
-        free(m);
-    }
-    c->tail = NULL;
-    free(c->out);
-    c->out = NULL;
-    c->out_len = c->out_cap = 0;
+    wsf_free(&c->f);
     return 0;
 }
 
 /* Pushes the wslay result rc as nil, "what failed" when it is an error. */
 static int result(lua_State *L, codec *c, int rc, const char *what) {
-    if (c->failed || rc == WSLAY_ERR_NOMEM)
+    (void)c;
+    if (rc == WSLAY_ERR_NOMEM)
         return luaL_error(L, "websocket: out of memory %s", what);
     if (rc == WSLAY_ERR_NO_MORE_MSG) {
         lua_pushnil(L);
         lua_pushliteral(L, "closed");
         return 2;
     }
-    if (rc != 0 && rc != WSLAY_ERR_WOULDBLOCK) {
+    if (rc != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "websocket %s failed (wslay error %d)", what, rc);
         return 2;
@@ -169,15 +68,7 @@ static int codec_feed(lua_State *L) {
     codec *c = check_codec(L);
     size_t len;
     const char *p = luaL_checklstring(L, 2, &len);
-    c->in = p;
-    c->in_len = len;
-    c->in_off = 0;
-    int rc = wslay_event_recv(c->ctx);
-    c->in = NULL;
-    c->in_len = c->in_off = 0;
-    if (rc == 0 && !c->failed)
-        rc = wslay_event_send(c->ctx); /* pongs and a close's answer */
-    return result(L, c, rc, "receive");
+    return result(L, c, wsf_feed(&c->f, p, len), "receive");
 }
 
 /* codec:queue(kind, data) or codec:queue("close", reason, code) ->
@@ -195,7 +86,7 @@ static int codec_queue(lua_State *L) {
         if (code != 0 && (code < 1000 || code > 4999 || code == 1004 || code == 1005 ||
                           code == 1006 || code == 1015))
             return luaL_argerror(L, 4, "a close code is 1000..4999, not 1004-1006 or 1015");
-        rc = wslay_event_queue_close(c->ctx, (uint16_t)code, (const uint8_t *)data, len);
+        rc = wsf_queue_close(&c->f, (uint16_t)code, data, len);
     } else {
         uint8_t op = strcmp(kind, "text") == 0     ? WSLAY_TEXT_FRAME
                      : strcmp(kind, "binary") == 0 ? WSLAY_BINARY_FRAME
@@ -206,19 +97,16 @@ static int codec_queue(lua_State *L) {
             return luaL_argerror(L, 2, "the kind is \"text\", \"binary\", \"ping\" or \"pong\"");
         if ((op == WSLAY_PING || op == WSLAY_PONG) && len > 125)
             return luaL_argerror(L, 3, "a ping or pong carries at most 125 bytes");
-        struct wslay_event_msg m = {op, (const uint8_t *)data, len};
-        rc = wslay_event_queue_msg(c->ctx, &m);
+        rc = wsf_queue(&c->f, op, data, len);
     }
-    if (rc == 0)
-        rc = wslay_event_send(c->ctx);
     return result(L, c, rc, "send");
 }
 
 /* codec:output() -> the bytes to write to the socket ("" if none). */
 static int codec_output(lua_State *L) {
     codec *c = check_codec(L);
-    lua_pushlstring(L, c->out ? c->out : "", c->out_len);
-    c->out_len = 0;
+    lua_pushlstring(L, c->f.out ? c->f.out : "", c->f.out_len);
+    c->f.out_len = 0;
     return 1;
 }
 
@@ -227,7 +115,7 @@ static int codec_output(lua_State *L) {
  * code the status, 0 when the peer gave none). */
 static int codec_next(lua_State *L) {
     codec *c = check_codec(L);
-    wmsg *m = c->head;
+    wsf_msg *m = c->f.head;
     if (!m)
         return 0;
     lua_pushlstring(L, m->data, m->len);
@@ -239,10 +127,7 @@ static int codec_next(lua_State *L) {
     }
     lua_pushinteger(L, m->status);
     /* Built: now it may go. */
-    c->head = m->next;
-    if (!c->head)
-        c->tail = NULL;
-    free(m);
+    free(wsf_pop(&c->f));
     return 3;
 }
 
@@ -251,11 +136,11 @@ static int codec_next(lua_State *L) {
  * error, 1009 for a message past max_message) */
 static int codec_state(lua_State *L) {
     codec *c = check_codec(L);
-    lua_pushboolean(L, wslay_event_get_close_received(c->ctx));
-    lua_pushboolean(L, wslay_event_get_close_sent(c->ctx));
-    lua_pushboolean(L, wslay_event_want_read(c->ctx));
-    lua_pushboolean(L, c->head != NULL);
-    lua_pushinteger(L, wslay_event_get_status_code_sent(c->ctx));
+    lua_pushboolean(L, wslay_event_get_close_received(c->f.ctx));
+    lua_pushboolean(L, wslay_event_get_close_sent(c->f.ctx));
+    lua_pushboolean(L, wslay_event_want_read(c->f.ctx));
+    lua_pushboolean(L, c->f.head != NULL);
+    lua_pushinteger(L, wslay_event_get_status_code_sent(c->f.ctx));
     return 5;
 }
 
@@ -278,30 +163,19 @@ static int new_codec(lua_State *L) {
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
-    static const struct wslay_event_callbacks cbs = {
-        on_recv, on_send, on_genmask, NULL, NULL, NULL, on_msg};
-    if (wslay_event_context_client_init(&c->ctx, &cbs, c) != 0) {
-        c->ctx = NULL;
+    if (wsf_init(&c->f, false, (uint64_t)max) != 0)
         return luaL_error(L, "websocket: out of memory");
-    }
-    wslay_event_config_set_max_recv_msg_length(c->ctx, (uint64_t)max);
     return 1;
 }
 
-/* Pushes the Sec-WebSocket-Accept for key: base64 of the SHA-1 of the
- * key and the RFC 6455 GUID. */
+/* Pushes the Sec-WebSocket-Accept for key. */
 static int push_accept(lua_State *L, const char *key, size_t n) {
-    unsigned char digest[EVP_MAX_MD_SIZE], accept[64];
-    char text[64 + sizeof WS_GUID];
+    char accept[32];
     if (n > 64)
         return luaL_error(L, "websocket: a key is at most 64 bytes");
-    memcpy(text, key, n);
-    memcpy(text + n, WS_GUID, sizeof WS_GUID);
-    unsigned int dlen = 0;
-    if (!EVP_Digest(text, n + sizeof WS_GUID - 1, digest, &dlen, EVP_sha1(), NULL))
+    if (!wsf_accept_of(key, n, accept))
         return luaL_error(L, "websocket: SHA-1 failed");
-    EVP_EncodeBlock(accept, digest, (int)dlen);
-    lua_pushstring(L, (char *)accept);
+    lua_pushstring(L, accept);
     return 1;
 }
 

@@ -572,6 +572,29 @@ part("http", function()
     check(srv:close(WAIT), "a graceful close")
 end)
 
+-- The WebSocket server (docs/http.md): an echo handler in a pool of one
+-- agent, our own client sends a message and closes; then a graceful close.
+
+part("websocket server", function()
+    local srv, err = ms.http.serve{ listen = "127.0.0.1:0", agents = 1, shutdown_timeout = WAIT,
+        websocket = { path = "/echo", handler = function(ws)
+            while true do
+                local data, kind = ws:receive()
+                if not data then return end
+                ws:send(data, kind)
+            end
+        end } }
+    if not check(srv ~= nil, "serve websocket: " .. tostring(err)) then return end
+    local _, port = srv:address()
+    local ws, werr = ms.http.websocket("ws://127.0.0.1:" .. port .. "/echo", { timeout = WAIT })
+    if check(ws ~= nil, "websocket to our server: " .. tostring(werr)) then
+        check(ws:send("abc") == true, "a websocket send to our server")
+        check(ws:receive(WAIT) == "abc", "our server's websocket echo")
+        ws:close(1000, "", WAIT)
+    end
+    check(srv:close(WAIT), "a graceful close with websockets")
+end)
+
 -- ---------------------------------------------------------------------
 -- The console (ms-host attach) and the metrics endpoint, from the
 -- blocking pool: each is a client process of this host.

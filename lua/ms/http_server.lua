@@ -25,8 +25,72 @@ local OPTIONS = {
     name = true, memory_limit = true, max_header_bytes = true, max_headers = true,
     max_body = true, header_timeout = true, body_timeout = true, idle_timeout = true,
     write_timeout = true, queue = true, max_connections = true, backlog = true,
-    shutdown_timeout = true, intensity = true, period = true, tls = true,
+    shutdown_timeout = true, intensity = true, period = true, tls = true, websocket = true,
 }
+
+local WS_OPTIONS = { handler = true, module = true, path = true, max_message = true,
+                     max_buffer = true, per_connection = true }
+
+-- websocket = function(ws, req) or { handler = | module =, path =,
+-- max_message =, max_buffer = }: checked here, the handler copied as
+-- bytecode for the pool; the C side reads path and the limits.
+local function websocket_options(ws, worker)
+    if type(ws) == "function" then
+        ws = { handler = ws }
+    elseif type(ws) ~= "table" then
+        error("ms.http.serve: websocket must be a handler function(ws, req) or a table "
+            .. "{ handler =, path =, max_message =, max_buffer = }", 3)
+    end
+    for k in next, ws do
+        if not WS_OPTIONS[k] then
+            error(("ms.http.serve: unknown option websocket.%s"):format(tostring(k)), 3)
+        end
+    end
+    local handler, module = rawget(ws, "handler"), rawget(ws, "module")
+    if handler ~= nil then
+        local ok, t = pcall(bytecode.dump, handler, "ms.http.serve: websocket.handler")
+        if not ok then
+            error(t, 3)
+        end
+        worker.ws_handler = t
+    elseif type(module) == "string" then
+        worker.ws_module = module
+    else
+        error("ms.http.serve: websocket.handler (a function(ws, req)) or websocket.module "
+            .. "(a module name) is required", 3)
+    end
+    local per = rawget(ws, "per_connection")
+    if per ~= nil and type(per) ~= "boolean" then
+        error("ms.http.serve: websocket.per_connection must be true (an agent per connection) "
+            .. "or false (the pool's agents, the default)", 3)
+    end
+    worker.ws_per_connection = per or nil
+    local path = rawget(ws, "path")
+    local paths = type(path) == "string" and { path } or path
+    if paths ~= nil then
+        if type(paths) ~= "table" or #paths == 0 or #paths > 64 then
+            error("ms.http.serve: websocket.path must be a path or a list of 1 to 64 paths", 3)
+        end
+        for i = 1, #paths do
+            local p = rawget(paths, i)
+            if type(p) ~= "string" or p:sub(1, 1) ~= "/" or #p > 1024 or p:find("[%s?#%z]") then
+                error(("ms.http.serve: websocket.path %s is not a path (it starts with /, "
+                    .. "has no space, ? or #)"):format(tostring(p)), 3)
+            end
+        end
+    end
+    for _, k in ipairs{ "max_message", "max_buffer" } do
+        local v = rawget(ws, k)
+        if v ~= nil and (type(v) ~= "number" or v ~= math.floor(v) or v < (k == "max_buffer"
+            and 1024 or 1) or v > 2 ^ 31) then
+            error(("ms.http.serve: websocket.%s must be a whole number of bytes from %d to "
+                .. "2^31, got %s"):format(k, k == "max_buffer" and 1024 or 1, tostring(v)), 3)
+        end
+    end
+    -- What the C side reads.
+    return { path = paths and { unpack(paths) }, max_message = rawget(ws, "max_message"),
+             max_buffer = rawget(ws, "max_buffer") }
+end
 
 -- Servers this agent serves: their handles stay alive (a collected handle
 -- would close its server) until closed.
@@ -117,18 +181,29 @@ function M.serve(opts)
             error("ms.http.serve: module must be a module name (a string)", 2)
         end
         worker.module = module
+    elseif rawget(opts, "websocket") ~= nil then
+        worker.no_handler = true -- plain HTTP requests get 404
     else
         error("ms.http.serve: handler (a function) or module (a module returning one) is "
             .. "required", 2)
     end
     local agents = whole("agents", rawget(opts, "agents") or 2, 1, 1024)
     worker.concurrency = whole("concurrency", rawget(opts, "concurrency") or 1, 1, 10000)
+    worker.memory_limit = rawget(opts, "memory_limit")
     local shutdown = rawget(opts, "shutdown_timeout") or 30
     if type(shutdown) ~= "number" or shutdown < 0 then
         error("ms.http.serve: shutdown_timeout must be a number of seconds >= 0", 2)
     end
     worker.shutdown_timeout = shutdown
-    local ok, raw, err = pcall(ms.http._server.start, opts)
+    local start_opts = opts
+    if rawget(opts, "websocket") ~= nil then
+        start_opts = {}
+        for k, v in next, opts do
+            start_opts[k] = v
+        end
+        start_opts.websocket = websocket_options(rawget(opts, "websocket"), worker)
+    end
+    local ok, raw, err = pcall(ms.http._server.start, start_opts)
     if not ok then
         -- A bad option: blame the caller's line, not this file's.
         error((tostring(raw):gsub("^[^:]*:%d+: ", "")), 2)

@@ -12,6 +12,7 @@
 -- closed (srv:take() returns nil).
 
 local ms = require "ms"
+local ws_agent = require "ms.http_ws_agent"
 
 -- The error value's text, without trusting its metamethods.
 local function describe(e)
@@ -43,6 +44,11 @@ local function load_handler(args)
         end
         return h
     end
+    if args.no_handler then
+        return function()
+            return { status = 404, body = "not found\n" }
+        end
+    end
     return require("ms.bytecode").load(args.handler, "=ms.http handler")
 end
 
@@ -52,6 +58,7 @@ return function(args)
         return -- the server closed before this agent started
     end
     local handler = load_handler(args)
+    local ws_handler = ws_agent.load(args)
     local me = ms.self()
     local told = false
     local function loop()
@@ -60,12 +67,36 @@ return function(args)
             if not request then
                 break
             end
+            if req.websocket then
+                if args.ws_per_connection then
+                    -- An agent of its own: the connection is parked for
+                    -- it to attach; if it cannot start, the connection
+                    -- closes with 1011.
+                    local id = request:_park()
+                    local ok, a = pcall(ms.agent.spawn, {
+                        module = "ms.http_ws_agent",
+                        name = ("%s-ws-%d"):format(ms.self():name() or "http", id),
+                        memory_limit = args.memory_limit,
+                        args = { ws = id, req = req, ws_handler = args.ws_handler,
+                                 ws_module = args.ws_module } })
+                    if not ok or not a then
+                        local ws = ms.http._ws_attach(id)
+                        if ws then ws:close(1011, "no agent for the connection") end
+                    end
+                else
+                    -- Each connection gets its own coroutine: it does not
+                    -- hold this loop (nor a concurrency slot) while it lasts.
+                    ms.spawn(ws_agent.run, ws_handler, request, req)
+                end
+                goto continue
+            end
             local ok, resp = xpcall(handler, traceback, req)
             if ok then
                 srv:respond(request, resp)
             else
                 srv:fail(request, resp)
             end
+            ::continue::
         end
         if not told then
             told = true
