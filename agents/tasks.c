@@ -427,7 +427,10 @@ tasks_dump *tasks_collect(host *h, const tasks_filter *filter) {
     free(asked);
     free(slots);
     d->nagents = n;
-    qsort(d->agents, d->nagents, sizeof *d->agents, agent_cmp);
+    /* d->agents is NULL when its allocation failed (n is 0 then), and
+     * qsort's pointer must not be (UBSan, the sweep's case c-305). */
+    if (d->nagents > 1)
+        qsort(d->agents, d->nagents, sizeof *d->agents, agent_cmp);
     for (size_t i = 0; i < d->nagents; i++)
         if (d->agents[i].answer_seconds > d->max_answer_seconds)
             d->max_answer_seconds = d->agents[i].answer_seconds;
