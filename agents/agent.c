@@ -123,6 +123,11 @@ void agent_set_running(agent *a) {
 
 static void *agent_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
+bool agent_in_task(lua_State *L) {
+    agent *r = tl_running;
+    return r && r->current && r->current->co == L;
+}
+
 agent *agent_from_state(lua_State *L) {
     /* The running task's coroutine is by far the most common caller. */
     agent *r = tl_running;
@@ -184,7 +189,15 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
         /* A time slice (agent_interrupt while the host is starved): the
          * task yields once, to the front of its agent's queue, and the
          * agent's own hook is back. */
-        if (!lua_isyieldable(L) || !agent_running())
+        if (!agent_in_task(L)) {
+            /* In a coroutine of the agent's own code: a yield would end
+             * its coroutine.resume early (a wrong answer), and the task
+             * cannot be reached from here.  Its own hook is back; the
+             * health monitor asks again while the host is starved. */
+            libs_reset_hook(L);
+            return;
+        }
+        if (!lua_isyieldable(L))
             return; /* inside a C function: again at the next instruction */
         libs_reset_hook(L);
         a->sliced = true;

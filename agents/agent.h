@@ -240,6 +240,10 @@ void agent_ref(agent *a);
 void agent_unref(agent *a);
 /* The agent whose state L belongs to, or NULL. */
 agent *agent_from_state(lua_State *L);
+/* Whether L is the coroutine of the task this thread is resuming (not a
+ * coroutine the agent's code made): only there may a hook yield to the
+ * scheduler. */
+bool agent_in_task(lua_State *L);
 /* The agent whose task this thread is running inside lua_resume, or NULL
  * (set by ltask_resume). */
 agent *agent_running(void);

@@ -284,7 +284,9 @@ static int lazy_string_index(lua_State *L) {
 
 static void sandbox_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    if (agent_running() && lua_isyieldable(L))
+    /* Only the task's own coroutine: yielding a coroutine of the agent's
+     * code would end its coroutine.resume early, with no values. */
+    if (agent_in_task(L) && lua_isyieldable(L))
         lua_yield(L, 0);
 }
 

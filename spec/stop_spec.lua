@@ -429,6 +429,22 @@ print("exit", m.reason, m.message)
         assert.matches("exit\tnormal", out, 1, true)
     end)
 
+    it("never cuts a coroutine of its own code short: a long coroutine still returns its values", function()
+        local out = ok_run([[
+local a = ms.agent.spawn{ sandbox = true, fn = function()
+    local co = coroutine.create(function()
+        local x = 0 for i = 1, 3e6 do x = x + i end   -- 30 of the sandbox's slices
+        return "done", x
+    end)
+    print("coroutine:", coroutine.resume(co))
+    print("status:", coroutine.status(co))
+end }
+ms.monitor(a) ms.recv(20)
+]])
+        assert.matches("coroutine:\ttrue\tdone\t4500001500000", out, 1, true)
+        assert.matches("status:\tdead", out, 1, true)
+    end)
+
     it("shares its worker: a sandboxed agent that never waits does not hold up others (1 worker)", function()
         local rc, out, err = run([[
 local spin = ms.agent.spawn{ sandbox = true, fn = function() local x = 0 while true do x = x + 1 end end }
