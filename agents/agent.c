@@ -245,9 +245,11 @@ void agent_stop_as(agent *a, const char *exit_reason, const char *reason) {
         a->stop_reason = strdup(reason ? reason : exit_reason);
         snprintf(a->stop_exit_reason, sizeof a->stop_exit_reason, "%s", exit_reason);
     }
+    /* Before the hook: a hook that fired first would take the stop for a
+     * time slice and put the agent's own hook back. */
+    atomic_store_explicit(&a->stop_requested, true, memory_order_release);
     interrupt_locked(a);
     pthread_mutex_unlock(&a->mlock);
-    atomic_store_explicit(&a->stop_requested, true, memory_order_release);
     ms_waker_wake_by_ref(&a->self_waker);
 }
 
@@ -680,7 +682,8 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
             /* Stopped while it ran (the stop hook yielded it out). */
             if (atomic_load_explicit(&a->stop_requested, memory_order_acquire))
                 return exit_stopped(a);
-            /* Its time slice ended (agent_slice): first again at the next
+            /* Its time slice ended (agent_interrupt while the host was
+             * starved): first again at the next
              * poll, before the agent's other tasks, so that they never run
              * in the middle of its code; other agents run meanwhile. */
             if (a->sliced) {
