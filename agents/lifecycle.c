@@ -302,6 +302,21 @@ static bool runaway_ends(agent *a, uint32_t stalls) {
     return policy == RUNAWAY_STOP || (policy > 0 && stalls >= (uint32_t)policy);
 }
 
+/* The agent whose task has this id, with a reference, or NULL.  A walk
+ * of the agent list under the host lock: for stalls only, never per poll. */
+static agent *agent_of_task(host *h, uint64_t task_id) {
+    agent *found = NULL;
+    pthread_mutex_lock(&h->lock);
+    for (agent *a = h->agents; a; a = a->next_reg)
+        if (a->task && ms_task_id(a->task) == task_id) {
+            found = a;
+            agent_ref(found);
+            break;
+        }
+    pthread_mutex_unlock(&h->lock);
+    return found;
+}
+
 /* Called on the health monitor's thread at every look while every worker
  * is stalled and tasks wait (ms_config.on_starved): the agent whose poll
  * holds the worker yields (agent_interrupt), goes to the back of the
@@ -312,15 +327,7 @@ void lifecycle_on_starved(void *ud, const ms_stall *st) {
     host *h = host_get();
     if (!h)
         return;
-    agent *found = NULL;
-    pthread_mutex_lock(&h->lock);
-    for (agent *a = h->agents; a; a = a->next_reg)
-        if (a->task && ms_task_id(a->task) == st->task_id) {
-            found = a;
-            agent_ref(found);
-            break;
-        }
-    pthread_mutex_unlock(&h->lock);
+    agent *found = agent_of_task(h, st->task_id);
     if (!found)
         return;
     agent_interrupt(found);
@@ -345,16 +352,8 @@ void lifecycle_on_stall(void *ud, const ms_stall *st) {
     agent *found = NULL;
     if (st->recovered && st->worker < MS_MAX_WORKERS && stall_names[st->worker][0]) {
         snprintf(name, sizeof name, "%s", stall_names[st->worker]);
-    } else if (h) {
-        pthread_mutex_lock(&h->lock);
-        for (agent *a = h->agents; a; a = a->next_reg)
-            if (a->task && ms_task_id(a->task) == st->task_id) {
-                snprintf(name, sizeof name, "%s", a->name);
-                found = a;
-                agent_ref(found);
-                break;
-            }
-        pthread_mutex_unlock(&h->lock);
+    } else if (h && (found = agent_of_task(h, st->task_id))) {
+        snprintf(name, sizeof name, "%s", found->name);
     }
     if (st->worker < MS_MAX_WORKERS)
         snprintf(stall_names[st->worker], sizeof stall_names[0], "%s", st->recovered ? "" : name);
