@@ -20,17 +20,7 @@ local q, slurp, write, contains, assert_contains =
 local PY = "/usr/bin/python3"
 local PEER = "spec/support/http_clients.py"
 
-local function sh(cmd)
-    local r = os.execute(cmd)
-    return r == 0 or r == true
-end
-
-local function run(cmd)
-    local p = io.popen(cmd)
-    local out = p:read("*a")
-    p:close()
-    return out
-end
+local sh, run = h.sh, h.capture
 
 local SCRIPT = [==[
 local stop = arg[1]

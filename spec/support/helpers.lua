@@ -69,9 +69,19 @@ function helpers.tmpfile(text, suffix)
     return helpers.write_file(path, text)
 end
 
+-- Runs a shell command; true when it exited 0.
 local function sh(cmd)
     local r = os.execute(cmd)
     return r == 0 or r == true
+end
+helpers.sh = sh
+
+-- Runs a shell command and returns what it wrote on stdout.
+function helpers.capture(cmd)
+    local p = io.popen(cmd)
+    local out = p:read("*a")
+    p:close()
+    return out
 end
 
 -- Runs `ms-host run <script> <args> -- <stop file>` in the background, in
