@@ -197,8 +197,13 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
             libs_reset_hook(L);
             return;
         }
-        if (!lua_isyieldable(L))
-            return; /* inside a C function: again at the next instruction */
+        if (!lua_isyieldable(L)) {
+            /* Inside a C function (a sort's comparator, a metamethod):
+             * try again a thousand instructions on, not at every one, which
+             * would slow that code a hundredfold for as long as it runs. */
+            lua_sethook(L, stop_hook, LUA_MASKCOUNT, 1000);
+            return;
+        }
         libs_reset_hook(L);
         a->sliced = true;
         lua_yield(L, 0);
