@@ -880,7 +880,8 @@ int main(int argc, char **argv)
 {
     int workers = DEFAULT_WORKERS;
     int iters = DEFAULT_ITERS;
-    const bench **selected = calloc((size_t)argc + 1, sizeof *selected);
+    /* Room for every name given, or for all benchmarks when none is. */
+    const bench **selected = calloc((size_t)argc + NUM_BENCHES, sizeof *selected);
     int nselected = 0;
     bool names_only = false;
     if (!selected)
