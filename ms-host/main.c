@@ -25,6 +25,7 @@
 #include <lua.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -617,5 +618,14 @@ int main(int argc, char **argv) {
     if (!strcmp(o.cmd, "attach"))
         return attach_main(o.file);
     sdnotify_init(); /* before any thread: it reads the environment */
+#ifdef M_TRIM_THRESHOLD
+    /* glibc gives the top of a heap back to the kernel as soon as 128 KiB
+     * of it is free.  A host that spawns and ends tasks, agents and
+     * messages in bursts then pays, per burst, a madvise or brk to give
+     * the pages back and a page fault per page to take them again: a
+     * third of spawn_many_local's time, and most of it on a shared CPU
+     * (docs/scheduler.md, "Memory").  Keep up to 64 MiB of free top. */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#endif
     return cmd_run(&o);
 }

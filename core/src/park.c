@@ -68,6 +68,11 @@ bool park_wait(park *p, int64_t timeout_ns) {
     }
 }
 
+bool park_try(park *p) {
+    uint32_t expect = PARK_NOTIFIED;
+    return atomic_compare_exchange_strong(&p->state, &expect, PARK_EMPTY);
+}
+
 bool park_unpark(park *p) {
     uint32_t prev = atomic_exchange(&p->state, PARK_NOTIFIED);
     if (prev == PARK_PARKED) {

@@ -30,6 +30,8 @@ void park_init(park *p);
 /* Sleeps until a token is available (or timeout_ns passes, when >= 0).
  * Returns true if a token was consumed, false on timeout. */
 bool park_wait(park *p, int64_t timeout_ns);
+/* Consumes the token if one is there; never sleeps. */
+bool park_try(park *p);
 /* Deposits the token and wakes the parked thread, if any.  Returns true
  * if the thread was actually asleep. */
 bool park_unpark(park *p);

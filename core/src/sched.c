@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #include "runtime.h"
@@ -39,6 +40,10 @@
 #include "thread.h"
 
 static __thread sched_worker *tls_worker;
+
+#ifndef SCHED_PARK_YIELDS
+#define SCHED_PARK_YIELDS 3
+#endif
 
 void met_worker_init(met_worker *m) {
     memset(m, 0, sizeof *m);
@@ -287,12 +292,19 @@ static void park_worker(sched_worker *w) {
     if (idle_to_parked(&s->idle, w->index, was_searching) && work_pending(s))
         notify_parked(s);
 
-    for (;;) {
+    for (int spin = 0;; spin++) {
         if (atomic_load_explicit(&s->stopping, memory_order_acquire)) {
             idle_unregister(&s->idle, w->index);
             break;
         }
-        park_wait(&w->parker, -1);
+        if (spin < SCHED_PARK_YIELDS) {
+            if (!park_try(&w->parker)) {
+                sched_yield();
+                continue;
+            }
+        } else {
+            park_wait(&w->parker, -1);
+        }
         if (atomic_load_explicit(&s->stopping, memory_order_acquire)) {
             idle_unregister(&s->idle, w->index);
             break;
@@ -411,6 +423,7 @@ static void *worker_main(void *arg) {
     uint64_t since = met_get(&w->m.busy_since), end = ms_now_ns();
     met_busy_update(&w->m, since && end > since ? end - since : 0, 0);
     thr_stop_hook(&s->rt->cfg, w->name);
+    task_pool_flush(&w->tasks, &s->tasks);
     tls_worker = NULL;
     return NULL;
 }
@@ -462,6 +475,7 @@ int sched_init(sched *s, ms_runtime *rt, const ms_config *cfg, ms_error *err) {
         w->late = i >= cfg->worker_threads;
         snprintf(w->name, sizeof w->name, "%s-worker-%u", cfg->thread_name, i);
     }
+    task_depot_init(&s->tasks);
     return 0;
 }
 
@@ -645,6 +659,7 @@ uint64_t sched_cancel_queued(sched *s) {
 }
 
 void sched_destroy(sched *s) {
+    task_depot_destroy(&s->tasks);
     inj_destroy(&s->inject);
     idle_destroy(&s->idle);
     pthread_mutex_destroy(&s->resize_lock);

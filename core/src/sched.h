@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "park.h"
 #include "rq.h"
+#include "task_pool.h"
 
 /* The LIFO slot may run this many tasks in a row before the worker goes
  * back to its queue, so two tasks waking each other cannot starve it. */
@@ -46,6 +47,7 @@ typedef struct sched_worker {
     _Atomic bool inject_first;
 
     /* Owner-only fields. */
+    task_mag tasks;             /* recycled task blocks (task_pool.h) */
     uint32_t tick;
     uint64_t rng;
     bool searching;
@@ -87,6 +89,7 @@ typedef struct sched {
     _Atomic uint64_t resizes;   /* changes of nactive, for metrics */
     inj inject;
     idle idle;
+    task_depot tasks;           /* recycled task blocks; its own lock */
     /* Set once by shutdown (release); workers read it (acquire) each
      * event_interval ticks and when they wake. */
     _Atomic bool stopping;

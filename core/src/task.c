@@ -21,8 +21,11 @@
 /* ---- allocation and references ---- */
 
 ms_task *task_alloc(ms_runtime *rt, task_kind kind, bool with_handle) {
-    ms_task *t = calloc(1, sizeof *t);
-    if (!t)
+    sched_worker *w = sched_current_worker_any();
+    ms_task *t = w ? task_pool_get(&w->tasks, &w->sched->tasks) : NULL;
+    if (t)
+        memset(t, 0, sizeof *t);
+    else if (!(t = calloc(1, sizeof *t)))
         return NULL;
     t->kind = (uint8_t)kind;
     t->rt = rt;
@@ -39,7 +42,9 @@ ms_task *task_alloc(ms_runtime *rt, task_kind kind, bool with_handle) {
 
 static void task_free(ms_task *t) {
     free(t->errmsg);
-    free(t);
+    sched_worker *w = sched_current_worker_any();
+    if (!w || !task_pool_put(&w->tasks, &w->sched->tasks, t))
+        free(t);
 }
 
 void task_ref(ms_task *t) {
