@@ -668,6 +668,7 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
      * is spent: a wake between two coroutines of this agent is served in
      * this poll, not after a trip through the executor. */
     uint32_t budget = ms_runtime_budget(a->h->rt);
+    a->sends_in_slice = 0;
     for (;;) {
         ltask_drain_woken(a, cx);
         if (!a->runq_head)
@@ -694,6 +695,12 @@ static poll_step poll_in_state(agent *a, ms_cx *cx) {
             if (a->sliced) {
                 a->sliced = false;
                 atomic_fetch_add_explicit(&a->slices, 1, memory_order_relaxed);
+                return STEP_YIELD;
+            }
+            /* It sent AGENT_SEND_SLICE messages without waiting: other
+             * agents (its receivers among them) run before it goes on. */
+            if (a->send_yield) {
+                a->send_yield = false;
                 return STEP_YIELD;
             }
             /* The host shuts down (agent_interrupt yielded it out): the

@@ -31,6 +31,11 @@
  * says so), never cut. */
 #define AGENT_NAME_MAX 63
 
+/* Sends one poll of an agent makes before it lets other agents run
+ * (lms_agent.c's a_send): small enough that a receiver keeps up with
+ * several senders, large enough that the yields cost nothing measurable. */
+#define AGENT_SEND_SLICE 256
+
 typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;
 
 /* A watcher (a reference) and the message its exit notice will travel
@@ -126,6 +131,12 @@ struct agent {
      * health monitor found every worker stalled while tasks waited):
      * agent thread only, from the hook to the end of that resume. */
     bool sliced;
+    /* Sends since the agent last gave its worker up (AGENT_SEND_SLICE, in
+     * this header's definitions), and whether the send
+     * that reached AGENT_SEND_SLICE asked to give it up at the end of this
+     * resume (lms_agent.c's a_send).  Agent thread only. */
+    uint32_t sends_in_slice;
+    bool send_yield;
     _Atomic uint64_t slices;    /* time slices taken; its thread adds, anyone reads */
 
     /* Spawn spec, consumed at start (agent thread). */

@@ -238,7 +238,7 @@ void ltask_abort(ltask *lt) {
     if (lt->status == LT_DONE || lt->status == LT_FAILED || lt->status == LT_ABORTED ||
         lt->status == LT_RUNNING)
         return;
-    if (lt->status == LT_WAITING)
+    if (lt->status == LT_WAITING || lt->op.at_resume)
         op_cancel(lt);
     drop_held(a, lt);
     runq_remove(a, lt);
@@ -253,7 +253,7 @@ ltask *ltask_next_ready(agent *a) {
 void ltask_abort_all(agent *a) {
     while (a->all) {
         ltask *lt = a->all;
-        if (lt->status == LT_WAITING)
+        if (lt->status == LT_WAITING || lt->op.at_resume)
             op_cancel(lt);
         drop_held(a, lt);
         runq_remove(a, lt);
@@ -340,6 +340,11 @@ bool ltask_resume(agent *a, ltask *lt, ms_cx *cx) {
     a->cx = cx;
     a->fast_streak = 0;
     lt->status = LT_RUNNING;
+    /* A deferred send is made now, with nothing between it and the task
+     * seeing its result: no stop can leave a message sent whose send
+     * never returned. */
+    if (lt->op.at_resume)
+        op_poll_now(lt, cx);
     int nargs = lt->nres;
     lt->nres = 0;
     lt->holds_msg = false; /* its code gets the message now */
@@ -364,6 +369,11 @@ bool ltask_resume(agent *a, ltask *lt, ms_cx *cx) {
                 runq_push_front(a, lt);
             else
                 runq_push(a, lt);
+            return false;
+        }
+        if (lt->op.at_resume) {
+            lt->status = LT_READY;
+            runq_push(a, lt);
             return false;
         }
         lt->status = LT_WAITING;

@@ -60,6 +60,11 @@ struct lop {
     /* Completed only by a call on the agent's own thread, never by a
      * wake: the poll right after the yield is skipped (lchan.c). */
     bool parked;
+    /* Made by its poll right before the task's next resume, never before
+     * (a send deferred by the send slice, lms_agent.c): the task waits
+     * READY in the run queue meanwhile, and an abort cancels it (the
+     * message is then not sent, and the send never returned). */
+    bool at_resume;
     union {
         struct { ms_timer *t; uint64_t until_ns; } sleep;
         /* handle_ref anchors the target's handle, where the outcome

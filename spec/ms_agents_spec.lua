@@ -522,6 +522,116 @@ describe("ms agents", function()
             end)
         end)
 
+        -- A send never waits: without a limit on how long an agent may send
+        -- in one go, a sender kept its worker until its loop ended (four
+        -- senders on two workers left a collector half a million messages
+        -- behind).  Sends now give the worker up every 256 in one poll, so
+        -- on one worker another agent runs long before the loop ends.
+        it("an agent sending in a loop lets other agents run", function()
+            run(function()
+                local me = ms.self()
+                local sink = ms.agent.spawn {
+                    fn = function()
+                        while ms.recv(30) ~= "stop" do end
+                    end,
+                }
+                ms.agent.spawn {
+                    args = { sink = sink, parent = me },
+                    fn = function(args)
+                        args.parent:send("sender started")
+                        for i = 1, 100000 do
+                            if args.sink:send(i) ~= true then error("send " .. i) end
+                        end
+                        args.parent:send("sender done")
+                    end,
+                }
+                -- The sender is in its loop: this agent runs again only if
+                -- the sender gives the (one) worker up.
+                assert.are.equal("sender started", ms.recv(60))
+                ms.agent.spawn {
+                    args = { parent = me },
+                    fn = function(args) args.parent:send("other ran") end,
+                }
+                local first = ms.recv(60)
+                local second = ms.recv(60)
+                sink:send("stop")
+                assert.are.equal("other ran", first)
+                assert.are.equal("sender done", second)
+            end, { worker_threads = "1" })
+        end)
+
+        it("a send deferred by the slice to an agent that exited meanwhile returns nil, err",
+            function()
+            run(function()
+                -- It takes one message and exits; sends after that fail,
+                -- deferred ones (every 257th) included.
+                local target = ms.agent.spawn { fn = function() ms.recv(30) end }
+                local r = ms.agent.spawn {
+                    args = { t = target, parent = ms.self() },
+                    fn = function(args)
+                        local ok_n, failed, bad = 0, 0, nil
+                        for i = 1, 3000 do
+                            local ok, err = args.t:send(i)
+                            if ok == true then
+                                ok_n = ok_n + 1
+                            elseif ok == nil and tostring(err):find("has exited", 1, true) then
+                                failed = failed + 1
+                            else
+                                bad = tostring(ok) .. " " .. tostring(err)
+                            end
+                        end
+                        args.parent:send({ ok = ok_n, failed = failed, bad = bad })
+                    end,
+                }
+                local m = ms.recv(60)
+                assert.is_nil(m.bad)
+                assert.are.equal(3000, m.ok + m.failed)
+                assert.is_true(m.failed >= 2000, "failed: " .. m.failed)
+            end)
+        end)
+
+        it("sends from a coroutine of the agent's code and from a sort comparator all count",
+            function()
+            run(function()
+                local a = ms.agent.spawn {
+                    args = { to = ms.self() },
+                    fn = function(args)
+                        -- Inside coroutine.wrap: a yield of the send would end
+                        -- the wrap early; it must not happen.
+                        local sent = 0
+                        local co = coroutine.wrap(function()
+                            for i = 1, 2000 do
+                                if args.to:send(i) ~= true then error("send " .. i) end
+                                sent = sent + 1
+                            end
+                            return "done"
+                        end)
+                        if co() ~= "done" or sent ~= 2000 then error("wrap ended early at " .. sent) end
+                        -- A comparator cannot yield at all.
+                        local t = {}
+                        for i = 1, 64 do t[i] = 65 - i end
+                        local n = 2000
+                        table.sort(t, function(x, y)
+                            if n < 4000 then
+                                n = n + 1
+                                if args.to:send(n) ~= true then error("send " .. n) end
+                            end
+                            return x < y
+                        end)
+                        args.to:send("end")
+                    end,
+                }
+                local got = 0
+                while true do
+                    local m = ms.recv(30)
+                    if m == "end" then break end
+                    got = got + 1
+                    assert.are.equal(got, m)
+                end
+                assert.is_true(got > 2000)
+            end)
+        end)
+
         it("a:send returns true; ms.recv returns the message and the sender", function()
             run(function()
                 local a = ms.agent.spawn {
