@@ -180,8 +180,12 @@ print("spinning") io.stdout:flush()
 ms.recv()
 ]], ".lua")
         local out = os.tmpname()
+        -- TERM once it said "spinning" (its agent is in the loop by then),
+        -- not after a fixed time: a loaded sanitizer build may take longer
+        -- than any fixed time to get there.
         local rc = os.execute(("(timeout -k 5 60 %s run %s --workers 2 >%s 2>&1 </dev/null & "
-            .. "p=$!; sleep 1.5; kill -TERM $p; wait $p)"):format(q(HOST), q(path), q(out)))
+            .. "p=$!; for i in $(seq 600); do grep -q spinning %s && break; sleep 0.1; done; "
+            .. "kill -TERM $p; wait $p)"):format(q(HOST), q(path), q(out), q(out)))
         local o = h.slurp(out)
         os.remove(path) os.remove(out)
         assert(rc == 0, "ms-host exited " .. tostring(rc) .. ":\n" .. o)
