@@ -32,8 +32,9 @@
 #define AGENT_NAME_MAX 63
 
 /* Sends one poll of an agent makes before it lets other agents run
- * (lms_agent.c's a_send): small enough that a receiver keeps up with
- * several senders, large enough that the yields cost nothing measurable. */
+ * (lms_agent.c's a_send): on one worker a collector of four senders stays
+ * within this many messages of them; large enough that the yields cost
+ * little beside the sends. */
 #define AGENT_SEND_SLICE 256
 
 typedef enum agent_state { AG_NEW, AG_RUNNING, AG_EXITED } agent_state;

@@ -104,8 +104,8 @@ static int a_send(lua_State *L) {
     }
     /* A send never waits, so an agent sending in a loop would keep its
      * worker until the loop ends while its receivers' backlogs grow
-     * without bound (four senders to one collector on two workers: half a
-     * million messages queued, 100 MB).  Past AGENT_SEND_SLICE sends in
+     * without bound (four senders of 50,000 to one collector on one
+     * worker: 191,000 queued at the deepest).  Past AGENT_SEND_SLICE sends in
      * one poll, the send is deferred: its task yields, its agent lets the
      * others run, and the message goes when the task resumes, just before
      * it sees the result (so a stop meanwhile leaves it unsent, and the

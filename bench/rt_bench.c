@@ -922,14 +922,16 @@ int main(int argc, char **argv)
     for (int i = 0; i < NUM_SPAWN; i++)
         sbm_expected[i] = &sbm_tokens[i];
 
-#ifdef M_TRIM_THRESHOLD
+#if defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
     /* The heap policy ms-host sets (ms-host/main.c): without it glibc gives
      * the heap's free top back after every burst of spawns and faults it
      * in again on the next; docs/scheduler.md, "Memory".  MS_BENCH_TRIM=0
      * leaves glibc's default, to measure the difference. */
     const char *trim = getenv("MS_BENCH_TRIM");
-    if (!trim || strcmp(trim, "0") != 0)
+    if (!trim || strcmp(trim, "0") != 0) {
+        mallopt(M_MMAP_THRESHOLD, 32 << 20);
         mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    }
 #endif
 
     ms_config cfg;

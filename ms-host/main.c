@@ -618,13 +618,18 @@ int main(int argc, char **argv) {
     if (!strcmp(o.cmd, "attach"))
         return attach_main(o.file);
     sdnotify_init(); /* before any thread: it reads the environment */
-#ifdef M_TRIM_THRESHOLD
+#if defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
     /* glibc gives the top of a heap back to the kernel as soon as 128 KiB
      * of it is free.  A host that spawns and ends tasks, agents and
      * messages in bursts then pays, per burst, a madvise or brk to give
      * the pages back and a page fault per page to take them again: a
      * third of spawn_many_local's time, and most of it on a shared CPU
-     * (docs/scheduler.md, "Memory").  Keep up to 64 MiB of free top. */
+     * (docs/scheduler.md, "Memory").  Setting one threshold turns off
+     * glibc's own adjustment of both, so both are set to where that
+     * adjustment ends (mmap for blocks of 32 MiB and more, trim past
+     * twice that): otherwise every block over 128 KiB (a large message,
+     * a big Lua table) would be a fresh mmap and its page faults. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 #endif
     return cmd_run(&o);
