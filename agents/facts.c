@@ -253,6 +253,11 @@ const host_metric_desc http_metric_descs[HTTP_M_COUNT] = {
                                 MS_METRIC_COUNTER,
                                 "WebSocket connections closed with another code (1011 for a "
                                 "handler that failed, the application's own)."},
+    [HTTP_M_WSC_TLS_FAILURES] = {"websocket_client_tls_failures",
+                                 "ms_http_websocket_client_tls_failures_total", MS_METRIC_COUNTER,
+                                 "wss:// connections of ms.http.websocket whose TLS handshake "
+                                 "did not complete (certificate refused, peer gone, garbage, "
+                                 "timeout, agent stopped)."},
 };
 
 const host_metric_desc http_latency_metric_desc = {

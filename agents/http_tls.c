@@ -1,13 +1,17 @@
 /*
- * http_tls.c - TLS engines for ms.http.serve (http_tls.h) on OpenSSL's
- * memory BIOs: what the socket delivers goes into the read BIO, what the
- * engine produces (handshake records, encrypted answers, close_notify)
- * accumulates in the write BIO until the connection task sends it.
+ * http_tls.c - TLS engines for ms.http.serve and the WebSocket client
+ * (http_tls.h) on OpenSSL's memory BIOs: what the socket delivers goes
+ * into the read BIO, what the engine produces (handshake records,
+ * encrypted data, close_notify) accumulates in the write BIO until the
+ * socket's owner sends it.
  */
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "http_tls.h"
 
@@ -64,7 +68,39 @@ void htls_ctx_free(htls_ctx *c) {
     free(c);
 }
 
-htls *htls_new(htls_ctx *ctx) {
+htls_ctx *htls_client_ctx_new(bool verify, const char *ca_file, char *err, size_t errlen) {
+    htls_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "no memory for a TLS context");
+        return NULL;
+    }
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    if (!c->ctx) {
+        reason(err, errlen, "cannot make a TLS context", "");
+        free(c);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+    if (!verify) {
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
+        return c;
+    }
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    /* ca_file replaces the system's store rather than adding to it: a
+     * private CA is then the only one trusted. */
+    if (ca_file ? SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) == 1
+                : SSL_CTX_set_default_verify_paths(c->ctx) == 1)
+        return c;
+    reason(err, errlen, ca_file ? "ca_file: cannot read" : "cannot load the system's CA store",
+           ca_file ? ca_file : "");
+    SSL_CTX_free(c->ctx);
+    free(c);
+    return NULL;
+}
+
+/* An engine on ctx with its two memory BIOs, in neither role yet. */
+static htls *engine_new(htls_ctx *ctx) {
     htls *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
@@ -82,8 +118,57 @@ htls *htls_new(htls_ctx *ctx) {
     /* An empty read BIO means "more input", not the end. */
     BIO_set_mem_eof_return(t->rbio, -1);
     SSL_set_bio(t->ssl, t->rbio, t->wbio);
-    SSL_set_accept_state(t->ssl);
     return t;
+}
+
+htls *htls_new(htls_ctx *ctx) {
+    htls *t = engine_new(ctx);
+    if (t)
+        SSL_set_accept_state(t->ssl);
+    return t;
+}
+
+htls *htls_new_client(htls_ctx *ctx, const char *host) {
+    htls *t = engine_new(ctx);
+    if (!t)
+        return NULL;
+    SSL_set_connect_state(t->ssl);
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+    bool ok = true;
+    /* SNI carries names only (RFC 6066); an IP literal is checked
+     * against the certificate's IP addresses instead of its names. */
+    if (!is_ip)
+        ok = SSL_set_tlsext_host_name(t->ssl, host) == 1;
+    if (ok && SSL_CTX_get_verify_mode(ctx->ctx) != SSL_VERIFY_NONE)
+        ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host) == 1
+                   : SSL_set1_host(t->ssl, host) == 1;
+    if (!ok) {
+        htls_free(t);
+        ERR_clear_error();
+        return NULL;
+    }
+    return t;
+}
+
+int htls_handshake(htls *t, char *what, size_t cap) {
+    int rc = SSL_do_handshake(t->ssl);
+    if (rc == 1)
+        return 1;
+    int e = SSL_get_error(t->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return 0;
+    long verified = SSL_get_verify_result(t->ssl);
+    unsigned long code = ERR_peek_error();
+    if (verified != X509_V_OK) {
+        snprintf(what, cap, "certificate verify failed (%s)",
+                 X509_verify_cert_error_string(verified));
+    } else {
+        const char *why = code ? ERR_reason_error_string(code) : NULL;
+        snprintf(what, cap, "handshake failed (%s)", why ? why : "protocol error");
+    }
+    ERR_clear_error();
+    return -2;
 }
 
 void htls_free(htls *t) {
@@ -97,8 +182,8 @@ bool htls_put(htls *t, const char *data, size_t n) {
     return BIO_write(t->rbio, data, (int)n) == (int)n;
 }
 
-int htls_read(htls *t, char *buf, size_t cap, const char **what) {
-    int n = SSL_read(t->ssl, buf, (int)cap);
+/* SSL_read or SSL_peek's result as htls_read's. */
+static int read_result(htls *t, int n, const char **what) {
     if (n > 0)
         return n;
     switch (SSL_get_error(t->ssl, n)) {
@@ -116,6 +201,25 @@ int htls_read(htls *t, char *buf, size_t cap, const char **what) {
         return -2;
     }
     }
+}
+
+int htls_read(htls *t, char *buf, size_t cap, const char **what) {
+    return read_result(t, SSL_read(t->ssl, buf, (int)cap), what);
+}
+
+int htls_peek(htls *t, char *buf, size_t cap, const char **what) {
+    return read_result(t, SSL_peek(t->ssl, buf, (int)cap), what);
+}
+
+void htls_consume(htls *t, size_t n) {
+    char scratch[4096];
+    while (n > 0) {
+        int k = SSL_read(t->ssl, scratch, (int)(n < sizeof scratch ? n : sizeof scratch));
+        if (k <= 0)
+            break;
+        n -= (size_t)k;
+    }
+    ERR_clear_error();
 }
 
 bool htls_write(htls *t, const char *data, size_t n) {
@@ -143,6 +247,23 @@ size_t htls_take_output(htls *t, char *buf, size_t cap) {
 
 bool htls_has_output(const htls *t) {
     return BIO_ctrl_pending(t->wbio) > 0;
+}
+
+size_t htls_peek_output(htls *t, const char **data) {
+    char *p = NULL;
+    long n = BIO_get_mem_data(t->wbio, &p);
+    *data = p;
+    return n > 0 ? (size_t)n : 0;
+}
+
+void htls_drop_output(htls *t, size_t n) {
+    char scratch[4096];
+    while (n > 0) {
+        int k = BIO_read(t->wbio, scratch, (int)(n < sizeof scratch ? n : sizeof scratch));
+        if (k <= 0)
+            break;
+        n -= (size_t)k;
+    }
 }
 
 bool htls_established(const htls *t) {

@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include "lerr.h"
 #include "lms_http_wsc.h"
+#include "ms.h"
 #include "ws_frames.h"
 
 #define CODEC_MT "ms.ws_codec"
@@ -198,7 +200,20 @@ static int accept_of(lua_State *L) {
     return push_accept(L, key, n);
 }
 
+/* ms.http._ws_error(reason, message) -> an error value (docs/errors.md)
+ * with its reason: Timeout for "timeout", IoError for the rest. */
+static int new_error(lua_State *L) {
+    const char *reason = luaL_checkstring(L, 1);
+    const char *message = luaL_checkstring(L, 2);
+    lerr_push(L, strcmp(reason, "timeout") == 0 ? MS_E_TIMEOUT : MS_E_IO, message, NULL);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "reason");
+    return 1;
+}
+
 void lms_http_wsc_register(lua_State *L) {
+    lua_pushcfunction(L, new_error);
+    lua_setfield(L, -2, "_ws_error");
     lua_pushcfunction(L, new_codec);
     lua_setfield(L, -2, "_ws_codec");
     lua_pushcfunction(L, new_key);

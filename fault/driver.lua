@@ -609,6 +609,37 @@ local function shell(cmd)
     return ok and out or ""
 end
 
+-- wss:// (docs/http.md, "WebSocket client"): our TLS server's websocket
+-- and our client, trusting a certificate made here by openssl; a client
+-- that verifies against the system's store is refused, as a value.
+part("websocket over tls", function()
+    local dir = shell("mktemp -d 2>/dev/null"):match("^(%S+)")
+    if not check(dir ~= nil, "a temporary directory") then return end
+    shell(("/usr/bin/openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        .. "-days 2 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 "
+        .. "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1"):format(dir, dir))
+    local srv, err = ms.http.serve{ listen = "127.0.0.1:0", agents = 1, shutdown_timeout = WAIT,
+        tls = { cert = dir .. "/cert.pem", key = dir .. "/key.pem" },
+        websocket = function(ws)
+            local data, kind = ws:receive()
+            if data then ws:send(data, kind) end
+        end }
+    if check(srv ~= nil, "serve wss: " .. tostring(err)) then
+        local _, sport = srv:address()
+        local url = "wss://127.0.0.1:" .. sport .. "/"
+        local ws, werr = ms.http.websocket(url, { timeout = WAIT, ca_file = dir .. "/cert.pem" })
+        if check(ws ~= nil, "wss: " .. tostring(werr)) then
+            check(ws:send("abc") == true, "a wss send")
+            check(ws:receive(WAIT) == "abc", "a wss echo")
+            ws:close(1000, "", WAIT)
+        end
+        local none, verr = ms.http.websocket(url, { timeout = WAIT })
+        check(none == nil and type(verr) == "table", "an unverified wss server is refused")
+        check(srv:close(WAIT), "a graceful close of the wss server")
+    end
+    shell("rm -rf " .. dir)
+end)
+
 if attach_bin and sock then
     part("console", function()
         local out = shell(("printf 'return 1+1\\nfunction f()\\nreturn 2 end\\nms.self():name()\\n' "
