@@ -253,6 +253,15 @@ const host_metric_desc http_metric_descs[HTTP_M_COUNT] = {
                                 MS_METRIC_COUNTER,
                                 "WebSocket connections closed with another code (1011 for a "
                                 "handler that failed, the application's own)."},
+    [HTTP_M_WS_PING_TIMEOUTS] = {"websocket_ping_timeouts",
+                                 "ms_http_websocket_ping_timeouts_total", MS_METRIC_COUNTER,
+                                 "WebSocket connections ms.http.serve ended because the peer "
+                                 "did not answer a keepalive ping within ping_timeout."},
+    [HTTP_M_WSC_PING_TIMEOUTS] = {"websocket_client_ping_timeouts",
+                                  "ms_http_websocket_client_ping_timeouts_total",
+                                  MS_METRIC_COUNTER,
+                                  "Connections of ms.http.websocket ended because the server "
+                                  "did not answer a keepalive ping within ping_timeout."},
     [HTTP_M_WSC_TLS_FAILURES] = {"websocket_client_tls_failures",
                                  "ms_http_websocket_client_tls_failures_total", MS_METRIC_COUNTER,
                                  "wss:// connections of ms.http.websocket whose TLS handshake "

@@ -153,6 +153,10 @@ typedef struct hs_opts {
     char *ws_paths[HS_WS_MAX_PATHS];
     uint64_t ws_max_message;
     size_t ws_max_buffer;
+    /* The keepalive: after ping_interval of silence from the peer a ping;
+     * no byte from it within ping_timeout then ends the connection.
+     * ws_ping_interval_ms 0: none. */
+    uint64_t ws_ping_interval_ms, ws_ping_timeout_ms;
 } hs_opts;
 
 typedef struct hs_conn hs_conn;
@@ -230,6 +234,10 @@ struct hs_conn {
     size_t tout_len, tout_sent;
     bool encrypted, notified;
     bool ws_close_armed;        /* the close handshake's timer runs */
+    /* The keepalive (ws_keepalive), ms_now_ns times: the peer's last
+     * bytes in or our last bytes out, the ping sent since (0: none; only
+     * bytes from the peer clear it), the deadline armed (0: none). */
+    uint64_t ws_rx_ns, ws_ping_ns, ws_timer_ns;
     char rbuf[HS_READ_BUFFER];
 };
 
@@ -468,6 +476,9 @@ static bool ws_upgrade(hs_conn *c) {
     stat_add(HTTP_M_WS_ACCEPTED, 1);
     record(101, c->start_ns);
     c->phase = CP_WS;
+    c->ws_rx_ns = ms_now_ns();
+    c->ws_ping_ns = c->ws_timer_ns = 0;
+    ms_timer_cancel(c->deadline); /* the request's; ws_keepalive arms its own */
     return true;
 }
 
@@ -594,6 +605,52 @@ static read_step conn_read(hs_conn *c, ms_cx *cx, bool draining) {
     return RS_AGAIN;
 }
 
+typedef enum ka_step { KA_WAIT, KA_SENT, KA_DEAD } ka_step;
+
+/* The keepalive of an open websocket (ping_interval, ping_timeout):
+ * KA_SENT when a ping was queued (to be written), KA_DEAD when the peer
+ * did not answer in time, else KA_WAIT with the timer armed for the next
+ * decision.  The timer is armed lazily: bytes from the peer only move
+ * the next decision later, so an earlier deadline already armed stays
+ * and, when it fires, the decision is made again. */
+static ka_step ws_keepalive(hs_conn *c, ms_cx *cx) {
+    const hs_opts *o = &c->srv->o;
+    if (!o->ws_ping_interval_ms)
+        return KA_WAIT;
+    for (int round = 0; round < 4; round++) {
+        uint64_t now = ms_now_ns();
+        if (hws_inbox_full(c->ws)) {
+            c->ws_rx_ns = now; /* we are not reading: the silence is ours */
+            c->ws_ping_ns = 0;
+        }
+        uint64_t due;
+        if (c->ws_ping_ns) {
+            due = c->ws_ping_ns + o->ws_ping_timeout_ms * 1000000ull;
+            if (now >= due) {
+                stat_add(HTTP_M_WS_PING_TIMEOUTS, 1);
+                hws_timed_out(c->ws);
+                return KA_DEAD;
+            }
+        } else {
+            due = c->ws_rx_ns + o->ws_ping_interval_ms * 1000000ull;
+            if (now >= due) {
+                if (!hws_keepalive(c->ws))
+                    return KA_DEAD;
+                c->ws_ping_ns = now;
+                return KA_SENT;
+            }
+        }
+        if (!c->ws_timer_ns || c->ws_timer_ns > due) {
+            c->ws_timer_ns = due;
+            ms_timer_set_deadline(c->deadline, due);
+        }
+        if (!expired(c, cx))
+            return KA_WAIT;
+        c->ws_timer_ns = 0; /* fired: decide again */
+    }
+    return KA_WAIT;
+}
+
 /* An upgraded connection: the agent's messages out, the peer's frames
  * in, until the close handshake is over (then CP_FLUSH closes).  RS_CLOSE:
  * end now; RS_PENDING: wait; RS_AGAIN: the phase changed. */
@@ -616,6 +673,7 @@ static read_step ws_step(hs_conn *c, ms_cx *cx, bool draining) {
                 if (!htls_write(c->tls, out, n))
                     return RS_CLOSE;
                 hws_written(h, n);
+                c->ws_rx_ns = ms_now_ns(); /* the peer takes our bytes: no ping needed */
                 progress = true;
                 continue;
             }
@@ -625,6 +683,8 @@ static read_step ws_step(hs_conn *c, ms_cx *cx, bool draining) {
                 if (w < 0)
                     return RS_CLOSE;
                 hws_written(h, (size_t)w);
+                if (w > 0)
+                    c->ws_rx_ns = ms_now_ns(); /* the peer takes our bytes: no ping needed */
                 progress = true;
             }
         }
@@ -660,6 +720,8 @@ static read_step ws_step(hs_conn *c, ms_cx *cx, bool draining) {
             if (ms_stream_read(c->s, cx, into, HS_READ_BUFFER, &r, &c->err) != MS_POLL_PENDING) {
                 if (r <= 0)
                     return RS_CLOSE; /* the peer vanished: 1006 */
+                c->ws_rx_ns = ms_now_ns();
+                c->ws_ping_ns = 0;
                 if (c->tls) {
                     if (!htls_put(c->tls, c->traw, (size_t)r))
                         return RS_CLOSE;
@@ -672,8 +734,13 @@ static read_step ws_step(hs_conn *c, ms_cx *cx, bool draining) {
         }
         if (progress)
             continue;
-        if (c->ws_close_armed && expired(c, cx))
+        if (c->ws_close_armed)
+            return expired(c, cx) ? RS_CLOSE : RS_PENDING;
+        ka_step ka = ws_keepalive(c, cx);
+        if (ka == KA_DEAD)
             return RS_CLOSE;
+        if (ka == KA_SENT)
+            continue;
         return RS_PENDING;
     }
 }
@@ -1628,6 +1695,8 @@ static int server_start(lua_State *L) {
     o.ws_npaths = 0;
     o.ws_max_message = 1 << 20;
     o.ws_max_buffer = 1 << 20;
+    o.ws_ping_interval_ms = 20000;
+    o.ws_ping_timeout_ms = 20000;
     lua_getfield(L, 1, "websocket");
     if (lua_istable(L, -1)) {
         int w = lua_gettop(L);
@@ -1635,6 +1704,10 @@ static int server_start(lua_State *L) {
         o.ws_max_message = (uint64_t)opt_number(L, w, "max_message", 1 << 20, 1, 1ull << 31, true);
         o.ws_max_buffer = (size_t)opt_number(L, w, "max_buffer", (double)o.ws_max_message, 1024,
                                              1ull << 32, true);
+        o.ws_ping_interval_ms =
+            (uint64_t)(opt_number(L, w, "ping_interval", 20, 0, 3600, false) * 1000);
+        o.ws_ping_timeout_ms =
+            (uint64_t)(opt_number(L, w, "ping_timeout", 20, 0.001, 3600, false) * 1000);
         lua_getfield(L, w, "path");
         if (lua_type(L, -1) == LUA_TSTRING) {
             lua_createtable(L, 1, 0);

@@ -743,3 +743,82 @@ print("STOPPED OK")
         assert.is_truthy(out:find("STOPPED OK", 1, true), out)
     end)
 end)
+
+describe("WebSocket keepalive (ping_interval, ping_timeout), client and server", function()
+    it("the client ends a connection to a stopped peer with 1006, keeps a live idle one", function()
+        local out = ok_run(script([[
+local p = assert(ms.process.spawn{ "/usr/bin/python3", "spec/support/ws_peer.py", stdout = "pipe" })
+local port = assert(tonumber(p.stdout:read("l", 60)))
+local opts = { ping_interval = 0.3, ping_timeout = 0.5 }
+local live = assert(ms.http.websocket("ws://127.0.0.1:" .. port .. "/echo", opts))
+-- idle through several intervals: the peer answers the pings, none surfaces
+local none, why = live:receive(1.5)
+assert(none == nil and why == "timeout", tostring(why))
+assert(live:send("still here") and live:receive(30) == "still here")
+live:close()
+local before = ms.metrics().http.websocket_client_ping_timeouts
+local ws = assert(ms.http.websocket("ws://127.0.0.1:" .. port .. "/echo", opts))
+assert(ws:send("a") and ws:receive(30) == "a")
+p:kill("STOP") -- gone without a FIN: only the keepalive can tell
+local data, what, code, reason = ws:receive(60)
+assert(data == nil and what == "closed" and code == 1006, tostring(what) .. " " .. tostring(code))
+assert(reason:find("did not answer a ping", 1, true), reason)
+assert(ws:closed())
+assert(ms.metrics().http.websocket_client_ping_timeouts == before + 1)
+p:kill("CONT")
+p:kill("KILL")
+p:wait(30)
+p:close()
+eventually(function() return ms.metrics().io.sockets_open == 0 end, "sockets closed")
+print("CLIENT KEEPALIVE OK")
+]], {}))
+        assert.is_truthy(out:find("CLIENT KEEPALIVE OK", 1, true), out)
+    end)
+
+    it("the server ends a stopped client's connection with 1006, keeps a live idle one", function()
+        local out = ok_run(script([[
+local srv = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1,
+    websocket = { ping_interval = 0.3, ping_timeout = 0.5, handler = function(ws)
+        local data, what, code, reason = ws:receive()
+        if data == nil and code == 1006 and tostring(reason):find("did not answer a ping", 1, true) then
+            ms.events.publish("keepalive", "1006 seen")
+        end
+    end } })
+local _, port = srv:address()
+local sub = ms.events.subscribe("keepalive")
+local url = "ws://127.0.0.1:" .. port .. "/"
+local function client()
+    local p = assert(ms.process.spawn{ "/usr/bin/python3", "spec/support/ws_clients.py", "hold", url,
+                                       stdout = "pipe" })
+    assert(p.stdout:read("l", 60) == "open")
+    return p
+end
+local m0 = ms.metrics().http
+local alive, stopped = client(), client()
+stopped:kill("STOP")
+eventually(function() return ms.metrics().http.websocket_ping_timeouts == m0.websocket_ping_timeouts + 1 end,
+           "the ping timeout")
+local seen = sub:recv(30)
+assert(seen == "1006 seen" or (type(seen) == "table" and seen.value == "1006 seen"), tostring(seen))
+-- the live client answers the pings: it outlives a few more intervals
+ms.sleep(1.5)
+local m = ms.metrics().http
+assert(m.websocket_ping_timeouts == m0.websocket_ping_timeouts + 1)
+assert(m.websocket_closed_abnormal == m0.websocket_closed_abnormal + 1)
+assert(m.websockets_open == 1, tostring(m.websockets_open))
+stopped:kill("CONT")
+-- what the stopped client saw once it woke: the connection gone without a close
+local line = stopped.stdout:read("l", 60)
+assert(line and line:find("^closed 1006"), tostring(line))
+stopped:wait(30)
+assert(srv:close(30))
+assert(alive.stdout:read("l", 60) == "closed 1001")
+alive:wait(30)
+local none = pcall(ms.http.serve, { listen = "127.0.0.1:0", websocket = { handler = function() end,
+                                     ping_interval = -1 } })
+assert(not none)
+print("SERVER KEEPALIVE OK")
+]], {}))
+        assert.is_truthy(out:find("SERVER KEEPALIVE OK", 1, true), out)
+    end)
+end)

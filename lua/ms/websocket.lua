@@ -26,7 +26,7 @@ local WS = {}
 WS.__index = WS
 
 local KNOWN = { timeout = true, headers = true, max_message = true, verify = true,
-                ca_file = true }
+                ca_file = true, ping_interval = true, ping_timeout = true }
 -- The server's answer to the upgrade: its status line and headers.
 local MAX_HEAD = 16 * 1024
 
@@ -201,6 +201,15 @@ function M.connect(url, opts)
     if type(headers) ~= "table" then
         error("ms.http.websocket: headers must be a table of name = value", 2)
     end
+    local ping_interval = rawget(opts, "ping_interval") or 20
+    local ping_timeout = rawget(opts, "ping_timeout") or 20
+    if type(ping_interval) ~= "number" or not (ping_interval >= 0 and ping_interval <= 3600) then
+        error("ms.http.websocket: ping_interval must be a number of seconds from 0 to 3600 "
+            .. "(0: no keepalive)", 2)
+    end
+    if type(ping_timeout) ~= "number" or not (ping_timeout > 0 and ping_timeout <= 3600) then
+        error("ms.http.websocket: ping_timeout must be a number of seconds over 0, at most 3600", 2)
+    end
     if verify == nil then verify = true end
     if type(verify) ~= "boolean" then
         error("ms.http.websocket: verify must be true or false", 2)
@@ -260,6 +269,8 @@ function M.connect(url, opts)
         return give_up(nil, "websocket handshake: the server's answer is not a WebSocket upgrade")
     end
     self.codec = ms.http._ws_codec(max_message)
+    self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
+    self.rx_at = ms.now()
     -- Frames that came with the answer's head.
     if rest ~= "" then self.early = rest end
     return self
@@ -299,7 +310,42 @@ local function finish(self)
     self.codec:free()
 end
 
+-- The next bytes from the peer for receive, keeping the keepalive: after
+-- ping_interval without a byte from the peer a ping goes out; no byte
+-- within ping_timeout after it and the peer is taken for gone (nil,
+-- "keepalive").  The wait for bytes never outlasts the caller's deadline.
+local function next_bytes(self, deadline)
+    if self.early then
+        local bytes = self.early
+        self.early = nil
+        return bytes
+    end
+    while true do
+        local due
+        if self.ping_interval > 0 then
+            due = self.ping_at and self.ping_at + self.ping_timeout
+                  or self.rx_at + self.ping_interval
+        end
+        local now = ms.now()
+        local wait = deadline and math.max(0, deadline - now)
+        if due and (not wait or due - now < wait) then wait = math.max(0, due - now) end
+        local bytes, err = recv(self, wait)
+        if bytes then
+            self.rx_at, self.ping_at = ms.now(), nil
+            return bytes
+        end
+        if err ~= "timeout" or not due or ms.now() < due then return nil, err end
+        if self.ping_at then return nil, "keepalive" end
+        local ok, qerr = self.codec:queue("keepalive")
+        if not ok then return nil, qerr end
+        self.ping_at = ms.now()
+        local fok, ferr = flush(self, self.ping_timeout)
+        if not fok then return nil, ferr == "timeout" and "keepalive" or ferr end
+    end
+end
+
 function WS:receive(timeout)
+    local deadline = timeout and ms.now() + timeout
     while true do
         if self.done then
             return nil, "closed", self.close_code, self.close_reason
@@ -313,11 +359,16 @@ function WS:receive(timeout)
         elseif kind then
             return data, kind
         end
-        local bytes, err = self.early, nil
-        self.early = nil
-        if not bytes then bytes, err = recv(self, timeout) end
+        local bytes, err = next_bytes(self, deadline)
         if not bytes then
             if err == "timeout" then return nil, "timeout" end
+            if err == "keepalive" then
+                self.codec:ping_timed_out()
+                self.close_code = 1006
+                self.close_reason = "the server did not answer a ping within ping_timeout"
+                finish(self)
+                return nil, "closed", self.close_code, self.close_reason
+            end
             -- the peer went without a close frame: 1006, as RFC 6455 says
             self.close_code, self.close_reason = 1006, ""
             finish(self)
