@@ -215,6 +215,12 @@ const host_metric_desc http_metric_descs[HTTP_M_COUNT] = {
                                MS_METRIC_COUNTER,
                                "HTTP requests answered 500 for their handler (it raised, "
                                "returned garbage or its agent ended)."},
+    [HTTP_M_HANDLER_TIMEOUTS] = {"handler_timeouts", "ms_http_handler_timeouts_total",
+                                 MS_METRIC_COUNTER,
+                                 "HTTP requests answered 504: no answer within handler_timeout."},
+    [HTTP_M_LATE_ANSWERS] = {"late_answers", "ms_http_late_answers_total", MS_METRIC_COUNTER,
+                             "Handler answers dropped because their request had been answered "
+                             "504 (handler_timeout) already."},
     [HTTP_M_TLS_HANDSHAKE_FAILURES] = {"tls_handshake_failures",
                                        "ms_http_tls_handshake_failures_total", MS_METRIC_COUNTER,
                                        "TLS handshakes ms.http.serve's connections failed."},

@@ -144,6 +144,7 @@ static void record(int status, uint64_t start_ns) {
 typedef struct hs_opts {
     hreq_limits limits;
     uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms, write_timeout_ms;
+    uint64_t handler_timeout_ms; /* queued to answered; 0: none */
     uint32_t queue, max_connections;
     int backlog;
     /* WebSocket (docs/http.md): off unless serve{} has websocket; no
@@ -205,7 +206,9 @@ struct hs_conn {
     hs_conn *prev, *next;       /* srv->conns */
     hs_conn *qnext;
     bool queued;                /* in the queue */
-    bool answered;              /* out is set by the agent */
+    bool answered;              /* out is set by the agent (or the 504 by the task) */
+    bool timed_out;             /* handler_timeout passed: the task answered 504, and
+                                 * the agent's answer, if it comes, is dropped */
     bool gone;                  /* the task ended */
     bool forced;                /* srv:force(): end now */
     bool busy;                  /* counted in srv->busy */
@@ -375,7 +378,56 @@ static bool dispatch_as(hs_conn *c, hws *ws) {
     if (!ms_waker_is_null(&w))
         ms_waker_wake(&w);
     c->phase = CP_WAIT;
-    ms_timer_cancel(c->deadline);
+    if (srv->o.handler_timeout_ms)
+        ms_timer_set_after(c->deadline, srv->o.handler_timeout_ms);
+    else
+        ms_timer_cancel(c->deadline);
+    return true;
+}
+
+/* Takes c out of the queue.  Under srv->lock. */
+static void unqueue(hs_server *srv, hs_conn *c) {
+    hs_conn **p = &srv->qfirst, *prev = NULL;
+    while (*p && *p != c) {
+        prev = *p;
+        p = &(*p)->qnext;
+    }
+    if (*p)
+        *p = c->qnext;
+    if (srv->qlast == c)
+        srv->qlast = prev;
+    srv->queued--;
+    c->queued = false;
+}
+
+/* handler_timeout passed with the request unanswered (waiting in the
+ * queue, or held by an agent): 504, and the connection closes after it,
+ * since an agent may still be reading the request's parser.  false when
+ * the answer came in the meantime (then it is written as usual). */
+static bool handler_timed_out(hs_conn *c) {
+    hs_server *srv = c->srv;
+    pthread_mutex_lock(&srv->lock);
+    if (c->answered) {
+        pthread_mutex_unlock(&srv->lock);
+        return false;
+    }
+    bool was_queued = c->queued;
+    if (was_queued)
+        unqueue(srv, c);
+    /* From here c->out is the task's: answer() drops the agent's. */
+    c->timed_out = true;
+    c->answered = true;
+    pthread_mutex_unlock(&srv->lock);
+    if (was_queued)
+        conn_unref(c); /* the queue's reference (the task holds another) */
+    stat_add(HTTP_M_HANDLER_TIMEOUTS, 1);
+    size_t tlen;
+    const char *t = hreq_target(&c->req, &tlen);
+    hostlog(HOSTLOG_ERROR, "http.handler_timeout", 0, NULL,
+            "ms.http: %s %.*s: no answer within handler_timeout (%.3g s): 504", hreq_method(&c->req),
+            (int)(tlen > 200 ? 200 : tlen), t, (double)srv->o.handler_timeout_ms / 1000.0);
+    refuse(c, 504, was_queued ? "gateway timeout: no agent took the request within handler_timeout"
+                              : "gateway timeout: the handler did not answer within handler_timeout");
     return true;
 }
 
@@ -768,8 +820,12 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
             pthread_mutex_lock(&srv->lock);
             bool answered = c->answered;
             pthread_mutex_unlock(&srv->lock);
-            if (!answered)
-                return MS_POLL_PENDING;
+            if (!answered) {
+                if (!srv->o.handler_timeout_ms || !expired(c, cx))
+                    return MS_POLL_PENDING;
+                if (handler_timed_out(c))
+                    break; /* refuse() set CP_WRITE with the 504 */
+            }
             c->phase = CP_WRITE;
             c->out_sent = 0;
             ms_timer_set_after(c->deadline, srv->o.write_timeout_ms);
@@ -855,19 +911,8 @@ static void conn_drop(void *state) {
     bool was_queued;
     pthread_mutex_lock(&srv->lock);
     was_queued = c->queued;
-    if (c->queued) {
-        hs_conn **p = &srv->qfirst, *prev = NULL;
-        while (*p && *p != c) {
-            prev = *p;
-            p = &(*p)->qnext;
-        }
-        if (*p)
-            *p = c->qnext;
-        if (srv->qlast == c)
-            srv->qlast = prev;
-        srv->queued--;
-        c->queued = false;
-    }
+    if (c->queued)
+        unqueue(srv, c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -1068,9 +1113,9 @@ static hs_server *check_server(lua_State *L) {
 static void answer(hs_conn *c, char *out, size_t len, int status, bool close_after) {
     hs_server *srv = c->srv;
     pthread_mutex_lock(&srv->lock);
-    bool gone = c->gone;
+    bool gone = c->gone, late = c->timed_out;
     ms_waker w = {0};
-    if (!gone) {
+    if (!gone && !late) {
         static const char oom[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
                                   "Connection: close\r\n\r\n";
         if (!out) {
@@ -1089,6 +1134,8 @@ static void answer(hs_conn *c, char *out, size_t len, int status, bool close_aft
     }
     pthread_mutex_unlock(&srv->lock);
     free(out);
+    if (late)
+        stat_add(HTTP_M_LATE_ANSWERS, 1); /* 504 went already: dropped */
     if (!ms_waker_is_null(&w))
         ms_waker_wake(&w);
     conn_unref(c);
@@ -1669,6 +1716,7 @@ static int server_start(lua_State *L) {
     o.body_timeout_ms = (uint64_t)(opt_number(L, 1, "body_timeout", 30, 0.001, 3600, false) * 1000);
     o.idle_timeout_ms = (uint64_t)(opt_number(L, 1, "idle_timeout", 5, 0.001, 3600, false) * 1000);
     o.write_timeout_ms = (uint64_t)(opt_number(L, 1, "write_timeout", 30, 0.001, 3600, false) * 1000);
+    o.handler_timeout_ms = (uint64_t)(opt_number(L, 1, "handler_timeout", 30, 0, 86400, false) * 1000);
     o.queue = (uint32_t)opt_number(L, 1, "queue", 1024, 1, 1 << 20, true);
     o.max_connections = (uint32_t)opt_number(L, 1, "max_connections", 10000, 1, 1 << 20, true);
     o.backlog = (int)opt_number(L, 1, "backlog", 511, 1, 65535, true);

@@ -24,7 +24,7 @@ local OPTIONS = {
     listen = true, handler = true, module = true, agents = true, concurrency = true,
     name = true, memory_limit = true, max_header_bytes = true, max_headers = true,
     max_body = true, header_timeout = true, body_timeout = true, idle_timeout = true,
-    write_timeout = true, queue = true, max_connections = true, backlog = true,
+    write_timeout = true, handler_timeout = true, queue = true, max_connections = true, backlog = true,
     shutdown_timeout = true, intensity = true, period = true, tls = true, websocket = true,
 }
 
