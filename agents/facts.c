@@ -218,6 +218,9 @@ const host_metric_desc http_metric_descs[HTTP_M_COUNT] = {
     [HTTP_M_HANDLER_TIMEOUTS] = {"handler_timeouts", "ms_http_handler_timeouts_total",
                                  MS_METRIC_COUNTER,
                                  "HTTP requests answered 504: no answer within handler_timeout."},
+    [HTTP_M_CONTINUES] = {"continues", "ms_http_continues_total", MS_METRIC_COUNTER,
+                          "Interim 100 Continue answers sent to requests with "
+                          "Expect: 100-continue."},
     [HTTP_M_LATE_ANSWERS] = {"late_answers", "ms_http_late_answers_total", MS_METRIC_COUNTER,
                              "Handler answers dropped because their request had been answered "
                              "504 (handler_timeout) already."},

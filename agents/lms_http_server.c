@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "agent.h"
@@ -196,6 +197,7 @@ typedef struct hs_server {
 
 typedef enum conn_phase {
     CP_READ, CP_WAIT, CP_WRITE, CP_FLUSH, CP_SHUTDOWN, CP_LINGER,
+    CP_CONTINUE, /* "100 Continue" going out, then back to CP_READ for the body */
     CP_WS /* upgraded: WebSocket frames both ways (http_ws.h) */
 } conn_phase;
 
@@ -534,6 +536,28 @@ static bool ws_upgrade(hs_conn *c) {
     return true;
 }
 
+/* The request's Expect field, once its headers are read: "100-continue"
+ * from an HTTP/1.1 client with a body still to come gets the interim
+ * 100 (CP_CONTINUE) so that it sends the body; any other expectation is
+ * refused with 417 (false).  A body that would be too large was refused
+ * with 413 by the parser already, before any 100. */
+static bool expectation(hs_conn *c, bool body_to_come) {
+    size_t el;
+    const char *ex = hreq_header(&c->req, "expect", &el);
+    if (!ex)
+        return true;
+    if (el != 12 || strncasecmp(ex, "100-continue", 12) != 0) {
+        refuse(c, 417, "expectation failed: only \"Expect: 100-continue\" is understood");
+        return false;
+    }
+    if (body_to_come && hreq_version_minor(&c->req) == 1) {
+        c->phase = CP_CONTINUE;
+        c->out_sent = 0;
+        stat_add(HTTP_M_CONTINUES, 1);
+    }
+    return true;
+}
+
 /* Feeds what is buffered: on to the queue, or a refusal, once the
  * request is complete or refused. */
 static void feed(hs_conn *c) {
@@ -551,7 +575,11 @@ static void feed(hs_conn *c) {
     if (st == HREQ_MORE && c->req.headers_done && !c->in_body) {
         c->in_body = true;
         ms_timer_set_after(c->deadline, c->srv->o.body_timeout_ms);
+        if (!expectation(c, true))
+            return;
     }
+    if (st == HREQ_DONE && !c->in_body && !expectation(c, false))
+        return;
     if (st == HREQ_DONE && !ws_upgrade(c))
         dispatch(c);
     else if (st == HREQ_ERROR)
@@ -888,6 +916,30 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
                 return MS_POLL_READY;
             if (st == RS_PENDING)
                 return MS_POLL_PENDING;
+            break;
+        }
+        case CP_CONTINUE: {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            if (c->tls) {
+                if (!c->encrypted && !htls_write(c->tls, cont, sizeof cont - 1))
+                    return MS_POLL_READY;
+                c->encrypted = true;
+                read_step st = tls_send(c, cx);
+                if (st != RS_AGAIN)
+                    return st == RS_PENDING ? MS_POLL_PENDING : MS_POLL_READY;
+                c->encrypted = false;
+            } else {
+                while (c->out_sent < sizeof cont - 1) {
+                    ssize_t n;
+                    if (ms_stream_write(c->s, cx, cont + c->out_sent, sizeof cont - 1 - c->out_sent,
+                                        &n, &c->err) == MS_POLL_PENDING)
+                        return expired(c, cx) ? MS_POLL_READY : MS_POLL_PENDING;
+                    if (n < 0)
+                        return MS_POLL_READY;
+                    c->out_sent += (size_t)n;
+                }
+            }
+            c->phase = CP_READ; /* the body: body_timeout runs since the headers */
             break;
         }
         case CP_LINGER:

@@ -625,3 +625,52 @@ print("HANDLER TIMEOUT OK")
         assert_contains(out, "no answer within handler_timeout")
     end)
 end)
+
+describe("ms.http.serve and Expect: 100-continue", function()
+    it("sends 100 Continue before the body, 417 to other expectations, 413 without a 100", function()
+        local script = h.tmpfile([==[
+local srv = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1, max_body = 4 * 1024 * 1024,
+    handler = function(req) return req.method .. " " .. #req.body end })
+local _, port = srv:address()
+local c0 = ms.metrics().http.continues
+local c = assert(ms.net.connect("127.0.0.1:" .. port, 30))
+assert(c:write("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", 30))
+-- the body is not sent until the 100 came
+assert(c:read("l", 60) == "HTTP/1.1 100 Continue") -- lines come without their CR LF
+assert(c:read("l", 60) == "")
+assert(c:write("hello", 30))
+assert(c:read("l", 60) == "HTTP/1.1 200 OK")
+repeat local l = c:read("l", 60) until l == ""
+assert(c:read(#"POST 5", 60) == "POST 5")
+-- the same connection: an expectation the server does not know
+assert(c:write("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: teapot\r\n\r\n", 30))
+local refused = c:read("a", 60)
+assert(refused:find("^HTTP/1.1 417 Expectation Failed\r\n") and refused:find("Connection: close", 1, true), refused)
+c:close()
+-- a body over max_body: 413 at once, never a 100
+c = assert(ms.net.connect("127.0.0.1:" .. port, 30))
+assert(c:write("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\nExpect: 100-continue\r\n\r\n", 30))
+local big = c:read("a", 60)
+assert(big:find("^HTTP/1.1 413") and not big:find("100 Continue", 1, true), big)
+c:close()
+-- curl, which waits for the 100 before a large body
+local body = os.tmpname()
+local f = io.open(body, "wb") f:write(string.rep("b", 2 * 1024 * 1024)) f:close()
+local p = assert(ms.process.spawn{ "curl", "-sS", "-v", "--expect100-timeout", "600", "-H", "Expect: 100-continue",
+    "--data-binary", "@" .. body, "http://127.0.0.1:" .. port .. "/up", stdout = "pipe", stderr = "pipe" })
+local out = p.stdout:read("a", 120)
+local err = p.stderr:read("a", 120)
+assert(p:wait(120) == 0, err)
+p:close()
+os.remove(body)
+assert(out == "POST 2097152", out)
+assert(err:find("HTTP/1.1 100 Continue", 1, true), err)
+assert(ms.metrics().http.continues == c0 + 2, tostring(ms.metrics().http.continues))
+srv:close(10)
+print("CONTINUE OK")
+]==], ".lua")
+        local out = run(("timeout -k 5 180 %s run %s --workers 2 2>&1"):format(q(h.host), q(script)))
+        os.remove(script)
+        assert_contains(out, "CONTINUE OK")
+    end)
+end)
