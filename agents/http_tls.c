@@ -33,13 +33,14 @@ static void reason(char *err, size_t errlen, const char *what, const char *path)
     snprintf(err, errlen, "%s %s: %s", what, path, text);
 }
 
-htls_ctx *htls_ctx_new(const char *cert, const char *key, char *err, size_t errlen) {
+/* A context for method's role, TLS 1.2 at least; NULL with err. */
+static htls_ctx *ctx_new(const SSL_METHOD *method, char *err, size_t errlen) {
     htls_ctx *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, errlen, "no memory for a TLS context");
         return NULL;
     }
-    c->ctx = SSL_CTX_new(TLS_server_method());
+    c->ctx = SSL_CTX_new(method);
     if (!c->ctx) {
         reason(err, errlen, "cannot make a TLS context", "");
         free(c);
@@ -47,6 +48,13 @@ htls_ctx *htls_ctx_new(const char *cert, const char *key, char *err, size_t errl
     }
     SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+    return c;
+}
+
+htls_ctx *htls_ctx_new(const char *cert, const char *key, char *err, size_t errlen) {
+    htls_ctx *c = ctx_new(TLS_server_method(), err, errlen);
+    if (!c)
+        return NULL;
     if (SSL_CTX_use_certificate_chain_file(c->ctx, cert) != 1) {
         reason(err, errlen, "tls.cert: cannot use the certificate", cert);
     } else if (SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM) != 1) {
@@ -69,19 +77,9 @@ void htls_ctx_free(htls_ctx *c) {
 }
 
 htls_ctx *htls_client_ctx_new(bool verify, const char *ca_file, char *err, size_t errlen) {
-    htls_ctx *c = calloc(1, sizeof *c);
-    if (!c) {
-        snprintf(err, errlen, "no memory for a TLS context");
+    htls_ctx *c = ctx_new(TLS_client_method(), err, errlen);
+    if (!c)
         return NULL;
-    }
-    c->ctx = SSL_CTX_new(TLS_client_method());
-    if (!c->ctx) {
-        reason(err, errlen, "cannot make a TLS context", "");
-        free(c);
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
     if (!verify) {
         SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
         return c;
@@ -158,7 +156,10 @@ int htls_handshake(htls *t, char *what, size_t cap) {
     int e = SSL_get_error(t->ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
         return 0;
-    long verified = SSL_get_verify_result(t->ssl);
+    /* Without verification OpenSSL still records the chain's verdict:
+     * only a context that verifies failed for it. */
+    long verified = SSL_get_verify_mode(t->ssl) == SSL_VERIFY_NONE ? X509_V_OK
+                                                                   : SSL_get_verify_result(t->ssl);
     unsigned long code = ERR_peek_error();
     if (verified != X509_V_OK) {
         snprintf(what, cap, "certificate verify failed (%s)",

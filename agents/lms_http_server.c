@@ -630,6 +630,35 @@ static read_step tls_send(hs_conn *c, ms_cx *cx) {
     }
 }
 
+typedef enum send_step { SS_DONE, SS_PENDING, SS_CLOSE } send_step;
+
+/* Writes n bytes at p to the client (an answer, the interim 100),
+ * through TLS when there is one; c->out_sent and c->encrypted keep the
+ * place between polls.  SS_CLOSE: the client is gone or the deadline
+ * passed. */
+static send_step send_all(hs_conn *c, ms_cx *cx, const char *p, size_t n) {
+    if (c->tls) {
+        if (!c->encrypted && !htls_write(c->tls, p, n))
+            return SS_CLOSE;
+        c->encrypted = true;
+        read_step st = tls_send(c, cx);
+        if (st != RS_AGAIN)
+            return st == RS_PENDING ? SS_PENDING : SS_CLOSE;
+        c->encrypted = false;
+        return SS_DONE;
+    }
+    while (c->out_sent < n) {
+        ssize_t k;
+        if (ms_stream_write(c->s, cx, p + c->out_sent, n - c->out_sent, &k, &c->err) ==
+            MS_POLL_PENDING)
+            return expired(c, cx) ? SS_CLOSE : SS_PENDING;
+        if (k < 0)
+            return SS_CLOSE;
+        c->out_sent += (size_t)k;
+    }
+    return SS_DONE;
+}
+
 /* Decrypts what the engine can; RS_PENDING when it needs raw input. */
 static read_step tls_step(hs_conn *c, ms_cx *cx) {
     read_step st = tls_send(c, cx);
@@ -859,29 +888,13 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
             ms_timer_set_after(c->deadline, srv->o.write_timeout_ms);
             break;
         }
-        case CP_WRITE:
-            if (c->tls) {
-                if (!c->encrypted && !htls_write(c->tls, c->out, c->out_len))
-                    return MS_POLL_READY;
-                c->encrypted = true;
-                read_step st = tls_send(c, cx);
-                if (st != RS_AGAIN)
-                    return st == RS_PENDING ? MS_POLL_PENDING : MS_POLL_READY;
-                c->encrypted = false;
-                written(c);
-                break;
-            }
-            while (c->out_sent < c->out_len) {
-                ssize_t n;
-                if (ms_stream_write(c->s, cx, c->out + c->out_sent, c->out_len - c->out_sent, &n,
-                                    &c->err) == MS_POLL_PENDING)
-                    return expired(c, cx) ? MS_POLL_READY : MS_POLL_PENDING;
-                if (n < 0)
-                    return MS_POLL_READY;
-                c->out_sent += (size_t)n;
-            }
+        case CP_WRITE: {
+            send_step ss = send_all(c, cx, c->out, c->out_len);
+            if (ss != SS_DONE)
+                return ss == SS_PENDING ? MS_POLL_PENDING : MS_POLL_READY;
             written(c);
             break;
+        }
         case CP_FLUSH:
         case CP_SHUTDOWN: {
             if (c->tls && c->phase == CP_FLUSH) {
@@ -920,25 +933,9 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
         }
         case CP_CONTINUE: {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            if (c->tls) {
-                if (!c->encrypted && !htls_write(c->tls, cont, sizeof cont - 1))
-                    return MS_POLL_READY;
-                c->encrypted = true;
-                read_step st = tls_send(c, cx);
-                if (st != RS_AGAIN)
-                    return st == RS_PENDING ? MS_POLL_PENDING : MS_POLL_READY;
-                c->encrypted = false;
-            } else {
-                while (c->out_sent < sizeof cont - 1) {
-                    ssize_t n;
-                    if (ms_stream_write(c->s, cx, cont + c->out_sent, sizeof cont - 1 - c->out_sent,
-                                        &n, &c->err) == MS_POLL_PENDING)
-                        return expired(c, cx) ? MS_POLL_READY : MS_POLL_PENDING;
-                    if (n < 0)
-                        return MS_POLL_READY;
-                    c->out_sent += (size_t)n;
-                }
-            }
+            send_step ss = send_all(c, cx, cont, sizeof cont - 1);
+            if (ss != SS_DONE)
+                return ss == SS_PENDING ? MS_POLL_PENDING : MS_POLL_READY;
             c->phase = CP_READ; /* the body: body_timeout runs since the headers */
             break;
         }

@@ -64,6 +64,15 @@ local function stop_peers()
     peers = {}
 end
 
+-- A self-signed certificate for cn and the subjectAltName san, made by
+-- openssl in dir: dir/cert and dir/key.
+local function make_cert(dir, cert, key, cn, san)
+    assert(proc.sh(("/usr/bin/openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
+        .. "-subj /CN=%s -addext subjectAltName=%s -keyout %s/%s -out %s/%s >%s/log 2>&1")
+        :format(cn, san, q(dir), key, q(dir), cert, q(dir))),
+        "openssl: " .. slurp(dir .. "/log"))
+end
+
 -- Shared by the scripts: a wait for a condition with a generous bound.
 local PRELUDE = [[
 local function eventually(cond, what)
@@ -293,10 +302,7 @@ describe("ms.http.request over TLS", function()
     local dir, tls
     setup(function()
         dir = proc.new_dir()
-        assert(proc.sh(("/usr/bin/openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
-            .. "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost "
-            .. "-keyout %s/key.pem -out %s/cert.pem >%s/log 2>&1"):format(q(dir), q(dir), q(dir))),
-            "openssl: " .. slurp(dir .. "/log"))
+        make_cert(dir, "cert.pem", "key.pem", "localhost", "IP:127.0.0.1,DNS:localhost")
         tls = start_peer(("http %s/cert.pem %s/key.pem"):format(q(dir), q(dir)))
     end)
     teardown(function()
@@ -606,13 +612,8 @@ describe("ms.http.websocket over wss://", function()
     setup(function()
         dir = proc.new_dir()
         -- good: for 127.0.0.1 and localhost; other: for elsewhere.example only
-        for _, c in ipairs({ { "good", "IP:127.0.0.1,DNS:localhost" },
-                             { "other", "DNS:elsewhere.example" } }) do
-            assert(proc.sh(("/usr/bin/openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
-                .. "-subj /CN=%s -addext subjectAltName=%s -keyout %s/%s-key.pem "
-                .. "-out %s/%s.pem >%s/log 2>&1"):format(c[1], c[2], q(dir), c[1], q(dir), c[1], q(dir))),
-                "openssl: " .. slurp(dir .. "/log"))
-        end
+        make_cert(dir, "good.pem", "good-key.pem", "good", "IP:127.0.0.1,DNS:localhost")
+        make_cert(dir, "other.pem", "other-key.pem", "other", "DNS:elsewhere.example")
         local WSS = "spec/support/wss_peers.py"
         good = start_peer(("%s/good.pem %s/good-key.pem"):format(q(dir), q(dir)), "spec/support/ws_peer.py")
         other = start_peer(("%s/other.pem %s/other-key.pem"):format(q(dir), q(dir)), "spec/support/ws_peer.py")

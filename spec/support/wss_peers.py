@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 # Hostile wss:// peers for spec/http_client_spec.lua, on loopback, port
 # chosen by the kernel and printed as the first line of stdout; Debian's
-# /usr/bin/python3 (socket, ssl, base64, hashlib from its standard library).
+# /usr/bin/python3 (socket, ssl, base64, hashlib from its standard library;
+# read_head from ws_clients.py beside it).
 #
 #   wss_peers.py hangup             reads the client's first bytes (its
 #                                   ClientHello), then closes: a peer gone
@@ -19,6 +20,8 @@ import socket
 import ssl
 import sys
 import time
+
+from ws_clients import read_head
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -49,12 +52,7 @@ def main():
                 held.append(c)
             elif mode == "midframe":
                 s = tls.wrap_socket(c, server_side=True)
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    more = s.recv(4096)
-                    if not more:
-                        break
-                    head += more
+                head = read_head(s)
                 key = ""
                 for line in head.decode("latin-1").split("\r\n"):
                     if line.lower().startswith("sec-websocket-key:"):
