@@ -6,6 +6,7 @@
  * socket's owner sends it.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -76,7 +77,50 @@ void htls_ctx_free(htls_ctx *c) {
     free(c);
 }
 
+/* The client context that verifies against the system's CA store, made
+ * once and shared by every such connection: loading the store reads and
+ * parses every CA certificate (tens of milliseconds), which a context per
+ * connection would pay at each connect.  An SSL_CTX may serve SSL
+ * objects on many threads at once; each connection's htls_ctx holds a
+ * reference (SSL_CTX_up_ref).  Written once under system_lock (NULL
+ * until it could be made, then for the process's life). */
+static pthread_mutex_t system_lock = PTHREAD_MUTEX_INITIALIZER;
+static SSL_CTX *system_ctx;
+
+static htls_ctx *client_ctx_system(char *err, size_t errlen) {
+    htls_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "no memory for a TLS context");
+        return NULL;
+    }
+    pthread_mutex_lock(&system_lock);
+    if (!system_ctx) {
+        htls_ctx *made = ctx_new(TLS_client_method(), err, errlen);
+        if (made) {
+            SSL_CTX_set_verify(made->ctx, SSL_VERIFY_PEER, NULL);
+            if (SSL_CTX_set_default_verify_paths(made->ctx) == 1) {
+                system_ctx = made->ctx;
+                made->ctx = NULL;
+            } else {
+                reason(err, errlen, "cannot load the system's CA store", "");
+            }
+            htls_ctx_free(made);
+        }
+    }
+    if (system_ctx)
+        SSL_CTX_up_ref(system_ctx);
+    c->ctx = system_ctx;
+    pthread_mutex_unlock(&system_lock);
+    if (!c->ctx) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
 htls_ctx *htls_client_ctx_new(bool verify, const char *ca_file, char *err, size_t errlen) {
+    if (verify && !ca_file)
+        return client_ctx_system(err, errlen);
     htls_ctx *c = ctx_new(TLS_client_method(), err, errlen);
     if (!c)
         return NULL;
@@ -87,11 +131,9 @@ htls_ctx *htls_client_ctx_new(bool verify, const char *ca_file, char *err, size_
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
     /* ca_file replaces the system's store rather than adding to it: a
      * private CA is then the only one trusted. */
-    if (ca_file ? SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) == 1
-                : SSL_CTX_set_default_verify_paths(c->ctx) == 1)
+    if (SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) == 1)
         return c;
-    reason(err, errlen, ca_file ? "ca_file: cannot read" : "cannot load the system's CA store",
-           ca_file ? ca_file : "");
+    reason(err, errlen, "ca_file: cannot read", ca_file);
     SSL_CTX_free(c->ctx);
     free(c);
     return NULL;

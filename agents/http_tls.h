@@ -8,7 +8,8 @@
  * One htls per connection, used by one thread at a time (a server
  * connection's task, or the agent that owns a client); a server context
  * (certificate and key) is shared read-only by every connection of a
- * server, a client context belongs to its one connection.
+ * server; a client context belongs to its one connection, except the
+ * system store's, which every verifying client without ca_file shares.
  */
 #ifndef MS_AGENTS_HTTP_TLS_H
 #define MS_AGENTS_HTTP_TLS_H
@@ -25,9 +26,10 @@ htls_ctx *htls_ctx_new(const char *cert, const char *key, char *err, size_t errl
 void htls_ctx_free(htls_ctx *ctx);
 
 /* A client context: the peer's certificate verified against the
- * system's CA store, or against the CAs of ca_file when it is not NULL;
- * nothing verified when !verify.  NULL with err saying why (ca_file
- * unreadable, no memory). */
+ * system's CA store (one context, loaded once and shared: every call
+ * takes a reference to it), or against the CAs of ca_file when it is not
+ * NULL (a context of its own); nothing verified when !verify.  NULL with
+ * err saying why (ca_file unreadable, no memory). */
 htls_ctx *htls_client_ctx_new(bool verify, const char *ca_file, char *err, size_t errlen);
 
 /* A server connection's engine; NULL without memory. */

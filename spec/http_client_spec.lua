@@ -634,6 +634,18 @@ local none, err = ms.http.websocket(url)
 assert(none == nil and type(err) == "table", tostring(err))
 assert(err.reason == "tls" and err.code == "IoError", tostring(err.reason))
 assert(err.message:find("tls: certificate verify failed (self-signed certificate)", 1, true), err.message)
+-- agents at once on the one shared context of the system's store
+local done = ms.channel(8)
+for i = 1, 4 do
+    ms.agent.spawn{ fn = function(args)
+        for _ = 1, 3 do
+            local none, e = ms.http.websocket(args[1])
+            assert(none == nil and e.message:find("self-signed certificate", 1, true))
+        end
+        args[2]:send(true)
+    end, args = { url, done } }
+end
+for _ = 1, 4 do assert(done:recv(60) == true) end
 local ws = assert(ms.http.websocket(url, { ca_file = "$DIR/good.pem" }))
 assert(ws:send("hi"))
 assert(ws:receive(30) == "hi")
