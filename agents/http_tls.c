@@ -87,6 +87,24 @@ void htls_ctx_free(htls_ctx *c) {
 static pthread_mutex_t system_lock = PTHREAD_MUTEX_INITIALIZER;
 static SSL_CTX *system_ctx;
 
+/* OpenSSL's default places (SSL_CERT_FILE and SSL_CERT_DIR override
+ * them, as for SSL_CTX_set_default_verify_paths): the CA bundle, read
+ * now, and the hashed directory, looked up by name when a chain needs
+ * it.  Not SSL_CTX_set_default_verify_paths itself: OpenSSL 3 adds to
+ * those its "store" loader, which lists the directory (opendir) at
+ * verification time; that buys nothing over the hashed lookup, and
+ * ThreadSanitizer cannot follow opendir's descriptor (it sees the
+ * closedir only) and reports a race with whatever socket had the number
+ * before.  false when neither could be used. */
+static bool load_system_store(SSL_CTX *ctx) {
+    const char *file = getenv(X509_get_default_cert_file_env());
+    const char *dir = getenv(X509_get_default_cert_dir_env());
+    bool from_file = SSL_CTX_load_verify_file(ctx, file ? file : X509_get_default_cert_file()) == 1;
+    bool from_dir = SSL_CTX_load_verify_dir(ctx, dir ? dir : X509_get_default_cert_dir()) == 1;
+    ERR_clear_error(); /* a missing bundle is fine when the directory is there */
+    return from_file || from_dir;
+}
+
 static htls_ctx *client_ctx_system(char *err, size_t errlen) {
     htls_ctx *c = calloc(1, sizeof *c);
     if (!c) {
@@ -98,11 +116,12 @@ static htls_ctx *client_ctx_system(char *err, size_t errlen) {
         htls_ctx *made = ctx_new(TLS_client_method(), err, errlen);
         if (made) {
             SSL_CTX_set_verify(made->ctx, SSL_VERIFY_PEER, NULL);
-            if (SSL_CTX_set_default_verify_paths(made->ctx) == 1) {
+            if (load_system_store(made->ctx)) {
                 system_ctx = made->ctx;
                 made->ctx = NULL;
             } else {
-                reason(err, errlen, "cannot load the system's CA store", "");
+                snprintf(err, errlen, "cannot load the system's CA store (%s, %s)",
+                         X509_get_default_cert_file(), X509_get_default_cert_dir());
             }
             htls_ctx_free(made);
         }
