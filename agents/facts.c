@@ -215,6 +215,15 @@ const host_metric_desc http_metric_descs[HTTP_M_COUNT] = {
                                MS_METRIC_COUNTER,
                                "HTTP requests answered 500 for their handler (it raised, "
                                "returned garbage or its agent ended)."},
+    [HTTP_M_HANDLER_TIMEOUTS] = {"handler_timeouts", "ms_http_handler_timeouts_total",
+                                 MS_METRIC_COUNTER,
+                                 "HTTP requests answered 504: no answer within handler_timeout."},
+    [HTTP_M_CONTINUES] = {"continues", "ms_http_continues_total", MS_METRIC_COUNTER,
+                          "Interim 100 Continue answers sent to requests with "
+                          "Expect: 100-continue."},
+    [HTTP_M_LATE_ANSWERS] = {"late_answers", "ms_http_late_answers_total", MS_METRIC_COUNTER,
+                             "Handler answers dropped because their request had been answered "
+                             "504 (handler_timeout) already."},
     [HTTP_M_TLS_HANDSHAKE_FAILURES] = {"tls_handshake_failures",
                                        "ms_http_tls_handshake_failures_total", MS_METRIC_COUNTER,
                                        "TLS handshakes ms.http.serve's connections failed."},
@@ -253,6 +262,20 @@ const host_metric_desc http_metric_descs[HTTP_M_COUNT] = {
                                 MS_METRIC_COUNTER,
                                 "WebSocket connections closed with another code (1011 for a "
                                 "handler that failed, the application's own)."},
+    [HTTP_M_WS_PING_TIMEOUTS] = {"websocket_ping_timeouts",
+                                 "ms_http_websocket_ping_timeouts_total", MS_METRIC_COUNTER,
+                                 "WebSocket connections ms.http.serve ended because the peer "
+                                 "did not answer a keepalive ping within ping_timeout."},
+    [HTTP_M_WSC_PING_TIMEOUTS] = {"websocket_client_ping_timeouts",
+                                  "ms_http_websocket_client_ping_timeouts_total",
+                                  MS_METRIC_COUNTER,
+                                  "Connections of ms.http.websocket ended because the server "
+                                  "did not answer a keepalive ping within ping_timeout."},
+    [HTTP_M_WSC_TLS_FAILURES] = {"websocket_client_tls_failures",
+                                 "ms_http_websocket_client_tls_failures_total", MS_METRIC_COUNTER,
+                                 "wss:// connections of ms.http.websocket whose TLS handshake "
+                                 "did not complete (certificate refused, peer gone, garbage, "
+                                 "timeout, agent stopped)."},
 };
 
 const host_metric_desc http_latency_metric_desc = {

@@ -125,8 +125,9 @@ typedef enum io_metric {
  * /metrics.json. */
 extern const host_metric_desc io_metric_descs[IM_COUNT];
 
-/* ms.http.serve's figures, host-wide (lms_http_server.c counts them:
- * http_server_stats), indexing http_metric_descs; no labels in /metrics,
+/* ms.http.serve's figures, and the WebSocket client's (HTTP_M_WSC_*),
+ * host-wide (lms_http_server.c keeps them: http_server_stats), indexing
+ * http_metric_descs; no labels in /metrics,
  * `http` in ms.metrics() and /metrics.json. */
 typedef enum http_metric {
     HTTP_M_REQUESTS_1XX,
@@ -142,6 +143,9 @@ typedef enum http_metric {
     HTTP_M_REJECTED_431,
     HTTP_M_REJECTED_503,
     HTTP_M_HANDLER_ERRORS,
+    HTTP_M_HANDLER_TIMEOUTS,
+    HTTP_M_CONTINUES,
+    HTTP_M_LATE_ANSWERS,
     HTTP_M_TLS_HANDSHAKE_FAILURES,
     HTTP_M_WS_OPEN,
     HTTP_M_WS_ACCEPTED,
@@ -154,6 +158,9 @@ typedef enum http_metric {
     HTTP_M_WS_CLOSED_TOO_BIG,
     HTTP_M_WS_CLOSED_ABNORMAL,
     HTTP_M_WS_CLOSED_OTHER,
+    HTTP_M_WS_PING_TIMEOUTS,
+    HTTP_M_WSC_TLS_FAILURES,
+    HTTP_M_WSC_PING_TIMEOUTS,
     HTTP_M_COUNT
 } http_metric;
 

@@ -272,6 +272,24 @@ bool hws_feed(hws *h, const char *p, size_t n) {
     return true;
 }
 
+bool hws_keepalive(hws *h) {
+    return wsf_keepalive(&h->f) != WSLAY_ERR_NOMEM;
+}
+
+bool hws_inbox_full(hws *h) {
+    pthread_mutex_lock(&h->lock);
+    bool full = h->in_bytes >= h->max_buffer;
+    pthread_mutex_unlock(&h->lock);
+    return full;
+}
+
+void hws_timed_out(hws *h) {
+    static const char why[] = "the peer did not answer a ping within ping_timeout";
+    pthread_mutex_lock(&h->lock);
+    set_closed(h, 1006, why, sizeof why - 1);
+    pthread_mutex_unlock(&h->lock);
+}
+
 bool hws_finished(hws *h) {
     return wsf_finished(&h->f);
 }

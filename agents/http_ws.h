@@ -56,6 +56,15 @@ bool hws_close_sent(hws *h);
  * of the inbox (ws:receive), and the fuzzer's (fuzz/fuzz_ws.c). */
 struct wsf_msg;
 struct wsf_msg *hws_pop_message(hws *h);
+/* Sends a keepalive ping (WSF_KEEPALIVE; its pong is not delivered).
+ * false: the engine failed (no memory): end. */
+bool hws_keepalive(hws *h);
+/* Whether the inbox is full: the task does not read because the handler
+ * has not taken what came, so the peer's silence says nothing. */
+bool hws_inbox_full(hws *h);
+/* The peer did not answer a keepalive in time: the agent's receive sees
+ * 1006 with that reason once the task ends (hws_end). */
+void hws_timed_out(hws *h);
 /* The task ends: the agent's receive and send see "closed" (1006 when no
  * close was exchanged), the close is counted, the task's reference goes. */
 void hws_end(hws *h);

@@ -35,6 +35,7 @@
 #include "lms.h"
 #include "lms_http_client.h"
 #include "lms_http_wsc.h"
+#include "lms_tls_client.h"
 #include "ltask.h"
 #include "ops.h"
 
@@ -789,6 +790,7 @@ void lms_http_client_register(lua_State *L) {
      * the handshake in Lua (lua/ms/websocket.lua), whose connect must be
      * a Lua function: it waits, and a wait cannot cross a C call. */
     lms_http_wsc_register(L);
+    lms_tls_client_register(L);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "ms.websocket");
     if (lua_pcall(L, 1, 1, 0) == 0) {

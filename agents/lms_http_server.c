@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "agent.h"
@@ -144,6 +145,7 @@ static void record(int status, uint64_t start_ns) {
 typedef struct hs_opts {
     hreq_limits limits;
     uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms, write_timeout_ms;
+    uint64_t handler_timeout_ms; /* queued to answered; 0: none */
     uint32_t queue, max_connections;
     int backlog;
     /* WebSocket (docs/http.md): off unless serve{} has websocket; no
@@ -153,6 +155,10 @@ typedef struct hs_opts {
     char *ws_paths[HS_WS_MAX_PATHS];
     uint64_t ws_max_message;
     size_t ws_max_buffer;
+    /* The keepalive: after ping_interval of silence from the peer a ping;
+     * no byte from it within ping_timeout then ends the connection.
+     * ws_ping_interval_ms 0: none. */
+    uint64_t ws_ping_interval_ms, ws_ping_timeout_ms;
 } hs_opts;
 
 typedef struct hs_conn hs_conn;
@@ -191,6 +197,7 @@ typedef struct hs_server {
 
 typedef enum conn_phase {
     CP_READ, CP_WAIT, CP_WRITE, CP_FLUSH, CP_SHUTDOWN, CP_LINGER,
+    CP_CONTINUE, /* "100 Continue" going out, then back to CP_READ for the body */
     CP_WS /* upgraded: WebSocket frames both ways (http_ws.h) */
 } conn_phase;
 
@@ -201,7 +208,9 @@ struct hs_conn {
     hs_conn *prev, *next;       /* srv->conns */
     hs_conn *qnext;
     bool queued;                /* in the queue */
-    bool answered;              /* out is set by the agent */
+    bool answered;              /* out is set by the agent (or the 504 by the task) */
+    bool timed_out;             /* handler_timeout passed: the task answered 504, and
+                                 * the agent's answer, if it comes, is dropped */
     bool gone;                  /* the task ended */
     bool forced;                /* srv:force(): end now */
     bool busy;                  /* counted in srv->busy */
@@ -230,6 +239,10 @@ struct hs_conn {
     size_t tout_len, tout_sent;
     bool encrypted, notified;
     bool ws_close_armed;        /* the close handshake's timer runs */
+    /* The keepalive (ws_keepalive), ms_now_ns times: the peer's last
+     * bytes in or our last bytes out, the ping sent since (0: none; only
+     * bytes from the peer clear it), the deadline armed (0: none). */
+    uint64_t ws_rx_ns, ws_ping_ns, ws_timer_ns;
     char rbuf[HS_READ_BUFFER];
 };
 
@@ -367,7 +380,56 @@ static bool dispatch_as(hs_conn *c, hws *ws) {
     if (!ms_waker_is_null(&w))
         ms_waker_wake(&w);
     c->phase = CP_WAIT;
-    ms_timer_cancel(c->deadline);
+    if (srv->o.handler_timeout_ms)
+        ms_timer_set_after(c->deadline, srv->o.handler_timeout_ms);
+    else
+        ms_timer_cancel(c->deadline);
+    return true;
+}
+
+/* Takes c out of the queue.  Under srv->lock. */
+static void unqueue(hs_server *srv, hs_conn *c) {
+    hs_conn **p = &srv->qfirst, *prev = NULL;
+    while (*p && *p != c) {
+        prev = *p;
+        p = &(*p)->qnext;
+    }
+    if (*p)
+        *p = c->qnext;
+    if (srv->qlast == c)
+        srv->qlast = prev;
+    srv->queued--;
+    c->queued = false;
+}
+
+/* handler_timeout passed with the request unanswered (waiting in the
+ * queue, or held by an agent): 504, and the connection closes after it,
+ * since an agent may still be reading the request's parser.  false when
+ * the answer came in the meantime (then it is written as usual). */
+static bool handler_timed_out(hs_conn *c) {
+    hs_server *srv = c->srv;
+    pthread_mutex_lock(&srv->lock);
+    if (c->answered) {
+        pthread_mutex_unlock(&srv->lock);
+        return false;
+    }
+    bool was_queued = c->queued;
+    if (was_queued)
+        unqueue(srv, c);
+    /* From here c->out is the task's: answer() drops the agent's. */
+    c->timed_out = true;
+    c->answered = true;
+    pthread_mutex_unlock(&srv->lock);
+    if (was_queued)
+        conn_unref(c); /* the queue's reference (the task holds another) */
+    stat_add(HTTP_M_HANDLER_TIMEOUTS, 1);
+    size_t tlen;
+    const char *t = hreq_target(&c->req, &tlen);
+    hostlog(HOSTLOG_ERROR, "http.handler_timeout", 0, NULL,
+            "ms.http: %s %.*s: no answer within handler_timeout (%.3g s): 504", hreq_method(&c->req),
+            (int)(tlen > 200 ? 200 : tlen), t, (double)srv->o.handler_timeout_ms / 1000.0);
+    refuse(c, 504, was_queued ? "gateway timeout: no agent took the request within handler_timeout"
+                              : "gateway timeout: the handler did not answer within handler_timeout");
     return true;
 }
 
@@ -468,6 +530,31 @@ static bool ws_upgrade(hs_conn *c) {
     stat_add(HTTP_M_WS_ACCEPTED, 1);
     record(101, c->start_ns);
     c->phase = CP_WS;
+    c->ws_rx_ns = ms_now_ns();
+    c->ws_ping_ns = c->ws_timer_ns = 0;
+    ms_timer_cancel(c->deadline); /* the request's; ws_keepalive arms its own */
+    return true;
+}
+
+/* The request's Expect field, once its headers are read: "100-continue"
+ * from an HTTP/1.1 client with a body still to come gets the interim
+ * 100 (CP_CONTINUE) so that it sends the body; any other expectation is
+ * refused with 417 (false).  A body that would be too large was refused
+ * with 413 by the parser already, before any 100. */
+static bool expectation(hs_conn *c, bool body_to_come) {
+    size_t el;
+    const char *ex = hreq_header(&c->req, "expect", &el);
+    if (!ex)
+        return true;
+    if (el != 12 || strncasecmp(ex, "100-continue", 12) != 0) {
+        refuse(c, 417, "expectation failed: only \"Expect: 100-continue\" is understood");
+        return false;
+    }
+    if (body_to_come && hreq_version_minor(&c->req) == 1) {
+        c->phase = CP_CONTINUE;
+        c->out_sent = 0;
+        stat_add(HTTP_M_CONTINUES, 1);
+    }
     return true;
 }
 
@@ -488,7 +575,11 @@ static void feed(hs_conn *c) {
     if (st == HREQ_MORE && c->req.headers_done && !c->in_body) {
         c->in_body = true;
         ms_timer_set_after(c->deadline, c->srv->o.body_timeout_ms);
+        if (!expectation(c, true))
+            return;
     }
+    if (st == HREQ_DONE && !c->in_body && !expectation(c, false))
+        return;
     if (st == HREQ_DONE && !ws_upgrade(c))
         dispatch(c);
     else if (st == HREQ_ERROR)
@@ -537,6 +628,35 @@ static read_step tls_send(hs_conn *c, ms_cx *cx) {
             return RS_CLOSE;
         c->tout_sent += (size_t)n;
     }
+}
+
+typedef enum send_step { SS_DONE, SS_PENDING, SS_CLOSE } send_step;
+
+/* Writes n bytes at p to the client (an answer, the interim 100),
+ * through TLS when there is one; c->out_sent and c->encrypted keep the
+ * place between polls.  SS_CLOSE: the client is gone or the deadline
+ * passed. */
+static send_step send_all(hs_conn *c, ms_cx *cx, const char *p, size_t n) {
+    if (c->tls) {
+        if (!c->encrypted && !htls_write(c->tls, p, n))
+            return SS_CLOSE;
+        c->encrypted = true;
+        read_step st = tls_send(c, cx);
+        if (st != RS_AGAIN)
+            return st == RS_PENDING ? SS_PENDING : SS_CLOSE;
+        c->encrypted = false;
+        return SS_DONE;
+    }
+    while (c->out_sent < n) {
+        ssize_t k;
+        if (ms_stream_write(c->s, cx, p + c->out_sent, n - c->out_sent, &k, &c->err) ==
+            MS_POLL_PENDING)
+            return expired(c, cx) ? SS_CLOSE : SS_PENDING;
+        if (k < 0)
+            return SS_CLOSE;
+        c->out_sent += (size_t)k;
+    }
+    return SS_DONE;
 }
 
 /* Decrypts what the engine can; RS_PENDING when it needs raw input. */
@@ -594,6 +714,52 @@ static read_step conn_read(hs_conn *c, ms_cx *cx, bool draining) {
     return RS_AGAIN;
 }
 
+typedef enum ka_step { KA_WAIT, KA_SENT, KA_DEAD } ka_step;
+
+/* The keepalive of an open websocket (ping_interval, ping_timeout):
+ * KA_SENT when a ping was queued (to be written), KA_DEAD when the peer
+ * did not answer in time, else KA_WAIT with the timer armed for the next
+ * decision.  The timer is armed lazily: bytes from the peer only move
+ * the next decision later, so an earlier deadline already armed stays
+ * and, when it fires, the decision is made again. */
+static ka_step ws_keepalive(hs_conn *c, ms_cx *cx) {
+    const hs_opts *o = &c->srv->o;
+    if (!o->ws_ping_interval_ms)
+        return KA_WAIT;
+    for (int round = 0; round < 4; round++) {
+        uint64_t now = ms_now_ns();
+        if (hws_inbox_full(c->ws)) {
+            c->ws_rx_ns = now; /* we are not reading: the silence is ours */
+            c->ws_ping_ns = 0;
+        }
+        uint64_t due;
+        if (c->ws_ping_ns) {
+            due = c->ws_ping_ns + o->ws_ping_timeout_ms * 1000000ull;
+            if (now >= due) {
+                stat_add(HTTP_M_WS_PING_TIMEOUTS, 1);
+                hws_timed_out(c->ws);
+                return KA_DEAD;
+            }
+        } else {
+            due = c->ws_rx_ns + o->ws_ping_interval_ms * 1000000ull;
+            if (now >= due) {
+                if (!hws_keepalive(c->ws))
+                    return KA_DEAD;
+                c->ws_ping_ns = now;
+                return KA_SENT;
+            }
+        }
+        if (!c->ws_timer_ns || c->ws_timer_ns > due) {
+            c->ws_timer_ns = due;
+            ms_timer_set_deadline(c->deadline, due);
+        }
+        if (!expired(c, cx))
+            return KA_WAIT;
+        c->ws_timer_ns = 0; /* fired: decide again */
+    }
+    return KA_WAIT;
+}
+
 /* An upgraded connection: the agent's messages out, the peer's frames
  * in, until the close handshake is over (then CP_FLUSH closes).  RS_CLOSE:
  * end now; RS_PENDING: wait; RS_AGAIN: the phase changed. */
@@ -616,6 +782,7 @@ static read_step ws_step(hs_conn *c, ms_cx *cx, bool draining) {
                 if (!htls_write(c->tls, out, n))
                     return RS_CLOSE;
                 hws_written(h, n);
+                c->ws_rx_ns = ms_now_ns(); /* the peer takes our bytes: no ping needed */
                 progress = true;
                 continue;
             }
@@ -625,6 +792,8 @@ static read_step ws_step(hs_conn *c, ms_cx *cx, bool draining) {
                 if (w < 0)
                     return RS_CLOSE;
                 hws_written(h, (size_t)w);
+                if (w > 0)
+                    c->ws_rx_ns = ms_now_ns(); /* the peer takes our bytes: no ping needed */
                 progress = true;
             }
         }
@@ -660,6 +829,8 @@ static read_step ws_step(hs_conn *c, ms_cx *cx, bool draining) {
             if (ms_stream_read(c->s, cx, into, HS_READ_BUFFER, &r, &c->err) != MS_POLL_PENDING) {
                 if (r <= 0)
                     return RS_CLOSE; /* the peer vanished: 1006 */
+                c->ws_rx_ns = ms_now_ns();
+                c->ws_ping_ns = 0;
                 if (c->tls) {
                     if (!htls_put(c->tls, c->traw, (size_t)r))
                         return RS_CLOSE;
@@ -672,8 +843,13 @@ static read_step ws_step(hs_conn *c, ms_cx *cx, bool draining) {
         }
         if (progress)
             continue;
-        if (c->ws_close_armed && expired(c, cx))
+        if (c->ws_close_armed)
+            return expired(c, cx) ? RS_CLOSE : RS_PENDING;
+        ka_step ka = ws_keepalive(c, cx);
+        if (ka == KA_DEAD)
             return RS_CLOSE;
+        if (ka == KA_SENT)
+            continue;
         return RS_PENDING;
     }
 }
@@ -701,36 +877,24 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
             pthread_mutex_lock(&srv->lock);
             bool answered = c->answered;
             pthread_mutex_unlock(&srv->lock);
-            if (!answered)
-                return MS_POLL_PENDING;
+            if (!answered) {
+                if (!srv->o.handler_timeout_ms || !expired(c, cx))
+                    return MS_POLL_PENDING;
+                if (handler_timed_out(c))
+                    break; /* refuse() set CP_WRITE with the 504 */
+            }
             c->phase = CP_WRITE;
             c->out_sent = 0;
             ms_timer_set_after(c->deadline, srv->o.write_timeout_ms);
             break;
         }
-        case CP_WRITE:
-            if (c->tls) {
-                if (!c->encrypted && !htls_write(c->tls, c->out, c->out_len))
-                    return MS_POLL_READY;
-                c->encrypted = true;
-                read_step st = tls_send(c, cx);
-                if (st != RS_AGAIN)
-                    return st == RS_PENDING ? MS_POLL_PENDING : MS_POLL_READY;
-                c->encrypted = false;
-                written(c);
-                break;
-            }
-            while (c->out_sent < c->out_len) {
-                ssize_t n;
-                if (ms_stream_write(c->s, cx, c->out + c->out_sent, c->out_len - c->out_sent, &n,
-                                    &c->err) == MS_POLL_PENDING)
-                    return expired(c, cx) ? MS_POLL_READY : MS_POLL_PENDING;
-                if (n < 0)
-                    return MS_POLL_READY;
-                c->out_sent += (size_t)n;
-            }
+        case CP_WRITE: {
+            send_step ss = send_all(c, cx, c->out, c->out_len);
+            if (ss != SS_DONE)
+                return ss == SS_PENDING ? MS_POLL_PENDING : MS_POLL_READY;
             written(c);
             break;
+        }
         case CP_FLUSH:
         case CP_SHUTDOWN: {
             if (c->tls && c->phase == CP_FLUSH) {
@@ -767,6 +931,14 @@ static ms_poll conn_poll(ms_cx *cx, void *state) {
                 return MS_POLL_PENDING;
             break;
         }
+        case CP_CONTINUE: {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            send_step ss = send_all(c, cx, cont, sizeof cont - 1);
+            if (ss != SS_DONE)
+                return ss == SS_PENDING ? MS_POLL_PENDING : MS_POLL_READY;
+            c->phase = CP_READ; /* the body: body_timeout runs since the headers */
+            break;
+        }
         case CP_LINGER:
             while (c->lingered < HS_LINGER_BYTES) {
                 ssize_t n;
@@ -788,19 +960,8 @@ static void conn_drop(void *state) {
     bool was_queued;
     pthread_mutex_lock(&srv->lock);
     was_queued = c->queued;
-    if (c->queued) {
-        hs_conn **p = &srv->qfirst, *prev = NULL;
-        while (*p && *p != c) {
-            prev = *p;
-            p = &(*p)->qnext;
-        }
-        if (*p)
-            *p = c->qnext;
-        if (srv->qlast == c)
-            srv->qlast = prev;
-        srv->queued--;
-        c->queued = false;
-    }
+    if (c->queued)
+        unqueue(srv, c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -1001,9 +1162,9 @@ static hs_server *check_server(lua_State *L) {
 static void answer(hs_conn *c, char *out, size_t len, int status, bool close_after) {
     hs_server *srv = c->srv;
     pthread_mutex_lock(&srv->lock);
-    bool gone = c->gone;
+    bool gone = c->gone, late = c->timed_out;
     ms_waker w = {0};
-    if (!gone) {
+    if (!gone && !late) {
         static const char oom[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
                                   "Connection: close\r\n\r\n";
         if (!out) {
@@ -1022,6 +1183,8 @@ static void answer(hs_conn *c, char *out, size_t len, int status, bool close_aft
     }
     pthread_mutex_unlock(&srv->lock);
     free(out);
+    if (late)
+        stat_add(HTTP_M_LATE_ANSWERS, 1); /* 504 went already: dropped */
     if (!ms_waker_is_null(&w))
         ms_waker_wake(&w);
     conn_unref(c);
@@ -1602,6 +1765,7 @@ static int server_start(lua_State *L) {
     o.body_timeout_ms = (uint64_t)(opt_number(L, 1, "body_timeout", 30, 0.001, 3600, false) * 1000);
     o.idle_timeout_ms = (uint64_t)(opt_number(L, 1, "idle_timeout", 5, 0.001, 3600, false) * 1000);
     o.write_timeout_ms = (uint64_t)(opt_number(L, 1, "write_timeout", 30, 0.001, 3600, false) * 1000);
+    o.handler_timeout_ms = (uint64_t)(opt_number(L, 1, "handler_timeout", 30, 0, 86400, false) * 1000);
     o.queue = (uint32_t)opt_number(L, 1, "queue", 1024, 1, 1 << 20, true);
     o.max_connections = (uint32_t)opt_number(L, 1, "max_connections", 10000, 1, 1 << 20, true);
     o.backlog = (int)opt_number(L, 1, "backlog", 511, 1, 65535, true);
@@ -1628,6 +1792,8 @@ static int server_start(lua_State *L) {
     o.ws_npaths = 0;
     o.ws_max_message = 1 << 20;
     o.ws_max_buffer = 1 << 20;
+    o.ws_ping_interval_ms = 20000;
+    o.ws_ping_timeout_ms = 20000;
     lua_getfield(L, 1, "websocket");
     if (lua_istable(L, -1)) {
         int w = lua_gettop(L);
@@ -1635,6 +1801,10 @@ static int server_start(lua_State *L) {
         o.ws_max_message = (uint64_t)opt_number(L, w, "max_message", 1 << 20, 1, 1ull << 31, true);
         o.ws_max_buffer = (size_t)opt_number(L, w, "max_buffer", (double)o.ws_max_message, 1024,
                                              1ull << 32, true);
+        o.ws_ping_interval_ms =
+            (uint64_t)(opt_number(L, w, "ping_interval", 20, 0, 3600, false) * 1000);
+        o.ws_ping_timeout_ms =
+            (uint64_t)(opt_number(L, w, "ping_timeout", 20, 0.001, 3600, false) * 1000);
         lua_getfield(L, w, "path");
         if (lua_type(L, -1) == LUA_TSTRING) {
             lua_createtable(L, 1, 0);

@@ -21,7 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include "lerr.h"
+#include "lms_http_server.h"
 #include "lms_http_wsc.h"
+#include "ms.h"
 #include "ws_frames.h"
 
 #define CODEC_MT "ms.ws_codec"
@@ -72,14 +75,17 @@ static int codec_feed(lua_State *L) {
 }
 
 /* codec:queue(kind, data) or codec:queue("close", reason, code) ->
- * true | nil, "closed" | nil, why.  kind: "text", "binary", "ping", "pong". */
+ * true | nil, "closed" | nil, why.  kind: "text", "binary", "ping", "pong",
+ * or "keepalive" (a ping whose pong is not delivered: WSF_KEEPALIVE). */
 static int codec_queue(lua_State *L) {
     codec *c = check_codec(L);
     const char *kind = luaL_checkstring(L, 2);
     size_t len;
     const char *data = luaL_optlstring(L, 3, "", &len);
     int rc;
-    if (strcmp(kind, "close") == 0) {
+    if (strcmp(kind, "keepalive") == 0) {
+        rc = wsf_keepalive(&c->f);
+    } else if (strcmp(kind, "close") == 0) {
         lua_Integer code = luaL_optinteger(L, 4, 1000);
         if (len > 123)
             return luaL_argerror(L, 3, "a close reason is at most 123 bytes");
@@ -144,6 +150,13 @@ static int codec_state(lua_State *L) {
     return 5;
 }
 
+/* codec:ping_timed_out(): counts a connection ended by the keepalive. */
+static int codec_ping_timed_out(lua_State *L) {
+    (void)L;
+    http_server_stat_add(HTTP_M_WSC_PING_TIMEOUTS, 1);
+    return 0;
+}
+
 /* ms.http._ws_codec(max_message) -> a client codec */
 static int new_codec(lua_State *L) {
     lua_Integer max = luaL_checkinteger(L, 1);
@@ -155,8 +168,8 @@ static int new_codec(lua_State *L) {
         static const luaL_Reg methods[] = {
             {"feed", codec_feed},     {"queue", codec_queue}, {"output", codec_output},
             {"next", codec_next},     {"state", codec_state}, {"free", codec_free},
-            {NULL, NULL}};
-        lua_createtable(L, 0, 6);
+            {"ping_timed_out", codec_ping_timed_out}, {NULL, NULL}};
+        lua_createtable(L, 0, 7);
         luaL_register(L, NULL, methods);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, codec_free);
@@ -198,7 +211,20 @@ static int accept_of(lua_State *L) {
     return push_accept(L, key, n);
 }
 
+/* ms.http._ws_error(reason, message) -> an error value (docs/errors.md)
+ * with its reason: Timeout for "timeout", IoError for the rest. */
+static int new_error(lua_State *L) {
+    const char *reason = luaL_checkstring(L, 1);
+    const char *message = luaL_checkstring(L, 2);
+    lerr_push(L, strcmp(reason, "timeout") == 0 ? MS_E_TIMEOUT : MS_E_IO, message, NULL);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "reason");
+    return 1;
+}
+
 void lms_http_wsc_register(lua_State *L) {
+    lua_pushcfunction(L, new_error);
+    lua_setfield(L, -2, "_ws_error");
     lua_pushcfunction(L, new_codec);
     lua_setfield(L, -2, "_ws_codec");
     lua_pushcfunction(L, new_key);

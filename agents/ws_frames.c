@@ -110,6 +110,9 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     wsf *f = ud;
     if (arg->opcode == WSLAY_PING || f->refused)
         return; /* wslay queued the pong; after a refusal nothing more is delivered */
+    if (arg->opcode == WSLAY_PONG && arg->msg_length == sizeof WSF_KEEPALIVE - 1 &&
+        memcmp(arg->msg, WSF_KEEPALIVE, sizeof WSF_KEEPALIVE - 1) == 0)
+        return; /* the answer to our own keepalive: its arrival was what counted */
     size_t len = arg->msg_length;
     const uint8_t *p = arg->msg;
     if (arg->opcode == WSLAY_CONNECTION_CLOSE && len >= 2) {
@@ -225,6 +228,10 @@ int wsf_queue_close(wsf *f, uint16_t code, const char *reason, size_t n) {
     if (f->failed)
         return WSLAY_ERR_NOMEM;
     return rc == WSLAY_ERR_WOULDBLOCK ? 0 : rc;
+}
+
+int wsf_keepalive(wsf *f) {
+    return wsf_queue(f, WSLAY_PING, WSF_KEEPALIVE, sizeof WSF_KEEPALIVE - 1);
 }
 
 wsf_msg *wsf_pop(wsf *f) {

@@ -43,6 +43,11 @@ typedef struct wsf {
     uint16_t refused;           /* 1007: what this engine refused itself */
 } wsf;
 
+/* The payload of the pings an engine's owner sends on its own to see
+ * whether a silent peer is still there (wsf_keepalive): their pongs are
+ * not delivered as messages. */
+#define WSF_KEEPALIVE "ms-keepalive"
+
 /* Makes an engine (server: a server's side); -1 on no memory. */
 int wsf_init(wsf *f, bool server, uint64_t max_message);
 void wsf_free(wsf *f);
@@ -54,6 +59,8 @@ int wsf_feed(wsf *f, const char *p, size_t n);
  * wslay error. */
 int wsf_queue(wsf *f, uint8_t opcode, const char *p, size_t n);
 int wsf_queue_close(wsf *f, uint16_t code, const char *reason, size_t n);
+/* Queues a keepalive ping (WSF_KEEPALIVE): as wsf_queue. */
+int wsf_keepalive(wsf *f);
 /* Appends raw bytes to the output (the server's 101 answer); false on no
  * memory. */
 bool wsf_out_add(wsf *f, const char *p, size_t n);

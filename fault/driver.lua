@@ -572,6 +572,40 @@ part("http", function()
     check(srv:close(WAIT), "a graceful close")
 end)
 
+-- The server's handler_timeout and Expect: 100-continue (docs/http.md): a
+-- handler too slow for its request (504, its late answer dropped), and a
+-- body sent after the interim 100.
+
+part("http handler timeout and 100-continue", function()
+    local srv, err = ms.http.serve{ listen = "127.0.0.1:0", agents = 1, shutdown_timeout = WAIT,
+        handler_timeout = 0.2,
+        handler = function(req)
+            if req.path == "/slow" then ms.sleep(0.4) end
+            return req.method .. " " .. #req.body
+        end }
+    if not check(srv ~= nil, "serve: " .. tostring(err)) then return end
+    local _, port = srv:address()
+    local c = ms.net.connect("127.0.0.1:" .. port, WAIT)
+    if check(c ~= nil, "connect for the 504") then
+        c:write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", WAIT)
+        local got = c:read("a", WAIT)
+        check(got and got:find("^HTTP/1.1 504"), "a slow handler: 504")
+        c:close()
+    end
+    c = ms.net.connect("127.0.0.1:" .. port, WAIT)
+    if check(c ~= nil, "connect for the 100") then
+        c:write("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n"
+                .. "Connection: close\r\n\r\n", WAIT)
+        check(c:read("l", WAIT) == "HTTP/1.1 100 Continue", "the interim 100")
+        c:write("abc", WAIT)
+        local got = c:read("a", WAIT)
+        check(got and got:find("POST 3", 1, true), "the body after the 100")
+        c:close()
+    end
+    ms.sleep(0.3) -- the slow handler's late answer
+    check(srv:close(WAIT), "a graceful close after a 504")
+end)
+
 -- The WebSocket server (docs/http.md): an echo handler in a pool of one
 -- agent, our own client sends a message and closes; then a graceful close.
 
@@ -608,6 +642,37 @@ local function shell(cmd)
     end, cmd)
     return ok and out or ""
 end
+
+-- wss:// (docs/http.md, "WebSocket client"): our TLS server's websocket
+-- and our client, trusting a certificate made here by openssl; a client
+-- that verifies against the system's store is refused, as a value.
+part("websocket over tls", function()
+    local dir = shell("mktemp -d 2>/dev/null"):match("^(%S+)")
+    if not check(dir ~= nil, "a temporary directory") then return end
+    shell(("/usr/bin/openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        .. "-days 2 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 "
+        .. "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1"):format(dir, dir))
+    local srv, err = ms.http.serve{ listen = "127.0.0.1:0", agents = 1, shutdown_timeout = WAIT,
+        tls = { cert = dir .. "/cert.pem", key = dir .. "/key.pem" },
+        websocket = function(ws)
+            local data, kind = ws:receive()
+            if data then ws:send(data, kind) end
+        end }
+    if check(srv ~= nil, "serve wss: " .. tostring(err)) then
+        local _, sport = srv:address()
+        local url = "wss://127.0.0.1:" .. sport .. "/"
+        local ws, werr = ms.http.websocket(url, { timeout = WAIT, ca_file = dir .. "/cert.pem" })
+        if check(ws ~= nil, "wss: " .. tostring(werr)) then
+            check(ws:send("abc") == true, "a wss send")
+            check(ws:receive(WAIT) == "abc", "a wss echo")
+            ws:close(1000, "", WAIT)
+        end
+        local none, verr = ms.http.websocket(url, { timeout = WAIT })
+        check(none == nil and type(verr) == "table", "an unverified wss server is refused")
+        check(srv:close(WAIT), "a graceful close of the wss server")
+    end
+    shell("rm -rf " .. dir)
+end)
 
 if attach_bin and sock then
     part("console", function()

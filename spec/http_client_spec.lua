@@ -64,6 +64,15 @@ local function stop_peers()
     peers = {}
 end
 
+-- A self-signed certificate for cn and the subjectAltName san, made by
+-- openssl in dir: dir/cert and dir/key.
+local function make_cert(dir, cert, key, cn, san)
+    assert(proc.sh(("/usr/bin/openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
+        .. "-subj /CN=%s -addext subjectAltName=%s -keyout %s/%s -out %s/%s >%s/log 2>&1")
+        :format(cn, san, q(dir), key, q(dir), cert, q(dir))),
+        "openssl: " .. slurp(dir .. "/log"))
+end
+
 -- Shared by the scripts: a wait for a condition with a generous bound.
 local PRELUDE = [[
 local function eventually(cond, what)
@@ -293,10 +302,7 @@ describe("ms.http.request over TLS", function()
     local dir, tls
     setup(function()
         dir = proc.new_dir()
-        assert(proc.sh(("/usr/bin/openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
-            .. "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost "
-            .. "-keyout %s/key.pem -out %s/cert.pem >%s/log 2>&1"):format(q(dir), q(dir), q(dir))),
-            "openssl: " .. slurp(dir .. "/log"))
+        make_cert(dir, "cert.pem", "key.pem", "localhost", "IP:127.0.0.1,DNS:localhost")
         tls = start_peer(("http %s/cert.pem %s/key.pem"):format(q(dir), q(dir)))
     end)
     teardown(function()
@@ -569,8 +575,10 @@ local function raises(text, ...)
     local ok, e = pcall(ms.http.websocket, ...)
     assert(not ok and tostring(e):find(text, 1, true), tostring(e))
 end
-raises("wss:// (WebSocket over TLS) is not supported", "wss://127.0.0.1/")
-raises("starts with ws://", "http://127.0.0.1/")
+raises("starts with ws:// or wss://", "http://127.0.0.1/")
+raises("verify must be true or false", "wss://127.0.0.1/", { verify = "no" })
+raises("ca_file must be a path", "wss://127.0.0.1/", { ca_file = 5 })
+raises("ca_file: cannot read /no/such/ca.pem", "wss://127.0.0.1/", { ca_file = "/no/such/ca.pem" })
 raises("url must be a string", 5)
 raises("unknown option 'bogus'", "ws://127.0.0.1/", { bogus = 1 })
 raises("CR, LF or NUL", "ws://127.0.0.1/", { headers = { a = "b\r\nc: d" } })
@@ -596,5 +604,234 @@ eventually(function() return ms.metrics().io.sockets_open == 0 end, "socket clos
 print("WS STOP OK")
 ]], { PORT = ws.port }))
         assert.is_truthy(out:find("WS STOP OK", 1, true), out)
+    end)
+end)
+
+describe("ms.http.websocket over wss://", function()
+    local dir, good, other, hangup, garbage, silent, midframe
+    setup(function()
+        dir = proc.new_dir()
+        -- good: for 127.0.0.1 and localhost; other: for elsewhere.example only
+        make_cert(dir, "good.pem", "good-key.pem", "good", "IP:127.0.0.1,DNS:localhost")
+        make_cert(dir, "other.pem", "other-key.pem", "other", "DNS:elsewhere.example")
+        local WSS = "spec/support/wss_peers.py"
+        good = start_peer(("%s/good.pem %s/good-key.pem"):format(q(dir), q(dir)), "spec/support/ws_peer.py")
+        other = start_peer(("%s/other.pem %s/other-key.pem"):format(q(dir), q(dir)), "spec/support/ws_peer.py")
+        hangup = start_peer("hangup", WSS)
+        garbage = start_peer("garbage", WSS)
+        silent = start_peer("silent", WSS)
+        midframe = start_peer(("midframe %s/good.pem %s/good-key.pem"):format(q(dir), q(dir)), WSS)
+    end)
+    teardown(function()
+        stop_peers()
+        proc.sh("rm -rf " .. q(dir))
+    end)
+
+    it("verifies the certificate by default, trusts ca_file, checks the host name, sends SNI", function()
+        local out = ok_run(script([[
+local url = "wss://127.0.0.1:$PORT/echo"
+local none, err = ms.http.websocket(url)
+assert(none == nil and type(err) == "table", tostring(err))
+assert(err.reason == "tls" and err.code == "IoError", tostring(err.reason))
+assert(err.message:find("tls: certificate verify failed (self-signed certificate)", 1, true), err.message)
+-- agents at once on the one shared context of the system's store
+local done = ms.channel(8)
+for i = 1, 4 do
+    ms.agent.spawn{ fn = function(args)
+        for _ = 1, 3 do
+            local none, e = ms.http.websocket(args[1])
+            assert(none == nil and e.message:find("self-signed certificate", 1, true))
+        end
+        args[2]:send(true)
+    end, args = { url, done } }
+end
+for _ = 1, 4 do assert(done:recv(60) == true) end
+local ws = assert(ms.http.websocket(url, { ca_file = "$DIR/good.pem" }))
+assert(ws:send("hi"))
+assert(ws:receive(30) == "hi")
+local big = string.rep("z", 3 * 1024 * 1024)
+assert(ws:send(big, "binary"))
+local data, kind = ws:receive(60)
+assert(data == big and kind == "binary")
+assert(ws:ping("p1"))
+data, kind = ws:receive(30)
+assert(data == "p1" and kind == "pong", tostring(kind))
+assert(ws:close(4000, "done"))
+local byname = assert(ms.http.websocket("wss://localhost:$PORT/echo", { ca_file = "$DIR/good.pem" }))
+assert(byname:send("named") and byname:receive(30) == "named")
+byname:close()
+-- the other server's certificate is for elsewhere.example only
+none, err = ms.http.websocket("wss://localhost:$OTHER/echo", { ca_file = "$DIR/other.pem" })
+assert(none == nil and err.reason == "tls", tostring(err))
+assert(err.message:find("certificate verify failed (hostname mismatch)", 1, true), err.message)
+none, err = ms.http.websocket("wss://127.0.0.1:$OTHER/echo", { ca_file = "$DIR/other.pem" })
+assert(none == nil and err.message:find("certificate verify failed (IP address mismatch)", 1, true),
+       tostring(err))
+-- trusted, but not by this CA file
+none, err = ms.http.websocket("wss://127.0.0.1:$OTHER/echo", { ca_file = "$DIR/good.pem" })
+assert(none == nil and err.reason == "tls", tostring(err))
+local unchecked = assert(ms.http.websocket("wss://127.0.0.1:$OTHER/echo", { verify = false }))
+assert(unchecked:send("v") and unchecked:receive(30) == "v")
+unchecked:close()
+eventually(function() return ms.metrics().io.sockets_open == 0 end, "sockets closed")
+print("WSS OK")
+]], { PORT = good.port, OTHER = other.port, DIR = dir }))
+        assert.is_truthy(out:find("WSS OK", 1, true), out)
+        -- SNI: the name when connecting by name, none for an IP literal (RFC 6066)
+        assert.is_truthy(good.err():find("sni localhost", 1, true), good.err())
+        assert.is_truthy(good.err():find("sni none", 1, true), good.err())
+    end)
+
+    it("talks to our own server's tls websocket", function()
+        local out = ok_run(script([[
+local srv = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1,
+    tls = { cert = "$DIR/good.pem", key = "$DIR/good-key.pem" },
+    websocket = function(ws)
+        while true do
+            local data, kind = ws:receive()
+            if not data then return end
+            ws:send(data, kind)
+        end
+    end })
+local _, port = srv:address()
+local ws = assert(ms.http.websocket("wss://127.0.0.1:" .. port .. "/any", { ca_file = "$DIR/good.pem" }))
+for i = 1, 20 do
+    local m = string.rep(tostring(i), i * 1000)
+    assert(ws:send(m))
+    assert(ws:receive(30) == m)
+end
+assert(ws:close(1000))
+local none, err = ms.http.websocket("wss://127.0.0.1:" .. port .. "/any")
+assert(none == nil and err.reason == "tls", tostring(err))
+assert(srv:close(30))
+print("OWN OK")
+]], { DIR = dir }))
+        assert.is_truthy(out:find("OWN OK", 1, true), out)
+    end)
+
+    it("fails with reason tls on a peer that hangs up or answers garbage, 1006 on one gone mid-frame", function()
+        local out = ok_run(script([[
+local opts = { ca_file = "$DIR/good.pem", timeout = 60 }
+local failures = ms.metrics().http.websocket_client_tls_failures
+local none, err = ms.http.websocket("wss://127.0.0.1:$HANGUP/", opts)
+assert(none == nil and err.reason == "tls", tostring(err))
+assert(err.message:find("during the handshake", 1, true), err.message)
+none, err = ms.http.websocket("wss://127.0.0.1:$GARBAGE/", opts)
+assert(none == nil and err.reason == "tls", tostring(err))
+assert(err.message:find("tls: handshake failed (", 1, true), err.message)
+none, err = ms.http.websocket("wss://127.0.0.1:$SILENT/", { ca_file = "$DIR/good.pem", timeout = 0.5 })
+assert(none == nil and err.reason == "timeout" and err.code == "Timeout", tostring(err))
+assert(ms.metrics().http.websocket_client_tls_failures == failures + 3)
+local ws = assert(ms.http.websocket("wss://127.0.0.1:$MIDFRAME/", opts))
+local data, why, code = ws:receive(60)
+assert(data == nil and why == "closed" and code == 1006, tostring(why) .. " " .. tostring(code))
+assert(ws:closed())
+eventually(function() return ms.metrics().io.sockets_open == 0 end, "sockets closed")
+print("HOSTILE OK")
+]], { DIR = dir, HANGUP = hangup.port, GARBAGE = garbage.port, SILENT = silent.port,
+      MIDFRAME = midframe.port }))
+        assert.is_truthy(out:find("HOSTILE OK", 1, true), out)
+    end)
+
+    it("ends at once when the agent is stopped in the TLS handshake or in a receive", function()
+        local out = ok_run(script([[
+local function stopped_while(url, opts, state)
+    local a = ms.agent.spawn{ fn = function(args)
+        local ws = assert(ms.http.websocket(args[1], args[2]))
+        ws:receive()
+        error("the receive answered")
+    end, args = { url, opts } }
+    eventually(function() return ms.metrics().io.sockets_open == 1 end, "connected " .. state)
+    ms.sleep(0.2) -- into the wait
+    ms.monitor(a)
+    a:stop()
+    local exit = ms.recv(60)
+    assert(exit and (exit.reason == "stopped" or exit.reason == "killed"), state)
+    eventually(function() return ms.metrics().io.sockets_open == 0 end, "socket closed " .. state)
+end
+stopped_while("wss://127.0.0.1:$SILENT/", { verify = false, timeout = 0 }, "in the handshake")
+stopped_while("wss://127.0.0.1:$GOOD/echo", { ca_file = "$DIR/good.pem" }, "in receive")
+print("STOPPED OK")
+]], { DIR = dir, SILENT = silent.port, GOOD = good.port }))
+        assert.is_truthy(out:find("STOPPED OK", 1, true), out)
+    end)
+end)
+
+describe("WebSocket keepalive (ping_interval, ping_timeout), client and server", function()
+    it("the client ends a connection to a stopped peer with 1006, keeps a live idle one", function()
+        local out = ok_run(script([[
+local p = assert(ms.process.spawn{ "/usr/bin/python3", "spec/support/ws_peer.py", stdout = "pipe" })
+local port = assert(tonumber(p.stdout:read("l", 60)))
+local opts = { ping_interval = 0.3, ping_timeout = 0.5 }
+local live = assert(ms.http.websocket("ws://127.0.0.1:" .. port .. "/echo", opts))
+-- idle through several intervals: the peer answers the pings, none surfaces
+local none, why = live:receive(1.5)
+assert(none == nil and why == "timeout", tostring(why))
+assert(live:send("still here") and live:receive(30) == "still here")
+live:close()
+local before = ms.metrics().http.websocket_client_ping_timeouts
+local ws = assert(ms.http.websocket("ws://127.0.0.1:" .. port .. "/echo", opts))
+assert(ws:send("a") and ws:receive(30) == "a")
+p:kill("STOP") -- gone without a FIN: only the keepalive can tell
+local data, what, code, reason = ws:receive(60)
+assert(data == nil and what == "closed" and code == 1006, tostring(what) .. " " .. tostring(code))
+assert(reason:find("did not answer a ping", 1, true), reason)
+assert(ws:closed())
+assert(ms.metrics().http.websocket_client_ping_timeouts == before + 1)
+p:kill("CONT")
+p:kill("KILL")
+p:wait(30)
+p:close()
+eventually(function() return ms.metrics().io.sockets_open == 0 end, "sockets closed")
+print("CLIENT KEEPALIVE OK")
+]], {}))
+        assert.is_truthy(out:find("CLIENT KEEPALIVE OK", 1, true), out)
+    end)
+
+    it("the server ends a stopped client's connection with 1006, keeps a live idle one", function()
+        local out = ok_run(script([[
+local srv = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1,
+    websocket = { ping_interval = 0.3, ping_timeout = 0.5, handler = function(ws)
+        local data, what, code, reason = ws:receive()
+        if data == nil and code == 1006 and tostring(reason):find("did not answer a ping", 1, true) then
+            ms.events.publish("keepalive", "1006 seen")
+        end
+    end } })
+local _, port = srv:address()
+local sub = ms.events.subscribe("keepalive")
+local url = "ws://127.0.0.1:" .. port .. "/"
+local function client()
+    local p = assert(ms.process.spawn{ "/usr/bin/python3", "spec/support/ws_clients.py", "hold", url,
+                                       stdout = "pipe" })
+    assert(p.stdout:read("l", 60) == "open")
+    return p
+end
+local m0 = ms.metrics().http
+local alive, stopped = client(), client()
+stopped:kill("STOP")
+eventually(function() return ms.metrics().http.websocket_ping_timeouts == m0.websocket_ping_timeouts + 1 end,
+           "the ping timeout")
+local seen = sub:recv(30)
+assert(seen == "1006 seen" or (type(seen) == "table" and seen.value == "1006 seen"), tostring(seen))
+-- the live client answers the pings: it outlives a few more intervals
+ms.sleep(1.5)
+local m = ms.metrics().http
+assert(m.websocket_ping_timeouts == m0.websocket_ping_timeouts + 1)
+assert(m.websocket_closed_abnormal == m0.websocket_closed_abnormal + 1)
+assert(m.websockets_open == 1, tostring(m.websockets_open))
+stopped:kill("CONT")
+-- what the stopped client saw once it woke: the connection gone without a close
+local line = stopped.stdout:read("l", 60)
+assert(line and line:find("^closed 1006"), tostring(line))
+stopped:wait(30)
+assert(srv:close(30))
+assert(alive.stdout:read("l", 60) == "closed 1001")
+alive:wait(30)
+local none = pcall(ms.http.serve, { listen = "127.0.0.1:0", websocket = { handler = function() end,
+                                     ping_interval = -1 } })
+assert(not none)
+print("SERVER KEEPALIVE OK")
+]], {}))
+        assert.is_truthy(out:find("SERVER KEEPALIVE OK", 1, true), out)
     end)
 end)

@@ -561,3 +561,113 @@ ms.sleep(3600)
         assert_contains(bg.out(), "closed true")
     end)
 end)
+
+describe("ms.http.serve's handler_timeout", function()
+    it("answers 504 to a request no handler answers in time, and drops the late answer", function()
+        local script = h.tmpfile([==[
+local srv = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1, handler_timeout = 0.5,
+    shutdown_timeout = 1,
+    handler = function(req)
+        if req.path == "/never" then ms.sleep(3600) end
+        if req.path == "/late" then ms.sleep(1.5) return "late" end
+        return "fast"
+    end })
+local _, port = srv:address()
+local function exchange(path)
+    local c = assert(ms.net.connect("127.0.0.1:" .. port, 30))
+    assert(c:write("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n\r\n", 30))
+    local got = {}
+    while true do -- to the end: a 504 closes the connection
+        local bytes = c:read(nil, 60)
+        if not bytes then break end
+        got[#got + 1] = bytes
+        local text = table.concat(got)
+        if text:find("^HTTP/1.1 200") and text:find("fast$") then break end
+    end
+    c:close()
+    return table.concat(got)
+end
+local function count(name) return ms.metrics().http[name] end
+local t0, l0, e0 = count("handler_timeouts"), count("late_answers"), count("requests_5xx")
+local r = exchange("/late")
+assert(r:find("^HTTP/1.1 504 Gateway Timeout\r\n"), r)
+assert(r:find("Connection: close", 1, true) and r:find("the handler did not answer within handler_timeout", 1, true), r)
+local _, answers = r:gsub("HTTP/1%.1 ", "")
+assert(answers == 1, r)
+-- the handler answers a second later: dropped and counted, nothing else happens
+for _ = 1, 3000 do -- a generous bound for a second's wait
+    if count("late_answers") == l0 + 1 then break end
+    ms.sleep(0.01)
+end
+assert(count("late_answers") == l0 + 1, "the late answer was not counted")
+assert(exchange("/fast"):find("^HTTP/1.1 200"), "the agent serves again")
+-- an agent held for ever: its request gets 504, and so does one queued behind it
+local held = ms.spawn(exchange, "/never")
+ms.sleep(0.1)
+local queued = exchange("/fast")
+assert(queued:find("^HTTP/1.1 504") and queued:find("no agent took the request", 1, true), queued)
+local ok, never = held:join(60)
+assert(ok and never:find("^HTTP/1.1 504"), tostring(never))
+assert(count("handler_timeouts") == t0 + 3, tostring(count("handler_timeouts")))
+assert(count("requests_5xx") >= e0 + 3)
+assert(srv:state().queued == 0)
+srv:close(1)
+local bad = pcall(ms.http.serve, { listen = "127.0.0.1:0", handler = function() end, handler_timeout = -1 })
+assert(not bad)
+print("HANDLER TIMEOUT OK")
+]==], ".lua")
+        local out = run(("timeout -k 5 180 %s run %s --workers 2 2>&1"):format(q(h.host), q(script)))
+        os.remove(script)
+        assert_contains(out, "HANDLER TIMEOUT OK")
+        assert_contains(out, "no answer within handler_timeout")
+    end)
+end)
+
+describe("ms.http.serve and Expect: 100-continue", function()
+    it("sends 100 Continue before the body, 417 to other expectations, 413 without a 100", function()
+        local script = h.tmpfile([==[
+local srv = assert(ms.http.serve{ listen = "127.0.0.1:0", agents = 1, max_body = 4 * 1024 * 1024,
+    handler = function(req) return req.method .. " " .. #req.body end })
+local _, port = srv:address()
+local c0 = ms.metrics().http.continues
+local c = assert(ms.net.connect("127.0.0.1:" .. port, 30))
+assert(c:write("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", 30))
+-- the body is not sent until the 100 came
+assert(c:read("l", 60) == "HTTP/1.1 100 Continue") -- lines come without their CR LF
+assert(c:read("l", 60) == "")
+assert(c:write("hello", 30))
+assert(c:read("l", 60) == "HTTP/1.1 200 OK")
+repeat local l = c:read("l", 60) until l == ""
+assert(c:read(#"POST 5", 60) == "POST 5")
+-- the same connection: an expectation the server does not know
+assert(c:write("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: teapot\r\n\r\n", 30))
+local refused = c:read("a", 60)
+assert(refused:find("^HTTP/1.1 417 Expectation Failed\r\n") and refused:find("Connection: close", 1, true), refused)
+c:close()
+-- a body over max_body: 413 at once, never a 100
+c = assert(ms.net.connect("127.0.0.1:" .. port, 30))
+assert(c:write("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\nExpect: 100-continue\r\n\r\n", 30))
+local big = c:read("a", 60)
+assert(big:find("^HTTP/1.1 413") and not big:find("100 Continue", 1, true), big)
+c:close()
+-- curl, which waits for the 100 before a large body
+local body = os.tmpname()
+local f = io.open(body, "wb") f:write(string.rep("b", 2 * 1024 * 1024)) f:close()
+local p = assert(ms.process.spawn{ "curl", "-sS", "-v", "--expect100-timeout", "600", "-H", "Expect: 100-continue",
+    "--data-binary", "@" .. body, "http://127.0.0.1:" .. port .. "/up", stdout = "pipe", stderr = "pipe" })
+local out = p.stdout:read("a", 120)
+local err = p.stderr:read("a", 120)
+assert(p:wait(120) == 0, err)
+p:close()
+os.remove(body)
+assert(out == "POST 2097152", out)
+assert(err:find("HTTP/1.1 100 Continue", 1, true), err)
+assert(ms.metrics().http.continues == c0 + 2, tostring(ms.metrics().http.continues))
+srv:close(10)
+print("CONTINUE OK")
+]==], ".lua")
+        local out = run(("timeout -k 5 180 %s run %s --workers 2 2>&1"):format(q(h.host), q(script)))
+        os.remove(script)
+        assert_contains(out, "CONTINUE OK")
+    end)
+end)

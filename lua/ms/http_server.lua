@@ -24,12 +24,13 @@ local OPTIONS = {
     listen = true, handler = true, module = true, agents = true, concurrency = true,
     name = true, memory_limit = true, max_header_bytes = true, max_headers = true,
     max_body = true, header_timeout = true, body_timeout = true, idle_timeout = true,
-    write_timeout = true, queue = true, max_connections = true, backlog = true,
+    write_timeout = true, handler_timeout = true, queue = true, max_connections = true, backlog = true,
     shutdown_timeout = true, intensity = true, period = true, tls = true, websocket = true,
 }
 
 local WS_OPTIONS = { handler = true, module = true, path = true, max_message = true,
-                     max_buffer = true, per_connection = true }
+                     max_buffer = true, per_connection = true, ping_interval = true,
+                     ping_timeout = true }
 
 -- websocket = function(ws, req) or { handler = | module =, path =,
 -- max_message =, max_buffer = }: checked here, the handler copied as
@@ -87,9 +88,19 @@ local function websocket_options(ws, worker)
                 .. "2^31, got %s"):format(k, k == "max_buffer" and 1024 or 1, tostring(v)), 3)
         end
     end
+    for _, k in ipairs{ "ping_interval", "ping_timeout" } do
+        local v = rawget(ws, k)
+        local min = k == "ping_interval" and 0 or 0.001
+        if v ~= nil and (type(v) ~= "number" or v ~= v or v < min or v > 3600) then
+            error(("ms.http.serve: websocket.%s must be a number of seconds from %g to 3600%s, "
+                .. "got %s"):format(k, min, k == "ping_interval" and " (0: no keepalive)" or "",
+                tostring(v)), 3)
+        end
+    end
     -- What the C side reads.
     return { path = paths and { unpack(paths) }, max_message = rawget(ws, "max_message"),
-             max_buffer = rawget(ws, "max_buffer") }
+             max_buffer = rawget(ws, "max_buffer"), ping_interval = rawget(ws, "ping_interval"),
+             ping_timeout = rawget(ws, "ping_timeout") }
 end
 
 -- Servers this agent serves: their handles stay alive (a collected handle

@@ -250,16 +250,23 @@ def raw(port, path, case):
             break
 
 
-def upgrade(port, path):
-    s = socket.create_connection(("127.0.0.1", int(port)), timeout=30)
-    with open(path, "rb") as f:
-        s.sendall(f.read())
+def read_head(s):
+    """What s delivers up to the end of an HTTP head (CR LF CR LF), or
+    to its end of file; also for spec/support/wss_peers.py."""
     data = b""
     while b"\r\n\r\n" not in data:
         c = s.recv(4096)
         if not c:
             break
         data += c
+    return data
+
+
+def upgrade(port, path):
+    s = socket.create_connection(("127.0.0.1", int(port)), timeout=30)
+    with open(path, "rb") as f:
+        s.sendall(f.read())
+    data = read_head(s)
     head = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
     print(head[0])
     for line in head[1:]:
@@ -287,4 +294,5 @@ def main():
     sys.stdout.flush()
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,11 @@
 #   /headers   sends the request's X-Test header as a text message
 #   /garbage   writes bytes that are no WebSocket frame (reserved bits and
 #              opcode set, a masked frame from a server), then waits
+# With two arguments, CERT and KEY (PEM files), it serves wss:// instead
+# and writes "sni NAME" on stderr for each TLS handshake (NAME the server
+# name the client sent, "none" without one).
 import asyncio
+import ssl
 import sys
 
 import websockets
@@ -35,7 +39,15 @@ async def handler(ws, path=None):
 
 
 async def main():
-    server = await websockets.serve(handler, "127.0.0.1", 0, max_size=None)
+    tls = None
+    if len(sys.argv) == 3:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(sys.argv[1], sys.argv[2])
+
+        def sni(sock, name, ctx):
+            print("sni", name or "none", file=sys.stderr, flush=True)
+        tls.sni_callback = sni
+    server = await websockets.serve(handler, "127.0.0.1", 0, max_size=None, ssl=tls)
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Future()
 
