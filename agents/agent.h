@@ -208,6 +208,9 @@ struct agent {
     /* Started by another host's ms.agent.spawn (its supervisor is
      * there): fenced when this host is cut off.  Immutable. */
     bool spawned_remotely;
+    /* The host whose spawn started it (spawned_remotely): when that host
+     * is lost or leaves, this agent is stopped.  Immutable. */
+    uint64_t spawned_by;
     /* ---- end cluster ---- */
 };
 

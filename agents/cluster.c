@@ -58,6 +58,7 @@ typedef struct peer {
     uint64_t probed_ns;         /* last probe sent (0: none since last heard) */
     bool lost;
     char build[48];
+    char name[48];              /* its cluster_name, "" for none */
     struct peer *next;
 } peer;
 
@@ -91,6 +92,7 @@ static struct {
     cluster_config cfg;
     uint64_t self;              /* immutable once on */
     char self_hex[17];
+    char name[48];              /* cluster_name, immutable once on */
     char subj_self[40];         /* ms.h.X */
     natsConnection *nc;         /* immutable once on, until cluster_stop */
     natsSubscription *sub_self, *sub_status, *sub_hb;
@@ -499,6 +501,8 @@ static peer *peer_get_locked(uint64_t id) {
     return q;
 }
 
+static size_t stop_remote_spawned(uint64_t by, const char *reason, const char *message);
+
 /* Host id is gone (reason "noconnection", or "shutdown" when it said
  * so): every proxy of it exits, every call to it fails.  Once. */
 static void declare_lost(uint64_t id, const char *reason, const char *why) {
@@ -557,6 +561,17 @@ static void declare_lost(uint64_t id, const char *reason, const char *why) {
         agent_unref(ps[i]);
     }
     free(ps);
+    /* What it started here has lost its supervisor: children do not
+     * outlive theirs (docs/supervision.md), and a supervisor started
+     * again elsewhere must not meet them. */
+    char spawner[96];
+    snprintf(spawner, sizeof spawner, "the host that spawned it, %016" PRIx64 ", %s", id,
+             strcmp(reason, "shutdown") ? "was lost" : "shut down");
+    size_t orphans = stop_remote_spawned(id, reason, spawner);
+    if (orphans)
+        hostlog(HOSTLOG_NOTICE, "cluster.orphans_stopped", 0, NULL,
+                "cluster: stopped %zu agent%s spawned by host %016" PRIx64, orphans,
+                orphans == 1 ? "" : "s", id);
 }
 
 /* ---- receiving ---- */
@@ -570,6 +585,8 @@ static void reject(const char *subject, const char *why) {
 
 static void lookup_answer(uint64_t ref, agent *found, const char *error);
 static void spawn_here(const wire_header *h, xfer *req);
+static bool blob_skip(const xfer *x, size_t *pos, int depth);
+static const char *blob_str(const xfer *x, size_t *pos, uint32_t *len);
 
 static bool peer_is_lost(uint64_t id) {
     pthread_mutex_lock(&C.lock);
@@ -830,6 +847,31 @@ static void on_status(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
     natsMsg_Destroy(nm);
 }
 
+/* A heartbeat's value: { build = ..., name = ... } (a host without a
+ * cluster_name sends no name).  What is not a string there is ignored. */
+static void heartbeat_fields(const xfer *x, const char **build, uint32_t *build_n,
+                             const char **name, uint32_t *name_n) {
+    size_t pos = 5;
+    uint32_t pairs = 0;
+    if (x->len < 5 || (uint8_t)x->buf[0] != XT_TABLE)
+        return;
+    memcpy(&pairs, x->buf + 1, 4);
+    for (uint32_t i = 0; i < pairs && pos < x->len; i++) {
+        uint32_t kn, vn;
+        const char *k = blob_str(x, &pos, &kn);
+        if (!k)
+            return;
+        size_t at = pos;
+        const char *v = blob_str(x, &at, &vn);
+        if (v && kn == 5 && !memcmp(k, "build", 5))
+            *build = v, *build_n = vn;
+        else if (v && kn == 4 && !memcmp(k, "name", 4))
+            *name = v, *name_n = vn;
+        if (!blob_skip(x, &pos, 1))
+            return;
+    }
+}
+
 static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *closure) {
     (void)nc, (void)sub, (void)closure;
     wire_header h;
@@ -847,15 +889,20 @@ static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm,
         return;
     }
     if (h.from_host != C.self) {
-        size_t n = 0;
-        const char *build = xfer_get_lstr(&x, &n);
+        uint32_t build_n = 0, name_n = 0;
+        const char *build = NULL, *name = NULL;
+        heartbeat_fields(&x, &build, &build_n, &name, &name_n);
         pthread_mutex_lock(&C.lock);
         peer *q = peer_get_locked(h.from_host);
         if (q) {
             q->last_seen_ns = now_ns();
             q->probed_ns = 0;
             if (build)
-                snprintf(q->build, sizeof q->build, "%.*s", (int)(n < 47 ? n : 47), build);
+                snprintf(q->build, sizeof q->build, "%.*s", (int)(build_n < 47 ? build_n : 47),
+                         build);
+            if (name)
+                snprintf(q->name, sizeof q->name, "%.*s", (int)(name_n < 47 ? name_n : 47),
+                         name);
         }
         pthread_mutex_unlock(&C.lock);
         if (h.kind == WK_BYE)
@@ -870,7 +917,13 @@ static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm,
 static void send_heartbeat(wire_kind kind) {
     xfer x;
     xfer_init(&x);
+    xfer_put_table(&x, C.name[0] ? 2 : 1);
+    xfer_put_str(&x, "build");
     xfer_put_str(&x, cluster_build_id());
+    if (C.name[0]) {
+        xfer_put_str(&x, "name");
+        xfer_put_str(&x, C.name);
+    }
     wire_header h = {WIRE_VERSION, kind, C.self, 0, 0, 0};
     wbuf b = {0};
     char err[200];
@@ -956,16 +1009,15 @@ static void *ticker_main(void *arg) {
     return NULL;
 }
 
-/* Fencing: our agents whose supervisor is on another host are stopped,
- * so that a restart elsewhere never runs the same child twice.  A child
- * started by a remote spawn is one (spawned_remotely). */
-static void fence(void) {
+/* Stops our agents started by a remote spawn of host `by` (0: of any
+ * host) with this exit reason; returns how many. */
+static size_t stop_remote_spawned(uint64_t by, const char *reason, const char *message) {
     host *h = C.h;
     size_t n = 0, cap = 0;
     agent **list = NULL;
     pthread_mutex_lock(&h->lock);
     for (agent *a = h->agents; a; a = a->next_reg) {
-        if (!a->spawned_remotely)
+        if (!a->spawned_remotely || (by && a->spawned_by != by))
             continue;
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 16;
@@ -980,11 +1032,19 @@ static void fence(void) {
     }
     pthread_mutex_unlock(&h->lock);
     for (size_t i = 0; i < n; i++) {
-        agent_stop_as(list[i], "noconnection", "fenced: cut off from the cluster");
+        agent_stop_as(list[i], reason, message);
         agent_unref(list[i]);
-        count(&C.fenced, 1);
     }
     free(list);
+    return n;
+}
+
+/* Fencing: our agents whose supervisor is on another host are stopped,
+ * so that a restart elsewhere never runs the same child twice.  A child
+ * started by a remote spawn is one (spawned_remotely). */
+static void fence(void) {
+    size_t n = stop_remote_spawned(0, "noconnection", "fenced: cut off from the cluster");
+    count(&C.fenced, n);
     if (n)
         hostlog(HOSTLOG_WARNING, "cluster.fenced", 0, NULL,
                 "cluster: cut off from the broker; fenced %zu agent%s", n, n == 1 ? "" : "s");
@@ -1224,6 +1284,7 @@ static void spawn_here(const wire_header *h, xfer *req) {
     const char *src = NULL, *text = NULL, *name = NULL, *build = NULL;
     uint32_t src_n = 0, text_n = 0, name_n = 0, build_n = 0;
     size_t args_at = 0, args_end = 0;
+    bool trap_exit = false;
     size_t pos = 0;
     uint32_t pairs = 0;
     bool ok = req->len >= 5 && (uint8_t)req->buf[0] == XT_TABLE;
@@ -1251,6 +1312,9 @@ static void spawn_here(const wire_header *h, xfer *req) {
             ok = (name = blob_str(req, &pos, &name_n)) != NULL;
         } else if (KEY("build")) {
             ok = (build = blob_str(req, &pos, &build_n)) != NULL;
+        } else if (KEY("trap_exit")) {
+            trap_exit = pos < req->len && (uint8_t)req->buf[pos] == XT_TRUE;
+            ok = blob_skip(req, &pos, 1);
         } else {
             ok = blob_skip(req, &pos, 1);
         }
@@ -1324,6 +1388,8 @@ static void spawn_here(const wire_header *h, xfer *req) {
     s.name = name ? name_z : NULL;
     s.args = args;
     s.spawned_remotely = true;
+    s.spawner_host = h->from_host;
+    s.trap_exit = trap_exit;
     agent *a = spawn_agent_spec(C.h, &s, error, sizeof error);
     free(text_z);
     spawn_reply(h, a, error);
@@ -1356,8 +1422,26 @@ int cluster_start(host *h, const cluster_config *cfg, ms_error *err) {
         ms_error_set(err, MS_E_INVALID_ARGUMENT, "cluster: already joined");
         return MS_E_INVALID_ARGUMENT;
     }
+    const char *name = cfg->name ? cfg->name : "";
+    size_t name_n = strlen(name);
+    bool name_ok = name_n < sizeof C.name;
+    for (size_t i = 0; name_ok && i < name_n; i++) {
+        char c = name[i];
+        name_ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+    }
+    /* "any" and "local" are words of a child spec's host (supervision). */
+    if (!name_ok || !strcmp(name, "any") || !strcmp(name, "local")) {
+        ms_error_set(err, MS_E_INVALID_ARGUMENT,
+                     "cluster_name: '%s' is not a host name (letters, digits, '.', '_' and '-', "
+                     "at most %zu bytes, not \"any\" or \"local\")",
+                     name, sizeof C.name - 1);
+        return MS_E_INVALID_ARGUMENT;
+    }
+    snprintf(C.name, sizeof C.name, "%s", name);
     C.h = h;
     C.cfg = *cfg;
+    C.cfg.name = C.name;
     cluster_build_id(); /* read before any other thread asks */
     /* An id per incarnation: a restarted host is a new host. */
     do {
@@ -1507,12 +1591,14 @@ bool cluster_hosts(cluster_host_info **rows, size_t *n) {
     }
     r[0] = (cluster_host_info){.id = C.self, .self = true};
     snprintf(r[0].build, sizeof r[0].build, "%s", cluster_build_id());
+    memcpy(r[0].name, C.name, sizeof r[0].name);
     size_t i = 1;
     for (peer *q = C.peers; q; q = q->next, i++) {
         r[i].id = q->id;
         r[i].lost = q->lost;
         r[i].silent = (double)elapsed(t, q->last_seen_ns) / 1e9;
         memcpy(r[i].build, q->build, sizeof r[i].build);
+        memcpy(r[i].name, q->name, sizeof r[i].name);
     }
     pthread_mutex_unlock(&C.lock);
     *rows = r;

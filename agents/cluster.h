@@ -29,6 +29,7 @@
 /* The settings of cluster_start (profile fields, facts.c). */
 typedef struct cluster_config {
     const char *url;            /* nats://host:port */
+    const char *name;           /* cluster_name: "" or NULL for none (copied) */
     double heartbeat;           /* seconds between heartbeats */
     double loss_after;          /* silence after which a host is lost (and fencing) */
     double broker_grace;        /* after our reconnect, nobody is declared lost */
@@ -85,6 +86,7 @@ typedef struct cluster_host_info {
     bool lost, self;
     double silent;              /* seconds since last heard of */
     char build[48];
+    char name[48];              /* its cluster_name, "" for none */
 } cluster_host_info;
 /* The known hosts (this one first) in a malloc'd array; false without
  * memory. */

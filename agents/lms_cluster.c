@@ -2,7 +2,7 @@
  * lms_cluster.c - ms.cluster and the cluster-wide whereis (cluster.h).
  *
  *   ms.cluster.id()      this host's id (16 hex digits), nil outside a cluster
- *   ms.cluster.hosts()   { { id, self, lost, silent, build }, ... }
+ *   ms.cluster.hosts()   { { id, name, self, lost, silent, build }, ... }
  *   ms.cluster.stats()   the cluster's counters (also ms.metrics().cluster)
  *
  * A whereis that finds nothing on this host asks every known host and
@@ -55,6 +55,10 @@ static int l_hosts(lua_State *L) {
         lua_setfield(L, -2, "silent");
         lua_pushstring(L, rows[i].build);
         lua_setfield(L, -2, "build");
+        if (rows[i].name[0]) {
+            lua_pushstring(L, rows[i].name);
+            lua_setfield(L, -2, "name");
+        }
         lua_rawseti(L, -2, (int)i + 1);
     }
     hold_pop(rows);
@@ -158,7 +162,8 @@ int lms_cluster_whereis(lua_State *L, const char *name) {
 /* ---- remote spawn ---- */
 
 int lms_cluster_spawn(lua_State *L) {
-    static const char *const allowed[] = {"host", "fn", "file", "module", "name", "args", NULL};
+    static const char *const allowed[] = {"host", "fn",   "file",      "module",
+                                          "name", "args", "trap_exit", NULL};
     lua_pushnil(L);
     while (lua_next(L, 1)) {
         bool ok = false;
@@ -169,7 +174,7 @@ int lms_cluster_spawn(lua_State *L) {
             lua_pushvalue(L, -2);
             return luaL_error(L,
                               "ms.agent.spawn: a spawn on another host takes host, fn, file, "
-                              "module, name and args only, not %s",
+                              "module, name, args and trap_exit only, not %s",
                               lua_tostring(L, -1) ? lua_tostring(L, -1) : "a non-string key");
         }
         lua_pop(L, 1);
@@ -247,6 +252,10 @@ int lms_cluster_spawn(lua_State *L) {
     lua_setfield(L, req, "name");
     lua_getfield(L, 1, "args");
     lua_setfield(L, req, "args");
+    lua_getfield(L, 1, "trap_exit");
+    lua_pushboolean(L, lua_toboolean(L, -1));
+    lua_setfield(L, req, "trap_exit");
+    lua_pop(L, 1);
     lua_pushstring(L, cluster_build_id());
     lua_setfield(L, req, "build");
     xfer *x = xfer_new();

@@ -275,6 +275,8 @@ agent *spawn_agent_spec(host *h, const spawn_spec *s, char *err, size_t errlen) 
     }
     a->args = s->args;
     a->spawned_remotely = s->spawned_remotely;
+    a->spawned_by = s->spawner_host;
+    atomic_store_explicit(&a->traps_exit, s->trap_exit, memory_order_relaxed);
     a->src = s->src;
     a->src_len = s->len ? s->len : strlen(s->text);
     a->src_text = malloc(a->src_len + 1);

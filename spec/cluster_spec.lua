@@ -26,28 +26,7 @@ end
 
 local PUB = (os.getenv("MS_BUILD_DIR") or "build") .. "/agents/cluster_pub"
 
--- The broker: nats-server on 127.0.0.1, port chosen by the server (-p -1)
--- and read from its ports file; start(port) restarts it on the same one.
-local broker = {}
-function broker.start(port)
-    local dir = proc.new_dir()
-    proc.sh(("(nats-server -a 127.0.0.1 -p %s --ports_file_dir %s -js -sd %s/js >%s/log 2>&1 & " ..
-             "echo $! >%s/pid)"):format(port or "-1", q(dir), q(dir), q(dir), q(dir)))
-    local pid = tonumber(slurp(dir .. "/pid"):match("%d+"))
-    local url
-    assert(proc.wait_until(20, function()
-        local ports = slurp(("%s/nats-server_%d.ports"):format(dir, pid))
-        url = ports:match('"(nats://[^"]+)"')
-        return url ~= nil
-    end), "nats-server did not start: " .. slurp(dir .. "/log"))
-    return { dir = dir, pid = pid, url = url }
-end
-function broker.stop(b)
-    proc.sh(("kill -TERM %d 2>/dev/null"):format(b.pid))
-    proc.wait_until(20, function() return not proc.sh(("kill -0 %d 2>/dev/null"):format(b.pid)) end)
-    proc.sh(("kill -KILL %d 2>/dev/null"):format(b.pid))
-    proc.sh("rm -rf " .. q(b.dir))
-end
+local broker = require "spec.support.nats"
 
 local B
 local dirs = {}
