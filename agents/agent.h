@@ -211,6 +211,10 @@ struct agent {
     /* The host whose spawn started it (spawned_remotely): when that host
      * is lost or leaves, this agent is stopped.  Immutable. */
     uint64_t spawned_by;
+    /* Its name as claimed in the cluster's registry (cluster_names.h),
+     * set once by the spawner after the start, taken (exchanged) by
+     * whoever releases it: its exit or that spawner. */
+    _Atomic(struct name_claim *) name_claim;
     /* ---- end cluster ---- */
 };
 

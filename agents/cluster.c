@@ -34,6 +34,7 @@
 
 #include "agent.h"
 #include "cluster.h"
+#include "cluster_names.h"
 #include "cluster_wire.h"
 #include "hostlog.h"
 #include "host.h"
@@ -544,6 +545,7 @@ static void declare_lost(uint64_t id, const char *reason, const char *why) {
     }
     pthread_mutex_unlock(&C.lock);
     count(&C.hosts_lost, 1);
+    cluster_names_host_lost(id); /* its names are free (cluster_names.h) */
     hostlog(strcmp(reason, "shutdown") ? HOSTLOG_WARNING : HOSTLOG_NOTICE,
             strcmp(reason, "shutdown") ? "cluster.host_lost" : "cluster.host_left", 0, NULL,
             "cluster: host %016" PRIx64 " %s (%s)", id,
@@ -587,6 +589,16 @@ static void lookup_answer(uint64_t ref, agent *found, const char *error);
 static void spawn_here(const wire_header *h, xfer *req);
 static bool blob_skip(const xfer *x, size_t *pos, int depth);
 static const char *blob_str(const xfer *x, size_t *pos, uint32_t *len);
+
+int cluster_host_state(uint64_t hid) {
+    int st = CLUSTER_HOST_UNKNOWN;
+    pthread_mutex_lock(&C.lock);
+    for (peer *q = C.peers; q; q = q->next)
+        if (q->id == hid)
+            st = q->lost ? CLUSTER_HOST_LOST : CLUSTER_HOST_LIVE;
+    pthread_mutex_unlock(&C.lock);
+    return st;
+}
 
 static bool peer_is_lost(uint64_t id) {
     pthread_mutex_lock(&C.lock);
@@ -948,7 +960,8 @@ static void *ticker_main(void *arg) {
     while (!atomic_load(&C.stopping)) {
         uint64_t t = now_ns();
         int conn = atomic_load(&C.conn);
-        if (t - last_tick > fence_ns) {
+        bool self_silent = t - last_tick > fence_ns;
+        if (self_silent) {
             /* We ourselves were silent about as long as the threshold
              * (stopped, starved): our last heartbeat went out up to a
              * beat before, so the others may have declared us lost. */
@@ -969,7 +982,10 @@ static void *ticker_main(void *arg) {
             fence();
             fenced = true;
         }
-        bool quiet = conn != 1 || elapsed(t, atomic_load(&C.reconnected_ns)) < grace_ns;
+        /* Our own silence (just back from a SIGSTOP) is no one else's:
+         * declaring the others lost now would also free their names. */
+        bool quiet = conn != 1 || self_silent ||
+                     elapsed(t, atomic_load(&C.reconnected_ns)) < grace_ns;
         uint64_t probe[16], lose[16];
         int np = 0, nl = 0;
         pthread_mutex_lock(&C.lock);
@@ -1109,6 +1125,72 @@ static void lookup_answer(uint64_t ref, agent *found, const char *error) {
     }
 }
 
+/* Asks every live host for name, for lookup ref (if it still waits):
+ * the lookup ends when the owner answers, all have said no, or after a
+ * second. */
+static void lookup_fan_out(uint64_t ref, const char *name) {
+    xfer x;
+    xfer_init(&x);
+    xfer_put_str(&x, name);
+    uint64_t *to = NULL;
+    size_t nto = 0;
+    bool waiting = false;
+    pthread_mutex_lock(&C.lock);
+    for (cluster_lookup *lk = C.lookups; lk; lk = lk->next) {
+        if (lk->ref != ref)
+            continue;
+        waiting = true;
+        lk->started_ns = now_ns();
+        lk->timeout_ns = 1000000000u;
+        lk->answers = lk->expected = 0;
+        for (peer *q = C.peers; q; q = q->next)
+            lk->expected += !q->lost;
+        if (lk->expected && (to = malloc(lk->expected * sizeof *to)))
+            for (peer *q = C.peers; q; q = q->next)
+                if (!q->lost)
+                    to[nto++] = q->id;
+        if (lk->expected && !to)
+            lk->expected = 0; /* no memory to ask: nobody */
+    }
+    pthread_mutex_unlock(&C.lock);
+    if (waiting && nto == 0)
+        lookup_answer(ref, NULL, NULL); /* nobody to ask: not found */
+    wire_header h = {WIRE_VERSION, WK_WHEREIS, C.self, 0, 0, ref};
+    char err[200];
+    for (size_t i = 0; i < nto && !x.failed; i++)
+        publish(to[i], &h, &x, NULL, err, sizeof err);
+    free(to);
+    xfer_clear(&x);
+}
+
+/* The bucket's answer to a whereis (cluster_names_lookup): a live
+ * holder elsewhere is the answer; this host (its agent has just ended),
+ * or a lost one, hold nothing; no key (a name registered per host only,
+ * a service's), or no answer, asks every host. */
+void cluster_names_found(uint64_t ref, const char *name, uint64_t holder, uint64_t id) {
+    if (holder && id && holder != C.self && cluster_host_state(holder) == CLUSTER_HOST_UNKNOWN) {
+        /* A host whose heartbeat has not reached us yet: known from now
+         * (if it is gone, its silence will tell). */
+        pthread_mutex_lock(&C.lock);
+        peer *q = peer_get_locked(holder);
+        if (q && !q->last_seen_ns)
+            q->last_seen_ns = now_ns();
+        pthread_mutex_unlock(&C.lock);
+    }
+    if (holder && id && holder != C.self && cluster_host_state(holder) != CLUSTER_HOST_LOST) {
+        agent *p = proxy_get(holder, id);
+        if (p) {
+            lookup_answer(ref, p, NULL);
+            return;
+        }
+    }
+    if (holder && (holder == C.self || cluster_host_state(holder) == CLUSTER_HOST_LOST)) {
+        lookup_answer(ref, NULL, NULL);
+        return;
+    }
+    lookup_fan_out(ref, name);
+}
+
 cluster_lookup *cluster_lookup_start(const char *name, char *err, size_t errlen) {
     cluster_lookup *lk = calloc(1, sizeof *lk);
     if (!lk) {
@@ -1117,36 +1199,18 @@ cluster_lookup *cluster_lookup_start(const char *name, char *err, size_t errlen)
     }
     atomic_init(&lk->refs, 2);
     lk->started_ns = now_ns();
-    lk->timeout_ns = 1000000000u;
-    xfer x;
-    xfer_init(&x);
-    xfer_put_str(&x, name);
+    /* The bucket first (its own bound is 2 s), then the fan-out. */
+    lk->timeout_ns = 3000000000u;
+    lk->expected = 1;
     pthread_mutex_lock(&C.lock);
     lk->ref = ++C.next_ref;
-    for (peer *q = C.peers; q; q = q->next)
-        if (!q->lost)
-            lk->expected++;
-    bool none = lk->expected == 0;
-    if (!none) {
-        lk->next = C.lookups;
-        C.lookups = lk;
-    } else {
-        lk->done = true;
-    }
-    uint64_t *to = NULL;
-    size_t nto = 0;
-    if (!none && (to = malloc(lk->expected * sizeof *to)))
-        for (peer *q = C.peers; q; q = q->next)
-            if (!q->lost)
-                to[nto++] = q->id;
+    lk->next = C.lookups;
+    C.lookups = lk;
     pthread_mutex_unlock(&C.lock);
-    if (none)
-        atomic_fetch_sub(&lk->refs, 1); /* never on the table */
-    wire_header h = {WIRE_VERSION, WK_WHEREIS, C.self, 0, 0, lk->ref};
-    for (size_t i = 0; i < nto && !x.failed; i++)
-        publish(to[i], &h, &x, NULL, err, errlen);
-    free(to);
-    xfer_clear(&x);
+    if (cluster_names_on())
+        cluster_names_lookup(lk->ref, name);
+    else
+        lookup_fan_out(lk->ref, name);
     return lk;
 }
 
@@ -1390,8 +1454,27 @@ static void spawn_here(const wire_header *h, xfer *req) {
     s.spawned_remotely = true;
     s.spawner_host = h->from_host;
     s.trap_exit = trap_exit;
+    /* A name is claimed in the cluster first (cluster_names.h): this
+     * thread (nats.c's delivery of our subject) waits for the registrar. */
+    name_claim *claim = NULL;
+    if (s.name && *s.name && cluster_names_on()) {
+        claim = cluster_claim_start(s.name);
+        if (!claim || !cluster_claim_wait(claim, error, sizeof error)) {
+            if (!claim)
+                snprintf(error, sizeof error, "out of memory");
+            cluster_claim_drop(claim);
+            free(text_z);
+            xfer_free(args);
+            spawn_reply(h, NULL, error);
+            return;
+        }
+    }
     agent *a = spawn_agent_spec(C.h, &s, error, sizeof error);
     free(text_z);
+    if (a && claim)
+        cluster_claim_bind(claim, a);
+    else
+        cluster_claim_drop(claim);
     spawn_reply(h, a, error);
     if (a)
         agent_unref(a);
@@ -1510,6 +1593,12 @@ int cluster_start(host *h, const cluster_config *cfg, ms_error *err) {
     }
     atomic_store(&C.conn, 1);
     atomic_store(&C.reconnected_ns, 0);
+    char why[200];
+    if (!cluster_names_start(C.nc, C.self, why, sizeof why))
+        hostlog(HOSTLOG_WARNING, "cluster.names_per_host", 0, NULL,
+                "cluster %s: the broker has no JetStream key-value store (%s): agent names are "
+                "unique on each host only, not across the cluster (run nats-server with -js)",
+                cfg->url, why);
     atomic_store_explicit(&C.on, true, memory_order_release);
     if (pthread_create(&C.ticker, NULL, ticker_main, NULL) == 0)
         C.ticker_started = true;
@@ -1524,6 +1613,7 @@ void cluster_stop(void) {
     if (C.ticker_started)
         pthread_join(C.ticker, NULL);
     C.ticker_started = false;
+    cluster_names_stop(); /* the names of our ended agents go first */
     send_heartbeat(WK_BYE);
     natsConnection_FlushTimeout(C.nc, 1000);
     atomic_store_explicit(&C.on, false, memory_order_release);
@@ -1627,6 +1717,7 @@ void cluster_get_stats(cluster_stats *s) {
     LOAD(calls_failed);
     LOAD(fenced);
 #undef LOAD
+    s->names_cluster = cluster_names_on();
     for (int i = 0; i < CLUSTER_LAT_BUCKETS; i++)
         s->call_latency[i] = atomic_load_explicit(&C.lat[i], memory_order_relaxed);
     s->call_latency_sum_us = atomic_load_explicit(&C.lat_sum_us, memory_order_relaxed);

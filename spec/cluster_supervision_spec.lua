@@ -19,17 +19,15 @@ local proc = require "spec.support.proc"
 local broker = require "spec.support.nats"
 local q, contains = h.shell_quote, h.contains
 
-local B
-local dirs = {}
+local S = broker.suite()
 local function host(args)
-    local dir = proc.new_dir()
-    dirs[#dirs + 1] = dir
+    local dir = S.dir()
     return proc.start(dir, args, { guard = 180 })
 end
 -- A worker host named name; p.id is its host id.
 local function worker(name, sets)
     local p = host(("run spec/cluster/sup_worker.lua --workers 2 --cluster %s --set cluster_name=%s %s"):format(
-        B.url, name, sets or ""))
+        S.B.url, name, sets or ""))
     assert(p.wait_out("READY", 60), "worker " .. name .. " did not start: " .. p.err())
     p.id = p.out():match("READY (%x+)")
     return p
@@ -38,7 +36,7 @@ end
 -- NEED the names it waits for.
 local function boss(hosts, need, sets)
     local p = host(("run spec/cluster/sup_boss.lua --workers 2 --cluster %s %s -- %s %s"):format(
-        B.url, sets or "", hosts, need or "-"))
+        S.B.url, sets or "", hosts, need or "-"))
     assert(p.wait_out("BOSS", 60), "the boss did not start: " .. p.err())
     p.id = p.out():match("BOSS (%x+)")
     return p
@@ -55,16 +53,9 @@ local function count(text, pattern)
     return n
 end
 
-setup(function() B = broker.start() end)
-teardown(function()
-    for _, d in ipairs(dirs) do proc.cleanup(d) end
-    if B then broker.stop(B) end
-end)
-
 describe("a supervisor's child spec that names hosts", function()
     it("is refused with the field at fault when it cannot be placed", function()
-        local dir = proc.new_dir()
-        dirs[#dirs + 1] = dir
+        local dir = S.dir()
         local script = dir .. "/bad.lua"
         h.write_file(script, [[
 local function try(host, start)
@@ -87,7 +78,7 @@ try("any", { strategy = "one_for_one", children = {} })
         assert.is_truthy(contains(out, "got 'no spaces allowed'"), out)
         -- host = "local" alone is this host: every spawn field is allowed.
         assert.is_truthy(contains(out, "STARTED"), out)
-        local cl = host(("run %s --cluster %s"):format(q(script), B.url))
+        local cl = host(("run %s --cluster %s"):format(q(script), S.B.url))
         assert.are.equal(0, cl.wait_exit(60), cl.err())
         out = cl.out()
         assert.is_truthy(contains(out, "spec.children[1].host: a nested supervisor runs on its parent's host"), out)
@@ -173,6 +164,13 @@ try("any", { strategy = "one_for_one", children = {} })
         -- The ticks the supervisor's host counted: s1's, then s2's only.
         assert.are.same({ s1.id, s2.id }, ticks(b))
         assert.are.equal(1, count(b.out(), "EVENT restarted"), b.out())
+        -- Its own silence is not the others': it declared nobody lost, so
+        -- their names stay registered (the supervisor's, "sup").
+        assert.is_falsy(s1.err():match("host %x+ lost"), s1.err())
+        local t = host(("run spec/cluster/names.lua --cluster %s -- try sup"):format(S.B.url))
+        assert.are.equal(0, t.wait_exit(60), t.err())
+        assert.is_truthy(contains(t.out(), "TAKEN ms.agent.spawn: the name 'sup' is taken in the cluster by agent"), t.out())
+        assert.is_truthy(contains(t.out(), "of host " .. b.id), t.out())
         for _, p in ipairs({ b, s1, s2 }) do p.signal("TERM") end
         assert.are.equal(0, b.wait_exit(60), b.err())
         s1.wait_exit(60)

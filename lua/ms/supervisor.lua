@@ -34,6 +34,7 @@ local CHILD_TYPES = { worker = true, supervisor = true }
 local SUP_KEYS = {
     name = true, strategy = true, intensity = true, period = true, backoff = true,
     policy = true, recovery = true, on_event = true, children = true, memory_limit = true,
+    name_scope = true,
 }
 local CHILD_KEYS = {
     id = true, start = true, restart = true, shutdown = true, type = true,
@@ -42,6 +43,7 @@ local CHILD_KEYS = {
 local START_KEYS = {
     fn = true, file = true, module = true, args = true, name = true,
     memory_limit = true, jit = true, runaway = true, trap_exit = true, sandbox = true,
+    name_scope = true,
 }
 -- What a spawn on another host carries (ms.agent.spawn{ host = ... }).
 local REMOTE_START_KEYS = {
@@ -270,6 +272,10 @@ convert_sup = function(at, spec)
         check_type(at .. ".name", spec.name, "string")
         out.name = spec.name
     end
+    if spec.name_scope ~= nil and spec.name_scope ~= "host" and spec.name_scope ~= "cluster" then
+        fail(at .. ".name_scope", "must be \"cluster\" or \"host\", got %s", tostring(spec.name_scope))
+    end
+    out.name_scope = spec.name_scope
     local strategy = spec.strategy or "one_for_one"
     if type(strategy) == "function" then
         out.strategy = "custom"
@@ -422,6 +428,7 @@ local function start(spec)
     local agent = ms.agent.spawn{
         module = "ms.supervisor_agent",
         name = conv.name,
+        name_scope = conv.name_scope,
         args = conv,
         memory_limit = conv.memory_limit,
     }

@@ -304,7 +304,7 @@ local function spawn_agent(S, c)
     end
     if st.supervisor_spec then
         return ms.agent.spawn{
-            module = "ms.supervisor_agent", name = st.name, args = st,
+            module = "ms.supervisor_agent", name = st.name, name_scope = st.name_scope, args = st,
             memory_limit = st.memory_limit, restarts = c.restarts, supervised = true,
         }
     end
@@ -314,7 +314,7 @@ local function spawn_agent(S, c)
         fn = st.fn_code and load_fn(S, st.fn_code, c.id), file = st.file, module = st.module,
         name = st.name, args = st.args, memory_limit = st.memory_limit, jit = st.jit,
         runaway = st.runaway, trap_exit = st.trap_exit, sandbox = st.sandbox,
-        restarts = c.restarts, supervised = true,
+        name_scope = st.name_scope, restarts = c.restarts, supervised = true,
     }
 end
 
