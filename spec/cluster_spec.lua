@@ -245,6 +245,24 @@ describe("a cluster of hosts", function()
         for i, b in ipairs(bad) do args[i] = q(b) end
         assert.is_true(proc.sh(("%s %s %s %s"):format(q(PUB), q(S.B.url), q(subject),
             table.concat(args, " "))))
+        -- Heartbeats (HELLO, kind 10) whose value is not { build =, name = }
+        -- strings: a bare string, a number for the name, a table for it, a
+        -- name longer than a host name may be, a count of pairs past the end.
+        local hb_from = "1122334455667788"
+        local function s4(text)
+            return "04" .. le64(#text):sub(1, 8) .. text:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+        end
+        local bad_hb = {
+            env(1, 10, hb_from, 0, 0, str),
+            env(1, 10, hb_from, 0, 0, "0501000000" .. s4("name") .. "03" .. le64(0)),
+            env(1, 10, hb_from, 0, 0, "0501000000" .. s4("name") .. "0500000000"),
+            env(1, 10, hb_from, 0, 0, "0501000000" .. s4("name") .. s4(("n"):rep(300))),
+            env(1, 10, hb_from, 0, 0, "0509000000" .. s4("name") .. s4("x")),
+        }
+        local hb_args = {}
+        for i, b in ipairs(bad_hb) do hb_args[i] = q(b) end
+        assert.is_true(proc.sh(("%s %s %s %s"):format(q(PUB), q(S.B.url), q("ms.hb"),
+            table.concat(hb_args, " "))))
         -- The host still answers, and says what it refused.
         local d = driver("basic", "f")
         assert.are.equal(0, d.wait_exit(60), d.out() .. d.err())
