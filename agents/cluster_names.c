@@ -338,7 +338,7 @@ static void do_sweep(uint64_t lost) {
     if (kvStore_Keys(&keys, N.kv, &o) != NATS_OK)
         return;
     size_t n = 0;
-    for (int i = 0; i < keys.Count; i++) {
+    for (int i = 0; i < keys.Count && cluster_names_on(); i++) {
         kvEntry *e = NULL;
         if (kvStore_Get(&e, N.kv, keys.Keys[i]) != NATS_OK)
             continue;
