@@ -82,6 +82,10 @@ try("any", { strategy = "one_for_one", children = {} })
         assert.are.equal(0, cl.wait_exit(60), cl.err())
         out = cl.out()
         assert.is_truthy(contains(out, "spec.children[1].host: a nested supervisor runs on its parent's host"), out)
+        -- A host name is checked at start: "any" would be ambiguous.
+        local named = host(("run %s --cluster %s --set cluster_name=any"):format(q(script), S.B.url))
+        assert.are.equal(2, named.wait_exit(60), named.err())
+        assert.is_truthy(contains(named.err(), "cluster_name: 'any' is not a host name"), named.err())
     end)
 
     it("restarts the child on another allowed host when its host is killed, on the first once it is back, and not after a SIGTERM", function()
