@@ -57,7 +57,9 @@ void agent_ref(agent *a) {
 static void agent_free(agent *a) {
     if (a->remote_host) /* cluster.h: a proxy leaves the table first */
         cluster_proxy_free(a);
-    cluster_names_agent_ended(a); /* never started after its claim: not exited */
+    /* A cluster name still held here (the exit normally releases it;
+     * cluster_claim_bind covers an agent that ended before its bind). */
+    cluster_names_agent_ended(a);
     /* Nobody can push any more (pushers hold references), so this
      * drains every message, unread ones included. */
     for (mlink *l; (l = mbox_pop(&a->mbox));)
