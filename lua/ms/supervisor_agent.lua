@@ -41,26 +41,26 @@ local function guard_main(args)
     end
     local sup_key = agent_key(args.sup)
     ms.monitor(args.sup)
-    local children, order = {}, {}
+    local children, added = {}, 0 -- key -> { agent, n }: n orders them
     while true do
         local m, from = ms.recv()
         -- Only messages of the host (from == nil: the notice) and of the
         -- supervisor itself count; another agent could forge either.
         if type(m) == "table" and (from == nil or from == args.sup) then
             if m.add then
-                local key = agent_key(m.add)
-                children[key] = m.add
-                order[#order + 1] = key
+                added = added + 1
+                children[agent_key(m.add)] = { m.add, added }
             elseif m.remove then
                 children[m.remove] = nil
             elseif from == nil and m.event == "exit" and m.agent
                 and agent_key(m.agent) == sup_key then
-                for i = #order, 1, -1 do -- newest first
-                    local child = children[order[i]]
-                    children[order[i]] = nil
-                    if child then
-                        child:stop("supervisor exited")
-                    end
+                local list = {}
+                for _, c in pairs(children) do
+                    list[#list + 1] = c
+                end
+                table.sort(list, function(a, b) return a[2] > b[2] end) -- newest first
+                for _, c in ipairs(list) do
+                    c[1]:stop("supervisor exited")
                 end
                 return
             end

@@ -1,7 +1,8 @@
 -- spec/cluster/names.lua: one host of the cluster names spec
 -- (spec/cluster_names_spec.lua).
 --   ms-host run spec/cluster/names.lua --cluster URL -- MODE ARG...
--- Prints "READY id" first, then one line per finding:
+-- Prints "READY id scope" first (scope: ms.cluster.stats().names), then one
+-- line per finding:
 --   hold NAMES [FLAG]  spawns an idle agent under each name (comma list):
 --                      HELD name | REFUSED name err; once the file FLAG
 --                      exists, stops them (RELEASED) and idles
@@ -19,7 +20,7 @@
 --                      and, once its name is free again, QUICKFREE)
 local mode, arg1, arg2 = ...
 io.stdout:setvbuf("line")
-print("READY " .. ms.cluster.id() .. " " .. ms.metrics().cluster.names)
+print("READY " .. ms.cluster.id() .. " " .. ms.cluster.stats().names)
 local function idle() while true do ms.recv() end end
 local function spawn(name)
   return pcall(ms.agent.spawn, { name = name, fn = function() while true do ms.recv() end end })
