@@ -26,6 +26,7 @@
 
 #include "agent.h"
 #include "cluster.h"
+#include "cluster_names.h"
 #include "cpuclock.h"
 #include "events.h"
 #include "hold.h"
@@ -56,6 +57,9 @@ void agent_ref(agent *a) {
 static void agent_free(agent *a) {
     if (a->remote_host) /* cluster.h: a proxy leaves the table first */
         cluster_proxy_free(a);
+    /* A cluster name still held here (the exit normally releases it;
+     * cluster_claim_bind covers an agent that ended before its bind). */
+    cluster_names_agent_ended(a);
     /* Nobody can push any more (pushers hold references), so this
      * drains every message, unread ones included. */
     for (mlink *l; (l = mbox_pop(&a->mbox));)
@@ -463,8 +467,11 @@ static void agent_exit_ex(agent *a, const char *reason, int code, const char *me
     if (r)
         ltask_unref(r);
     /* The name is free before anyone hears of the exit, so a supervisor
-     * that restarts the agent on the notice can reuse it. */
+     * that restarts the agent on the notice can reuse it (in the cluster's
+     * registry a moment later: cluster_names.h). */
     registry_remove(a->h, a);
+    if (atomic_load_explicit(&a->name_claim, memory_order_relaxed))
+        cluster_names_agent_ended(a);
     {
         const char *keys[] = {"name", "id", "reason", "unread", "message"};
         const char *strs[] = {a->name, NULL, reason, NULL, message};

@@ -220,6 +220,13 @@ struct agent {
     /* Started by another host's ms.agent.spawn (its supervisor is
      * there): fenced when this host is cut off.  Immutable. */
     bool spawned_remotely;
+    /* The host whose spawn started it (spawned_remotely): when that host
+     * is lost or leaves, this agent is stopped.  Immutable. */
+    uint64_t spawned_by;
+    /* Its name as claimed in the cluster's registry (cluster_names.h),
+     * set once by the spawner after the start, taken (exchanged) by
+     * whoever releases it: its exit or that spawner. */
+    _Atomic(struct name_claim *) name_claim;
     /* ---- end cluster ---- */
 };
 

@@ -34,6 +34,7 @@
 
 #include "agent.h"
 #include "cluster.h"
+#include "cluster_names.h"
 #include "cluster_wire.h"
 #include "hostlog.h"
 #include "host.h"
@@ -58,6 +59,7 @@ typedef struct peer {
     uint64_t probed_ns;         /* last probe sent (0: none since last heard) */
     bool lost;
     char build[48];
+    char name[48];              /* its cluster_name, "" for none */
     struct peer *next;
 } peer;
 
@@ -91,6 +93,7 @@ static struct {
     cluster_config cfg;
     uint64_t self;              /* immutable once on */
     char self_hex[17];
+    char name[48];              /* cluster_name, immutable once on */
     char subj_self[40];         /* ms.h.X */
     natsConnection *nc;         /* immutable once on, until cluster_stop */
     natsSubscription *sub_self, *sub_status, *sub_hb;
@@ -499,6 +502,8 @@ static peer *peer_get_locked(uint64_t id) {
     return q;
 }
 
+static size_t stop_remote_spawned(uint64_t by, const char *reason, const char *message);
+
 /* Host id is gone (reason "noconnection", or "shutdown" when it said
  * so): every proxy of it exits, every call to it fails.  Once. */
 static void declare_lost(uint64_t id, const char *reason, const char *why) {
@@ -540,6 +545,7 @@ static void declare_lost(uint64_t id, const char *reason, const char *why) {
     }
     pthread_mutex_unlock(&C.lock);
     count(&C.hosts_lost, 1);
+    cluster_names_host_lost(id); /* its names are free (cluster_names.h) */
     hostlog(strcmp(reason, "shutdown") ? HOSTLOG_WARNING : HOSTLOG_NOTICE,
             strcmp(reason, "shutdown") ? "cluster.host_lost" : "cluster.host_left", 0, NULL,
             "cluster: host %016" PRIx64 " %s (%s)", id,
@@ -557,6 +563,17 @@ static void declare_lost(uint64_t id, const char *reason, const char *why) {
         agent_unref(ps[i]);
     }
     free(ps);
+    /* What it started here has lost its supervisor: children do not
+     * outlive theirs (docs/supervision.md), and a supervisor started
+     * again elsewhere must not meet them. */
+    char spawner[96];
+    snprintf(spawner, sizeof spawner, "the host that spawned it, %016" PRIx64 ", %s", id,
+             strcmp(reason, "shutdown") ? "was lost" : "shut down");
+    size_t orphans = stop_remote_spawned(id, reason, spawner);
+    if (orphans)
+        hostlog(HOSTLOG_NOTICE, "cluster.orphans_stopped", 0, NULL,
+                "cluster: stopped %zu agent%s spawned by host %016" PRIx64, orphans,
+                orphans == 1 ? "" : "s", id);
 }
 
 /* ---- receiving ---- */
@@ -570,6 +587,18 @@ static void reject(const char *subject, const char *why) {
 
 static void lookup_answer(uint64_t ref, agent *found, const char *error);
 static void spawn_here(const wire_header *h, xfer *req);
+static bool blob_skip(const xfer *x, size_t *pos, int depth);
+static const char *blob_str(const xfer *x, size_t *pos, uint32_t *len);
+
+int cluster_host_state(uint64_t hid) {
+    int st = CLUSTER_HOST_UNKNOWN;
+    pthread_mutex_lock(&C.lock);
+    for (peer *q = C.peers; q; q = q->next)
+        if (q->id == hid)
+            st = q->lost ? CLUSTER_HOST_LOST : CLUSTER_HOST_LIVE;
+    pthread_mutex_unlock(&C.lock);
+    return st;
+}
 
 static bool peer_is_lost(uint64_t id) {
     pthread_mutex_lock(&C.lock);
@@ -830,6 +859,31 @@ static void on_status(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
     natsMsg_Destroy(nm);
 }
 
+/* A heartbeat's value: { build = ..., name = ... } (a host without a
+ * cluster_name sends no name).  What is not a string there is ignored. */
+static void heartbeat_fields(const xfer *x, const char **build, uint32_t *build_n,
+                             const char **name, uint32_t *name_n) {
+    size_t pos = 5;
+    uint32_t pairs = 0;
+    if (x->len < 5 || (uint8_t)x->buf[0] != XT_TABLE)
+        return;
+    memcpy(&pairs, x->buf + 1, 4);
+    for (uint32_t i = 0; i < pairs && pos < x->len; i++) {
+        uint32_t kn, vn;
+        const char *k = blob_str(x, &pos, &kn);
+        if (!k)
+            return;
+        size_t at = pos;
+        const char *v = blob_str(x, &at, &vn);
+        if (v && kn == 5 && !memcmp(k, "build", 5))
+            *build = v, *build_n = vn;
+        else if (v && kn == 4 && !memcmp(k, "name", 4))
+            *name = v, *name_n = vn;
+        if (!blob_skip(x, &pos, 1))
+            return;
+    }
+}
+
 static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *closure) {
     (void)nc, (void)sub, (void)closure;
     wire_header h;
@@ -847,15 +901,20 @@ static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm,
         return;
     }
     if (h.from_host != C.self) {
-        size_t n = 0;
-        const char *build = xfer_get_lstr(&x, &n);
+        uint32_t build_n = 0, name_n = 0;
+        const char *build = NULL, *name = NULL;
+        heartbeat_fields(&x, &build, &build_n, &name, &name_n);
         pthread_mutex_lock(&C.lock);
         peer *q = peer_get_locked(h.from_host);
         if (q) {
             q->last_seen_ns = now_ns();
             q->probed_ns = 0;
             if (build)
-                snprintf(q->build, sizeof q->build, "%.*s", (int)(n < 47 ? n : 47), build);
+                snprintf(q->build, sizeof q->build, "%.*s", (int)(build_n < 47 ? build_n : 47),
+                         build);
+            if (name)
+                snprintf(q->name, sizeof q->name, "%.*s", (int)(name_n < 47 ? name_n : 47),
+                         name);
         }
         pthread_mutex_unlock(&C.lock);
         if (h.kind == WK_BYE)
@@ -870,7 +929,13 @@ static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm,
 static void send_heartbeat(wire_kind kind) {
     xfer x;
     xfer_init(&x);
+    xfer_put_table(&x, C.name[0] ? 2 : 1);
+    xfer_put_str(&x, "build");
     xfer_put_str(&x, cluster_build_id());
+    if (C.name[0]) {
+        xfer_put_str(&x, "name");
+        xfer_put_str(&x, C.name);
+    }
     wire_header h = {WIRE_VERSION, kind, C.self, 0, 0, 0};
     wbuf b = {0};
     char err[200];
@@ -895,7 +960,8 @@ static void *ticker_main(void *arg) {
     while (!atomic_load(&C.stopping)) {
         uint64_t t = now_ns();
         int conn = atomic_load(&C.conn);
-        if (t - last_tick > fence_ns) {
+        bool self_silent = t - last_tick > fence_ns;
+        if (self_silent) {
             /* We ourselves were silent about as long as the threshold
              * (stopped, starved): our last heartbeat went out up to a
              * beat before, so the others may have declared us lost. */
@@ -916,7 +982,10 @@ static void *ticker_main(void *arg) {
             fence();
             fenced = true;
         }
-        bool quiet = conn != 1 || elapsed(t, atomic_load(&C.reconnected_ns)) < grace_ns;
+        /* Our own silence (just back from a SIGSTOP) is no one else's:
+         * declaring the others lost now would also free their names. */
+        bool quiet = conn != 1 || self_silent ||
+                     elapsed(t, atomic_load(&C.reconnected_ns)) < grace_ns;
         uint64_t probe[16], lose[16];
         int np = 0, nl = 0;
         pthread_mutex_lock(&C.lock);
@@ -956,16 +1025,15 @@ static void *ticker_main(void *arg) {
     return NULL;
 }
 
-/* Fencing: our agents whose supervisor is on another host are stopped,
- * so that a restart elsewhere never runs the same child twice.  A child
- * started by a remote spawn is one (spawned_remotely). */
-static void fence(void) {
+/* Stops our agents started by a remote spawn of host `by` (0: of any
+ * host) with this exit reason; returns how many. */
+static size_t stop_remote_spawned(uint64_t by, const char *reason, const char *message) {
     host *h = C.h;
     size_t n = 0, cap = 0;
     agent **list = NULL;
     pthread_mutex_lock(&h->lock);
     for (agent *a = h->agents; a; a = a->next_reg) {
-        if (!a->spawned_remotely)
+        if (!a->spawned_remotely || (by && a->spawned_by != by))
             continue;
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 16;
@@ -980,11 +1048,19 @@ static void fence(void) {
     }
     pthread_mutex_unlock(&h->lock);
     for (size_t i = 0; i < n; i++) {
-        agent_stop_as(list[i], "noconnection", "fenced: cut off from the cluster");
+        agent_stop_as(list[i], reason, message);
         agent_unref(list[i]);
-        count(&C.fenced, 1);
     }
     free(list);
+    return n;
+}
+
+/* Fencing: our agents whose supervisor is on another host are stopped,
+ * so that a restart elsewhere never runs the same child twice.  A child
+ * started by a remote spawn is one (spawned_remotely). */
+static void fence(void) {
+    size_t n = stop_remote_spawned(0, "noconnection", "fenced: cut off from the cluster");
+    count(&C.fenced, n);
     if (n)
         hostlog(HOSTLOG_WARNING, "cluster.fenced", 0, NULL,
                 "cluster: cut off from the broker; fenced %zu agent%s", n, n == 1 ? "" : "s");
@@ -1049,6 +1125,72 @@ static void lookup_answer(uint64_t ref, agent *found, const char *error) {
     }
 }
 
+/* Asks every live host for name, for lookup ref (if it still waits):
+ * the lookup ends when the owner answers, all have said no, or after a
+ * second. */
+static void lookup_fan_out(uint64_t ref, const char *name) {
+    xfer x;
+    xfer_init(&x);
+    xfer_put_str(&x, name);
+    uint64_t *to = NULL;
+    size_t nto = 0;
+    bool waiting = false;
+    pthread_mutex_lock(&C.lock);
+    for (cluster_lookup *lk = C.lookups; lk; lk = lk->next) {
+        if (lk->ref != ref)
+            continue;
+        waiting = true;
+        lk->started_ns = now_ns();
+        lk->timeout_ns = 1000000000u;
+        lk->answers = lk->expected = 0;
+        for (peer *q = C.peers; q; q = q->next)
+            lk->expected += !q->lost;
+        if (lk->expected && (to = malloc(lk->expected * sizeof *to)))
+            for (peer *q = C.peers; q; q = q->next)
+                if (!q->lost)
+                    to[nto++] = q->id;
+        if (lk->expected && !to)
+            lk->expected = 0; /* no memory to ask: nobody */
+    }
+    pthread_mutex_unlock(&C.lock);
+    if (waiting && nto == 0)
+        lookup_answer(ref, NULL, NULL); /* nobody to ask: not found */
+    wire_header h = {WIRE_VERSION, WK_WHEREIS, C.self, 0, 0, ref};
+    char err[200];
+    for (size_t i = 0; i < nto && !x.failed; i++)
+        publish(to[i], &h, &x, NULL, err, sizeof err);
+    free(to);
+    xfer_clear(&x);
+}
+
+/* The bucket's answer to a whereis (cluster_names_lookup): a live
+ * holder elsewhere is the answer; this host (its agent has just ended),
+ * or a lost one, hold nothing; no key (a name registered per host only,
+ * a service's), or no answer, asks every host. */
+void cluster_names_found(uint64_t ref, const char *name, uint64_t holder, uint64_t id) {
+    if (holder && id && holder != C.self && cluster_host_state(holder) == CLUSTER_HOST_UNKNOWN) {
+        /* A host whose heartbeat has not reached us yet: known from now
+         * (if it is gone, its silence will tell). */
+        pthread_mutex_lock(&C.lock);
+        peer *q = peer_get_locked(holder);
+        if (q && !q->last_seen_ns)
+            q->last_seen_ns = now_ns();
+        pthread_mutex_unlock(&C.lock);
+    }
+    if (holder && id && holder != C.self && cluster_host_state(holder) != CLUSTER_HOST_LOST) {
+        agent *p = proxy_get(holder, id);
+        if (p) {
+            lookup_answer(ref, p, NULL);
+            return;
+        }
+    }
+    if (holder && (holder == C.self || cluster_host_state(holder) == CLUSTER_HOST_LOST)) {
+        lookup_answer(ref, NULL, NULL);
+        return;
+    }
+    lookup_fan_out(ref, name);
+}
+
 cluster_lookup *cluster_lookup_start(const char *name, char *err, size_t errlen) {
     cluster_lookup *lk = calloc(1, sizeof *lk);
     if (!lk) {
@@ -1057,36 +1199,18 @@ cluster_lookup *cluster_lookup_start(const char *name, char *err, size_t errlen)
     }
     atomic_init(&lk->refs, 2);
     lk->started_ns = now_ns();
-    lk->timeout_ns = 1000000000u;
-    xfer x;
-    xfer_init(&x);
-    xfer_put_str(&x, name);
+    /* The bucket first (its own bound is 2 s), then the fan-out. */
+    lk->timeout_ns = 3000000000u;
+    lk->expected = 1;
     pthread_mutex_lock(&C.lock);
     lk->ref = ++C.next_ref;
-    for (peer *q = C.peers; q; q = q->next)
-        if (!q->lost)
-            lk->expected++;
-    bool none = lk->expected == 0;
-    if (!none) {
-        lk->next = C.lookups;
-        C.lookups = lk;
-    } else {
-        lk->done = true;
-    }
-    uint64_t *to = NULL;
-    size_t nto = 0;
-    if (!none && (to = malloc(lk->expected * sizeof *to)))
-        for (peer *q = C.peers; q; q = q->next)
-            if (!q->lost)
-                to[nto++] = q->id;
+    lk->next = C.lookups;
+    C.lookups = lk;
     pthread_mutex_unlock(&C.lock);
-    if (none)
-        atomic_fetch_sub(&lk->refs, 1); /* never on the table */
-    wire_header h = {WIRE_VERSION, WK_WHEREIS, C.self, 0, 0, lk->ref};
-    for (size_t i = 0; i < nto && !x.failed; i++)
-        publish(to[i], &h, &x, NULL, err, errlen);
-    free(to);
-    xfer_clear(&x);
+    if (cluster_names_on())
+        cluster_names_lookup(lk->ref, name);
+    else
+        lookup_fan_out(lk->ref, name);
     return lk;
 }
 
@@ -1224,6 +1348,7 @@ static void spawn_here(const wire_header *h, xfer *req) {
     const char *src = NULL, *text = NULL, *name = NULL, *build = NULL;
     uint32_t src_n = 0, text_n = 0, name_n = 0, build_n = 0;
     size_t args_at = 0, args_end = 0;
+    bool trap_exit = false;
     size_t pos = 0;
     uint32_t pairs = 0;
     bool ok = req->len >= 5 && (uint8_t)req->buf[0] == XT_TABLE;
@@ -1251,6 +1376,9 @@ static void spawn_here(const wire_header *h, xfer *req) {
             ok = (name = blob_str(req, &pos, &name_n)) != NULL;
         } else if (KEY("build")) {
             ok = (build = blob_str(req, &pos, &build_n)) != NULL;
+        } else if (KEY("trap_exit")) {
+            trap_exit = pos < req->len && (uint8_t)req->buf[pos] == XT_TRUE;
+            ok = blob_skip(req, &pos, 1);
         } else {
             ok = blob_skip(req, &pos, 1);
         }
@@ -1324,8 +1452,29 @@ static void spawn_here(const wire_header *h, xfer *req) {
     s.name = name ? name_z : NULL;
     s.args = args;
     s.spawned_remotely = true;
+    s.spawner_host = h->from_host;
+    s.trap_exit = trap_exit;
+    /* A name is claimed in the cluster first (cluster_names.h): this
+     * thread (nats.c's delivery of our subject) waits for the registrar. */
+    name_claim *claim = NULL;
+    if (s.name && *s.name && cluster_names_on()) {
+        claim = cluster_claim_start(s.name);
+        if (!claim || !cluster_claim_wait(claim, error, sizeof error)) {
+            if (!claim)
+                snprintf(error, sizeof error, "out of memory");
+            cluster_claim_drop(claim);
+            free(text_z);
+            xfer_free(args);
+            spawn_reply(h, NULL, error);
+            return;
+        }
+    }
     agent *a = spawn_agent_spec(C.h, &s, error, sizeof error);
     free(text_z);
+    if (a && claim)
+        cluster_claim_bind(claim, a);
+    else
+        cluster_claim_drop(claim);
     spawn_reply(h, a, error);
     if (a)
         agent_unref(a);
@@ -1356,8 +1505,26 @@ int cluster_start(host *h, const cluster_config *cfg, ms_error *err) {
         ms_error_set(err, MS_E_INVALID_ARGUMENT, "cluster: already joined");
         return MS_E_INVALID_ARGUMENT;
     }
+    const char *name = cfg->name ? cfg->name : "";
+    size_t name_n = strlen(name);
+    bool name_ok = name_n < sizeof C.name;
+    for (size_t i = 0; name_ok && i < name_n; i++) {
+        char c = name[i];
+        name_ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+    }
+    /* "any" and "local" are words of a child spec's host (supervision). */
+    if (!name_ok || !strcmp(name, "any") || !strcmp(name, "local")) {
+        ms_error_set(err, MS_E_INVALID_ARGUMENT,
+                     "cluster_name: '%s' is not a host name (letters, digits, '.', '_' and '-', "
+                     "at most %zu bytes, not \"any\" or \"local\")",
+                     name, sizeof C.name - 1);
+        return MS_E_INVALID_ARGUMENT;
+    }
+    snprintf(C.name, sizeof C.name, "%s", name);
     C.h = h;
     C.cfg = *cfg;
+    C.cfg.name = C.name;
     cluster_build_id(); /* read before any other thread asks */
     /* An id per incarnation: a restarted host is a new host. */
     do {
@@ -1426,6 +1593,12 @@ int cluster_start(host *h, const cluster_config *cfg, ms_error *err) {
     }
     atomic_store(&C.conn, 1);
     atomic_store(&C.reconnected_ns, 0);
+    char why[200];
+    if (!cluster_names_start(C.nc, C.self, why, sizeof why))
+        hostlog(HOSTLOG_WARNING, "cluster.names_per_host", 0, NULL,
+                "cluster %s: the broker has no JetStream key-value store (%s): agent names are "
+                "unique on each host only, not across the cluster (run nats-server with -js)",
+                cfg->url, why);
     atomic_store_explicit(&C.on, true, memory_order_release);
     if (pthread_create(&C.ticker, NULL, ticker_main, NULL) == 0)
         C.ticker_started = true;
@@ -1440,6 +1613,7 @@ void cluster_stop(void) {
     if (C.ticker_started)
         pthread_join(C.ticker, NULL);
     C.ticker_started = false;
+    cluster_names_stop(); /* the names of our ended agents go first */
     send_heartbeat(WK_BYE);
     natsConnection_FlushTimeout(C.nc, 1000);
     atomic_store_explicit(&C.on, false, memory_order_release);
@@ -1507,12 +1681,14 @@ bool cluster_hosts(cluster_host_info **rows, size_t *n) {
     }
     r[0] = (cluster_host_info){.id = C.self, .self = true};
     snprintf(r[0].build, sizeof r[0].build, "%s", cluster_build_id());
+    memcpy(r[0].name, C.name, sizeof r[0].name);
     size_t i = 1;
     for (peer *q = C.peers; q; q = q->next, i++) {
         r[i].id = q->id;
         r[i].lost = q->lost;
         r[i].silent = (double)elapsed(t, q->last_seen_ns) / 1e9;
         memcpy(r[i].build, q->build, sizeof r[i].build);
+        memcpy(r[i].name, q->name, sizeof r[i].name);
     }
     pthread_mutex_unlock(&C.lock);
     *rows = r;
@@ -1541,6 +1717,7 @@ void cluster_get_stats(cluster_stats *s) {
     LOAD(calls_failed);
     LOAD(fenced);
 #undef LOAD
+    s->names_cluster = cluster_names_on();
     for (int i = 0; i < CLUSTER_LAT_BUCKETS; i++)
         s->call_latency[i] = atomic_load_explicit(&C.lat[i], memory_order_relaxed);
     s->call_latency_sum_us = atomic_load_explicit(&C.lat_sum_us, memory_order_relaxed);

@@ -29,6 +29,7 @@
 /* The settings of cluster_start (profile fields, facts.c). */
 typedef struct cluster_config {
     const char *url;            /* nats://host:port */
+    const char *name;           /* cluster_name: "" or NULL for none (copied) */
     double heartbeat;           /* seconds between heartbeats */
     double loss_after;          /* silence after which a host is lost (and fencing) */
     double broker_grace;        /* after our reconnect, nobody is declared lost */
@@ -85,6 +86,7 @@ typedef struct cluster_host_info {
     bool lost, self;
     double silent;              /* seconds since last heard of */
     char build[48];
+    char name[48];              /* its cluster_name, "" for none */
 } cluster_host_info;
 /* The known hosts (this one first) in a malloc'd array; false without
  * memory. */
@@ -96,6 +98,7 @@ typedef struct cluster_stats {
     const char *state;          /* connected, reconnecting, closed, off */
     uint64_t sends, calls, replies, bytes_out, bytes_in, received, rejected;
     uint64_t reconnects, hosts_known, hosts_lost, calls_failed, fenced;
+    bool names_cluster;         /* names unique cluster-wide (JetStream) */
     /* Remote call round trip: counts per bucket (upper bounds in µs,
      * CLUSTER_LAT_BOUNDS, the last one open). */
     uint64_t call_latency[12];
@@ -104,6 +107,11 @@ typedef struct cluster_stats {
 #define CLUSTER_LAT_BUCKETS 12
 extern const double cluster_latency_bounds_us[CLUSTER_LAT_BUCKETS - 1];
 void cluster_get_stats(cluster_stats *s);
+
+/* What this host knows of host hid (cluster_names.c: is a name's holder
+ * gone?). */
+enum { CLUSTER_HOST_UNKNOWN, CLUSTER_HOST_LIVE, CLUSTER_HOST_LOST };
+int cluster_host_state(uint64_t hid);
 
 /* The host id as 16 hex digits (buf of at least 17). */
 void cluster_id_hex(uint64_t id, char *buf);

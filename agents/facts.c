@@ -63,6 +63,9 @@ static const profile_field host_fields[] = {
     {.name = "cluster", .kind = PF_STRING, .def_text = "",
      .help = "NATS URL of the cluster to join at start (nats://host:port), or \"\" for none "
              "(docs/cluster.md)"},
+    {.name = "cluster_name", .kind = PF_STRING, .def_text = "",
+     .help = "this host's name in the cluster (letters, digits, . _ -; at most 47 bytes), "
+             "which supervisors' child specs may name; \"\" for none"},
     {.name = "cluster_heartbeat", .kind = PF_DURATION, .min = 0.01, .max = 10, .def = 0.1,
      .help = "time between this host's heartbeats to the cluster"},
     {.name = "cluster_loss_after", .kind = PF_DURATION, .min = 0.05, .max = 600, .def = 3,

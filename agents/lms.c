@@ -216,6 +216,7 @@ int luaopen_ms(lua_State *L) {
         luaL_register(L, NULL, parts[i]);
     lua_createtable(L, 0, 2);
     luaL_register(L, NULL, lms_agent_module);
+    lms_cluster_wrap_spawn(L, lua_gettop(L)); /* names across hosts, if on */
     lua_setfield(L, -2, "agent");
     events_push_module(L);
     lms_metrics_register(L, lua_gettop(L) - 1);

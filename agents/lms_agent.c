@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "cluster.h"
 #include "host.h"
 #include "hold.h"
 #include "hostlog.h"
@@ -201,6 +202,21 @@ static int a_id(lua_State *L) {
     return 1;
 }
 
+/* a:host(): the id of the agent's host (16 hex digits), nil outside a
+ * cluster.  With a:id() it names the agent across the cluster. */
+static int a_host(lua_State *L) {
+    agent *a = lh_check_agent(L, 1);
+    uint64_t hid = a->remote_host ? a->remote_host : cluster_self();
+    if (!hid) {
+        lua_pushnil(L);
+        return 1;
+    }
+    char hex[17];
+    cluster_id_hex(hid, hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
 static int a_name(lua_State *L) {
     lua_pushstring(L, lh_check_agent(L, 1)->name);
     return 1;
@@ -335,8 +351,8 @@ static int r_call(lua_State *L) {
 void lms_build_agent_mt(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"send", a_send}, {"call", a_call}, {"stop", a_stop}, {"info", a_index_info},
-        {"id", a_id},     {"name", a_name}, {NULL, NULL}};
-    lms_new_handle_mt(L, "ms.agent", NULL, 6, a_tostring, NULL);
+        {"id", a_id},     {"name", a_name}, {"host", a_host}, {NULL, NULL}};
+    lms_new_handle_mt(L, "ms.agent", NULL, 7, a_tostring, NULL);
     lms_add_checked_methods(L, methods);
 }
 

@@ -2,7 +2,7 @@
  * lms_cluster.c - ms.cluster and the cluster-wide whereis (cluster.h).
  *
  *   ms.cluster.id()      this host's id (16 hex digits), nil outside a cluster
- *   ms.cluster.hosts()   { { id, self, lost, silent, build }, ... }
+ *   ms.cluster.hosts()   { { id, name, self, lost, silent, build }, ... }
  *   ms.cluster.stats()   the cluster's counters (also ms.metrics().cluster)
  *
  * A whereis that finds nothing on this host asks every known host and
@@ -15,6 +15,7 @@
 
 #include "agent.h"
 #include "cluster.h"
+#include "cluster_names.h"
 #include "hold.h"
 #include "lerr.h"
 #include "lhandle.h"
@@ -55,6 +56,10 @@ static int l_hosts(lua_State *L) {
         lua_setfield(L, -2, "silent");
         lua_pushstring(L, rows[i].build);
         lua_setfield(L, -2, "build");
+        if (rows[i].name[0]) {
+            lua_pushstring(L, rows[i].name);
+            lua_setfield(L, -2, "name");
+        }
         lua_rawseti(L, -2, (int)i + 1);
     }
     hold_pop(rows);
@@ -72,6 +77,9 @@ void lms_cluster_push_stats(lua_State *L) {
     lua_setfield(L, -2, "on");
     lua_pushstring(L, s.state);
     lua_setfield(L, -2, "state");
+    /* Where agent names are unique: "cluster" (JetStream), "host", "off". */
+    lua_pushstring(L, !s.on ? "off" : s.names_cluster ? "cluster" : "host");
+    lua_setfield(L, -2, "names");
     SETNUM("sends", s.sends);
     SETNUM("calls", s.calls);
     SETNUM("replies", s.replies);
@@ -158,7 +166,8 @@ int lms_cluster_whereis(lua_State *L, const char *name) {
 /* ---- remote spawn ---- */
 
 int lms_cluster_spawn(lua_State *L) {
-    static const char *const allowed[] = {"host", "fn", "file", "module", "name", "args", NULL};
+    static const char *const allowed[] = {"host", "fn",   "file",      "module",
+                                          "name", "args", "trap_exit", NULL};
     lua_pushnil(L);
     while (lua_next(L, 1)) {
         bool ok = false;
@@ -169,7 +178,7 @@ int lms_cluster_spawn(lua_State *L) {
             lua_pushvalue(L, -2);
             return luaL_error(L,
                               "ms.agent.spawn: a spawn on another host takes host, fn, file, "
-                              "module, name and args only, not %s",
+                              "module, name, args and trap_exit only, not %s",
                               lua_tostring(L, -1) ? lua_tostring(L, -1) : "a non-string key");
         }
         lua_pop(L, 1);
@@ -247,6 +256,10 @@ int lms_cluster_spawn(lua_State *L) {
     lua_setfield(L, req, "name");
     lua_getfield(L, 1, "args");
     lua_setfield(L, req, "args");
+    lua_getfield(L, 1, "trap_exit");
+    lua_pushboolean(L, lua_toboolean(L, -1));
+    lua_setfield(L, req, "trap_exit");
+    lua_pop(L, 1);
     lua_pushstring(L, cluster_build_id());
     lua_setfield(L, req, "build");
     xfer *x = xfer_new();
@@ -269,6 +282,140 @@ int lms_cluster_spawn(lua_State *L) {
     lt->op.u.any[0] = lk;
     lt->op.u.any[1] = (void *)1;
     return op_suspend(L, lt, whereis_poll, whereis_cancel, 0);
+}
+
+/* ---- cluster-wide names (cluster_names.h) ----
+ *
+ * In a cluster whose broker has JetStream, ms.agent.spawn with a name
+ * claims it in the cluster's bucket first, yielding until the registrar
+ * answers, and spawns only if the name is ours: the spawn function is
+ * then a Lua wrapper around the C one (below), which the C function
+ * could not be (a C function cannot go on after a yield in Lua 5.1).
+ * The claim is a token (a userdata) between claim and bind: collected
+ * unbound (an error in between), it gives the name back. */
+
+#define CLAIM_MT "ms.name_claim"
+
+typedef struct claim_token {
+    name_claim *c;              /* NULL once bound or dropped */
+} claim_token;
+
+static ms_poll claim_poll(ltask *lt, ms_cx *cx) {
+    name_claim *c = lt->op.u.any[0];
+    bool ok = false;
+    char err[240];
+    if (cluster_claim_poll(c, ms_cx_waker(cx), &ok, err, sizeof err) == MS_POLL_PENDING)
+        return MS_POLL_PENDING;
+    if (ok) {
+        /* The claim is the token's from here (a memory error in the
+         * allocation leaves it to claim_cancel). */
+        claim_token *t = lua_newuserdata(lt->co, sizeof *t);
+        t->c = NULL;
+        luaL_getmetatable(lt->co, CLAIM_MT);
+        lua_setmetatable(lt->co, -2);
+        t->c = c;
+        lt->op.u.any[0] = NULL;
+        lt->nres = 1;
+        return MS_POLL_READY;
+    }
+    lt->op.u.any[0] = NULL;
+    cluster_claim_drop(c);
+    lua_pushboolean(lt->co, 0);
+    lua_pushstring(lt->co, err);
+    lt->nres = 2;
+    return MS_POLL_READY;
+}
+
+static void claim_cancel(ltask *lt) {
+    cluster_claim_drop(lt->op.u.any[0]);
+    lt->op.u.any[0] = NULL;
+}
+
+static const lop_kind claim_kind = {"name registration", NULL};
+
+/* The longest a named spawn waits for the registry: its own bounds add
+ * up to about 8.5 s in the worst case (a create, a get, a probe, a
+ * delete and a create again), and jobs queued before it come first. */
+#define CLAIM_TIMEOUT 10
+
+/* claim(name) -> token | false, err (taken, no answer) | nil, "timeout" |
+ * nothing (names are not cluster-wide: spawn as usual). */
+static int l_claim(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    if (!cluster_names_on() || !*name)
+        return 0;
+    ltask *lt = ltask_current(L, "ms.agent.spawn");
+    op_set_deadline(L, lt, CLAIM_TIMEOUT); /* may raise: nothing taken yet */
+    name_claim *c = cluster_claim_start(name);
+    if (!c)
+        return luaL_error(L, "ms.agent.spawn: out of memory");
+    lt->op.u.any[0] = c;
+    lt->op.kind = &claim_kind;
+    return op_suspend(L, lt, claim_poll, claim_cancel, 0);
+}
+
+static int l_bind(lua_State *L) {
+    claim_token *t = luaL_checkudata(L, 1, CLAIM_MT);
+    agent *a = lh_check_agent(L, 2);
+    name_claim *c = t->c;
+    t->c = NULL;
+    if (c)
+        cluster_claim_bind(c, a);
+    return 0;
+}
+
+/* drop(token), and the token's __gc. */
+static int l_drop(lua_State *L) {
+    claim_token *t = luaL_checkudata(L, 1, CLAIM_MT);
+    name_claim *c = t->c;
+    t->c = NULL;
+    cluster_claim_drop(c);
+    return 0;
+}
+
+static const char spawn_wrapper[] =
+    "local raw, claim, bind, drop = ...\n"
+    "return function(t)\n"
+    "  local name = type(t) == 'table' and t.host == nil and t.name_scope ~= 'host' and t.name\n"
+    "  if type(name) == 'string' then\n"
+    "    local token, err = claim(name)\n"
+    "    if err == 'timeout' then\n"
+    "      err = \"the name '\" .. name .. \"' could not be registered in the cluster: \" ..\n"
+    "            'the registry did not answer in 10 s'\n"
+    "    end\n"
+    "    if err then error('ms.agent.spawn: ' .. err, 2) end\n"
+    "    if token then\n"
+    "      local ok, a = pcall(raw, t)\n"
+    "      if not ok then drop(token) error(a, 2) end\n"
+    "      if a:name() ~= name then\n" /* a table whose name changed between reads */
+    "        a:stop('killed') drop(token)\n"
+    "        error(\"ms.agent.spawn: the name changed from '\" .. name .. \"' while it was registered\", 2)\n"
+    "      end\n"
+    "      bind(token, a)\n"
+    "      return a\n"
+    "    end\n"
+    "  end\n"
+    "  return raw(t)\n"
+    "end\n";
+
+void lms_cluster_wrap_spawn(lua_State *L, int agent_idx) {
+    if (!cluster_names_on())
+        return; /* nothing to claim: the C function as it is */
+    if (luaL_newmetatable(L, CLAIM_MT)) {
+        lua_pushcfunction(L, l_drop);
+        lua_setfield(L, -2, "__gc");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    if (luaL_loadbuffer(L, spawn_wrapper, sizeof spawn_wrapper - 1, "=ms.agent.spawn") != 0)
+        lua_error(L);
+    lua_getfield(L, agent_idx, "spawn");
+    lua_pushcfunction(L, l_claim);
+    lua_pushcfunction(L, l_bind);
+    lua_pushcfunction(L, l_drop);
+    lua_call(L, 4, 1);
+    lua_setfield(L, agent_idx, "spawn");
 }
 
 void lms_cluster_register(lua_State *L, int ms_idx) {

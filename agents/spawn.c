@@ -22,10 +22,10 @@
 
 /* The spawn table's fields, in the order they are pushed. */
 enum { F_FN, F_FILE, F_MODULE, F_NAME, F_MEMORY_LIMIT, F_RESTARTS, F_JIT, F_SUPERVISED, F_ARGS,
-       F_RUNAWAY, F_TRAP_EXIT, F_SANDBOX, F_COUNT };
+       F_RUNAWAY, F_TRAP_EXIT, F_SANDBOX, F_NAME_SCOPE, F_COUNT };
 static const char *const field_names[F_COUNT] = {
-    "fn",   "file",       "module", "name",   "memory_limit", "restarts",
-    "jit",  "supervised", "args",   "runaway",      "trap_exit", "sandbox"};
+    "fn",   "file",       "module", "name",    "memory_limit", "restarts",  "jit",
+    "supervised", "args", "runaway", "trap_exit", "sandbox", "name_scope"};
 
 /* What a bad value was, for an error message, without converting it. */
 static void describe_value(lua_State *L, int idx, char *buf, size_t len) {
@@ -148,6 +148,17 @@ static bool read_spec(lua_State *L, int base, int ms_idx, agent *a, char *err, s
             snprintf(err, errlen, "no memory for the spawn");
             return false;
         }
+    }
+    /* name_scope: "cluster" (the default) or "host"; the name is claimed
+     * in the cluster (lms_cluster.c's wrapper of spawn) unless "host". */
+    int scope = base + F_NAME_SCOPE;
+    if (!lua_isnil(L, scope) &&
+        (lua_type(L, scope) != LUA_TSTRING || (strcmp(lua_tostring(L, scope), "host") != 0 &&
+                                               strcmp(lua_tostring(L, scope), "cluster") != 0))) {
+        char shown[64];
+        describe_value(L, scope, shown, sizeof shown);
+        snprintf(err, errlen, "name_scope must be \"cluster\" or \"host\", got %s", shown);
+        return false;
     }
     int at = base + F_NAME;
     if (!lua_isnil(L, at)) {
@@ -275,6 +286,8 @@ agent *spawn_agent_spec(host *h, const spawn_spec *s, char *err, size_t errlen) 
     }
     a->args = s->args;
     a->spawned_remotely = s->spawned_remotely;
+    a->spawned_by = s->spawner_host;
+    atomic_store_explicit(&a->traps_exit, s->trap_exit, memory_order_relaxed);
     a->src = s->src;
     a->src_len = s->len ? s->len : strlen(s->text);
     a->src_text = malloc(a->src_len + 1);

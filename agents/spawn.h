@@ -34,6 +34,8 @@ typedef struct spawn_spec {
      * supervisor is there (fencing, cluster.h). */
     xfer *args;
     bool spawned_remotely;
+    uint64_t spawner_host;      /* the host that asked (spawned_remotely) */
+    bool trap_exit;             /* declared at spawn (ms.trap_exit) */
 } spawn_spec;
 
 agent *spawn_agent_spec(host *h, const spawn_spec *s, char *err, size_t errlen);

@@ -459,7 +459,10 @@ static bool start_services(lua_State *L, host *h) {
         lua_getfield(L, -3, "cluster_broker_grace");
         cc.broker_grace = lua_tonumber(L, -1);
         lua_pop(L, 4);
+        char *cluster_name = profile_string(L, "cluster_name");
+        cc.name = cluster_name;
         rc = cluster_start(h, &cc, &err);
+        free(cluster_name);
         if (rc != 0) {
             hostlog(HOSTLOG_ERROR, "service.start_failed", 0, NULL, "%s", err.message);
             free(cluster);

@@ -120,6 +120,9 @@ return {
     -- a broker outage of our own, nobody is declared lost for 5 s while
     -- the others reconnect (docs/cluster.md).
     cluster = "",
+    -- A name the other hosts know this one by (child specs' host =); it
+    -- stays when the host restarts, its id does not.
+    cluster_name = "",
     cluster_heartbeat = 0.1,
     cluster_loss_after = 3,
     cluster_broker_grace = 5,

@@ -26,58 +26,28 @@ end
 
 local PUB = (os.getenv("MS_BUILD_DIR") or "build") .. "/agents/cluster_pub"
 
--- The broker: nats-server on 127.0.0.1, port chosen by the server (-p -1)
--- and read from its ports file; start(port) restarts it on the same one.
-local broker = {}
-function broker.start(port)
-    local dir = proc.new_dir()
-    proc.sh(("(nats-server -a 127.0.0.1 -p %s --ports_file_dir %s -js -sd %s/js >%s/log 2>&1 & " ..
-             "echo $! >%s/pid)"):format(port or "-1", q(dir), q(dir), q(dir), q(dir)))
-    local pid = tonumber(slurp(dir .. "/pid"):match("%d+"))
-    local url
-    assert(proc.wait_until(20, function()
-        local ports = slurp(("%s/nats-server_%d.ports"):format(dir, pid))
-        url = ports:match('"(nats://[^"]+)"')
-        return url ~= nil
-    end), "nats-server did not start: " .. slurp(dir .. "/log"))
-    return { dir = dir, pid = pid, url = url }
-end
-function broker.stop(b)
-    proc.sh(("kill -TERM %d 2>/dev/null"):format(b.pid))
-    proc.wait_until(20, function() return not proc.sh(("kill -0 %d 2>/dev/null"):format(b.pid)) end)
-    proc.sh(("kill -KILL %d 2>/dev/null"):format(b.pid))
-    proc.sh("rm -rf " .. q(b.dir))
-end
+local broker = require "spec.support.nats"
 
-local B
-local dirs = {}
+local S = broker.suite()
 local function host(args, opts)
-    local dir = proc.new_dir()
-    dirs[#dirs + 1] = dir
+    local dir = S.dir()
     return proc.start(dir, args, opts or { guard = 120 })
 end
 local function node(tag, sets)
     local p = host(("run spec/cluster/node.lua --workers 2 --cluster %s %s -- %s"):format(
-        B.url, sets or "", tag))
+        S.B.url, sets or "", tag))
     assert(p.wait_out("READY", 30), "node " .. tag .. " did not start: " .. p.err())
     p.id = p.out():match("READY (%x+)")
     return p
 end
 local function driver(scenario, tag, sets, flag)
     return host(("run spec/cluster/driver.lua --workers 2 --cluster %s %s -- %s %s %s"):format(
-        B.url, sets or "", scenario, tag, flag or ""))
+        S.B.url, sets or "", scenario, tag, flag or ""))
 end
-
-setup(function() B = broker.start() end)
-teardown(function()
-    for _, d in ipairs(dirs) do proc.cleanup(d) end
-    if B then broker.stop(B) end
-end)
 
 describe("a host and the cluster option", function()
     it("costs nothing without it: no id, the stats off", function()
-        local dir = proc.new_dir()
-        dirs[#dirs + 1] = dir
+        local dir = S.dir()
         local script = dir .. "/alone.lua"
         h.write_file(script, [[
 local s = ms.metrics().cluster
@@ -91,8 +61,7 @@ print(tostring(ms.agent.whereis("nobody")))
     end)
 
     it("does not start when the broker cannot be reached, and says why", function()
-        local dir = proc.new_dir()
-        dirs[#dirs + 1] = dir
+        local dir = S.dir()
         local script = dir .. "/never.lua"
         h.write_file(script, "print('ran')\n")
         -- Port 1 on loopback: nothing listens there.
@@ -139,7 +108,7 @@ describe("a cluster of hosts", function()
         assert.is_truthy(contains(out, "BADFIELD false"), out)
         assert.is_truthy(contains(out, "not memory_limit"), out)
         -- Another build: fn = is refused, naming both builds.
-        local other = host(("run spec/cluster/driver.lua --workers 2 --cluster %s -- spawn s"):format(B.url),
+        local other = host(("run spec/cluster/driver.lua --workers 2 --cluster %s -- spawn s"):format(S.B.url),
             { guard = 120, prefix = "export MS_CLUSTER_BUILD_ID=other-build;" })
         assert.are.equal(0, other.wait_exit(60), other.out() .. other.err())
         out = other.out()
@@ -219,19 +188,19 @@ describe("a cluster of hosts", function()
 
     it("declares nobody lost over a broker restart within the grace", function()
         local a = node("r")
-        local flagdir = proc.new_dir()
-        dirs[#dirs + 1] = flagdir
+        local flagdir = S.dir()
         local flag = flagdir .. "/restarted"
         local d = driver("restart", "r", nil, flag)
         assert.is_truthy(d.wait_out("WATCHING", 60), d.out() .. d.err())
-        local port = B.url:match(":(%d+)$")
-        broker.stop(B)
+        local port = S.B.url:match(":(%d+)$")
+        broker.stop(S.B)
         proc.sleep(0.5)
-        B = broker.start(port)
+        S.B = broker.start(port)
         h.write_file(flag, "yes")
         assert.are.equal(0, d.wait_exit(120), d.out() .. d.err())
         local out = d.out()
         assert.is_truthy(contains(out, "AFTER true nil"), out)
+        assert.is_truthy(contains(out, "NAMED true"), out)
         assert.is_truthy(contains(out, "NOTICE nil"), out)
         assert.is_truthy(out:match("RECONNECTS [1-9]%d* LOST 0 connected"), out)
         a.signal("TERM")
@@ -274,8 +243,26 @@ describe("a cluster of hosts", function()
         }
         local args = {}
         for i, b in ipairs(bad) do args[i] = q(b) end
-        assert.is_true(proc.sh(("%s %s %s %s"):format(q(PUB), q(B.url), q(subject),
+        assert.is_true(proc.sh(("%s %s %s %s"):format(q(PUB), q(S.B.url), q(subject),
             table.concat(args, " "))))
+        -- Heartbeats (HELLO, kind 10) whose value is not { build =, name = }
+        -- strings: a bare string, a number for the name, a table for it, a
+        -- name longer than a host name may be, a count of pairs past the end.
+        local hb_from = "1122334455667788"
+        local function s4(text)
+            return "04" .. le64(#text):sub(1, 8) .. text:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+        end
+        local bad_hb = {
+            env(1, 10, hb_from, 0, 0, str),
+            env(1, 10, hb_from, 0, 0, "0501000000" .. s4("name") .. "03" .. le64(0)),
+            env(1, 10, hb_from, 0, 0, "0501000000" .. s4("name") .. "0500000000"),
+            env(1, 10, hb_from, 0, 0, "0501000000" .. s4("name") .. s4(("n"):rep(300))),
+            env(1, 10, hb_from, 0, 0, "0509000000" .. s4("name") .. s4("x")),
+        }
+        local hb_args = {}
+        for i, b in ipairs(bad_hb) do hb_args[i] = q(b) end
+        assert.is_true(proc.sh(("%s %s %s %s"):format(q(PUB), q(S.B.url), q("ms.hb"),
+            table.concat(hb_args, " "))))
         -- The host still answers, and says what it refused.
         local d = driver("basic", "f")
         assert.are.equal(0, d.wait_exit(60), d.out() .. d.err())

@@ -56,7 +56,7 @@ return function()
             and type(m.outbox) == "userdata" then
             local name = "console-" .. tostring(m.id)
             local ok, a = pcall(ms.agent.spawn, {
-                name = name,
+                name = name, name_scope = "host", -- every host has its own
                 module = "ms.console_session",
                 args = { id = m.id, inbox = m.inbox, outbox = m.outbox },
             })

@@ -235,7 +235,7 @@ function M.serve(opts)
         }
     end
     local sup, serr = ms.supervisor{
-        name = name, strategy = "one_for_one",
+        name = name, name_scope = "host", strategy = "one_for_one",
         intensity = rawget(opts, "intensity") or math.max(10, agents * 2),
         period = rawget(opts, "period") or 5,
         children = children,

@@ -34,14 +34,20 @@ local CHILD_TYPES = { worker = true, supervisor = true }
 local SUP_KEYS = {
     name = true, strategy = true, intensity = true, period = true, backoff = true,
     policy = true, recovery = true, on_event = true, children = true, memory_limit = true,
+    name_scope = true,
 }
 local CHILD_KEYS = {
     id = true, start = true, restart = true, shutdown = true, type = true,
-    backoff = true, circuit_breaker = true,
+    backoff = true, circuit_breaker = true, host = true,
 }
 local START_KEYS = {
     fn = true, file = true, module = true, args = true, name = true,
     memory_limit = true, jit = true, runaway = true, trap_exit = true, sandbox = true,
+    name_scope = true,
+}
+-- What a spawn on another host carries (ms.agent.spawn{ host = ... }).
+local REMOTE_START_KEYS = {
+    fn = true, file = true, module = true, args = true, name = true, trap_exit = true,
 }
 local BACKOFF_KEYS = { min = true, max = true, jitter = true, factor = true, reset = true }
 local BREAKER_KEYS = { failure_threshold = true, reset_timeout = true }
@@ -166,6 +172,56 @@ local function convert_shutdown(at, v, child_type)
     return v
 end
 
+-- A child's host: a string or a list of strings, each "local" (this
+-- host), "any" (any live host of the cluster), a host id (16 hex digits)
+-- or a host name (cluster_name).  -> the list, or nil for this host.
+local function convert_host(at, host, start)
+    if host == nil then
+        return nil
+    end
+    local list = host
+    if type(host) == "string" then
+        list = { host }
+    elseif type(host) ~= "table" then
+        fail(at, "must be a host (\"any\", \"local\", an id or a name) or a list of them, got %s",
+            type(host))
+    end
+    if #list == 0 then
+        fail(at, "is an empty list (name at least one host, or \"any\")")
+    end
+    local out, remote = {}, false
+    for i, h in ipairs(list) do
+        if type(h) ~= "string" or not h:match("^[%w._-]+$") or #h > 47 then
+            fail(("%s[%d]"):format(at, i), "must be \"any\", \"local\", a host id or a host name "
+                .. "(letters, digits, . _ -), got %s", type(h) == "string" and ("'" .. h .. "'")
+                or type(h))
+        end
+        remote = remote or h ~= "local"
+        out[i] = h
+    end
+    for k in pairs(list) do
+        if type(k) ~= "number" or k < 1 or k > #list or k % 1 ~= 0 then
+            fail(at, "must be a list of hosts, got a key %s", tostring(k))
+        end
+    end
+    if not remote then
+        return out
+    end
+    if not ms.cluster.id() then
+        fail(at, "names another host, but this host is in no cluster (--cluster URL)")
+    end
+    if start.supervisor_spec then
+        fail(at, "a nested supervisor runs on its parent's host (host is for workers)")
+    end
+    for k in pairs(start) do
+        if not REMOTE_START_KEYS[k] and k ~= "fn_code" then
+            fail(at, "a child placed on another host is started with fn, file, module, args, "
+                .. "name and trap_exit only, not start.%s", tostring(k))
+        end
+    end
+    return out
+end
+
 local function convert_child(at, c, template)
     check_type(at, c, "table")
     within(at, backoff.known_keys, c, CHILD_KEYS, "the child spec")
@@ -197,6 +253,7 @@ local function convert_child(at, c, template)
         shutdown = convert_shutdown(at .. ".shutdown", c.shutdown, ctype),
         backoff = convert_backoff(at .. ".backoff", c.backoff),
         circuit_breaker = convert_breaker(at .. ".circuit_breaker", c.circuit_breaker),
+        host = convert_host(at .. ".host", c.host, start),
     }
 end
 
@@ -215,6 +272,10 @@ convert_sup = function(at, spec)
         check_type(at .. ".name", spec.name, "string")
         out.name = spec.name
     end
+    if spec.name_scope ~= nil and spec.name_scope ~= "host" and spec.name_scope ~= "cluster" then
+        fail(at .. ".name_scope", "must be \"cluster\" or \"host\", got %s", tostring(spec.name_scope))
+    end
+    out.name_scope = spec.name_scope
     local strategy = spec.strategy or "one_for_one"
     if type(strategy) == "function" then
         out.strategy = "custom"
@@ -268,9 +329,10 @@ local function request(self, op, arg)
     return r.value, r.extra
 end
 
--- { { id, agent, type, restart, status, restarts }... } in start order;
--- status is "running", "restarting" (waiting for a delayed restart) or
--- "stopped"; agent is nil unless running.
+-- { { id, agent, type, restart, status, restarts, host }... } in start
+-- order; status is "running", "restarting" (waiting for a delayed restart)
+-- or "stopped"; agent is nil unless running; host is the id of the host
+-- the child runs (or last ran) on, for a child whose spec names one.
 function Supervisor:which_children()
     return request(self, "which_children")
 end
@@ -366,6 +428,7 @@ local function start(spec)
     local agent = ms.agent.spawn{
         module = "ms.supervisor_agent",
         name = conv.name,
+        name_scope = conv.name_scope,
         args = conv,
         memory_limit = conv.memory_limit,
     }

@@ -23,29 +23,44 @@ local KEY = "ms.supervisor"
 local KILL_WAIT = 5          -- seconds to wait for an exit after a:stop
 local START_CALL_WAIT = 10   -- seconds a failed supervisor waits to report it
 
+-- An agent's key in the tables below: its id, or in a cluster its host
+-- and id (agent ids are per host: a remote child may have a local one's).
+local function agent_key(a)
+    local host = a:host()
+    return host and (host .. ":" .. a:id()) or a:id()
+end
+
 -- ---- the guard ----
 
+-- Runs in an agent of its own (its bytecode is copied: no upvalues, so
+-- it has its own copy of agent_key).
 local function guard_main(args)
-    local sup_id = args.sup:id()
+    local function agent_key(a)
+        local host = a:host()
+        return host and (host .. ":" .. a:id()) or a:id()
+    end
+    local sup_key = agent_key(args.sup)
     ms.monitor(args.sup)
-    local children = {}
+    local children, added = {}, 0 -- key -> { agent, n }: n orders them
     while true do
         local m, from = ms.recv()
         -- Only messages of the host (from == nil: the notice) and of the
         -- supervisor itself count; another agent could forge either.
         if type(m) == "table" and (from == nil or from == args.sup) then
             if m.add then
-                children[m.add:id()] = m.add
+                added = added + 1
+                children[agent_key(m.add)] = { m.add, added }
             elseif m.remove then
                 children[m.remove] = nil
-            elseif from == nil and m.event == "exit" and m.agent and m.agent:id() == sup_id then
-                local ids = {}
-                for id in pairs(children) do
-                    ids[#ids + 1] = id
+            elseif from == nil and m.event == "exit" and m.agent
+                and agent_key(m.agent) == sup_key then
+                local list = {}
+                for _, c in pairs(children) do
+                    list[#list + 1] = c
                 end
-                table.sort(ids, function(a, b) return a > b end)
-                for _, id in ipairs(ids) do
-                    children[id]:stop("supervisor exited")
+                table.sort(list, function(a, b) return a[2] > b[2] end) -- newest first
+                for _, c in ipairs(list) do
+                    c[1]:stop("supervisor exited")
                 end
                 return
             end
@@ -59,9 +74,9 @@ local function guard_add(S, a)
     end
 end
 
-local function guard_remove(S, id)
+local function guard_remove(S, key)
     if S.guard then
-        S.guard:send({ remove = id })
+        S.guard:send({ remove = key })
     end
 end
 
@@ -87,16 +102,17 @@ end
 
 -- ---- the mailbox ----
 
--- The agent id of an exit notice, or nil for any other message.  A notice
--- comes from the host, with no sender: one from an agent is a forgery
--- (it would have a running child restarted twice) and only a message.
-local function notice_id(msg, from)
+-- The agent key (agent_key) of an exit notice, or nil for any other
+-- message.  A notice comes from the host, with no sender: one from an
+-- agent is a forgery (it would have a running child restarted twice) and
+-- only a message.
+local function notice_key(msg, from)
     if from ~= nil or type(msg) ~= "table" or msg.event ~= "exit"
         or type(msg.agent) ~= "userdata" then
         return nil
     end
-    local ok, id = pcall(msg.agent.id, msg.agent)
-    return ok and id or nil
+    local ok, key = pcall(agent_key, msg.agent)
+    return ok and key or nil
 end
 
 local function defer(S, msg, from)
@@ -113,10 +129,10 @@ local function next_message(S, timeout)
 end
 
 -- Waits up to timeout seconds (nil: for ever) for the exit notice of the
--- agent with this id, putting other messages aside.  -> true | false
+-- agent with this key, putting other messages aside.  -> true | false
 local function wait_exit(S, id, timeout)
     for i, m in ipairs(S.deferred) do
-        if notice_id(m[1], m[2]) == id then
+        if notice_key(m[1], m[2]) == id then
             table.remove(S.deferred, i)
             return true
         end
@@ -134,7 +150,7 @@ local function wait_exit(S, id, timeout)
         if msg == nil and from == "timeout" then
             return false
         end
-        if notice_id(msg, from) == id then
+        if notice_key(msg, from) == id then
             return true
         end
         defer(S, msg, from)
@@ -168,6 +184,7 @@ local function new_child(spec)
         shutdown = spec.shutdown,
         backoff = spec.backoff,
         breaker = spec.circuit_breaker and circuit_breaker(spec.circuit_breaker),
+        host = spec.host,           -- the allowed hosts (supervisor.lua), or nil
         status = "stopped",
         restarts = 0,
         fails = 0,
@@ -190,11 +207,104 @@ local function load_fn(S, code, id)
     return fn
 end
 
+-- ---- placing a child on a host ----
+
+-- How many of this supervisor's children run on each host (by id).
+local function load_by_host(S)
+    local n = {}
+    for _, c in ipairs(S.children) do
+        if c.status == "running" and c.host_id then
+            n[c.host_id] = (n[c.host_id] or 0) + 1
+        end
+    end
+    return n
+end
+
+-- The hosts child c may start on now, best first: its host list in
+-- order, each entry the live hosts it names ("local": this one; "any":
+-- the others, those running fewest of our children first, then this one).
+local function candidate_hosts(S, c)
+    local me = ms.cluster.id()
+    local live = {}
+    for _, row in ipairs(ms.cluster.hosts()) do
+        if not row.lost then
+            live[#live + 1] = row
+        end
+    end
+    local out, seen = {}, {}
+    local function add(id)
+        if id and not seen[id] then
+            seen[id] = true
+            out[#out + 1] = id
+        end
+    end
+    for _, want in ipairs(c.host) do
+        if want == "local" then
+            add(me or "local")
+        elseif want == "any" then
+            local load = load_by_host(S)
+            local others = {}
+            for _, row in ipairs(live) do
+                if not row.self then
+                    others[#others + 1] = row.id
+                end
+            end
+            table.sort(others, function(a, b)
+                local la, lb = load[a] or 0, load[b] or 0
+                if la ~= lb then
+                    return la < lb
+                end
+                return a < b
+            end)
+            for _, id in ipairs(others) do
+                add(id)
+            end
+            add(me)
+        else
+            for _, row in ipairs(live) do
+                if row.id == want or row.name == want then
+                    add(row.id)
+                end
+            end
+        end
+    end
+    return out
+end
+
+local function describe_hosts(list)
+    return "{ " .. table.concat(list, ", ") .. " }"
+end
+
+-- Starts c's agent on another host.  -> the handle; raises otherwise.
+local function spawn_remote(S, c, host)
+    local st = c.start
+    local a, err = ms.agent.spawn{
+        host = host, fn = st.fn_code and load_fn(S, st.fn_code, c.id), file = st.file,
+        module = st.module, name = st.name, args = st.args, trap_exit = st.trap_exit,
+    }
+    if not a then
+        error(("on host %s: %s"):format(host, tostring(err)), 0)
+    end
+    return a
+end
+
 local function spawn_agent(S, c)
     local st = c.start
+    if c.host then
+        local hosts = candidate_hosts(S, c)
+        local me = ms.cluster.id()
+        local host = hosts[1]
+        if not host then
+            error(("no host it may run on is live (host = %s)"):format(describe_hosts(c.host)), 0)
+        end
+        c.host_id = me and host or nil
+        if host ~= me and host ~= "local" then
+            return spawn_remote(S, c, host)
+        end
+    end
     if st.supervisor_spec then
         return ms.agent.spawn{
-            module = "ms.supervisor_agent", name = st.name, args = st,
+            module = "ms.supervisor_agent", name = st.name, name_scope = st.name_scope, args = st,
             memory_limit = st.memory_limit, restarts = c.restarts, supervised = true,
         }
     end
@@ -204,7 +314,7 @@ local function spawn_agent(S, c)
         fn = st.fn_code and load_fn(S, st.fn_code, c.id), file = st.file, module = st.module,
         name = st.name, args = st.args, memory_limit = st.memory_limit, jit = st.jit,
         runaway = st.runaway, trap_exit = st.trap_exit, sandbox = st.sandbox,
-        restarts = c.restarts, supervised = true,
+        name_scope = st.name_scope, restarts = c.restarts, supervised = true,
     }
 end
 
@@ -223,15 +333,15 @@ local function start_child(S, c)
     -- supervisor), and a graceful shutdown would wait for it.
     local adopted, why = pcall(function()
         ms.monitor(a)
-        local id = a:id()
-        c.agent, c.agent_id, c.status, c.started_at = a, id, "running", ms.now()
-        S.by_agent[id] = c
+        local key = agent_key(a)
+        c.agent, c.agent_key, c.status, c.started_at = a, key, "running", ms.now()
+        S.by_agent[key] = c
         guard_add(S, a)
     end)
     if not adopted then
         a:stop("its supervisor could not take it on")
-        if c.agent_id then S.by_agent[c.agent_id] = nil end
-        c.agent, c.agent_id, c.status = nil, nil, "stopped"
+        if c.agent_key then S.by_agent[c.agent_key] = nil end
+        c.agent, c.agent_key, c.status = nil, nil, "stopped"
         return nil, tostring(why)
     end
     if c.start.supervisor_spec then
@@ -252,14 +362,22 @@ end
 -- number of seconds (or "infinity") is sent { event = "shutdown" } and
 -- given that long to end, then stopped.
 stop_agent = function(S, c, brutal)
-    local a, id = c.agent, c.agent_id
+    local a, id = c.agent, c.agent_key
     if not a then
         return
     end
     S.by_agent[id] = nil
     local exited = false
-    local info = a:info()
-    if brutal or c.shutdown == "brutal_kill" or not info.trap_exit then
+    -- A child on another host traps exits if its start table said so
+    -- (what it turned on later is not known here).
+    local remote = c.host_id and c.host_id ~= ms.cluster.id()
+    local traps
+    if remote then
+        traps = c.start.trap_exit
+    else
+        traps = a:info().trap_exit
+    end
+    if brutal or c.shutdown == "brutal_kill" or not traps then
         a:stop("shutdown")
     else
         a:send({ event = "shutdown", reason = "shutdown" })
@@ -272,7 +390,7 @@ stop_agent = function(S, c, brutal)
         -- Stuck where it cannot be interrupted (a loop in compiled code).
         S.stats.unkillable = S.stats.unkillable + 1
     end
-    c.agent, c.agent_id = nil, nil
+    c.agent, c.agent_key = nil, nil
     c.status = "stopped"
     guard_remove(S, id)
 end
@@ -376,7 +494,7 @@ local function perform_restart(S, ids, delay)
         local ok, err = start_child(S, c)
         if ok then
             emit(S, "restarted", { id = c.id, agent = c.agent, restarts = c.restarts,
-                delay = delay or 0 })
+                delay = delay or 0, host = c.host_id })
         else
             -- A failed start is a failure like any other: try again (after
             -- the backoff); the intensity ends a loop of them.
@@ -571,19 +689,20 @@ local function on_exit(S, msg, id)
     end
     S.by_agent[id] = nil
     guard_remove(S, id)
-    c.agent, c.agent_id, c.status = nil, nil, "stopped"
+    c.agent, c.agent_key, c.status = nil, nil, "stopped"
     S.stats.exits = S.stats.exits + 1
     local exit = {
         id = c.id, name = msg.name, reason = msg.reason, message = msg.message,
         traceback = msg.traceback, unread = msg.unread, restart = c.restart,
         type = c.type, restarts = c.restarts, uptime = ms.now() - (c.started_at or ms.now()),
+        host = c.host_id,
     }
     if c.type == "supervisor" and msg.reason == "error" and escalation_message(msg.message) then
         S.stats.escalations = S.stats.escalations + 1
     end
     local ok, action = pcall(S.policy, exit, policy_context(S))
     emit(S, "child_exited", {
-        id = c.id, name = msg.name, reason = msg.reason, message = msg.message,
+        id = c.id, name = msg.name, reason = msg.reason, message = msg.message, host = c.host_id,
         action = ok and (type(action) == "table" and describe(action) or tostring(action))
             or "escalate",
     })
@@ -607,7 +726,7 @@ function handlers.which_children(S)
     for i, c in ipairs(S.children) do
         list[i] = {
             id = c.id, agent = c.agent, type = c.type, restart = c.restart,
-            status = c.status, restarts = c.restarts,
+            status = c.status, restarts = c.restarts, host = c.host_id,
         }
     end
     return list
@@ -784,7 +903,7 @@ end
 -- ---- the loop ----
 
 local function dispatch(S, msg, from)
-    local id = notice_id(msg, from)
+    local id = notice_key(msg, from)
     if id then
         return on_exit(S, msg, id)
     end

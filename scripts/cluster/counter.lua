@@ -1,15 +1,10 @@
--- scripts/cluster/counter.lua: the child boss.lua keeps running somewhere
--- in the cluster.  Counts, reports each tick to its boss, answers calls
--- with where it runs.
+-- scripts/cluster/counter.lua: the child boss.lua's supervisor keeps
+-- running somewhere in the cluster.  Asks its boss where to count from,
+-- then counts, reporting each tick to the boss.
 local args = ...
 io.stdout:setvbuf("line")
-local n = args.start or 0
-ms.spawn(function()
-  while true do
-    local m, reply = ms.recv()
-    if type(m) == "table" and m.where then reply({ host = ms.cluster.id(), n = n }) end
-  end
-end)
+local r = args.boss:call({ hello = ms.cluster.id() }, 5)
+local n = r and r.start or 0
 while true do
   n = n + 1
   print(("counter on %s: %d"):format(ms.cluster.id(), n))

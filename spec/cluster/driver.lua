@@ -141,6 +141,9 @@ if scenario == "restart" then
     ms.sleep(0.1)
   end
   print("AFTER " .. tostring(r ~= nil) .. " " .. tostring(err))
+  -- The new broker has no name registry yet: a named spawn makes it again.
+  local named, nerr = pcall(ms.agent.spawn, { name = "after-restart-" .. tag, fn = function() end })
+  print("NAMED " .. tostring(named) .. " " .. tostring(nerr))
   local m = ms.recv(0.5)
   print("NOTICE " .. tostring(m and m.reason))
   local s = ms.metrics().cluster
