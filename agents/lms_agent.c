@@ -56,22 +56,26 @@ static void release_xfer(void *x) {
     xfer_free(x);
 }
 
-/* A send deferred by the send slice: made when its task resumes. */
-static ms_poll deferred_send_poll(ltask *lt, ms_cx *cx) {
-    (void)cx;
-    agent *target = lt->op.u.any[0];
-    msg *m = lt->op.u.any[1];
+/* Delivers m (taking it) and pushes send's results on L: true, or nil
+ * and the error.  Returns their number. */
+static int deliver_push(lua_State *L, agent *target, msg *m) {
     char err[300];
     int rc = mail_deliver(target, m, err, sizeof err);
     if (rc != 0) {
         msg_free(m);
-        lua_pushnil(lt->co);
-        lerr_push(lt->co, rc, err, NULL);
-        lt->nres = 2;
-    } else {
-        lua_pushboolean(lt->co, 1);
-        lt->nres = 1;
+        lua_pushnil(L);
+        lerr_push(L, rc, err, NULL);
+        return 2;
     }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* A send deferred by the send slice: made when its task resumes. */
+static ms_poll deferred_send_poll(ltask *lt, ms_cx *cx) {
+    (void)cx;
+    agent *target = lt->op.u.any[0];
+    lt->nres = deliver_push(lt->co, target, lt->op.u.any[1]);
     agent_unref(target);
     return MS_POLL_READY;
 }
@@ -124,15 +128,7 @@ static int a_send(lua_State *L) {
         lt->op.at_resume = true;
         return op_suspend(L, lt, deferred_send_poll, deferred_send_cancel, 0);
     }
-    int rc = mail_deliver(target, m, err, sizeof err);
-    if (rc != 0) {
-        msg_free(m);
-        lua_pushnil(L);
-        lerr_push(L, rc, err, NULL);
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    return deliver_push(L, target, m);
 }
 
 static int a_call(lua_State *L) {
